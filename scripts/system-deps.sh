@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian bookworm machine lacks for taskmeter's full test suite:
+# GNU time (CLI reference), Chromium (timeline screenshots), and Debian's real NVML library and header
+# (non-free; extracted into .deps/ so the NVIDIA driver stack is never installed).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+deps="$root/.deps"
+if [ ! -f /etc/apt/sources.list.d/taskmeter-nonfree.sources ]; then
+  cat > /etc/apt/sources.list.d/taskmeter-nonfree.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq -o APT::Update::Error-Mode=any || apt-get update -qq || true
+pkgs=()
+command -v /usr/bin/time >/dev/null || pkgs+=(time)
+command -v chromium >/dev/null || pkgs+=(chromium)
+command -v xz >/dev/null || pkgs+=(xz-utils)
+if [ ${#pkgs[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; fi
+if [ ! -f "$deps/nvml/include/nvml.h" ] || ! ls "$deps"/nvml/lib/libnvidia-ml.so.1 >/dev/null 2>&1; then
+  rm -rf "$deps/nvml" "$deps/debs" && mkdir -p "$deps/debs" "$deps/nvml/root"
+  (cd "$deps/debs" && apt-get download libnvidia-ml1 libnvidia-ml-dev)
+  for f in "$deps"/debs/*.deb; do dpkg -x "$f" "$deps/nvml/root"; done
+  mkdir -p "$deps/nvml/lib" "$deps/nvml/include"
+  lib=$(find "$deps/nvml/root" -name 'libnvidia-ml.so.1' | head -1)
+  hdr=$(find "$deps/nvml/root" -name 'nvml.h' | head -1)
+  [ -n "$lib" ] && [ -n "$hdr" ] || { echo "NVML debs did not contain libnvidia-ml.so.1 and nvml.h" >&2; exit 1; }
+  cp -L "$lib" "$deps/nvml/lib/libnvidia-ml.so.1"
+  cp "$hdr" "$deps/nvml/include/nvml.h"
+fi
+echo "system deps ready: $(/usr/bin/time --version 2>&1 | head -1); $(chromium --version 2>/dev/null); nvml in $deps/nvml"

@@ -1,0 +1,50 @@
+// The only place that loads the native addon. Everything else talks to it through this typed surface.
+import { join } from 'node:path';
+import loadBinding from 'node-gyp-build';
+
+export interface NativeBinding {
+  readonly SNAPSHOT_SLOTS: number;
+  readonly WINDOW_SLOTS: number;
+  snapshot(out: Float64Array): void;
+  windowOpen(intervalMs: number): number;
+  windowRead(id: number, out: Float64Array): boolean;
+  windowClose(id: number, out: Float64Array): boolean;
+  samplerState(): { openWindows: number; threadRunning: boolean };
+}
+
+// Slot order of native/proc/proc.h (SnapshotSlot) and native/sampler.h (WindowSlot).
+export const SNAP_TIME_MS = 0;
+export const SNAP_EPOCH_MS = 1;
+export const SNAP_CPU_USER_MS = 2;
+export const SNAP_CPU_SYSTEM_MS = 3;
+export const SNAP_RSS_BYTES = 4;
+export const SNAP_VMS_BYTES = 5;
+export const SNAP_PEAK_RSS_BYTES = 6;
+export const WIN_MAX_RSS_BYTES = 0;
+export const WIN_SAMPLES = 1;
+export const WIN_INTERVAL_MS = 2;
+
+export const packageRoot = join(__dirname, '..');
+
+function load(): NativeBinding {
+  try {
+    return loadBinding(packageRoot) as NativeBinding;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const e = new Error(
+      `taskmeter: could not load its native addon for ${process.platform}-${process.arch} ` +
+        `(Node ${process.versions.node}, N-API ${process.versions.napi}).\n${reason}\n` +
+        'Possible solutions:\n' +
+        '- reinstall so that the prebuilt binary for this platform is used: npm install taskmeter\n' +
+        '- or build it from source, which needs python3, make and a C++17 compiler: npm rebuild taskmeter\n' +
+        '- check that the package folder holds prebuilds/<platform>-<arch>/taskmeter.node or build/Release/taskmeter.node',
+    );
+    (e as Error & { code: string }).code = 'ERR_TASKMETER_NATIVE_LOAD';
+    throw e;
+  }
+}
+
+export const native: NativeBinding = load();
+if (native.SNAPSHOT_SLOTS !== 7 || native.WINDOW_SLOTS !== 3) {
+  throw new Error('taskmeter: the native addon does not match this version of the package (rebuild it)');
+}

@@ -1,0 +1,64 @@
+// Option checks shared by every entry point: a wrong type is a TypeError and a value out of range a RangeError,
+// each naming the option.
+
+export const DEFAULT_SAMPLE_INTERVAL_MS = 10;
+export const MIN_SAMPLE_INTERVAL_MS = 1;
+export const MAX_SAMPLE_INTERVAL_MS = 60_000;
+
+export interface MeasureOptions {
+  /** How often the sampler reads RSS inside the window, in ms: an integer from 1 to 60000. Default 10. */
+  sampleIntervalMs?: number;
+}
+
+export interface ResolvedOptions {
+  sampleIntervalMs: number;
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
+    return `${typeof value} ${String(value)}`;
+  }
+  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  return typeof value;
+}
+
+/** Checks an integer option; returns the default when the value is undefined. */
+export function intOption(name: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') {
+    throw new TypeError(`taskmeter: option "${name}" must be a number, got ${describe(value)}`);
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`taskmeter: option "${name}" must be an integer from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** Checks that `options` is undefined or a plain object with only the known keys. */
+export function optionsObject(where: string, options: unknown, known: readonly string[]): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`taskmeter: ${where} options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`taskmeter: unknown option "${key}" for ${where} (known: ${known.join(', ')})`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+export function resolveMeasureOptions(where: string, options: unknown): ResolvedOptions {
+  const o = optionsObject(where, options, ['sampleIntervalMs']);
+  return {
+    sampleIntervalMs: intOption(
+      'sampleIntervalMs',
+      o.sampleIntervalMs,
+      MIN_SAMPLE_INTERVAL_MS,
+      MAX_SAMPLE_INTERVAL_MS,
+      DEFAULT_SAMPLE_INTERVAL_MS,
+    ),
+  };
+}

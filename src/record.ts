@@ -1,0 +1,142 @@
+import { describe } from './options';
+import { gpuInfo } from './gpu';
+import type { GpuUsage, ResourceUsage } from './usage';
+
+export const RECORD_SCHEMA_VERSION = 1;
+
+export interface GpuRecord {
+  index: number;
+  uuid: string;
+  name: string;
+  memory_used_peak_bytes: number | null;
+  memory_used_peak_mb: number | null;
+  process_memory_peak_bytes: number | null;
+  process_memory_peak_mb: number | null;
+  process_memory_end_bytes: number | null;
+  energy_joules: number | null;
+  utilization_avg_percent: number | null;
+}
+
+/** A JSON-safe, snake_case record of one task (schema: taskmeter/record.schema.json). */
+export interface UsageRecord {
+  schema_version: number;
+  started_at: string;
+  ended_at: string;
+  wall_time_seconds: number;
+  cpu_user_seconds: number;
+  cpu_system_seconds: number;
+  cpu_time_seconds: number;
+  cpu_percent: number;
+  peak_memory_bytes: number;
+  peak_memory_mb: number;
+  peak_memory_source: 'hwm' | 'sampled' | 'endpoints';
+  rss_start_bytes: number;
+  rss_start_mb: number;
+  rss_end_bytes: number;
+  rss_end_mb: number;
+  samples: number;
+  sample_interval_ms: number | null;
+  gpu_available: boolean;
+  gpu_memory_peak_bytes: number | null;
+  gpu_memory_peak_mb: number | null;
+  gpu_energy_joules: number | null;
+  gpus: GpuRecord[];
+}
+
+const round = (v: number, digits: number): number => {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+};
+/** bytes / 2^20 to 2 decimals */
+export const toMiB = (bytes: number): number => round(bytes / 1048576, 2);
+const mibOrNull = (bytes: number | null): number | null => (bytes === null ? null : toMiB(bytes));
+
+function num(usage: Record<string, unknown>, key: string): number {
+  const v = usage[key];
+  if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): usage.${key} must be a number, got ${describe(v)}`);
+  if (!Number.isFinite(v) || v < 0) {
+    throw new RangeError(`taskmeter: toRecord(usage): usage.${key} must be a finite number ≥ 0, got ${v}`);
+  }
+  return v;
+}
+
+function numOrNull(o: Record<string, unknown>, key: string, where: string): number | null {
+  const v = o[key];
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): ${where}.${key} must be a number or null, got ${describe(v)}`);
+  // A measured quantity that is not finite or negative is garbage: report it as missing, never as a number.
+  return Number.isFinite(v) && v >= 0 ? v : null;
+}
+
+function gpuRecord(g: GpuUsage, i: number): GpuRecord {
+  if (g === null || typeof g !== 'object') throw new TypeError(`taskmeter: toRecord(usage): usage.gpus[${i}] must be an object`);
+  const o = g as unknown as Record<string, unknown>;
+  const where = `usage.gpus[${i}]`;
+  const peak = numOrNull(o, 'memoryUsedPeakBytes', where);
+  const proc = numOrNull(o, 'processMemoryPeakBytes', where);
+  return {
+    index: typeof g.index === 'number' && Number.isInteger(g.index) && g.index >= 0 ? g.index : i,
+    uuid: String(g.uuid ?? ''),
+    name: String(g.name ?? ''),
+    memory_used_peak_bytes: peak,
+    memory_used_peak_mb: mibOrNull(peak),
+    process_memory_peak_bytes: proc,
+    process_memory_peak_mb: mibOrNull(proc),
+    process_memory_end_bytes: numOrNull(o, 'processMemoryEndBytes', where),
+    energy_joules: numOrNull(o, 'energyJoules', where),
+    utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where),
+  };
+}
+
+const iso = (epochMs: number): string => new Date(Math.round(epochMs)).toISOString();
+
+/** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
+export function toRecord(usage: ResourceUsage): UsageRecord {
+  if (usage === null || typeof usage !== 'object') {
+    throw new TypeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
+  }
+  const u = usage as unknown as Record<string, unknown>;
+  const startedAt = num(u, 'startedAt');
+  const endedAt = u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : num(u, 'endedAt');
+  const wall = num(u, 'wallTimeMs');
+  const user = num(u, 'cpuUserMs');
+  const sys = num(u, 'cpuSystemMs');
+  const peak = num(u, 'peakRssBytes');
+  const rssStart = num(u, 'rssStartBytes');
+  const rssEnd = num(u, 'rssEndBytes');
+  const source = u.peakRssSource;
+  if (source !== 'hwm' && source !== 'sampled' && source !== 'endpoints') {
+    throw new TypeError(`taskmeter: toRecord(usage): usage.peakRssSource must be 'hwm', 'sampled' or 'endpoints', got ${describe(source)}`);
+  }
+  if (!Array.isArray(u.gpus)) throw new TypeError(`taskmeter: toRecord(usage): usage.gpus must be an array, got ${describe(u.gpus)}`);
+  const gpus = (u.gpus as GpuUsage[]).map(gpuRecord);
+  const gpuPeak = numOrNull(u, 'gpuMemoryPeakBytes', 'usage');
+  const energies = gpus.map((g) => g.energy_joules).filter((e): e is number => e !== null);
+  const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
+  const samples = u.samples === undefined ? 0 : num(u, 'samples');
+  const cpuTimeMs = user + sys;
+  return {
+    schema_version: RECORD_SCHEMA_VERSION,
+    started_at: iso(startedAt),
+    ended_at: iso(Math.max(endedAt, startedAt)),
+    wall_time_seconds: round(wall / 1000, 6),
+    cpu_user_seconds: round(user / 1000, 6),
+    cpu_system_seconds: round(sys / 1000, 6),
+    cpu_time_seconds: round(cpuTimeMs / 1000, 6),
+    cpu_percent: round(wall > 0 ? (cpuTimeMs / wall) * 100 : 0, 2),
+    peak_memory_bytes: Math.round(peak),
+    peak_memory_mb: toMiB(peak),
+    peak_memory_source: source,
+    rss_start_bytes: Math.round(rssStart),
+    rss_start_mb: toMiB(rssStart),
+    rss_end_bytes: Math.round(rssEnd),
+    rss_end_mb: toMiB(rssEnd),
+    samples: Math.round(samples),
+    sample_interval_ms: interval,
+    gpu_available: gpus.length > 0 || gpuInfo().available,
+    gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
+    gpu_memory_peak_mb: mibOrNull(gpuPeak),
+    gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
+    gpus,
+  };
+}

@@ -1,0 +1,160 @@
+import { native } from './binding';
+import { describe, MeasureOptions, resolveMeasureOptions } from './options';
+import { buildUsage, ResourceUsage, snapshot, Snapshot, windowStats } from './usage';
+
+const closeBuf = new Float64Array(native.WINDOW_SLOTS);
+
+// A tracker that is dropped while running would leave its sampler window open for the life of the process; closing
+// it when the tracker is collected keeps the window table bounded.
+const abandoned = new FinalizationRegistry<number>((id) => {
+  native.windowClose(id, new Float64Array(native.WINDOW_SLOTS));
+});
+
+/** One measurement window: endpoint snapshots plus a sampler window for the peaks in between. */
+class Window {
+  readonly start: Snapshot;
+  readonly id: number;
+  private closed = false;
+
+  constructor(intervalMs: number) {
+    this.id = native.windowOpen(intervalMs);
+    this.start = snapshot();
+  }
+
+  /** The usage so far, leaving the window open. */
+  peek(): ResourceUsage {
+    const end = snapshot();
+    const buf = new Float64Array(native.WINDOW_SLOTS);
+    const ok = native.windowRead(this.id, buf);
+    return buildUsage(this.start, end, ok ? windowStats(buf) : null);
+  }
+
+  close(): ResourceUsage {
+    if (this.closed) throw new Error('taskmeter: window already closed');
+    const end = snapshot();
+    this.closed = true;
+    const ok = native.windowClose(this.id, closeBuf);
+    return buildUsage(this.start, end, ok ? windowStats(closeBuf) : null);
+  }
+}
+
+export interface TrackerError extends Error {
+  code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
+}
+
+function trackerError(code: TrackerError['code'], message: string): TrackerError {
+  const e = new Error(message) as TrackerError;
+  e.code = code;
+  return e;
+}
+
+/**
+ * Measures what happens between start() and stop(). An idle or forgotten tracker never keeps the process alive; its
+ * sampler window is closed by stop(), by dispose, or at process/worker teardown.
+ */
+export class ResourceTracker {
+  private readonly intervalMs: number;
+  private window: Window | null = null;
+  private result: ResourceUsage | null = null;
+
+  constructor(options?: MeasureOptions) {
+    this.intervalMs = resolveMeasureOptions('ResourceTracker', options).sampleIntervalMs;
+  }
+
+  /** Opens a new window. Throws ERR_TRACKER_RUNNING if one is already open; after stop() it starts afresh. */
+  start(): this {
+    if (this.window) throw trackerError('ERR_TRACKER_RUNNING', 'taskmeter: ResourceTracker.start(): already running');
+    this.result = null;
+    this.window = new Window(this.intervalMs);
+    abandoned.register(this, this.window.id, this.window);
+    return this;
+  }
+
+  /**
+   * Closes the window and returns its usage. Calling stop() again returns the same usage (idempotent); stop() before
+   * any start() throws ERR_TRACKER_NOT_STARTED.
+   */
+  stop(): ResourceUsage {
+    if (this.window) {
+      const w = this.window;
+      this.window = null;
+      abandoned.unregister(w);
+      this.result = w.close();
+    }
+    if (!this.result) {
+      throw trackerError('ERR_TRACKER_NOT_STARTED', 'taskmeter: ResourceTracker.stop(): start() was never called');
+    }
+    return this.result;
+  }
+
+  get running(): boolean {
+    return this.window !== null;
+  }
+
+  /** While running, the usage so far; after stop(), the final usage; before start(), null. */
+  get usage(): ResourceUsage | null {
+    if (this.window) return this.window.peek();
+    return this.result;
+  }
+
+  [Symbol.dispose](): void {
+    if (this.window) this.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this[Symbol.dispose]();
+  }
+}
+
+export interface Measured<T> {
+  result: T;
+  usage: ResourceUsage;
+}
+
+/** The usage is attached to the error that fn threw (when it is an object). */
+function attachUsage(err: unknown, usage: ResourceUsage): void {
+  if (err !== null && (typeof err === 'object' || typeof err === 'function')) {
+    try {
+      Object.defineProperty(err, 'usage', { value: usage, configurable: true, writable: true, enumerable: false });
+    } catch {
+      // frozen error objects: the error still propagates unchanged
+    }
+  }
+}
+
+function checkFn(where: string, fn: unknown): void {
+  if (typeof fn !== 'function') throw new TypeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
+}
+
+/** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
+export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<T> {
+  checkFn('measureSync', fn);
+  const { sampleIntervalMs } = resolveMeasureOptions('measureSync', options);
+  const w = new Window(sampleIntervalMs);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    attachUsage(err, w.close());
+    throw err;
+  }
+  return { result, usage: w.close() };
+}
+
+/**
+ * Runs fn (sync or async) and measures it until its promise settles. If fn throws or rejects, the same error
+ * propagates with `error.usage` attached.
+ */
+export async function measure<T>(fn: () => T | PromiseLike<T>, options?: MeasureOptions): Promise<Measured<Awaited<T>>> {
+  checkFn('measure', fn);
+  const { sampleIntervalMs } = resolveMeasureOptions('measure', options);
+  const w = new Window(sampleIntervalMs);
+  let result: Awaited<T>;
+  try {
+    result = await fn();
+  } catch (err) {
+    attachUsage(err, w.close());
+    throw err;
+  }
+  return { result, usage: w.close() };
+}
