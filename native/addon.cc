@@ -73,7 +73,14 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Napi::RangeError::New(info.Env(), "interval out of range").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
+    // Optional: the start snapshot, taken in the same call (one JS→native crossing per window end).
+    double* snap = nullptr;
+    if (info.Length() > 1) {
+      snap = Float64Out(info, 1, proc::kSnapshotSlots);
+      if (snap == nullptr) return info.Env().Undefined();
+    }
     uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
+    if (snap != nullptr) proc::ReadSelf(snap);
     return Napi::Number::New(info.Env(), id);
   }
 
@@ -90,6 +97,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (!WindowId(info, &id)) return info.Env().Undefined();
     double* out = Float64Out(info, 1, kWindowSlots);
     if (out == nullptr) return info.Env().Undefined();
+    // Optional: the end snapshot, taken before the window closes so that the window covers it.
+    if (info.Length() > 2) {
+      double* snap = Float64Out(info, 2, proc::kSnapshotSlots);
+      if (snap == nullptr) return info.Env().Undefined();
+      proc::ReadSelf(snap);
+    }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out));
   }
 

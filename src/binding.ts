@@ -6,9 +6,11 @@ export interface NativeBinding {
   readonly SNAPSHOT_SLOTS: number;
   readonly WINDOW_SLOTS: number;
   snapshot(out: Float64Array): void;
-  windowOpen(intervalMs: number): number;
+  /** Opens a sampler window; fills `startSnapshot` (if given) right after opening. */
+  windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
   windowRead(id: number, out: Float64Array): boolean;
-  windowClose(id: number, out: Float64Array): boolean;
+  /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats. */
+  windowClose(id: number, out: Float64Array, endSnapshot?: Float64Array): boolean;
   samplerState(): { openWindows: number; threadRunning: boolean };
 }
 

@@ -1,7 +1,9 @@
 import { native } from './binding';
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
-import { buildUsage, ResourceUsage, snapshot, Snapshot, windowStats } from './usage';
+import { buildUsage, ResourceUsage, snapshot, Snapshot, snapshotFrom, windowStats } from './usage';
 
+const openSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
+const closeSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
 const closeBuf = new Float64Array(native.WINDOW_SLOTS);
 
 // A tracker that is dropped while running would leave its sampler window open for the life of the process; closing
@@ -17,8 +19,8 @@ class Window {
   private closed = false;
 
   constructor(intervalMs: number) {
-    this.id = native.windowOpen(intervalMs);
-    this.start = snapshot();
+    this.id = native.windowOpen(intervalMs, openSnapBuf);
+    this.start = snapshotFrom(openSnapBuf);
   }
 
   /** The usage so far, leaving the window open. */
@@ -31,10 +33,9 @@ class Window {
 
   close(): ResourceUsage {
     if (this.closed) throw new Error('taskmeter: window already closed');
-    const end = snapshot();
     this.closed = true;
-    const ok = native.windowClose(this.id, closeBuf);
-    return buildUsage(this.start, end, ok ? windowStats(closeBuf) : null);
+    const ok = native.windowClose(this.id, closeBuf, closeSnapBuf);
+    return buildUsage(this.start, snapshotFrom(closeSnapBuf), ok ? windowStats(closeBuf) : null);
   }
 }
 

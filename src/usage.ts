@@ -87,19 +87,24 @@ export interface ResourceUsage {
 
 const snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
 
+/** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h). */
+export function snapshotFrom(buf: Float64Array): Snapshot {
+  return {
+    timeMs: buf[SNAP_TIME_MS],
+    epochMs: buf[SNAP_EPOCH_MS],
+    cpuUserMs: buf[SNAP_CPU_USER_MS],
+    cpuSystemMs: buf[SNAP_CPU_SYSTEM_MS],
+    rssBytes: buf[SNAP_RSS_BYTES],
+    vmsBytes: buf[SNAP_VMS_BYTES],
+    peakRssBytes: buf[SNAP_PEAK_RSS_BYTES],
+    gpus: [],
+  };
+}
+
 /** Reads this process's CPU time, memory and clocks now (about a microsecond; no GPU driver call). */
 export function snapshot(): Snapshot {
   native.snapshot(snapBuf);
-  return {
-    timeMs: snapBuf[SNAP_TIME_MS],
-    epochMs: snapBuf[SNAP_EPOCH_MS],
-    cpuUserMs: snapBuf[SNAP_CPU_USER_MS],
-    cpuSystemMs: snapBuf[SNAP_CPU_SYSTEM_MS],
-    rssBytes: snapBuf[SNAP_RSS_BYTES],
-    vmsBytes: snapBuf[SNAP_VMS_BYTES],
-    peakRssBytes: snapBuf[SNAP_PEAK_RSS_BYTES],
-    gpus: [],
-  };
+  return snapshotFrom(snapBuf);
 }
 
 const SNAPSHOT_NUMBERS = [

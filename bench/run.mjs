@@ -1,0 +1,72 @@
+// npm run bench — side-by-side costs in one process (ratios are what count on a shared, noisy machine).
+// Prints a markdown table; docs/benchmarks.md records a run with the machine and the date.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const here = dirname(fileURLToPath(import.meta.url));
+const tm = require('../dist/index.js');
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 9);
+const N = Number(process.env.BENCH_ITERS || 100000);
+
+function nsPerCall(fn, n = N) {
+  for (let i = 0; i < 1000; i++) fn();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fn();
+  return Number(process.hrtime.bigint() - t0) / n;
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+let floorBin = null;
+const tmp = mkdtempSync(join(tmpdir(), 'taskmeter-bench-'));
+try {
+  floorBin = join(tmp, 'floor');
+  execFileSync('cc', ['-O2', '-o', floorBin, join(here, 'floor.c')]);
+} catch {
+  floorBin = null;
+}
+
+let sink = 0;
+const cases = {
+  'snapshot()': () => { sink += tm.snapshot().rssBytes; },
+  'process.cpuUsage() + process.memoryUsage.rss() + process.hrtime.bigint()': () => {
+    sink += process.cpuUsage().user + process.memoryUsage.rss() + Number(process.hrtime.bigint() & 1n);
+  },
+  'measureSync(() => 0)': () => { sink += tm.measureSync(() => 0).result; },
+  '(() => 0)() direct': () => { sink += (() => 0)(); },
+};
+const extra = globalThis.__taskmeterBenchCases ?? {};
+Object.assign(cases, extra);
+const results = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+const floor = [];
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [name, fn] of Object.entries(cases)) results[name].push(nsPerCall(fn, name.startsWith('measureSync') ? N / 10 : N));
+  if (floorBin) floor.push(Number(execFileSync(floorBin, [String(N), '3']).toString()));
+}
+rmSync(tmp, { recursive: true, force: true });
+
+const med = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]));
+const floorNs = floor.length ? median(floor) : NaN;
+const snap = med['snapshot()'];
+const builtins = med['process.cpuUsage() + process.memoryUsage.rss() + process.hrtime.bigint()'];
+const overhead = med['measureSync(() => 0)'] - med['(() => 0)() direct'];
+const rows = [
+  ['C floor: getrusage + pread(statm) + clock_gettime', floorNs],
+  ...Object.entries(med),
+];
+console.log(`taskmeter bench — node ${process.version}, ${ROUNDS} rounds × ${N} calls, median ns/call, hasGpu=${tm.hasGpu}\n`);
+console.log('| case | ns/call |\n|---|---:|');
+for (const [k, v] of rows) console.log(`| ${k} | ${Number.isFinite(v) ? v.toFixed(0) : 'n/a'} |`);
+const targets = [
+  [`snapshot() / C floor = ${(snap / floorNs).toFixed(2)}×`, 'target ≤ 1.4×', snap / floorNs <= 1.4],
+  [`built-ins / snapshot() = ${(builtins / snap).toFixed(2)}×`, 'target ≥ 4×', builtins / snap >= 4],
+  [`measureSync overhead = ${(overhead / 1000).toFixed(2)} µs`, 'target ≤ 5 µs', overhead <= 5000],
+];
+console.log('\n| ratio | target | met |\n|---|---|---|');
+for (const [a, b, ok] of targets) console.log(`| ${a} | ${b} | ${ok ? 'yes' : 'NO'} |`);
+if (globalThis.__taskmeterBenchReport) globalThis.__taskmeterBenchReport(med);
+if (sink === 0.5) console.log(sink);

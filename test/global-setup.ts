@@ -1,0 +1,13 @@
+// The tests load the built package (dist/ and the addon), the way users do. `npm test` builds dist/ first (pretest);
+// this makes sure the addon is there too, so that a failed build shows as one clear error.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+export default function setup(): void {
+  const root = join(__dirname, '..');
+  if (!existsSync(join(root, 'dist/index.js'))) throw new Error('dist/ is missing: run `npm run build:ts`');
+  const built =
+    existsSync(join(root, 'build/Release/taskmeter.node')) ||
+    existsSync(join(root, `prebuilds/${process.platform}-${process.arch}/taskmeter.node`));
+  if (!built) throw new Error('the native addon is not built: run `npm install` (or `npm run build:native`)');
+}

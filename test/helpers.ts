@@ -1,0 +1,66 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+export const root = join(__dirname, '..');
+export const distEntry = join(root, 'dist/index.js');
+
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+  timedOut: boolean;
+}
+
+/** Runs a command with a hard timeout; never rejects. */
+export function run(
+  command: string,
+  args: string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
+): Promise<ChildResult> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? root,
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs ?? 20_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, signal: null, stdout, stderr: stderr + String(err), elapsedMs: performance.now() - started, timedOut });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started, timedOut });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Runs a script from test/children/ in a fresh node process. */
+export function runChild(
+  script: string,
+  args: string[] = [],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+): Promise<ChildResult> {
+  return run(process.execPath, [...(options.nodeArgs ?? []), join(root, 'test/children', script), ...args], options);
+}
+
+/** Parses the last JSON line a child printed. */
+export function lastJson<T = any>(out: string): T {
+  const lines = out.trim().split('\n').filter((l) => l.startsWith('{') || l.startsWith('['));
+  if (lines.length === 0) throw new Error(`no JSON in child output:\n${out}`);
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+export const MiB = 1024 * 1024;

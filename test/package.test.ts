@@ -1,0 +1,88 @@
+// The package as users get it: one source list for both native builds, and a packed tarball (with its prebuild)
+// that installs and loads from ESM and CJS on a machine with no compiler.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { root, run } from './helpers';
+
+describe('native sources', () => {
+  it('binding.gyp and CMakeLists.txt both build from sources.json, which lists every native source', () => {
+    const listed: string[] = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')).sources;
+    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
+    const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
+    expect(gyp).toContain("require('./sources.json').sources");
+    expect(cmake).toMatch(/file\(READ "\$\{CMAKE_CURRENT_SOURCE_DIR\}\/sources\.json"/);
+    const onDisk: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+        const rel = `${dir}/${e.name}`;
+        if (e.isDirectory()) walk(rel);
+        else if (/\.cc$/.test(e.name) && !/_(darwin|win32)\.cc$/.test(e.name)) onDisk.push(rel);
+      }
+    };
+    walk('native');
+    expect([...listed].sort()).toEqual(onDisk.sort());
+  });
+});
+
+describe('npm pack + install without a compiler', () => {
+  const work = mkdtempSync(join(tmpdir(), 'taskmeter-pack-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('installs from the tarball with its prebuild and loads from ESM and CJS', async () => {
+    // 1. pack the project as it is (dist/ built by pretest), 2. add the prebuild in a copy, 3. pack again.
+    const first = await run('npm', ['pack', '--silent', '--pack-destination', work], { timeoutMs: 60_000 });
+    expect(first.code, first.stderr).toBe(0);
+    const tgz1 = join(work, first.stdout.trim().split('\n').pop()!);
+    const stage = join(work, 'stage');
+    mkdirSync(stage);
+    expect((await run('tar', ['-xzf', tgz1, '-C', stage, '--strip-components=1'])).code).toBe(0);
+    symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir');
+    const pre = await run('npm', ['run', 'prebuild'], { cwd: stage, timeoutMs: 180_000 });
+    expect(pre.code, pre.stdout + pre.stderr).toBe(0);
+    expect(existsSync(join(stage, 'prebuilds/linux-x64/taskmeter.node'))).toBe(true);
+    rmSync(join(stage, 'node_modules'));
+    rmSync(join(stage, 'build'), { recursive: true, force: true });
+    const second = await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage, timeoutMs: 60_000 });
+    expect(second.code, second.stderr).toBe(0);
+    const tgz = join(work, second.stdout.trim().split('\n').pop()!);
+    const listing = await run('tar', ['-tzf', tgz]);
+    const files = listing.stdout.split('\n');
+    expect(files).toContain('package/prebuilds/linux-x64/taskmeter.node');
+    expect(files).toContain('package/dist/index.mjs');
+    expect(files).toContain('package/dist/index.d.ts');
+    expect(files).toContain('package/schema/record.schema.json');
+    expect(files.some((f) => f.startsWith('package/test/'))).toBe(false);
+
+    // A PATH with node, npm, npx and sh only: no compiler, no make, no python.
+    const bin = join(work, 'bin');
+    mkdirSync(bin);
+    const which = async (name: string) => (await run('sh', ['-c', `command -v ${name}`])).stdout.trim();
+    for (const tool of ['node', 'npm', 'npx', 'sh']) symlinkSync(await which(tool), join(bin, tool));
+    const env = { ...process.env, PATH: bin };
+    for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
+    const app = join(work, 'app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+    const inst = await run('npm', ['install', '--no-audit', '--no-fund', tgz], { cwd: app, env, timeoutMs: 120_000 });
+    expect(inst.code, inst.stdout + inst.stderr).toBe(0);
+    expect(existsSync(join(app, 'node_modules/taskmeter/build'))).toBe(false); // nothing was compiled
+
+    const cjs = await run(
+      'node',
+      ['-e', "const t=require('taskmeter'); const u=t.measureSync(()=>1).usage; console.log(JSON.stringify({rss:t.snapshot().rssBytes, wall:u.wallTimeMs, gpu:t.hasGpu}))"],
+      { cwd: app, env },
+    );
+    expect(cjs.code, cjs.stderr).toBe(0);
+    expect(JSON.parse(cjs.stdout).rss).toBeGreaterThan(0);
+    const esm = await run(
+      'node',
+      ['--input-type=module', '-e', "import { snapshot, measure, toRecord } from 'taskmeter'; const { usage } = await measure(async () => 1); console.log(JSON.stringify({ rss: snapshot().rssBytes, rec: toRecord(usage).schema_version }))"],
+      { cwd: app, env },
+    );
+    expect(esm.code, esm.stderr).toBe(0);
+    expect(JSON.parse(esm.stdout)).toMatchObject({ rec: 1 });
+    expect(JSON.parse(esm.stdout).rss).toBeGreaterThan(0);
+  }, 300_000);
+});
