@@ -1,5 +1,5 @@
 // Wiring only: the exported functions, argument checks and the per-environment lifecycle. The work lives in
-// proc/ (process metrics), sampler.* (the background thread and its windows) and nvml/ (the GPU).
+// proc/ (process metrics), sampler.* (the background threads and their windows) and nvml/ (the GPU).
 #include <napi.h>
 
 #include "proc/proc.h"
@@ -10,18 +10,18 @@ namespace {
 
 // Callers (src/binding.ts) pass preallocated Float64Arrays; a wrong one is a programming error inside the package,
 // reported as a TypeError rather than a crash.
-double* Float64Out(const Napi::CallbackInfo& info, size_t index, size_t min_length) {
+Napi::Float64Array Float64Out(const Napi::CallbackInfo& info, size_t index, size_t min_length) {
   if (info.Length() <= index || !info[index].IsTypedArray() ||
       info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
     Napi::TypeError::New(info.Env(), "expected a Float64Array").ThrowAsJavaScriptException();
-    return nullptr;
+    return Napi::Float64Array();
   }
   auto arr = info[index].As<Napi::Float64Array>();
   if (arr.ElementLength() < min_length) {
     Napi::RangeError::New(info.Env(), "Float64Array too short").ThrowAsJavaScriptException();
-    return nullptr;
+    return Napi::Float64Array();
   }
-  return arr.Data();
+  return arr;
 }
 
 bool WindowId(const Napi::CallbackInfo& info, uint32_t* id) {
@@ -33,6 +33,16 @@ bool WindowId(const Napi::CallbackInfo& info, uint32_t* id) {
   return true;
 }
 
+const char* StateName(GpuState s) {
+  switch (s) {
+    case GpuState::kPending: return "pending";
+    case GpuState::kReady: return "ready";
+    case GpuState::kUnavailable: return "unavailable";
+    case GpuState::kDisabled: return "disabled";
+  }
+  return "unavailable";
+}
+
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
  public:
   TaskmeterAddon(Napi::Env env, Napi::Object exports) {
@@ -40,11 +50,17 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     DefineAddon(exports, {
         InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
         InstanceMethod("windowOpen", &TaskmeterAddon::WindowOpen),
+        InstanceMethod("windowSetPids", &TaskmeterAddon::WindowSetPids),
         InstanceMethod("windowRead", &TaskmeterAddon::WindowRead),
         InstanceMethod("windowClose", &TaskmeterAddon::WindowClose),
         InstanceMethod("samplerState", &TaskmeterAddon::SamplerState),
+        InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
+        InstanceMethod("gpuInfo", &TaskmeterAddon::GpuInfo),
+        InstanceMethod("nvmlErrorText", &TaskmeterAddon::NvmlErrorText),
         InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
+        InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
+        InstanceValue("GPU_SNAPSHOT_SLOTS", Napi::Number::New(env, kGpuSnapshotSlots), napi_enumerable),
     });
   }
 
@@ -56,10 +72,15 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   }
 
  private:
+  // snapshot(out): process slots, then (if out is long enough) the cached GPU slots. Never calls NVML.
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
-    double* out = Float64Out(info, 0, proc::kSnapshotSlots);
-    if (out == nullptr) return info.Env().Undefined();
-    proc::ReadSelf(out);
+    Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    proc::ReadSelf(out.Data());
+    size_t len = out.ElementLength();
+    if (len > proc::kSnapshotSlots) {
+      Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
+    }
     return info.Env().Undefined();
   }
 
@@ -74,42 +95,107 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       return info.Env().Undefined();
     }
     // Optional: the start snapshot, taken in the same call (one JS→native crossing per window end).
-    double* snap = nullptr;
+    Napi::Float64Array snap;
     if (info.Length() > 1) {
       snap = Float64Out(info, 1, proc::kSnapshotSlots);
-      if (snap == nullptr) return info.Env().Undefined();
+      if (snap.IsEmpty()) return info.Env().Undefined();
     }
     uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
-    if (snap != nullptr) proc::ReadSelf(snap);
+    if (!snap.IsEmpty()) proc::ReadSelf(snap.Data());
     return Napi::Number::New(info.Env(), id);
+  }
+
+  Napi::Value WindowSetPids(const Napi::CallbackInfo& info) {
+    uint32_t id;
+    if (!WindowId(info, &id)) return info.Env().Undefined();
+    if (info.Length() < 2 || !info[1].IsArray()) {
+      Napi::TypeError::New(info.Env(), "expected an array of pids").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<uint32_t> pids;
+    pids.reserve(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr[i];
+      if (!v.IsNumber()) continue;
+      double d = v.As<Napi::Number>().DoubleValue();
+      if (d >= 1 && d <= 4294967295.0) pids.push_back(static_cast<uint32_t>(d));
+    }
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().SetPids(id, std::move(pids)));
   }
 
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {
     uint32_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
-    double* out = Float64Out(info, 1, kWindowSlots);
-    if (out == nullptr) return info.Env().Undefined();
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out));
+    Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength()));
   }
 
   Napi::Value WindowClose(const Napi::CallbackInfo& info) {
     uint32_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
-    double* out = Float64Out(info, 1, kWindowSlots);
-    if (out == nullptr) return info.Env().Undefined();
+    Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
     // Optional: the end snapshot, taken before the window closes so that the window covers it.
     if (info.Length() > 2) {
-      double* snap = Float64Out(info, 2, proc::kSnapshotSlots);
-      if (snap == nullptr) return info.Env().Undefined();
-      proc::ReadSelf(snap);
+      Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
+      if (snap.IsEmpty()) return info.Env().Undefined();
+      proc::ReadSelf(snap.Data());
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }
 
   Napi::Value SamplerState(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("openWindows", static_cast<double>(Sampler::Instance().OpenCount()));
     o.Set("threadRunning", Sampler::Instance().ThreadRunning());
+    return o;
+  }
+
+  // gpuWait(timeoutMs): blocks at most timeoutMs for GPU detection; true when it has finished.
+  Napi::Value GpuWait(const Napi::CallbackInfo& info) {
+    double ms = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+    if (!(ms >= 0)) ms = 0;
+    if (ms > 60000) ms = 60000;
+    bool done = Sampler::Instance().WaitGpuDetection(std::chrono::milliseconds(static_cast<int64_t>(ms)));
+    return Napi::Boolean::New(info.Env(), done);
+  }
+
+  // nvmlErrorText(code): a sentence for an nvmlReturn_t; works without the library.
+  Napi::Value NvmlErrorText(const Napi::CallbackInfo& info) {
+    int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 999;
+    return Napi::String::New(info.Env(), nvml::Describe(code));
+  }
+
+  // What detection found (strings kept from detection; no NVML call here).
+  Napi::Value GpuInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    GpuInfoSnapshot g = Sampler::Instance().GpuInfo();
+    Napi::Object o = Napi::Object::New(env);
+    auto str_or_null = [&](const std::string& s) -> Napi::Value {
+      return s.empty() ? env.Null() : Napi::String::New(env, s);
+    };
+    o.Set("state", StateName(g.state));
+    o.Set("reason", str_or_null(g.reason));
+    o.Set("library", str_or_null(g.library));
+    o.Set("driverVersion", str_or_null(g.driver_version));
+    o.Set("nvmlVersion", str_or_null(g.nvml_version));
+    o.Set("ownPidNamespace", g.own_pid_namespace);
+    o.Set("processListVersion", g.process_list_version);
+    o.Set("processEntryBytes", static_cast<double>(g.process_entry_stride));
+    Napi::Array devices = Napi::Array::New(env, g.devices.size());
+    for (size_t i = 0; i < g.devices.size(); i++) {
+      const auto& d = g.devices[i];
+      Napi::Object dev = Napi::Object::New(env);
+      dev.Set("index", d.nvml_index);
+      dev.Set("uuid", d.uuid);
+      dev.Set("name", d.name);
+      dev.Set("memoryTotalBytes", d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes))
+                                                             : env.Null());
+      devices[i] = dev;
+    }
+    o.Set("devices", devices);
     return o;
   }
 };

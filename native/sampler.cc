@@ -1,17 +1,41 @@
 #include "sampler.h"
 
-#include <cmath>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "proc/proc.h"
 
 namespace taskmeter {
 
 namespace {
+
+constexpr double kMinGpuIntervalMs = 20;
+// The GPU thread may spend at most 1/kCostFactor of its time in NVML: a reading that costs c ms is repeated at most
+// every kCostFactor × c ms (≤ 1% of a core).
+constexpr double kCostFactor = 100;
+// An NVML reading in flight for longer than this is treated as hung: GPU data is marked stale.
+constexpr double kHangMs = 1000;
+// With no window open, snapshot() asks for a fresh GPU reading when the cache is older than this.
+constexpr double kIdleRefreshMs = 500;
+constexpr double kIdleIntervalMs = 1000;
+
 void StopAtExit() {
-  // Bounded: process exit must stay prompt even if the thread is stuck in a driver call.
-  Sampler::Instance().Stop(std::chrono::milliseconds(500));
+  // Bounded: process exit must stay prompt even if a thread is stuck in a driver call. No dlclose at exit.
+  Sampler::Instance().Stop(std::chrono::milliseconds(400), false);
 }
+
+bool GpuDisabledByEnv() {
+  const char* v = std::getenv("TASKMETER_DISABLE_GPU");
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0 && std::strcmp(v, "false") != 0;
+}
+
+std::chrono::steady_clock::time_point DeadlineIn(double ms) {
+  return std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0) + 1);
+}
+
 }  // namespace
 
 Sampler& Sampler::Instance() {
@@ -22,6 +46,19 @@ Sampler& Sampler::Instance() {
 void Sampler::Retain() {
   std::lock_guard<std::mutex> lock(mu_);
   refs_++;
+  if (!atexit_registered_) {
+    atexit_registered_ = true;
+    std::atexit(StopAtExit);
+  }
+  if (GpuDisabledByEnv()) {
+    if (gpu_.active_gen == 0) {
+      gpu_state_ = GpuState::kDisabled;
+      gpu_info_ = GpuInfoSnapshot{GpuState::kDisabled, "disabled by TASKMETER_DISABLE_GPU", "", "", "", {}, false, 0, 0};
+      gpu_cache_.clear();
+    }
+    return;
+  }
+  EnsureGpuThreadLocked();
 }
 
 void Sampler::Release() {
@@ -32,19 +69,30 @@ void Sampler::Release() {
     last = refs_ <= 0;
     if (refs_ < 0) refs_ = 0;
   }
-  if (last) Stop(std::chrono::milliseconds(500));
+  if (last) Stop(std::chrono::milliseconds(500), true);
 }
 
-void Sampler::EnsureThreadLocked() {
-  if (active_gen_ != 0) return;
-  if (!atexit_registered_) {
-    atexit_registered_ = true;
-    std::atexit(StopAtExit);
-  }
+void Sampler::EnsureRssThreadLocked() {
+  if (rss_.active_gen != 0) return;
   uint64_t gen = ++last_gen_;
-  active_gen_ = gen;
+  rss_.active_gen = gen;
   thread_wake_ms_ = -INFINITY;  // not waiting yet: it will read the table when it takes the lock
-  thread_ = std::thread([this, gen] { Run(gen); });
+  rss_.thread = std::thread([this, gen] { RunRss(gen); });
+}
+
+void Sampler::EnsureGpuThreadLocked() {
+  if (gpu_.active_gen != 0) return;
+  if (gpu_abandoned_) {
+    gpu_state_ = GpuState::kUnavailable;
+    gpu_info_.state = GpuState::kUnavailable;
+    gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
+    return;
+  }
+  gpu_state_ = GpuState::kPending;
+  gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0};
+  uint64_t gen = ++last_gen_;
+  gpu_.active_gen = gen;
+  gpu_.thread = std::thread([this, gen] { RunGpu(gen); });
 }
 
 uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
@@ -53,32 +101,130 @@ uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   if (next_id_ == 0) next_id_ = 1;
   double now = proc::MonotonicMs();
   double due = now + interval_ms;
-  windows_[id] = Window{owner, static_cast<double>(interval_ms), due, NAN, 0};
-  EnsureThreadLocked();
+  Window& w = windows_[id];
+  w = Window{owner, static_cast<double>(interval_ms), now, due, NAN, 0, 0, {}, {}};
+  if (!gpu_cache_.empty()) {
+    w.gpu.resize(gpu_cache_.size());
+    gpu_cv_.notify_one();  // the GPU thread parks while no window is open
+  }
+  EnsureRssThreadLocked();
   if (due < thread_wake_ms_) cv_.notify_all();
   return id;
 }
 
-void Sampler::FillStats(const Window& w, double* out) {
-  out[kWinMaxRssBytes] = w.max_rss_bytes;
-  out[kWinSamples] = w.samples;
-  out[kWinIntervalMs] = w.interval_ms;
-}
-
-bool Sampler::Read(uint32_t id, double* out) {
+bool Sampler::SetPids(uint32_t id, std::vector<uint32_t> pids) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  FillStats(it->second, out);
+  std::sort(pids.begin(), pids.end());
+  pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
+  it->second.pids = std::move(pids);
   return true;
 }
 
-bool Sampler::Close(uint32_t id, double* out) {
+double Sampler::GpuIntervalLocked() const {
+  double base = INFINITY;
+  for (const auto& kv : windows_) base = std::min(base, kv.second.interval_ms);
+  if (!std::isfinite(base)) base = kIdleIntervalMs;
+  return std::max({base, kMinGpuIntervalMs, gpu_cost_ms_ * kCostFactor});
+}
+
+double Sampler::ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const {
+  if (gpu_info_.own_pid_namespace) {
+    *reason = nvml::kProcPidNamespace;
+    return NAN;
+  }
+  if (pl.reason != nvml::kProcOk) {
+    *reason = pl.reason;
+    return NAN;
+  }
+  double sum = 0;
+  auto count = [&](uint32_t pid) -> bool {
+    auto it = std::lower_bound(pl.entries.begin(), pl.entries.end(), std::make_pair(pid, 0ULL));
+    if (it == pl.entries.end() || it->first != pid) return true;  // not on this GPU: 0 bytes
+    if (it->second == nvml::kValueNotAvailable) return false;
+    sum += static_cast<double>(it->second);
+    return true;
+  };
+  bool ok = pids.empty() ? count(self_pid_) : std::all_of(pids.begin(), pids.end(), count);
+  if (!ok) {
+    *reason = nvml::kProcNotAvailable;
+    return NAN;
+  }
+  *reason = nvml::kProcOk;
+  return sum;
+}
+
+void Sampler::FillStatsLocked(const Window& w, double* out, size_t len, bool closing) {
+  double now = proc::MonotonicMs();
+  out[kWinMaxRssBytes] = w.max_rss_bytes;
+  out[kWinSamples] = w.samples;
+  out[kWinIntervalMs] = w.interval_ms;
+  out[kWinGpuSamples] = w.gpu_samples;
+  out[kWinGpuIntervalMs] = gpu_cache_.empty() ? NAN : GpuIntervalLocked();
+  double hang = std::isnan(gpu_poll_started_ms_) ? 0 : now - gpu_poll_started_ms_;
+  out[kWinGpuStaleMs] = hang > kHangMs ? hang : 0;
+  bool from_cache = false;
+  size_t n = std::min(gpu_cache_.size(), (len - kWindowSlots) / kGpuWindowSlots);
+  for (size_t i = 0; i < n; i++) {
+    double* g = out + kWindowSlots + i * kGpuWindowSlots;
+    const GpuCache& c = gpu_cache_[i];
+    GpuWindow gw = i < w.gpu.size() ? w.gpu[i] : GpuWindow();
+    double power = c.reading.power_watts;
+    double fresh_limit = std::max(1000.0, 2 * GpuIntervalLocked());
+    if (w.gpu_samples == 0) {
+      // No reading fell inside the window (it was short): report the latest reading if it is recent.
+      if (!std::isnan(c.t_ms) && now - c.t_ms <= fresh_limit) {
+        from_cache = true;
+        gw.memory_used_peak = c.reading.memory_used_bytes >= 0 ? c.reading.memory_used_bytes : NAN;
+        int reason;
+        double pb = ProcessBytes(c.reading.processes, w.pids, &reason);
+        gw.process_peak = gw.process_end = pb;
+        gw.process_reason = reason;
+        gw.device_error = c.reading.device_error;
+        if (c.reading.utilization_percent >= 0) {
+          gw.util_sum = c.reading.utilization_percent;
+          gw.util_n = 1;
+        }
+        gw.energy_j = 0;
+        gw.energy_valid = power >= 0;
+        if (!gw.energy_valid) gw.energy_reason = 1;
+        if (power >= 0) gw.energy_j = power * std::max(0.0, now - w.open_ms) / 1000.0;
+      } else {
+        gw.energy_valid = false;
+      }
+    } else if (power >= 0 && !std::isnan(last_gpu_poll_ms_)) {
+      // The stretch since the last reading, at the last power draw.
+      gw.energy_j += power * std::max(0.0, now - std::max(last_gpu_poll_ms_, w.open_ms)) / 1000.0;
+    }
+    g[kGwMemoryUsedPeakBytes] = gw.memory_used_peak;
+    g[kGwProcessMemoryPeakBytes] = gw.process_peak;
+    g[kGwProcessMemoryEndBytes] = gw.process_end;
+    g[kGwEnergyJoules] = gw.energy_valid ? gw.energy_j : NAN;
+    g[kGwUtilizationAvgPercent] = gw.util_n > 0 ? gw.util_sum / gw.util_n : NAN;
+    g[kGwProcessReason] = gw.process_reason;
+    g[kGwDeviceError] = gw.device_error;
+    g[kGwEnergyReason] = gw.energy_valid ? gw.energy_reason : (gw.energy_reason ? gw.energy_reason : 1);
+  }
+  for (size_t i = kWindowSlots + n * kGpuWindowSlots; i < len; i++) out[i] = NAN;
+  out[kWinGpuFromCache] = from_cache ? 1 : 0;
+  (void)closing;
+}
+
+bool Sampler::Read(uint32_t id, double* out, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  if (out) FillStats(it->second, out);
-  windows_.erase(it);  // no wake-up needed: the thread parks by itself at its next tick if nothing is left
+  FillStatsLocked(it->second, out, len, false);
+  return true;
+}
+
+bool Sampler::Close(uint32_t id, double* out, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = windows_.find(id);
+  if (it == windows_.end()) return false;
+  if (out) FillStatsLocked(it->second, out, len, true);
+  windows_.erase(it);  // no wake-up needed: the threads park by themselves if nothing is left
   return true;
 }
 
@@ -91,7 +237,6 @@ void Sampler::CloseOwnedBy(const void* owner) {
       ++it;
     }
   }
-  cv_.notify_all();
 }
 
 size_t Sampler::OpenCount() {
@@ -101,41 +246,94 @@ size_t Sampler::OpenCount() {
 
 bool Sampler::ThreadRunning() {
   std::lock_guard<std::mutex> lock(mu_);
-  return active_gen_ != 0;
+  return rss_.active_gen != 0;
 }
 
-void Sampler::Stop(std::chrono::milliseconds wait) {
+size_t Sampler::GpuCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gpu_cache_.size();
+}
+
+size_t Sampler::ReadGpuCache(double* out, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = std::min(gpu_cache_.size(), len / kGpuSnapshotSlots);
+  double now = proc::MonotonicMs();
+  double oldest = 0;
+  for (size_t i = 0; i < n; i++) {
+    const GpuCache& c = gpu_cache_[i];
+    const nvml::DeviceReading& r = c.reading;
+    double* g = out + i * kGpuSnapshotSlots;
+    auto v = [](double x) { return x >= 0 ? x : NAN; };
+    g[kGsMemoryUsedBytes] = v(r.memory_used_bytes);
+    g[kGsMemoryTotalBytes] = v(r.memory_total_bytes);
+    g[kGsProcessMemoryBytes] = c.self_process_bytes;
+    g[kGsUtilizationPercent] = v(r.utilization_percent);
+    g[kGsPowerWatts] = v(r.power_watts);
+    g[kGsEnergyJoules] = c.energy_known ? c.energy_total_j : NAN;
+    g[kGsAgeMs] = std::isnan(c.t_ms) ? NAN : now - c.t_ms;
+    g[kGsProcessReason] = c.self_reason;
+    if (!std::isnan(c.t_ms)) oldest = std::max(oldest, now - c.t_ms);
+  }
+  for (size_t i = n * kGpuSnapshotSlots; i < len; i++) out[i] = NAN;
+  if (n > 0 && windows_.empty() && oldest > kIdleRefreshMs && now - last_refresh_request_ms_ > kIdleRefreshMs) {
+    last_refresh_request_ms_ = now;
+    gpu_refresh_requested_ = true;
+    gpu_cv_.notify_one();
+  }
+  return n;
+}
+
+bool Sampler::WaitGpuDetection(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  uint64_t gen = active_gen_;
+  return state_cv_.wait_for(lock, timeout, [this] { return gpu_state_ != GpuState::kPending; });
+}
+
+GpuInfoSnapshot Sampler::GpuInfo() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gpu_info_;
+}
+
+void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
+                               std::chrono::steady_clock::time_point deadline) {
+  uint64_t gen = t.active_gen;
   if (gen == 0) return;
-  active_gen_ = 0;
+  t.active_gen = 0;
   cv_.notify_all();
-  bool done = exited_cv_.wait_for(lock, wait, [this, gen] { return exited_gen_ >= gen; });
-  std::thread t = std::move(thread_);
+  gpu_cv_.notify_all();
+  bool done = state_cv_.wait_until(lock, deadline, [&t, gen] { return t.exited_gen >= gen; });
+  std::thread th = std::move(t.thread);
+  if (!done && &t == &gpu_) gpu_abandoned_ = true;
   lock.unlock();
   if (done) {
-    t.join();
+    th.join();
   } else {
-    t.detach();  // stuck in a call we cannot interrupt; it only touches this leaked object
+    th.detach();  // stuck in a call we cannot interrupt; it only touches this leaked object
   }
+  lock.lock();
 }
 
-void Sampler::Run(uint64_t gen) {
+void Sampler::Stop(std::chrono::milliseconds wait, bool unload) {
   std::unique_lock<std::mutex> lock(mu_);
-  while (active_gen_ == gen) {
+  unload_on_stop_ = unload;
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  StopThreadLocked(lock, rss_, deadline);
+  StopThreadLocked(lock, gpu_, deadline);
+}
+
+void Sampler::RunRss(uint64_t gen) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (rss_.active_gen == gen) {
     if (windows_.empty()) {
       thread_wake_ms_ = INFINITY;
-      cv_.wait(lock, [this, gen] { return active_gen_ != gen || !windows_.empty(); });
+      cv_.wait(lock, [this, gen] { return rss_.active_gen != gen || !windows_.empty(); });
       continue;
     }
     double now = proc::MonotonicMs();
     double next_due = INFINITY;
     for (auto& kv : windows_) next_due = std::min(next_due, kv.second.next_due_ms);
     if (now < next_due) {
-      auto until = std::chrono::steady_clock::now() +
-                   std::chrono::microseconds(static_cast<int64_t>((next_due - now) * 1000.0) + 1);
       thread_wake_ms_ = next_due;
-      cv_.wait_until(lock, until);
+      cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
     }
     lock.unlock();
@@ -155,8 +353,147 @@ void Sampler::Run(uint64_t gen) {
       if (w.next_due_ms <= now) w.next_due_ms = now + w.interval_ms;
     }
   }
-  if (gen > exited_gen_) exited_gen_ = gen;
-  exited_cv_.notify_all();
+  if (gen > rss_.exited_gen) rss_.exited_gen = gen;
+  state_cv_.notify_all();
+}
+
+void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings) {
+  for (auto& kv : windows_) {
+    if (t_now > kv.second.open_ms) kv.second.gpu_samples++;
+  }
+  for (size_t i = 0; i < readings.size() && i < gpu_cache_.size(); i++) {
+    GpuCache& c = gpu_cache_[i];
+    nvml::DeviceReading& r = readings[i];
+    // Energy since the previous reading: the device counter where present; where not, or where it went backwards
+    // (a driver reload resets it), the power integrated over the interval.
+    double inc = NAN;
+    int energy_reason = 0;
+    double dt = t_now - t_prev;
+    bool have_prev = !std::isnan(t_prev) && dt > 0;
+    double p_prev = c.reading.power_watts, p_now = r.power_watts;
+    auto integrated = [&]() -> double {
+      if (p_now >= 0 && p_prev >= 0) return (p_now + p_prev) / 2 * dt / 1000.0;
+      if (p_now >= 0) return p_now * dt / 1000.0;
+      return NAN;
+    };
+    if (have_prev) {
+      if (r.energy_counter_mj >= 0 && c.last_counter_mj >= 0) {
+        if (r.energy_counter_mj >= c.last_counter_mj) {
+          inc = (r.energy_counter_mj - c.last_counter_mj) / 1000.0;
+        } else {
+          inc = integrated();
+          energy_reason = 2;
+        }
+      } else {
+        inc = integrated();
+      }
+    }
+    if (r.energy_counter_mj >= 0) c.last_counter_mj = r.energy_counter_mj;
+    if (!std::isnan(inc)) {
+      c.energy_total_j += inc;
+      c.energy_known = true;
+    }
+    c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
+    for (auto& kv : windows_) {
+      Window& w = kv.second;
+      if (t_now <= w.open_ms) continue;
+      if (w.gpu.size() < gpu_cache_.size()) w.gpu.resize(gpu_cache_.size());
+      GpuWindow& g = w.gpu[i];
+      g.device_error = r.device_error;
+      if (r.memory_used_bytes >= 0) g.memory_used_peak = std::isnan(g.memory_used_peak) ? r.memory_used_bytes : std::max(g.memory_used_peak, r.memory_used_bytes);
+      int reason;
+      double pb = ProcessBytes(r.processes, w.pids, &reason);
+      if (!std::isnan(pb)) {
+        g.process_peak = std::isnan(g.process_peak) ? pb : std::max(g.process_peak, pb);
+        g.process_end = pb;
+      } else {
+        g.process_end = NAN;
+      }
+      g.process_reason = reason;
+      if (r.utilization_percent >= 0) {
+        g.util_sum += r.utilization_percent;
+        g.util_n++;
+      }
+      if (energy_reason) g.energy_reason = energy_reason;
+      if (have_prev) {
+        double frac = (t_now - std::max(t_prev, w.open_ms)) / dt;
+        frac = std::min(1.0, std::max(0.0, frac));
+        if (std::isnan(inc)) {
+          g.energy_valid = false;
+        } else {
+          g.energy_j += inc * frac;
+        }
+      } else if (p_now >= 0) {
+        g.energy_j += p_now * (t_now - w.open_ms) / 1000.0;
+      } else {
+        g.energy_valid = false;
+      }
+    }
+    c.reading = std::move(r);
+    c.t_ms = t_now;
+  }
+}
+
+void Sampler::RunGpu(uint64_t gen) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    self_pid_ = static_cast<uint32_t>(getpid());
+  }
+  bool ok = gpus_.Detect();
+  std::unique_lock<std::mutex> lock(mu_);
+  gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
+  gpu_info_.reason = ok ? "" : gpus_.reason();
+  gpu_info_.library = gpus_.library().path();
+  gpu_info_.driver_version = gpus_.driver_version();
+  gpu_info_.nvml_version = gpus_.nvml_version();
+  gpu_info_.devices = ok ? gpus_.devices() : std::vector<nvml::DeviceStatic>();
+  gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
+  gpu_info_.process_list_version = gpus_.library().api().process_list_version;
+  gpu_info_.process_entry_stride = gpus_.process_entry_stride();
+  gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
+  for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
+  gpu_state_ = gpu_info_.state;
+  last_gpu_poll_ms_ = NAN;
+  gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
+  state_cv_.notify_all();
+  std::vector<nvml::DeviceReading> readings;
+  while (gpu_.active_gen == gen) {
+    if (!ok) {
+      gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen; });
+      continue;
+    }
+    if (windows_.empty() && !gpu_refresh_requested_) {
+      gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen || !windows_.empty() || gpu_refresh_requested_; });
+      continue;
+    }
+    double now = proc::MonotonicMs();
+    double due = std::isnan(last_gpu_poll_ms_) ? now : last_gpu_poll_ms_ + GpuIntervalLocked();
+    if (gpu_refresh_requested_ && windows_.empty()) due = now;
+    if (now < due) {
+      gpu_cv_.wait_until(lock, DeadlineIn(due - now));
+      continue;
+    }
+    gpu_refresh_requested_ = false;
+    gpu_poll_started_ms_ = now;
+    size_t n = gpu_cache_.size();
+    lock.unlock();
+    readings.assign(n, nvml::DeviceReading());
+    for (size_t i = 0; i < n; i++) gpus_.Read(i, &readings[i]);
+    double t1 = proc::MonotonicMs();
+    lock.lock();
+    gpu_poll_started_ms_ = NAN;
+    gpu_cost_ms_ = t1 - now;
+    double t_prev = last_gpu_poll_ms_;
+    last_gpu_poll_ms_ = t1;
+    ApplyGpuReadingsLocked(t_prev, t1, readings);
+  }
+  bool unload = unload_on_stop_;
+  gpu_cache_.clear();
+  lock.unlock();
+  gpus_.Shutdown(unload);
+  lock.lock();
+  if (gen > gpu_.exited_gen) gpu_.exited_gen = gen;
+  state_cv_.notify_all();
 }
 
 }  // namespace taskmeter

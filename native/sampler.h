@@ -1,78 +1,186 @@
-// The sampler: one background thread per process, shared by every open window of every addon instance (main thread
-// and worker threads). It is parked on a condition variable while no window is open, never touches JS or libuv (so it
-// cannot keep the event loop alive), and is stopped at the last environment teardown and at process exit.
+// The sampler: process-wide background threads shared by every open window of every addon instance (main thread and
+// worker threads). They never touch JS or libuv, so they cannot keep the event loop alive.
+//
+// - The RSS thread reads RSS at each window's interval; it is parked on a condition variable while no window is open.
+// - The GPU thread owns every NVML call: detection at load, then device and process readings while a window is open
+//   (or when snapshot() finds the cache old). It is separate so that a driver call that hangs can never delay RSS
+//   sampling, a window's end or process exit: a hung call only makes GPU data stale, which the usage reports.
 #pragma once
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "nvml/gpu.h"
+
 namespace taskmeter {
 
-// Window slots shared with src/binding.ts (WINDOW_* constants).
+// Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 enum WindowSlot : int {
   kWinMaxRssBytes = 0,  // largest RSS the sampler saw in the window; NaN before the first sample
-  kWinSamples,          // number of RSS samples taken in the window
+  kWinSamples,          // RSS samples taken in the window
   kWinIntervalMs,       // the window's requested interval
+  kWinGpuSamples,       // GPU readings that fell inside the window
+  kWinGpuIntervalMs,    // effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU
+  kWinGpuStaleMs,       // > 0: an NVML call has been hanging this long at the window's end (GPU data is stale)
+  kWinGpuFromCache,     // 1: no reading fell inside the window; GPU values are the latest cached ones
   kWindowSlots
+};
+enum GpuWindowSlot : int {
+  kGwMemoryUsedPeakBytes = 0,
+  kGwProcessMemoryPeakBytes,
+  kGwProcessMemoryEndBytes,
+  kGwEnergyJoules,
+  kGwUtilizationAvgPercent,
+  kGwProcessReason,  // nvml::ProcReason of the last reading when the process memory is null
+  kGwDeviceError,    // nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0
+  kGwEnergyReason,   // 0 ok, 1 no counter and no power, 2 counter went backwards (integrated power instead)
+  kGpuWindowSlots
+};
+// Snapshot slots per GPU, after proc::kSnapshotSlots.
+enum GpuSnapshotSlot : int {
+  kGsMemoryUsedBytes = 0,
+  kGsMemoryTotalBytes,
+  kGsProcessMemoryBytes,
+  kGsUtilizationPercent,
+  kGsPowerWatts,
+  kGsEnergyJoules,  // cumulative since taskmeter first read this GPU
+  kGsAgeMs,
+  kGsProcessReason,
+  kGpuSnapshotSlots
+};
+
+enum class GpuState { kPending, kReady, kUnavailable, kDisabled };
+
+struct GpuInfoSnapshot {
+  GpuState state;
+  std::string reason;
+  std::string library;
+  std::string driver_version;
+  std::string nvml_version;
+  std::vector<nvml::DeviceStatic> devices;
+  bool own_pid_namespace;
+  int process_list_version;
+  size_t process_entry_stride;
 };
 
 class Sampler {
  public:
-  // The process-wide instance. Deliberately never destroyed: the thread may still be running while static
-  // destructors run at exit().
+  // The process-wide instance. Deliberately never destroyed: a thread may still be running (stuck in a driver call)
+  // while static destructors run at exit().
   static Sampler& Instance();
 
-  // Every addon instance retains the sampler while its environment lives.
+  // Every addon instance retains the sampler while its environment lives. The first retain starts GPU detection.
   void Retain();
-  // At the last release the thread is stopped and joined (bounded wait: a thread stuck in a driver call is detached).
+  // At the last release the threads are stopped and joined (bounded wait: a thread stuck in a driver call is
+  // detached) and NVML is shut down and unloaded.
   void Release();
 
   // Opens a window sampled every interval_ms; owner identifies the addon instance so its windows close at teardown.
   uint32_t Open(uint32_t interval_ms, const void* owner);
-  // Copies the window's stats into out[0..kWindowSlots). Returns false for an unknown id.
-  bool Read(uint32_t id, double* out);
-  bool Close(uint32_t id, double* out);
+  // Which pids the window's GPU process memory counts (empty: this process).
+  bool SetPids(uint32_t id, std::vector<uint32_t> pids);
+  // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id.
+  bool Read(uint32_t id, double* out, size_t len);
+  bool Close(uint32_t id, double* out, size_t len);
   void CloseOwnedBy(const void* owner);
   size_t OpenCount();
   bool ThreadRunning();
 
-  // Stops the thread, waiting at most `wait`; used at exit and at the last release.
-  void Stop(std::chrono::milliseconds wait);
+  // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
+  // cache is old. Returns the number of GPUs written.
+  size_t ReadGpuCache(double* out, size_t len);
+  // Waits (at most timeout) for GPU detection; true when it finished.
+  bool WaitGpuDetection(std::chrono::milliseconds timeout);
+  GpuInfoSnapshot GpuInfo();
+  size_t GpuCount();
+
+  // Stops the threads, waiting at most `wait`; used at exit and at the last release.
+  void Stop(std::chrono::milliseconds wait, bool unload);
 
  private:
   Sampler() = default;
+  struct GpuWindow {
+    double memory_used_peak = NAN;
+    double process_peak = NAN;
+    double process_end = NAN;
+    double energy_j = 0;
+    bool energy_valid = true;
+    int energy_reason = 0;
+    double util_sum = 0;
+    uint32_t util_n = 0;
+    int process_reason = nvml::kProcNoData;
+    int device_error = 0;
+  };
   struct Window {
     const void* owner;
     double interval_ms;
+    double open_ms;
     double next_due_ms;
     double max_rss_bytes;
     uint32_t samples;
+    uint32_t gpu_samples;
+    std::vector<uint32_t> pids;
+    std::vector<GpuWindow> gpu;
   };
-  void EnsureThreadLocked();
-  void Run(uint64_t gen);
-  static void FillStats(const Window& w, double* out);
+  struct GpuCache {
+    double t_ms = NAN;
+    nvml::DeviceReading reading;
+    double self_process_bytes = NAN;
+    int self_reason = nvml::kProcNoData;
+    double energy_total_j = 0;  // integrated since the first reading
+    bool energy_known = false;
+    double last_counter_mj = -1;
+  };
+  struct Thread {
+    std::thread thread;
+    uint64_t active_gen = 0;  // 0: should not run
+    uint64_t exited_gen = 0;
+  };
+
+  void EnsureRssThreadLocked();
+  void EnsureGpuThreadLocked();
+  void RunRss(uint64_t gen);
+  void RunGpu(uint64_t gen);
+  void ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings);
+  void FillStatsLocked(const Window& w, double* out, size_t len, bool closing);
+  double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
+  double GpuIntervalLocked() const;
+  void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   std::mutex mu_;
-  std::condition_variable cv_;       // wakes the thread: windows changed or stop requested
-  std::condition_variable exited_cv_;
+  std::condition_variable cv_;      // wakes the RSS thread
+  std::condition_variable gpu_cv_;  // wakes the GPU thread
+  std::condition_variable state_cv_;  // thread exits, detection done
   std::unordered_map<uint32_t, Window> windows_;
   uint32_t next_id_ = 1;
   int refs_ = 0;
-  // Each started thread gets a generation; it runs while active_gen_ is its own. A thread detached while stuck in a
-  // driver call therefore ends by itself when the call returns, even if a newer thread has started meanwhile.
   uint64_t last_gen_ = 0;
-  uint64_t active_gen_ = 0;  // 0: no thread should run
-  uint64_t exited_gen_ = 0;  // newest generation that has left Run()
+  Thread rss_;
+  Thread gpu_;
   bool atexit_registered_ = false;
-  // When the parked thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if
-  // the new window is due earlier, so a short measureSync() costs no futex wake in the common case.
+  bool unload_on_stop_ = true;
+  bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
+  // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
+  // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;
-  std::thread thread_;
+
+  // GPU state: written by the GPU thread under mu_ (except gpus_, which only that thread touches while detecting).
+  nvml::Gpus gpus_;
+  GpuState gpu_state_ = GpuState::kPending;
+  GpuInfoSnapshot gpu_info_;
+  std::vector<GpuCache> gpu_cache_;
+  uint32_t self_pid_ = 0;
+  double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
+  double gpu_cost_ms_ = 0;            // what the last reading cost
+  double last_gpu_poll_ms_ = NAN;
+  bool gpu_refresh_requested_ = false;
+  double last_refresh_request_ms_ = -INFINITY;
 };
 
 }  // namespace taskmeter

@@ -2,19 +2,40 @@
 import { join } from 'node:path';
 import loadBinding from 'node-gyp-build';
 
+export interface NativeGpuInfo {
+  state: 'pending' | 'ready' | 'unavailable' | 'disabled';
+  reason: string | null;
+  library: string | null;
+  driverVersion: string | null;
+  nvmlVersion: string | null;
+  ownPidNamespace: boolean;
+  processListVersion: number;
+  processEntryBytes: number;
+  devices: { index: number; uuid: string; name: string; memoryTotalBytes: number | null }[];
+}
+
 export interface NativeBinding {
   readonly SNAPSHOT_SLOTS: number;
   readonly WINDOW_SLOTS: number;
+  readonly GPU_WINDOW_SLOTS: number;
+  readonly GPU_SNAPSHOT_SLOTS: number;
+  /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
   snapshot(out: Float64Array): void;
   /** Opens a sampler window; fills `startSnapshot` (if given) right after opening. */
   windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
+  /** The pids whose GPU memory the window counts (default: this process). */
+  windowSetPids(id: number, pids: number[]): boolean;
   windowRead(id: number, out: Float64Array): boolean;
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats. */
   windowClose(id: number, out: Float64Array, endSnapshot?: Float64Array): boolean;
   samplerState(): { openWindows: number; threadRunning: boolean };
+  /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
+  gpuWait(timeoutMs: number): boolean;
+  gpuInfo(): NativeGpuInfo;
+  nvmlErrorText(code: number): string;
 }
 
-// Slot order of native/proc/proc.h (SnapshotSlot) and native/sampler.h (WindowSlot).
+// Slot order of native/proc/proc.h (SnapshotSlot) and native/sampler.h (WindowSlot, GpuWindowSlot, GpuSnapshotSlot).
 export const SNAP_TIME_MS = 0;
 export const SNAP_EPOCH_MS = 1;
 export const SNAP_CPU_USER_MS = 2;
@@ -22,9 +43,32 @@ export const SNAP_CPU_SYSTEM_MS = 3;
 export const SNAP_RSS_BYTES = 4;
 export const SNAP_VMS_BYTES = 5;
 export const SNAP_PEAK_RSS_BYTES = 6;
+
 export const WIN_MAX_RSS_BYTES = 0;
 export const WIN_SAMPLES = 1;
 export const WIN_INTERVAL_MS = 2;
+export const WIN_GPU_SAMPLES = 3;
+export const WIN_GPU_INTERVAL_MS = 4;
+export const WIN_GPU_STALE_MS = 5;
+export const WIN_GPU_FROM_CACHE = 6;
+
+export const GW_MEMORY_USED_PEAK = 0;
+export const GW_PROCESS_MEMORY_PEAK = 1;
+export const GW_PROCESS_MEMORY_END = 2;
+export const GW_ENERGY_J = 3;
+export const GW_UTILIZATION_AVG = 4;
+export const GW_PROCESS_REASON = 5;
+export const GW_DEVICE_ERROR = 6;
+export const GW_ENERGY_REASON = 7;
+
+export const GS_MEMORY_USED = 0;
+export const GS_MEMORY_TOTAL = 1;
+export const GS_PROCESS_MEMORY = 2;
+export const GS_UTILIZATION = 3;
+export const GS_POWER_W = 4;
+export const GS_ENERGY_J = 5;
+export const GS_AGE_MS = 6;
+export const GS_PROCESS_REASON = 7;
 
 export const packageRoot = join(__dirname, '..');
 
@@ -47,6 +91,6 @@ function load(): NativeBinding {
 }
 
 export const native: NativeBinding = load();
-if (native.SNAPSHOT_SLOTS !== 7 || native.WINDOW_SLOTS !== 3) {
+if (native.SNAPSHOT_SLOTS !== 7 || native.WINDOW_SLOTS !== 7 || native.GPU_WINDOW_SLOTS !== 8 || native.GPU_SNAPSHOT_SLOTS !== 8) {
   throw new Error('taskmeter: the native addon does not match this version of the package (rebuild it)');
 }

@@ -1,10 +1,10 @@
 export { snapshot, usageBetween } from './usage';
-export type { Snapshot, ResourceUsage, PeakRssSource, GpuSnapshot, GpuUsage } from './usage';
+export type { Snapshot, ResourceUsage, PeakRssSource } from './usage';
 export { measure, measureSync, ResourceTracker } from './tracker';
 export type { Measured, TrackerError } from './tracker';
 export { toRecord, RECORD_SCHEMA_VERSION } from './record';
 export type { UsageRecord, GpuRecord } from './record';
 export { hasGpu, gpuInfo } from './gpu';
-export type { GpuInfo, GpuDevice } from './gpu';
+export type { GpuInfo, GpuDevice, GpuSnapshot, GpuUsage } from './gpu';
 export { DEFAULT_SAMPLE_INTERVAL_MS } from './options';
 export type { MeasureOptions } from './options';

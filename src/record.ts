@@ -1,6 +1,7 @@
 import { describe } from './options';
 import { gpuInfo } from './gpu';
-import type { GpuUsage, ResourceUsage } from './usage';
+import type { GpuUsage } from './gpu';
+import type { ResourceUsage } from './usage';
 
 export const RECORD_SCHEMA_VERSION = 1;
 
@@ -13,8 +14,10 @@ export interface GpuRecord {
   process_memory_peak_bytes: number | null;
   process_memory_peak_mb: number | null;
   process_memory_end_bytes: number | null;
+  process_memory_reason: string | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
+  error: string | null;
 }
 
 /** A JSON-safe, snake_case record of one task (schema: taskmeter/record.schema.json). */
@@ -39,7 +42,9 @@ export interface UsageRecord {
   gpu_available: boolean;
   gpu_memory_peak_bytes: number | null;
   gpu_memory_peak_mb: number | null;
+  gpu_memory_peak_source: 'process' | 'device' | null;
   gpu_energy_joules: number | null;
+  gpu_stale: boolean;
   gpus: GpuRecord[];
 }
 
@@ -60,20 +65,24 @@ function num(usage: Record<string, unknown>, key: string): number {
   return v;
 }
 
-function numOrNull(o: Record<string, unknown>, key: string, where: string): number | null {
+function numOrNull(o: Record<string, unknown>, key: string, where: string, max = Infinity): number | null {
   const v = o[key];
   if (v === null || v === undefined) return null;
   if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): ${where}.${key} must be a number or null, got ${describe(v)}`);
-  // A measured quantity that is not finite or negative is garbage: report it as missing, never as a number.
-  return Number.isFinite(v) && v >= 0 ? v : null;
+  // A measured quantity that is not finite, negative or impossible is garbage: missing, never a number.
+  return Number.isFinite(v) && v >= 0 && v <= max ? v : null;
 }
+
+const intOrNull = (v: number | null): number | null => (v === null ? null : Math.round(v));
+const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 function gpuRecord(g: GpuUsage, i: number): GpuRecord {
   if (g === null || typeof g !== 'object') throw new TypeError(`taskmeter: toRecord(usage): usage.gpus[${i}] must be an object`);
   const o = g as unknown as Record<string, unknown>;
   const where = `usage.gpus[${i}]`;
-  const peak = numOrNull(o, 'memoryUsedPeakBytes', where);
-  const proc = numOrNull(o, 'processMemoryPeakBytes', where);
+  const peak = intOrNull(numOrNull(o, 'memoryUsedPeakBytes', where));
+  const proc = intOrNull(numOrNull(o, 'processMemoryPeakBytes', where));
+  const energy = numOrNull(o, 'energyJoules', where);
   return {
     index: typeof g.index === 'number' && Number.isInteger(g.index) && g.index >= 0 ? g.index : i,
     uuid: String(g.uuid ?? ''),
@@ -82,9 +91,11 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     memory_used_peak_mb: mibOrNull(peak),
     process_memory_peak_bytes: proc,
     process_memory_peak_mb: mibOrNull(proc),
-    process_memory_end_bytes: numOrNull(o, 'processMemoryEndBytes', where),
-    energy_joules: numOrNull(o, 'energyJoules', where),
-    utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where),
+    process_memory_end_bytes: intOrNull(numOrNull(o, 'processMemoryEndBytes', where)),
+    process_memory_reason: strOrNull(o.processMemoryReason),
+    energy_joules: energy === null ? null : round(energy, 3),
+    utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
+    error: strOrNull(o.error),
   };
 }
 
@@ -112,6 +123,7 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const gpus = (u.gpus as GpuUsage[]).map(gpuRecord);
   const gpuPeak = numOrNull(u, 'gpuMemoryPeakBytes', 'usage');
   const energies = gpus.map((g) => g.energy_joules).filter((e): e is number => e !== null);
+  const peakSource = u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device' ? u.gpuMemoryPeakSource : null;
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
@@ -136,7 +148,9 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     gpu_available: gpus.length > 0 || gpuInfo().available,
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
     gpu_memory_peak_mb: mibOrNull(gpuPeak),
+    gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
     gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
+    gpu_stale: u.gpuStale === true,
     gpus,
   };
 }

@@ -1,15 +1,21 @@
 import { native } from './binding';
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
-import { buildUsage, ResourceUsage, snapshot, Snapshot, snapshotFrom, windowStats } from './usage';
+import { buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, windowStats } from './usage';
 
 const openSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
 const closeSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
-const closeBuf = new Float64Array(native.WINDOW_SLOTS);
+let closeBuf = new Float64Array(native.WINDOW_SLOTS);
+
+function windowBuffer(): Float64Array {
+  const len = windowBufferLength();
+  if (closeBuf.length !== len) closeBuf = new Float64Array(len);
+  return closeBuf;
+}
 
 // A tracker that is dropped while running would leave its sampler window open for the life of the process; closing
 // it when the tracker is collected keeps the window table bounded.
 const abandoned = new FinalizationRegistry<number>((id) => {
-  native.windowClose(id, new Float64Array(native.WINDOW_SLOTS));
+  native.windowClose(id, new Float64Array(native.WINDOW_SLOTS + 64));
 });
 
 /** One measurement window: endpoint snapshots plus a sampler window for the peaks in between. */
@@ -25,17 +31,19 @@ class Window {
 
   /** The usage so far, leaving the window open. */
   peek(): ResourceUsage {
-    const end = snapshot();
-    const buf = new Float64Array(native.WINDOW_SLOTS);
+    const snap = new Float64Array(native.SNAPSHOT_SLOTS);
+    native.snapshot(snap);
+    const buf = new Float64Array(windowBufferLength());
     const ok = native.windowRead(this.id, buf);
-    return buildUsage(this.start, end, ok ? windowStats(buf) : null);
+    return buildUsage(this.start, snapshotFrom(snap), ok ? windowStats(buf) : null);
   }
 
   close(): ResourceUsage {
     if (this.closed) throw new Error('taskmeter: window already closed');
     this.closed = true;
-    const ok = native.windowClose(this.id, closeBuf, closeSnapBuf);
-    return buildUsage(this.start, snapshotFrom(closeSnapBuf), ok ? windowStats(closeBuf) : null);
+    const buf = windowBuffer();
+    const ok = native.windowClose(this.id, buf, closeSnapBuf);
+    return buildUsage(this.start, snapshotFrom(closeSnapBuf), ok ? windowStats(buf) : null);
   }
 }
 

@@ -1,5 +1,9 @@
 import {
   native,
+  WIN_GPU_FROM_CACHE,
+  WIN_GPU_INTERVAL_MS,
+  WIN_GPU_SAMPLES,
+  WIN_GPU_STALE_MS,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
   SNAP_EPOCH_MS,
@@ -12,34 +16,9 @@ import {
   WIN_SAMPLES,
 } from './binding';
 import { describe } from './options';
+import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
 
-/** Latest cached values of one GPU, as the sampler thread last read them (never an NVML call on the JS thread). */
-export interface GpuSnapshot {
-  index: number;
-  uuid: string;
-  name: string;
-  memoryUsedBytes: number | null;
-  memoryTotalBytes: number | null;
-  /** GPU memory of this process (compute and graphics lists); null when NVML cannot attribute it. */
-  processMemoryBytes: number | null;
-  utilizationPercent: number | null;
-  powerWatts: number | null;
-  energyJoules: number | null;
-  /** How old these values are, in ms. */
-  ageMs: number | null;
-}
-
-/** What one GPU did during a window. */
-export interface GpuUsage {
-  index: number;
-  uuid: string;
-  name: string;
-  memoryUsedPeakBytes: number | null;
-  processMemoryPeakBytes: number | null;
-  processMemoryEndBytes: number | null;
-  energyJoules: number | null;
-  utilizationAvgPercent: number | null;
-}
+export type { GpuSnapshot, GpuUsage } from './gpu';
 
 export interface Snapshot {
   /** Monotonic clock, ms (only differences are meaningful). */
@@ -81,14 +60,30 @@ export interface ResourceUsage {
   /** Epoch ms at the start and end of the window. */
   startedAt: number;
   endedAt: number;
+  /** Per GPU: peaks, energy and average utilization in the window ([] without a GPU). */
   gpus: GpuUsage[];
+  /**
+   * The window's GPU memory peak: the sum over GPUs of this process's peak ('process'), or where that cannot be
+   * attributed, of the devices' used-memory peaks ('device'); null without GPU data.
+   */
   gpuMemoryPeakBytes: number | null;
+  gpuMemoryPeakSource: 'process' | 'device' | null;
+  /** Energy of all GPUs in the window, J (null without GPU data). */
+  gpuEnergyJoules: number | null;
+  /** GPU readings inside the window; 0 for a short window, whose GPU values are then the latest reading. */
+  gpuSamples: number;
+  /** The effective GPU reading interval (stretched when NVML is slow), ms; null without a GPU. */
+  gpuSampleIntervalMs: number | null;
+  /** True when an NVML call had hung at the window's end: GPU values stop at the last good reading. */
+  gpuStale: boolean;
+  gpuStaleReason: string | null;
 }
 
-const snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
+let snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
 
-/** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h). */
-export function snapshotFrom(buf: Float64Array): Snapshot {
+/** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h, then GPU slots). */
+export function snapshotFrom(buf: Float64Array, withGpus = false): Snapshot {
+  const devices = withGpus ? gpuDevices() : [];
   return {
     timeMs: buf[SNAP_TIME_MS],
     epochMs: buf[SNAP_EPOCH_MS],
@@ -97,14 +92,20 @@ export function snapshotFrom(buf: Float64Array): Snapshot {
     rssBytes: buf[SNAP_RSS_BYTES],
     vmsBytes: buf[SNAP_VMS_BYTES],
     peakRssBytes: buf[SNAP_PEAK_RSS_BYTES],
-    gpus: [],
+    gpus: devices.length > 0 ? gpuSnapshotsFrom(buf, native.SNAPSHOT_SLOTS, devices) : [],
   };
 }
 
-/** Reads this process's CPU time, memory and clocks now (about a microsecond; no GPU driver call). */
+/**
+ * Reads this process's CPU time, memory and clocks now (about two microseconds), and the GPU values the GPU thread
+ * read last (cached: never a driver call on this thread).
+ */
 export function snapshot(): Snapshot {
+  const n = gpuDevices().length;
+  const len = native.SNAPSHOT_SLOTS + n * native.GPU_SNAPSHOT_SLOTS;
+  if (snapBuf.length !== len) snapBuf = new Float64Array(len);
   native.snapshot(snapBuf);
-  return snapshotFrom(snapBuf);
+  return snapshotFrom(snapBuf, n > 0);
 }
 
 const SNAPSHOT_NUMBERS = [
@@ -136,10 +137,56 @@ export interface WindowStats {
   maxRssBytes: number;
   samples: number;
   intervalMs: number;
+  gpuSamples: number;
+  gpuIntervalMs: number;
+  gpuStaleMs: number;
+  gpus: GpuUsage[];
+}
+
+/** The length of a window buffer for the GPUs now known. */
+export function windowBufferLength(): number {
+  return native.WINDOW_SLOTS + gpuDevices().length * native.GPU_WINDOW_SLOTS;
 }
 
 export function windowStats(buf: Float64Array): WindowStats {
-  return { maxRssBytes: buf[WIN_MAX_RSS_BYTES], samples: buf[WIN_SAMPLES], intervalMs: buf[WIN_INTERVAL_MS] };
+  const devices = gpuDevices();
+  const n = Math.min(devices.length, Math.floor((buf.length - native.WINDOW_SLOTS) / native.GPU_WINDOW_SLOTS));
+  return {
+    maxRssBytes: buf[WIN_MAX_RSS_BYTES],
+    samples: buf[WIN_SAMPLES],
+    intervalMs: buf[WIN_INTERVAL_MS],
+    gpuSamples: buf[WIN_GPU_FROM_CACHE] === 1 ? 0 : buf[WIN_GPU_SAMPLES],
+    gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
+    gpuStaleMs: buf[WIN_GPU_STALE_MS],
+    gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
+  };
+}
+
+function sumOrNull(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === 0 ? null : known.reduce((a, b) => a + b, 0);
+}
+
+function gpuSummary(win: WindowStats | null): Pick<
+  ResourceUsage,
+  'gpus' | 'gpuMemoryPeakBytes' | 'gpuMemoryPeakSource' | 'gpuEnergyJoules' | 'gpuSamples' | 'gpuSampleIntervalMs' | 'gpuStale' | 'gpuStaleReason'
+> {
+  const gpus = win ? win.gpus : [];
+  const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
+  const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
+  const stale = !!win && win.gpuStaleMs > 0;
+  return {
+    gpus,
+    gpuMemoryPeakBytes: allProcess ? sumOrNull(gpus.map((g) => g.processMemoryPeakBytes)) : devicePeak,
+    gpuMemoryPeakSource: allProcess ? 'process' : devicePeak !== null ? 'device' : null,
+    gpuEnergyJoules: sumOrNull(gpus.map((g) => g.energyJoules)),
+    gpuSamples: win ? win.gpuSamples : 0,
+    gpuSampleIntervalMs: win && gpus.length > 0 && Number.isFinite(win.gpuIntervalMs) ? win.gpuIntervalMs : null,
+    gpuStale: stale,
+    gpuStaleReason: stale
+      ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; GPU values stop at the last reading`
+      : null,
+  };
 }
 
 /** Builds the usage of a window from its endpoint snapshots and, when it had one, the sampler's record. */
@@ -178,8 +225,7 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     sampleIntervalMs: win ? win.intervalMs : null,
     startedAt: start.epochMs,
     endedAt: Math.max(end.epochMs, start.epochMs),
-    gpus: [],
-    gpuMemoryPeakBytes: null,
+    ...gpuSummary(win),
   };
 }
 

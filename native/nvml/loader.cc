@@ -1,0 +1,209 @@
+#include "loader.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace taskmeter {
+namespace nvml {
+
+const char* ErrorName(Return r) {
+  switch (r) {
+    case kSuccess: return "NVML_SUCCESS";
+    case kErrorUninitialized: return "NVML_ERROR_UNINITIALIZED";
+    case kErrorInvalidArgument: return "NVML_ERROR_INVALID_ARGUMENT";
+    case kErrorNotSupported: return "NVML_ERROR_NOT_SUPPORTED";
+    case kErrorNoPermission: return "NVML_ERROR_NO_PERMISSION";
+    case kErrorAlreadyInitialized: return "NVML_ERROR_ALREADY_INITIALIZED";
+    case kErrorNotFound: return "NVML_ERROR_NOT_FOUND";
+    case kErrorInsufficientSize: return "NVML_ERROR_INSUFFICIENT_SIZE";
+    case kErrorInsufficientPower: return "NVML_ERROR_INSUFFICIENT_POWER";
+    case kErrorDriverNotLoaded: return "NVML_ERROR_DRIVER_NOT_LOADED";
+    case kErrorTimeout: return "NVML_ERROR_TIMEOUT";
+    case kErrorIrqIssue: return "NVML_ERROR_IRQ_ISSUE";
+    case kErrorLibraryNotFound: return "NVML_ERROR_LIBRARY_NOT_FOUND";
+    case kErrorFunctionNotFound: return "NVML_ERROR_FUNCTION_NOT_FOUND";
+    case kErrorCorruptedInforom: return "NVML_ERROR_CORRUPTED_INFOROM";
+    case kErrorGpuIsLost: return "NVML_ERROR_GPU_IS_LOST";
+    case kErrorResetRequired: return "NVML_ERROR_RESET_REQUIRED";
+    case kErrorOperatingSystem: return "NVML_ERROR_OPERATING_SYSTEM";
+    case kErrorLibRmVersionMismatch: return "NVML_ERROR_LIB_RM_VERSION_MISMATCH";
+    case kErrorInUse: return "NVML_ERROR_IN_USE";
+    case kErrorMemory: return "NVML_ERROR_MEMORY";
+    case kErrorNoData: return "NVML_ERROR_NO_DATA";
+    case kErrorUnknown: return "NVML_ERROR_UNKNOWN";
+    default: return "NVML_ERROR_UNRECOGNIZED";
+  }
+}
+
+std::string Describe(Return r) {
+  const char* what;
+  switch (r) {
+    case kErrorDriverNotLoaded: what = "the NVIDIA driver is not loaded"; break;
+    case kErrorNoPermission: what = "insufficient permissions to talk to the NVIDIA driver"; break;
+    case kErrorLibRmVersionMismatch:
+      what = "the NVML library does not match the loaded NVIDIA driver version (driver/library version mismatch; "
+             "a reboot after a driver update usually fixes it)";
+      break;
+    case kErrorGpuIsLost: what = "the GPU has fallen off the bus or is otherwise lost"; break;
+    case kErrorNotSupported: what = "not supported by this GPU or driver"; break;
+    case kErrorTimeout: what = "the driver timed out"; break;
+    case kErrorUninitialized: what = "NVML is not initialised"; break;
+    case kErrorInsufficientSize: what = "the answer did not fit (the list kept growing)"; break;
+    case kErrorFunctionNotFound: what = "the driver lacks this function"; break;
+    case kErrorResetRequired: what = "the GPU needs a reset"; break;
+    case kErrorOperatingSystem: what = "the operating system refused the call"; break;
+    case kErrorNotFound: what = "not found"; break;
+    case kErrorMemory: what = "the driver ran out of memory"; break;
+    default: what = "NVML call failed"; break;
+  }
+  return std::string(what) + " (" + ErrorName(r) + ")";
+}
+
+namespace {
+
+template <typename Fn>
+Fn Sym(void* handle, const char* name) {
+  return reinterpret_cast<Fn>(dlsym(handle, name));
+}
+
+// The first of the names that the library exports; `found` gets its name.
+template <typename Fn>
+Fn FirstSym(void* handle, std::initializer_list<const char*> names, const char** found = nullptr) {
+  for (const char* n : names) {
+    if (Fn f = Sym<Fn>(handle, n)) {
+      if (found) *found = n;
+      return f;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool Library::Load(std::string* why) {
+  // Never the unversioned libnvidia-ml.so: drivers >= 560 no longer ship it, and it may be a dev symlink.
+  const char* override_path = std::getenv("TASKMETER_NVML_LIBRARY");
+  std::string tried;
+  if (override_path != nullptr && override_path[0] != '\0') {
+    if (override_path[0] != '/') {
+      *why = std::string("TASKMETER_NVML_LIBRARY must be an absolute path, got \"") + override_path +
+             "\" (a relative path would be searched for in unsafe places)";
+      return false;
+    }
+    handle_ = dlopen(override_path, RTLD_NOW | RTLD_LOCAL);
+    if (handle_ == nullptr) {
+      const char* err = dlerror();
+      *why = std::string("could not load TASKMETER_NVML_LIBRARY=") + override_path + ": " + (err ? err : "unknown");
+      return false;
+    }
+    path_ = override_path;
+  } else {
+    static const char* const kCandidates[] = {"libnvidia-ml.so.1", "/usr/lib/wsl/lib/libnvidia-ml.so.1"};
+    std::string last_error;
+    for (const char* c : kCandidates) {
+      handle_ = dlopen(c, RTLD_NOW | RTLD_LOCAL);
+      if (handle_ != nullptr) {
+        path_ = c;
+        break;
+      }
+      const char* err = dlerror();
+      last_error = err ? err : "";
+    }
+    if (handle_ == nullptr) {
+      *why = "NVIDIA's NVML library was not found (looked for libnvidia-ml.so.1 in the dynamic linker's search path "
+             "and /usr/lib/wsl/lib/libnvidia-ml.so.1; it comes with the NVIDIA driver)";
+      return false;
+    }
+  }
+  // Report the file actually loaded (a soname resolves through the linker's path).
+  Dl_info info;
+  void* any = dlsym(handle_, "nvmlInit_v2");
+  if (any == nullptr) any = dlsym(handle_, "nvmlInit");
+  if (any != nullptr && dladdr(any, &info) != 0 && info.dli_fname != nullptr) path_ = info.dli_fname;
+
+  api_ = Api();
+  api_.init = FirstSym<InitFn>(handle_, {"nvmlInit_v2", "nvmlInit"}, &api_.init_symbol);
+  api_.shutdown = Sym<ShutdownFn>(handle_, "nvmlShutdown");
+  api_.device_get_count = FirstSym<DeviceGetCountFn>(handle_, {"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"});
+  api_.device_get_handle_by_index =
+      FirstSym<DeviceGetHandleByIndexFn>(handle_, {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"});
+  std::string missing;
+  if (!api_.init) missing += " nvmlInit_v2";
+  if (!api_.shutdown) missing += " nvmlShutdown";
+  if (!api_.device_get_count) missing += " nvmlDeviceGetCount_v2";
+  if (!api_.device_get_handle_by_index) missing += " nvmlDeviceGetHandleByIndex_v2";
+  if (!missing.empty()) {
+    *why = "the NVML library at " + path_ + " lacks required functions:" + missing;
+    dlclose(handle_);
+    handle_ = nullptr;
+    return false;
+  }
+  api_.error_string = Sym<ErrorStringFn>(handle_, "nvmlErrorString");
+  api_.system_get_driver_version = Sym<SystemGetStringFn>(handle_, "nvmlSystemGetDriverVersion");
+  api_.system_get_nvml_version = Sym<SystemGetStringFn>(handle_, "nvmlSystemGetNVMLVersion");
+  api_.device_get_uuid = Sym<DeviceGetStringFn>(handle_, "nvmlDeviceGetUUID");
+  api_.device_get_name = Sym<DeviceGetStringFn>(handle_, "nvmlDeviceGetName");
+  api_.device_get_memory_info_v2 = Sym<DeviceGetMemoryInfoV2Fn>(handle_, "nvmlDeviceGetMemoryInfo_v2");
+  api_.device_get_memory_info = Sym<DeviceGetMemoryInfoFn>(handle_, "nvmlDeviceGetMemoryInfo");
+  // Process lists: newest version first, and both lists from the same version so one entry size serves both.
+  static const struct {
+    const char* compute;
+    const char* graphics;
+    int version;
+    size_t entry;
+  } kProcessVersions[] = {
+      {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v3", 3, sizeof(ProcessInfoV2)},
+      {"nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetGraphicsRunningProcesses_v2", 2, sizeof(ProcessInfoV2)},
+      {"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses", 1, sizeof(ProcessInfoV1)},
+  };
+  for (const auto& v : kProcessVersions) {
+    auto compute = Sym<DeviceGetProcessesFn>(handle_, v.compute);
+    if (compute == nullptr) continue;
+    api_.compute_processes = compute;
+    api_.graphics_processes = Sym<DeviceGetProcessesFn>(handle_, v.graphics);
+    api_.process_list_version = v.version;
+    api_.process_entry_size = v.entry;
+    break;
+  }
+  api_.device_get_utilization_rates = Sym<DeviceGetUtilizationRatesFn>(handle_, "nvmlDeviceGetUtilizationRates");
+  api_.device_get_power_usage = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetPowerUsage");
+  api_.device_get_total_energy_consumption = Sym<DeviceGetUllFn>(handle_, "nvmlDeviceGetTotalEnergyConsumption");
+  return true;
+}
+
+bool Library::Open() {
+  if (initialized_) return true;
+  reason_.clear();
+  if (handle_ == nullptr) {
+    std::string why;
+    if (!Load(&why)) {
+      reason_ = why;
+      return false;
+    }
+  }
+  Return r = api_.init();
+  if (r != kSuccess) {
+    reason_ = "NVML could not start: " + Describe(r);
+    dlclose(handle_);  // don't keep a library we cannot use (and don't leak its handle)
+    handle_ = nullptr;
+    api_ = Api();
+    return false;
+  }
+  initialized_ = true;
+  return true;
+}
+
+void Library::Close(bool unload) {
+  if (initialized_ && api_.shutdown) api_.shutdown();
+  initialized_ = false;
+  if (unload && handle_ != nullptr) {
+    dlclose(handle_);
+    handle_ = nullptr;
+    api_ = Api();
+  }
+}
+
+}  // namespace nvml
+}  // namespace taskmeter
