@@ -49,6 +49,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     Sampler::Instance().Retain();
     DefineAddon(exports, {
         InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
+        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::BindSnapshotBuffer),
+        InstanceMethod("snapshotBound", &TaskmeterAddon::SnapshotBound),
+        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::BindWindowBuffer),
         InstanceMethod("windowOpen", &TaskmeterAddon::WindowOpen),
         InstanceMethod("windowSetPids", &TaskmeterAddon::WindowSetPids),
         InstanceMethod("windowRead", &TaskmeterAddon::WindowRead),
@@ -84,6 +87,39 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return info.Env().Undefined();
   }
 
+  // bindSnapshotBuffer(out): keeps `out` (referenced, so its memory stays put) for snapshotBound(), which then needs
+  // no argument to check or unwrap: the hot path of snapshot().
+  Napi::Value BindSnapshotBuffer(const Napi::CallbackInfo& info) {
+    Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    bound_ = Napi::Persistent(out);
+    bound_data_ = out.Data();
+    bound_len_ = out.ElementLength();
+    return info.Env().Undefined();
+  }
+
+  // bindWindowBuffer(out): where windowClose(id) writes the window's stats.
+  Napi::Value BindWindowBuffer(const Napi::CallbackInfo& info) {
+    Napi::Float64Array out = Float64Out(info, 0, kWindowSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    window_buf_ = Napi::Persistent(out);
+    window_data_ = out.Data();
+    window_len_ = out.ElementLength();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SnapshotBound(const Napi::CallbackInfo& info) {
+    if (bound_data_ == nullptr) {
+      Napi::Error::New(info.Env(), "no snapshot buffer bound").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    proc::ReadSelf(bound_data_);
+    if (bound_len_ > proc::kSnapshotSlots) {
+      Sampler::Instance().ReadGpuCache(bound_data_ + proc::kSnapshotSlots, bound_len_ - proc::kSnapshotSlots);
+    }
+    return info.Env().Undefined();
+  }
+
   Napi::Value WindowOpen(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) {
       Napi::TypeError::New(info.Env(), "expected an interval").ThrowAsJavaScriptException();
@@ -101,7 +137,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
     uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
-    if (!snap.IsEmpty()) proc::ReadSelf(snap.Data());
+    if (!snap.IsEmpty()) {
+      proc::ReadSelf(snap.Data());
+    } else if (bound_data_ != nullptr) {
+      proc::ReadSelf(bound_data_);  // the process slots only: a window's endpoints need no GPU cache
+    }
     return Napi::Number::New(info.Env(), id);
   }
 
@@ -132,9 +172,19 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength()));
   }
 
+  // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
+  // windowClose(id, out[, endSnapshot]): the same into explicit buffers.
   Napi::Value WindowClose(const Napi::CallbackInfo& info) {
     uint32_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
+    if (info.Length() == 1) {
+      if (bound_data_ == nullptr || window_data_ == nullptr) {
+        Napi::Error::New(info.Env(), "no buffers bound").ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+      }
+      proc::ReadSelf(bound_data_);
+      return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, window_data_, window_len_));
+    }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     // Optional: the end snapshot, taken before the window closes so that the window covers it.
@@ -145,6 +195,13 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }
+
+  Napi::Reference<Napi::Float64Array> bound_;
+  double* bound_data_ = nullptr;
+  size_t bound_len_ = 0;
+  Napi::Reference<Napi::Float64Array> window_buf_;
+  double* window_data_ = nullptr;
+  size_t window_len_ = 0;
 
   Napi::Value SamplerState(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());

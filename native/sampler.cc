@@ -105,7 +105,7 @@ uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   w = Window{owner, static_cast<double>(interval_ms), now, due, NAN, 0, 0, {}, {}};
   if (!gpu_cache_.empty()) {
     w.gpu.resize(gpu_cache_.size());
-    gpu_cv_.notify_one();  // the GPU thread parks while no window is open
+    if (gpu_parked_) gpu_cv_.notify_one();  // it parks while no window is open
   }
   EnsureRssThreadLocked();
   if (due < thread_wake_ms_) cv_.notify_all();
@@ -389,6 +389,7 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
       }
     }
     if (r.energy_counter_mj >= 0) c.last_counter_mj = r.energy_counter_mj;
+    if (!have_prev && (r.energy_counter_mj >= 0 || p_now >= 0)) c.energy_known = true;  // 0 J at the first reading
     if (!std::isnan(inc)) {
       c.energy_total_j += inc;
       c.energy_known = true;
@@ -457,13 +458,13 @@ void Sampler::RunGpu(uint64_t gen) {
   gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
   state_cv_.notify_all();
   std::vector<nvml::DeviceReading> readings;
-  while (gpu_.active_gen == gen) {
-    if (!ok) {
-      gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen; });
-      continue;
-    }
+  // Without a usable GPU the thread ends here: nothing is left for it to do, and every extra thread makes
+  // getrusage(RUSAGE_SELF) (which sums over threads) a little slower.
+  while (ok && gpu_.active_gen == gen) {
     if (windows_.empty() && !gpu_refresh_requested_) {
+      gpu_parked_ = true;
       gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen || !windows_.empty() || gpu_refresh_requested_; });
+      gpu_parked_ = false;
       continue;
     }
     double now = proc::MonotonicMs();

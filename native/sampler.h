@@ -180,6 +180,7 @@ class Sampler {
   double gpu_cost_ms_ = 0;            // what the last reading cost
   double last_gpu_poll_ms_ = NAN;
   bool gpu_refresh_requested_ = false;
+  bool gpu_parked_ = false;  // the GPU thread waits for a window (Open() wakes it only then)
   double last_refresh_request_ms_ = -INFINITY;
 };
 

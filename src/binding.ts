@@ -21,13 +21,20 @@ export interface NativeBinding {
   readonly GPU_SNAPSHOT_SLOTS: number;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
   snapshot(out: Float64Array): void;
-  /** Opens a sampler window; fills `startSnapshot` (if given) right after opening. */
+  /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to unwrap). */
+  bindSnapshotBuffer(out: Float64Array): void;
+  /** snapshot() into the bound buffer. */
+  snapshotBound(): void;
+  /** Where windowClose(id) writes the window's stats. */
+  bindWindowBuffer(out: Float64Array): void;
+  /** Opens a sampler window; fills `startSnapshot` (or the bound snapshot buffer) right after opening. */
   windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
   /** The pids whose GPU memory the window counts (default: this process). */
   windowSetPids(id: number, pids: number[]): boolean;
   windowRead(id: number, out: Float64Array): boolean;
-  /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats. */
-  windowClose(id: number, out: Float64Array, endSnapshot?: Float64Array): boolean;
+  /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
+   *  bound buffers. */
+  windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
   samplerState(): { openWindows: number; threadRunning: boolean };
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;

@@ -50,7 +50,10 @@ export function optionsObject(where: string, options: unknown, known: readonly s
   return options as Record<string, unknown>;
 }
 
+const DEFAULTS: ResolvedOptions = Object.freeze({ sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS });
+
 export function resolveMeasureOptions(where: string, options: unknown): ResolvedOptions {
+  if (options === undefined) return DEFAULTS;
   const o = optionsObject(where, options, ['sampleIntervalMs']);
   return {
     sampleIntervalMs: intOption(

@@ -1,16 +1,7 @@
 import { native } from './binding';
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
-import { buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, windowStats } from './usage';
+import { boundSnapshotBuffer, boundWindowBuffer, buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, windowStats } from './usage';
 
-const openSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
-const closeSnapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
-let closeBuf = new Float64Array(native.WINDOW_SLOTS);
-
-function windowBuffer(): Float64Array {
-  const len = windowBufferLength();
-  if (closeBuf.length !== len) closeBuf = new Float64Array(len);
-  return closeBuf;
-}
 
 // A tracker that is dropped while running would leave its sampler window open for the life of the process; closing
 // it when the tracker is collected keeps the window table bounded.
@@ -25,8 +16,9 @@ class Window {
   private closed = false;
 
   constructor(intervalMs: number) {
-    this.id = native.windowOpen(intervalMs, openSnapBuf);
-    this.start = snapshotFrom(openSnapBuf);
+    const snap = boundSnapshotBuffer();
+    this.id = native.windowOpen(intervalMs);
+    this.start = snapshotFrom(snap);
   }
 
   /** The usage so far, leaving the window open. */
@@ -41,9 +33,10 @@ class Window {
   close(): ResourceUsage {
     if (this.closed) throw new Error('taskmeter: window already closed');
     this.closed = true;
-    const buf = windowBuffer();
-    const ok = native.windowClose(this.id, buf, closeSnapBuf);
-    return buildUsage(this.start, snapshotFrom(closeSnapBuf), ok ? windowStats(buf) : null);
+    const snap = boundSnapshotBuffer();
+    const buf = boundWindowBuffer();
+    const ok = native.windowClose(this.id);
+    return buildUsage(this.start, snapshotFrom(snap), ok ? windowStats(buf) : null);
   }
 }
 

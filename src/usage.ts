@@ -79,7 +79,31 @@ export interface ResourceUsage {
   gpuStaleReason: string | null;
 }
 
+// The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes).
 let snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
+native.bindSnapshotBuffer(snapBuf);
+let winBuf = new Float64Array(native.WINDOW_SLOTS);
+native.bindWindowBuffer(winBuf);
+
+/** The bound snapshot buffer, sized for the GPUs now known. */
+export function boundSnapshotBuffer(): Float64Array {
+  const len = native.SNAPSHOT_SLOTS + gpuDevices().length * native.GPU_SNAPSHOT_SLOTS;
+  if (snapBuf.length !== len) {
+    snapBuf = new Float64Array(len);
+    native.bindSnapshotBuffer(snapBuf);
+  }
+  return snapBuf;
+}
+
+/** The bound window buffer, sized for the GPUs now known. */
+export function boundWindowBuffer(): Float64Array {
+  const len = windowBufferLength();
+  if (winBuf.length !== len) {
+    winBuf = new Float64Array(len);
+    native.bindWindowBuffer(winBuf);
+  }
+  return winBuf;
+}
 
 /** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h, then GPU slots). */
 export function snapshotFrom(buf: Float64Array, withGpus = false): Snapshot {
@@ -101,11 +125,9 @@ export function snapshotFrom(buf: Float64Array, withGpus = false): Snapshot {
  * read last (cached: never a driver call on this thread).
  */
 export function snapshot(): Snapshot {
-  const n = gpuDevices().length;
-  const len = native.SNAPSHOT_SLOTS + n * native.GPU_SNAPSHOT_SLOTS;
-  if (snapBuf.length !== len) snapBuf = new Float64Array(len);
-  native.snapshot(snapBuf);
-  return snapshotFrom(snapBuf, n > 0);
+  const buf = boundSnapshotBuffer();
+  native.snapshotBound();
+  return snapshotFrom(buf, buf.length > native.SNAPSHOT_SLOTS);
 }
 
 const SNAPSHOT_NUMBERS = [
@@ -167,11 +189,16 @@ function sumOrNull(values: (number | null)[]): number | null {
   return known.length === 0 ? null : known.reduce((a, b) => a + b, 0);
 }
 
-function gpuSummary(win: WindowStats | null): Pick<
+type GpuSummary = Pick<
   ResourceUsage,
   'gpus' | 'gpuMemoryPeakBytes' | 'gpuMemoryPeakSource' | 'gpuEnergyJoules' | 'gpuSamples' | 'gpuSampleIntervalMs' | 'gpuStale' | 'gpuStaleReason'
-> {
+>;
+
+function gpuSummary(win: WindowStats | null): GpuSummary {
   const gpus = win ? win.gpus : [];
+  if (gpus.length === 0) {
+    return { gpus, gpuMemoryPeakBytes: null, gpuMemoryPeakSource: null, gpuEnergyJoules: null, gpuSamples: 0, gpuSampleIntervalMs: null, gpuStale: false, gpuStaleReason: null };
+  }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
   const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
   const stale = !!win && win.gpuStaleMs > 0;
@@ -211,6 +238,7 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     peakRssBytes = endpointsMax;
     peakRssSource = 'endpoints';
   }
+  const g = gpuSummary(win);
   return {
     wallTimeMs,
     cpuUserMs,
@@ -225,7 +253,14 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     sampleIntervalMs: win ? win.intervalMs : null,
     startedAt: start.epochMs,
     endedAt: Math.max(end.epochMs, start.epochMs),
-    ...gpuSummary(win),
+    gpus: g.gpus,
+    gpuMemoryPeakBytes: g.gpuMemoryPeakBytes,
+    gpuMemoryPeakSource: g.gpuMemoryPeakSource,
+    gpuEnergyJoules: g.gpuEnergyJoules,
+    gpuSamples: g.gpuSamples,
+    gpuSampleIntervalMs: g.gpuSampleIntervalMs,
+    gpuStale: g.gpuStale,
+    gpuStaleReason: g.gpuStaleReason,
   };
 }
 

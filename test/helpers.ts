@@ -64,3 +64,19 @@ export function lastJson<T = any>(out: string): T {
 }
 
 export const MiB = 1024 * 1024;
+
+export const fakeNvmlDir = join(root, 'test/fixtures/fake-nvml/build');
+export const fakeNvml = (variant = 'full'): string => join(fakeNvmlDir, `libfake-nvml-${variant}.so`);
+/** Debian's real libnvidia-ml1, extracted by scripts/system-deps.sh. */
+export const debianNvml = join(root, '.deps/nvml/lib/libnvidia-ml.so.1');
+export const nvidiaHeaderDir = join(root, '.deps/nvml/include');
+
+/** An environment for a child: no inherited GPU settings, plus the given ones. */
+export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of ['TASKMETER_NVML_LIBRARY', 'TASKMETER_DISABLE_GPU', 'CUDA_VISIBLE_DEVICES', 'FAKE_NVML_SCENARIO', 'FAKE_NVML_LOG', 'TASKMETER_PID_NAMESPACE']) {
+    delete env[k];
+  }
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}

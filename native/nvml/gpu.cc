@@ -46,8 +46,11 @@ bool DriverHasWideV3Entries(const std::string& v) {
 // NVML reports PIDs of the host's PID namespace. If ours is another one (a container), no pid in its lists can be
 // matched to ours. 4026531836 is the inode of the initial PID namespace (PROC_PID_INIT_INO).
 bool InOwnPidNamespace() {
+  // TASKMETER_PID_NAMESPACE=host declares that NVML's PIDs are ours (e.g. a container run with --pid=host);
+  // =own declares the opposite.
   const char* declared = std::getenv("TASKMETER_PID_NAMESPACE");
   if (declared != nullptr && std::strcmp(declared, "host") == 0) return false;
+  if (declared != nullptr && std::strcmp(declared, "own") == 0) return true;
   char buf[64];
   ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
   if (n <= 0) return false;  // no /proc: assume the host's view

@@ -1,0 +1,43 @@
+// Child of bench/run.mjs, run with the fake NVML loaded (TASKMETER_NVML_LIBRARY, FAKE_NVML_SCENARIO).
+import { renameSync, writeFileSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const tm = require('../dist/index.js');
+const mode = process.argv[2];
+const N = Number(process.env.BENCH_ITERS || 100000);
+const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+function nsPerCall(fn, n) {
+  for (let i = 0; i < 1000; i++) fn();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fn();
+  return Number(process.hrtime.bigint() - t0) / n;
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+if (!tm.hasGpu) throw new Error('bench gpu-child: the fake GPU did not load: ' + tm.gpuInfo().reason);
+let sink = 0;
+if (mode === 'costs') {
+  const snap = [], meas = [];
+  for (let r = 0; r < 7; r++) {
+    snap.push(nsPerCall(() => { sink += tm.snapshot().gpus.length; }, N));
+    meas.push(nsPerCall(() => { sink += tm.measureSync(() => 0).usage.gpus.length; }, N / 10));
+  }
+  console.log(JSON.stringify({ gpus: tm.snapshot().gpus.length, snapshotNs: median(snap), measureSyncNs: median(meas) }));
+} else if (mode === 'hang') {
+  const scenario = process.env.FAKE_NVML_SCENARIO;
+  const base = readFileSync(scenario, 'utf8');
+  const tracker = new tm.ResourceTracker().start(); // keeps the GPU thread reading
+  sleep(200);
+  writeFileSync(scenario + '.tmp', base + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=3000\n');
+  renameSync(scenario + '.tmp', scenario);
+  sleep(1300); // the GPU thread is now inside the 3 s call, past the 1 s watchdog
+  const times = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    tm.measureSync(() => 0);
+    times.push(performance.now() - t0);
+  }
+  const u = tracker.stop();
+  console.log(JSON.stringify({ measureSyncMaxMs: Math.max(...times), measureSyncMedianMs: median(times), stale: u.gpuStale, exitAt: Date.now() }));
+  process.exit(0);
+}
+if (sink === 0.5) console.log(sink);

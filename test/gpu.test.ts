@@ -1,0 +1,356 @@
+// The GPU path without a GPU: a fake NVML (test/fixtures/fake-nvml) driven by scenario files, fault injection and
+// symbol-less builds; Debian's real libnvidia-ml with no driver; and the environment switches.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import { afterAll, describe, expect, it } from 'vitest';
+import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, root, runChild } from './helpers';
+
+const ajv = new Ajv2020({ allErrors: true, strict: true });
+addFormats(ajv);
+const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+function expectValidRecord(rec: unknown): void {
+  expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'taskmeter-gpu-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+
+const BASE = [
+  'count=2',
+  'dev0.name=Fake H100',
+  'dev0.uuid=GPU-11111111-2222-3333-4444-555555555555',
+  `dev0.total=${80 * 1024 * MiB}`,
+  `dev0.used=${2048 * MiB}`,
+  'dev0.util=40',
+  'dev0.power_mw=300000',
+  'dev0.energy_mj=5000000',
+  `dev0.procs=4242:${100 * MiB},self:${64 * MiB},777:${5 * MiB}`,
+  'dev1.name=Fake A100',
+  'dev1.uuid=GPU-99999999-8888-7777-6666-555555555555',
+  `dev1.used=${512 * MiB}`,
+  'dev1.power_mw=100000',
+].join('\n');
+
+/** Runs test/children/gpu-child.cjs with a scenario; returns its JSON. */
+async function gpuCase(
+  name: string,
+  opts: { scenario?: string; variant?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<any> {
+  const scenario = join(work, `scenario-${n++}.txt`);
+  writeFileSync(scenario, opts.scenario ?? BASE);
+  const env = gpuEnv({
+    TASKMETER_NVML_LIBRARY: fakeNvml(opts.variant ?? 'full'),
+    FAKE_NVML_SCENARIO: scenario,
+    ...opts.env,
+  });
+  const r = await runChild('gpu-child.cjs', [name], { env, timeoutMs: opts.timeoutMs ?? 20_000 });
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  return { ...lastJson(r.stdout), elapsedMs: r.elapsedMs };
+}
+
+describe('detection', () => {
+  it('finds the fake GPUs: hasGpu, gpuInfo() and snapshot().gpus', async () => {
+    const { hasGpu, info, snap } = await gpuCase('info');
+    expect(hasGpu).toBe(true);
+    expect(info).toMatchObject({
+      available: true,
+      reason: null,
+      library: fakeNvml('full'),
+      driverVersion: '550.54.15',
+      nvmlVersion: '12.550.54.15',
+      pending: false,
+      processAttribution: true,
+      processListVersion: 3,
+      processEntryBytes: 24,
+    });
+    expect(info.devices).toEqual([
+      { index: 0, uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'Fake H100', memoryTotalBytes: 80 * 1024 * MiB },
+      { index: 1, uuid: 'GPU-99999999-8888-7777-6666-555555555555', name: 'Fake GPU 1'.replace('GPU 1', 'A100'), memoryTotalBytes: 80 * 1024 * MiB },
+    ]);
+    expect(snap.gpus).toHaveLength(2);
+    expect(snap.gpus[0]).toMatchObject({
+      index: 0,
+      memoryUsedBytes: 2048 * MiB,
+      memoryTotalBytes: 80 * 1024 * MiB,
+      processMemoryBytes: 64 * MiB, // our own entry, not the first in the list
+      processMemoryReason: null,
+      utilizationPercent: 40,
+      powerWatts: 300,
+    });
+    expect(snap.gpus[0].ageMs).toBeGreaterThanOrEqual(0);
+    expect(snap.gpus[0].ageMs).toBeLessThan(5000);
+    expect(snap.gpus[1].processMemoryBytes).toBe(0); // not on that GPU: 0, a real answer
+  });
+
+  const unavailable: [string, Record<string, string | undefined>, string | undefined, RegExp][] = [
+    ['driver not loaded', {}, 'init=9', /driver is not loaded/],
+    ['no permission', {}, 'init=4', /insufficient permissions/],
+    ['driver/library mismatch', {}, 'init=18', /version mismatch/],
+    ['no devices', {}, 'count=0', /no NVIDIA GPU/],
+    ['a required symbol missing', { variant: 'missing-required' }, undefined, /lacks required functions: nvmlDeviceGetHandleByIndex_v2/],
+    ['TASKMETER_DISABLE_GPU=1', { TASKMETER_DISABLE_GPU: '1' }, undefined, /disabled by TASKMETER_DISABLE_GPU/],
+    ['a relative TASKMETER_NVML_LIBRARY', { TASKMETER_NVML_LIBRARY: 'lib/libnvidia-ml.so.1' }, undefined, /must be an absolute path/],
+    ['a TASKMETER_NVML_LIBRARY that does not exist', { TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' }, undefined, /could not load TASKMETER_NVML_LIBRARY=\/nonexistent/],
+    ['CUDA_VISIBLE_DEVICES hiding every GPU', { CUDA_VISIBLE_DEVICES: '' }, undefined, /hides every GPU/],
+    ['CUDA_VISIBLE_DEVICES=-1', { CUDA_VISIBLE_DEVICES: '-1' }, undefined, /hides every GPU/],
+  ];
+  for (const [what, env, scenario, reason] of unavailable) {
+    it(`reports hasGpu=false with a reason: ${what}`, async () => {
+      const { variant, ...rest } = env as Record<string, string | undefined> & { variant?: string };
+      const { hasGpu, info, snap } = await gpuCase('info', { variant, env: rest, scenario: scenario ?? BASE });
+      expect(hasGpu).toBe(false);
+      expect(info.available).toBe(false);
+      expect(info.reason).toMatch(reason);
+      expect(info.devices).toEqual([]);
+      expect(snap.gpus).toEqual([]);
+      expect(snap.rssBytes).toBeGreaterThan(0);
+    });
+  }
+
+  it('says where it looked when no library is found', async () => {
+    const r = await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ LD_LIBRARY_PATH: '/nonexistent' }) });
+    const { hasGpu, info } = lastJson(r.stdout);
+    if (info.library === null) {
+      expect(hasGpu).toBe(false);
+      expect(info.reason).toMatch(/libnvidia-ml\.so\.1/);
+      expect(info.reason).toMatch(/\/usr\/lib\/wsl\/lib/);
+    } else {
+      // a machine with a real NVIDIA driver: detection must still have answered
+      expect(typeof info.available).toBe('boolean');
+    }
+  });
+
+  it('honours CUDA_VISIBLE_DEVICES by index and by UUID (prefix)', async () => {
+    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(byIndex.info.devices.map((d: any) => d.index)).toEqual([1]);
+    expect(byIndex.snap.gpus.map((g: any) => g.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
+    const byUuid = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: 'GPU-99999999,GPU-1111' } });
+    expect(byUuid.info.devices.map((d: any) => d.index)).toEqual([1, 0]);
+    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1' } }); // CUDA stops at an invalid entry
+    expect(stops.info.devices.map((d: any) => d.index)).toEqual([0]);
+  });
+});
+
+describe("Debian's real libnvidia-ml (no driver here)", () => {
+  it('loads it and reports hasGpu=false with a reason naming the driver', async () => {
+    const r = await runChild('gpu-child.cjs', ['window'], {
+      env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }),
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const { usage, record } = lastJson(r.stdout);
+    const info = lastJson((await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) })).stdout);
+    expect(info.hasGpu).toBe(false);
+    expect(info.info.library).toBe(debianNvml);
+    expect(info.info.reason).toMatch(/driver/i);
+    expect(info.info.reason).toMatch(/NVML_ERROR_DRIVER_NOT_LOADED/);
+    expect(usage.gpus).toEqual([]);
+    expect(usage.gpuMemoryPeakBytes).toBeNull();
+    expect(record.gpu_available).toBe(false);
+    expectValidRecord(record);
+  });
+});
+
+describe('windows with a GPU', () => {
+  it('report per-GPU peaks, energy and utilization, and the GPU record fields', async () => {
+    const { usage, record } = await gpuCase('window');
+    expect(usage.gpus).toHaveLength(2);
+    const [g0, g1] = usage.gpus;
+    expect(g0).toMatchObject({
+      uuid: 'GPU-11111111-2222-3333-4444-555555555555',
+      name: 'Fake H100',
+      memoryUsedPeakBytes: 2048 * MiB,
+      processMemoryPeakBytes: 64 * MiB,
+      processMemoryEndBytes: 64 * MiB,
+      processMemoryReason: null,
+      utilizationAvgPercent: 40,
+      error: null,
+    });
+    // 300 W for ~300 ms ≈ 90 J, from the energy counter
+    expect(g0.energyJoules).toBeGreaterThan(0.8 * 300 * (usage.wallTimeMs / 1000));
+    expect(g0.energyJoules).toBeLessThan(1.2 * 300 * (usage.wallTimeMs / 1000));
+    expect(g1.processMemoryPeakBytes).toBe(0);
+    expect(usage.gpuMemoryPeakBytes).toBe(64 * MiB);
+    expect(usage.gpuMemoryPeakSource).toBe('process');
+    expect(usage.gpuEnergyJoules).toBeCloseTo(g0.energyJoules + g1.energyJoules, 6);
+    expect(usage.gpuSamples).toBeGreaterThan(3);
+    expect(usage.gpuSampleIntervalMs).toBeGreaterThanOrEqual(20);
+    expect(usage.gpuStale).toBe(false);
+    expectValidRecord(record);
+    expect(record).toMatchObject({
+      gpu_available: true,
+      gpu_memory_peak_bytes: 64 * MiB,
+      gpu_memory_peak_mb: 64,
+      gpu_memory_peak_source: 'process',
+      gpu_stale: false,
+    });
+    expect(record.gpu_energy_joules).toBeCloseTo(usage.gpuEnergyJoules, 2);
+    expect(record.gpus[0]).toMatchObject({ uuid: g0.uuid, process_memory_peak_bytes: 64 * MiB, utilization_avg_percent: 40 });
+  });
+
+  it('a transient spike of the process GPU memory inside a window is its peak', async () => {
+    const { usage, record } = await gpuCase('spike');
+    expect(usage.gpus[0].processMemoryPeakBytes).toBe(512 * MiB);
+    expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
+    expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
+    expect(record.gpu_memory_peak_mb).toBe(512);
+  });
+
+  it('a window too short for a GPU reading reports the latest reading', async () => {
+    const { usage, record } = await gpuCase('short');
+    expect(usage.gpuSamples).toBeLessThanOrEqual(1); // opening a window may trigger one reading at once
+    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(usage.gpus[0].energyJoules).toBeGreaterThanOrEqual(0);
+    expectValidRecord(record);
+  });
+
+  it('integrates power where there is no energy counter', async () => {
+    const { usage } = await gpuCase('window', { variant: 'no-energy' });
+    const expected = 300 * (usage.wallTimeMs / 1000);
+    expect(usage.gpus[0].energyJoules).toBeGreaterThan(0.8 * expected);
+    expect(usage.gpus[0].energyJoules).toBeLessThan(1.2 * expected);
+    expect(usage.gpus[0].energyReason).toBeNull();
+  });
+});
+
+describe('versioned symbols and entry layouts', () => {
+  for (const [variant, version, entry] of [
+    ['full', 3, 24],
+    ['no-v3', 2, 24],
+    ['v1-only', 1, 16],
+  ] as const) {
+    it(`reads the process list from the ${variant} build (v${version}, ${entry}-byte entries)`, async () => {
+      const { info, snap } = await gpuCase('info', { variant });
+      expect(info.processListVersion).toBe(version);
+      expect(info.processEntryBytes).toBe(entry);
+      expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
+      expect(snap.gpus[0].memoryUsedBytes).toBe(2048 * MiB); // memory _v2 → v1 fallback in v1-only
+    });
+  }
+
+  it('reads the 32-byte _v3 entries that drivers 535.43–535.86 wrote', async () => {
+    const { info, snap } = await gpuCase('info', { scenario: BASE + '\ndriver=535.54.03\nv3_entry=32\n' });
+    expect(info.processEntryBytes).toBe(32);
+    expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
+  });
+
+  it('a list in a layout it did not expect is discarded with a reason, never read as garbage', async () => {
+    const { snap } = await gpuCase('info', { scenario: BASE + '\ndriver=550.54.15\nv3_entry=32\n' });
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/malformed/);
+  });
+});
+
+describe('fault matrix: measurement keeps working, with nulls and reasons', () => {
+  it('NVML_VALUE_NOT_AVAILABLE for our process → null with the reason', async () => {
+    const { usage, record } = await gpuCase('window', { scenario: BASE.replace(`self:${64 * MiB}`, 'self:na') });
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/NVML_VALUE_NOT_AVAILABLE/);
+    // not attributable → the device level, named
+    expect(usage.gpuMemoryPeakSource).toBe('device');
+    expect(usage.gpuMemoryPeakBytes).toBe(2048 * MiB + 512 * MiB);
+    expect(record.gpus[0].process_memory_peak_bytes).toBeNull();
+    expectValidRecord(record);
+  });
+
+  it('a failing process-list call → null with the reason; the other values stay', async () => {
+    const { usage } = await gpuCase('window', { scenario: BASE + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=3\n' });
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/process-list call failed/);
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
+    expect(usage.gpus[0].utilizationAvgPercent).toBe(40);
+  });
+
+  it('INSUFFICIENT_SIZE while the list grows between calls → retried, the right value', async () => {
+    const { usage } = await gpuCase('window', { scenario: BASE + '\ndev0.grow=7\n' });
+    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(usage.gpus[0].processMemoryReason).toBeNull();
+  });
+
+  it('pid 0 or memory above the device total in the list → malformed, null', async () => {
+    for (const procs of [`0:${MiB},self:${64 * MiB}`, `4242:${200 * 1024 * MiB},self:${64 * MiB}`]) {
+      const { usage, record } = await gpuCase('window', { scenario: BASE + `\ndev0.procs=${procs}\n` });
+      expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+      expect(usage.gpus[0].processMemoryReason).toMatch(/malformed/);
+      expectValidRecord(record);
+    }
+  });
+
+  it('memory used above total is not reported', async () => {
+    const { usage } = await gpuCase('window', { scenario: BASE + `\ndev0.used=${100 * 1024 * MiB}\n` });
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBeNull();
+  });
+
+  it('a memory _v2 call that fails falls back to v1', async () => {
+    const { usage } = await gpuCase('window', { scenario: BASE + '\nfail.nvmlDeviceGetMemoryInfo_v2=25\n' });
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
+  });
+
+  it('GPU_IS_LOST mid-window: the window closes, the error is named, later windows work', async () => {
+    const { usage, record, after, snap } = await gpuCase('midWindow', { env: { FAULT: 'dev0.lost=1' } });
+    expect(usage.gpus[0].error).toMatch(/NVML_ERROR_GPU_IS_LOST/);
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB); // readings before the loss are kept
+    expect(usage.gpus[1].error).toBeNull();
+    expectValidRecord(record);
+    expect(record.gpus[0].error).toMatch(/GPU_IS_LOST/);
+    expect(after.wallTimeMs).toBeGreaterThan(90);
+    expect(after.gpus[0].error).toMatch(/GPU_IS_LOST/);
+    expect(after.gpus[0].memoryUsedPeakBytes).toBeNull();
+    expect(snap.rssBytes).toBeGreaterThan(0);
+  });
+
+  it('an energy counter that goes backwards (driver reload) → integrated power for that stretch, with the reason', async () => {
+    const { usage, record } = await gpuCase('midWindow', { env: { FAULT: 'dev0.energy_mj=0' } });
+    const e = usage.gpus[0].energyJoules;
+    expect(e).toBeGreaterThan(0);
+    expect(e).toBeLessThan(1.3 * 300 * (usage.wallTimeMs / 1000));
+    expect(usage.gpus[0].energyReason).toMatch(/went backwards/);
+    expectValidRecord(record);
+  });
+
+  it('in its own PID namespace the process memory is null with the reason, and the peak is device-level', async () => {
+    // TASKMETER_PID_NAMESPACE=own stands in for a container here (this machine runs in the initial namespace).
+    const { usage, record } = await gpuCase('window', { env: { TASKMETER_PID_NAMESPACE: 'own' } });
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
+    expect(usage.gpuMemoryPeakSource).toBe('device');
+    expectValidRecord(record);
+    const info = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'own' } });
+    expect(info.info.processAttribution).toBe(false);
+    const host = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'host' } });
+    expect(host.info.processAttribution).toBe(true);
+  });
+});
+
+describe('a hanging NVML call', () => {
+  it('never stalls the JS thread; the window says its GPU data is stale; exit stays prompt', async () => {
+    const r = await gpuCase('hang', { env: { EXIT_NOW: '1' }, timeoutMs: 15_000 });
+    expect(r.quickMs).toBeLessThan(500); // bench: well under 50 ms
+    expect(r.snapMs).toBeLessThan(100);
+    expect(r.usage.gpuStale).toBe(true);
+    expect(r.usage.gpuStaleReason).toMatch(/had not returned/);
+    expect(r.record.gpu_stale).toBe(true);
+    expectValidRecord(r.record);
+    expect(r.snapAge).toBeGreaterThan(1000); // the cache says how old it is
+    // the child slept 1.4 s, then exited with the GPU thread still stuck for ~1.6 s more
+    expect(r.elapsedMs).toBeLessThan(1400 + 2500);
+  });
+});
+
+describe('the JS thread never calls NVML', () => {
+  it('every NVML call comes from the GPU thread', async () => {
+    const log = join(work, 'calls.log');
+    const { pid } = await gpuCase('window', { env: { FAKE_NVML_LOG: log } });
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines.length).toBeGreaterThan(10);
+    expect(lines.some((l) => l.endsWith(' nvmlInit_v2'))).toBe(true);
+    expect(lines.some((l) => l.endsWith(' nvmlDeviceGetComputeRunningProcesses_v3'))).toBe(true);
+    const tids = new Set(lines.map((l) => Number(l.split(' ')[0])));
+    // One thread made every call, and it is not the JS thread (whose tid is the process id).
+    expect(tids.size).toBe(1);
+    expect(tids.has(pid)).toBe(false);
+  });
+});
