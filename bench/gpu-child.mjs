@@ -22,6 +22,32 @@ if (mode === 'costs') {
     meas.push(nsPerCall(() => { sink += tm.measureSync(() => 0).usage.gpus.length; }, N / 10));
   }
   console.log(JSON.stringify({ gpus: tm.snapshot().gpus.length, snapshotNs: median(snap), measureSyncNs: median(meas) }));
+} else if (mode === 'sampler-cpu') {
+  // CPU time of taskmeter's own threads (named taskmeter-rss / taskmeter-gpu) while a window is open, per second.
+  const { readdirSync } = await import('node:fs');
+  const hz = 100; // USER_HZ on Linux
+  const threadCpu = () => {
+    const out = {};
+    for (const tid of readdirSync('/proc/self/task')) {
+      let comm;
+      try { comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(); } catch { continue; }
+      if (!comm.startsWith('taskmeter-')) continue;
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[comm] = ((Number(f[11]) + Number(f[12])) / hz) * 1000; // utime + stime, ms
+    }
+    return out;
+  };
+  const interval = Number(process.argv[3] || 10);
+  const t = new tm.ResourceTracker({ sampleIntervalMs: interval }).start();
+  const before = threadCpu();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = threadCpu();
+  const u = t.stop();
+  const secs = (performance.now() - t0) / 1000;
+  const perSec = Object.fromEntries(Object.keys(after).map((k) => [k, (after[k] - (before[k] ?? 0)) / secs]));
+  console.log(JSON.stringify({ interval, perSecMs: perSec, gpuIntervalMs: u.gpuSampleIntervalMs, samples: u.samples, gpuSamples: u.gpuSamples }));
 } else if (mode === 'hang') {
   const scenario = process.env.FAKE_NVML_SCENARIO;
   const base = readFileSync(scenario, 'utf8');

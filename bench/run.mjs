@@ -79,6 +79,7 @@ try {
   const env = { ...process.env, TASKMETER_NVML_LIBRARY: lib, FAKE_NVML_SCENARIO: scenario };
   const child = join(here, 'gpu-child.mjs');
   const costs = JSON.parse(execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop());
+  const cpu = [1, 10].map((ms) => JSON.parse(execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env }).toString().trim().split('\n').pop()));
   const hangOut = execFileSync(process.execPath, [child, 'hang'], { env }).toString().trim().split('\n').pop();
   const exited = Date.now();
   const hang = JSON.parse(hangOut);
@@ -90,6 +91,11 @@ try {
   console.log(`| measureSync(() => 0) during a 3 s process-list hang, worst of 20 | ${hang.measureSyncMaxMs.toFixed(3)} ms | < 50 ms | ${hang.measureSyncMaxMs < 50 ? 'yes' : 'NO'} |`);
   console.log(`| process.exit() during the hang → process gone | ${exited - hang.exitAt} ms | < 2000 ms | ${exited - hang.exitAt < 2000 ? 'yes' : 'NO'} |`);
   console.log(`| window during the hang reports gpuStale | ${hang.stale} | true | ${hang.stale ? 'yes' : 'NO'} |`);
+  for (const c of cpu) {
+    const total = Object.values(c.perSecMs).reduce((a, b) => a + b, 0);
+    const parts = Object.entries(c.perSecMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+    console.log(`| sampler threads' CPU, sampleIntervalMs ${c.interval} (GPU every ${c.gpuIntervalMs} ms; ${c.samples} RSS / ${c.gpuSamples} GPU readings in 3 s) | ${total.toFixed(1)} ms/s (${parts}) | ≤ 10 ms/s (1% of a core) | ${total <= 10 ? 'yes' : 'NO'} |`);
+  }
 } catch (err) {
   console.log(`\nGPU bench skipped: ${err.message}`);
 }

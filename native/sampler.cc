@@ -1,5 +1,6 @@
 #include "sampler.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -321,6 +322,7 @@ void Sampler::Stop(std::chrono::milliseconds wait, bool unload) {
 }
 
 void Sampler::RunRss(uint64_t gen) {
+  pthread_setname_np(pthread_self(), "taskmeter-rss");  // visible in top -H, /proc/<pid>/task/*/comm
   std::unique_lock<std::mutex> lock(mu_);
   while (rss_.active_gen == gen) {
     if (windows_.empty()) {
@@ -436,6 +438,7 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
 }
 
 void Sampler::RunGpu(uint64_t gen) {
+  pthread_setname_np(pthread_self(), "taskmeter-gpu");
   {
     std::lock_guard<std::mutex> lock(mu_);
     self_pid_ = static_cast<uint32_t>(getpid());
