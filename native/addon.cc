@@ -2,8 +2,12 @@
 // proc/ (process metrics), sampler.* (the background threads and their windows) and nvml/ (the GPU).
 #include <napi.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "proc/proc.h"
 #include "sampler.h"
+#include "spawn.h"
 
 namespace taskmeter {
 namespace {
@@ -55,6 +59,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         InstanceMethod("windowOpen", &TaskmeterAddon::WindowOpen),
         InstanceMethod("windowSetPids", &TaskmeterAddon::WindowSetPids),
         InstanceMethod("windowRead", &TaskmeterAddon::WindowRead),
+        InstanceMethod("windowConfigure", &TaskmeterAddon::WindowConfigure),
+        InstanceMethod("windowTimeline", &TaskmeterAddon::WindowTimeline),
+        InstanceMethod("spawn", &TaskmeterAddon::SpawnCommand),
+        InstanceMethod("spawnPoll", &TaskmeterAddon::SpawnPollResult),
+        InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
+        InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
         InstanceMethod("windowClose", &TaskmeterAddon::WindowClose),
         InstanceMethod("samplerState", &TaskmeterAddon::SamplerState),
         InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
@@ -162,6 +172,75 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       if (d >= 1 && d <= 4294967295.0) pids.push_back(static_cast<uint32_t>(d));
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().SetPids(id, std::move(pids)));
+  }
+
+  // windowConfigure(id, rootPid, baselineExisting, descendants, timeline)
+  Napi::Value WindowConfigure(const Napi::CallbackInfo& info) {
+    uint32_t id;
+    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint32_t root = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+    auto flag = [&](size_t i) { return info.Length() > i && info[i].ToBoolean().Value(); };
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Configure(id, root, flag(2), flag(3), flag(4)));
+  }
+
+  // windowTimeline(id) → { points: Float64Array, maxHwmComm } (moves the points out), or null.
+  Napi::Value WindowTimeline(const Napi::CallbackInfo& info) {
+    uint32_t id;
+    if (!WindowId(info, &id)) return info.Env().Undefined();
+    std::vector<double> points;
+    std::string comm;
+    if (!Sampler::Instance().TakeTimeline(id, &points, &comm)) return info.Env().Null();
+    Napi::Float64Array arr = Napi::Float64Array::New(info.Env(), points.size());
+    if (!points.empty()) std::memcpy(arr.Data(), points.data(), points.size() * sizeof(double));
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("points", arr);
+    o.Set("maxHwmComm", comm);
+    return o;
+  }
+
+  // spawn(file, argv, env, cwd, stdio[3]) → { pid, id, fds: [stdin, stdout, stderr] }; throws with .code (errno
+  // name) when the command cannot be started.
+  Napi::Value SpawnCommand(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[4].IsArray()) {
+      Napi::TypeError::New(env, "spawn(file, argv, env, cwd, stdio)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    SpawnOptions o;
+    o.file = info[0].As<Napi::String>().Utf8Value();
+    auto strings = [](Napi::Array a, std::vector<std::string>* out) {
+      for (uint32_t i = 0; i < a.Length(); i++) out->push_back(a.Get(i).ToString().Utf8Value());
+    };
+    strings(info[1].As<Napi::Array>(), &o.args);
+    strings(info[2].As<Napi::Array>(), &o.env);
+    if (info[3].IsString()) o.cwd = info[3].As<Napi::String>().Utf8Value();
+    Napi::Array stdio = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) o.stdio[i] = stdio.Get(i).ToNumber().Int32Value();
+    SpawnResult r = Spawn(o);
+    if (r.pid < 0) {
+      Napi::Error e = Napi::Error::New(env, std::string(std::strerror(r.error)));
+      e.Set("errno", Napi::Number::New(env, r.error));
+      e.Set("code", Napi::String::New(env, r.error == ENOENT ? "ENOENT" : r.error == EACCES ? "EACCES" : "ESPAWN"));
+      e.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("pid", r.pid);
+    out.Set("id", r.id);
+    Napi::Array fds = Napi::Array::New(env, 3);
+    for (uint32_t i = 0; i < 3; i++) fds[i] = Napi::Number::New(env, r.parent_fds[i]);
+    out.Set("fds", fds);
+    return out;
+  }
+
+  // spawnPoll(id, out, release) → false for an unknown id.
+  Napi::Value SpawnPollResult(const Napi::CallbackInfo& info) {
+    uint32_t id;
+    if (!WindowId(info, &id)) return info.Env().Undefined();
+    Napi::Float64Array out = Float64Out(info, 1, kSpawnSlots);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    bool release = info.Length() > 2 && info[2].ToBoolean().Value();
+    return Napi::Boolean::New(info.Env(), SpawnPoll(id, out.Data(), release));
   }
 
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {

@@ -103,7 +103,13 @@ uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   double now = proc::MonotonicMs();
   double due = now + interval_ms;
   Window& w = windows_[id];
-  w = Window{owner, static_cast<double>(interval_ms), now, due, NAN, 0, 0, {}, {}};
+  w.owner = owner;
+  w.interval_ms = interval_ms;
+  w.open_ms = now;
+  w.next_due_ms = due;
+  w.max_rss_bytes = NAN;
+  w.samples = 0;
+  w.gpu_samples = 0;
   if (!gpu_cache_.empty()) {
     w.gpu.resize(gpu_cache_.size());
     if (gpu_parked_) gpu_cv_.notify_one();  // it parks while no window is open
@@ -121,6 +127,115 @@ bool Sampler::SetPids(uint32_t id, std::vector<uint32_t> pids) {
   pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
   it->second.pids = std::move(pids);
   return true;
+}
+
+bool Sampler::Configure(uint32_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = windows_.find(id);
+  if (it == windows_.end()) return false;
+  Window& w = it->second;
+  if (root_pid != 0) {
+    w.tree.reset(new TreeState());
+    w.tree->root = root_pid;
+    w.tree->baseline_existing = baseline_existing;
+    w.tree->descendants = descendants;
+    w.is_tree = true;
+    w.last_tree.root = root_pid;
+    w.pids = {root_pid};
+    // Sample at once, then every 1, 2, 4 … ms up to the interval: a command that lives 20 ms is still seen.
+    w.ramp_ms = std::min(1.0, w.interval_ms);
+    w.next_due_ms = proc::MonotonicMs();
+  }
+  w.timeline = timeline;
+  if (timeline) {
+    w.points.reserve(256 * kTimelineColumns);
+    for (double& a : w.acc) a = NAN;
+  }
+  if (w.next_due_ms < thread_wake_ms_) cv_.notify_all();
+  return true;
+}
+
+bool Sampler::TakeTimeline(uint32_t id, std::vector<double>* points, std::string* max_hwm_comm) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = windows_.find(id);
+  if (it == windows_.end()) return false;
+  Window& w = it->second;
+  *points = std::move(w.points);
+  w.points.clear();
+  if (w.acc_n > 0) {  // the partial point still being merged
+    points->insert(points->end(), w.acc, w.acc + kTimelineColumns);
+  }
+  if (w.is_tree) *max_hwm_comm = w.last_tree.max_hwm_comm;
+  return true;
+}
+
+void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms) {
+  double p[kTimelineColumns];
+  p[kTlTimeMs] = now - w.open_ms;
+  p[kTlRssBytes] = rss >= 0 ? rss : NAN;
+  p[kTlTreeRssBytes] = w.is_tree && w.last_tree.rss_sum_bytes >= 0 ? w.last_tree.rss_sum_bytes : NAN;
+  // CPU: the tree's sampled CPU for a tree window, else this process's.
+  double cpu = w.is_tree ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms : self_cpu_ms;
+  p[kTlCpuPercent] = NAN;
+  if (!std::isnan(w.last_cpu_ms) && !std::isnan(cpu) && now > w.last_tick_ms) {
+    p[kTlCpuPercent] = std::max(0.0, (cpu - w.last_cpu_ms) / (now - w.last_tick_ms) * 100.0);
+  }
+  w.last_cpu_ms = cpu;
+  w.last_tick_ms = now;
+  double gpu_bytes = NAN, util_sum = 0;
+  int util_n = 0;
+  for (const auto& c : gpu_cache_) {
+    if (std::isnan(c.t_ms)) continue;
+    int reason;
+    double b = ProcessBytes(c.reading.processes, w.pids, &reason);
+    if (!std::isnan(b)) gpu_bytes = (std::isnan(gpu_bytes) ? 0 : gpu_bytes) + b;
+    if (c.reading.utilization_percent >= 0) {
+      util_sum += c.reading.utilization_percent;
+      util_n++;
+    }
+  }
+  p[kTlGpuProcessBytes] = gpu_bytes;
+  p[kTlGpuUtilPercent] = util_n > 0 ? util_sum / util_n : NAN;
+  // Merge into the accumulator: the first time of the group, the largest memory, the mean of the percentages.
+  auto fmax_nan = [](double a, double b) { return std::isnan(a) ? b : std::isnan(b) ? a : std::max(a, b); };
+  if (w.acc_n == 0) {
+    for (int i = 0; i < kTimelineColumns; i++) w.acc[i] = p[i];
+  } else {
+    w.acc[kTlRssBytes] = fmax_nan(w.acc[kTlRssBytes], p[kTlRssBytes]);
+    w.acc[kTlTreeRssBytes] = fmax_nan(w.acc[kTlTreeRssBytes], p[kTlTreeRssBytes]);
+    w.acc[kTlGpuProcessBytes] = fmax_nan(w.acc[kTlGpuProcessBytes], p[kTlGpuProcessBytes]);
+    for (int i : {static_cast<int>(kTlGpuUtilPercent), static_cast<int>(kTlCpuPercent)}) {
+      if (std::isnan(w.acc[i])) w.acc[i] = p[i];
+      else if (!std::isnan(p[i])) w.acc[i] = (w.acc[i] * w.acc_n + p[i]) / (w.acc_n + 1);
+    }
+  }
+  if (++w.acc_n < w.stride) return;
+  w.points.insert(w.points.end(), w.acc, w.acc + kTimelineColumns);
+  w.acc_n = 0;
+  constexpr size_t kMaxPoints = 2048;
+  if (w.points.size() / kTimelineColumns >= kMaxPoints) {
+    // Halve: merge neighbours the same way, then take twice as many ticks per point from now on.
+    size_t n = w.points.size() / kTimelineColumns;
+    std::vector<double> merged;
+    merged.reserve((n / 2 + 1) * kTimelineColumns);
+    for (size_t i = 0; i < n; i += 2) {
+      const double* a = &w.points[i * kTimelineColumns];
+      if (i + 1 >= n) {
+        merged.insert(merged.end(), a, a + kTimelineColumns);
+        break;
+      }
+      const double* b = a + kTimelineColumns;
+      merged.push_back(a[kTlTimeMs]);
+      merged.push_back(fmax_nan(a[kTlRssBytes], b[kTlRssBytes]));
+      merged.push_back(fmax_nan(a[kTlTreeRssBytes], b[kTlTreeRssBytes]));
+      merged.push_back(fmax_nan(a[kTlGpuProcessBytes], b[kTlGpuProcessBytes]));
+      for (int c : {static_cast<int>(kTlGpuUtilPercent), static_cast<int>(kTlCpuPercent)}) {
+        merged.push_back(std::isnan(a[c]) ? b[c] : std::isnan(b[c]) ? a[c] : (a[c] + b[c]) / 2);
+      }
+    }
+    w.points.swap(merged);
+    w.stride *= 2;
+  }
 }
 
 double Sampler::GpuIntervalLocked() const {
@@ -160,6 +275,20 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len, bool clo
   double now = proc::MonotonicMs();
   out[kWinMaxRssBytes] = w.max_rss_bytes;
   out[kWinSamples] = w.samples;
+  for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
+  if (w.is_tree) {
+    const TreeState& t = w.last_tree;
+    out[kWinTreeRssBytes] = t.rss_sum_bytes >= 0 ? t.rss_sum_bytes : NAN;
+    out[kWinTreeRssPeakBytes] = t.rss_sum_peak_bytes >= 0 ? t.rss_sum_peak_bytes : NAN;
+    out[kWinTreeMaxHwmBytes] = t.max_hwm_bytes >= 0 ? t.max_hwm_bytes : NAN;
+    out[kWinTreeMaxHwmPid] = t.max_hwm_pid ? t.max_hwm_pid : NAN;
+    out[kWinTreeCpuUserMs] = t.cpu_user_ms;
+    out[kWinTreeCpuSystemMs] = t.cpu_system_ms;
+    out[kWinTreeProcesses] = t.processes_seen;
+    out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
+    out[kWinTreeSamples] = w.tree_samples;
+    out[kWinTreeRssFirstBytes] = t.rss_first_bytes >= 0 ? t.rss_first_bytes : NAN;
+  }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinGpuSamples] = w.gpu_samples;
   out[kWinGpuIntervalMs] = gpu_cache_.empty() ? NAN : GpuIntervalLocked();
@@ -324,6 +453,11 @@ void Sampler::Stop(std::chrono::milliseconds wait, bool unload) {
 void Sampler::RunRss(uint64_t gen) {
   pthread_setname_np(pthread_self(), "taskmeter-rss");  // visible in top -H, /proc/<pid>/task/*/comm
   std::unique_lock<std::mutex> lock(mu_);
+  struct TreeJob {
+    uint32_t id;
+    std::unique_ptr<TreeState> state;
+  };
+  std::vector<TreeJob> jobs;
   while (rss_.active_gen == gen) {
     if (windows_.empty()) {
       thread_wake_ms_ = INFINITY;
@@ -338,9 +472,51 @@ void Sampler::RunRss(uint64_t gen) {
       cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
     }
+    // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
+    bool want_cpu = false;
+    jobs.clear();
+    for (auto& kv : windows_) {
+      Window& w = kv.second;
+      if (w.next_due_ms > now) continue;
+      want_cpu |= w.timeline;
+      if (w.tree && !w.tree_busy) {
+        w.tree_busy = true;
+        jobs.push_back(TreeJob{kv.first, std::move(w.tree)});
+      }
+    }
     lock.unlock();
     int64_t rss = proc::ReadSelfRssBytes();
+    double self_cpu = NAN;
+    if (want_cpu) {
+      double s[proc::kSnapshotSlots];
+      proc::ReadSelf(s);
+      self_cpu = s[proc::kCpuUserMs] + s[proc::kCpuSystemMs];
+    }
+    for (auto& job : jobs) SampleTree(job.state.get());
     lock.lock();
+    for (auto& job : jobs) {
+      auto it = windows_.find(job.id);
+      if (it == windows_.end()) continue;  // closed meanwhile
+      Window& w = it->second;
+      w.tree = std::move(job.state);
+      w.tree_busy = false;
+      w.tree_samples++;
+      // Publish the results (everything but the per-process tracks) for readers that come while it is out.
+      const TreeState& t = *w.tree;
+      w.last_tree.rss_sum_bytes = t.rss_sum_bytes;
+      w.last_tree.rss_first_bytes = t.rss_first_bytes;
+      w.last_tree.rss_sum_peak_bytes = t.rss_sum_peak_bytes;
+      w.last_tree.max_hwm_bytes = t.max_hwm_bytes;
+      w.last_tree.max_hwm_pid = t.max_hwm_pid;
+      w.last_tree.max_hwm_comm = t.max_hwm_comm;
+      w.last_tree.cpu_user_ms = t.cpu_user_ms;
+      w.last_tree.cpu_system_ms = t.cpu_system_ms;
+      w.last_tree.processes_seen = t.processes_seen;
+      w.last_tree.root_alive = t.root_alive;
+      w.pids = t.live_pids;
+      if (w.pids.empty()) w.pids = {t.root};
+      std::sort(w.pids.begin(), w.pids.end());
+    }
     now = proc::MonotonicMs();
     for (auto& kv : windows_) {
       Window& w = kv.second;
@@ -350,9 +526,16 @@ void Sampler::RunRss(uint64_t gen) {
         if (std::isnan(w.max_rss_bytes) || r > w.max_rss_bytes) w.max_rss_bytes = r;
         w.samples++;
       }
+      if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
+      double step = w.interval_ms;
+      if (w.ramp_ms > 0) {
+        step = w.ramp_ms;
+        w.ramp_ms *= 2;
+        if (w.ramp_ms >= w.interval_ms) w.ramp_ms = 0;
+      }
       // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
-      w.next_due_ms += w.interval_ms;
-      if (w.next_due_ms <= now) w.next_due_ms = now + w.interval_ms;
+      w.next_due_ms += step;
+      if (w.next_due_ms <= now) w.next_due_ms = now + step;
     }
   }
   if (gen > rss_.exited_gen) rss_.exited_gen = gen;

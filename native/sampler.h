@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "nvml/gpu.h"
+#include "tree.h"
 
 namespace taskmeter {
 
@@ -29,7 +31,28 @@ enum WindowSlot : int {
   kWinGpuIntervalMs,    // effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU
   kWinGpuStaleMs,       // > 0: an NVML call has been hanging this long at the window's end (GPU data is stale)
   kWinGpuFromCache,     // 1: no reading fell inside the window; GPU values are the latest cached ones
+  // Process-tree windows (see Configure); NaN otherwise.
+  kWinTreeRssBytes,        // the tree's summed RSS at the last sample
+  kWinTreeRssPeakBytes,    // the largest summed RSS sampled
+  kWinTreeMaxHwmBytes,     // the largest single-process peak (VmHWM) seen
+  kWinTreeMaxHwmPid,
+  kWinTreeCpuUserMs,       // sampled CPU of the tree since tracking began (ms, clock-tick resolution)
+  kWinTreeCpuSystemMs,
+  kWinTreeProcesses,       // processes seen in the tree
+  kWinTreeRootAlive,       // 1 while the root lives
+  kWinTreeSamples,
+  kWinTreeRssFirstBytes,   // the summed RSS at the first sample that saw any
   kWindowSlots
+};
+// Timeline columns (see TakeTimeline).
+enum TimelineColumn : int {
+  kTlTimeMs = 0,        // since the window opened
+  kTlRssBytes,          // this process
+  kTlTreeRssBytes,      // the tracked tree (NaN without one)
+  kTlGpuProcessBytes,   // the window's pids on all GPUs (NaN without data)
+  kTlGpuUtilPercent,    // mean over GPUs
+  kTlCpuPercent,        // this process, or the tree
+  kTimelineColumns
 };
 enum GpuWindowSlot : int {
   kGwMemoryUsedPeakBytes = 0,
@@ -85,6 +108,11 @@ class Sampler {
   uint32_t Open(uint32_t interval_ms, const void* owner);
   // Which pids the window's GPU process memory counts (empty: this process).
   bool SetPids(uint32_t id, std::vector<uint32_t> pids);
+  // Makes the window follow the process tree rooted at root_pid (0: none) and/or record a timeline. A tree window
+  // samples fast at first (1, 2, 4 … ms up to its interval) to catch short-lived commands.
+  bool Configure(uint32_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline);
+  // Moves the window's timeline out (kTimelineColumns per point) and the command name of its largest process.
+  bool TakeTimeline(uint32_t id, std::vector<double>* points, std::string* max_hwm_comm);
   // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id.
   bool Read(uint32_t id, double* out, size_t len);
   bool Close(uint32_t id, double* out, size_t len);
@@ -127,6 +155,20 @@ class Sampler {
     uint32_t gpu_samples;
     std::vector<uint32_t> pids;
     std::vector<GpuWindow> gpu;
+    double ramp_ms = 0;  // > 0: the next interval while ramping up to interval_ms
+    std::unique_ptr<TreeState> tree;  // moved out while the RSS thread samples it
+    bool is_tree = false;
+    bool tree_busy = false;
+    uint32_t tree_samples = 0;
+    TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
+    // Timeline: points of kTimelineColumns; when full, pairs are merged and `stride` ticks make one point.
+    bool timeline = false;
+    std::vector<double> points;
+    uint32_t stride = 1;
+    uint32_t acc_n = 0;
+    double acc[kTimelineColumns];
+    double last_cpu_ms = NAN;
+    double last_tick_ms = NAN;
   };
   struct GpuCache {
     double t_ms = NAN;
@@ -147,6 +189,7 @@ class Sampler {
   void EnsureGpuThreadLocked();
   void RunRss(uint64_t gen);
   void RunGpu(uint64_t gen);
+  void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
   void ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings);
   void FillStatsLocked(const Window& w, double* out, size_t len, bool closing);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;

@@ -36,6 +36,16 @@ export interface NativeBinding {
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
   samplerState(): { openWindows: number; threadRunning: boolean };
+  readonly SPAWN_SLOTS: number;
+  readonly TIMELINE_COLUMNS: number;
+  /** Makes a window follow a process tree and/or record a timeline. */
+  windowConfigure(id: number, rootPid: number, baselineExisting: boolean, descendants: boolean, timeline: boolean): boolean;
+  /** Moves the window's timeline points out (TIMELINE_COLUMNS per point). */
+  windowTimeline(id: number): { points: Float64Array; maxHwmComm: string } | null;
+  /** fork + exec; stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. Throws with .code. */
+  spawn(file: string, argv: string[], env: string[], cwd: string | null, stdio: number[]): { pid: number; id: number; fds: number[] };
+  /** The waiter's record of a spawned command (SPAWN_* slots); false for an unknown id. */
+  spawnPoll(id: number, out: Float64Array, release: boolean): boolean;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -58,6 +68,34 @@ export const WIN_GPU_SAMPLES = 3;
 export const WIN_GPU_INTERVAL_MS = 4;
 export const WIN_GPU_STALE_MS = 5;
 export const WIN_GPU_FROM_CACHE = 6;
+export const WIN_TREE_RSS = 7;
+export const WIN_TREE_RSS_PEAK = 8;
+export const WIN_TREE_MAX_HWM = 9;
+export const WIN_TREE_MAX_HWM_PID = 10;
+export const WIN_TREE_CPU_USER_MS = 11;
+export const WIN_TREE_CPU_SYSTEM_MS = 12;
+export const WIN_TREE_PROCESSES = 13;
+export const WIN_TREE_ROOT_ALIVE = 14;
+export const WIN_TREE_SAMPLES = 15;
+export const WIN_TREE_RSS_FIRST = 16;
+
+export const SP_EXITED = 0;
+export const SP_EXIT_CODE = 1;
+export const SP_SIGNAL = 2;
+export const SP_USER_MS = 3;
+export const SP_SYSTEM_MS = 4;
+export const SP_MAX_RSS = 5;
+export const SP_START_MONO_MS = 6;
+export const SP_END_MONO_MS = 7;
+export const SP_END_EPOCH_MS = 8;
+export const SP_CONTAMINATION_BYTES = 9;
+
+export const TL_TIME_MS = 0;
+export const TL_RSS = 1;
+export const TL_TREE_RSS = 2;
+export const TL_GPU_PROCESS = 3;
+export const TL_GPU_UTIL = 4;
+export const TL_CPU_PERCENT = 5;
 
 export const GW_MEMORY_USED_PEAK = 0;
 export const GW_PROCESS_MEMORY_PEAK = 1;
@@ -98,6 +136,13 @@ function load(): NativeBinding {
 }
 
 export const native: NativeBinding = load();
-if (native.SNAPSHOT_SLOTS !== 7 || native.WINDOW_SLOTS !== 7 || native.GPU_WINDOW_SLOTS !== 8 || native.GPU_SNAPSHOT_SLOTS !== 8) {
+if (
+  native.SNAPSHOT_SLOTS !== 7 ||
+  native.WINDOW_SLOTS !== 17 ||
+  native.GPU_WINDOW_SLOTS !== 8 ||
+  native.GPU_SNAPSHOT_SLOTS !== 8 ||
+  native.SPAWN_SLOTS !== 10 ||
+  native.TIMELINE_COLUMNS !== 6
+) {
   throw new Error('taskmeter: the native addon does not match this version of the package (rebuild it)');
 }

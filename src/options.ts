@@ -8,10 +8,23 @@ export const MAX_SAMPLE_INTERVAL_MS = 60_000;
 export interface MeasureOptions {
   /** How often the sampler reads RSS inside the window, in ms: an integer from 1 to 60000. Default 10. */
   sampleIntervalMs?: number;
+  /** Record a timeline of the window (usage.timeline). Default false. */
+  timeline?: boolean;
 }
 
 export interface ResolvedOptions {
   sampleIntervalMs: number;
+  timeline: boolean;
+}
+
+export function boolOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`taskmeter: option "${name}" must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+export function intervalOption(o: Record<string, unknown>): number {
+  return intOption('sampleIntervalMs', o.sampleIntervalMs, MIN_SAMPLE_INTERVAL_MS, MAX_SAMPLE_INTERVAL_MS, DEFAULT_SAMPLE_INTERVAL_MS);
 }
 
 export function describe(value: unknown): string {
@@ -50,18 +63,10 @@ export function optionsObject(where: string, options: unknown, known: readonly s
   return options as Record<string, unknown>;
 }
 
-const DEFAULTS: ResolvedOptions = Object.freeze({ sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS });
+const DEFAULTS: ResolvedOptions = Object.freeze({ sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS, timeline: false });
 
 export function resolveMeasureOptions(where: string, options: unknown): ResolvedOptions {
   if (options === undefined) return DEFAULTS;
-  const o = optionsObject(where, options, ['sampleIntervalMs']);
-  return {
-    sampleIntervalMs: intOption(
-      'sampleIntervalMs',
-      o.sampleIntervalMs,
-      MIN_SAMPLE_INTERVAL_MS,
-      MAX_SAMPLE_INTERVAL_MS,
-      DEFAULT_SAMPLE_INTERVAL_MS,
-    ),
-  };
+  const o = optionsObject(where, options, ['sampleIntervalMs', 'timeline']);
+  return { sampleIntervalMs: intervalOption(o), timeline: boolOption('timeline', o.timeline, false) };
 }

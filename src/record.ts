@@ -46,6 +46,15 @@ export interface UsageRecord {
   gpu_energy_joules: number | null;
   gpu_stale: boolean;
   gpus: GpuRecord[];
+  /** Process tracking (trackProcess, measureCommand, the CLI) only: */
+  pid?: number;
+  max_rss_bytes?: number | null;
+  max_rss_mb?: number | null;
+  max_rss_source?: 'rusage' | 'sampled' | null;
+  tree_peak_rss_bytes?: number | null;
+  tree_peak_rss_mb?: number | null;
+  processes?: number;
+  cpu_source?: 'rusage' | 'sampled';
 }
 
 const round = (v: number, digits: number): number => {
@@ -152,5 +161,24 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
     gpu_stale: u.gpuStale === true,
     gpus,
+    ...processFields(u),
+  };
+}
+
+/** The fields a ProcessUsage adds (present only on those). */
+function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
+  if (typeof u.pid !== 'number') return {};
+  const maxRss = numOrNull(u, 'maxRssBytes', 'usage');
+  const tree = numOrNull(u, 'treePeakRssBytes', 'usage');
+  const src = u.maxRssSource === 'rusage' || u.maxRssSource === 'sampled' ? u.maxRssSource : null;
+  return {
+    pid: u.pid,
+    max_rss_bytes: intOrNull(maxRss),
+    max_rss_mb: mibOrNull(maxRss),
+    max_rss_source: maxRss === null ? null : src,
+    tree_peak_rss_bytes: intOrNull(tree),
+    tree_peak_rss_mb: mibOrNull(tree),
+    processes: typeof u.processes === 'number' && Number.isInteger(u.processes) && u.processes >= 0 ? u.processes : 0,
+    cpu_source: u.cpuSource === 'rusage' ? 'rusage' : 'sampled',
   };
 }

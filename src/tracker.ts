@@ -1,44 +1,6 @@
-import { native } from './binding';
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
-import { boundSnapshotBuffer, boundWindowBuffer, buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, windowStats } from './usage';
-
-
-// A tracker that is dropped while running would leave its sampler window open for the life of the process; closing
-// it when the tracker is collected keeps the window table bounded.
-const abandoned = new FinalizationRegistry<number>((id) => {
-  native.windowClose(id, new Float64Array(native.WINDOW_SLOTS + 64));
-});
-
-/** One measurement window: endpoint snapshots plus a sampler window for the peaks in between. */
-class Window {
-  readonly start: Snapshot;
-  readonly id: number;
-  private closed = false;
-
-  constructor(intervalMs: number) {
-    const snap = boundSnapshotBuffer();
-    this.id = native.windowOpen(intervalMs);
-    this.start = snapshotFrom(snap);
-  }
-
-  /** The usage so far, leaving the window open. */
-  peek(): ResourceUsage {
-    const snap = new Float64Array(native.SNAPSHOT_SLOTS);
-    native.snapshot(snap);
-    const buf = new Float64Array(windowBufferLength());
-    const ok = native.windowRead(this.id, buf);
-    return buildUsage(this.start, snapshotFrom(snap), ok ? windowStats(buf) : null);
-  }
-
-  close(): ResourceUsage {
-    if (this.closed) throw new Error('taskmeter: window already closed');
-    this.closed = true;
-    const snap = boundSnapshotBuffer();
-    const buf = boundWindowBuffer();
-    const ok = native.windowClose(this.id);
-    return buildUsage(this.start, snapshotFrom(snap), ok ? windowStats(buf) : null);
-  }
-}
+import { ResourceUsage } from './usage';
+import { Window } from './window';
 
 export interface TrackerError extends Error {
   code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
@@ -55,20 +17,20 @@ function trackerError(code: TrackerError['code'], message: string): TrackerError
  * sampler window is closed by stop(), by dispose, or at process/worker teardown.
  */
 export class ResourceTracker {
-  private readonly intervalMs: number;
+  private readonly options: { sampleIntervalMs: number; timeline: boolean };
   private window: Window | null = null;
   private result: ResourceUsage | null = null;
 
   constructor(options?: MeasureOptions) {
-    this.intervalMs = resolveMeasureOptions('ResourceTracker', options).sampleIntervalMs;
+    this.options = resolveMeasureOptions('ResourceTracker', options);
   }
 
   /** Opens a new window. Throws ERR_TRACKER_RUNNING if one is already open; after stop() it starts afresh. */
   start(): this {
     if (this.window) throw trackerError('ERR_TRACKER_RUNNING', 'taskmeter: ResourceTracker.start(): already running');
     this.result = null;
-    this.window = new Window(this.intervalMs);
-    abandoned.register(this, this.window.id, this.window);
+    this.window = new Window({ intervalMs: this.options.sampleIntervalMs, timeline: this.options.timeline });
+    this.window.guard(this);
     return this;
   }
 
@@ -80,7 +42,6 @@ export class ResourceTracker {
     if (this.window) {
       const w = this.window;
       this.window = null;
-      abandoned.unregister(w);
       this.result = w.close();
     }
     if (!this.result) {
@@ -131,8 +92,8 @@ function checkFn(where: string, fn: unknown): void {
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
 export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<T> {
   checkFn('measureSync', fn);
-  const { sampleIntervalMs } = resolveMeasureOptions('measureSync', options);
-  const w = new Window(sampleIntervalMs);
+  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measureSync', options);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
   let result: T;
   try {
     result = fn();
@@ -149,8 +110,8 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
  */
 export async function measure<T>(fn: () => T | PromiseLike<T>, options?: MeasureOptions): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
-  const { sampleIntervalMs } = resolveMeasureOptions('measure', options);
-  const w = new Window(sampleIntervalMs);
+  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measure', options);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
   let result: Awaited<T>;
   try {
     result = await fn();

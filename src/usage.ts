@@ -4,6 +4,16 @@ import {
   WIN_GPU_INTERVAL_MS,
   WIN_GPU_SAMPLES,
   WIN_GPU_STALE_MS,
+  WIN_TREE_CPU_SYSTEM_MS,
+  WIN_TREE_CPU_USER_MS,
+  WIN_TREE_MAX_HWM,
+  WIN_TREE_MAX_HWM_PID,
+  WIN_TREE_PROCESSES,
+  WIN_TREE_ROOT_ALIVE,
+  WIN_TREE_RSS,
+  WIN_TREE_RSS_FIRST,
+  WIN_TREE_RSS_PEAK,
+  WIN_TREE_SAMPLES,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
   SNAP_EPOCH_MS,
@@ -16,6 +26,7 @@ import {
   WIN_SAMPLES,
 } from './binding';
 import { describe } from './options';
+import type { Timeline } from './timeline';
 import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
 
 export type { GpuSnapshot, GpuUsage } from './gpu';
@@ -77,6 +88,8 @@ export interface ResourceUsage {
   /** True when an NVML call had hung at the window's end: GPU values stop at the last good reading. */
   gpuStale: boolean;
   gpuStaleReason: string | null;
+  /** The window's timeline, when asked for (option `timeline`); see renderTimeline(). */
+  timeline?: Timeline;
 }
 
 // The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes).
@@ -155,7 +168,22 @@ function checkSnapshot(name: string, s: unknown): Snapshot {
 }
 
 /** The sampler's record of one window (see native/sampler.h). */
+/** What the sampler saw of a tracked process tree (NaN where it saw nothing). */
+export interface TreeStats {
+  rssBytes: number;
+  rssFirstBytes: number;
+  rssPeakBytes: number;
+  maxHwmBytes: number;
+  maxHwmPid: number;
+  cpuUserMs: number;
+  cpuSystemMs: number;
+  processes: number;
+  rootAlive: boolean;
+  samples: number;
+}
+
 export interface WindowStats {
+  tree: TreeStats;
   maxRssBytes: number;
   samples: number;
   intervalMs: number;
@@ -174,6 +202,18 @@ export function windowStats(buf: Float64Array): WindowStats {
   const devices = gpuDevices();
   const n = Math.min(devices.length, Math.floor((buf.length - native.WINDOW_SLOTS) / native.GPU_WINDOW_SLOTS));
   return {
+    tree: {
+      rssBytes: buf[WIN_TREE_RSS],
+      rssFirstBytes: buf[WIN_TREE_RSS_FIRST],
+      rssPeakBytes: buf[WIN_TREE_RSS_PEAK],
+      maxHwmBytes: buf[WIN_TREE_MAX_HWM],
+      maxHwmPid: buf[WIN_TREE_MAX_HWM_PID],
+      cpuUserMs: buf[WIN_TREE_CPU_USER_MS],
+      cpuSystemMs: buf[WIN_TREE_CPU_SYSTEM_MS],
+      processes: buf[WIN_TREE_PROCESSES],
+      rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
+      samples: buf[WIN_TREE_SAMPLES],
+    },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
     intervalMs: buf[WIN_INTERVAL_MS],

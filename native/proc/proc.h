@@ -2,6 +2,8 @@
 // an OS header for these numbers.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace taskmeter {
 namespace proc {
@@ -30,6 +32,30 @@ int64_t ReadSelfPeakRssBytes();
 
 double MonotonicMs();
 double EpochMs();
+
+// Another process, as /proc shows it (Linux) or the OS's equivalent.
+struct ProcessInfo {
+  uint32_t pid = 0;
+  uint32_t ppid = 0;
+  bool alive = false;          // false: gone, or a zombie (its memory is already released)
+  bool forked_not_execed = false;  // still the forked copy of its parent (PF_FORKNOEXEC): its memory is the parent's
+  double cpu_user_ms = 0;      // utime + cutime (its own and its reaped children's), ms
+  double cpu_system_ms = 0;    // stime + cstime
+  double rss_bytes = -1;       // VmRSS
+  double hwm_bytes = -1;       // VmHWM: the process's own peak so far (exact, per process)
+  double start_ticks = 0;      // start time since boot, clock ticks: tells a reused pid apart
+  char comm[17] = {0};
+};
+
+// Reads one process. False if it does not exist (or cannot be read).
+bool ReadProcess(uint32_t pid, ProcessInfo* out);
+
+// Appends the direct children of pid (all its threads' children). False if the children list cannot be read, in
+// which case the caller may fall back to ListAllParents.
+bool ListChildren(uint32_t pid, std::vector<uint32_t>* out);
+
+// Every process's (pid, ppid): the slow fallback where per-thread children lists are not available.
+bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out);
 
 }  // namespace proc
 }  // namespace taskmeter

@@ -1,0 +1,369 @@
+// Tracking other processes: trackProcess(pid) follows a running process and its descendants; measureCommand()
+// starts a command itself (fork + exec in the addon) so that its end is reaped with wait4(), which gives the exit
+// status and the exact CPU time of the command and every descendant it reaped.
+import { constants } from 'node:os';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { Socket } from 'node:net';
+import {
+  native,
+  SP_CONTAMINATION_BYTES,
+  SP_END_EPOCH_MS,
+  SP_END_MONO_MS,
+  SP_EXIT_CODE,
+  SP_EXITED,
+  SP_MAX_RSS,
+  SP_SIGNAL,
+  SP_START_MONO_MS,
+  SP_SYSTEM_MS,
+  SP_USER_MS,
+} from './binding';
+import { boolOption, describe, intervalOption, optionsObject } from './options';
+import { buildUsage, ResourceUsage, WindowStats } from './usage';
+import { ClosedWindow, Window } from './window';
+
+export interface ProcessUsage extends ResourceUsage {
+  /** The tracked (or started) process. */
+  pid: number;
+  /**
+   * The largest single-process peak RSS in the tree — what GNU time prints as "Maximum resident set size". From the
+   * kernel's accounting of the reaped command when that is exact ('rusage'), else from each process's own VmHWM read
+   * while it lived ('sampled'); null if no process was ever seen.
+   */
+  maxRssBytes: number | null;
+  maxRssSource: 'rusage' | 'sampled' | null;
+  maxRssPid: number | null;
+  maxRssCommand: string | null;
+  /** The peak of the tree's summed RSS (sampled), never below maxRssBytes. */
+  treePeakRssBytes: number | null;
+  /** Processes seen in the tree. */
+  processes: number;
+  /** 'rusage': exact, from wait4 of a command taskmeter started; 'sampled': /proc, in clock ticks (10 ms). */
+  cpuSource: 'rusage' | 'sampled';
+}
+
+export interface TrackProcessOptions {
+  /** How often the tree is sampled, ms (1–60000, default 10). */
+  sampleIntervalMs?: number;
+  /** Follow the descendants too (default true). */
+  includeChildren?: boolean;
+  /** Record usage.timeline (default true). */
+  timeline?: boolean;
+}
+
+const SIGNAL_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(constants.signals).map(([name, num]) => [num as number, name]),
+);
+
+const nn = (v: number): number | null => (Number.isFinite(v) && v >= 0 ? v : null);
+
+function resolveTrackOptions(where: string, options: unknown) {
+  const o = optionsObject(where, options, ['sampleIntervalMs', 'includeChildren', 'timeline']);
+  return {
+    intervalMs: intervalOption(o),
+    descendants: boolOption('includeChildren', o.includeChildren, true),
+    timeline: boolOption('timeline', o.timeline, true),
+  };
+}
+
+function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): ProcessUsage {
+  const base = buildUsage(c.start, c.end, c.stats);
+  const t = (c.stats as WindowStats | null)?.tree;
+  const sampledMax = t ? nn(t.maxHwmBytes) : null;
+  let maxRssBytes = sampledMax;
+  let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
+  let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
+  let maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
+  let cpuUserMs = t ? nn(t.cpuUserMs) ?? 0 : 0;
+  let cpuSystemMs = t ? nn(t.cpuSystemMs) ?? 0 : 0;
+  let cpuSource: ProcessUsage['cpuSource'] = 'sampled';
+  let wallTimeMs = base.wallTimeMs;
+  let endedAt = base.endedAt;
+  if (exact) {
+    if (exact.userMs !== null && exact.systemMs !== null) {
+      cpuUserMs = exact.userMs;
+      cpuSystemMs = exact.systemMs;
+      cpuSource = 'rusage';
+    }
+    // Linux keeps a process's pre-exec peak across exec, so the reaped ru_maxrss can be the peak of the forked copy
+    // of *this* process. Above our RSS at the fork it cannot be: then it is the command's own, exact.
+    if (exact.maxRssBytes !== null && exact.maxRssBytes > exact.contaminationBytes && (maxRssBytes === null || exact.maxRssBytes >= maxRssBytes)) {
+      maxRssBytes = exact.maxRssBytes;
+      maxRssSource = 'rusage';
+      if (maxRssPid === null) maxRssPid = pid;
+    }
+    wallTimeMs = exact.wallTimeMs;
+    endedAt = exact.endEpochMs;
+  }
+  const treePeakSampled = t ? nn(t.rssPeakBytes) : null;
+  const treePeak = treePeakSampled === null ? maxRssBytes : maxRssBytes === null ? treePeakSampled : Math.max(treePeakSampled, maxRssBytes);
+  const cpuTimeMs = cpuUserMs + cpuSystemMs;
+  const rssEnd = t ? nn(t.rssBytes) : null;
+  const rssFirst = t ? nn(t.rssFirstBytes) : null;
+  const processes = t && Number.isFinite(t.processes) ? t.processes : 0;
+  return {
+    ...base,
+    wallTimeMs,
+    endedAt,
+    cpuUserMs,
+    cpuSystemMs,
+    cpuTimeMs,
+    cpuPercent: wallTimeMs > 0 ? (cpuTimeMs / wallTimeMs) * 100 : 0,
+    rssStartBytes: rssFirst ?? 0,
+    rssEndBytes: rssEnd ?? 0,
+    peakRssBytes: treePeak ?? 0,
+    peakRssSource: processes <= 1 && maxRssSource === 'rusage' ? 'hwm' : treePeak === null ? 'endpoints' : 'sampled',
+    samples: t && Number.isFinite(t.samples) ? t.samples : 0,
+    pid,
+    maxRssBytes,
+    maxRssSource,
+    maxRssPid,
+    maxRssCommand: maxRssCommand ?? null,
+    treePeakRssBytes: treePeak,
+    processes,
+    cpuSource,
+    ...(c.timeline ? { timeline: c.timeline } : {}),
+  };
+}
+
+interface SpawnRecord {
+  exitCode: number | null;
+  signal: string | null;
+  userMs: number | null;
+  systemMs: number | null;
+  maxRssBytes: number | null;
+  contaminationBytes: number;
+  wallTimeMs: number;
+  endEpochMs: number;
+}
+
+function checkPid(where: string, pid: unknown): number {
+  if (typeof pid !== 'number') throw new TypeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
+  if (!Number.isInteger(pid) || pid < 1 || pid > 4194304) {
+    throw new RangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
+  }
+  return pid;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Follows a running process (and by default its descendants) until stop() or until it exits (`exited`). While it
+ * runs, the tracker keeps the event loop alive, as a child process handle does.
+ */
+export class ProcessTracker {
+  readonly pid: number;
+  /** Resolves with the usage when the process exits or stop() is called. */
+  readonly exited: Promise<ProcessUsage>;
+  private window: Window | null;
+  private result: ProcessUsage | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private resolveExited!: (u: ProcessUsage) => void;
+
+  /** @internal use trackProcess() */
+  constructor(pid: number, opts: ReturnType<typeof resolveTrackOptions>, baselineExisting: boolean, watchExit: boolean) {
+    this.pid = pid;
+    this.exited = new Promise((r) => (this.resolveExited = r));
+    this.window = new Window({
+      intervalMs: opts.intervalMs,
+      timeline: opts.timeline,
+      rootPid: pid,
+      baselineExisting,
+      descendants: opts.descendants,
+    });
+    this.window.guard(this);
+    if (watchExit) {
+      const every = Math.min(200, Math.max(20, opts.intervalMs * 2));
+      this.timer = setInterval(() => {
+        const w = this.window;
+        if (!w) return;
+        const { stats } = w.read();
+        if (stats && stats.tree.samples > 0 && !stats.tree.rootAlive) this.finish(null);
+      }, every);
+    }
+  }
+
+  get running(): boolean {
+    return this.window !== null;
+  }
+
+  /** While running, the usage so far; afterwards, the final usage. */
+  get usage(): ProcessUsage {
+    if (this.result) return this.result;
+    const w = this.window!;
+    const { end, stats } = w.read();
+    return processUsage(this.pid, { start: w.start, end, stats, timeline: null, maxHwmComm: null }, null);
+  }
+
+  /** Stops tracking and returns the usage; again, the same usage. */
+  stop(): ProcessUsage {
+    return this.finish(null);
+  }
+
+  /** @internal */
+  finish(exact: SpawnRecord | null): ProcessUsage {
+    if (this.result) return this.result;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const w = this.window!;
+    this.window = null;
+    this.result = processUsage(this.pid, w.closeRaw(), exact);
+    this.resolveExited(this.result);
+    return this.result;
+  }
+
+  [Symbol.dispose](): void {
+    this.stop();
+  }
+}
+
+/** Tracks a running process (by default with its descendants): CPU, summed RSS, per-process peaks, GPU memory. */
+export function trackProcess(pid: number, options?: TrackProcessOptions): ProcessTracker {
+  checkPid('trackProcess', pid);
+  const opts = resolveTrackOptions('trackProcess', options);
+  if (!processExists(pid)) {
+    const e = new Error(`taskmeter: trackProcess(${pid}): no such process`) as NodeJS.ErrnoException;
+    e.code = 'ESRCH';
+    throw e;
+  }
+  return new ProcessTracker(pid, opts, true, true);
+}
+
+export type StdioMode = 'inherit' | 'ignore' | 'pipe';
+
+export interface MeasureCommandOptions extends TrackProcessOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** 'inherit' (default), 'ignore', or 'pipe' to capture stdout and stderr (stdin is then ignored). */
+  stdio?: StdioMode;
+  /** Called with the pid right after the command started (e.g. to forward signals to it). */
+  onSpawn?: (pid: number) => void;
+}
+
+export interface CommandResult {
+  /** The exit code, or null when the command was killed by a signal. */
+  exitCode: number | null;
+  /** The signal that killed it (e.g. 'SIGTERM'), or null. */
+  signal: string | null;
+  pid: number;
+  usage: ProcessUsage;
+  /** With stdio 'pipe': what it wrote. */
+  stdout?: Buffer;
+  stderr?: Buffer;
+}
+
+/** Finds an executable as a shell would: a name with a slash is a path; otherwise each PATH entry is tried. */
+export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
+  const isExec = (p: string) => {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (command.includes('/')) {
+    const p = isAbsolute(command) ? command : resolve(cwd, command);
+    return isExec(p) || (() => { try { statSync(p); return true; } catch { return false; } })() ? p : null;
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(isAbsolute(dir) ? dir : resolve(cwd, dir), command);
+    if (isExec(p)) return p;
+  }
+  return null;
+}
+
+function readAll(fd: number): Promise<Buffer> {
+  if (fd < 0) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((res) => {
+    const chunks: Buffer[] = [];
+    const s = new Socket({ fd, readable: true, writable: false });
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => res(Buffer.concat(chunks)));
+    s.on('close', () => res(Buffer.concat(chunks)));
+  });
+}
+
+/** Starts a command, tracks it and its descendants, and resolves when it exits. */
+export function measureCommand(command: string, args: readonly string[] = [], options?: MeasureCommandOptions): Promise<CommandResult> {
+  return new Promise((resolvePromise, reject) => {
+    if (typeof command !== 'string' || command.length === 0) {
+      throw new TypeError(`taskmeter: measureCommand(command): command must be a non-empty string, got ${describe(command)}`);
+    }
+    if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
+      throw new TypeError(`taskmeter: measureCommand(command, args): args must be an array of strings, got ${describe(args)}`);
+    }
+    const o = optionsObject('measureCommand', options, ['sampleIntervalMs', 'includeChildren', 'timeline', 'cwd', 'env', 'stdio', 'onSpawn']);
+    const opts = resolveTrackOptions('measureCommand', { sampleIntervalMs: o.sampleIntervalMs, includeChildren: o.includeChildren, timeline: o.timeline });
+    if (o.cwd !== undefined && typeof o.cwd !== 'string') throw new TypeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
+    if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw new TypeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
+    const stdio = (o.stdio ?? 'inherit') as StdioMode;
+    if (stdio !== 'inherit' && stdio !== 'ignore' && stdio !== 'pipe') {
+      throw new RangeError(`taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`);
+    }
+    if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function') throw new TypeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
+    const cwd = (o.cwd as string | undefined) ?? process.cwd();
+    const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
+    const file = resolveCommand(command, env, cwd);
+    if (file === null) {
+      const e = new Error(`taskmeter: command not found: ${command}`) as NodeJS.ErrnoException;
+      e.code = 'ENOENT';
+      e.path = command;
+      throw e;
+    }
+    const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const modes = stdio === 'inherit' ? [-1, -1, -1] : stdio === 'ignore' ? [-2, -2, -2] : [-2, -3, -3];
+    let spawned: { pid: number; id: number; fds: number[] };
+    try {
+      spawned = native.spawn(file, [command, ...args], envList, cwd, modes);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const wrapped = new Error(`taskmeter: could not start ${command}: ${e.message}`) as NodeJS.ErrnoException;
+      wrapped.code = e.code;
+      wrapped.path = command;
+      throw wrapped;
+    }
+    const tracker = new ProcessTracker(spawned.pid, opts, false, false);
+    const outputs = stdio === 'pipe' ? [readAll(spawned.fds[1]), readAll(spawned.fds[2])] : null;
+    try {
+      (o.onSpawn as ((pid: number) => void) | undefined)?.(spawned.pid);
+    } catch (err) {
+      reject(err);
+    }
+    const buf = new Float64Array(native.SPAWN_SLOTS);
+    const timer = setInterval(() => {
+      native.spawnPoll(spawned.id, buf, false);
+      if (buf[SP_EXITED] !== 1) return;
+      clearInterval(timer);
+      native.spawnPoll(spawned.id, buf, true);
+      const signalNo = buf[SP_SIGNAL];
+      const record: SpawnRecord = {
+        exitCode: Number.isFinite(buf[SP_EXIT_CODE]) ? buf[SP_EXIT_CODE] : null,
+        signal: Number.isFinite(signalNo) ? (SIGNAL_NAMES[signalNo] ?? `SIG${signalNo}`) : null,
+        userMs: nn(buf[SP_USER_MS]),
+        systemMs: nn(buf[SP_SYSTEM_MS]),
+        maxRssBytes: nn(buf[SP_MAX_RSS]),
+        contaminationBytes: buf[SP_CONTAMINATION_BYTES],
+        wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),
+        endEpochMs: buf[SP_END_EPOCH_MS],
+      };
+      const usage = tracker.finish(record);
+      // the window opened right after the fork; the command's own start is the fork
+      usage.startedAt = Math.min(usage.startedAt, record.endEpochMs - record.wallTimeMs);
+      const result: CommandResult = { exitCode: record.exitCode, signal: record.signal, pid: spawned.pid, usage };
+      if (outputs) {
+        Promise.all(outputs).then(([out, err]) => resolvePromise({ ...result, stdout: out, stderr: err }));
+      } else {
+        resolvePromise(result);
+      }
+    }, Math.min(20, opts.intervalMs));
+  });
+}

@@ -1,0 +1,95 @@
+// One measurement window: endpoint snapshots plus a sampler window for what happens in between. Shared by the
+// in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
+import { native } from './binding';
+import { Timeline, timelineFrom } from './timeline';
+import { boundSnapshotBuffer, boundWindowBuffer, buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, WindowStats, windowStats } from './usage';
+
+export interface WindowConfig {
+  intervalMs: number;
+  timeline: boolean;
+  /** follow this process (and its descendants) instead of only this process */
+  rootPid?: number;
+  /** CPU the tracked processes used before tracking began is not counted */
+  baselineExisting?: boolean;
+  descendants?: boolean;
+}
+
+export interface ClosedWindow {
+  start: Snapshot;
+  end: Snapshot;
+  stats: WindowStats | null;
+  timeline: Timeline | null;
+  maxHwmComm: string | null;
+}
+
+// A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
+// owner is collected keeps the window table bounded.
+const abandoned = new FinalizationRegistry<number>((id) => {
+  native.windowClose(id, new Float64Array(windowBufferLength()));
+});
+
+export class Window {
+  readonly start: Snapshot;
+  readonly id: number;
+  readonly config: WindowConfig;
+  private closed = false;
+
+  constructor(config: WindowConfig) {
+    this.config = config;
+    const snap = boundSnapshotBuffer();
+    this.id = native.windowOpen(config.intervalMs);
+    this.start = snapshotFrom(snap);
+    if (config.timeline || config.rootPid) {
+      native.windowConfigure(this.id, config.rootPid ?? 0, config.baselineExisting ?? true, config.descendants ?? true, config.timeline);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Closes the window when `owner` is garbage-collected while it is still open. */
+  guard(owner: object): void {
+    abandoned.register(owner, this.id, this);
+  }
+
+  /** The stats so far, leaving the window open. */
+  read(): { end: Snapshot; stats: WindowStats | null } {
+    const snap = new Float64Array(native.SNAPSHOT_SLOTS);
+    native.snapshot(snap);
+    const buf = new Float64Array(windowBufferLength());
+    const ok = native.windowRead(this.id, buf);
+    return { end: snapshotFrom(snap), stats: ok ? windowStats(buf) : null };
+  }
+
+  peek(): ResourceUsage {
+    const { end, stats } = this.read();
+    return buildUsage(this.start, end, stats);
+  }
+
+  closeRaw(): ClosedWindow {
+    if (this.closed) throw new Error('taskmeter: window already closed');
+    this.closed = true;
+    abandoned.unregister(this);
+    let timeline: Timeline | null = null;
+    let maxHwmComm: string | null = null;
+    if (this.config.timeline || this.config.rootPid) {
+      const t = native.windowTimeline(this.id);
+      if (t) {
+        maxHwmComm = t.maxHwmComm || null;
+        if (this.config.timeline) timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
+      }
+    }
+    const snap = boundSnapshotBuffer();
+    const buf = boundWindowBuffer();
+    const ok = native.windowClose(this.id);
+    return { start: this.start, end: snapshotFrom(snap), stats: ok ? windowStats(buf) : null, timeline, maxHwmComm };
+  }
+
+  close(): ResourceUsage {
+    const c = this.closeRaw();
+    const usage = buildUsage(c.start, c.end, c.stats);
+    if (c.timeline) usage.timeline = c.timeline;
+    return usage;
+  }
+}
