@@ -176,12 +176,22 @@ void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double sel
   p[kTlTreeRssBytes] = w.is_tree && w.last_tree.rss_sum_bytes >= 0 ? w.last_tree.rss_sum_bytes : NAN;
   // CPU: the tree's sampled CPU for a tree window, else this process's.
   double cpu = w.is_tree ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms : self_cpu_ms;
+  // A trailing rate over 100–200 ms: /proc counts a tree's CPU in 10 ms clock ticks, so a rate over one short
+  // interval would jump between 0 and several hundred percent. Two references: the rate is taken from the older.
+  constexpr double kCpuSpanMs = 100;
   p[kTlCpuPercent] = NAN;
-  if (!std::isnan(w.last_cpu_ms) && !std::isnan(cpu) && now > w.last_tick_ms) {
+  if (std::isnan(w.last_cpu_ms)) {
+    w.last_cpu_ms = w.mid_cpu_ms = cpu;
+    w.last_tick_ms = w.mid_tick_ms = now;
+  } else if (!std::isnan(cpu) && now > w.last_tick_ms) {
     p[kTlCpuPercent] = std::max(0.0, (cpu - w.last_cpu_ms) / (now - w.last_tick_ms) * 100.0);
+    if (now - w.mid_tick_ms >= kCpuSpanMs) {
+      w.last_cpu_ms = w.mid_cpu_ms;
+      w.last_tick_ms = w.mid_tick_ms;
+      w.mid_cpu_ms = cpu;
+      w.mid_tick_ms = now;
+    }
   }
-  w.last_cpu_ms = cpu;
-  w.last_tick_ms = now;
   double gpu_bytes = NAN, util_sum = 0;
   int util_n = 0;
   for (const auto& c : gpu_cache_) {

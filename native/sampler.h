@@ -169,6 +169,8 @@ class Sampler {
     double acc[kTimelineColumns];
     double last_cpu_ms = NAN;
     double last_tick_ms = NAN;
+    double mid_cpu_ms = NAN;
+    double mid_tick_ms = NAN;
   };
   struct GpuCache {
     double t_ms = NAN;

@@ -86,8 +86,11 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
       cpuSource = 'rusage';
     }
     // Linux keeps a process's pre-exec peak across exec, so the reaped ru_maxrss can be the peak of the forked copy
-    // of *this* process. Above our RSS at the fork it cannot be: then it is the command's own, exact.
-    if (exact.maxRssBytes !== null && exact.maxRssBytes > exact.contaminationBytes && (maxRssBytes === null || exact.maxRssBytes >= maxRssBytes)) {
+    // of *this* process. Above our RSS at the fork it cannot be: then it is the command's own, exact. A sampled
+    // VmHWM may read a little above it (the kernel's RSS counters are approximate per CPU); clearly above it, the
+    // peak belonged to a process the command did not reap (a daemon), and the sample stands.
+    const noise = maxRssBytes === null ? 0 : Math.max(1048576, 0.01 * maxRssBytes);
+    if (exact.maxRssBytes !== null && exact.maxRssBytes > exact.contaminationBytes && (maxRssBytes === null || exact.maxRssBytes >= maxRssBytes - noise)) {
       maxRssBytes = exact.maxRssBytes;
       maxRssSource = 'rusage';
       if (maxRssPid === null) maxRssPid = pid;
@@ -96,11 +99,19 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     endedAt = exact.endEpochMs;
   }
   const treePeakSampled = t ? nn(t.rssPeakBytes) : null;
-  const treePeak = treePeakSampled === null ? maxRssBytes : maxRssBytes === null ? treePeakSampled : Math.max(treePeakSampled, maxRssBytes);
+  const processes = t && Number.isFinite(t.processes) ? t.processes : 0;
+  // One process whose peak the kernel gave exactly: that is the tree's peak too.
+  const treePeak =
+    processes <= 1 && maxRssSource === 'rusage'
+      ? maxRssBytes
+      : treePeakSampled === null
+        ? maxRssBytes
+        : maxRssBytes === null
+          ? treePeakSampled
+          : Math.max(treePeakSampled, maxRssBytes);
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
-  const processes = t && Number.isFinite(t.processes) ? t.processes : 0;
   return {
     ...base,
     wallTimeMs,
