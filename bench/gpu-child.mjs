@@ -48,6 +48,45 @@ if (mode === 'costs') {
   const secs = (performance.now() - t0) / 1000;
   const perSec = Object.fromEntries(Object.keys(after).map((k) => [k, (after[k] - (before[k] ?? 0)) / secs]));
   console.log(JSON.stringify({ interval, perSecMs: perSec, gpuIntervalMs: u.gpuSampleIntervalMs, samples: u.samples, gpuSamples: u.gpuSamples }));
+} else if (mode === 'exporters') {
+  // JS-thread cost of one collection with the fake GPU loaded: our OpenTelemetry batch callback alone and the whole
+  // SDK collect(), and a whole prom-client scrape of taskmeter's collector (registry.metrics()).
+  const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics');
+  const { registerTaskmeterMetrics } = require('../dist/exporters/otel.js');
+  const prom = require('prom-client');
+  const { createTaskmeterCollector } = require('../dist/exporters/prometheus.js');
+  class Reader extends MetricReader {
+    async onForceFlush() {}
+    async onShutdown() {}
+  }
+  const reader = new Reader();
+  const provider = new MeterProvider({ readers: [reader] });
+  let callback;
+  const meter = provider.getMeter('bench');
+  const orig = meter.addBatchObservableCallback.bind(meter);
+  meter.addBatchObservableCallback = (cb, obs) => { callback = cb; return orig(cb, obs); };
+  registerTaskmeterMetrics(meter);
+  const fakeResult = { observe: () => {} };
+  const registry = new prom.Registry();
+  createTaskmeterCollector({ registry });
+  sleep(100);
+  const time = async (fn, n) => {
+    for (let i = 0; i < 50; i++) await fn();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) await fn();
+    return Number(process.hrtime.bigint() - t0) / n / 1000;
+  };
+  const ours = registry.getMetricsAsArray();
+  const collectAll = () => Promise.all(ours.map((m) => m.get()));
+  const cb = [], sdk = [], scrape = [], promCollect = [];
+  for (let r = 0; r < 7; r++) {
+    cb.push(await time(() => callback(fakeResult), 2000));
+    sdk.push(await time(() => reader.collect(), 300));
+    promCollect.push(await time(collectAll, 300));
+    scrape.push(await time(() => registry.metrics(), 300));
+  }
+  console.log(JSON.stringify({ callbackUs: median(cb), otelCollectUs: median(sdk), promCollectUs: median(promCollect), promScrapeUs: median(scrape), gpus: tm.snapshot().gpus.length }));
+  process.exit(0);
 } else if (mode === 'hang') {
   const scenario = process.env.FAKE_NVML_SCENARIO;
   const base = readFileSync(scenario, 'utf8');

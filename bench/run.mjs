@@ -79,6 +79,7 @@ try {
   const env = { ...process.env, TASKMETER_NVML_LIBRARY: lib, FAKE_NVML_SCENARIO: scenario };
   const child = join(here, 'gpu-child.mjs');
   const costs = JSON.parse(execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop());
+  const exp = JSON.parse(execFileSync(process.execPath, [child, 'exporters'], { env }).toString().trim().split('\n').pop());
   const cpu = [1, 10].map((ms) => JSON.parse(execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env }).toString().trim().split('\n').pop()));
   const hangOut = execFileSync(process.execPath, [child, 'hang'], { env }).toString().trim().split('\n').pop();
   const exited = Date.now();
@@ -91,6 +92,10 @@ try {
   console.log(`| measureSync(() => 0) during a 3 s process-list hang, worst of 20 | ${hang.measureSyncMaxMs.toFixed(3)} ms | < 50 ms | ${hang.measureSyncMaxMs < 50 ? 'yes' : 'NO'} |`);
   console.log(`| process.exit() during the hang → process gone | ${exited - hang.exitAt} ms | < 2000 ms | ${exited - hang.exitAt < 2000 ? 'yes' : 'NO'} |`);
   console.log(`| window during the hang reports gpuStale | ${hang.stale} | true | ${hang.stale ? 'yes' : 'NO'} |`);
+  console.log(`| exporters: our OpenTelemetry batch callback, one collection | ${exp.callbackUs.toFixed(1)} µs | < 50 µs | ${exp.callbackUs < 50 ? 'yes' : 'NO'} |`);
+  console.log(`| exporters: OpenTelemetry SDK collect() with taskmeter's instruments | ${exp.otelCollectUs.toFixed(1)} µs | — | — |`);
+  console.log(`| exporters: Prometheus collection, get() of every taskmeter metric (their collect() callbacks) | ${exp.promCollectUs.toFixed(1)} µs | < 50 µs | ${exp.promCollectUs < 50 ? 'yes' : 'NO'} |`);
+  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 15 metrics incl. 5 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
   for (const c of cpu) {
     const total = Object.values(c.perSecMs).reduce((a, b) => a + b, 0);
     const parts = Object.entries(c.perSecMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');

@@ -24,7 +24,7 @@ export function run(
     const child = spawn(command, args, {
       cwd: options.cwd ?? root,
       env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
@@ -43,7 +43,10 @@ export function run(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started, timedOut });
     });
-    child.stdin.end(options.input ?? '');
+    if (child.stdin) {
+      child.stdin.on('error', () => {}); // a child that exits without reading its input
+      child.stdin.end(options.input);
+    }
   });
 }
 

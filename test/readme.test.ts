@@ -23,6 +23,9 @@ describe('README', () => {
     // Written inside the package root, where `import 'taskmeter'` resolves to the package itself (self-reference).
     const dir = mkdtempSync(join(root, 'test/.readme-'));
     try {
+      // the exporter examples are among them
+      expect(examples.some((e) => e.includes("from 'taskmeter/otel'"))).toBe(true);
+      expect(examples.some((e) => e.includes("from 'taskmeter/prometheus'"))).toBe(true);
       for (const [i, code] of examples.entries()) {
         const file = join(dir, `example-${i}.mjs`);
         writeFileSync(file, code);

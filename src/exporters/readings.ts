@@ -1,0 +1,85 @@
+// What the exporters report at collection time: one snapshot() — the process now and the GPU thread's cached
+// readings — never an NVML call on the JS thread. Shared by the OpenTelemetry and Prometheus exporters.
+import { native } from '../binding';
+import { boundWindowBuffer, snapshot, Snapshot } from '../usage';
+import type { ResourceUsage } from '../usage';
+
+export interface GpuReading {
+  uuid: string;
+  name: string;
+  index: number;
+  memoryUsedBytes: number | null;
+  memoryTotalBytes: number | null;
+  processMemoryBytes: number | null;
+  utilizationRatio: number | null;
+  powerWatts: number | null;
+  energyJoules: number | null;
+}
+
+export interface Readings {
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
+  rssBytes: number;
+  vmsBytes: number;
+  peakRssBytes: number;
+  gpus: GpuReading[];
+}
+
+export function readingsFrom(s: Snapshot): Readings {
+  return {
+    cpuUserSeconds: s.cpuUserMs / 1000,
+    cpuSystemSeconds: s.cpuSystemMs / 1000,
+    rssBytes: s.rssBytes,
+    vmsBytes: s.vmsBytes,
+    peakRssBytes: s.peakRssBytes,
+    gpus: s.gpus.map((g) => ({
+      uuid: g.uuid,
+      name: g.name,
+      index: g.index,
+      memoryUsedBytes: g.memoryUsedBytes,
+      memoryTotalBytes: g.memoryTotalBytes,
+      processMemoryBytes: g.processMemoryBytes,
+      utilizationRatio: g.utilizationPercent === null ? null : g.utilizationPercent / 100,
+      powerWatts: g.powerWatts,
+      energyJoules: g.energyJoules,
+    })),
+  };
+}
+
+export const currentReadings = (): Readings => readingsFrom(snapshot());
+
+/**
+ * Keeps the GPU thread reading while an exporter is registered (a window open at `intervalMs`), so that each
+ * collection finds values at most that old. Returns a function that closes it.
+ */
+export function keepGpuFresh(intervalMs: number): () => void {
+  boundWindowBuffer();
+  const id = native.windowOpen(intervalMs);
+  let open = true;
+  return () => {
+    if (!open) return;
+    open = false;
+    native.windowClose(id, new Float64Array(boundWindowBuffer().length));
+  };
+}
+
+/** The figures of a finished window that the exporters record into histograms. */
+export function taskFigures(usage: ResourceUsage): {
+  durationSeconds: number;
+  cpuSeconds: number;
+  memoryPeakBytes: number;
+  gpuMemoryPeakBytes: number | null;
+  gpuEnergyJoules: number | null;
+} {
+  const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !finite(usage.peakRssBytes)) {
+    throw new TypeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
+  }
+  return {
+    durationSeconds: usage.wallTimeMs / 1000,
+    cpuSeconds: usage.cpuTimeMs / 1000,
+    memoryPeakBytes: usage.peakRssBytes,
+    gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
+    gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,
+  };
+}
