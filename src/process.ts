@@ -19,7 +19,7 @@ import {
   SP_USER_MS,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
-import { buildUsage, ResourceUsage, WindowStats } from './usage';
+import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 
 export interface ProcessUsage extends ResourceUsage {
@@ -119,7 +119,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: wallTimeMs > 0 ? (cpuTimeMs / wallTimeMs) * 100 : 0,
+    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
     rssStartBytes: rssFirst ?? 0,
     rssEndBytes: rssEnd ?? 0,
     peakRssBytes: treePeak ?? 0,

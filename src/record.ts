@@ -1,4 +1,5 @@
 import { describe } from './options';
+import { cpuPercent } from './usage';
 import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
@@ -71,7 +72,7 @@ function num(usage: Record<string, unknown>, key: string): number {
   if (!Number.isFinite(v) || v < 0) {
     throw new RangeError(`taskmeter: toRecord(usage): usage.${key} must be a finite number ≥ 0, got ${v}`);
   }
-  return v;
+  return v + 0; // -0 becomes 0
 }
 
 function numOrNull(o: Record<string, unknown>, key: string, where: string, max = Infinity): number | null {
@@ -79,7 +80,7 @@ function numOrNull(o: Record<string, unknown>, key: string, where: string, max =
   if (v === null || v === undefined) return null;
   if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): ${where}.${key} must be a number or null, got ${describe(v)}`);
   // A measured quantity that is not finite, negative or impossible is garbage: missing, never a number.
-  return Number.isFinite(v) && v >= 0 && v <= max ? v : null;
+  return Number.isFinite(v) && v >= 0 && v <= max ? v + 0 : null;
 }
 
 const intOrNull = (v: number | null): number | null => (v === null ? null : Math.round(v));
@@ -108,7 +109,15 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
   };
 }
 
+// The last instant with a 4-digit year (9999-12-31T23:59:59.999Z): the most an RFC 3339 date-time can say.
+const MAX_DATE_MS = 253402300799999;
 const iso = (epochMs: number): string => new Date(Math.round(epochMs)).toISOString();
+
+function time(u: Record<string, unknown>, key: string): number {
+  const v = num(u, key);
+  if (v > MAX_DATE_MS) throw new RangeError(`taskmeter: toRecord(usage): usage.${key} must be epoch ms (at most year 9999), got ${v}`);
+  return v;
+}
 
 /** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
 export function toRecord(usage: ResourceUsage): UsageRecord {
@@ -116,8 +125,8 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     throw new TypeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
   }
   const u = usage as unknown as Record<string, unknown>;
-  const startedAt = num(u, 'startedAt');
-  const endedAt = u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : num(u, 'endedAt');
+  const startedAt = time(u, 'startedAt');
+  const endedAt = Math.min(MAX_DATE_MS, Math.floor(u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : time(u, 'endedAt')));
   const wall = num(u, 'wallTimeMs');
   const user = num(u, 'cpuUserMs');
   const sys = num(u, 'cpuSystemMs');
@@ -144,7 +153,7 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     cpu_user_seconds: round(user / 1000, 6),
     cpu_system_seconds: round(sys / 1000, 6),
     cpu_time_seconds: round(cpuTimeMs / 1000, 6),
-    cpu_percent: round(wall > 0 ? (cpuTimeMs / wall) * 100 : 0, 2),
+    cpu_percent: round(cpuPercent(cpuTimeMs, wall), 2),
     peak_memory_bytes: Math.round(peak),
     peak_memory_mb: toMiB(peak),
     peak_memory_source: source,
@@ -167,7 +176,9 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
 
 /** The fields a ProcessUsage adds (present only on those). */
 function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
-  if (typeof u.pid !== 'number') return {};
+  if (u.pid === undefined) return {};
+  if (typeof u.pid !== 'number') throw new TypeError(`taskmeter: toRecord(usage): usage.pid must be a number, got ${describe(u.pid)}`);
+  if (!Number.isInteger(u.pid) || u.pid < 1) throw new RangeError(`taskmeter: toRecord(usage): usage.pid must be a positive integer, got ${u.pid}`);
   const maxRss = numOrNull(u, 'maxRssBytes', 'usage');
   const tree = numOrNull(u, 'treePeakRssBytes', 'usage');
   const src = u.maxRssSource === 'rusage' || u.maxRssSource === 'sampled' ? u.maxRssSource : null;

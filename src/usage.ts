@@ -167,6 +167,15 @@ function checkSnapshot(name: string, s: unknown): Snapshot {
   return s as Snapshot;
 }
 
+/**
+ * CPU time / wall time × 100. A window shorter than a microsecond has no meaningful rate: 0 (never Infinity).
+ */
+export function cpuPercent(cpuTimeMs: number, wallTimeMs: number): number {
+  if (!(wallTimeMs >= 0.001)) return 0;
+  const p = (cpuTimeMs / wallTimeMs) * 100;
+  return Number.isFinite(p) ? p : 0;
+}
+
 /** The sampler's record of one window (see native/sampler.h). */
 /** What the sampler saw of a tracked process tree (NaN where it saw nothing). */
 export interface TreeStats {
@@ -284,7 +293,7 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: wallTimeMs > 0 ? (cpuTimeMs / wallTimeMs) * 100 : 0,
+    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
     rssStartBytes: start.rssBytes,
     rssEndBytes: end.rssBytes,
     peakRssBytes,

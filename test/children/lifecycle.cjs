@@ -1,0 +1,65 @@
+// Lifecycle cases, each run in its own process by test/lifecycle.test.ts.
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const tm = require('../../dist/index.js');
+const { native } = require('../../dist/binding.js');
+const which = isMainThread ? process.argv[2] : workerData.which;
+
+if (!isMainThread) {
+  // A worker: opens windows (one never closed), keeps measuring until terminated.
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 1, timeline: true }).start();
+  void t;
+  parentPort.postMessage({ ready: true, gpus: tm.snapshot().gpus.length });
+  if (workerData.which === 'workers-finish') {
+    const { usage } = tm.measureSync(() => { let x = 0; for (let i = 0; i < 1e6; i++) x += i; return x; });
+    parentPort.postMessage({ done: true, wall: usage.wallTimeMs });
+  } else {
+    setInterval(() => tm.measureSync(() => 0), 1);
+  }
+} else if (which === 'workers-terminate') {
+  // 8 workers at once with open windows, terminated mid-window; then the main thread still measures.
+  const workers = Array.from({ length: 8 }, () => new Worker(__filename, { workerData: { which } }));
+  let ready = 0;
+  for (const w of workers) {
+    w.on('message', async (m) => {
+      if (m.ready && ++ready === workers.length) {
+        await new Promise((r) => setTimeout(r, 100));
+        const codes = await Promise.all(workers.map((x) => x.terminate()));
+        const state = native.samplerState();
+        const { usage } = tm.measureSync(() => 1, { sampleIntervalMs: 1 });
+        console.log(JSON.stringify({ codes, openWindowsAfter: state.openWindows, mainWorks: usage.wallTimeMs >= 0 }));
+      }
+    });
+    w.on('error', (e) => { console.error(e); process.exit(1); });
+  }
+} else if (which === 'workers-finish') {
+  // workers that end by themselves with an open window: environment teardown closes it
+  const workers = Array.from({ length: 8 }, () => new Worker(__filename, { workerData: { which } }));
+  let exited = 0;
+  for (const w of workers) {
+    w.on('exit', () => {
+      if (++exited === workers.length) {
+        console.log(JSON.stringify({ openWindowsAfter: native.samplerState().openWindows }));
+      }
+    });
+  }
+  // these workers have no timer: each ends when its script ends, with its tracker's window still open
+} else if (which === 'exit-sampler-running') {
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  void t;
+  setTimeout(() => process.exit(0), 30);
+} else if (which === 'sigterm-window') {
+  new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  void tm.measure(() => new Promise(() => {}));
+  process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(0); });
+  console.log('ready');
+  setInterval(() => {}, 1000);
+} else if (which === 'sigterm-default') {
+  new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  console.log('ready');
+  setInterval(() => {}, 1000);
+} else if (which === 'natural-end') {
+  // the event loop drains with a window open: environment teardown joins the sampler
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  globalThis.keep = t;
+  setTimeout(() => console.log(JSON.stringify({ threadRunning: native.samplerState().threadRunning })), 20);
+}
