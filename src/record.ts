@@ -59,8 +59,9 @@ export interface UsageRecord {
 }
 
 const round = (v: number, digits: number): number => {
+  if (Math.abs(v) >= 1e15) return v; // already beyond the digits a double keeps; v × 10^digits could overflow
   const f = 10 ** digits;
-  return Math.round(v * f) / f;
+  return Math.round(v * f) / f + 0;
 };
 /** bytes / 2^20 to 2 decimals */
 export const toMiB = (bytes: number): number => round(bytes / 1048576, 2);
@@ -145,7 +146,7 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
-  return {
+  return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
     ended_at: iso(Math.max(endedAt, startedAt)),
@@ -169,9 +170,15 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
     gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
     gpu_stale: u.gpuStale === true,
-    gpus,
+    gpus: gpus.map(zeroes),
     ...processFields(u),
-  };
+  });
+}
+
+/** -0 reads back from JSON as 0: write 0. */
+function zeroes<T extends object>(o: T): T {
+  for (const [k, v] of Object.entries(o)) if (Object.is(v, -0)) (o as Record<string, unknown>)[k] = 0;
+  return o;
 }
 
 /** The fields a ProcessUsage adds (present only on those). */
