@@ -20,6 +20,10 @@ pkgs=()
 command -v /usr/bin/time >/dev/null || pkgs+=(time)
 command -v chromium >/dev/null || pkgs+=(chromium)
 command -v xz >/dev/null || pkgs+=(xz-utils)
+command -v valgrind >/dev/null || pkgs+=(valgrind)
+command -v cmake >/dev/null || pkgs+=(cmake)
+command -v ninja >/dev/null || pkgs+=(ninja-build)
+command -v pgrep >/dev/null || pkgs+=(procps)
 if [ ${#pkgs[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; fi
 if [ ! -f "$deps/nvml/include/nvml.h" ] || ! ls "$deps"/nvml/lib/libnvidia-ml.so.1 >/dev/null 2>&1; then
   rm -rf "$deps/nvml" "$deps/debs" && mkdir -p "$deps/debs" "$deps/nvml/root"

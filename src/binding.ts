@@ -1,5 +1,5 @@
 // The only place that loads the native addon. Everything else talks to it through this typed surface.
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import loadBinding from 'node-gyp-build';
 
 export interface NativeGpuInfo {
@@ -118,6 +118,13 @@ export const GS_PROCESS_REASON = 7;
 export const packageRoot = join(__dirname, '..');
 
 function load(): NativeBinding {
+  // Development hook: load a specific build (the sanitizer build of `npm run test:asan`, the cmake-js build).
+  const override = process.env.TASKMETER_ADDON;
+  if (override) {
+    if (!isAbsolute(override)) throw new Error(`taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(override) as NativeBinding;
+  }
   try {
     return loadBinding(packageRoot) as NativeBinding;
   } catch (err) {

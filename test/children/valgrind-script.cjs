@@ -1,0 +1,39 @@
+// Every native entry point once or a few times, for valgrind memcheck (scripts/test-valgrind.mjs): snapshots,
+// windows (RSS and GPU through the fake NVML, timelines, trees), the spawner, worker threads, gpuInfo and errors.
+const { Worker, isMainThread, parentPort } = require('node:worker_threads');
+const tm = require('../../dist/index.js');
+const { native } = require('../../dist/binding.js');
+
+async function main() {
+  const s = tm.snapshot();
+  if (!(s.rssBytes > 0)) throw new Error('snapshot');
+  tm.measureSync(() => 0);
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 1, timeline: true }).start();
+  await new Promise((r) => setTimeout(r, 80));
+  t.usage;
+  const u = t.stop();
+  tm.toRecord(u);
+  tm.renderTimeline(u, { format: 'svg' });
+  tm.gpuInfo();
+  native.samplerState();
+  native.nvmlErrorText(15);
+  try { native.snapshot(123); } catch {}
+  try { native.windowRead(1, new Float64Array(1)); } catch {}
+  const r = await tm.measureCommand('sh', ['-c', 'echo hi; sleep 0.05'], { stdio: 'pipe', sampleIntervalMs: 2 });
+  if (r.stdout.toString() !== 'hi\n') throw new Error('spawn output');
+  await tm.measureCommand('no-such-command-xyz').catch(() => {});
+  const w = new Worker(__filename);
+  await new Promise((res, rej) => { w.on('message', res); w.on('error', rej); });
+  await w.terminate();
+  const open = new tm.ResourceTracker().start(); // left open: closed at teardown
+  void open;
+  console.log(JSON.stringify({ ok: true, gpus: tm.snapshot().gpus.length, samples: u.samples }));
+}
+
+if (isMainThread) {
+  main().catch((e) => { console.error(e); process.exit(1); });
+} else {
+  tm.measureSync(() => 1);
+  new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  parentPort.postMessage('ok');
+}
