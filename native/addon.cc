@@ -220,7 +220,10 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (r.pid < 0) {
       Napi::Error e = Napi::Error::New(env, std::string(std::strerror(r.error)));
       e.Set("errno", Napi::Number::New(env, r.error));
-      e.Set("code", Napi::String::New(env, r.error == ENOENT ? "ENOENT" : r.error == EACCES ? "EACCES" : "ESPAWN"));
+      e.Set("code", Napi::String::New(env, r.error == ENOENT   ? "ENOENT"
+                                           : r.error == EACCES ? "EACCES"
+                                           : r.error == ENOSYS ? "ENOSYS"
+                                                               : "ESPAWN"));
       e.ThrowAsJavaScriptException();
       return env.Undefined();
     }

@@ -1,7 +1,5 @@
 #include "sampler.h"
 
-#include <pthread.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -461,7 +459,7 @@ void Sampler::Stop(std::chrono::milliseconds wait, bool unload) {
 }
 
 void Sampler::RunRss(uint64_t gen) {
-  pthread_setname_np(pthread_self(), "taskmeter-rss");  // visible in top -H, /proc/<pid>/task/*/comm
+  proc::NameThisThread("taskmeter-rss");
   std::unique_lock<std::mutex> lock(mu_);
   struct TreeJob {
     uint32_t id;
@@ -631,10 +629,10 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
 }
 
 void Sampler::RunGpu(uint64_t gen) {
-  pthread_setname_np(pthread_self(), "taskmeter-gpu");
+  proc::NameThisThread("taskmeter-gpu");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    self_pid_ = static_cast<uint32_t>(getpid());
+    self_pid_ = proc::SelfPid();
   }
   bool ok = gpus_.Detect();
   std::unique_lock<std::mutex> lock(mu_);

@@ -11,7 +11,7 @@ export default function setup(): void {
   if (!existsSync(join(root, 'dist/index.js'))) throw new Error('dist/ is missing: run `npm run build:ts`');
   const built =
     existsSync(join(root, 'build/Release/taskmeter.node')) ||
-    existsSync(join(root, `prebuilds/${process.platform}-${process.arch}/taskmeter.node`));
+    existsSync(join(root, `prebuilds/${process.platform}-${process.arch}`));
   if (!built) throw new Error('the native addon is not built: run `npm install` (or `npm run build:native`)');
   buildFakeNvml();
 }

@@ -8,21 +8,28 @@ import { root, run } from './helpers';
 
 describe('native sources', () => {
   it('binding.gyp and CMakeLists.txt both build from sources.json, which lists every native source', () => {
-    const listed: string[] = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8')).sources;
+    const lists = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8'));
     const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
     const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
-    expect(gyp).toContain("require('./sources.json').sources");
+    for (const group of ['common', 'linux', 'darwin', 'win32']) {
+      expect(Array.isArray(lists[group]), group).toBe(true);
+      expect(gyp).toContain(`require('./sources.json').${group}.join(' ')`);
+    }
     expect(cmake).toMatch(/file\(READ "\$\{CMAKE_CURRENT_SOURCE_DIR\}\/sources\.json"/);
+    expect(cmake).toMatch(/foreach\(group common \$\{TASKMETER_OS\}\)/);
     const onDisk: string[] = [];
     const walk = (dir: string): void => {
       for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
         const rel = `${dir}/${e.name}`;
         if (e.isDirectory()) walk(rel);
-        else if (/\.cc$/.test(e.name) && !/_(darwin|win32)\.cc$/.test(e.name)) onDisk.push(rel);
+        else if (/\.cc$/.test(e.name)) onDisk.push(rel);
       }
     };
     walk('native');
+    const listed = new Set<string>([...lists.common, ...lists.linux, ...lists.darwin, ...lists.win32]);
     expect([...listed].sort()).toEqual(onDisk.sort());
+    // each OS gets exactly one process-metrics file
+    for (const os of ['linux', 'darwin', 'win32']) expect(lists[os].filter((f: string) => f.startsWith('native/proc/'))).toEqual([`native/proc/proc_${os}.cc`]);
   });
 });
 
@@ -41,7 +48,8 @@ describe('npm pack + install without a compiler', () => {
     symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir');
     const pre = await run('npm', ['run', 'prebuild'], { cwd: stage, timeoutMs: 180_000 });
     expect(pre.code, pre.stdout + pre.stderr).toBe(0);
-    expect(existsSync(join(stage, 'prebuilds/linux-x64/taskmeter.node'))).toBe(true);
+    const built = readdirSync(join(stage, 'prebuilds/linux-x64'));
+    expect(built).toEqual(['taskmeter.glibc.node']); // tagged by libc, so that a musl build can sit beside it
     rmSync(join(stage, 'node_modules'));
     rmSync(join(stage, 'build'), { recursive: true, force: true });
     const second = await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage, timeoutMs: 60_000 });
@@ -49,7 +57,7 @@ describe('npm pack + install without a compiler', () => {
     const tgz = join(work, second.stdout.trim().split('\n').pop()!);
     const listing = await run('tar', ['-tzf', tgz]);
     const files = listing.stdout.split('\n');
-    expect(files).toContain('package/prebuilds/linux-x64/taskmeter.node');
+    expect(files).toContain('package/prebuilds/linux-x64/taskmeter.glibc.node');
     expect(files).toContain('package/dist/index.mjs');
     expect(files).toContain('package/dist/index.d.ts');
     expect(files).toContain('package/schema/record.schema.json');

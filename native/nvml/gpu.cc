@@ -1,11 +1,14 @@
 #include "gpu.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+
+#ifdef __linux__
+#include <unistd.h>
+#endif
 
 namespace taskmeter {
 namespace nvml {
@@ -51,11 +54,15 @@ bool InOwnPidNamespace() {
   const char* declared = std::getenv("TASKMETER_PID_NAMESPACE");
   if (declared != nullptr && std::strcmp(declared, "host") == 0) return false;
   if (declared != nullptr && std::strcmp(declared, "own") == 0) return true;
+#ifdef __linux__
   char buf[64];
   ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
   if (n <= 0) return false;  // no /proc: assume the host's view
   buf[n] = '\0';
   return std::strcmp(buf, "pid:[4026531836]") != 0;
+#else
+  return false;  // Windows containers share the host's PID space as NVML sees it
+#endif
 }
 
 bool Gpus::Detect() {

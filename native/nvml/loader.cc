@@ -1,9 +1,13 @@
 #include "loader.h"
 
-#include <dlfcn.h>
-
 #include <cstdlib>
 #include <cstring>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
 
 namespace taskmeter {
 namespace nvml {
@@ -63,9 +67,58 @@ std::string Describe(Return r) {
 
 namespace {
 
+// The few dynamic-loading calls, per OS.
+#ifdef _WIN32
+std::wstring Widen(const char* s) {
+  int n = MultiByteToWideChar(CP_UTF8, 0, s, -1, nullptr, 0);
+  std::wstring w(n > 0 ? n - 1 : 0, L'\0');
+  if (n > 0) MultiByteToWideChar(CP_UTF8, 0, s, -1, &w[0], n);
+  return w;
+}
+void* DynOpen(const char* path, bool absolute) {
+  // Never the current directory or PATH: System32 for the bare name, the given file for an absolute path.
+  DWORD flags = absolute ? LOAD_WITH_ALTERED_SEARCH_PATH : LOAD_LIBRARY_SEARCH_SYSTEM32;
+  return reinterpret_cast<void*>(LoadLibraryExW(Widen(path).c_str(), nullptr, flags));
+}
+void* DynSym(void* h, const char* name) {
+  return reinterpret_cast<void*>(GetProcAddress(reinterpret_cast<HMODULE>(h), name));
+}
+void DynClose(void* h) { FreeLibrary(reinterpret_cast<HMODULE>(h)); }
+std::string DynError() { return "Windows error " + std::to_string(GetLastError()); }
+std::string DynPath(void* h, void*) {
+  wchar_t buf[MAX_PATH];
+  DWORD n = GetModuleFileNameW(reinterpret_cast<HMODULE>(h), buf, MAX_PATH);
+  if (n == 0) return "";
+  int len = WideCharToMultiByte(CP_UTF8, 0, buf, static_cast<int>(n), nullptr, 0, nullptr, nullptr);
+  std::string out(len, '\0');
+  WideCharToMultiByte(CP_UTF8, 0, buf, static_cast<int>(n), &out[0], len, nullptr, nullptr);
+  return out;
+}
+bool IsAbsolute(const char* p) { return (p[0] && p[1] == ':' && (p[2] == '\\' || p[2] == '/')) || (p[0] == '\\' && p[1] == '\\'); }
+const char* const kCandidates[] = {"nvml.dll", "C:\\Program Files\\NVIDIA Corporation\\NVSMI\\nvml.dll"};
+const char* const kLookedIn = "nvml.dll in System32 and C:\\Program Files\\NVIDIA Corporation\\NVSMI";
+#else
+void* DynOpen(const char* path, bool) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+void* DynSym(void* h, const char* name) { return dlsym(h, name); }
+void DynClose(void* h) { dlclose(h); }
+std::string DynError() {
+  const char* e = dlerror();
+  return e ? e : "unknown error";
+}
+std::string DynPath(void*, void* sym) {
+  Dl_info info;
+  if (sym != nullptr && dladdr(sym, &info) != 0 && info.dli_fname != nullptr) return info.dli_fname;
+  return "";
+}
+bool IsAbsolute(const char* p) { return p[0] == '/'; }
+const char* const kCandidates[] = {"libnvidia-ml.so.1", "/usr/lib/wsl/lib/libnvidia-ml.so.1"};
+const char* const kLookedIn =
+    "libnvidia-ml.so.1 in the dynamic linker's search path and /usr/lib/wsl/lib/libnvidia-ml.so.1";
+#endif
+
 template <typename Fn>
 Fn Sym(void* handle, const char* name) {
-  return reinterpret_cast<Fn>(dlsym(handle, name));
+  return reinterpret_cast<Fn>(DynSym(handle, name));
 }
 
 // The first of the names that the library exports; `found` gets its name.
@@ -83,45 +136,43 @@ Fn FirstSym(void* handle, std::initializer_list<const char*> names, const char**
 }  // namespace
 
 bool Library::Load(std::string* why) {
+#ifdef __APPLE__
+  *why = "NVIDIA's NVML is not available on macOS";
+  return false;
+#endif
   // Never the unversioned libnvidia-ml.so: drivers >= 560 no longer ship it, and it may be a dev symlink.
   const char* override_path = std::getenv("TASKMETER_NVML_LIBRARY");
-  std::string tried;
   if (override_path != nullptr && override_path[0] != '\0') {
-    if (override_path[0] != '/') {
+    if (!IsAbsolute(override_path)) {
       *why = std::string("TASKMETER_NVML_LIBRARY must be an absolute path, got \"") + override_path +
              "\" (a relative path would be searched for in unsafe places)";
       return false;
     }
-    handle_ = dlopen(override_path, RTLD_NOW | RTLD_LOCAL);
+    handle_ = DynOpen(override_path, true);
     if (handle_ == nullptr) {
-      const char* err = dlerror();
-      *why = std::string("could not load TASKMETER_NVML_LIBRARY=") + override_path + ": " + (err ? err : "unknown");
+      *why = std::string("could not load TASKMETER_NVML_LIBRARY=") + override_path + ": " + DynError();
       return false;
     }
     path_ = override_path;
   } else {
-    static const char* const kCandidates[] = {"libnvidia-ml.so.1", "/usr/lib/wsl/lib/libnvidia-ml.so.1"};
-    std::string last_error;
     for (const char* c : kCandidates) {
-      handle_ = dlopen(c, RTLD_NOW | RTLD_LOCAL);
+      handle_ = DynOpen(c, IsAbsolute(c));
       if (handle_ != nullptr) {
         path_ = c;
         break;
       }
-      const char* err = dlerror();
-      last_error = err ? err : "";
     }
     if (handle_ == nullptr) {
-      *why = "NVIDIA's NVML library was not found (looked for libnvidia-ml.so.1 in the dynamic linker's search path "
-             "and /usr/lib/wsl/lib/libnvidia-ml.so.1; it comes with the NVIDIA driver)";
+      *why = std::string("NVIDIA's NVML library was not found (looked for ") + kLookedIn +
+             "; it comes with the NVIDIA driver)";
       return false;
     }
   }
-  // Report the file actually loaded (a soname resolves through the linker's path).
-  Dl_info info;
-  void* any = dlsym(handle_, "nvmlInit_v2");
-  if (any == nullptr) any = dlsym(handle_, "nvmlInit");
-  if (any != nullptr && dladdr(any, &info) != 0 && info.dli_fname != nullptr) path_ = info.dli_fname;
+  // Report the file actually loaded (a bare name resolves through the loader's search).
+  void* any = DynSym(handle_, "nvmlInit_v2");
+  if (any == nullptr) any = DynSym(handle_, "nvmlInit");
+  std::string real = DynPath(handle_, any);
+  if (!real.empty()) path_ = real;
 
   api_ = Api();
   api_.init = FirstSym<InitFn>(handle_, {"nvmlInit_v2", "nvmlInit"}, &api_.init_symbol);
@@ -136,7 +187,7 @@ bool Library::Load(std::string* why) {
   if (!api_.device_get_handle_by_index) missing += " nvmlDeviceGetHandleByIndex_v2";
   if (!missing.empty()) {
     *why = "the NVML library at " + path_ + " lacks required functions:" + missing;
-    dlclose(handle_);
+    DynClose(handle_);
     handle_ = nullptr;
     return false;
   }
@@ -186,7 +237,7 @@ bool Library::Open() {
   Return r = api_.init();
   if (r != kSuccess) {
     reason_ = "NVML could not start: " + Describe(r);
-    dlclose(handle_);  // don't keep a library we cannot use (and don't leak its handle)
+    DynClose(handle_);  // don't keep a library we cannot use (and don't leak its handle)
     handle_ = nullptr;
     api_ = Api();
     return false;
@@ -199,7 +250,7 @@ void Library::Close(bool unload) {
   if (initialized_ && api_.shutdown) api_.shutdown();
   initialized_ = false;
   if (unload && handle_ != nullptr) {
-    dlclose(handle_);
+    DynClose(handle_);
     handle_ = nullptr;
     api_ = Api();
   }

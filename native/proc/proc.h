@@ -33,6 +33,10 @@ int64_t ReadSelfPeakRssBytes();
 double MonotonicMs();
 double EpochMs();
 
+uint32_t SelfPid();
+// Names the calling thread where the OS lets one (top -H, debuggers, /proc/<pid>/task/*/comm).
+void NameThisThread(const char* name);
+
 // Another process, as /proc shows it (Linux) or the OS's equivalent.
 struct ProcessInfo {
   uint32_t pid = 0;

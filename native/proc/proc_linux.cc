@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstring>
@@ -81,6 +82,10 @@ double EpochMs() {
   clock_gettime(CLOCK_REALTIME, &ts);
   return TimespecMs(ts);
 }
+
+uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
+
+void NameThisThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
 bool ReadSelf(double* out) {
   bool ok = true;

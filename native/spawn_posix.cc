@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 #include <unordered_map>
@@ -26,6 +27,19 @@ std::unordered_map<uint32_t, std::shared_ptr<Child>>* g_children = new std::unor
 uint32_t g_next_id = 1;
 
 inline double TvMs(const struct timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
+
+// pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). Spawn holds no lock here, so the
+// non-atomic variant can only race with another thread's fork+exec of its own, which would inherit two fds.
+int MakePipe(int fds[2]) {
+#ifdef __linux__
+  return pipe2(fds, O_CLOEXEC);
+#else
+  if (pipe(fds) != 0) return -1;
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  return 0;
+#endif
+}
 
 // In the child, between fork and exec: only async-signal-safe calls.
 [[noreturn]] void ChildExec(const SpawnOptions& o, const char* const* argv, const char* const* envp, const int fds[3],
@@ -119,7 +133,7 @@ SpawnResult Spawn(const SpawnOptions& o) {
       child_fds[i] = to_close[i] = fd;
     } else if (mode == -3) {
       int p[2];
-      if (pipe2(p, O_CLOEXEC) != 0) {
+      if (MakePipe(p) != 0) {
         res.error = errno;
         cleanup();
         return res;
@@ -130,7 +144,7 @@ SpawnResult Spawn(const SpawnOptions& o) {
     }
   }
   int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+  if (MakePipe(err_pipe) != 0) {
     res.error = errno;
     cleanup();
     return res;

@@ -1,0 +1,17 @@
+// Windows: measureCommand() is not implemented yet (it needs CreateProcess with a job object to collect the CPU of
+// the whole tree); Spawn reports ENOSYS and JavaScript turns that into a clear error. trackProcess() works.
+#include <cerrno>
+
+#include "spawn.h"
+
+namespace taskmeter {
+
+SpawnResult Spawn(const SpawnOptions&) {
+  SpawnResult r;
+  r.error = ENOSYS;
+  return r;
+}
+
+bool SpawnPoll(uint32_t, double*, bool) { return false; }
+
+}  // namespace taskmeter
