@@ -97,35 +97,34 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return info.Env().Undefined();
   }
 
-  // bindSnapshotBuffer(out): keeps `out` (referenced, so its memory stays put) for snapshotBound(), which then needs
-  // no argument to check or unwrap: the hot path of snapshot().
-  Napi::Value BindSnapshotBuffer(const Napi::CallbackInfo& info) {
-    Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
+  // A Float64Array kept (referenced, so its memory stays put) for the hot calls, which then need no argument to
+  // check or unwrap.
+  struct Bound {
+    Napi::Reference<Napi::Float64Array> ref;
+    double* data = nullptr;
+    size_t len = 0;
+  };
+  Napi::Value Bind(const Napi::CallbackInfo& info, size_t min_length, Bound* b) {
+    Napi::Float64Array out = Float64Out(info, 0, min_length);
     if (out.IsEmpty()) return info.Env().Undefined();
-    bound_ = Napi::Persistent(out);
-    bound_data_ = out.Data();
-    bound_len_ = out.ElementLength();
+    b->ref = Napi::Persistent(out);
+    b->data = out.Data();
+    b->len = out.ElementLength();
     return info.Env().Undefined();
   }
-
+  // bindSnapshotBuffer(out): where snapshotBound(), windowOpen(interval) and windowClose(id) write snapshots.
+  Napi::Value BindSnapshotBuffer(const Napi::CallbackInfo& info) { return Bind(info, proc::kSnapshotSlots, &snap_); }
   // bindWindowBuffer(out): where windowClose(id) writes the window's stats.
-  Napi::Value BindWindowBuffer(const Napi::CallbackInfo& info) {
-    Napi::Float64Array out = Float64Out(info, 0, kWindowSlots);
-    if (out.IsEmpty()) return info.Env().Undefined();
-    window_buf_ = Napi::Persistent(out);
-    window_data_ = out.Data();
-    window_len_ = out.ElementLength();
-    return info.Env().Undefined();
-  }
+  Napi::Value BindWindowBuffer(const Napi::CallbackInfo& info) { return Bind(info, kWindowSlots, &win_); }
 
   Napi::Value SnapshotBound(const Napi::CallbackInfo& info) {
-    if (bound_data_ == nullptr) {
+    if (snap_.data == nullptr) {
       Napi::Error::New(info.Env(), "no snapshot buffer bound").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
-    proc::ReadSelf(bound_data_);
-    if (bound_len_ > proc::kSnapshotSlots) {
-      Sampler::Instance().ReadGpuCache(bound_data_ + proc::kSnapshotSlots, bound_len_ - proc::kSnapshotSlots);
+    proc::ReadSelf(snap_.data);
+    if (snap_.len > proc::kSnapshotSlots) {
+      Sampler::Instance().ReadGpuCache(snap_.data + proc::kSnapshotSlots, snap_.len - proc::kSnapshotSlots);
     }
     return info.Env().Undefined();
   }
@@ -149,8 +148,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
     if (!snap.IsEmpty()) {
       proc::ReadSelf(snap.Data());
-    } else if (bound_data_ != nullptr) {
-      proc::ReadSelf(bound_data_);  // the process slots only: a window's endpoints need no GPU cache
+    } else if (snap_.data != nullptr) {
+      proc::ReadSelf(snap_.data);  // the process slots only: a window's endpoints need no GPU cache
     }
     return Napi::Number::New(info.Env(), id);
   }
@@ -260,12 +259,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     uint32_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     if (info.Length() == 1) {
-      if (bound_data_ == nullptr || window_data_ == nullptr) {
+      if (snap_.data == nullptr || win_.data == nullptr) {
         Napi::Error::New(info.Env(), "no buffers bound").ThrowAsJavaScriptException();
         return info.Env().Undefined();
       }
-      proc::ReadSelf(bound_data_);
-      return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, window_data_, window_len_));
+      proc::ReadSelf(snap_.data);
+      return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
@@ -278,12 +277,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }
 
-  Napi::Reference<Napi::Float64Array> bound_;
-  double* bound_data_ = nullptr;
-  size_t bound_len_ = 0;
-  Napi::Reference<Napi::Float64Array> window_buf_;
-  double* window_data_ = nullptr;
-  size_t window_len_ = 0;
+  Bound snap_;
+  Bound win_;
 
   Napi::Value SamplerState(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());

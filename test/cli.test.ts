@@ -4,10 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fakeNvml, gpuEnv, MiB, root, run } from './helpers';
+import { fakeNvml, gpuEnv, MiB, root, run, recordValidator } from './helpers';
 import * as tm from '../dist/index.js';
 
 const cli = join(root, 'bin/taskmeter.js');
@@ -16,9 +14,7 @@ const GNU_TIME = '/usr/bin/time';
 const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-addFormats(ajv);
-const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+const validate = recordValidator();
 
 interface GnuTime {
   maxRssBytes: number;

@@ -3,14 +3,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, root, runChild } from './helpers';
+import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, runChild, recordValidator } from './helpers';
 
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-addFormats(ajv);
-const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+const validate = recordValidator();
 function expectValidRecord(rec: unknown): void {
   expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
 }

@@ -83,3 +83,15 @@ export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.Proces
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
+
+/** A real JSON Schema validator (ajv, draft 2020-12) for schema/record.schema.json. */
+export function recordValidator() {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Ajv2020 = require('ajv/dist/2020').default;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const addFormats = require('ajv-formats').default;
+  const ajv = new Ajv2020({ allErrors: true, strict: true });
+  addFormats(ajv);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return ajv.compile(JSON.parse(require('node:fs').readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+}

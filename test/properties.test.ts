@@ -1,18 +1,12 @@
 // Property-based tests (fast-check) over the inputs users hand us: options, snapshots, usages, timelines.
 // Whatever comes in, the answer is a clear TypeError/RangeError or a record with no NaN, no Infinity, no negative
 // duration, valid against the schema.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { root } from './helpers';
+import { recordValidator } from './helpers';
 import * as tm from '../dist/index.js';
 
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-addFormats(ajv);
-const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+const validate = recordValidator();
 
 const anything = fc.oneof(
   fc.double(),

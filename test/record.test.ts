@@ -1,16 +1,12 @@
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { root } from './helpers';
+import { root, recordValidator } from './helpers';
 import * as tm from '../dist/index.js';
 
 const schema = JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8'));
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-addFormats(ajv);
-const validate = ajv.compile(schema);
+const validate = recordValidator();
 
 function expectValid(record: unknown): void {
   const ok = validate(record);

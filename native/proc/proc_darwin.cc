@@ -14,13 +14,11 @@
 #include <cstring>
 
 #include "proc.h"
+#include "proc_posix.h"
 
 namespace taskmeter {
 namespace proc {
 namespace {
-
-inline double TimevalMs(const struct timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
-inline double TimespecMs(const struct timespec& ts) { return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6; }
 
 // rusage_info times are in Mach absolute time units (nanoseconds on Intel, not on Apple silicon).
 double MachToMs(uint64_t t) {
@@ -45,35 +43,16 @@ bool SelfMemory(double* rss, double* vms) {
 
 }  // namespace
 
-double MonotonicMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return TimespecMs(ts);
-}
+double MonotonicMs() { return posix::ClockMs(CLOCK_MONOTONIC); }
 
-double EpochMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return TimespecMs(ts);
-}
+double EpochMs() { return posix::ClockMs(CLOCK_REALTIME); }
 
 uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
 
 void NameThisThread(const char* name) { pthread_setname_np(name); }  // macOS names the calling thread only
 
 bool ReadSelf(double* out) {
-  bool ok = true;
-  out[kTimeMs] = MonotonicMs();
-  out[kEpochMs] = EpochMs();
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) == 0) {
-    out[kCpuUserMs] = TimevalMs(ru.ru_utime);
-    out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
-    out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss);  // bytes on macOS
-  } else {
-    out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
-    ok = false;
-  }
+  bool ok = posix::ReadClocksAndRusage(out);
   if (!SelfMemory(&out[kRssBytes], &out[kVmsBytes])) {
     out[kRssBytes] = out[kVmsBytes] = NAN;
     ok = false;
@@ -86,10 +65,7 @@ int64_t ReadSelfRssBytes() {
   return SelfMemory(&rss, nullptr) ? static_cast<int64_t>(rss) : -1;
 }
 
-int64_t ReadSelfPeakRssBytes() {
-  struct rusage ru;
-  return getrusage(RUSAGE_SELF, &ru) == 0 ? static_cast<int64_t>(ru.ru_maxrss) : -1;
-}
+int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 
 bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   *out = ProcessInfo();

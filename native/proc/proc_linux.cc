@@ -1,4 +1,5 @@
 #include "proc.h"
+#include "proc_posix.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,45 +62,18 @@ bool ReadStatm(double* vms_bytes, double* rss_bytes) {
   return true;
 }
 
-inline double TimevalMs(const struct timeval& tv) {
-  return static_cast<double>(tv.tv_sec) * 1e3 + static_cast<double>(tv.tv_usec) / 1e3;
-}
-
-inline double TimespecMs(const struct timespec& ts) {
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
 }  // namespace
 
-double MonotonicMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return TimespecMs(ts);
-}
+double MonotonicMs() { return posix::ClockMs(CLOCK_MONOTONIC); }
 
-double EpochMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return TimespecMs(ts);
-}
+double EpochMs() { return posix::ClockMs(CLOCK_REALTIME); }
 
 uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
 
 void NameThisThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
 bool ReadSelf(double* out) {
-  bool ok = true;
-  out[kTimeMs] = MonotonicMs();
-  out[kEpochMs] = EpochMs();
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) == 0) {
-    out[kCpuUserMs] = TimevalMs(ru.ru_utime);
-    out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
-    out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * 1024.0;  // Linux reports KiB
-  } else {
-    out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
-    ok = false;
-  }
+  bool ok = posix::ReadClocksAndRusage(out);
   if (!ReadStatm(&out[kVmsBytes], &out[kRssBytes])) {
     out[kVmsBytes] = out[kRssBytes] = NAN;
     ok = false;
@@ -113,11 +87,7 @@ int64_t ReadSelfRssBytes() {
   return static_cast<int64_t>(rss);
 }
 
-int64_t ReadSelfPeakRssBytes() {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
-  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
-}
+int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 
 namespace {
 

@@ -1,0 +1,61 @@
+// What Linux and macOS share: clocks and getrusage. Included by proc_linux.cc and proc_darwin.cc only.
+#pragma once
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+
+#include "proc.h"
+
+namespace taskmeter {
+namespace proc {
+namespace posix {
+
+inline double TimevalMs(const struct timeval& tv) {
+  return static_cast<double>(tv.tv_sec) * 1e3 + static_cast<double>(tv.tv_usec) / 1e3;
+}
+
+inline double TimespecMs(const struct timespec& ts) {
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+inline double ClockMs(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return TimespecMs(ts);
+}
+
+// ru_maxrss is KiB on Linux and bytes on macOS.
+#ifdef __APPLE__
+constexpr double kMaxRssUnit = 1.0;
+#else
+constexpr double kMaxRssUnit = 1024.0;
+#endif
+
+// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs and kPeakRssBytes; false if getrusage failed (NaN there).
+inline bool ReadClocksAndRusage(double* out) {
+  out[kTimeMs] = ClockMs(CLOCK_MONOTONIC);
+  out[kEpochMs] = ClockMs(CLOCK_REALTIME);
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) {
+    out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
+    return false;
+  }
+  out[kCpuUserMs] = TimevalMs(ru.ru_utime);
+  out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
+  out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * kMaxRssUnit;
+  return true;
+}
+
+inline int64_t PeakRssBytes() {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  return static_cast<int64_t>(static_cast<double>(ru.ru_maxrss) * kMaxRssUnit);
+}
+
+}  // namespace posix
+
+
+}  // namespace proc
+}  // namespace taskmeter
