@@ -1,6 +1,8 @@
 // Soak: 1e6 snapshots and 1e4 windows; RSS growth and thread counts before and after. Run with --expose-gc.
 const { readFileSync } = require('node:fs');
 const tm = require('../../dist/index.js');
+const SNAPSHOTS = Number(process.argv[2] || 1e6);
+const WINDOWS = Number(process.argv[3] || 1e4);
 const { native } = require('../../dist/binding.js');
 
 const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
@@ -8,25 +10,29 @@ const rss = () => {
   for (let i = 0; i < 3; i++) global.gc();
   return tm.snapshot().rssBytes;
 };
-const SNAPSHOTS = Number(process.argv[2] || 1e6);
-const WINDOWS = Number(process.argv[3] || 1e4);
 
-// warm-up: the sampler thread exists after the first window; JIT and allocator settle
-for (let i = 0; i < 20000; i++) tm.snapshot();
-for (let i = 0; i < 200; i++) tm.measureSync(() => i);
+// Warm-up with the same work, so that the JIT, V8's heap layout and malloc's arenas reach their working size
+// before the baseline (it plateaus near 2 MB after ~3e4 windows): what grows after it is what leaks.
+function windows(n) {
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    const { usage } = tm.measureSync(() => i, { sampleIntervalMs: 1 + (i % 20) });
+    s += usage.samples;
+    if (i % 100 === 0) {
+      const t = new tm.ResourceTracker({ timeline: true }).start();
+      s += t.stop().wallTimeMs > -1 ? 1 : 0;
+    }
+  }
+  return s;
+}
+for (let i = 0; i < 100000; i++) tm.snapshot();
+windows(WINDOWS);
 const baseThreads = threads();
 const baseRss = rss();
 let sink = 0;
 for (let i = 0; i < SNAPSHOTS; i++) sink += tm.snapshot().rssBytes & 1;
 const afterSnapshotsRss = rss();
-for (let i = 0; i < WINDOWS; i++) {
-  const { usage } = tm.measureSync(() => i, { sampleIntervalMs: 1 + (i % 20) });
-  sink += usage.samples;
-  if (i % 100 === 0) {
-    const t = new tm.ResourceTracker({ timeline: true }).start();
-    sink += t.stop().wallTimeMs > -1 ? 1 : 0;
-  }
-}
+sink += windows(WINDOWS);
 const afterWindowsRss = rss();
 // let the sampler thread park again
 setTimeout(() => {
