@@ -279,7 +279,7 @@ double Sampler::ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint
   return sum;
 }
 
-void Sampler::FillStatsLocked(const Window& w, double* out, size_t len, bool closing) {
+void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   double now = proc::MonotonicMs();
   out[kWinMaxRssBytes] = w.max_rss_bytes;
   out[kWinSamples] = w.samples;
@@ -346,14 +346,13 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len, bool clo
   }
   for (size_t i = kWindowSlots + n * kGpuWindowSlots; i < len; i++) out[i] = NAN;
   out[kWinGpuFromCache] = from_cache ? 1 : 0;
-  (void)closing;
 }
 
 bool Sampler::Read(uint32_t id, double* out, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  FillStatsLocked(it->second, out, len, false);
+  FillStatsLocked(it->second, out, len);
   return true;
 }
 
@@ -361,7 +360,7 @@ bool Sampler::Close(uint32_t id, double* out, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  if (out) FillStatsLocked(it->second, out, len, true);
+  if (out) FillStatsLocked(it->second, out, len);
   windows_.erase(it);  // no wake-up needed: the threads park by themselves if nothing is left
   return true;
 }

@@ -2,7 +2,7 @@
 // starts a command itself (fork + exec in the addon) so that its end is reaped with wait4(), which gives the exit
 // status and the exact CPU time of the command and every descendant it reaped.
 import { constants } from 'node:os';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Socket } from 'node:net';
 import {
@@ -282,7 +282,7 @@ export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: str
   };
   if (command.includes('/')) {
     const p = isAbsolute(command) ? command : resolve(cwd, command);
-    return isExec(p) || (() => { try { statSync(p); return true; } catch { return false; } })() ? p : null;
+    return existsSync(p) ? p : null; // not executable: exec says so (EACCES → 126)
   }
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     if (!dir) continue;

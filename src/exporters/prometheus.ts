@@ -126,13 +126,6 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     gpuPeak: hist('task_gpu_memory_peak_bytes', 'Peak GPU memory of measured tasks.', bytes),
     gpuEnergy: hist('task_gpu_energy_joules', 'GPU energy of measured tasks.', [1, 10, 100, 1000, 10_000, 100_000, 1_000_000]),
   };
-  const names = [
-    'process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_resident_memory_peak_bytes',
-    'process_virtual_memory_bytes', 'gpu_memory_used_bytes', 'gpu_memory_total_bytes', 'gpu_process_memory_bytes',
-    'gpu_utilization_ratio', 'gpu_power_watts', 'gpu_energy_joules_total', 'task_duration_seconds', 'task_cpu_seconds',
-    'task_memory_peak_bytes', 'task_gpu_memory_peak_bytes', 'task_gpu_energy_joules',
-  ].map(n);
-  void metrics;
   const stopGpu = keepGpuFresh(gpuIntervalMs);
   let live = true;
   return {
@@ -153,7 +146,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     unregister(): void {
       if (!live) return;
       live = false;
-      for (const name of names) registry.removeSingleMetric(name);
+      for (const m of [...metrics, ...Object.values(histograms)]) registry.removeSingleMetric((m as unknown as { name: string }).name);
       stopGpu();
     },
   };
