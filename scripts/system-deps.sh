@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian bookworm machine lacks for taskmeter's full test suite:
 # GNU time (CLI reference), Chromium (timeline screenshots), and Debian's real NVML library and header
-# (non-free; extracted into .deps/ so the NVIDIA driver stack is never installed).
+# (non-free; extracted into a machine-wide folder, ${TASKMETER_DEPS_DIR:-~/.cache/taskmeter-deps}, so that the NVIDIA
+# driver stack is never installed and every clone on the machine finds them).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-deps="$root/.deps"
+deps="${TASKMETER_DEPS_DIR:-$HOME/.cache/taskmeter-deps}"
 if [ ! -f /etc/apt/sources.list.d/taskmeter-nonfree.sources ]; then
   cat > /etc/apt/sources.list.d/taskmeter-nonfree.sources <<'SRC'
 Types: deb

@@ -1,5 +1,5 @@
 // Our NVML declarations against NVIDIA's real nvml.h (Debian's libnvidia-ml-dev, extracted by
-// scripts/system-deps.sh into .deps/nvml/include).
+// scripts/system-deps.sh into ~/.cache/taskmeter-deps/nvml/include).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -70,9 +70,10 @@ export const MiB = 1024 * 1024;
 
 export const fakeNvmlDir = join(root, 'test/fixtures/fake-nvml/build');
 export const fakeNvml = (variant = 'full'): string => join(fakeNvmlDir, `libfake-nvml-${variant}.so`);
-/** Debian's real libnvidia-ml1, extracted by scripts/system-deps.sh. */
-export const debianNvml = join(root, '.deps/nvml/lib/libnvidia-ml.so.1');
-export const nvidiaHeaderDir = join(root, '.deps/nvml/include');
+/** Debian's real libnvidia-ml1 and NVIDIA's nvml.h, extracted by scripts/system-deps.sh (machine-wide). */
+const depsDir = process.env.TASKMETER_DEPS_DIR || join(require('node:os').homedir(), '.cache/taskmeter-deps');
+export const debianNvml = join(depsDir, 'nvml/lib/libnvidia-ml.so.1');
+export const nvidiaHeaderDir = join(depsDir, 'nvml/include');
 
 /** An environment for a child: no inherited GPU settings, plus the given ones. */
 export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
