@@ -21,6 +21,7 @@ enum SpawnSlot : int {
   kSpEndMonoMs,        // when wait4 returned
   kSpEndEpochMs,
   kSpContaminationBytes,  // our RSS around the fork: a ru_maxrss at or below it may be our copy's, not theirs
+  kSpTreePeakBytes,    // Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere
   kSpawnSlots
 };
 

@@ -1,17 +1,285 @@
-// Windows: measureCommand() is not implemented yet (it needs CreateProcess with a job object to collect the CPU of
-// the whole tree); Spawn reports ENOSYS and JavaScript turns that into a clear error. trackProcess() works.
-#include <cerrno>
+// Windows: measureCommand() and the CLI. The command is created suspended, put in a job object of its own and only
+// then resumed, so that every process it starts is in the job from its first instruction (Windows has no
+// wait4(): the job is what accounts for a whole tree). When the command itself ends (as wait4 waits for the child,
+// not for daemons it left behind) the waiter reads:
+//   - the exit code (STATUS_CONTROL_C_EXIT, a Ctrl-C death, is reported as SIGINT, as POSIX shells would);
+//   - CPU: the job's TotalUserTime/TotalKernelTime (every process that was ever in it), never below the command's
+//     own GetProcessTimes (Wine's job accounting reports zeros);
+//   - memory: the job's PeakProcessMemoryUsed (the largest commit charge of any one process → kSpMaxRssBytes) and
+//     PeakJobMemoryUsed (the largest commit charge of the whole job at once → kSpTreePeakBytes). These are commit
+//     (private bytes) peaks, not working-set peaks; zero (Wine) is reported as NaN, unmeasured.
+// stdio: inherit (our standard handles, duplicated inheritable and handed over by an explicit handle list, so that
+// a concurrent CreateProcess elsewhere cannot inherit them) or NUL. Pipes are not offered here: the descriptors
+// JavaScript would wrap belong to node.exe's C runtime, not ours (JavaScript rejects stdio 'pipe' on Windows).
+#include <windows.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cwctype>
+#include <thread>
+#include <unordered_map>
+
+#include "proc/proc.h"
 #include "spawn.h"
+#include "win32_cmdline.h"
 
 namespace taskmeter {
+namespace {
 
-SpawnResult Spawn(const SpawnOptions&) {
-  SpawnResult r;
-  r.error = ENOSYS;
-  return r;
+struct Child {
+  std::mutex mu;
+  double slots[kSpawnSlots];
+};
+
+std::mutex g_mu;
+std::unordered_map<uint32_t, std::shared_ptr<Child>>* g_children = new std::unordered_map<uint32_t, std::shared_ptr<Child>>();
+uint32_t g_next_id = 1;
+
+std::wstring Wide(const std::string& s) {
+  if (s.empty()) return std::wstring();
+  int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), nullptr, 0);
+  std::wstring w(static_cast<size_t>(n), L'\0');
+  MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), &w[0], n);
+  return w;
 }
 
-bool SpawnPoll(uint32_t, double*, bool) { return false; }
+inline double FiletimeMs(const LARGE_INTEGER& v) { return static_cast<double>(v.QuadPart) / 1e4; }
+inline double FiletimeMs(const FILETIME& ft) {
+  LARGE_INTEGER v;
+  v.LowPart = ft.dwLowDateTime;
+  v.HighPart = static_cast<LONG>(ft.dwHighDateTime);
+  return FiletimeMs(v);
+}
+
+int ErrnoOf(DWORD e) {
+  switch (e) {
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+    case ERROR_INVALID_NAME:
+    case ERROR_DIRECTORY:
+      return ENOENT;
+    case ERROR_ACCESS_DENIED:
+    case ERROR_BAD_EXE_FORMAT:
+    case ERROR_EXE_MACHINE_TYPE_MISMATCH:
+      return EACCES;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+      return ENOMEM;
+    default:
+      return EINVAL;
+  }
+}
+
+// The environment block: "K=V\0…\0\0", sorted case-insensitively by name as CreateProcess documents.
+std::wstring EnvBlock(const std::vector<std::string>& env) {
+  std::vector<std::wstring> vars;
+  for (const auto& e : env) vars.push_back(Wide(e));
+  auto key = [](const std::wstring& s) {
+    std::wstring k = s.substr(0, s.find(L'=', 1));
+    for (auto& c : k) c = static_cast<wchar_t>(std::towupper(c));
+    return k;
+  };
+  std::stable_sort(vars.begin(), vars.end(), [&](const std::wstring& a, const std::wstring& b) { return key(a) < key(b); });
+  std::wstring block;
+  for (const auto& v : vars) {
+    block += v;
+    block.push_back(L'\0');
+  }
+  block.push_back(L'\0');
+  return block;
+}
+
+void Wait(HANDLE process, HANDLE job, std::shared_ptr<Child> child) {
+  WaitForSingleObject(process, INFINITE);
+  double end_mono = proc::MonotonicMs();
+  double end_epoch = proc::EpochMs();
+  DWORD code = 0;
+  bool have_code = GetExitCodeProcess(process, &code) != 0;
+  double user = 0, kernel = 0;
+  FILETIME created, exited, k, u;
+  if (GetProcessTimes(process, &created, &exited, &k, &u)) {
+    user = FiletimeMs(u);
+    kernel = FiletimeMs(k);
+  }
+  JOBOBJECT_BASIC_ACCOUNTING_INFORMATION acct = {};
+  if (QueryInformationJobObject(job, JobObjectBasicAccountingInformation, &acct, sizeof(acct), nullptr)) {
+    user = std::max(user, FiletimeMs(acct.TotalUserTime));
+    kernel = std::max(kernel, FiletimeMs(acct.TotalKernelTime));
+  }
+  double peak_process = NAN, peak_job = NAN;
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION lim = {};
+  if (QueryInformationJobObject(job, JobObjectExtendedLimitInformation, &lim, sizeof(lim), nullptr)) {
+    if (lim.PeakProcessMemoryUsed > 0) peak_process = static_cast<double>(lim.PeakProcessMemoryUsed);
+    if (lim.PeakJobMemoryUsed > 0) peak_job = static_cast<double>(lim.PeakJobMemoryUsed);
+  }
+  CloseHandle(process);
+  CloseHandle(job);  // without KILL_ON_JOB_CLOSE: processes the command left running keep running, as on POSIX
+  std::lock_guard<std::mutex> lock(child->mu);
+  double* s = child->slots;
+  s[kSpExited] = 1;
+  s[kSpEndMonoMs] = end_mono;
+  s[kSpEndEpochMs] = end_epoch;
+  if (!have_code) {
+    s[kSpExitCode] = s[kSpSignal] = NAN;
+  } else if (code == 0xC000013AUL) {  // STATUS_CONTROL_C_EXIT: ended by Ctrl-C / Ctrl-Break
+    s[kSpExitCode] = NAN;
+    s[kSpSignal] = 2;  // SIGINT
+  } else {
+    s[kSpExitCode] = static_cast<double>(code);
+    s[kSpSignal] = NAN;
+  }
+  s[kSpUserMs] = user;
+  s[kSpSystemMs] = kernel;
+  s[kSpMaxRssBytes] = peak_process;
+  s[kSpTreePeakBytes] = peak_job;
+}
+
+// An inheritable duplicate of one of our standard handles, or of NUL; nullptr when there is none to give.
+HANDLE ChildStdHandle(int index, int mode) {
+  HANDLE h = nullptr;
+  if (mode == -2) {
+    SECURITY_ATTRIBUTES sa = {sizeof(sa), nullptr, TRUE};
+    h = CreateFileW(L"NUL", index == 0 ? GENERIC_READ : GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+                    OPEN_EXISTING, 0, nullptr);
+    return h == INVALID_HANDLE_VALUE ? nullptr : h;
+  }
+  static const DWORD kStd[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  HANDLE ours = GetStdHandle(kStd[index]);
+  if (ours == nullptr || ours == INVALID_HANDLE_VALUE) return nullptr;
+  if (!DuplicateHandle(GetCurrentProcess(), ours, GetCurrentProcess(), &h, 0, TRUE, DUPLICATE_SAME_ACCESS)) return nullptr;
+  return h;
+}
+
+}  // namespace
+
+SpawnResult Spawn(const SpawnOptions& o) {
+  SpawnResult res;
+  for (int i = 0; i < 3; i++) {
+    if (o.stdio[i] != -1 && o.stdio[i] != -2) {
+      res.error = ENOTSUP;
+      return res;
+    }
+  }
+  std::wstring file = Wide(o.file);
+  std::vector<std::wstring> wargs;
+  for (const auto& a : o.args) wargs.push_back(Wide(a));
+  std::wstring cmdline = BuildCommandLine(wargs);
+  std::wstring env = EnvBlock(o.env);
+  std::wstring cwd = Wide(o.cwd);
+
+  HANDLE std_handles[3] = {nullptr, nullptr, nullptr};
+  std::vector<HANDLE> inherit;
+  for (int i = 0; i < 3; i++) {
+    std_handles[i] = ChildStdHandle(i, o.stdio[i]);
+    if (std_handles[i] != nullptr && std::find(inherit.begin(), inherit.end(), std_handles[i]) == inherit.end())
+      inherit.push_back(std_handles[i]);
+  }
+  auto close_std = [&]() {
+    for (HANDLE h : std_handles)
+      if (h != nullptr) CloseHandle(h);
+  };
+
+  STARTUPINFOEXW si = {};
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = std_handles[0];
+  si.StartupInfo.hStdOutput = std_handles[1];
+  si.StartupInfo.hStdError = std_handles[2];
+  // Only these handles are inherited (PROC_THREAD_ATTRIBUTE_HANDLE_LIST); where the attribute list cannot be
+  // built, plain inheritance of every inheritable handle is the fallback.
+  std::vector<char> attr_buf;
+  DWORD flags = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
+  SIZE_T attr_size = 0;
+  InitializeProcThreadAttributeList(nullptr, 1, 0, &attr_size);
+  if (!inherit.empty() && attr_size > 0) {
+    attr_buf.resize(attr_size);
+    auto* list = reinterpret_cast<LPPROC_THREAD_ATTRIBUTE_LIST>(attr_buf.data());
+    if (InitializeProcThreadAttributeList(list, 1, 0, &attr_size)) {
+      if (UpdateProcThreadAttribute(list, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, inherit.data(),
+                                    inherit.size() * sizeof(HANDLE), nullptr, nullptr)) {
+        si.lpAttributeList = list;
+        flags |= EXTENDED_STARTUPINFO_PRESENT;
+      } else {
+        DeleteProcThreadAttributeList(list);
+      }
+    }
+  }
+
+  HANDLE job = CreateJobObjectW(nullptr, nullptr);
+  if (job == nullptr) {
+    res.error = ErrnoOf(GetLastError());
+    close_std();
+    return res;
+  }
+  auto child = std::make_shared<Child>();
+  for (double& s : child->slots) s = NAN;
+  child->slots[kSpExited] = 0;
+  child->slots[kSpContaminationBytes] = 0;  // no fork: nothing of ours is in the command's peak
+  child->slots[kSpStartMonoMs] = proc::MonotonicMs();
+  PROCESS_INFORMATION pi = {};
+  BOOL ok = CreateProcessW(file.c_str(), &cmdline[0], nullptr, nullptr, inherit.empty() ? FALSE : TRUE, flags,
+                           &env[0], cwd.empty() ? nullptr : cwd.c_str(), &si.StartupInfo, &pi);
+  DWORD create_error = ok ? 0 : GetLastError();
+  if (si.lpAttributeList != nullptr) DeleteProcThreadAttributeList(si.lpAttributeList);
+  close_std();
+  if (!ok) {
+    CloseHandle(job);
+    res.error = ErrnoOf(create_error);
+    return res;
+  }
+  if (!AssignProcessToJobObject(job, pi.hProcess)) {
+    // Not in a job (e.g. our own job forbids nesting): the command never ran a single instruction.
+    DWORD e = GetLastError();
+    TerminateProcess(pi.hProcess, 1);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    CloseHandle(job);
+    res.error = e == ERROR_ACCESS_DENIED ? EPERM : ErrnoOf(e);
+    return res;
+  }
+  ResumeThread(pi.hThread);
+  CloseHandle(pi.hThread);
+  res.pid = static_cast<int>(pi.dwProcessId);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    res.id = g_next_id++;
+    (*g_children)[res.id] = child;
+  }
+  try {
+    std::thread(Wait, pi.hProcess, job, child).detach();  // it owns both handles and holds only the shared record
+  } catch (...) {  // no thread (resource limits): nothing may throw across N-API; the command cannot be measured
+    TerminateJobObject(job, 1);
+    CloseHandle(pi.hProcess);
+    CloseHandle(job);
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_children->erase(res.id);
+    res = SpawnResult();
+    res.error = EAGAIN;
+  }
+  return res;
+}
+
+bool SpawnPoll(uint32_t id, double* out, bool release_if_done) {
+  std::shared_ptr<Child> child;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_children->find(id);
+    if (it == g_children->end()) return false;
+    child = it->second;
+  }
+  bool done;
+  {
+    std::lock_guard<std::mutex> lock(child->mu);
+    for (int i = 0; i < kSpawnSlots; i++) out[i] = child->slots[i];
+    done = child->slots[kSpExited] == 1;
+  }
+  if (done && release_if_done) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_children->erase(id);
+  }
+  return true;
+}
 
 }  // namespace taskmeter

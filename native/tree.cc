@@ -84,7 +84,11 @@ bool SampleTree(TreeState* st) {
       ++it;
       continue;
     }
+#ifdef _WIN32
+    bool absorbed = false;  // Windows never adds a child's CPU to its parent's times
+#else
     bool absorbed = it->first != st->root && seen.count(it->second.last_ppid) > 0;
+#endif
     if (!absorbed) {
       st->departed_user_ms += it->second.last_user_ms - it->second.baseline_user_ms;
       st->departed_system_ms += it->second.last_system_ms - it->second.baseline_system_ms;

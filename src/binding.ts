@@ -89,6 +89,8 @@ export const SP_START_MONO_MS = 6;
 export const SP_END_MONO_MS = 7;
 export const SP_END_EPOCH_MS = 8;
 export const SP_CONTAMINATION_BYTES = 9;
+/** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
+export const SP_TREE_PEAK_BYTES = 10;
 
 export const TL_TIME_MS = 0;
 export const TL_RSS = 1;
@@ -148,7 +150,7 @@ if (
   native.WINDOW_SLOTS !== 17 ||
   native.GPU_WINDOW_SLOTS !== 8 ||
   native.GPU_SNAPSHOT_SLOTS !== 8 ||
-  native.SPAWN_SLOTS !== 10 ||
+  native.SPAWN_SLOTS !== 11 ||
   native.TIMELINE_COLUMNS !== 6
 ) {
   throw new Error('taskmeter: the native addon does not match this version of the package (rebuild it)');

@@ -142,7 +142,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const tm: typeof Taskmeter = require('./index');
   let childPid = 0;
   const forward = (sig: NodeJS.Signals) => () => {
-    if (childPid) {
+    // Windows: Ctrl-C/Ctrl-Break and a closing console reach every process on the console, the command included;
+    // process.kill() there would be TerminateProcess. So the handlers only keep taskmeter alive to report.
+    if (childPid && process.platform !== 'win32') {
       try {
         process.kill(childPid, sig);
       } catch {

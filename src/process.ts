@@ -16,6 +16,7 @@ import {
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
+  SP_TREE_PEAK_BYTES,
   SP_USER_MS,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
@@ -98,7 +99,8 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     wallTimeMs = exact.wallTimeMs;
     endedAt = exact.endEpochMs;
   }
-  const treePeakSampled = t ? nn(t.rssPeakBytes) : null;
+  let treePeakSampled = t ? nn(t.rssPeakBytes) : null;
+  if (exact?.treePeakBytes != null) treePeakSampled = Math.max(treePeakSampled ?? 0, exact.treePeakBytes);
   const processes = t && Number.isFinite(t.processes) ? t.processes : 0;
   // One process whose peak the kernel gave exactly: that is the tree's peak too.
   const treePeak =
@@ -143,6 +145,8 @@ interface SpawnRecord {
   userMs: number | null;
   systemMs: number | null;
   maxRssBytes: number | null;
+  /** Windows: the job's peak commit charge (PeakJobMemoryUsed); null elsewhere. */
+  treePeakBytes: number | null;
   contaminationBytes: number;
   wallTimeMs: number;
   endEpochMs: number;
@@ -270,8 +274,34 @@ export interface CommandResult {
   stderr?: Buffer;
 }
 
+/**
+ * Windows: as CreateProcess would find it, but with PATHEXT like cmd.exe: a name with a slash, a backslash or a
+ * drive is a path; otherwise the folders of PATH (the variable's name is case-insensitive there) are tried; a name
+ * without an extension gets each of PATHEXT's.
+ */
+function resolveCommandWin32(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
+  const get = (name: string) => Object.entries(env).find(([k]) => k.toUpperCase() === name)?.[1];
+  const exts = /\.[^.\\/]+$/.test(command) ? [''] : (get('PATHEXT') ?? '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean);
+  const isFile = (p: string) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  const find = (base: string) => exts.map((e) => base + e).find(isFile) ?? null;
+  if (/[\\/:]/.test(command)) return find(resolve(cwd, command));
+  for (const dir of (get('PATH') ?? '').split(';')) {
+    if (!dir) continue;
+    const p = find(join(resolve(cwd, dir), command));
+    if (p) return p;
+  }
+  return null;
+}
+
 /** Finds an executable as a shell would: a name with a slash is a path; otherwise each PATH entry is tried. */
 export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
+  if (process.platform === 'win32') return resolveCommandWin32(command, env, cwd);
   const isExec = (p: string) => {
     try {
       accessSync(p, fsConstants.X_OK);
@@ -330,6 +360,18 @@ export function measureCommand(command: string, args: readonly string[] = [], op
       e.path = command;
       throw e;
     }
+    if (process.platform === 'win32') {
+      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe'), and
+      // CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses (no .bat/.cmd).
+      if (stdio === 'pipe') {
+        const e = new Error("taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'") as NodeJS.ErrnoException;
+        e.code = 'ENOTSUP';
+        throw e;
+      }
+      if (/\.(bat|cmd)$/i.test(file)) {
+        throw new RangeError(`taskmeter: measureCommand(command): ${command} is a batch file; run it as measureCommand('cmd.exe', ['/d', '/c', ...])`);
+      }
+    }
     const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const modes = stdio === 'inherit' ? [-1, -1, -1] : stdio === 'ignore' ? [-2, -2, -2] : [-2, -3, -3];
     let spawned: { pid: number; id: number; fds: number[] };
@@ -362,6 +404,7 @@ export function measureCommand(command: string, args: readonly string[] = [], op
         userMs: nn(buf[SP_USER_MS]),
         systemMs: nn(buf[SP_SYSTEM_MS]),
         maxRssBytes: nn(buf[SP_MAX_RSS]),
+        treePeakBytes: nn(buf[SP_TREE_PEAK_BYTES]),
         contaminationBytes: buf[SP_CONTAMINATION_BYTES],
         wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),
         endEpochMs: buf[SP_END_EPOCH_MS],

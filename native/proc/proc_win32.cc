@@ -5,6 +5,7 @@
 #include <tlhelp32.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "proc.h"
@@ -24,6 +25,27 @@ double QpcFrequency() {
   LARGE_INTEGER f;
   QueryPerformanceFrequency(&f);
   return static_cast<double>(f.QuadPart);
+}
+
+// The parent pid of an open process: NtQueryInformationProcess(ProcessBasicInformation) → InheritedFromUniqueProcessId,
+// looked up in ntdll (documented, not in the import libraries). 0 where it cannot be read.
+uint32_t ParentPid(HANDLE h) {
+  struct BasicInfo {  // PROCESS_BASIC_INFORMATION, as winternl.h lays it out
+    LONG_PTR exit_status;
+    void* peb;
+    ULONG_PTR affinity;
+    LONG_PTR base_priority;
+    ULONG_PTR pid;
+    ULONG_PTR parent_pid;
+  };
+  using QueryFn = LONG(WINAPI*)(HANDLE, int, void*, ULONG, ULONG*);
+  static QueryFn query = reinterpret_cast<QueryFn>(
+      reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtQueryInformationProcess")));
+  if (query == nullptr) return 0;
+  BasicInfo bi = {};
+  ULONG len = 0;
+  if (query(h, 0 /* ProcessBasicInformation */, &bi, sizeof(bi), &len) < 0) return 0;
+  return static_cast<uint32_t>(bi.parent_pid);
 }
 
 bool Memory(HANDLE h, PROCESS_MEMORY_COUNTERS_EX* pmc) {
@@ -120,8 +142,9 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
       if (*p == L'\\' || *p == L'/') base = p + 1;
     WideCharToMultiByte(CP_UTF8, 0, base, -1, out->comm, sizeof(out->comm) - 1, nullptr, nullptr);
   }
+  // Windows keeps a parent's pid after the parent ended (and may reuse it): tree.cc checks start times for reuse.
+  out->ppid = ParentPid(h);
   CloseHandle(h);
-  // The parent id comes with the tree walk (ListAllParents); a single read does not need it.
   return true;
 }
 
@@ -137,13 +160,9 @@ bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out) {
   return true;
 }
 
-bool ListChildren(uint32_t pid, std::vector<uint32_t>* out) {
-  std::vector<std::pair<uint32_t, uint32_t>> all;
-  if (!ListAllParents(&all)) return false;
-  for (const auto& pp : all)
-    if (pp.second == pid && pp.first != pid) out->push_back(pp.first);
-  return true;
-}
+// No per-process children list on Windows: false sends the tree walk to one ListAllParents (one Toolhelp snapshot
+// per sample instead of one per member).
+bool ListChildren(uint32_t, std::vector<uint32_t>*) { return false; }
 
 }  // namespace proc
 }  // namespace taskmeter
