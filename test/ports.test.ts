@@ -1,6 +1,9 @@
-// The Windows port, compiled and linked here with Debian's mingw-w64 (installed by scripts/system-deps.sh). It
-// cannot run here; the CI prebuild matrix (.github/workflows/prebuild.yml) runs it on Windows.
-import { readFileSync } from 'node:fs';
+// The ports, as far as `npm test` goes on this machine: the win32 addon compiles and links with mingw-w64, the
+// Windows command-line quoting is unit-tested on the host, and the cross-build table names the files
+// node-gyp-build looks up. Running the arm64 and win32 prebuilds (qemu-user, Wine) is `npm run test:ports`, a CI
+// step of its own (.ci/run); running them on real hardware is .github/workflows/prebuild.yml.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lastJson, root, run } from './helpers';
@@ -16,6 +19,25 @@ describe('ports', () => {
     expect(readFileSync(out.dll).subarray(0, 2).toString()).toBe('MZ');
   }, 300_000);
 
+  it('Windows command lines are quoted by the MSVC rules (spaces, quotes, trailing backslashes, empty args)', async () => {
+    const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-quote-')), 'quote-test');
+    const c = await run('g++', ['-std=c++17', '-Wall', '-Wextra', '-Werror', `-I${join(root, 'native')}`, '-o', exe, join(root, 'test/ports/quote-test.cc')], { timeoutMs: 120_000 });
+    expect(c.code, c.stderr).toBe(0);
+    const r = await run(exe, []);
+    expect(r.stdout.trim()).toBe('ok 12');
+    expect(r.code).toBe(0);
+  }, 120_000);
+
+  it('cross prebuilds are named as node-gyp-build looks them up (linux-arm64 glibc-tagged, win32 untagged)', async () => {
+    const { TARGETS } = await import('../scripts/cross-targets.mjs');
+    expect(Object.keys(TARGETS).sort()).toEqual(['linux-arm64', 'win32-x64']);
+    expect(TARGETS['linux-arm64'].artifacts[0].file).toBe('taskmeter.glibc.node');
+    expect(TARGETS['win32-x64'].artifacts[0].file).toBe('taskmeter.node');
+    // node-gyp-build's own parser reads these names as: name 'taskmeter' (no tag), then the libc tag
+    const ngb = readFileSync(join(root, 'node_modules/node-gyp-build/node-gyp-build.js'), 'utf8');
+    expect(ngb).toMatch(/tag === 'glibc' \|\| tag === 'musl'/);
+  });
+
   it('the prebuild matrix covers linux x64/arm64 (glibc and musl), win32 x64 and darwin arm64/x64', () => {
     const wf = readFileSync(join(root, '.github/workflows/prebuild.yml'), 'utf8');
     for (const target of ['linux-x64', 'linux-arm64', 'linuxmusl-x64', 'linuxmusl-arm64', 'win32-x64', 'darwin-arm64', 'darwin-x64']) {
@@ -23,5 +45,7 @@ describe('ports', () => {
     }
     expect(wf).toMatch(/npm run prebuild/);
     expect(wf).toMatch(/npm test/);
+    // the real-Windows check of measureCommand and the CLI
+    expect(wf).toMatch(/cmd\.exe \/c "echo hi & exit 3"/);
   });
 });

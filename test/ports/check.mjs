@@ -5,6 +5,9 @@
 //   mode core:  the runtime smoke checks, the core API, a process tree, a command; records for the schema check
 //   mode gpu:   the GPU path against the fake NVML named by TASKMETER_NVML_LIBRARY (+ FAKE_NVML_SCENARIO)
 //   mode win32: measureCommand's Windows mechanics (job object, exit codes, stdio, quoting); probe = injob.exe
+// With TASKMETER_PORTS_REAL=1 (real Windows, .github/workflows/prebuild.yml) the job's numbers are asserted too:
+// Wine's job accounting reports zeros, so under Wine only the mechanics are.
+// Exits 1 if any check failed.
 // Each check records what it saw (`seen`) so that the assertions on the host can say what went wrong.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +35,7 @@ const assert = (c, m) => {
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const node = process.execPath;
+const real = process.env.TASKMETER_PORTS_REAL === '1';
 
 if (mode === 'core') {
   await check('esm import + snapshot', () => {
@@ -183,11 +187,17 @@ if (mode === 'core') {
     const r = await tm.measureCommand(node, ['-e', "const t = Date.now(); while (Date.now() - t < 300); require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 1200)'])"], { sampleIntervalMs: 20 });
     const u = r.usage;
     assert(r.exitCode === 0 && u.processes >= 2 && u.cpuSource === 'rusage', JSON.stringify({ code: r.exitCode, processes: u.processes, src: u.cpuSource }));
+    if (real) {
+      // the job's accounting: at least the 300 ms busy loop; commit peaks of a Node process are many MiB
+      assert(u.cpuTimeMs >= 250 && u.cpuTimeMs <= u.wallTimeMs * 4, `cpu ${u.cpuTimeMs} wall ${u.wallTimeMs}`);
+      assert(u.maxRssBytes > 8 * 2 ** 20 && u.treePeakRssBytes >= u.maxRssBytes, `maxRss ${u.maxRssBytes} treePeak ${u.treePeakRssBytes}`);
+    }
     return { processes: u.processes, cpuMs: u.cpuTimeMs, maxRss: u.maxRssBytes, maxRssSource: u.maxRssSource, treePeak: u.treePeakRssBytes, wall: u.wallTimeMs };
   });
 } else {
   throw new Error(`unknown mode ${mode}`);
 }
 result.done = true;
+process.exitCode = result.checks.every((c) => c.ok) ? 0 : 1;
 result.prebuildDir = existsSync(join(process.cwd(), 'node_modules/taskmeter/build')) ? 'build/ exists: compiled, not prebuilt' : 'prebuilds only';
 save();
