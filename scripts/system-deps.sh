@@ -25,6 +25,10 @@ command -v cmake >/dev/null || pkgs+=(cmake)
 command -v ninja >/dev/null || pkgs+=(ninja-build)
 command -v pgrep >/dev/null || pkgs+=(procps)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null || pkgs+=(g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64)
+# npm run test:ports: the linux-arm64 prebuild under qemu-user, the win32-x64 one under Wine
+command -v qemu-aarch64 >/dev/null || pkgs+=(qemu-user)
+command -v aarch64-linux-gnu-g++ >/dev/null || pkgs+=(g++-aarch64-linux-gnu)
+[ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null || pkgs+=(wine64)
 if [ ${#pkgs[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; fi
 if [ ! -f "$deps/nvml/include/nvml.h" ] || ! ls "$deps"/nvml/lib/libnvidia-ml.so.1 >/dev/null 2>&1; then
   rm -rf "$deps/nvml" "$deps/debs" && mkdir -p "$deps/debs" "$deps/nvml/root"
