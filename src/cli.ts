@@ -152,7 +152,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       }
     }
   };
-  const handlers: [NodeJS.Signals, () => void][] = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as NodeJS.Signals[]).map((s) => [s, forward(s)]);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  if (process.platform === 'win32') signals.push('SIGBREAK'); // Ctrl-Break: also stay alive to report
+  const handlers: [NodeJS.Signals, () => void][] = signals.map((s) => [s, forward(s)]);
   for (const [s, h] of handlers) process.on(s, h);
   let result: Taskmeter.CommandResult;
   try {
