@@ -159,6 +159,24 @@ if (mode === 'core') {
     }
     throw new Error('no error');
   });
+  await check('cwd and env options reach the command', async () => {
+    const dir = join(process.cwd(), 'ports');
+    const file = join(process.cwd(), 'cwd-env.txt');
+    rmSync(file, { force: true });
+    const r = await tm.measureCommand('cmd.exe', ['/c', `cd > ${file} & echo %TASKMETER_PORTS_VAR%>> ${file}`], { cwd: dir, env: { ...process.env, TASKMETER_PORTS_VAR: 'from-env-42' } });
+    const lines = readFileSync(file, 'utf8').split(/\r?\n/).filter(Boolean);
+    assert(r.exitCode === 0 && lines[0].toLowerCase() === dir.toLowerCase() && lines[1] === 'from-env-42', JSON.stringify(lines));
+    return lines;
+  });
+  await check('a file that is not a program is EACCES (the CLI turns it into 126)', async () => {
+    try {
+      await tm.measureCommand(join(process.cwd(), 'package.json'));
+    } catch (e) {
+      assert(e.code === 'EACCES', `${e.code}: ${e.message}`);
+      return e.message;
+    }
+    throw new Error('no error');
+  });
   await check('arguments reach the child exactly (MSVC command-line quoting)', async () => {
     const args = ['plain', 'two words', '', 'quote"inside', 'trail\\', 'trail space\\', 'back\\\\"slash', '\\\\server\\share', 'tab\there', '%PATH%', 'a&b|c', 'ünï©ødé'];
     const file = join(process.cwd(), 'argv.json');
@@ -187,6 +205,7 @@ if (mode === 'core') {
     const r = await tm.measureCommand(node, ['-e', "const t = Date.now(); while (Date.now() - t < 300); require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 1200)'])"], { sampleIntervalMs: 20 });
     const u = r.usage;
     assert(r.exitCode === 0 && u.processes >= 2 && u.cpuSource === 'rusage', JSON.stringify({ code: r.exitCode, processes: u.processes, src: u.cpuSource }));
+    assert(u.wallTimeMs >= 1200, `wall ${u.wallTimeMs}: the command returns only after its 1.2 s grandchild`);
     if (real) {
       // the job's accounting: at least the 300 ms busy loop; commit peaks of a Node process are many MiB
       assert(u.cpuTimeMs >= 250 && u.cpuTimeMs <= u.wallTimeMs * 4, `cpu ${u.cpuTimeMs} wall ${u.wallTimeMs}`);
