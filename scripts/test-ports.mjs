@@ -90,7 +90,8 @@ try {
   const tgz = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
   const listing = sh('tar', ['-tzf', tgz]).split('\n').filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
-  for (const want of ['linux-x64/taskmeter.glibc.node', 'linux-arm64/taskmeter.glibc.node', 'win32-x64/taskmeter.node']) {
+  const wanted = ['linux-x64/taskmeter.glibc.node', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
+  for (const want of wanted) {
     if (!listing.includes(`package/prebuilds/${want}`)) failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
   console.log(`[${elapsed()}] packed: ${listing.join(', ')}`);
