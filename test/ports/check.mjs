@@ -10,7 +10,7 @@
 // Exits 1 if any check failed.
 // Each check records what it saw (`seen`) so that the assertions on the host can say what went wrong.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -161,6 +161,7 @@ if (mode === 'core') {
   });
   await check('cwd and env options reach the command', async () => {
     const dir = join(process.cwd(), 'ports');
+    mkdirSync(dir, { recursive: true });
     const file = join(process.cwd(), 'cwd-env.txt');
     rmSync(file, { force: true });
     const r = await tm.measureCommand('cmd.exe', ['/c', `cd > ${file} & echo %TASKMETER_PORTS_VAR%>> ${file}`], { cwd: dir, env: { ...process.env, TASKMETER_PORTS_VAR: 'from-env-42' } });
