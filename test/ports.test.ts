@@ -28,6 +28,15 @@ describe('ports', () => {
     expect(r.code).toBe(0);
   }, 120_000);
 
+  it('Windows trees drop a parent pid that now belongs to a younger process (pid reuse)', async () => {
+    const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-edges-')), 'parent-edges-test');
+    const c = await run('g++', ['-std=c++17', '-Wall', '-Wextra', '-Werror', `-I${join(root, 'native')}`, '-o', exe, join(root, 'test/ports/parent-edges-test.cc')], { timeoutMs: 120_000 });
+    expect(c.code, c.stderr).toBe(0);
+    const r = await run(exe, []);
+    expect(r.stdout.trim()).toBe('ok 6');
+    expect(r.code).toBe(0);
+  }, 120_000);
+
   it('cross prebuilds are named as node-gyp-build looks them up (linux-arm64 glibc-tagged, win32 untagged)', async () => {
     const { TARGETS } = await import('../scripts/cross-targets.mjs');
     expect(Object.keys(TARGETS).sort()).toEqual(['linux-arm64', 'win32-x64']);

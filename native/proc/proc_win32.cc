@@ -1,13 +1,17 @@
 // Windows: GetProcessTimes, GetProcessMemoryInfo (WorkingSetSize is the RSS; PeakWorkingSetSize is an exact
-// per-process high-water mark), QueryPerformanceCounter, and a Toolhelp snapshot for the process tree.
+// per-process high-water mark), QueryPerformanceCounter; for process trees, every process's parent from one
+// NtQuerySystemInformation call (Toolhelp where that fails) and each member's from NtQueryInformationProcess.
 #include <windows.h>
 #include <psapi.h>
 #include <tlhelp32.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "parent_edges.h"
 #include "proc.h"
 
 namespace taskmeter {
@@ -148,7 +152,72 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   return true;
 }
 
+namespace {
+
+// SYSTEM_PROCESS_INFORMATION as NtQuerySystemInformation(SystemProcessInformation) lays it out on 64-bit Windows
+// (the SDK's winternl.h hides CreateTime and the parent pid in reserved fields). Only the head is read.
+struct SysProcessInfo {
+  ULONG next_entry_offset;
+  ULONG number_of_threads;
+  LARGE_INTEGER reserved[3];
+  LARGE_INTEGER create_time;
+  LARGE_INTEGER user_time;
+  LARGE_INTEGER kernel_time;
+  USHORT image_name_length;
+  USHORT image_name_max_length;
+  PWSTR image_name;
+  LONG base_priority;
+  HANDLE unique_process_id;
+  HANDLE inherited_from_unique_process_id;
+};
+#ifdef _WIN64
+static_assert(offsetof(SysProcessInfo, create_time) == 32, "SYSTEM_PROCESS_INFORMATION.CreateTime");
+static_assert(offsetof(SysProcessInfo, unique_process_id) == 80, "SYSTEM_PROCESS_INFORMATION.UniqueProcessId");
+static_assert(offsetof(SysProcessInfo, inherited_from_unique_process_id) == 88, "...InheritedFromUniqueProcessId");
+#endif
+
+// Every process with its parent and creation time in one call; false where ntdll does not give it.
+bool SystemProcessEdges(std::vector<ProcessEdge>* out) {
+  using QueryFn = LONG(WINAPI*)(int, void*, ULONG, ULONG*);
+  static QueryFn query = reinterpret_cast<QueryFn>(
+      reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtQuerySystemInformation")));
+  if (query == nullptr) return false;
+  thread_local std::vector<unsigned char> buf(256 * 1024);  // the RSS thread's; grows to fit, kept
+  for (int attempt = 0; attempt < 4; attempt++) {
+    ULONG need = 0;
+    LONG st = query(5 /* SystemProcessInformation */, buf.data(), static_cast<ULONG>(buf.size()), &need);
+    if (st == static_cast<LONG>(0xC0000004L) /* STATUS_INFO_LENGTH_MISMATCH */) {
+      buf.resize(std::max<size_t>(buf.size() * 2, static_cast<size_t>(need) + 64 * 1024));
+      continue;
+    }
+    if (st < 0) return false;
+    size_t off = 0;
+    for (;;) {
+      if (off + sizeof(SysProcessInfo) > buf.size()) return false;
+      SysProcessInfo info;
+      std::memcpy(&info, buf.data() + off, sizeof(info));
+      ProcessEdge e;
+      e.pid = static_cast<uint32_t>(reinterpret_cast<ULONG_PTR>(info.unique_process_id));
+      e.ppid = static_cast<uint32_t>(reinterpret_cast<ULONG_PTR>(info.inherited_from_unique_process_id));
+      e.create_time = info.create_time.QuadPart;
+      if (e.pid != 0) out->push_back(e);
+      if (info.next_entry_offset == 0) return true;
+      off += info.next_entry_offset;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out) {
+  std::vector<ProcessEdge> edges;
+  if (SystemProcessEdges(&edges)) {
+    DropStaleParents(&edges);  // parent pids outlive their processes on Windows
+    for (const auto& e : edges) out->emplace_back(e.pid, e.ppid);
+    return true;
+  }
+  // Toolhelp: no creation times, so stale parent pids cannot be told apart here.
   HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
   if (snap == INVALID_HANDLE_VALUE) return false;
   PROCESSENTRY32W e;
