@@ -276,12 +276,14 @@ export interface CommandResult {
 
 /**
  * Windows: as CreateProcess would find it, but with PATHEXT like cmd.exe: a name with a slash, a backslash or a
- * drive is a path; otherwise the folders of PATH (the variable's name is case-insensitive there) are tried; a name
- * without an extension gets each of PATHEXT's.
+ * drive is a path; otherwise the folders of PATH (the variable's name is case-insensitive there) are tried, each
+ * with PATHEXT's extensions.
  */
 function resolveCommandWin32(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
   const get = (name: string) => Object.entries(env).find(([k]) => k.toUpperCase() === name)?.[1];
-  const exts = /\.[^.\\/]+$/.test(command) ? [''] : (get('PATHEXT') ?? '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean);
+  const pathext = (get('PATHEXT') ?? '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean);
+  // 'python3.11' may be python3.11.exe: a name with a dot is tried as it is first, then with each extension
+  const exts = /\.[^.\\/]+$/.test(command) ? ['', ...pathext] : pathext;
   const isFile = (p: string) => {
     try {
       return statSync(p).isFile();

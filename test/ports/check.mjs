@@ -132,6 +132,10 @@ if (mode === 'core') {
     assert(JSON.stringify(codes) === '[0,3,255,70000]', JSON.stringify(codes));
     return codes;
   });
+  await check('a name without an extension is found through PATH and PATHEXT (cmd → cmd.exe)', async () => {
+    const r = await tm.measureCommand('cmd', ['/c', 'exit 4']);
+    assert(r.exitCode === 4, JSON.stringify(r.exitCode));
+  });
   await check('a Ctrl-C death (STATUS_CONTROL_C_EXIT) reads as SIGINT', async () => {
     const r = await tm.measureCommand('cmd.exe', ['/c', 'exit -1073741510']);
     assert(r.exitCode === null && r.signal === 'SIGINT', JSON.stringify({ code: r.exitCode, signal: r.signal }));
