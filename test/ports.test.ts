@@ -1,7 +1,8 @@
-// The ports, as far as `npm test` goes on this machine: the win32 addon compiles and links with mingw-w64, the
-// Windows command-line quoting is unit-tested on the host, and the cross-build table names the files
+// The ports, as far as `npm test` goes on this machine: the win32 and linux-arm64 addons cross-compile and link, the
+// Windows command-line quoting and stale-parent logic are unit-tested on the host, and the cross-build table names the files
 // node-gyp-build looks up. Running the arm64 and win32 prebuilds (qemu-user, Wine) is `npm run test:ports`, a CI
 // step of its own (.ci/run); running them on real hardware is .github/workflows/prebuild.yml.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,22 @@ describe('ports', () => {
     expect(out.exportsNapi).toBe(true);
     expect(out.imports.map((s: string) => s.toUpperCase()).sort()).toEqual(['KERNEL32.DLL', 'MSVCRT.DLL', 'NODE.EXE']);
     expect(readFileSync(out.dll).subarray(0, 2).toString()).toBe('MZ');
+  }, 300_000);
+
+  const hasArmGcc = spawnSync('sh', ['-c', 'command -v aarch64-linux-gnu-g++']).status === 0;
+  // skipped only where Debian's g++-aarch64-linux-gnu is not installed (scripts/system-deps.sh installs it)
+  it.skipIf(!hasArmGcc)('the linux-arm64 addon cross-compiles: an aarch64 shared object needing only libc, libstdc++, libgcc', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'taskmeter-arm64-'));
+    const r = await run(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'scripts/cross-targets.mjs'))}).then((m) => console.log(JSON.stringify(m.buildTarget('linux-arm64', ${JSON.stringify(out)}))))`], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/warning:/);
+    const [file] = lastJson(r.stdout);
+    const elf = readFileSync(file);
+    expect(elf.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(elf.readUInt16LE(18)).toBe(183); // e_machine: EM_AARCH64
+    const needed = spawnSync('aarch64-linux-gnu-readelf', ['-d', file], { encoding: 'utf8' }).stdout;
+    const libs = [...needed.matchAll(/Shared library: \[([^\]]+)\]/g)].map((m) => m[1]).sort();
+    expect(libs).toEqual(['libc.so.6', 'libgcc_s.so.1', 'libstdc++.so.6']);
   }, 300_000);
 
   it('Windows command lines are quoted by the MSVC rules (spaces, quotes, trailing backslashes, empty args)', async () => {
