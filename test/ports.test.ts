@@ -3,7 +3,7 @@
 // node-gyp-build looks up. Running the arm64 and win32 prebuilds (qemu-user, Wine) is `npm run test:ports`, a CI
 // step of its own (.ci/run); running them on real hardware is .github/workflows/prebuild.yml.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -54,14 +54,24 @@ describe('ports', () => {
     expect(r.code).toBe(0);
   }, 120_000);
 
-  it('cross prebuilds are named as node-gyp-build looks them up (linux-arm64 glibc-tagged, win32 untagged)', async () => {
+  it('node-gyp-build, asked as each cross platform, finds the file its cross target writes', async () => {
     const { TARGETS } = await import('../scripts/cross-targets.mjs');
     expect(Object.keys(TARGETS).sort()).toEqual(['linux-arm64', 'win32-x64']);
-    expect(TARGETS['linux-arm64'].artifacts[0].file).toBe('taskmeter.glibc.node');
-    expect(TARGETS['win32-x64'].artifacts[0].file).toBe('taskmeter.node');
-    // node-gyp-build's own parser reads these names as: name 'taskmeter' (no tag), then the libc tag
-    const ngb = readFileSync(join(root, 'node_modules/node-gyp-build/node-gyp-build.js'), 'utf8');
-    expect(ngb).toMatch(/tag === 'glibc' \|\| tag === 'musl'/);
+    const pkg = mkdtempSync(join(tmpdir(), 'taskmeter-ngb-'));
+    for (const [name, t] of Object.entries(TARGETS) as [string, { artifacts: { kind: string; file: string }[] }][]) {
+      const addon = t.artifacts.find((a) => a.kind === 'addon')!;
+      mkdirSync(join(pkg, 'prebuilds', name), { recursive: true });
+      writeFileSync(join(pkg, 'prebuilds', name, addon.file), '');
+      const [platform, arch] = name.split('-');
+      // node-gyp-build reads the platform, arch and libc it matches against from these, once, when it loads
+      const r = spawnSync(process.execPath, ['-p', `require('node-gyp-build').path(${JSON.stringify(pkg)})`], {
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, npm_config_platform: platform, npm_config_arch: arch, LIBC: 'glibc', PREBUILDS_ONLY: '1' },
+      });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe(join(pkg, 'prebuilds', name, addon.file));
+    }
   });
 
   it('the prebuild matrix covers linux x64/arm64 (glibc and musl), win32 x64 and darwin arm64/x64', () => {
