@@ -58,7 +58,7 @@ describe('ports', () => {
     const { TARGETS } = await import('../scripts/cross-targets.mjs');
     expect(Object.keys(TARGETS).sort()).toEqual(['linux-arm64', 'win32-x64']);
     const pkg = mkdtempSync(join(tmpdir(), 'taskmeter-ngb-'));
-    for (const [name, t] of Object.entries(TARGETS) as [string, { artifacts: { kind: string; file: string }[] }][]) {
+    for (const [name, t] of Object.entries(TARGETS)) {
       const addon = t.artifacts.find((a) => a.kind === 'addon')!;
       mkdirSync(join(pkg, 'prebuilds', name), { recursive: true });
       writeFileSync(join(pkg, 'prebuilds', name, addon.file), '');
