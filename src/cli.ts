@@ -84,7 +84,7 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     ['CPU', `${u.cpuPercent.toFixed(0)} %`],
     [
       'Maximum resident set size',
-      `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}${u.maxRssSource === 'rusage' ? '  exact' : u.maxRssSource === 'sampled' ? '  sampled' : ''}`,
+      `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}${u.maxRssSource === 'rusage' ? (process.platform === 'win32' ? '  commit peak, from the job' : '  exact') : u.maxRssSource === 'sampled' ? '  sampled' : ''}`,
     ],
     [
       'Peak RSS, process tree',
