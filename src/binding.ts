@@ -39,11 +39,23 @@ export interface NativeBinding {
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
-  windowConfigure(id: number, rootPid: number, baselineExisting: boolean, descendants: boolean, timeline: boolean): boolean;
+  windowConfigure(
+    id: number,
+    rootPid: number,
+    baselineExisting: boolean,
+    descendants: boolean,
+    timeline: boolean,
+  ): boolean;
   /** Moves the window's timeline points out (TIMELINE_COLUMNS per point). */
   windowTimeline(id: number): { points: Float64Array; maxHwmComm: string } | null;
   /** fork + exec; stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. Throws with .code. */
-  spawn(file: string, argv: string[], env: string[], cwd: string | null, stdio: number[]): { pid: number; id: number; fds: number[] };
+  spawn(
+    file: string,
+    argv: string[],
+    env: string[],
+    cwd: string | null,
+    stdio: number[],
+  ): { pid: number; id: number; fds: number[] };
   /** The waiter's record of a spawned command (SPAWN_* slots); false for an unknown id. */
   spawnPoll(id: number, out: Float64Array, release: boolean): boolean;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
@@ -121,7 +133,8 @@ function load(): NativeBinding {
   // Development hook: load a specific build (the sanitizer build of `npm run test:asan`, the cmake-js build).
   const override = process.env.TASKMETER_ADDON;
   if (override) {
-    if (!isAbsolute(override)) throw new Error(`taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`);
+    if (!isAbsolute(override))
+      throw new Error(`taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(override) as NativeBinding;
   }

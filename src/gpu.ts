@@ -186,7 +186,8 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
             : (PROCESS_REASONS[reasonCode] ?? 'no GPU reading in this window')
           : null,
       energyJoules: energy,
-      energyReason: ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
+      energyReason:
+        ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
       utilizationAvgPercent: num(buf[o + GW_UTILIZATION_AVG]),
       error: err > 0 ? native.nvmlErrorText(err) : null,
     });

@@ -19,12 +19,19 @@ export interface ResolvedOptions {
 
 export function boolOption(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new TypeError(`taskmeter: option "${name}" must be a boolean, got ${describe(value)}`);
+  if (typeof value !== 'boolean')
+    throw new TypeError(`taskmeter: option "${name}" must be a boolean, got ${describe(value)}`);
   return value;
 }
 
 export function intervalOption(o: Record<string, unknown>): number {
-  return intOption('sampleIntervalMs', o.sampleIntervalMs, MIN_SAMPLE_INTERVAL_MS, MAX_SAMPLE_INTERVAL_MS, DEFAULT_SAMPLE_INTERVAL_MS);
+  return intOption(
+    'sampleIntervalMs',
+    o.sampleIntervalMs,
+    MIN_SAMPLE_INTERVAL_MS,
+    MAX_SAMPLE_INTERVAL_MS,
+    DEFAULT_SAMPLE_INTERVAL_MS,
+  );
 }
 
 export function describe(value: unknown): string {
@@ -33,7 +40,8 @@ export function describe(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
     return `${typeof value} ${String(value)}`;
   }
-  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'string')
+    return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
   return typeof value;
 }
 

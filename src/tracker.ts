@@ -86,7 +86,8 @@ function attachUsage(err: unknown, usage: ResourceUsage): void {
 }
 
 function checkFn(where: string, fn: unknown): void {
-  if (typeof fn !== 'function') throw new TypeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
+  if (typeof fn !== 'function')
+    throw new TypeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
 }
 
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
@@ -108,7 +109,10 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
  * Runs fn (sync or async) and measures it until its promise settles. If fn throws or rejects, the same error
  * propagates with `error.usage` attached.
  */
-export async function measure<T>(fn: () => T | PromiseLike<T>, options?: MeasureOptions): Promise<Measured<Awaited<T>>> {
+export async function measure<T>(
+  fn: () => T | PromiseLike<T>,
+  options?: MeasureOptions,
+): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
   const { sampleIntervalMs, timeline } = resolveMeasureOptions('measure', options);
   const w = new Window({ intervalMs: sampleIntervalMs, timeline });

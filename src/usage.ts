@@ -240,13 +240,29 @@ function sumOrNull(values: (number | null)[]): number | null {
 
 type GpuSummary = Pick<
   ResourceUsage,
-  'gpus' | 'gpuMemoryPeakBytes' | 'gpuMemoryPeakSource' | 'gpuEnergyJoules' | 'gpuSamples' | 'gpuSampleIntervalMs' | 'gpuStale' | 'gpuStaleReason'
+  | 'gpus'
+  | 'gpuMemoryPeakBytes'
+  | 'gpuMemoryPeakSource'
+  | 'gpuEnergyJoules'
+  | 'gpuSamples'
+  | 'gpuSampleIntervalMs'
+  | 'gpuStale'
+  | 'gpuStaleReason'
 >;
 
 function gpuSummary(win: WindowStats | null): GpuSummary {
   const gpus = win ? win.gpus : [];
   if (gpus.length === 0) {
-    return { gpus, gpuMemoryPeakBytes: null, gpuMemoryPeakSource: null, gpuEnergyJoules: null, gpuSamples: 0, gpuSampleIntervalMs: null, gpuStale: false, gpuStaleReason: null };
+    return {
+      gpus,
+      gpuMemoryPeakBytes: null,
+      gpuMemoryPeakSource: null,
+      gpuEnergyJoules: null,
+      gpuSamples: 0,
+      gpuSampleIntervalMs: null,
+      gpuStale: false,
+      gpuStaleReason: null,
+    };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
   const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
@@ -260,7 +276,8 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
     gpuSampleIntervalMs: win && gpus.length > 0 && Number.isFinite(win.gpuIntervalMs) ? win.gpuIntervalMs : null,
     gpuStale: stale,
     gpuStaleReason: stale
-      ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; GPU values stop at the last reading`
+      ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; ` +
+        'GPU values stop at the last reading'
       : null,
   };
 }

@@ -2,7 +2,17 @@
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
 import { native } from './binding';
 import { Timeline, timelineFrom } from './timeline';
-import { boundSnapshotBuffer, boundWindowBuffer, buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, WindowStats, windowStats } from './usage';
+import {
+  boundSnapshotBuffer,
+  boundWindowBuffer,
+  buildUsage,
+  ResourceUsage,
+  Snapshot,
+  snapshotFrom,
+  windowBufferLength,
+  WindowStats,
+  windowStats,
+} from './usage';
 
 export interface WindowConfig {
   intervalMs: number;
@@ -40,7 +50,13 @@ export class Window {
     this.id = native.windowOpen(config.intervalMs);
     this.start = snapshotFrom(snap);
     if (config.timeline || config.rootPid) {
-      native.windowConfigure(this.id, config.rootPid ?? 0, config.baselineExisting ?? true, config.descendants ?? true, config.timeline);
+      native.windowConfigure(
+        this.id,
+        config.rootPid ?? 0,
+        config.baselineExisting ?? true,
+        config.descendants ?? true,
+        config.timeline,
+      );
     }
   }
 
@@ -77,7 +93,8 @@ export class Window {
       const t = native.windowTimeline(this.id);
       if (t) {
         maxHwmComm = t.maxHwmComm || null;
-        if (this.config.timeline) timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
+        if (this.config.timeline)
+          timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
       }
     }
     const snap = boundSnapshotBuffer();

@@ -40,11 +40,18 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   const o = optionsObject('createTaskmeterCollector', options, ['registry', 'prefix', 'labelNames', 'gpuIntervalMs']);
   const prefix = o.prefix === undefined ? 'taskmeter_' : o.prefix;
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
-    throw new TypeError(`taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`);
+    throw new TypeError(
+      `taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`,
+    );
   }
   const labelNames = (o.labelNames ?? ['task']) as string[];
-  if (!Array.isArray(labelNames) || !labelNames.every((l) => typeof l === 'string' && /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l))) {
-    throw new TypeError(`taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`);
+  if (
+    !Array.isArray(labelNames) ||
+    !labelNames.every((l) => typeof l === 'string' && /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l))
+  ) {
+    throw new TypeError(
+      `taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`,
+    );
   }
   const gpuIntervalMs = intOption('gpuIntervalMs', o.gpuIntervalMs, 20, 60_000, 1000);
   const prom = loadPromClient();
@@ -99,10 +106,42 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
         this.set(read().vmsBytes);
       },
     }),
-    gpuGauge(prom, reg, n('gpu_memory_used_bytes'), 'GPU memory used (all processes).', ['uuid', 'name'], (g) => g.memoryUsedBytes, read),
-    gpuGauge(prom, reg, n('gpu_memory_total_bytes'), 'GPU memory size.', ['uuid', 'name'], (g) => g.memoryTotalBytes, read),
-    gpuGauge(prom, reg, n('gpu_process_memory_bytes'), "This process's GPU memory.", ['uuid'], (g) => g.processMemoryBytes, read),
-    gpuGauge(prom, reg, n('gpu_utilization_ratio'), 'Fraction of time the GPU was busy (0-1).', ['uuid'], (g) => g.utilizationRatio, read),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_memory_used_bytes'),
+      'GPU memory used (all processes).',
+      ['uuid', 'name'],
+      (g) => g.memoryUsedBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_memory_total_bytes'),
+      'GPU memory size.',
+      ['uuid', 'name'],
+      (g) => g.memoryTotalBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_process_memory_bytes'),
+      "This process's GPU memory.",
+      ['uuid'],
+      (g) => g.processMemoryBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_utilization_ratio'),
+      'Fraction of time the GPU was busy (0-1).',
+      ['uuid'],
+      (g) => g.utilizationRatio,
+      read,
+    ),
     gpuGauge(prom, reg, n('gpu_power_watts'), 'GPU board power draw.', ['uuid'], (g) => g.powerWatts, read),
     new prom.Counter({
       name: n('gpu_energy_joules_total'),
@@ -124,7 +163,11 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     cpu: hist('task_cpu_seconds', 'CPU time of measured tasks.', seconds),
     peak: hist('task_memory_peak_bytes', 'Peak resident memory of measured tasks.', bytes),
     gpuPeak: hist('task_gpu_memory_peak_bytes', 'Peak GPU memory of measured tasks.', bytes),
-    gpuEnergy: hist('task_gpu_energy_joules', 'GPU energy of measured tasks.', [1, 10, 100, 1000, 10_000, 100_000, 1_000_000]),
+    gpuEnergy: hist(
+      'task_gpu_energy_joules',
+      'GPU energy of measured tasks.',
+      [1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+    ),
   };
   const stopGpu = keepGpuFresh(gpuIntervalMs);
   let live = true;
@@ -132,10 +175,13 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     observeUsage(usage: ResourceUsage, labels: Record<string, string> = {}): void {
       const f = taskFigures(usage);
       if (labels === null || typeof labels !== 'object') {
-        throw new TypeError(`taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`);
+        throw new TypeError(
+          `taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`,
+        );
       }
       for (const k of Object.keys(labels)) {
-        if (!labelNames.includes(k)) throw new TypeError(`taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`);
+        if (!labelNames.includes(k))
+          throw new TypeError(`taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`);
       }
       histograms.duration.observe(labels, f.durationSeconds);
       histograms.cpu.observe(labels, f.cpuSeconds);
@@ -146,7 +192,8 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     unregister(): void {
       if (!live) return;
       live = false;
-      for (const m of [...metrics, ...Object.values(histograms)]) registry.removeSingleMetric((m as unknown as { name: string }).name);
+      for (const m of [...metrics, ...Object.values(histograms)])
+        registry.removeSingleMetric((m as unknown as { name: string }).name);
       stopGpu();
     },
   };

@@ -72,7 +72,13 @@ export function taskFigures(usage: ResourceUsage): {
   gpuEnergyJoules: number | null;
 } {
   const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-  if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !finite(usage.peakRssBytes)) {
+  if (
+    !usage ||
+    typeof usage !== 'object' ||
+    !finite(usage.wallTimeMs) ||
+    !finite(usage.cpuTimeMs) ||
+    !finite(usage.peakRssBytes)
+  ) {
     throw new TypeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
