@@ -2,8 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    // Native addons are safest in child processes (see ../shared/docs/TOOLCHAIN.md); worker_threads are tested
-    // explicitly in test/core.test.ts.
+    // Native addons are safest in child processes (vm-based pools give errors from the addon another realm);
+    // worker_threads are tested explicitly in test/core.test.ts.
     pool: 'forks',
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,

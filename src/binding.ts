@@ -135,7 +135,6 @@ function load(): NativeBinding {
   if (override) {
     if (!isAbsolute(override))
       throw new Error(`taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(override) as NativeBinding;
   }
   try {

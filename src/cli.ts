@@ -137,7 +137,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (values.version) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     io.stdout(`${require('../package.json').version}\n`);
     return 0;
   }
@@ -146,7 +145,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const tm: typeof Taskmeter = require('./index');
   let childPid = 0;
   const forward = (sig: NodeJS.Signals) => () => {

@@ -124,7 +124,8 @@ export function gpuDevices(): NativeGpuInfo['devices'] {
 export const hasGpu: boolean = nativeInfo.state === 'ready' && nativeInfo.devices.length > 0;
 
 export function gpuInfo(): GpuInfo {
-  const i = nativeInfo.state === 'pending' ? (nativeInfo = native.gpuInfo()) : nativeInfo;
+  if (nativeInfo.state === 'pending') nativeInfo = native.gpuInfo();
+  const i = nativeInfo;
   const available = i.state === 'ready' && i.devices.length > 0;
   return {
     available,

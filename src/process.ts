@@ -73,7 +73,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   let maxRssBytes = sampledMax;
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
   let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
-  let maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
+  const maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
   let cpuUserMs = t ? nn(t.cpuUserMs) ?? 0 : 0;
   let cpuSystemMs = t ? nn(t.cpuSystemMs) ?? 0 : 0;
   let cpuSource: ProcessUsage['cpuSource'] = 'sampled';

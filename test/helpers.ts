@@ -29,8 +29,8 @@ export function run(
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
@@ -87,12 +87,9 @@ export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.Proces
 
 /** A real JSON Schema validator (ajv, draft 2020-12) for schema/record.schema.json. */
 export function recordValidator() {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Ajv2020 = require('ajv/dist/2020').default;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const addFormats = require('ajv-formats').default;
   const ajv = new Ajv2020({ allErrors: true, strict: true });
   addFormats(ajv);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return ajv.compile(JSON.parse(require('node:fs').readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
 }

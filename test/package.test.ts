@@ -68,7 +68,7 @@ describe('npm pack + install without a compiler', () => {
     mkdirSync(bin);
     const which = async (name: string) => (await run('sh', ['-c', `command -v ${name}`])).stdout.trim();
     for (const tool of ['node', 'npm', 'npx', 'sh']) symlinkSync(await which(tool), join(bin, tool));
-    const env = { ...process.env, PATH: bin };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: bin };
     for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
     const app = join(work, 'app');
     mkdirSync(app);

@@ -28,7 +28,6 @@ type PromClient = typeof import('prom-client');
 
 function loadPromClient(): PromClient {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('prom-client') as PromClient;
   } catch {
     throw new Error("taskmeter/prometheus needs prom-client: npm install prom-client");
