@@ -12,7 +12,7 @@ import {
   SP_END_MONO_MS,
   SP_EXIT_CODE,
   SP_EXITED,
-  SP_MAX_RSS,
+  SP_MAX_RSS_BYTES,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
@@ -21,6 +21,7 @@ import {
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
+import { rangeError, typeError } from './errors';
 
 export interface ProcessUsage extends ResourceUsage {
   /** The tracked (or started) process. */
@@ -154,9 +155,9 @@ interface SpawnRecord {
 
 function checkPid(where: string, pid: unknown): number {
   if (typeof pid !== 'number')
-    throw new TypeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
+    throw typeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
   if (!Number.isInteger(pid) || pid < 1 || pid > 4194304) {
-    throw new RangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
+    throw rangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
   }
   return pid;
 }
@@ -321,12 +322,12 @@ export function measureCommand(
 ): Promise<CommandResult> {
   return new Promise((resolvePromise, reject) => {
     if (typeof command !== 'string' || command.length === 0) {
-      throw new TypeError(
+      throw typeError(
         `taskmeter: measureCommand(command): command must be a non-empty string, got ${describe(command)}`,
       );
     }
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
-      throw new TypeError(
+      throw typeError(
         `taskmeter: measureCommand(command, args): args must be an array of strings, got ${describe(args)}`,
       );
     }
@@ -345,15 +346,18 @@ export function measureCommand(
       timeline: o.timeline,
     });
     if (o.cwd !== undefined && typeof o.cwd !== 'string')
-      throw new TypeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
+      throw typeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
     if (o.env !== undefined && (o.env === null || typeof o.env !== 'object'))
-      throw new TypeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
+      throw typeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
     const stdio = (o.stdio ?? 'inherit') as StdioMode;
     if (stdio !== 'inherit' && stdio !== 'ignore' && stdio !== 'pipe') {
-      throw new RangeError(`taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`);
+      throw rangeError(
+        `taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`,
+        'ERR_INVALID_ARG_VALUE',
+      );
     }
     if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function')
-      throw new TypeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
+      throw typeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
     const cwd = (o.cwd as string | undefined) ?? process.cwd();
     const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
     const file = resolveCommand(command, env, cwd);
@@ -394,7 +398,7 @@ export function measureCommand(
         signal: Number.isFinite(signalNo) ? (SIGNAL_NAMES[signalNo] ?? `SIG${signalNo}`) : null,
         userMs: nn(buf[SP_USER_MS]),
         systemMs: nn(buf[SP_SYSTEM_MS]),
-        maxRssBytes: nn(buf[SP_MAX_RSS]),
+        maxRssBytes: nn(buf[SP_MAX_RSS_BYTES]),
         contaminationBytes: buf[SP_CONTAMINATION_BYTES],
         wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),
         endEpochMs: buf[SP_END_EPOCH_MS],

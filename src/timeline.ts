@@ -2,13 +2,14 @@
 // memory maxima) and its rendering as SVG, a self-contained HTML page or CSV.
 import {
   TL_CPU_PERCENT,
-  TL_GPU_PROCESS,
-  TL_GPU_UTIL,
-  TL_RSS,
+  TL_GPU_PROCESS_BYTES,
+  TL_GPU_UTIL_PERCENT,
+  TL_RSS_BYTES,
   TL_TIME_MS,
-  TL_TREE_RSS,
+  TL_TREE_RSS_BYTES,
 } from './binding';
 import { describe } from './options';
+import { codedError, rangeError, typeError } from './errors';
 
 export interface TimelinePoint {
   /** ms since the window started */
@@ -47,10 +48,10 @@ export function timelineFrom(
   for (let i = 0; i + columns <= buf.length; i += columns) {
     points.push({
       tMs: buf[i + TL_TIME_MS],
-      rssBytes: n(buf[i + TL_RSS]),
-      treeRssBytes: n(buf[i + TL_TREE_RSS]),
-      gpuProcessMemoryBytes: n(buf[i + TL_GPU_PROCESS]),
-      gpuUtilizationPercent: n(buf[i + TL_GPU_UTIL]),
+      rssBytes: n(buf[i + TL_RSS_BYTES]),
+      treeRssBytes: n(buf[i + TL_TREE_RSS_BYTES]),
+      gpuProcessMemoryBytes: n(buf[i + TL_GPU_PROCESS_BYTES]),
+      gpuUtilizationPercent: n(buf[i + TL_GPU_UTIL_PERCENT]),
       cpuPercent: n(buf[i + TL_CPU_PERCENT]),
     });
   }
@@ -92,11 +93,20 @@ export function formatBytes(bytes: number): string {
 }
 
 function checkTimeline(t: unknown): Timeline {
+  if (t && typeof t === 'object' && 'wallTimeMs' in t && !(t as { timeline?: unknown }).timeline) {
+    throw codedError(
+      TypeError,
+      'taskmeter: renderTimeline(usage): this usage has no timeline; measure with the option { timeline: true } ' +
+        '(measure(fn, { timeline: true }), new ResourceTracker({ timeline: true }), ' +
+        'measureCommand(…, { timeline: true }))',
+      'ERR_TASKMETER_NO_TIMELINE',
+    );
+  }
   const tl = (
     t && typeof t === 'object' && 'timeline' in (t as object) ? (t as { timeline: unknown }).timeline : t
   ) as Timeline;
   if (!tl || typeof tl !== 'object' || !Array.isArray(tl.points)) {
-    throw new TypeError(
+    throw typeError(
       `taskmeter: renderTimeline(timeline): expected a Timeline (usage.timeline), got ${describe(tl)}`,
     );
   }
@@ -272,12 +282,13 @@ export function renderTimeline(
   options: RenderOptions = {},
 ): string {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`taskmeter: renderTimeline options must be an object, got ${describe(options)}`);
+    throw typeError(`taskmeter: renderTimeline options must be an object, got ${describe(options)}`);
   }
   const format = options.format ?? 'svg';
   if (format !== 'svg' && format !== 'html' && format !== 'csv') {
-    throw new RangeError(
+    throw rangeError(
       `taskmeter: renderTimeline option "format" must be 'svg', 'html' or 'csv', got ${describe(format)}`,
+      'ERR_INVALID_ARG_VALUE',
     );
   }
   const tl = checkTimeline(timeline);

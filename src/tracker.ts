@@ -1,6 +1,7 @@
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
 import { ResourceUsage } from './usage';
 import { Window } from './window';
+import { typeError } from './errors';
 
 export interface TrackerError extends Error {
   code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
@@ -87,7 +88,7 @@ function attachUsage(err: unknown, usage: ResourceUsage): void {
 
 function checkFn(where: string, fn: unknown): void {
   if (typeof fn !== 'function')
-    throw new TypeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
+    throw typeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
 }
 
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */

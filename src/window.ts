@@ -1,6 +1,7 @@
 // One measurement window: endpoint snapshots plus a sampler window for what happens in between. Shared by the
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
 import { native } from './binding';
+import { codedError } from './errors';
 import { Timeline, timelineFrom } from './timeline';
 import {
   boundSnapshotBuffer,
@@ -84,7 +85,7 @@ export class Window {
   }
 
   closeRaw(): ClosedWindow {
-    if (this.closed) throw new Error('taskmeter: window already closed');
+    if (this.closed) throw codedError(Error, 'taskmeter: window already closed', 'ERR_TASKMETER_WINDOW_CLOSED');
     this.closed = true;
     abandoned.unregister(this);
     let timeline: Timeline | null = null;

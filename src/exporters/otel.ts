@@ -4,6 +4,7 @@ import type { Attributes, BatchObservableResult, Meter, Observable } from '@open
 import { intOption, optionsObject, describe } from '../options';
 import type { ResourceUsage } from '../usage';
 import { currentReadings, keepGpuFresh, taskFigures } from './readings';
+import { typeError } from '../errors';
 
 export interface TaskmeterMetricsOptions {
   /** How often the GPU is read while registered, ms (the age of GPU values at collection). Default 1000. */
@@ -22,7 +23,7 @@ const VALUE_TYPE_DOUBLE = 1; // ValueType.DOUBLE, without a runtime import of @o
 /** Registers taskmeter's instruments on a meter. */
 export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetricsOptions): TaskmeterMetrics {
   if (!meter || typeof meter !== 'object' || typeof (meter as Meter).createObservableCounter !== 'function') {
-    throw new TypeError(
+    throw typeError(
       `taskmeter: registerTaskmeterMetrics(meter): expected an OpenTelemetry Meter, got ${describe(meter)}`,
     );
   }
@@ -128,7 +129,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
     recordUsage(usage: ResourceUsage, attributes?: Attributes): void {
       const f = taskFigures(usage);
       if (attributes !== undefined && (attributes === null || typeof attributes !== 'object')) {
-        throw new TypeError(
+        throw typeError(
           `taskmeter: recordUsage(usage, attributes): attributes must be an object, got ${describe(attributes)}`,
         );
       }

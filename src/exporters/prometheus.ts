@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { describe, intOption, optionsObject } from '../options';
 import type { ResourceUsage } from '../usage';
 import { currentReadings, keepGpuFresh, Readings, taskFigures } from './readings';
+import { codedError, typeError } from '../errors';
 
 export interface TaskmeterCollectorOptions {
   /** Where to register (default: prom-client's global register). */
@@ -30,7 +31,8 @@ function loadPromClient(): PromClient {
   try {
     return require('prom-client') as PromClient;
   } catch {
-    throw new Error("taskmeter/prometheus needs prom-client: npm install prom-client");
+    const message = 'taskmeter/prometheus needs prom-client: npm install prom-client';
+    throw codedError(Error, message, 'ERR_TASKMETER_MISSING_PEER');
   }
 }
 
@@ -39,7 +41,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   const o = optionsObject('createTaskmeterCollector', options, ['registry', 'prefix', 'labelNames', 'gpuIntervalMs']);
   const prefix = o.prefix === undefined ? 'taskmeter_' : o.prefix;
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
-    throw new TypeError(
+    throw typeError(
       `taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`,
     );
   }
@@ -48,7 +50,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     !Array.isArray(labelNames) ||
     !labelNames.every((l) => typeof l === 'string' && /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l))
   ) {
-    throw new TypeError(
+    throw typeError(
       `taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`,
     );
   }
@@ -56,7 +58,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   const prom = loadPromClient();
   const registry = (o.registry as Registry | undefined) ?? prom.register;
   if (!registry || typeof (registry as Registry).registerMetric !== 'function') {
-    throw new TypeError(`taskmeter: option "registry" must be a prom-client Registry, got ${describe(o.registry)}`);
+    throw typeError(`taskmeter: option "registry" must be a prom-client Registry, got ${describe(o.registry)}`);
   }
   const reg = [registry];
   // One reading per scrape, shared by every metric's collect() of that scrape.
@@ -174,13 +176,16 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     observeUsage(usage: ResourceUsage, labels: Record<string, string> = {}): void {
       const f = taskFigures(usage);
       if (labels === null || typeof labels !== 'object') {
-        throw new TypeError(
+        throw typeError(
           `taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`,
         );
       }
       for (const k of Object.keys(labels)) {
         if (!labelNames.includes(k))
-          throw new TypeError(`taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`);
+          throw typeError(
+            `taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`,
+            'ERR_INVALID_ARG_VALUE',
+          );
       }
       histograms.duration.observe(labels, f.durationSeconds);
       histograms.cpu.observe(labels, f.cpuSeconds);

@@ -3,6 +3,7 @@
 import { native } from '../binding';
 import { boundWindowBuffer, snapshot, Snapshot } from '../usage';
 import type { ResourceUsage } from '../usage';
+import { typeError } from '../errors';
 
 export interface GpuReading {
   uuid: string;
@@ -79,7 +80,7 @@ export function taskFigures(usage: ResourceUsage): {
     !finite(usage.cpuTimeMs) ||
     !finite(usage.peakRssBytes)
   ) {
-    throw new TypeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
+    throw typeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
     durationSeconds: usage.wallTimeMs / 1000,
