@@ -278,7 +278,7 @@ const PAGE_NOTE = '(long runs are merged, keeping memory maxima) · made by task
 
 /** Renders a timeline (or a usage that has one) as SVG, a self-contained HTML page, or CSV. */
 export function renderTimeline(
-  timeline: Timeline | { timeline: Timeline | null },
+  timeline: Timeline | { timeline?: Timeline | null },
   options: RenderOptions = {},
 ): string {
   if (options === null || typeof options !== 'object') {
