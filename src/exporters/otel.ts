@@ -3,7 +3,14 @@
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { intOption, optionsObject, describe } from '../options';
 import type { ResourceUsage } from '../usage';
-import { currentReadings, keepGpuFresh, taskFigures } from './readings';
+import {
+  BYTES_BUCKETS,
+  currentReadings,
+  DURATION_SECONDS_BUCKETS,
+  ENERGY_JOULES_BUCKETS,
+  keepGpuFresh,
+  taskFigures,
+} from './readings';
 import { typeError } from '../errors';
 
 export interface TaskmeterMetricsOptions {
@@ -106,22 +113,27 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
   const duration = meter.createHistogram('taskmeter.task.duration', {
     unit: 's',
     description: 'Wall-clock duration of measured tasks.',
+    advice: { explicitBucketBoundaries: [...DURATION_SECONDS_BUCKETS] },
   });
   const cpu = meter.createHistogram('taskmeter.task.cpu.time', {
     unit: 's',
     description: 'CPU time of measured tasks.',
+    advice: { explicitBucketBoundaries: [...DURATION_SECONDS_BUCKETS] },
   });
   const peak = meter.createHistogram('taskmeter.task.memory.peak', {
     unit: 'By',
     description: 'Peak resident memory of measured tasks.',
+    advice: { explicitBucketBoundaries: [...BYTES_BUCKETS] },
   });
   const gpuPeak = meter.createHistogram('taskmeter.task.gpu.memory.peak', {
     unit: 'By',
     description: 'Peak GPU memory of measured tasks.',
+    advice: { explicitBucketBoundaries: [...BYTES_BUCKETS] },
   });
   const gpuEnergy = meter.createHistogram('taskmeter.task.gpu.energy', {
     unit: 'J',
     description: 'GPU energy of measured tasks.',
+    advice: { explicitBucketBoundaries: [...ENERGY_JOULES_BUCKETS] },
   });
 
   let registered = true;

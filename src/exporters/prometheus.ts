@@ -4,7 +4,15 @@
 import type { Registry } from 'prom-client';
 import { describe, intOption, optionsObject } from '../options';
 import type { ResourceUsage } from '../usage';
-import { currentReadings, keepGpuFresh, Readings, taskFigures } from './readings';
+import {
+  BYTES_BUCKETS,
+  currentReadings,
+  DURATION_SECONDS_BUCKETS,
+  ENERGY_JOULES_BUCKETS,
+  keepGpuFresh,
+  Readings,
+  taskFigures,
+} from './readings';
 import { codedError, typeError } from '../errors';
 
 export interface TaskmeterCollectorOptions {
@@ -157,8 +165,8 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   ];
   const hist = (name: string, help: string, buckets: number[]) =>
     new prom.Histogram({ name: n(name), help, labelNames, buckets, registers: reg });
-  const seconds = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600];
-  const bytes = [2 ** 20, 16 * 2 ** 20, 128 * 2 ** 20, 512 * 2 ** 20, 2 ** 30, 4 * 2 ** 30, 16 * 2 ** 30, 64 * 2 ** 30];
+  const seconds = [...DURATION_SECONDS_BUCKETS];
+  const bytes = [...BYTES_BUCKETS];
   const histograms = {
     duration: hist('task_duration_seconds', 'Wall-clock duration of measured tasks.', seconds),
     cpu: hist('task_cpu_seconds', 'CPU time of measured tasks.', seconds),
@@ -167,7 +175,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     gpuEnergy: hist(
       'task_gpu_energy_joules',
       'GPU energy of measured tasks.',
-      [1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+      [...ENERGY_JOULES_BUCKETS],
     ),
   };
   const stopGpu = keepGpuFresh(gpuIntervalMs);
