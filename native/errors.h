@@ -25,8 +25,7 @@ inline void ThrowCodeError(Napi::Env env, ErrorKind kind, const char* code, cons
 inline const char* ErrnoName(int err) {
   switch (err) {
 #define TASKMETER_ERRNO(name) \
-  case name:                  \
-    return #name;
+  case name: return #name;
     TASKMETER_ERRNO(EPERM)
     TASKMETER_ERRNO(ENOENT)
     TASKMETER_ERRNO(ESRCH)
@@ -56,8 +55,7 @@ inline const char* ErrnoName(int err) {
     TASKMETER_ERRNO(ENOSYS)
     TASKMETER_ERRNO(ELOOP)
 #undef TASKMETER_ERRNO
-    default:
-      return "UNKNOWN";
+    default: return "UNKNOWN";
   }
 }
 
