@@ -10,7 +10,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     globalSetup: ['test/global-setup.ts'],
     // The JSON report lets .ci/run print a plain "N passed, N failed" closing line.
-    reporters: ['default', 'json'],
+    // The skip reporter lists skipped tests with their reason (a missing system package).
+    reporters: ['default', 'json', './test/skip-reporter.ts'],
     outputFile: { json: 'test-results.json' },
   },
 });
