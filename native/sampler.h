@@ -86,6 +86,8 @@ TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
   X(EnergyCounterBackwards)  /* the counter went backwards: that stretch integrates power instead */ \
   /* end */
 TASKMETER_ENUM(EnergyReason, TASKMETER_ENERGY_REASONS, kEnergyReasons)
+// sampler.cc still writes these as the numbers 1 and 2; keep them there until it names them.
+static_assert(kEnergyNoSource == 1 && kEnergyCounterBackwards == 2, "EnergyReason values used as literals");
 
 // Where GPU detection stands (gpuInfo().state is the lower-case name).
 #define TASKMETER_GPU_STATES(X) \
