@@ -91,7 +91,7 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
 
   it('rejects what is not a meter', async () => {
     const { registerTaskmeterMetrics } = await import('../dist/exporters/otel.js');
-    expect(() => registerTaskmeterMetrics({} as any)).toThrow(TypeError);
+    expect(() => registerTaskmeterMetrics({} as any)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 });
 
@@ -163,10 +163,21 @@ describe('Prometheus (taskmeter/prometheus)', () => {
 
   it('validates its options', async () => {
     const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
-    expect(() => createTaskmeterCollector({ prefix: 'bad prefix' })).toThrow(TypeError);
-    expect(() => createTaskmeterCollector({ labelNames: ['ok', 'not ok'] })).toThrow(/labelNames/);
-    expect(() => createTaskmeterCollector({ gpuIntervalMs: 5 })).toThrow(RangeError);
-    expect(() => createTaskmeterCollector({ registry: {} as any })).toThrow(/registry/);
+    const code = (options: object) => {
+      try {
+        createTaskmeterCollector(options as any);
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+      return 'did not throw';
+    };
+    expect(code({ prefix: 'bad prefix' })).toBe('ERR_INVALID_ARG_VALUE');
+    expect(code({ prefix: 5 })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ labelNames: ['ok', 'not ok'] })).toBe('ERR_INVALID_ARG_VALUE');
+    expect(code({ labelNames: 'task' })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ gpuIntervalMs: 5 })).toBe('ERR_OUT_OF_RANGE');
+    expect(code({ registry: {} })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ labels: ['task'] })).toBe('ERR_INVALID_ARG_VALUE');
   });
 });
 

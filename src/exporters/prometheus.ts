@@ -51,6 +51,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
     throw typeError(
       `taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`,
+      typeof prefix === 'string' ? 'ERR_INVALID_ARG_VALUE' : 'ERR_INVALID_ARG_TYPE',
     );
   }
   const labelNames = (o.labelNames ?? ['task']) as string[];
@@ -60,6 +61,9 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   ) {
     throw typeError(
       `taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`,
+      Array.isArray(labelNames) && labelNames.every((l) => typeof l === 'string')
+        ? 'ERR_INVALID_ARG_VALUE'
+        : 'ERR_INVALID_ARG_TYPE',
     );
   }
   const gpuIntervalMs = intOption('gpuIntervalMs', o.gpuIntervalMs, 20, 60_000, 1000);
