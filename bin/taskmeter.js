@@ -6,6 +6,6 @@ require('../dist/cli.js')
     process.exitCode = code;
   })
   .catch((err) => {
-    process.stderr.write(`taskmeter: ${err && err.stack ? err.stack : err}\n`);
+    process.stderr.write(`taskmeter: ${err?.stack ? err.stack : err}\n`);
     process.exitCode = 1;
   });

@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
+#include "errors.h"
 #include "proc/proc.h"
 #include "sampler.h"
 #include "spawn.h"
@@ -17,12 +19,12 @@ namespace {
 Napi::Float64Array Float64Out(const Napi::CallbackInfo& info, size_t index, size_t min_length) {
   if (info.Length() <= index || !info[index].IsTypedArray() ||
       info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    Napi::TypeError::New(info.Env(), "expected a Float64Array").ThrowAsJavaScriptException();
+    ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected a Float64Array");
     return Napi::Float64Array();
   }
   auto arr = info[index].As<Napi::Float64Array>();
   if (arr.ElementLength() < min_length) {
-    Napi::RangeError::New(info.Env(), "Float64Array too short").ThrowAsJavaScriptException();
+    ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_OUT_OF_RANGE", "Float64Array too short");
     return Napi::Float64Array();
   }
   return arr;
@@ -30,21 +32,77 @@ Napi::Float64Array Float64Out(const Napi::CallbackInfo& info, size_t index, size
 
 bool WindowId(const Napi::CallbackInfo& info, uint32_t* id) {
   if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(info.Env(), "expected a window id").ThrowAsJavaScriptException();
+    ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected a window id");
     return false;
   }
   *id = info[0].As<Napi::Number>().Uint32Value();
   return true;
 }
 
-const char* StateName(GpuState s) {
-  switch (s) {
-    case GpuState::kPending: return "pending";
-    case GpuState::kReady: return "ready";
-    case GpuState::kUnavailable: return "unavailable";
-    case GpuState::kDisabled: return "disabled";
+// "WinTreeRssBytes" → "WIN_TREE_RSS_BYTES": the name src/binding.ts uses for kWinTreeRssBytes.
+std::string UpperSnake(const std::string& prefix, const char* name) {
+  std::string out = prefix;
+  for (size_t i = 0; name[i] != '\0'; i++) {
+    char c = name[i];
+    bool upper = c >= 'A' && c <= 'Z';
+    if (upper && i > 0) {
+      char prev = name[i - 1];
+      bool prev_lower_or_digit = (prev >= 'a' && prev <= 'z') || (prev >= '0' && prev <= '9');
+      bool next_lower = name[i + 1] >= 'a' && name[i + 1] <= 'z';
+      bool prev_upper = prev >= 'A' && prev <= 'Z';
+      if (prev_lower_or_digit || (prev_upper && next_lower)) out += '_';
+    }
+    out += static_cast<char>(upper || c < 'a' || c > 'z' ? c : c - 'a' + 'A');
   }
-  return "unavailable";
+  return out;
+}
+
+// { NAME: index, … } of one X-macro list (see layout.h).
+template <size_t N>
+Napi::Object LayoutMap(Napi::Env env, const char* const (&names)[N], const char* prefix = "") {
+  Napi::Object o = Napi::Object::New(env);
+  for (size_t i = 0; i < N; i++) o.Set(UpperSnake(prefix, names[i]), static_cast<double>(i));
+  return o;
+}
+
+constexpr const char* kSnapshotSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SNAPSHOT_SLOTS);
+constexpr const char* kWindowSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_WINDOW_SLOTS);
+constexpr const char* kTimelineColumnNames[] = TASKMETER_ENUM_NAMES(TASKMETER_TIMELINE_COLUMNS);
+constexpr const char* kGpuWindowSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_WINDOW_SLOTS);
+constexpr const char* kGpuSnapshotSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_SNAPSHOT_SLOTS);
+constexpr const char* kSpawnSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SPAWN_SLOTS);
+constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_REASONS);
+constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
+constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
+static_assert(sizeof(kSnapshotSlotNames) / sizeof(char*) == proc::kSnapshotSlots, "SnapshotSlot list");
+static_assert(sizeof(kWindowSlotNames) / sizeof(char*) == kWindowSlots, "WindowSlot list");
+static_assert(sizeof(kTimelineColumnNames) / sizeof(char*) == kTimelineColumns, "TimelineColumn list");
+static_assert(sizeof(kGpuWindowSlotNames) / sizeof(char*) == kGpuWindowSlots, "GpuWindowSlot list");
+static_assert(sizeof(kGpuSnapshotSlotNames) / sizeof(char*) == kGpuSnapshotSlots, "GpuSnapshotSlot list");
+static_assert(sizeof(kSpawnSlotNames) / sizeof(char*) == kSpawnSlots, "SpawnSlot list");
+
+// Every shared layout, as the addon's `layouts` value.
+Napi::Object Layouts(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("SnapshotSlot", LayoutMap(env, kSnapshotSlotNames, "SNAP_"));
+  o.Set("WindowSlot", LayoutMap(env, kWindowSlotNames));
+  o.Set("TimelineColumn", LayoutMap(env, kTimelineColumnNames));
+  o.Set("GpuWindowSlot", LayoutMap(env, kGpuWindowSlotNames));
+  o.Set("GpuSnapshotSlot", LayoutMap(env, kGpuSnapshotSlotNames));
+  o.Set("SpawnSlot", LayoutMap(env, kSpawnSlotNames));
+  o.Set("ProcReason", LayoutMap(env, kProcReasonNames));
+  o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
+  o.Set("GpuState", LayoutMap(env, kGpuStateNames));
+  return o;
+}
+
+// gpuInfo().state: "pending", "ready", "unavailable", "disabled".
+std::string StateName(GpuState s) {
+  int i = static_cast<int>(s);
+  std::string name = i >= 0 && i < static_cast<int>(sizeof(kGpuStateNames) / sizeof(char*)) ? kGpuStateNames[i]
+                                                                                            : "Unavailable";
+  for (char& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return name;
 }
 
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
@@ -74,6 +132,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
         InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
         InstanceValue("GPU_SNAPSHOT_SLOTS", Napi::Number::New(env, kGpuSnapshotSlots), napi_enumerable),
+        InstanceValue("layouts", Layouts(env), napi_enumerable),
     });
   }
 
@@ -119,7 +178,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   Napi::Value SnapshotBound(const Napi::CallbackInfo& info) {
     if (snap_.data == nullptr) {
-      Napi::Error::New(info.Env(), "no snapshot buffer bound").ThrowAsJavaScriptException();
+      ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no snapshot buffer bound");
       return info.Env().Undefined();
     }
     proc::ReadSelf(snap_.data);
@@ -131,12 +190,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   Napi::Value WindowOpen(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) {
-      Napi::TypeError::New(info.Env(), "expected an interval").ThrowAsJavaScriptException();
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected an interval");
       return info.Env().Undefined();
     }
     double interval = info[0].As<Napi::Number>().DoubleValue();
     if (!(interval >= 1 && interval <= 60000)) {
-      Napi::RangeError::New(info.Env(), "interval out of range").ThrowAsJavaScriptException();
+      ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_OUT_OF_RANGE", "interval out of range");
       return info.Env().Undefined();
     }
     // Optional: the start snapshot, taken in the same call (one JS→native crossing per window end).
@@ -158,7 +217,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     uint32_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     if (info.Length() < 2 || !info[1].IsArray()) {
-      Napi::TypeError::New(info.Env(), "expected an array of pids").ThrowAsJavaScriptException();
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected an array of pids");
       return info.Env().Undefined();
     }
     Napi::Array arr = info[1].As<Napi::Array>();
@@ -202,7 +261,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value SpawnCommand(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[4].IsArray()) {
-      Napi::TypeError::New(env, "spawn(file, argv, env, cwd, stdio)").ThrowAsJavaScriptException();
+      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawn(file, argv, env, cwd, stdio)");
       return env.Undefined();
     }
     SpawnOptions o;
@@ -217,13 +276,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) o.stdio[i] = stdio.Get(i).ToNumber().Int32Value();
     SpawnResult r = Spawn(o);
     if (r.pid < 0) {
-      Napi::Error e = Napi::Error::New(env, std::string(std::strerror(r.error)));
-      e.Set("errno", Napi::Number::New(env, r.error));
-      e.Set("code", Napi::String::New(env, r.error == ENOENT   ? "ENOENT"
-                                           : r.error == EACCES ? "EACCES"
-                                           : r.error == ENOSYS ? "ENOSYS"
-                                                               : "ESPAWN"));
-      e.ThrowAsJavaScriptException();
+      ThrowErrnoError(env, r.error, "spawn");
       return env.Undefined();
     }
     Napi::Object out = Napi::Object::New(env);
@@ -260,7 +313,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (!WindowId(info, &id)) return info.Env().Undefined();
     if (info.Length() == 1) {
       if (snap_.data == nullptr || win_.data == nullptr) {
-        Napi::Error::New(info.Env(), "no buffers bound").ThrowAsJavaScriptException();
+        ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
       proc::ReadSelf(snap_.data);
@@ -312,6 +365,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     };
     o.Set("state", StateName(g.state));
     o.Set("reason", str_or_null(g.reason));
+    o.Set("reasonCode", str_or_null(g.reason_code));
     o.Set("library", str_or_null(g.library));
     o.Set("driverVersion", str_or_null(g.driver_version));
     o.Set("nvmlVersion", str_or_null(g.nvml_version));

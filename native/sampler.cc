@@ -52,7 +52,8 @@ void Sampler::Retain() {
   if (GpuDisabledByEnv()) {
     if (gpu_.active_gen == 0) {
       gpu_state_ = GpuState::kDisabled;
-      gpu_info_ = GpuInfoSnapshot{GpuState::kDisabled, "disabled by TASKMETER_DISABLE_GPU", "", "", "", {}, false, 0, 0};
+      gpu_info_ = GpuInfoSnapshot{GpuState::kDisabled, "disabled by TASKMETER_DISABLE_GPU", "", "", "", {}, false, 0, 0,
+                                  "GPU_DISABLED"};
       gpu_cache_.clear();
     }
     return;
@@ -85,10 +86,12 @@ void Sampler::EnsureGpuThreadLocked() {
     gpu_state_ = GpuState::kUnavailable;
     gpu_info_.state = GpuState::kUnavailable;
     gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
+    gpu_info_.reason_code = "GPU_HUNG";
     return;
   }
   gpu_state_ = GpuState::kPending;
-  gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0};
+  gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0,
+                              "GPU_PENDING"};
   uint64_t gen = ++last_gen_;
   gpu_.active_gen = gen;
   gpu_.thread = std::thread([this, gen] { RunGpu(gen); });
@@ -637,6 +640,7 @@ void Sampler::RunGpu(uint64_t gen) {
   std::unique_lock<std::mutex> lock(mu_);
   gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
   gpu_info_.reason = ok ? "" : gpus_.reason();
+  gpu_info_.reason_code = ok ? "" : gpus_.reason_code();
   gpu_info_.library = gpus_.library().path();
   gpu_info_.driver_version = gpus_.driver_version();
   gpu_info_.nvml_version = gpus_.nvml_version();

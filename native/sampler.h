@@ -17,68 +17,86 @@
 #include <unordered_map>
 #include <vector>
 
+#include "layout.h"
 #include "nvml/gpu.h"
 #include "tree.h"
 
 namespace taskmeter {
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
-enum WindowSlot : int {
-  kWinMaxRssBytes = 0,  // largest RSS the sampler saw in the window; NaN before the first sample
-  kWinSamples,          // RSS samples taken in the window
-  kWinIntervalMs,       // the window's requested interval
-  kWinGpuSamples,       // GPU readings that fell inside the window
-  kWinGpuIntervalMs,    // effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU
-  kWinGpuStaleMs,       // > 0: an NVML call has been hanging this long at the window's end (GPU data is stale)
-  kWinGpuFromCache,     // 1: no reading fell inside the window; GPU values are the latest cached ones
-  // Process-tree windows (see Configure); NaN otherwise.
-  kWinTreeRssBytes,        // the tree's summed RSS at the last sample
-  kWinTreeRssPeakBytes,    // the largest summed RSS sampled
-  kWinTreeMaxHwmBytes,     // the largest single-process peak (VmHWM) seen
-  kWinTreeMaxHwmPid,
-  kWinTreeCpuUserMs,       // sampled CPU of the tree since tracking began (ms, clock-tick resolution)
-  kWinTreeCpuSystemMs,
-  kWinTreeProcesses,       // processes seen in the tree
-  kWinTreeRootAlive,       // 1 while the root lives
-  kWinTreeSamples,
-  kWinTreeRssFirstBytes,   // the summed RSS at the first sample that saw any
-  kWindowSlots
-};
+#define TASKMETER_WINDOW_SLOTS(X) \
+  X(WinMaxRssBytes)  /* largest RSS the sampler saw in the window; NaN before the first sample */ \
+  X(WinSamples)  /* RSS samples taken in the window */ \
+  X(WinIntervalMs)  /* the window's requested interval */ \
+  X(WinGpuSamples)  /* GPU readings that fell inside the window */ \
+  X(WinGpuIntervalMs)  /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
+  X(WinGpuStaleMs)  /* > 0: an NVML call has been hanging this long at the window's end (GPU data is stale) */ \
+  X(WinGpuFromCache)  /* 1: no reading fell inside the window; GPU values are the latest cached ones */ \
+  /* Process-tree windows (see Configure); NaN otherwise. */ \
+  X(WinTreeRssBytes)  /* the tree's summed RSS at the last sample */ \
+  X(WinTreeRssPeakBytes)  /* the largest summed RSS sampled */ \
+  X(WinTreeMaxHwmBytes)  /* the largest single-process peak (VmHWM) seen */ \
+  X(WinTreeMaxHwmPid) \
+  X(WinTreeCpuUserMs)  /* sampled CPU of the tree since tracking began (ms, clock-tick resolution) */ \
+  X(WinTreeCpuSystemMs) \
+  X(WinTreeProcesses)  /* processes seen in the tree */ \
+  X(WinTreeRootAlive)  /* 1 while the root lives */ \
+  X(WinTreeSamples) \
+  X(WinTreeRssFirstBytes)  /* the summed RSS at the first sample that saw any */ \
+  /* end */
+TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns (see TakeTimeline).
-enum TimelineColumn : int {
-  kTlTimeMs = 0,        // since the window opened
-  kTlRssBytes,          // this process
-  kTlTreeRssBytes,      // the tracked tree (NaN without one)
-  kTlGpuProcessBytes,   // the window's pids on all GPUs (NaN without data)
-  kTlGpuUtilPercent,    // mean over GPUs
-  kTlCpuPercent,        // this process, or the tree
-  kTimelineColumns
-};
-enum GpuWindowSlot : int {
-  kGwMemoryUsedPeakBytes = 0,
-  kGwProcessMemoryPeakBytes,
-  kGwProcessMemoryEndBytes,
-  kGwEnergyJoules,
-  kGwUtilizationAvgPercent,
-  kGwProcessReason,  // nvml::ProcReason of the last reading when the process memory is null
-  kGwDeviceError,    // nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0
-  kGwEnergyReason,   // 0 ok, 1 no counter and no power, 2 counter went backwards (integrated power instead)
-  kGpuWindowSlots
-};
+#define TASKMETER_TIMELINE_COLUMNS(X) \
+  X(TlTimeMs)  /* since the window opened */ \
+  X(TlRssBytes)  /* this process */ \
+  X(TlTreeRssBytes)  /* the tracked tree (NaN without one) */ \
+  X(TlGpuProcessBytes)  /* the window's pids on all GPUs (NaN without data) */ \
+  X(TlGpuUtilPercent)  /* mean over GPUs */ \
+  X(TlCpuPercent)  /* this process, or the tree */ \
+  /* end */
+TASKMETER_ENUM(TimelineColumn, TASKMETER_TIMELINE_COLUMNS, kTimelineColumns)
+#define TASKMETER_GPU_WINDOW_SLOTS(X) \
+  X(GwMemoryUsedPeakBytes) \
+  X(GwProcessMemoryPeakBytes) \
+  X(GwProcessMemoryEndBytes) \
+  X(GwEnergyJoules) \
+  X(GwUtilizationAvgPercent) \
+  X(GwProcessReason)  /* nvml::ProcReason of the last reading when the process memory is null */ \
+  X(GwDeviceError)  /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
+  X(GwEnergyReason)  /* an EnergyReason (below) */ \
+  /* end */
+TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
 // Snapshot slots per GPU, after proc::kSnapshotSlots.
-enum GpuSnapshotSlot : int {
-  kGsMemoryUsedBytes = 0,
-  kGsMemoryTotalBytes,
-  kGsProcessMemoryBytes,
-  kGsUtilizationPercent,
-  kGsPowerWatts,
-  kGsEnergyJoules,  // cumulative since taskmeter first read this GPU
-  kGsAgeMs,
-  kGsProcessReason,
-  kGpuSnapshotSlots
-};
+#define TASKMETER_GPU_SNAPSHOT_SLOTS(X) \
+  X(GsMemoryUsedBytes) \
+  X(GsMemoryTotalBytes) \
+  X(GsProcessMemoryBytes) \
+  X(GsUtilizationPercent) \
+  X(GsPowerWatts) \
+  X(GsEnergyJoules)  /* cumulative since taskmeter first read this GPU */ \
+  X(GsAgeMs) \
+  X(GsProcessReason) \
+  /* end */
+TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
 
-enum class GpuState { kPending, kReady, kUnavailable, kDisabled };
+// Why a window's GPU energy is null or estimated (exported as layouts.EnergyReason).
+#define TASKMETER_ENERGY_REASONS(X) \
+  X(EnergyOk) \
+  X(EnergyNoSource)  /* no energy counter and no power reading */ \
+  X(EnergyCounterBackwards)  /* the counter went backwards: that stretch integrates power instead */ \
+  /* end */
+TASKMETER_ENUM(EnergyReason, TASKMETER_ENERGY_REASONS, kEnergyReasons)
+// sampler.cc still writes these as the numbers 1 and 2; keep them there until it names them.
+static_assert(kEnergyNoSource == 1 && kEnergyCounterBackwards == 2, "EnergyReason values used as literals");
+
+// Where GPU detection stands (gpuInfo().state is the lower-case name).
+#define TASKMETER_GPU_STATES(X) \
+  X(Pending) \
+  X(Ready) \
+  X(Unavailable) \
+  X(Disabled) \
+  /* end */
+enum class GpuState : int { TASKMETER_GPU_STATES(TASKMETER_ENUM_ENTRY) };
 
 struct GpuInfoSnapshot {
   GpuState state;
@@ -90,6 +108,7 @@ struct GpuInfoSnapshot {
   bool own_pid_namespace;
   int process_list_version;
   size_t process_entry_stride;
+  std::string reason_code;  // gpuInfo().reasonCode
 };
 
 class Sampler {

@@ -7,23 +7,25 @@
 #include <string>
 #include <vector>
 
+#include "layout.h"
+
 namespace taskmeter {
 
 // Result slots shared with src/binding.ts (SPAWN_*).
-enum SpawnSlot : int {
-  kSpExited = 0,       // 1 once reaped
-  kSpExitCode,         // NaN if killed by a signal
-  kSpSignal,           // signal number, or NaN
-  kSpUserMs,           // ru_utime of the child and its reaped descendants
-  kSpSystemMs,
-  kSpMaxRssBytes,      // ru_maxrss: the largest single-process peak among them (see kSpContaminationBytes)
-  kSpStartMonoMs,      // just before fork
-  kSpEndMonoMs,        // when wait4 returned
-  kSpEndEpochMs,
-  kSpContaminationBytes,  // our RSS around the fork: a ru_maxrss at or below it may be our copy's, not theirs
-  kSpTreePeakBytes,    // Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere
-  kSpawnSlots
-};
+#define TASKMETER_SPAWN_SLOTS(X) \
+  X(SpExited)  /* 1 once reaped */ \
+  X(SpExitCode)  /* NaN if killed by a signal */ \
+  X(SpSignal)  /* signal number, or NaN */ \
+  X(SpUserMs)  /* ru_utime of the child and its reaped descendants */ \
+  X(SpSystemMs) \
+  X(SpMaxRssBytes)  /* ru_maxrss: the largest single-process peak among them (see kSpContaminationBytes) */ \
+  X(SpStartMonoMs)  /* just before fork */ \
+  X(SpEndMonoMs)  /* when wait4 returned */ \
+  X(SpEndEpochMs) \
+  X(SpContaminationBytes)  /* our RSS around the fork: a ru_maxrss at or below it may be our copy's, not theirs */ \
+  X(SpTreePeakBytes)  /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
+  /* end */
+TASKMETER_ENUM(SpawnSlot, TASKMETER_SPAWN_SLOTS, kSpawnSlots)
 
 struct SpawnOptions {
   std::string file;               // resolved path of the program

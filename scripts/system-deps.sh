@@ -23,6 +23,7 @@ command -v xz >/dev/null || pkgs+=(xz-utils)
 command -v valgrind >/dev/null || pkgs+=(valgrind)
 command -v cmake >/dev/null || pkgs+=(cmake)
 command -v ninja >/dev/null || pkgs+=(ninja-build)
+command -v clang-format >/dev/null || pkgs+=(clang-format)  # npm run format:native
 command -v pgrep >/dev/null || pkgs+=(procps)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null || pkgs+=(g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64)
 # npm run test:ports: the linux-arm64 prebuild under qemu-user, the win32-x64 one under Wine

@@ -1,10 +1,12 @@
 // The only place that loads the native addon. Everything else talks to it through this typed surface.
 import { isAbsolute, join } from 'node:path';
 import loadBinding from 'node-gyp-build';
+import { codedError, nativeLoadError, typeError } from './errors';
 
 export interface NativeGpuInfo {
   state: 'pending' | 'ready' | 'unavailable' | 'disabled';
   reason: string | null;
+  reasonCode: string | null;
   library: string | null;
   driverVersion: string | null;
   nvmlVersion: string | null;
@@ -19,9 +21,12 @@ export interface NativeBinding {
   readonly WINDOW_SLOTS: number;
   readonly GPU_WINDOW_SLOTS: number;
   readonly GPU_SNAPSHOT_SLOTS: number;
+  /** Every shared layout and reason list: { List: { NAME: index } } (native/layout.h). */
+  readonly layouts: Record<string, Record<string, number>>;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
   snapshot(out: Float64Array): void;
-  /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to unwrap). */
+  /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to
+   *  unwrap). */
   bindSnapshotBuffer(out: Float64Array): void;
   /** snapshot() into the bound buffer. */
   snapshotBound(): void;
@@ -39,11 +44,23 @@ export interface NativeBinding {
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
-  windowConfigure(id: number, rootPid: number, baselineExisting: boolean, descendants: boolean, timeline: boolean): boolean;
+  windowConfigure(
+    id: number,
+    rootPid: number,
+    baselineExisting: boolean,
+    descendants: boolean,
+    timeline: boolean,
+  ): boolean;
   /** Moves the window's timeline points out (TIMELINE_COLUMNS per point). */
   windowTimeline(id: number): { points: Float64Array; maxHwmComm: string } | null;
   /** fork + exec; stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. Throws with .code. */
-  spawn(file: string, argv: string[], env: string[], cwd: string | null, stdio: number[]): { pid: number; id: number; fds: number[] };
+  spawn(
+    file: string,
+    argv: string[],
+    env: string[],
+    cwd: string | null,
+    stdio: number[],
+  ): { pid: number; id: number; fds: number[] };
   /** The waiter's record of a spawned command (SPAWN_* slots); false for an unknown id. */
   spawnPoll(id: number, out: Float64Array, release: boolean): boolean;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
@@ -52,70 +69,112 @@ export interface NativeBinding {
   nvmlErrorText(code: number): string;
 }
 
-// Slot order of native/proc/proc.h (SnapshotSlot) and native/sampler.h (WindowSlot, GpuWindowSlot, GpuSnapshotSlot).
-export const SNAP_TIME_MS = 0;
-export const SNAP_EPOCH_MS = 1;
-export const SNAP_CPU_USER_MS = 2;
-export const SNAP_CPU_SYSTEM_MS = 3;
-export const SNAP_RSS_BYTES = 4;
-export const SNAP_VMS_BYTES = 5;
-export const SNAP_PEAK_RSS_BYTES = 6;
+// The layouts shared with the addon, one line per slot in slot order. Each native list (an X-macro in the header
+// named) is exported by the addon as layouts.<List> = { NAME: index }, and checkLayouts() compares it with these at
+// load: a missing or moved name throws ERR_TASKMETER_ABI_MISMATCH. Adding a slot: one X(...) line at the end of the
+// C++ list, one line at the end of its list here.
+export const expectedLayouts: Record<string, Record<string, number>> = {};
+function layout(list: string): (name: string) => number {
+  const names: Record<string, number> = {};
+  expectedLayouts[list] = names;
+  let next = 0;
+  return (name) => {
+    names[name] = next;
+    return next++;
+  };
+}
 
-export const WIN_MAX_RSS_BYTES = 0;
-export const WIN_SAMPLES = 1;
-export const WIN_INTERVAL_MS = 2;
-export const WIN_GPU_SAMPLES = 3;
-export const WIN_GPU_INTERVAL_MS = 4;
-export const WIN_GPU_STALE_MS = 5;
-export const WIN_GPU_FROM_CACHE = 6;
-export const WIN_TREE_RSS = 7;
-export const WIN_TREE_RSS_PEAK = 8;
-export const WIN_TREE_MAX_HWM = 9;
-export const WIN_TREE_MAX_HWM_PID = 10;
-export const WIN_TREE_CPU_USER_MS = 11;
-export const WIN_TREE_CPU_SYSTEM_MS = 12;
-export const WIN_TREE_PROCESSES = 13;
-export const WIN_TREE_ROOT_ALIVE = 14;
-export const WIN_TREE_SAMPLES = 15;
-export const WIN_TREE_RSS_FIRST = 16;
+// native/proc/proc.h SnapshotSlot
+const snap = layout('SnapshotSlot');
+export const SNAP_TIME_MS = snap('SNAP_TIME_MS');
+export const SNAP_EPOCH_MS = snap('SNAP_EPOCH_MS');
+export const SNAP_CPU_USER_MS = snap('SNAP_CPU_USER_MS');
+export const SNAP_CPU_SYSTEM_MS = snap('SNAP_CPU_SYSTEM_MS');
+export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
+export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
+export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
 
-export const SP_EXITED = 0;
-export const SP_EXIT_CODE = 1;
-export const SP_SIGNAL = 2;
-export const SP_USER_MS = 3;
-export const SP_SYSTEM_MS = 4;
-export const SP_MAX_RSS = 5;
-export const SP_START_MONO_MS = 6;
-export const SP_END_MONO_MS = 7;
-export const SP_END_EPOCH_MS = 8;
-export const SP_CONTAMINATION_BYTES = 9;
+// native/sampler.h WindowSlot
+const win = layout('WindowSlot');
+export const WIN_MAX_RSS_BYTES = win('WIN_MAX_RSS_BYTES');
+export const WIN_SAMPLES = win('WIN_SAMPLES');
+export const WIN_INTERVAL_MS = win('WIN_INTERVAL_MS');
+export const WIN_GPU_SAMPLES = win('WIN_GPU_SAMPLES');
+export const WIN_GPU_INTERVAL_MS = win('WIN_GPU_INTERVAL_MS');
+export const WIN_GPU_STALE_MS = win('WIN_GPU_STALE_MS');
+export const WIN_GPU_FROM_CACHE = win('WIN_GPU_FROM_CACHE');
+export const WIN_TREE_RSS_BYTES = win('WIN_TREE_RSS_BYTES');
+export const WIN_TREE_RSS_PEAK_BYTES = win('WIN_TREE_RSS_PEAK_BYTES');
+export const WIN_TREE_MAX_HWM_BYTES = win('WIN_TREE_MAX_HWM_BYTES');
+export const WIN_TREE_MAX_HWM_PID = win('WIN_TREE_MAX_HWM_PID');
+export const WIN_TREE_CPU_USER_MS = win('WIN_TREE_CPU_USER_MS');
+export const WIN_TREE_CPU_SYSTEM_MS = win('WIN_TREE_CPU_SYSTEM_MS');
+export const WIN_TREE_PROCESSES = win('WIN_TREE_PROCESSES');
+export const WIN_TREE_ROOT_ALIVE = win('WIN_TREE_ROOT_ALIVE');
+export const WIN_TREE_SAMPLES = win('WIN_TREE_SAMPLES');
+export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
+
+// native/spawn.h SpawnSlot
+const sp = layout('SpawnSlot');
+export const SP_EXITED = sp('SP_EXITED');
+export const SP_EXIT_CODE = sp('SP_EXIT_CODE');
+export const SP_SIGNAL = sp('SP_SIGNAL');
+export const SP_USER_MS = sp('SP_USER_MS');
+export const SP_SYSTEM_MS = sp('SP_SYSTEM_MS');
+export const SP_MAX_RSS_BYTES = sp('SP_MAX_RSS_BYTES');
+export const SP_START_MONO_MS = sp('SP_START_MONO_MS');
+export const SP_END_MONO_MS = sp('SP_END_MONO_MS');
+export const SP_END_EPOCH_MS = sp('SP_END_EPOCH_MS');
+export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
-export const SP_TREE_PEAK_BYTES = 10;
+export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
 
-export const TL_TIME_MS = 0;
-export const TL_RSS = 1;
-export const TL_TREE_RSS = 2;
-export const TL_GPU_PROCESS = 3;
-export const TL_GPU_UTIL = 4;
-export const TL_CPU_PERCENT = 5;
+// native/sampler.h TimelineColumn
+const tl = layout('TimelineColumn');
+export const TL_TIME_MS = tl('TL_TIME_MS');
+export const TL_RSS_BYTES = tl('TL_RSS_BYTES');
+export const TL_TREE_RSS_BYTES = tl('TL_TREE_RSS_BYTES');
+export const TL_GPU_PROCESS_BYTES = tl('TL_GPU_PROCESS_BYTES');
+export const TL_GPU_UTIL_PERCENT = tl('TL_GPU_UTIL_PERCENT');
+export const TL_CPU_PERCENT = tl('TL_CPU_PERCENT');
 
-export const GW_MEMORY_USED_PEAK = 0;
-export const GW_PROCESS_MEMORY_PEAK = 1;
-export const GW_PROCESS_MEMORY_END = 2;
-export const GW_ENERGY_J = 3;
-export const GW_UTILIZATION_AVG = 4;
-export const GW_PROCESS_REASON = 5;
-export const GW_DEVICE_ERROR = 6;
-export const GW_ENERGY_REASON = 7;
+// native/sampler.h GpuWindowSlot
+const gw = layout('GpuWindowSlot');
+export const GW_MEMORY_USED_PEAK_BYTES = gw('GW_MEMORY_USED_PEAK_BYTES');
+export const GW_PROCESS_MEMORY_PEAK_BYTES = gw('GW_PROCESS_MEMORY_PEAK_BYTES');
+export const GW_PROCESS_MEMORY_END_BYTES = gw('GW_PROCESS_MEMORY_END_BYTES');
+export const GW_ENERGY_JOULES = gw('GW_ENERGY_JOULES');
+export const GW_UTILIZATION_AVG_PERCENT = gw('GW_UTILIZATION_AVG_PERCENT');
+export const GW_PROCESS_REASON = gw('GW_PROCESS_REASON');
+export const GW_DEVICE_ERROR = gw('GW_DEVICE_ERROR');
+export const GW_ENERGY_REASON = gw('GW_ENERGY_REASON');
 
-export const GS_MEMORY_USED = 0;
-export const GS_MEMORY_TOTAL = 1;
-export const GS_PROCESS_MEMORY = 2;
-export const GS_UTILIZATION = 3;
-export const GS_POWER_W = 4;
-export const GS_ENERGY_J = 5;
-export const GS_AGE_MS = 6;
-export const GS_PROCESS_REASON = 7;
+// native/sampler.h GpuSnapshotSlot
+const gs = layout('GpuSnapshotSlot');
+export const GS_MEMORY_USED_BYTES = gs('GS_MEMORY_USED_BYTES');
+export const GS_MEMORY_TOTAL_BYTES = gs('GS_MEMORY_TOTAL_BYTES');
+export const GS_PROCESS_MEMORY_BYTES = gs('GS_PROCESS_MEMORY_BYTES');
+export const GS_UTILIZATION_PERCENT = gs('GS_UTILIZATION_PERCENT');
+export const GS_POWER_WATTS = gs('GS_POWER_WATTS');
+export const GS_ENERGY_JOULES = gs('GS_ENERGY_JOULES');
+export const GS_AGE_MS = gs('GS_AGE_MS');
+export const GS_PROCESS_REASON = gs('GS_PROCESS_REASON');
+
+// native/nvml/gpu.h ProcReason
+const procReason = layout('ProcReason');
+export const PROC_OK = procReason('PROC_OK');
+export const PROC_PID_NAMESPACE = procReason('PROC_PID_NAMESPACE');
+export const PROC_NOT_AVAILABLE = procReason('PROC_NOT_AVAILABLE');
+export const PROC_CALL_FAILED = procReason('PROC_CALL_FAILED');
+export const PROC_MALFORMED = procReason('PROC_MALFORMED');
+export const PROC_NO_FUNCTION = procReason('PROC_NO_FUNCTION');
+export const PROC_NO_DATA = procReason('PROC_NO_DATA');
+
+// native/sampler.h EnergyReason
+const energyReason = layout('EnergyReason');
+export const ENERGY_OK = energyReason('ENERGY_OK');
+export const ENERGY_NO_SOURCE = energyReason('ENERGY_NO_SOURCE');
+export const ENERGY_COUNTER_BACKWARDS = energyReason('ENERGY_COUNTER_BACKWARDS');
 
 export const packageRoot = join(__dirname, '..');
 
@@ -123,35 +182,53 @@ function load(): NativeBinding {
   // Development hook: load a specific build (the sanitizer build of `npm run test:asan`, the cmake-js build).
   const override = process.env.TASKMETER_ADDON;
   if (override) {
-    if (!isAbsolute(override)) throw new Error(`taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(override) as NativeBinding;
+    if (!isAbsolute(override)) {
+      const message = `taskmeter: TASKMETER_ADDON must be an absolute path, got "${override}"`;
+      throw typeError(message, 'ERR_INVALID_ARG_VALUE');
+    }
+    try {
+      return require(override) as NativeBinding;
+    } catch (err) {
+      throw nativeLoadError(err);
+    }
   }
   try {
     return loadBinding(packageRoot) as NativeBinding;
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    const e = new Error(
-      `taskmeter: could not load its native addon for ${process.platform}-${process.arch} ` +
-        `(Node ${process.versions.node}, N-API ${process.versions.napi}).\n${reason}\n` +
-        'Possible solutions:\n' +
-        '- reinstall so that the prebuilt binary for this platform is used: npm install taskmeter\n' +
-        '- or build it from source, which needs python3, make and a C++17 compiler: npm rebuild taskmeter\n' +
-        '- check that the package folder holds prebuilds/<platform>-<arch>/taskmeter.node or build/Release/taskmeter.node',
+    throw nativeLoadError(err);
+  }
+}
+
+/**
+ * Throws ERR_TASKMETER_ABI_MISMATCH unless every name this package uses sits at the same index in the addon's
+ * layouts (`native.layouts`). Exported for the test that feeds it a swapped map.
+ */
+export function checkLayouts(
+  nativeLayouts: unknown,
+  expected: Record<string, Record<string, number>> = expectedLayouts,
+): void {
+  const problems: string[] = [];
+  const have = (nativeLayouts ?? {}) as Record<string, Record<string, number> | undefined>;
+  for (const [list, names] of Object.entries(expected)) {
+    const map = have[list];
+    if (map === undefined || map === null || typeof map !== 'object') {
+      problems.push(`${list} is missing`);
+      continue;
+    }
+    for (const [name, index] of Object.entries(names)) {
+      if (map[name] === undefined) problems.push(`${list}.${name} is missing`);
+      else if (map[name] !== index) problems.push(`${list}.${name} is slot ${map[name]} in the addon, ${index} here`);
+    }
+  }
+  if (problems.length > 0) {
+    throw codedError(
+      Error,
+      'taskmeter: the native addon does not match this version of the package (rebuild it: npm rebuild taskmeter): ' +
+        problems.join('; '),
+      'ERR_TASKMETER_ABI_MISMATCH',
     );
-    (e as Error & { code: string }).code = 'ERR_TASKMETER_NATIVE_LOAD';
-    throw e;
   }
 }
 
 export const native: NativeBinding = load();
-if (
-  native.SNAPSHOT_SLOTS !== 7 ||
-  native.WINDOW_SLOTS !== 17 ||
-  native.GPU_WINDOW_SLOTS !== 8 ||
-  native.GPU_SNAPSHOT_SLOTS !== 8 ||
-  native.SPAWN_SLOTS !== 11 ||
-  native.TIMELINE_COLUMNS !== 6
-) {
-  throw new Error('taskmeter: the native addon does not match this version of the package (rebuild it)');
-}
+checkLayouts(native.layouts);

@@ -60,11 +60,16 @@ function parse(argv: string[]) {
   if (dd >= 0 && positionals.length > 0) throw new UsageError(`unexpected argument before --: ${positionals[0]}`);
   let interval: number | undefined;
   if (values.interval !== undefined) {
-    if (!/^\d+$/.test(values.interval)) throw new UsageError(`--interval must be a whole number of ms, got "${values.interval}"`);
+    if (!/^\d+$/.test(values.interval))
+      throw new UsageError(`--interval must be a whole number of ms, got "${values.interval}"`);
     interval = Number(values.interval);
-    if (interval < 1 || interval > 60000) throw new UsageError(`--interval must be from 1 to 60000 ms, got ${interval}`);
+    if (interval < 1 || interval > 60000)
+      throw new UsageError(`--interval must be from 1 to 60000 ms, got ${interval}`);
   }
-  if (values.timeline !== undefined && !['.html', '.htm', '.svg', '.csv'].includes(extname(values.timeline).toLowerCase())) {
+  if (
+    values.timeline !== undefined &&
+    !['.html', '.htm', '.svg', '.csv'].includes(extname(values.timeline).toLowerCase())
+  ) {
     throw new UsageError(`--timeline FILE must end in .html, .svg or .csv, got "${values.timeline}"`);
   }
   return { values, command, interval };
@@ -84,13 +89,19 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     ['CPU', `${u.cpuPercent.toFixed(0)} %`],
     [
       'Maximum resident set size',
-      `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}${u.maxRssSource === 'rusage' ? (process.platform === 'win32' ? '  commit peak, from the job' : '  exact') : u.maxRssSource === 'sampled' ? '  sampled' : ''}`,
+      `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}` +
+        (u.maxRssSource === 'rusage'
+          ? process.platform === 'win32'
+            ? '  commit peak, from the job'
+            : '  exact'
+           : u.maxRssSource === 'sampled' ? '  sampled' : ''),
     ],
     [
       'Peak RSS, process tree',
       u.treePeakRssBytes === null
         ? `n/a (the command ended before the first sample, ${u.sampleIntervalMs} ms)`
-        : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, sampled every ${u.sampleIntervalMs} ms)`,
+        : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ` +
+          `sampled every ${u.sampleIntervalMs} ms)`,
     ],
   ];
   if (u.gpus.length === 0) {
@@ -98,7 +109,8 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
   }
   for (const g of u.gpus) {
     const parts = [
-      `process peak ${g.processMemoryPeakBytes === null ? `n/a (${g.processMemoryReason})` : b(g.processMemoryPeakBytes)}`,
+      'process peak ' +
+        (g.processMemoryPeakBytes === null ? `n/a (${g.processMemoryReason})` : b(g.processMemoryPeakBytes)),
       `device peak ${b(g.memoryUsedPeakBytes)}`,
       `energy ${g.energyJoules === null ? 'n/a' : `${g.energyJoules.toFixed(1)} J`}`,
       `utilization ${g.utilizationAvgPercent === null ? 'n/a' : `${g.utilizationAvgPercent.toFixed(0)} %`}`,
@@ -129,7 +141,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (values.version) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     io.stdout(`${require('../package.json').version}\n`);
     return 0;
   }
@@ -138,7 +149,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const tm: typeof Taskmeter = require('./index');
   let childPid = 0;
   const forward = (sig: NodeJS.Signals) => () => {
@@ -190,7 +200,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (values.timeline && result.usage.timeline) {
     const ext = extname(values.timeline).toLowerCase();
     const format = ext === '.csv' ? 'csv' : ext === '.svg' ? 'svg' : 'html';
-    writeFileSync(values.timeline, tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }));
+    writeFileSync(
+      values.timeline,
+      tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }),
+    );
   }
   if (!values.quiet) io.stderr(report(tm, command, result));
   return exitCode;

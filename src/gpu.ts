@@ -2,21 +2,31 @@
 // call happens on the addon's GPU thread; nothing here can wait on the driver (except the bounded wait at import).
 import {
   GS_AGE_MS,
-  GS_ENERGY_J,
-  GS_MEMORY_TOTAL,
-  GS_MEMORY_USED,
-  GS_POWER_W,
-  GS_PROCESS_MEMORY,
+  GS_ENERGY_JOULES,
+  GS_MEMORY_TOTAL_BYTES,
+  GS_MEMORY_USED_BYTES,
+  GS_POWER_WATTS,
+  GS_PROCESS_MEMORY_BYTES,
   GS_PROCESS_REASON,
-  GS_UTILIZATION,
+  GS_UTILIZATION_PERCENT,
   GW_DEVICE_ERROR,
-  GW_ENERGY_J,
+  GW_ENERGY_JOULES,
   GW_ENERGY_REASON,
-  GW_MEMORY_USED_PEAK,
-  GW_PROCESS_MEMORY_END,
-  GW_PROCESS_MEMORY_PEAK,
+  GW_MEMORY_USED_PEAK_BYTES,
+  GW_PROCESS_MEMORY_END_BYTES,
+  GW_PROCESS_MEMORY_PEAK_BYTES,
   GW_PROCESS_REASON,
-  GW_UTILIZATION_AVG,
+  GW_UTILIZATION_AVG_PERCENT,
+  ENERGY_COUNTER_BACKWARDS,
+  ENERGY_NO_SOURCE,
+  ENERGY_OK,
+  PROC_CALL_FAILED,
+  PROC_MALFORMED,
+  PROC_NO_DATA,
+  PROC_NO_FUNCTION,
+  PROC_NOT_AVAILABLE,
+  PROC_OK,
+  PROC_PID_NAMESPACE,
   native,
   NativeGpuInfo,
 } from './binding';
@@ -34,6 +44,9 @@ export interface GpuInfo {
   available: boolean;
   /** Why the GPU is unavailable (null when available). */
   reason: string | null;
+  /** The reason's stable code (README, "GPU reason codes"): e.g. NVML_LIBRARY_NOT_FOUND, GPU_DISABLED, or the
+   *  NVML_ERROR_* name NVML's init returned. Null when available. */
+  reasonCode: string | null;
   /** The NVML library file actually loaded, or null. */
   library: string | null;
   driverVersion: string | null;
@@ -83,20 +96,23 @@ export interface GpuUsage {
 }
 
 const PROCESS_REASONS: Record<number, string | null> = {
-  0: null,
-  1:
+  [PROC_OK]: null,
+  [PROC_PID_NAMESPACE]:
     "this process is in its own PID namespace (a container): NVML reports the host's PIDs, which cannot be matched " +
     "to this process's (set TASKMETER_PID_NAMESPACE=host if it shares the host's PID namespace)",
-  2: 'NVML reports the process memory as not available (NVML_VALUE_NOT_AVAILABLE: Windows WDDM, or no permission)',
-  3: 'the process-list call failed',
-  4: 'NVML returned a malformed process list (pid 0, memory above the device total or an impossible count); discarded',
-  5: 'this NVML library has no process-list function',
-  6: 'no GPU reading yet',
+  [PROC_NOT_AVAILABLE]:
+    'NVML reports the process memory as not available (NVML_VALUE_NOT_AVAILABLE: Windows WDDM, or no permission)',
+  [PROC_CALL_FAILED]: 'the process-list call failed',
+  [PROC_MALFORMED]:
+    'NVML returned a malformed process list (pid 0, memory above the device total or an impossible count); discarded',
+  [PROC_NO_FUNCTION]: 'this NVML library has no process-list function',
+  [PROC_NO_DATA]: 'no GPU reading yet',
 };
 const ENERGY_REASONS: Record<number, string | null> = {
-  0: null,
-  1: 'the GPU reports neither an energy counter nor power draw',
-  2: 'the energy counter went backwards (driver reload?); that stretch was integrated from power draw instead',
+  [ENERGY_OK]: null,
+  [ENERGY_NO_SOURCE]: 'the GPU reports neither an energy counter nor power draw',
+  [ENERGY_COUNTER_BACKWARDS]:
+    'the energy counter went backwards (driver reload?); that stretch was integrated from power draw instead',
 };
 
 const num = (v: number): number | null => (Number.isFinite(v) && v >= 0 ? v : null);
@@ -124,11 +140,13 @@ export function gpuDevices(): NativeGpuInfo['devices'] {
 export const hasGpu: boolean = nativeInfo.state === 'ready' && nativeInfo.devices.length > 0;
 
 export function gpuInfo(): GpuInfo {
-  const i = nativeInfo.state === 'pending' ? (nativeInfo = native.gpuInfo()) : nativeInfo;
+  if (nativeInfo.state === 'pending') nativeInfo = native.gpuInfo();
+  const i = nativeInfo;
   const available = i.state === 'ready' && i.devices.length > 0;
   return {
     available,
     reason: available ? null : (i.reason ?? 'no GPU'),
+    reasonCode: available ? null : (i.reasonCode ?? 'GPU_NONE_FOUND'),
     library: i.library,
     driverVersion: i.driverVersion,
     nvmlVersion: i.nvmlVersion,
@@ -145,18 +163,18 @@ export function gpuSnapshotsFrom(buf: Float64Array, offset: number, devices: Nat
   for (let i = 0; i < devices.length; i++) {
     const o = offset + i * native.GPU_SNAPSHOT_SLOTS;
     const d = devices[i];
-    const proc = num(buf[o + GS_PROCESS_MEMORY]);
+    const proc = num(buf[o + GS_PROCESS_MEMORY_BYTES]);
     out.push({
       index: d.index,
       uuid: d.uuid,
       name: d.name,
-      memoryUsedBytes: num(buf[o + GS_MEMORY_USED]),
-      memoryTotalBytes: num(buf[o + GS_MEMORY_TOTAL]),
+      memoryUsedBytes: num(buf[o + GS_MEMORY_USED_BYTES]),
+      memoryTotalBytes: num(buf[o + GS_MEMORY_TOTAL_BYTES]),
       processMemoryBytes: proc,
       processMemoryReason: proc === null ? (PROCESS_REASONS[buf[o + GS_PROCESS_REASON]] ?? 'no GPU reading yet') : null,
-      utilizationPercent: num(buf[o + GS_UTILIZATION]),
-      powerWatts: num(buf[o + GS_POWER_W]),
-      energyJoules: num(buf[o + GS_ENERGY_J]),
+      utilizationPercent: num(buf[o + GS_UTILIZATION_PERCENT]),
+      powerWatts: num(buf[o + GS_POWER_WATTS]),
+      energyJoules: num(buf[o + GS_ENERGY_JOULES]),
       ageMs: num(buf[o + GS_AGE_MS]),
     });
   }
@@ -168,26 +186,27 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
   for (let i = 0; i < devices.length; i++) {
     const o = offset + i * native.GPU_WINDOW_SLOTS;
     const d = devices[i];
-    const procPeak = num(buf[o + GW_PROCESS_MEMORY_PEAK]);
-    const energy = num(buf[o + GW_ENERGY_J]);
+    const procPeak = num(buf[o + GW_PROCESS_MEMORY_PEAK_BYTES]);
+    const energy = num(buf[o + GW_ENERGY_JOULES]);
     const err = buf[o + GW_DEVICE_ERROR];
     const reasonCode = buf[o + GW_PROCESS_REASON];
     out.push({
       index: d.index,
       uuid: d.uuid,
       name: d.name,
-      memoryUsedPeakBytes: num(buf[o + GW_MEMORY_USED_PEAK]),
+      memoryUsedPeakBytes: num(buf[o + GW_MEMORY_USED_PEAK_BYTES]),
       processMemoryPeakBytes: procPeak,
-      processMemoryEndBytes: num(buf[o + GW_PROCESS_MEMORY_END]),
+      processMemoryEndBytes: num(buf[o + GW_PROCESS_MEMORY_END_BYTES]),
       processMemoryReason:
         procPeak === null
-          ? reasonCode === 3 && err > 0
+          ? reasonCode === PROC_CALL_FAILED && err > 0
             ? `the process-list call failed: ${native.nvmlErrorText(err)}`
             : (PROCESS_REASONS[reasonCode] ?? 'no GPU reading in this window')
           : null,
       energyJoules: energy,
-      energyReason: ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
-      utilizationAvgPercent: num(buf[o + GW_UTILIZATION_AVG]),
+      energyReason:
+        ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
+      utilizationAvgPercent: num(buf[o + GW_UTILIZATION_AVG_PERCENT]),
       error: err > 0 ? native.nvmlErrorText(err) : null,
     });
   }

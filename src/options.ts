@@ -1,5 +1,6 @@
 // Option checks shared by every entry point: a wrong type is a TypeError and a value out of range a RangeError,
 // each naming the option.
+import { rangeError, typeError } from './errors';
 
 export const DEFAULT_SAMPLE_INTERVAL_MS = 10;
 export const MIN_SAMPLE_INTERVAL_MS = 1;
@@ -19,12 +20,19 @@ export interface ResolvedOptions {
 
 export function boolOption(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new TypeError(`taskmeter: option "${name}" must be a boolean, got ${describe(value)}`);
+  if (typeof value !== 'boolean')
+    throw typeError(`taskmeter: option "${name}" must be a boolean, got ${describe(value)}`);
   return value;
 }
 
 export function intervalOption(o: Record<string, unknown>): number {
-  return intOption('sampleIntervalMs', o.sampleIntervalMs, MIN_SAMPLE_INTERVAL_MS, MAX_SAMPLE_INTERVAL_MS, DEFAULT_SAMPLE_INTERVAL_MS);
+  return intOption(
+    'sampleIntervalMs',
+    o.sampleIntervalMs,
+    MIN_SAMPLE_INTERVAL_MS,
+    MAX_SAMPLE_INTERVAL_MS,
+    DEFAULT_SAMPLE_INTERVAL_MS,
+  );
 }
 
 export function describe(value: unknown): string {
@@ -33,7 +41,8 @@ export function describe(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
     return `${typeof value} ${String(value)}`;
   }
-  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'string')
+    return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
   return typeof value;
 }
 
@@ -41,10 +50,10 @@ export function describe(value: unknown): string {
 export function intOption(name: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number') {
-    throw new TypeError(`taskmeter: option "${name}" must be a number, got ${describe(value)}`);
+    throw typeError(`taskmeter: option "${name}" must be a number, got ${describe(value)}`);
   }
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`taskmeter: option "${name}" must be an integer from ${min} to ${max}, got ${value}`);
+    throw rangeError(`taskmeter: option "${name}" must be an integer from ${min} to ${max}, got ${value}`);
   }
   return value;
 }
@@ -53,11 +62,14 @@ export function intOption(name: string, value: unknown, min: number, max: number
 export function optionsObject(where: string, options: unknown, known: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`taskmeter: ${where} options must be an object, got ${describe(options)}`);
+    throw typeError(`taskmeter: ${where} options must be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new TypeError(`taskmeter: unknown option "${key}" for ${where} (known: ${known.join(', ')})`);
+      throw typeError(
+        `taskmeter: unknown option "${key}" for ${where} (known: ${known.join(', ')})`,
+        'ERR_INVALID_ARG_VALUE',
+      );
     }
   }
   return options as Record<string, unknown>;

@@ -12,7 +12,7 @@ import {
   SP_END_MONO_MS,
   SP_EXIT_CODE,
   SP_EXITED,
-  SP_MAX_RSS,
+  SP_MAX_RSS_BYTES,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
@@ -22,6 +22,7 @@ import {
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
+import { rangeError, typeError } from './errors';
 
 export interface ProcessUsage extends ResourceUsage {
   /** The tracked (or started) process. */
@@ -74,7 +75,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   let maxRssBytes = sampledMax;
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
   let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
-  let maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
+  const maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
   let cpuUserMs = t ? nn(t.cpuUserMs) ?? 0 : 0;
   let cpuSystemMs = t ? nn(t.cpuSystemMs) ?? 0 : 0;
   let cpuSource: ProcessUsage['cpuSource'] = 'sampled';
@@ -91,7 +92,11 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     // VmHWM may read a little above it (the kernel's RSS counters are approximate per CPU); clearly above it, the
     // peak belonged to a process the command did not reap (a daemon), and the sample stands.
     const noise = maxRssBytes === null ? 0 : Math.max(1048576, 0.01 * maxRssBytes);
-    if (exact.maxRssBytes !== null && exact.maxRssBytes > exact.contaminationBytes && (maxRssBytes === null || exact.maxRssBytes >= maxRssBytes - noise)) {
+    if (
+      exact.maxRssBytes !== null &&
+      exact.maxRssBytes > exact.contaminationBytes &&
+      (maxRssBytes === null || exact.maxRssBytes >= maxRssBytes - noise)
+    ) {
       maxRssBytes = exact.maxRssBytes;
       maxRssSource = 'rusage';
       if (maxRssPid === null) maxRssPid = pid;
@@ -153,9 +158,10 @@ interface SpawnRecord {
 }
 
 function checkPid(where: string, pid: unknown): number {
-  if (typeof pid !== 'number') throw new TypeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
+  if (typeof pid !== 'number')
+    throw typeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
   if (!Number.isInteger(pid) || pid < 1 || pid > 4194304) {
-    throw new RangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
+    throw rangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
   }
   return pid;
 }
@@ -183,7 +189,12 @@ export class ProcessTracker {
   private resolveExited!: (u: ProcessUsage) => void;
 
   /** @internal use trackProcess() */
-  constructor(pid: number, opts: ReturnType<typeof resolveTrackOptions>, baselineExisting: boolean, watchExit: boolean) {
+  constructor(
+    pid: number,
+    opts: ReturnType<typeof resolveTrackOptions>,
+    baselineExisting: boolean,
+    watchExit: boolean,
+  ) {
     this.pid = pid;
     this.exited = new Promise((r) => (this.resolveExited = r));
     this.window = new Window({
@@ -336,23 +347,49 @@ function readAll(fd: number): Promise<Buffer> {
 }
 
 /** Starts a command, tracks it and its descendants, and resolves when it exits. */
-export function measureCommand(command: string, args: readonly string[] = [], options?: MeasureCommandOptions): Promise<CommandResult> {
+export function measureCommand(
+  command: string,
+  args: readonly string[] = [],
+  options?: MeasureCommandOptions,
+): Promise<CommandResult> {
   return new Promise((resolvePromise, reject) => {
     if (typeof command !== 'string' || command.length === 0) {
-      throw new TypeError(`taskmeter: measureCommand(command): command must be a non-empty string, got ${describe(command)}`);
+      throw typeError(
+        `taskmeter: measureCommand(command): command must be a non-empty string, got ${describe(command)}`,
+      );
     }
     if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
-      throw new TypeError(`taskmeter: measureCommand(command, args): args must be an array of strings, got ${describe(args)}`);
+      throw typeError(
+        `taskmeter: measureCommand(command, args): args must be an array of strings, got ${describe(args)}`,
+      );
     }
-    const o = optionsObject('measureCommand', options, ['sampleIntervalMs', 'includeChildren', 'timeline', 'cwd', 'env', 'stdio', 'onSpawn']);
-    const opts = resolveTrackOptions('measureCommand', { sampleIntervalMs: o.sampleIntervalMs, includeChildren: o.includeChildren, timeline: o.timeline });
-    if (o.cwd !== undefined && typeof o.cwd !== 'string') throw new TypeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
-    if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw new TypeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
+    const o = optionsObject('measureCommand', options, [
+      'sampleIntervalMs',
+      'includeChildren',
+      'timeline',
+      'cwd',
+      'env',
+      'stdio',
+      'onSpawn',
+    ]);
+    const opts = resolveTrackOptions('measureCommand', {
+      sampleIntervalMs: o.sampleIntervalMs,
+      includeChildren: o.includeChildren,
+      timeline: o.timeline,
+    });
+    if (o.cwd !== undefined && typeof o.cwd !== 'string')
+      throw typeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
+    if (o.env !== undefined && (o.env === null || typeof o.env !== 'object'))
+      throw typeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
     const stdio = (o.stdio ?? 'inherit') as StdioMode;
     if (stdio !== 'inherit' && stdio !== 'ignore' && stdio !== 'pipe') {
-      throw new RangeError(`taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`);
+      throw rangeError(
+        `taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`,
+        'ERR_INVALID_ARG_VALUE',
+      );
     }
-    if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function') throw new TypeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
+    if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function')
+      throw typeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
     const cwd = (o.cwd as string | undefined) ?? process.cwd();
     const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
     const file = resolveCommand(command, env, cwd);
@@ -405,7 +442,7 @@ export function measureCommand(command: string, args: readonly string[] = [], op
         signal: Number.isFinite(signalNo) ? (SIGNAL_NAMES[signalNo] ?? `SIG${signalNo}`) : null,
         userMs: nn(buf[SP_USER_MS]),
         systemMs: nn(buf[SP_SYSTEM_MS]),
-        maxRssBytes: nn(buf[SP_MAX_RSS]),
+        maxRssBytes: nn(buf[SP_MAX_RSS_BYTES]),
         treePeakBytes: nn(buf[SP_TREE_PEAK_BYTES]),
         contaminationBytes: buf[SP_CONTAMINATION_BYTES],
         wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),

@@ -3,6 +3,7 @@ import { cpuPercent } from './usage';
 import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
+import { rangeError, typeError } from './errors';
 
 export const RECORD_SCHEMA_VERSION = 1;
 
@@ -69,9 +70,10 @@ const mibOrNull = (bytes: number | null): number | null => (bytes === null ? nul
 
 function num(usage: Record<string, unknown>, key: string): number {
   const v = usage[key];
-  if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): usage.${key} must be a number, got ${describe(v)}`);
+  if (typeof v !== 'number')
+    throw typeError(`taskmeter: toRecord(usage): usage.${key} must be a number, got ${describe(v)}`);
   if (!Number.isFinite(v) || v < 0) {
-    throw new RangeError(`taskmeter: toRecord(usage): usage.${key} must be a finite number ≥ 0, got ${v}`);
+    throw rangeError(`taskmeter: toRecord(usage): usage.${key} must be a finite number ≥ 0, got ${v}`);
   }
   return v + 0; // -0 becomes 0
 }
@@ -79,7 +81,8 @@ function num(usage: Record<string, unknown>, key: string): number {
 function numOrNull(o: Record<string, unknown>, key: string, where: string, max = Infinity): number | null {
   const v = o[key];
   if (v === null || v === undefined) return null;
-  if (typeof v !== 'number') throw new TypeError(`taskmeter: toRecord(usage): ${where}.${key} must be a number or null, got ${describe(v)}`);
+  if (typeof v !== 'number')
+    throw typeError(`taskmeter: toRecord(usage): ${where}.${key} must be a number or null, got ${describe(v)}`);
   // A measured quantity that is not finite, negative or impossible is garbage: missing, never a number.
   return Number.isFinite(v) && v >= 0 && v <= max ? v + 0 : null;
 }
@@ -88,7 +91,8 @@ const intOrNull = (v: number | null): number | null => (v === null ? null : Math
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 function gpuRecord(g: GpuUsage, i: number): GpuRecord {
-  if (g === null || typeof g !== 'object') throw new TypeError(`taskmeter: toRecord(usage): usage.gpus[${i}] must be an object`);
+  if (g === null || typeof g !== 'object')
+    throw typeError(`taskmeter: toRecord(usage): usage.gpus[${i}] must be an object`);
   const o = g as unknown as Record<string, unknown>;
   const where = `usage.gpus[${i}]`;
   const peak = intOrNull(numOrNull(o, 'memoryUsedPeakBytes', where));
@@ -116,18 +120,22 @@ const iso = (epochMs: number): string => new Date(Math.round(epochMs)).toISOStri
 
 function time(u: Record<string, unknown>, key: string): number {
   const v = num(u, key);
-  if (v > MAX_DATE_MS) throw new RangeError(`taskmeter: toRecord(usage): usage.${key} must be epoch ms (at most year 9999), got ${v}`);
+  if (v > MAX_DATE_MS)
+    throw rangeError(`taskmeter: toRecord(usage): usage.${key} must be epoch ms (at most year 9999), got ${v}`);
   return v;
 }
 
 /** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
 export function toRecord(usage: ResourceUsage): UsageRecord {
   if (usage === null || typeof usage !== 'object') {
-    throw new TypeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
+    throw typeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
   }
   const u = usage as unknown as Record<string, unknown>;
   const startedAt = time(u, 'startedAt');
-  const endedAt = Math.min(MAX_DATE_MS, Math.floor(u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : time(u, 'endedAt')));
+  const endedAt = Math.min(
+    MAX_DATE_MS,
+    Math.floor(u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : time(u, 'endedAt')),
+  );
   const wall = num(u, 'wallTimeMs');
   const user = num(u, 'cpuUserMs');
   const sys = num(u, 'cpuSystemMs');
@@ -136,13 +144,19 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const rssEnd = num(u, 'rssEndBytes');
   const source = u.peakRssSource;
   if (source !== 'hwm' && source !== 'sampled' && source !== 'endpoints') {
-    throw new TypeError(`taskmeter: toRecord(usage): usage.peakRssSource must be 'hwm', 'sampled' or 'endpoints', got ${describe(source)}`);
+    throw typeError(
+      "taskmeter: toRecord(usage): usage.peakRssSource must be 'hwm', 'sampled' or 'endpoints', " +
+        `got ${describe(source)}`,
+      'ERR_INVALID_ARG_VALUE',
+    );
   }
-  if (!Array.isArray(u.gpus)) throw new TypeError(`taskmeter: toRecord(usage): usage.gpus must be an array, got ${describe(u.gpus)}`);
+  if (!Array.isArray(u.gpus))
+    throw typeError(`taskmeter: toRecord(usage): usage.gpus must be an array, got ${describe(u.gpus)}`);
   const gpus = (u.gpus as GpuUsage[]).map(gpuRecord);
   const gpuPeak = numOrNull(u, 'gpuMemoryPeakBytes', 'usage');
   const energies = gpus.map((g) => g.energy_joules).filter((e): e is number => e !== null);
-  const peakSource = u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device' ? u.gpuMemoryPeakSource : null;
+  const peakSource =
+    u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device' ? u.gpuMemoryPeakSource : null;
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
@@ -184,8 +198,10 @@ function zeroes<T extends object>(o: T): T {
 /** The fields a ProcessUsage adds (present only on those). */
 function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
   if (u.pid === undefined) return {};
-  if (typeof u.pid !== 'number') throw new TypeError(`taskmeter: toRecord(usage): usage.pid must be a number, got ${describe(u.pid)}`);
-  if (!Number.isInteger(u.pid) || u.pid < 1) throw new RangeError(`taskmeter: toRecord(usage): usage.pid must be a positive integer, got ${u.pid}`);
+  if (typeof u.pid !== 'number')
+    throw typeError(`taskmeter: toRecord(usage): usage.pid must be a number, got ${describe(u.pid)}`);
+  if (!Number.isInteger(u.pid) || u.pid < 1)
+    throw rangeError(`taskmeter: toRecord(usage): usage.pid must be a positive integer, got ${u.pid}`);
   const maxRss = numOrNull(u, 'maxRssBytes', 'usage');
   const tree = numOrNull(u, 'treePeakRssBytes', 'usage');
   const src = u.maxRssSource === 'rusage' || u.maxRssSource === 'sampled' ? u.maxRssSource : null;

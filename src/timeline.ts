@@ -2,13 +2,14 @@
 // memory maxima) and its rendering as SVG, a self-contained HTML page or CSV.
 import {
   TL_CPU_PERCENT,
-  TL_GPU_PROCESS,
-  TL_GPU_UTIL,
-  TL_RSS,
+  TL_GPU_PROCESS_BYTES,
+  TL_GPU_UTIL_PERCENT,
+  TL_RSS_BYTES,
   TL_TIME_MS,
-  TL_TREE_RSS,
+  TL_TREE_RSS_BYTES,
 } from './binding';
 import { describe } from './options';
+import { codedError, rangeError, typeError } from './errors';
 
 export interface TimelinePoint {
   /** ms since the window started */
@@ -37,15 +38,20 @@ export interface Timeline {
 
 const n = (v: number): number | null => (Number.isFinite(v) ? v : null);
 
-export function timelineFrom(buf: Float64Array, columns: number, startedAt: number, sampleIntervalMs: number): Timeline {
+export function timelineFrom(
+  buf: Float64Array,
+  columns: number,
+  startedAt: number,
+  sampleIntervalMs: number,
+): Timeline {
   const points: TimelinePoint[] = [];
   for (let i = 0; i + columns <= buf.length; i += columns) {
     points.push({
       tMs: buf[i + TL_TIME_MS],
-      rssBytes: n(buf[i + TL_RSS]),
-      treeRssBytes: n(buf[i + TL_TREE_RSS]),
-      gpuProcessMemoryBytes: n(buf[i + TL_GPU_PROCESS]),
-      gpuUtilizationPercent: n(buf[i + TL_GPU_UTIL]),
+      rssBytes: n(buf[i + TL_RSS_BYTES]),
+      treeRssBytes: n(buf[i + TL_TREE_RSS_BYTES]),
+      gpuProcessMemoryBytes: n(buf[i + TL_GPU_PROCESS_BYTES]),
+      gpuUtilizationPercent: n(buf[i + TL_GPU_UTIL_PERCENT]),
       cpuPercent: n(buf[i + TL_CPU_PERCENT]),
     });
   }
@@ -87,9 +93,22 @@ export function formatBytes(bytes: number): string {
 }
 
 function checkTimeline(t: unknown): Timeline {
-  const tl = (t && typeof t === 'object' && 'timeline' in (t as object) ? (t as { timeline: unknown }).timeline : t) as Timeline;
+  if (t && typeof t === 'object' && 'wallTimeMs' in t && !(t as { timeline?: unknown }).timeline) {
+    throw codedError(
+      TypeError,
+      'taskmeter: renderTimeline(usage): this usage has no timeline; measure with the option { timeline: true } ' +
+        '(measure(fn, { timeline: true }), new ResourceTracker({ timeline: true }), ' +
+        'measureCommand(…, { timeline: true }))',
+      'ERR_TASKMETER_NO_TIMELINE',
+    );
+  }
+  const tl = (
+    t && typeof t === 'object' && 'timeline' in (t as object) ? (t as { timeline: unknown }).timeline : t
+  ) as Timeline;
   if (!tl || typeof tl !== 'object' || !Array.isArray(tl.points)) {
-    throw new TypeError(`taskmeter: renderTimeline(timeline): expected a Timeline (usage.timeline), got ${describe(tl)}`);
+    throw typeError(
+      `taskmeter: renderTimeline(timeline): expected a Timeline (usage.timeline), got ${describe(tl)}`,
+    );
   }
   return tl;
 }
@@ -134,9 +153,14 @@ function svg(tl: Timeline, o: RenderOptions): string {
   const pts = tl.points;
   // The memory line: the tree when there is one, else this process.
   const hasTree = pts.some((p) => p.treeRssBytes !== null);
-  const shown = SERIES.filter((s) => (s.key === 'rssBytes' ? !hasTree : true)).filter((s) => pts.some((p) => p[s.key] !== null));
+  const shown = SERIES.filter((s) => (s.key === 'rssBytes' ? !hasTree : true)).filter((s) =>
+    pts.some((p) => p[s.key] !== null),
+  );
   const tMax = Math.max(1, ...pts.map((p) => p.tMs));
-  const bytesMax = Math.max(1, ...pts.flatMap((p) => shown.filter((s) => s.axis === 'bytes').map((s) => (p[s.key] as number | null) ?? 0)));
+  const bytesMax = Math.max(
+    1,
+    ...pts.flatMap((p) => shown.filter((s) => s.axis === 'bytes').map((s) => (p[s.key] as number | null) ?? 0)),
+  );
   const pctMax = Math.max(100, ...pts.map((p) => Math.max(p.cpuPercent ?? 0, p.gpuUtilizationPercent ?? 0)));
   const [bDiv, bUnit] = byteUnit(bytesMax);
   const bStep = niceStep(bytesMax / bDiv, 5) * bDiv;
@@ -152,13 +176,15 @@ function svg(tl: Timeline, o: RenderOptions): string {
   const out: string[] = [];
   const title = o.title ?? tl.title ?? 'taskmeter timeline';
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(title)}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+      `font-family="system-ui, sans-serif" font-size="12" role="img" aria-label="${esc(title)}">`,
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text id="chart-title" x="${m.l}" y="24" font-size="15" font-weight="600" fill="#24292f">${esc(title)}</text>`,
   );
   // grid and axes
   out.push('<g id="axes" stroke="#d0d7de" stroke-width="1">');
-  for (let b = 0; b <= bTop + 1e-9; b += bStep) out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${f(yB(b))}" y2="${f(yB(b))}"/>`);
+  for (let b = 0; b <= bTop + 1e-9; b += bStep)
+    out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${f(yB(b))}" y2="${f(yB(b))}"/>`);
   out.push(`<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${m.t + ph}" stroke="#57606a"/>`);
   out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}" stroke="#57606a"/>`);
   out.push(`<line x1="${m.l + pw}" x2="${m.l + pw}" y1="${m.t}" y2="${m.t + ph}" stroke="#57606a"/>`);
@@ -170,13 +196,19 @@ function svg(tl: Timeline, o: RenderOptions): string {
     out.push(`<text x="${m.l + pw + 6}" y="${f(yP(p) + 4)}">${+p.toFixed(1)}</text>`);
   }
   for (let t = 0; t <= tMax + 1e-9; t += tStep) {
-    out.push(`<text x="${f(x(t))}" y="${m.t + ph + 16}" text-anchor="middle">${useSec ? +(t / 1000).toFixed(2) : +t.toFixed(1)}</text>`);
+    out.push(
+      `<text x="${f(x(t))}" y="${m.t + ph + 16}" text-anchor="middle">` +
+        `${useSec ? +(t / 1000).toFixed(2) : +t.toFixed(1)}</text>`,
+    );
   }
   out.push('</g>');
   out.push(
-    `<text id="x-label" x="${m.l + pw / 2}" y="${m.t + ph + 34}" text-anchor="middle" fill="#24292f">time (${useSec ? 's' : 'ms'})</text>`,
-    `<text id="y-label-memory" transform="translate(20 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" fill="#24292f">memory (${bUnit})</text>`,
-    `<text id="y-label-percent" transform="translate(${W - 14} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" fill="#24292f">CPU / GPU utilization (%)</text>`,
+    `<text id="x-label" x="${m.l + pw / 2}" y="${m.t + ph + 34}" text-anchor="middle" fill="#24292f">` +
+      `time (${useSec ? 's' : 'ms'})</text>`,
+    `<text id="y-label-memory" transform="translate(20 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" ` +
+      `fill="#24292f">memory (${bUnit})</text>`,
+    `<text id="y-label-percent" transform="translate(${W - 14} ${m.t + ph / 2}) rotate(90)" text-anchor="middle" ` +
+      'fill="#24292f">CPU / GPU utilization (%)</text>',
   );
   // series
   for (const s of shown) {
@@ -194,24 +226,32 @@ function svg(tl: Timeline, o: RenderOptions): string {
     }
     if (pts.filter((p) => p[s.key] !== null).length === 1) {
       const p = pts.find((q) => q[s.key] !== null)!;
-      out.push(`<circle class="series series-${s.key}" cx="${f(x(p.tMs))}" cy="${f(y(p[s.key] as number))}" r="3" fill="${s.color}"/>`);
+      out.push(
+        `<circle class="series series-${s.key}" cx="${f(x(p.tMs))}" cy="${f(y(p[s.key] as number))}" r="3" ` +
+          `fill="${s.color}"/>`,
+      );
     }
     out.push(
-      `<path class="series series-${s.key}" d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.axis === 'bytes' ? 2.2 : 1.5}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} stroke-linejoin="round"/>`,
+      `<path class="series series-${s.key}" d="${d}" fill="none" stroke="${s.color}" ` +
+        `stroke-width="${s.axis === 'bytes' ? 2.2 : 1.5}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} ` +
+        'stroke-linejoin="round"/>',
     );
   }
   // peaks of the memory series
   for (const s of shown.filter((q) => q.axis === 'bytes')) {
     let best: TimelinePoint | null = null;
-    for (const p of pts) if ((p[s.key] as number | null) !== null && (!best || (p[s.key] as number) > (best[s.key] as number))) best = p;
+    for (const p of pts)
+      if ((p[s.key] as number | null) !== null && (!best || (p[s.key] as number) > (best[s.key] as number))) best = p;
     if (!best) continue;
     const px = x(best.tMs);
     const py = yB(best[s.key] as number);
     const label = `peak ${formatBytes(best[s.key] as number)} at ${(best.tMs / 1000).toFixed(2)} s`;
     const anchor = px > m.l + pw * 0.7 ? 'end' : 'start';
     out.push(
-      `<g class="peak peak-${s.key}"><circle cx="${f(px)}" cy="${f(py)}" r="5" fill="none" stroke="${s.color}" stroke-width="2"/>` +
-        `<text x="${f(px + (anchor === 'end' ? -9 : 9))}" y="${f(Math.max(m.t + 12, py - 8))}" text-anchor="${anchor}" fill="${s.color}" font-weight="600">${esc(label)}</text></g>`,
+      `<g class="peak peak-${s.key}"><circle cx="${f(px)}" cy="${f(py)}" r="5" fill="none" ` +
+        `stroke="${s.color}" stroke-width="2"/>` +
+        `<text x="${f(px + (anchor === 'end' ? -9 : 9))}" y="${f(Math.max(m.t + 12, py - 8))}" ` +
+        `text-anchor="${anchor}" fill="${s.color}" font-weight="600">${esc(label)}</text></g>`,
     );
   }
   // legend
@@ -220,24 +260,36 @@ function svg(tl: Timeline, o: RenderOptions): string {
     const lx = m.l + i * Math.min(170, pw / Math.max(1, shown.length));
     const ly = H - 18;
     out.push(
-      `<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>` +
+      `<line x1="${lx}" x2="${lx + 22}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2.5"` +
+        `${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>` +
         `<text x="${lx + 28}" y="${ly}" fill="#24292f">${esc(s.label)}${s.axis === 'percent' ? ' (%)' : ''}</text>`,
     );
   });
   out.push('</g>');
-  if (pts.length === 0) out.push(`<text x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" fill="#57606a">no samples</text>`);
+  if (pts.length === 0)
+    out.push(`<text x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" fill="#57606a">no samples</text>`);
   out.push('</svg>');
   return out.join('\n');
 }
 
+const PAGE_STYLE =
+  'body{margin:24px;font-family:system-ui,sans-serif;color:#24292f;background:#fff}p{color:#57606a;font-size:13px}';
+const PAGE_NOTE = '(long runs are merged, keeping memory maxima) · made by taskmeter';
+
 /** Renders a timeline (or a usage that has one) as SVG, a self-contained HTML page, or CSV. */
-export function renderTimeline(timeline: Timeline | { timeline: Timeline | null }, options: RenderOptions = {}): string {
+export function renderTimeline(
+  timeline: Timeline | { timeline?: Timeline | null },
+  options: RenderOptions = {},
+): string {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`taskmeter: renderTimeline options must be an object, got ${describe(options)}`);
+    throw typeError(`taskmeter: renderTimeline options must be an object, got ${describe(options)}`);
   }
   const format = options.format ?? 'svg';
   if (format !== 'svg' && format !== 'html' && format !== 'csv') {
-    throw new RangeError(`taskmeter: renderTimeline option "format" must be 'svg', 'html' or 'csv', got ${describe(format)}`);
+    throw rangeError(
+      `taskmeter: renderTimeline option "format" must be 'svg', 'html' or 'csv', got ${describe(format)}`,
+      'ERR_INVALID_ARG_VALUE',
+    );
   }
   const tl = checkTimeline(timeline);
   if (format === 'csv') return csv(tl);
@@ -250,12 +302,12 @@ export function renderTimeline(timeline: Timeline | { timeline: Timeline | null 
 <head>
 <meta charset="utf-8">
 <title>${esc(title)}</title>
-<style>body{margin:24px;font-family:system-ui,sans-serif;color:#24292f;background:#fff}p{color:#57606a;font-size:13px}</style>
+<style>${PAGE_STYLE}</style>
 </head>
 <body>
 <main>
 ${chart}
-<p>Started ${esc(started)} · ${tl.points.length} points · sampled every ${tl.sampleIntervalMs} ms (long runs are merged, keeping memory maxima) · made by taskmeter</p>
+<p>Started ${esc(started)} · ${tl.points.length} points · sampled every ${tl.sampleIntervalMs} ms ${PAGE_NOTE}</p>
 </main>
 </body>
 </html>

@@ -1,6 +1,7 @@
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
 import { ResourceUsage } from './usage';
 import { Window } from './window';
+import { typeError } from './errors';
 
 export interface TrackerError extends Error {
   code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
@@ -86,7 +87,8 @@ function attachUsage(err: unknown, usage: ResourceUsage): void {
 }
 
 function checkFn(where: string, fn: unknown): void {
-  if (typeof fn !== 'function') throw new TypeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
+  if (typeof fn !== 'function')
+    throw typeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
 }
 
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
@@ -108,7 +110,10 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
  * Runs fn (sync or async) and measures it until its promise settles. If fn throws or rejects, the same error
  * propagates with `error.usage` attached.
  */
-export async function measure<T>(fn: () => T | PromiseLike<T>, options?: MeasureOptions): Promise<Measured<Awaited<T>>> {
+export async function measure<T>(
+  fn: () => T | PromiseLike<T>,
+  options?: MeasureOptions,
+): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
   const { sampleIntervalMs, timeline } = resolveMeasureOptions('measure', options);
   const w = new Window({ intervalMs: sampleIntervalMs, timeline });

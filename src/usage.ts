@@ -6,13 +6,13 @@ import {
   WIN_GPU_STALE_MS,
   WIN_TREE_CPU_SYSTEM_MS,
   WIN_TREE_CPU_USER_MS,
-  WIN_TREE_MAX_HWM,
+  WIN_TREE_MAX_HWM_BYTES,
   WIN_TREE_MAX_HWM_PID,
   WIN_TREE_PROCESSES,
   WIN_TREE_ROOT_ALIVE,
-  WIN_TREE_RSS,
-  WIN_TREE_RSS_FIRST,
-  WIN_TREE_RSS_PEAK,
+  WIN_TREE_RSS_BYTES,
+  WIN_TREE_RSS_FIRST_BYTES,
+  WIN_TREE_RSS_PEAK_BYTES,
   WIN_TREE_SAMPLES,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
@@ -28,6 +28,7 @@ import {
 import { describe } from './options';
 import type { Timeline } from './timeline';
 import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
+import { rangeError, typeError } from './errors';
 
 export type { GpuSnapshot, GpuUsage } from './gpu';
 
@@ -155,14 +156,14 @@ const SNAPSHOT_NUMBERS = [
 
 function checkSnapshot(name: string, s: unknown): Snapshot {
   if (s === null || typeof s !== 'object') {
-    throw new TypeError(`taskmeter: ${name} must be a Snapshot object, got ${describe(s)}`);
+    throw typeError(`taskmeter: ${name} must be a Snapshot object, got ${describe(s)}`);
   }
   const o = s as Record<string, unknown>;
   for (const key of SNAPSHOT_NUMBERS) {
     const v = o[key];
-    if (typeof v !== 'number') throw new TypeError(`taskmeter: ${name}.${key} must be a number, got ${describe(v)}`);
-    if (!Number.isFinite(v)) throw new RangeError(`taskmeter: ${name}.${key} must be finite, got ${v}`);
-    if (v < 0) throw new RangeError(`taskmeter: ${name}.${key} must not be negative, got ${v}`);
+    if (typeof v !== 'number') throw typeError(`taskmeter: ${name}.${key} must be a number, got ${describe(v)}`);
+    if (!Number.isFinite(v)) throw rangeError(`taskmeter: ${name}.${key} must be finite, got ${v}`);
+    if (v < 0) throw rangeError(`taskmeter: ${name}.${key} must not be negative, got ${v}`);
   }
   return s as Snapshot;
 }
@@ -212,10 +213,10 @@ export function windowStats(buf: Float64Array): WindowStats {
   const n = Math.min(devices.length, Math.floor((buf.length - native.WINDOW_SLOTS) / native.GPU_WINDOW_SLOTS));
   return {
     tree: {
-      rssBytes: buf[WIN_TREE_RSS],
-      rssFirstBytes: buf[WIN_TREE_RSS_FIRST],
-      rssPeakBytes: buf[WIN_TREE_RSS_PEAK],
-      maxHwmBytes: buf[WIN_TREE_MAX_HWM],
+      rssBytes: buf[WIN_TREE_RSS_BYTES],
+      rssFirstBytes: buf[WIN_TREE_RSS_FIRST_BYTES],
+      rssPeakBytes: buf[WIN_TREE_RSS_PEAK_BYTES],
+      maxHwmBytes: buf[WIN_TREE_MAX_HWM_BYTES],
       maxHwmPid: buf[WIN_TREE_MAX_HWM_PID],
       cpuUserMs: buf[WIN_TREE_CPU_USER_MS],
       cpuSystemMs: buf[WIN_TREE_CPU_SYSTEM_MS],
@@ -240,13 +241,29 @@ function sumOrNull(values: (number | null)[]): number | null {
 
 type GpuSummary = Pick<
   ResourceUsage,
-  'gpus' | 'gpuMemoryPeakBytes' | 'gpuMemoryPeakSource' | 'gpuEnergyJoules' | 'gpuSamples' | 'gpuSampleIntervalMs' | 'gpuStale' | 'gpuStaleReason'
+  | 'gpus'
+  | 'gpuMemoryPeakBytes'
+  | 'gpuMemoryPeakSource'
+  | 'gpuEnergyJoules'
+  | 'gpuSamples'
+  | 'gpuSampleIntervalMs'
+  | 'gpuStale'
+  | 'gpuStaleReason'
 >;
 
 function gpuSummary(win: WindowStats | null): GpuSummary {
   const gpus = win ? win.gpus : [];
   if (gpus.length === 0) {
-    return { gpus, gpuMemoryPeakBytes: null, gpuMemoryPeakSource: null, gpuEnergyJoules: null, gpuSamples: 0, gpuSampleIntervalMs: null, gpuStale: false, gpuStaleReason: null };
+    return {
+      gpus,
+      gpuMemoryPeakBytes: null,
+      gpuMemoryPeakSource: null,
+      gpuEnergyJoules: null,
+      gpuSamples: 0,
+      gpuSampleIntervalMs: null,
+      gpuStale: false,
+      gpuStaleReason: null,
+    };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
   const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
@@ -260,7 +277,8 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
     gpuSampleIntervalMs: win && gpus.length > 0 && Number.isFinite(win.gpuIntervalMs) ? win.gpuIntervalMs : null,
     gpuStale: stale,
     gpuStaleReason: stale
-      ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; GPU values stop at the last reading`
+      ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; ` +
+        'GPU values stop at the last reading'
       : null,
   };
 }
@@ -321,7 +339,7 @@ export function usageBetween(start: Snapshot, end: Snapshot): ResourceUsage {
   checkSnapshot('start', start);
   checkSnapshot('end', end);
   if (end.timeMs < start.timeMs) {
-    throw new RangeError(
+    throw rangeError(
       `taskmeter: usageBetween(start, end): end.timeMs (${end.timeMs}) is before start.timeMs (${start.timeMs})`,
     );
   }

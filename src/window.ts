@@ -1,8 +1,19 @@
 // One measurement window: endpoint snapshots plus a sampler window for what happens in between. Shared by the
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
 import { native } from './binding';
+import { codedError } from './errors';
 import { Timeline, timelineFrom } from './timeline';
-import { boundSnapshotBuffer, boundWindowBuffer, buildUsage, ResourceUsage, Snapshot, snapshotFrom, windowBufferLength, WindowStats, windowStats } from './usage';
+import {
+  boundSnapshotBuffer,
+  boundWindowBuffer,
+  buildUsage,
+  ResourceUsage,
+  Snapshot,
+  snapshotFrom,
+  windowBufferLength,
+  WindowStats,
+  windowStats,
+} from './usage';
 
 export interface WindowConfig {
   intervalMs: number;
@@ -40,7 +51,13 @@ export class Window {
     this.id = native.windowOpen(config.intervalMs);
     this.start = snapshotFrom(snap);
     if (config.timeline || config.rootPid) {
-      native.windowConfigure(this.id, config.rootPid ?? 0, config.baselineExisting ?? true, config.descendants ?? true, config.timeline);
+      native.windowConfigure(
+        this.id,
+        config.rootPid ?? 0,
+        config.baselineExisting ?? true,
+        config.descendants ?? true,
+        config.timeline,
+      );
     }
   }
 
@@ -68,7 +85,7 @@ export class Window {
   }
 
   closeRaw(): ClosedWindow {
-    if (this.closed) throw new Error('taskmeter: window already closed');
+    if (this.closed) throw codedError(Error, 'taskmeter: window already closed', 'ERR_TASKMETER_WINDOW_CLOSED');
     this.closed = true;
     abandoned.unregister(this);
     let timeline: Timeline | null = null;
@@ -77,7 +94,8 @@ export class Window {
       const t = native.windowTimeline(this.id);
       if (t) {
         maxHwmComm = t.maxHwmComm || null;
-        if (this.config.timeline) timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
+        if (this.config.timeline)
+          timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
       }
     }
     const snap = boundSnapshotBuffer();

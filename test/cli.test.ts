@@ -5,11 +5,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fakeNvml, gpuEnv, MiB, root, run, recordValidator } from './helpers';
+import { fakeNvml, findSystemTool, gpuEnv, MiB, root, run, recordValidator, requireSystemTool } from './helpers';
 import * as tm from '../dist/index.js';
 
 const cli = join(root, 'bin/taskmeter.js');
-const GNU_TIME = '/usr/bin/time';
+const noGnuTime = requireSystemTool('gnu-time');
+const GNU_TIME = findSystemTool('gnu-time') ?? '/usr/bin/time';
 // The real interpreter, not a version-manager shim (a shim would add its own processes to both measurements).
 const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-cli-'));
@@ -60,7 +61,7 @@ const FORK_4 = [
   ].join('\n'),
 ];
 
-describe('against GNU time', () => {
+describe.skipIf(noGnuTime)(`against GNU time${noGnuTime ? ` (skipped: ${noGnuTime})` : ''}`, () => {
   it('has GNU time installed (scripts/system-deps.sh)', () => {
     expect(execFileSync(GNU_TIME, ['--version']).toString()).toMatch(/GNU/);
   });

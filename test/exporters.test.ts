@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import * as tm from '../dist/index.js';
 import { fakeNvml, gpuEnv, lastJson, MiB, runChild } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-exporters-'));
@@ -90,7 +91,7 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
 
   it('rejects what is not a meter', async () => {
     const { registerTaskmeterMetrics } = await import('../dist/exporters/otel.js');
-    expect(() => registerTaskmeterMetrics({} as any)).toThrow(TypeError);
+    expect(() => registerTaskmeterMetrics({} as any)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 });
 
@@ -162,9 +163,94 @@ describe('Prometheus (taskmeter/prometheus)', () => {
 
   it('validates its options', async () => {
     const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
-    expect(() => createTaskmeterCollector({ prefix: 'bad prefix' })).toThrow(TypeError);
-    expect(() => createTaskmeterCollector({ labelNames: ['ok', 'not ok'] })).toThrow(/labelNames/);
-    expect(() => createTaskmeterCollector({ gpuIntervalMs: 5 })).toThrow(RangeError);
-    expect(() => createTaskmeterCollector({ registry: {} as any })).toThrow(/registry/);
+    const code = (options: object) => {
+      try {
+        createTaskmeterCollector(options as any);
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+      return 'did not throw';
+    };
+    expect(code({ prefix: 'bad prefix' })).toBe('ERR_INVALID_ARG_VALUE');
+    expect(code({ prefix: 5 })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ labelNames: ['ok', 'not ok'] })).toBe('ERR_INVALID_ARG_VALUE');
+    expect(code({ labelNames: 'task' })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ gpuIntervalMs: 5 })).toBe('ERR_OUT_OF_RANGE');
+    expect(code({ registry: {} })).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code({ labels: ['task'] })).toBe('ERR_INVALID_ARG_VALUE');
+  });
+});
+
+describe('task histogram buckets fit tasks (ms to hours, MiB to TiB)', () => {
+  // Real usages with the figures set to what long and big tasks produce.
+  const usageWith = (wallTimeMs: number, peakRssBytes: number): tm.ResourceUsage => {
+    const { usage } = tm.measureSync(() => 0);
+    return { ...usage, wallTimeMs, cpuTimeMs: wallTimeMs / 2, peakRssBytes };
+  };
+  const tasks = [
+    usageWith(5, 64 * MiB),
+    usageWith(1200, 3 * 1024 * MiB),
+    usageWith(2 * 3600 * 1000, 700 * 1024 * MiB),
+  ];
+  // Which bucket (index into counts) a value fell in, for boundaries b: (b[i-1], b[i]].
+  const bucketOf = (bounds: number[], v: number) => bounds.findIndex((b) => v <= b);
+
+  it('OpenTelemetry: the SDK takes the advised boundaries; 5 ms, 1.2 s and 2 h land in different finite buckets', async () => {
+    const { MeterProvider, MetricReader, DataPointType } = await import('@opentelemetry/sdk-metrics');
+    const { registerTaskmeterMetrics } = await import('../dist/exporters/otel.js');
+    class Reader extends MetricReader {
+      protected async onForceFlush() {}
+      protected async onShutdown() {}
+    }
+    const reader = new Reader();
+    const provider = new MeterProvider({ readers: [reader] });
+    const metrics = registerTaskmeterMetrics(provider.getMeter('buckets'), { gpuIntervalMs: 1000 });
+    for (const u of tasks) metrics.recordUsage(u, { task: 't' });
+    const { resourceMetrics } = await reader.collect();
+    metrics.unregister();
+    await provider.shutdown();
+    const all = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+    const hist = (name: string) => {
+      const m = all.find((x) => x.descriptor.name === name)!;
+      expect(m.dataPointType, name).toBe(DataPointType.HISTOGRAM);
+      return (m.dataPoints[0].value as { buckets: { boundaries: number[]; counts: number[] } }).buckets;
+    };
+    const duration = hist('taskmeter.task.duration');
+    expect(duration.boundaries[0]).toBe(0.001);
+    expect(duration.boundaries.at(-1)).toBeGreaterThanOrEqual(4 * 3600);
+    const occupied = duration.counts.flatMap((c, i) => (c > 0 ? [i] : []));
+    expect(occupied).toHaveLength(3);
+    expect(occupied.at(-1)).toBeLessThan(duration.boundaries.length); // not the overflow bucket
+    expect(occupied).toEqual([0.005, 1.2, 7200].map((v) => bucketOf(duration.boundaries, v)));
+    const memory = hist('taskmeter.task.memory.peak');
+    expect(memory.boundaries[0]).toBe(MiB);
+    expect(memory.boundaries.at(-1)).toBe(1024 * 1024 * MiB);
+    const memOccupied = memory.counts.flatMap((c, i) => (c > 0 ? [i] : []));
+    expect(memOccupied).toHaveLength(3);
+    expect(memOccupied.at(-1)).toBeLessThan(memory.boundaries.length);
+    expect(hist('taskmeter.task.cpu.time').boundaries).toEqual(duration.boundaries);
+  });
+
+  it('Prometheus: the same boundaries; each task in its own finite bucket', async () => {
+    const prom = await import('prom-client');
+    const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
+    const registry = new prom.Registry();
+    const collector = createTaskmeterCollector({ registry });
+    for (const u of tasks) collector.observeUsage(u, { task: 't' });
+    const text = await registry.metrics();
+    collector.unregister();
+    const buckets = (name: string) =>
+      [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)",task="t"\\} (\\d+)$`, 'gm'))].map((m) => ({
+        le: m[1] === '+Inf' ? Infinity : Number(m[1]),
+        count: Number(m[2]),
+      }));
+    const d = buckets('taskmeter_task_duration_seconds');
+    expect(d[0].le).toBe(0.001);
+    // Cumulative counts: the step from 0 to 3 happens in three separate places, all below +Inf.
+    const steps = d.flatMap((b, i) => (b.count > (i > 0 ? d[i - 1].count : 0) ? [b.le] : []));
+    expect(steps).toEqual([0.005, 2.5, 7200]);
+    const m = buckets('taskmeter_task_memory_peak_bytes');
+    const memSteps = m.flatMap((b, i) => (b.count > (i > 0 ? m[i - 1].count : 0) ? [b.le] : []));
+    expect(memSteps).toEqual([64 * MiB, 4 * 1024 * MiB, 1024 * 1024 * MiB]);
   });
 });

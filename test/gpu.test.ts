@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, runChild, recordValidator } from './helpers';
+import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, runChild, recordValidator, requireSystemTool } from './helpers';
 
 const validate = recordValidator();
 function expectValidRecord(rec: unknown): void {
@@ -131,7 +131,8 @@ describe('detection', () => {
   });
 });
 
-describe("Debian's real libnvidia-ml (no driver here)", () => {
+const noDebianNvml = requireSystemTool('nvml-library');
+describe.skipIf(noDebianNvml)(`Debian's real libnvidia-ml (no driver here)${noDebianNvml ? ` (skipped: ${noDebianNvml})` : ''}`, () => {
   it('loads it and reports hasGpu=false with a reason naming the driver', async () => {
     const r = await runChild('gpu-child.cjs', ['window'], {
       env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }),

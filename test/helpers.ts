@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 
 export const root = join(__dirname, '..');
 export const distEntry = join(root, 'dist/index.js');
@@ -29,8 +30,8 @@ export function run(
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
@@ -75,6 +76,79 @@ const depsDir = process.env.TASKMETER_DEPS_DIR || join(require('node:os').homedi
 export const debianNvml = join(depsDir, 'nvml/lib/libnvidia-ml.so.1');
 export const nvidiaHeaderDir = join(depsDir, 'nvml/include');
 
+/** The system packages some tests need beyond Node and a C++ toolchain (scripts/system-deps.sh installs them all). */
+export type SystemTool = 'gnu-time' | 'chromium' | 'nvml-library' | 'nvml-header' | 'mingw-w64';
+
+export const INSTALL_SYSTEM_DEPS = 'sudo bash scripts/system-deps.sh';
+/** Set by .ci/run: a missing system package fails the run instead of skipping its tests. */
+export const REQUIRE_SYSTEM_DEPS = 'TASKMETER_REQUIRE_SYSTEM_DEPS';
+
+/** The first executable called `name` on PATH, or null. */
+export function onPath(name: string, path = process.env.PATH ?? ''): string | null {
+  for (const dir of path.split(delimiter)) {
+    if (!dir) continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {}
+  }
+  return null;
+}
+
+const gnuTimePath = (): string | null => {
+  const file = onPath('time');
+  if (!file) return null;
+  const r = spawnSync(file, ['--version'], { encoding: 'utf8' });
+  return /GNU/.test(`${r.stdout}${r.stderr}`) ? file : null;
+};
+
+const systemTools: Record<SystemTool, { what: string; find: () => string | null }> = {
+  'gnu-time': { what: 'GNU time (`time` on PATH, Debian package time)', find: gnuTimePath },
+  chromium: { what: 'Chromium (`chromium` on PATH, Debian package chromium)', find: () => onPath('chromium') },
+  'nvml-library': {
+    what: `Debian's libnvidia-ml.so.1 in ${debianNvml}`,
+    find: () => (existsSync(debianNvml) ? debianNvml : null),
+  },
+  'nvml-header': {
+    what: `NVIDIA's nvml.h in ${nvidiaHeaderDir}`,
+    find: () => (existsSync(join(nvidiaHeaderDir, 'nvml.h')) ? join(nvidiaHeaderDir, 'nvml.h') : null),
+  },
+  'mingw-w64': {
+    what: 'mingw-w64 (`x86_64-w64-mingw32-g++-posix` on PATH, Debian package g++-mingw-w64-x86-64-posix)',
+    find: () => onPath('x86_64-w64-mingw32-g++-posix'),
+  },
+};
+
+/** Where a system tool is (its path), or null. */
+export function findSystemTool(tool: SystemTool): string | null {
+  return systemTools[tool].find();
+}
+
+/**
+ * Decides whether tests that need `tool` run. Returns null when it is installed, else the skip reason (naming the
+ * command that installs it). With TASKMETER_REQUIRE_SYSTEM_DEPS=1 (set by .ci/run) a missing tool throws instead, so
+ * CI cannot pass by skipping. Use: `const missing = requireSystemTool('chromium'); it.skipIf(missing)(…)`, or in a
+ * test, `ctx.skip(missing !== null, missing ?? '')`.
+ */
+export function requireSystemTool(tool: SystemTool): string | null {
+  if (systemTools[tool].find() !== null) return null;
+  const reason = `needs ${systemTools[tool].what}: install with \`${INSTALL_SYSTEM_DEPS}\``;
+  if (process.env[REQUIRE_SYSTEM_DEPS] === '1') throw new Error(`${REQUIRE_SYSTEM_DEPS}=1 and a test ${reason}`);
+  return reason;
+}
+
+/** Every missing system tool with its reason (printed once by the global setup). */
+export function missingSystemTools(): { tool: SystemTool; reason: string }[] {
+  const out: { tool: SystemTool; reason: string }[] = [];
+  for (const tool of Object.keys(systemTools) as SystemTool[]) {
+    if (systemTools[tool].find() === null) {
+      out.push({ tool, reason: `needs ${systemTools[tool].what}: install with \`${INSTALL_SYSTEM_DEPS}\`` });
+    }
+  }
+  return out;
+}
+
 /** An environment for a child: no inherited GPU settings, plus the given ones. */
 export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -87,12 +161,9 @@ export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.Proces
 
 /** A real JSON Schema validator (ajv, draft 2020-12) for schema/record.schema.json. */
 export function recordValidator() {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Ajv2020 = require('ajv/dist/2020').default;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const addFormats = require('ajv-formats').default;
   const ajv = new Ajv2020({ allErrors: true, strict: true });
   addFormats(ajv);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return ajv.compile(JSON.parse(require('node:fs').readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
 }

@@ -52,7 +52,11 @@ describe('npm pack + install without a compiler', () => {
     expect(built).toEqual(['taskmeter.glibc.node']); // tagged by libc, so that a musl build can sit beside it
     rmSync(join(stage, 'node_modules'));
     rmSync(join(stage, 'build'), { recursive: true, force: true });
-    const second = await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage, timeoutMs: 60_000 });
+    // --ignore-scripts: the stage is an unpacked tarball (dist/ built, no scripts/ for prepack to run).
+    const second = await run('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], {
+      cwd: stage,
+      timeoutMs: 60_000,
+    });
     expect(second.code, second.stderr).toBe(0);
     const tgz = join(work, second.stdout.trim().split('\n').pop()!);
     const listing = await run('tar', ['-tzf', tgz]);
@@ -68,7 +72,7 @@ describe('npm pack + install without a compiler', () => {
     mkdirSync(bin);
     const which = async (name: string) => (await run('sh', ['-c', `command -v ${name}`])).stdout.trim();
     for (const tool of ['node', 'npm', 'npx', 'sh']) symlinkSync(await which(tool), join(bin, tool));
-    const env = { ...process.env, PATH: bin };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: bin };
     for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
     const app = join(work, 'app');
     mkdirSync(app);

@@ -82,7 +82,7 @@ describe('properties', () => {
   it('usageBetween(random snapshots) → a clear error or a schema-valid record', () => {
     fc.assert(
       fc.property(fc.oneof(snapshotArb, goodSnapshot), fc.oneof(snapshotArb, goodSnapshot), (a, b) => {
-        const u = clearError(() => tm.usageBetween(a as tm.Snapshot, b as tm.Snapshot)) as tm.ResourceUsage | undefined;
+        const u = clearError(() => tm.usageBetween(a as unknown as tm.Snapshot, b as unknown as tm.Snapshot)) as tm.ResourceUsage | undefined;
         if (!u) return;
         expect(u.wallTimeMs).toBeGreaterThanOrEqual(0);
         const rec = clearError(() => tm.toRecord(u));

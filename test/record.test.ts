@@ -51,6 +51,12 @@ describe('toRecord()', () => {
       endedAt: Date.UTC(2026, 0, 2, 3, 4, 6, 506),
       gpus: [],
       gpuMemoryPeakBytes: null,
+      gpuMemoryPeakSource: null,
+      gpuEnergyJoules: null,
+      gpuSamples: 0,
+      gpuSampleIntervalMs: null,
+      gpuStale: false,
+      gpuStaleReason: null,
     };
     const rec = tm.toRecord(usage);
     expectValid(rec);

@@ -11,7 +11,7 @@ async function check(name, fn) {
     const detail = await fn();
     checks.push({ name, ok: true, detail: detail ?? null });
   } catch (e) {
-    checks.push({ name, ok: false, detail: String(e && e.stack ? e.stack : e).slice(0, 400) });
+    checks.push({ name, ok: false, detail: String(e?.stack ? e.stack : e).slice(0, 400) });
   }
 }
 const assert = (c, m) => { if (!c) throw new Error(m); };

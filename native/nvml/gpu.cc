@@ -69,6 +69,7 @@ bool Gpus::Detect() {
   devices_.clear();
   if (!lib_.Open()) {
     reason_ = lib_.reason();
+    reason_code_ = lib_.reason_code();
     return false;
   }
   const Api& api = lib_.api();
@@ -89,6 +90,7 @@ bool Gpus::Detect() {
   Return r = api.device_get_count(&count);
   if (r != kSuccess) {
     reason_ = "NVML could not count the GPUs: " + Describe(r);
+    reason_code_ = ErrorName(r);
     return false;
   }
   if (count > 64) count = 64;  // nothing real has more; a garbage count must not drive allocation
@@ -157,6 +159,7 @@ bool Gpus::Detect() {
     }
     if (devices_.empty() && !all.empty()) {
       reason_ = std::string("CUDA_VISIBLE_DEVICES=\"") + cvd + "\" hides every GPU";
+      reason_code_ = "GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES";
       return false;
     }
   } else {
@@ -164,6 +167,7 @@ bool Gpus::Detect() {
   }
   if (devices_.empty()) {
     reason_ = count == 0 ? "NVML found no NVIDIA GPU" : "no GPU could be opened: " + first_error;
+    reason_code_ = count == 0 ? "GPU_NONE_FOUND" : "GPU_OPEN_FAILED";
     return false;
   }
   return true;

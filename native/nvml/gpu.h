@@ -5,21 +5,23 @@
 #include <utility>
 #include <vector>
 
+#include "../layout.h"
 #include "loader.h"
 
 namespace taskmeter {
 namespace nvml {
 
-// Why a process's GPU memory is null (shared with src/gpu.ts, PROCESS_MEMORY_REASONS).
-enum ProcReason : int {
-  kProcOk = 0,
-  kProcPidNamespace = 1,   // this process is in its own PID namespace; NVML reports host PIDs
-  kProcNotAvailable = 2,   // NVML_VALUE_NOT_AVAILABLE (e.g. Windows WDDM, or no permission to see it)
-  kProcCallFailed = 3,     // the process-list call returned an error
-  kProcMalformed = 4,      // the list failed validation (pid 0, memory above the device total, bad count)
-  kProcNoFunction = 5,     // the library has no process-list function
-  kProcNoData = 6,         // no reading yet
-};
+// Why a process's GPU memory is null (exported as layouts.ProcReason; src/gpu.ts has a sentence per name).
+#define TASKMETER_PROC_REASONS(X) \
+  X(ProcOk) \
+  X(ProcPidNamespace)  /* this process is in its own PID namespace; NVML reports host PIDs */ \
+  X(ProcNotAvailable)  /* NVML_VALUE_NOT_AVAILABLE (e.g. Windows WDDM, or no permission to see it) */ \
+  X(ProcCallFailed)  /* the process-list call returned an error */ \
+  X(ProcMalformed)  /* the list failed validation (pid 0, memory above the device total, bad count) */ \
+  X(ProcNoFunction)  /* the library has no process-list function */ \
+  X(ProcNoData)  /* no reading yet */ \
+  /* end */
+TASKMETER_ENUM(ProcReason, TASKMETER_PROC_REASONS, kProcReasons)
 
 struct DeviceStatic {
   unsigned nvml_index = 0;
@@ -59,6 +61,7 @@ class Gpus {
   const std::vector<DeviceStatic>& devices() const { return devices_; }
   const Library& library() const { return lib_; }
   const std::string& reason() const { return reason_; }
+  const char* reason_code() const { return reason_code_; }  // see Library::reason_code()
   const std::string& driver_version() const { return driver_version_; }
   const std::string& nvml_version() const { return nvml_version_; }
   bool own_pid_namespace() const { return own_pid_namespace_; }
@@ -72,6 +75,7 @@ class Gpus {
   Library lib_;
   std::vector<DeviceStatic> devices_;
   std::string reason_;
+  const char* reason_code_ = "";
   std::string driver_version_;
   std::string nvml_version_;
   bool own_pid_namespace_ = false;

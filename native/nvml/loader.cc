@@ -138,18 +138,21 @@ Fn FirstSym(void* handle, std::initializer_list<const char*> names, const char**
 bool Library::Load(std::string* why) {
 #ifdef __APPLE__
   *why = "NVIDIA's NVML is not available on macOS";
+  reason_code_ = "GPU_UNSUPPORTED_PLATFORM";
   return false;
 #endif
   // Never the unversioned libnvidia-ml.so: drivers >= 560 no longer ship it, and it may be a dev symlink.
   const char* override_path = std::getenv("TASKMETER_NVML_LIBRARY");
   if (override_path != nullptr && override_path[0] != '\0') {
     if (!IsAbsolute(override_path)) {
+      reason_code_ = "NVML_LIBRARY_PATH_NOT_ABSOLUTE";
       *why = std::string("TASKMETER_NVML_LIBRARY must be an absolute path, got \"") + override_path +
              "\" (a relative path would be searched for in unsafe places)";
       return false;
     }
     handle_ = DynOpen(override_path, true);
     if (handle_ == nullptr) {
+      reason_code_ = "NVML_LIBRARY_LOAD_FAILED";
       *why = std::string("could not load TASKMETER_NVML_LIBRARY=") + override_path + ": " + DynError();
       return false;
     }
@@ -163,6 +166,7 @@ bool Library::Load(std::string* why) {
       }
     }
     if (handle_ == nullptr) {
+      reason_code_ = "NVML_LIBRARY_NOT_FOUND";
       *why = std::string("NVIDIA's NVML library was not found (looked for ") + kLookedIn +
              "; it comes with the NVIDIA driver)";
       return false;
@@ -186,6 +190,7 @@ bool Library::Load(std::string* why) {
   if (!api_.device_get_count) missing += " nvmlDeviceGetCount_v2";
   if (!api_.device_get_handle_by_index) missing += " nvmlDeviceGetHandleByIndex_v2";
   if (!missing.empty()) {
+    reason_code_ = "NVML_LIBRARY_INCOMPLETE";
     *why = "the NVML library at " + path_ + " lacks required functions:" + missing;
     DynClose(handle_);
     handle_ = nullptr;
@@ -227,6 +232,7 @@ bool Library::Load(std::string* why) {
 bool Library::Open() {
   if (initialized_) return true;
   reason_.clear();
+  reason_code_ = "";
   if (handle_ == nullptr) {
     std::string why;
     if (!Load(&why)) {
@@ -237,6 +243,7 @@ bool Library::Open() {
   Return r = api_.init();
   if (r != kSuccess) {
     reason_ = "NVML could not start: " + Describe(r);
+    reason_code_ = ErrorName(r);
     DynClose(handle_);  // don't keep a library we cannot use (and don't leak its handle)
     handle_ = nullptr;
     api_ = Api();

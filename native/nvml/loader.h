@@ -49,6 +49,8 @@ class Library {
   const Api& api() const { return api_; }
   const std::string& path() const { return path_; }
   const std::string& reason() const { return reason_; }
+  // The reason's stable code (gpuInfo().reasonCode): NVML_LIBRARY_NOT_FOUND, an NVML_ERROR_* name, …
+  const char* reason_code() const { return reason_code_; }
 
  private:
   bool Load(std::string* why);
@@ -57,6 +59,7 @@ class Library {
   Api api_;
   std::string path_;
   std::string reason_;
+  const char* reason_code_ = "";
 };
 
 }  // namespace nvml

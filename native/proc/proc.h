@@ -5,21 +5,23 @@
 #include <utility>
 #include <vector>
 
+#include "../layout.h"
+
 namespace taskmeter {
 namespace proc {
 
 // Fixed slot order shared with src/binding.ts (SNAPSHOT_* constants). Doubles hold every value exactly
 // (byte counts stay far below 2^53).
-enum SnapshotSlot : int {
-  kTimeMs = 0,       // monotonic clock, ms
-  kEpochMs,          // wall clock (Unix epoch), ms
-  kCpuUserMs,        // this process, all threads
-  kCpuSystemMs,
-  kRssBytes,
-  kVmsBytes,
-  kPeakRssBytes,     // process-lifetime high-water mark (ru_maxrss)
-  kSnapshotSlots
-};
+#define TASKMETER_SNAPSHOT_SLOTS(X) \
+  X(TimeMs)  /* monotonic clock, ms */ \
+  X(EpochMs)  /* wall clock (Unix epoch), ms */ \
+  X(CpuUserMs)  /* this process, all threads */ \
+  X(CpuSystemMs) \
+  X(RssBytes) \
+  X(VmsBytes) \
+  X(PeakRssBytes)  /* process-lifetime high-water mark (ru_maxrss) */ \
+  /* end */
+TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
 bool ReadSelf(double* out);

@@ -3,7 +3,15 @@
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { intOption, optionsObject, describe } from '../options';
 import type { ResourceUsage } from '../usage';
-import { currentReadings, keepGpuFresh, taskFigures } from './readings';
+import {
+  BYTES_BUCKETS,
+  currentReadings,
+  DURATION_SECONDS_BUCKETS,
+  ENERGY_JOULES_BUCKETS,
+  keepGpuFresh,
+  taskFigures,
+} from './readings';
+import { typeError } from '../errors';
 
 export interface TaskmeterMetricsOptions {
   /** How often the GPU is read while registered, ms (the age of GPU values at collection). Default 1000. */
@@ -22,22 +30,65 @@ const VALUE_TYPE_DOUBLE = 1; // ValueType.DOUBLE, without a runtime import of @o
 /** Registers taskmeter's instruments on a meter. */
 export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetricsOptions): TaskmeterMetrics {
   if (!meter || typeof meter !== 'object' || typeof (meter as Meter).createObservableCounter !== 'function') {
-    throw new TypeError(`taskmeter: registerTaskmeterMetrics(meter): expected an OpenTelemetry Meter, got ${describe(meter)}`);
+    throw typeError(
+      `taskmeter: registerTaskmeterMetrics(meter): expected an OpenTelemetry Meter, got ${describe(meter)}`,
+    );
   }
   const o = optionsObject('registerTaskmeterMetrics', options, ['gpuIntervalMs']);
   const gpuIntervalMs = intOption('gpuIntervalMs', o.gpuIntervalMs, 20, 60_000, 1000);
   const d = { valueType: VALUE_TYPE_DOUBLE } as const;
-  const cpuTime = meter.createObservableCounter('process.cpu.time', { unit: 's', description: 'Total CPU seconds broken down by mode.', ...d });
-  const memUsage = meter.createObservableUpDownCounter('process.memory.usage', { unit: 'By', description: 'The amount of physical memory in use.' });
-  const memVirtual = meter.createObservableUpDownCounter('process.memory.virtual', { unit: 'By', description: 'The amount of committed virtual memory.' });
-  const memPeak = meter.createObservableGauge('taskmeter.process.memory.peak', { unit: 'By', description: "The process's peak resident memory (kernel high-water mark)." });
-  const gpuMem = meter.createObservableUpDownCounter('hw.gpu.memory.usage', { unit: 'By', description: 'GPU memory used (all processes).' });
-  const gpuLimit = meter.createObservableUpDownCounter('hw.gpu.memory.limit', { unit: 'By', description: 'GPU memory size.' });
-  const gpuUtil = meter.createObservableGauge('hw.gpu.utilization', { unit: '1', description: 'Fraction of time the GPU was busy.', ...d });
+  const cpuTime = meter.createObservableCounter('process.cpu.time', {
+    unit: 's',
+    description: 'Total CPU seconds broken down by mode.',
+    ...d,
+  });
+  const memUsage = meter.createObservableUpDownCounter('process.memory.usage', {
+    unit: 'By',
+    description: 'The amount of physical memory in use.',
+  });
+  const memVirtual = meter.createObservableUpDownCounter('process.memory.virtual', {
+    unit: 'By',
+    description: 'The amount of committed virtual memory.',
+  });
+  const memPeak = meter.createObservableGauge('taskmeter.process.memory.peak', {
+    unit: 'By',
+    description: "The process's peak resident memory (kernel high-water mark).",
+  });
+  const gpuMem = meter.createObservableUpDownCounter('hw.gpu.memory.usage', {
+    unit: 'By',
+    description: 'GPU memory used (all processes).',
+  });
+  const gpuLimit = meter.createObservableUpDownCounter('hw.gpu.memory.limit', {
+    unit: 'By',
+    description: 'GPU memory size.',
+  });
+  const gpuUtil = meter.createObservableGauge('hw.gpu.utilization', {
+    unit: '1',
+    description: 'Fraction of time the GPU was busy.',
+    ...d,
+  });
   const power = meter.createObservableGauge('hw.power', { unit: 'W', description: 'GPU board power draw.', ...d });
-  const energy = meter.createObservableCounter('hw.energy', { unit: 'J', description: 'GPU energy since taskmeter began reading it.', ...d });
-  const gpuProc = meter.createObservableUpDownCounter('taskmeter.gpu.process.memory.usage', { unit: 'By', description: "This process's GPU memory." });
-  const observables: Observable[] = [cpuTime, memUsage, memVirtual, memPeak, gpuMem, gpuLimit, gpuUtil, power, energy, gpuProc];
+  const energy = meter.createObservableCounter('hw.energy', {
+    unit: 'J',
+    description: 'GPU energy since taskmeter began reading it.',
+    ...d,
+  });
+  const gpuProc = meter.createObservableUpDownCounter('taskmeter.gpu.process.memory.usage', {
+    unit: 'By',
+    description: "This process's GPU memory.",
+  });
+  const observables: Observable[] = [
+    cpuTime,
+    memUsage,
+    memVirtual,
+    memPeak,
+    gpuMem,
+    gpuLimit,
+    gpuUtil,
+    power,
+    energy,
+    gpuProc,
+  ];
 
   const callback = (r: BatchObservableResult): void => {
     const x = currentReadings();
@@ -59,18 +110,40 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
   meter.addBatchObservableCallback(callback, observables);
   const stopGpu = keepGpuFresh(gpuIntervalMs);
 
-  const duration = meter.createHistogram('taskmeter.task.duration', { unit: 's', description: 'Wall-clock duration of measured tasks.' });
-  const cpu = meter.createHistogram('taskmeter.task.cpu.time', { unit: 's', description: 'CPU time of measured tasks.' });
-  const peak = meter.createHistogram('taskmeter.task.memory.peak', { unit: 'By', description: 'Peak resident memory of measured tasks.' });
-  const gpuPeak = meter.createHistogram('taskmeter.task.gpu.memory.peak', { unit: 'By', description: 'Peak GPU memory of measured tasks.' });
-  const gpuEnergy = meter.createHistogram('taskmeter.task.gpu.energy', { unit: 'J', description: 'GPU energy of measured tasks.' });
+  const duration = meter.createHistogram('taskmeter.task.duration', {
+    unit: 's',
+    description: 'Wall-clock duration of measured tasks.',
+    advice: { explicitBucketBoundaries: [...DURATION_SECONDS_BUCKETS] },
+  });
+  const cpu = meter.createHistogram('taskmeter.task.cpu.time', {
+    unit: 's',
+    description: 'CPU time of measured tasks.',
+    advice: { explicitBucketBoundaries: [...DURATION_SECONDS_BUCKETS] },
+  });
+  const peak = meter.createHistogram('taskmeter.task.memory.peak', {
+    unit: 'By',
+    description: 'Peak resident memory of measured tasks.',
+    advice: { explicitBucketBoundaries: [...BYTES_BUCKETS] },
+  });
+  const gpuPeak = meter.createHistogram('taskmeter.task.gpu.memory.peak', {
+    unit: 'By',
+    description: 'Peak GPU memory of measured tasks.',
+    advice: { explicitBucketBoundaries: [...BYTES_BUCKETS] },
+  });
+  const gpuEnergy = meter.createHistogram('taskmeter.task.gpu.energy', {
+    unit: 'J',
+    description: 'GPU energy of measured tasks.',
+    advice: { explicitBucketBoundaries: [...ENERGY_JOULES_BUCKETS] },
+  });
 
   let registered = true;
   return {
     recordUsage(usage: ResourceUsage, attributes?: Attributes): void {
       const f = taskFigures(usage);
       if (attributes !== undefined && (attributes === null || typeof attributes !== 'object')) {
-        throw new TypeError(`taskmeter: recordUsage(usage, attributes): attributes must be an object, got ${describe(attributes)}`);
+        throw typeError(
+          `taskmeter: recordUsage(usage, attributes): attributes must be an object, got ${describe(attributes)}`,
+        );
       }
       duration.record(f.durationSeconds, attributes);
       cpu.record(f.cpuSeconds, attributes);

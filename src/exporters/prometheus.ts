@@ -4,7 +4,16 @@
 import type { Registry } from 'prom-client';
 import { describe, intOption, optionsObject } from '../options';
 import type { ResourceUsage } from '../usage';
-import { currentReadings, keepGpuFresh, Readings, taskFigures } from './readings';
+import {
+  BYTES_BUCKETS,
+  currentReadings,
+  DURATION_SECONDS_BUCKETS,
+  ENERGY_JOULES_BUCKETS,
+  keepGpuFresh,
+  Readings,
+  taskFigures,
+} from './readings';
+import { codedError, typeError } from '../errors';
 
 export interface TaskmeterCollectorOptions {
   /** Where to register (default: prom-client's global register). */
@@ -28,10 +37,10 @@ type PromClient = typeof import('prom-client');
 
 function loadPromClient(): PromClient {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('prom-client') as PromClient;
   } catch {
-    throw new Error("taskmeter/prometheus needs prom-client: npm install prom-client");
+    const message = 'taskmeter/prometheus needs prom-client: npm install prom-client';
+    throw codedError(Error, message, 'ERR_TASKMETER_MISSING_PEER');
   }
 }
 
@@ -40,17 +49,28 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   const o = optionsObject('createTaskmeterCollector', options, ['registry', 'prefix', 'labelNames', 'gpuIntervalMs']);
   const prefix = o.prefix === undefined ? 'taskmeter_' : o.prefix;
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(prefix)) {
-    throw new TypeError(`taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`);
+    throw typeError(
+      `taskmeter: option "prefix" must be a valid Prometheus metric name prefix, got ${describe(prefix)}`,
+      typeof prefix === 'string' ? 'ERR_INVALID_ARG_VALUE' : 'ERR_INVALID_ARG_TYPE',
+    );
   }
   const labelNames = (o.labelNames ?? ['task']) as string[];
-  if (!Array.isArray(labelNames) || !labelNames.every((l) => typeof l === 'string' && /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l))) {
-    throw new TypeError(`taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`);
+  if (
+    !Array.isArray(labelNames) ||
+    !labelNames.every((l) => typeof l === 'string' && /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l))
+  ) {
+    throw typeError(
+      `taskmeter: option "labelNames" must be an array of label names, got ${describe(o.labelNames)}`,
+      Array.isArray(labelNames) && labelNames.every((l) => typeof l === 'string')
+        ? 'ERR_INVALID_ARG_VALUE'
+        : 'ERR_INVALID_ARG_TYPE',
+    );
   }
   const gpuIntervalMs = intOption('gpuIntervalMs', o.gpuIntervalMs, 20, 60_000, 1000);
   const prom = loadPromClient();
   const registry = (o.registry as Registry | undefined) ?? prom.register;
   if (!registry || typeof (registry as Registry).registerMetric !== 'function') {
-    throw new TypeError(`taskmeter: option "registry" must be a prom-client Registry, got ${describe(o.registry)}`);
+    throw typeError(`taskmeter: option "registry" must be a prom-client Registry, got ${describe(o.registry)}`);
   }
   const reg = [registry];
   // One reading per scrape, shared by every metric's collect() of that scrape.
@@ -99,10 +119,42 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
         this.set(read().vmsBytes);
       },
     }),
-    gpuGauge(prom, reg, n('gpu_memory_used_bytes'), 'GPU memory used (all processes).', ['uuid', 'name'], (g) => g.memoryUsedBytes, read),
-    gpuGauge(prom, reg, n('gpu_memory_total_bytes'), 'GPU memory size.', ['uuid', 'name'], (g) => g.memoryTotalBytes, read),
-    gpuGauge(prom, reg, n('gpu_process_memory_bytes'), "This process's GPU memory.", ['uuid'], (g) => g.processMemoryBytes, read),
-    gpuGauge(prom, reg, n('gpu_utilization_ratio'), 'Fraction of time the GPU was busy (0-1).', ['uuid'], (g) => g.utilizationRatio, read),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_memory_used_bytes'),
+      'GPU memory used (all processes).',
+      ['uuid', 'name'],
+      (g) => g.memoryUsedBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_memory_total_bytes'),
+      'GPU memory size.',
+      ['uuid', 'name'],
+      (g) => g.memoryTotalBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_process_memory_bytes'),
+      "This process's GPU memory.",
+      ['uuid'],
+      (g) => g.processMemoryBytes,
+      read,
+    ),
+    gpuGauge(
+      prom,
+      reg,
+      n('gpu_utilization_ratio'),
+      'Fraction of time the GPU was busy (0-1).',
+      ['uuid'],
+      (g) => g.utilizationRatio,
+      read,
+    ),
     gpuGauge(prom, reg, n('gpu_power_watts'), 'GPU board power draw.', ['uuid'], (g) => g.powerWatts, read),
     new prom.Counter({
       name: n('gpu_energy_joules_total'),
@@ -117,14 +169,18 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   ];
   const hist = (name: string, help: string, buckets: number[]) =>
     new prom.Histogram({ name: n(name), help, labelNames, buckets, registers: reg });
-  const seconds = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600];
-  const bytes = [2 ** 20, 16 * 2 ** 20, 128 * 2 ** 20, 512 * 2 ** 20, 2 ** 30, 4 * 2 ** 30, 16 * 2 ** 30, 64 * 2 ** 30];
+  const seconds = [...DURATION_SECONDS_BUCKETS];
+  const bytes = [...BYTES_BUCKETS];
   const histograms = {
     duration: hist('task_duration_seconds', 'Wall-clock duration of measured tasks.', seconds),
     cpu: hist('task_cpu_seconds', 'CPU time of measured tasks.', seconds),
     peak: hist('task_memory_peak_bytes', 'Peak resident memory of measured tasks.', bytes),
     gpuPeak: hist('task_gpu_memory_peak_bytes', 'Peak GPU memory of measured tasks.', bytes),
-    gpuEnergy: hist('task_gpu_energy_joules', 'GPU energy of measured tasks.', [1, 10, 100, 1000, 10_000, 100_000, 1_000_000]),
+    gpuEnergy: hist(
+      'task_gpu_energy_joules',
+      'GPU energy of measured tasks.',
+      [...ENERGY_JOULES_BUCKETS],
+    ),
   };
   const stopGpu = keepGpuFresh(gpuIntervalMs);
   let live = true;
@@ -132,10 +188,16 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     observeUsage(usage: ResourceUsage, labels: Record<string, string> = {}): void {
       const f = taskFigures(usage);
       if (labels === null || typeof labels !== 'object') {
-        throw new TypeError(`taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`);
+        throw typeError(
+          `taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`,
+        );
       }
       for (const k of Object.keys(labels)) {
-        if (!labelNames.includes(k)) throw new TypeError(`taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`);
+        if (!labelNames.includes(k))
+          throw typeError(
+            `taskmeter: observeUsage(): unknown label "${k}" (declared: ${labelNames.join(', ')})`,
+            'ERR_INVALID_ARG_VALUE',
+          );
       }
       histograms.duration.observe(labels, f.durationSeconds);
       histograms.cpu.observe(labels, f.cpuSeconds);
@@ -146,7 +208,8 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     unregister(): void {
       if (!live) return;
       live = false;
-      for (const m of [...metrics, ...Object.values(histograms)]) registry.removeSingleMetric((m as unknown as { name: string }).name);
+      for (const m of [...metrics, ...Object.values(histograms)])
+        registry.removeSingleMetric((m as unknown as { name: string }).name);
       stopGpu();
     },
   };

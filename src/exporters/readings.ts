@@ -3,6 +3,7 @@
 import { native } from '../binding';
 import { boundWindowBuffer, snapshot, Snapshot } from '../usage';
 import type { ResourceUsage } from '../usage';
+import { typeError } from '../errors';
 
 export interface GpuReading {
   uuid: string;
@@ -63,6 +64,19 @@ export function keepGpuFresh(intervalMs: number): () => void {
   };
 }
 
+// Histogram bucket boundaries that fit tasks (the OTel SDK's default, 0 … 10000, puts every task from 5 ms to 1.2 s
+// in one bucket and every memory peak in the overflow). Shared by both exporters.
+
+/** Seconds, 1 ms to 4 h: a 1-2.5-5 ladder up to a minute, then minutes and hours. */
+export const DURATION_SECONDS_BUCKETS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200,
+  14400,
+];
+/** Bytes, 1 MiB to 1 TiB in factors of 2. */
+export const BYTES_BUCKETS: readonly number[] = Array.from({ length: 21 }, (_, i) => 2 ** (20 + i));
+/** Joules, 0.1 J to 10 MJ (a 700 W GPU for 4 h is 10 MJ) in factors of 10. */
+export const ENERGY_JOULES_BUCKETS: readonly number[] = [0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7];
+
 /** The figures of a finished window that the exporters record into histograms. */
 export function taskFigures(usage: ResourceUsage): {
   durationSeconds: number;
@@ -72,8 +86,14 @@ export function taskFigures(usage: ResourceUsage): {
   gpuEnergyJoules: number | null;
 } {
   const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-  if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !finite(usage.peakRssBytes)) {
-    throw new TypeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
+  if (
+    !usage ||
+    typeof usage !== 'object' ||
+    !finite(usage.wallTimeMs) ||
+    !finite(usage.cpuTimeMs) ||
+    !finite(usage.peakRssBytes)
+  ) {
+    throw typeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
     durationSeconds: usage.wallTimeMs / 1000,

@@ -47,7 +47,7 @@ async function prometheus() {
   await new Promise((r) => setTimeout(r, 200));
   const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 50)));
   collector.observeUsage(usage, { task: 'sleep' });
-  const server = http.createServer(async (req, res) => {
+  const server = http.createServer(async (_req, res) => {
     res.setHeader('content-type', registry.contentType);
     res.end(await registry.metrics());
   });

@@ -1,5 +1,5 @@
-// The real-GPU check (../shared/docs/GPU-CHECKS.md): run on a machine with an NVIDIA driver, from the packed package
-// (bash ../shared/gpu-check/pack.sh test/gpu/device-check.mjs, then `bash .device/run.sh` there). Every figure is
+// The real-GPU check: run with node on a machine with an NVIDIA driver, from an unpacked `npm pack` of the built
+// package with its runtime dependencies (so that `import('taskmeter')` resolves). Every figure is
 // compared with nvidia-smi's own view in the same run. Writes $OUT/device-check.json and prints a summary.
 // Not part of `npm test` (it needs a GPU, PyTorch and nvidia-smi); without a GPU it says so and exits 0.
 import { execFileSync } from 'node:child_process';

@@ -1,0 +1,72 @@
+// Every error the addon throws goes through ThrowCodeError: a JS Error (or TypeError/RangeError) with a stable `code`
+// (src/errors.ts lists them; README "Error codes"). System errors carry the errno's own name (ErrnoName), as Node's
+// do: ENOENT, EACCES, … — never an invented one.
+#pragma once
+#include <napi.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace taskmeter {
+
+enum class ErrorKind { kError, kTypeError, kRangeError };
+
+// Sets a pending JS exception (the caller returns right after); never throws a C++ exception.
+inline void ThrowCodeError(Napi::Env env, ErrorKind kind, const char* code, const std::string& message) {
+  Napi::Error e = kind == ErrorKind::kTypeError    ? Napi::TypeError::New(env, message)
+                  : kind == ErrorKind::kRangeError ? Napi::RangeError::New(env, message)
+                                                   : Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  e.ThrowAsJavaScriptException();
+}
+
+// The symbolic name of an errno value ("ENOENT"), or "UNKNOWN" (libuv's name for one it does not know).
+inline const char* ErrnoName(int err) {
+  switch (err) {
+#define TASKMETER_ERRNO(name) \
+  case name: return #name;
+    TASKMETER_ERRNO(EPERM)
+    TASKMETER_ERRNO(ENOENT)
+    TASKMETER_ERRNO(ESRCH)
+    TASKMETER_ERRNO(EINTR)
+    TASKMETER_ERRNO(EIO)
+    TASKMETER_ERRNO(ENXIO)
+    TASKMETER_ERRNO(E2BIG)
+    TASKMETER_ERRNO(ENOEXEC)
+    TASKMETER_ERRNO(EBADF)
+    TASKMETER_ERRNO(ECHILD)
+    TASKMETER_ERRNO(EAGAIN)
+    TASKMETER_ERRNO(ENOMEM)
+    TASKMETER_ERRNO(EACCES)
+    TASKMETER_ERRNO(EFAULT)
+    TASKMETER_ERRNO(EBUSY)
+    TASKMETER_ERRNO(EEXIST)
+    TASKMETER_ERRNO(ENOTDIR)
+    TASKMETER_ERRNO(EISDIR)
+    TASKMETER_ERRNO(EINVAL)
+    TASKMETER_ERRNO(ENFILE)
+    TASKMETER_ERRNO(EMFILE)
+    TASKMETER_ERRNO(ETXTBSY)
+    TASKMETER_ERRNO(ENOSPC)
+    TASKMETER_ERRNO(EROFS)
+    TASKMETER_ERRNO(EPIPE)
+    TASKMETER_ERRNO(ENAMETOOLONG)
+    TASKMETER_ERRNO(ENOSYS)
+    TASKMETER_ERRNO(ELOOP)
+#undef TASKMETER_ERRNO
+    default: return "UNKNOWN";
+  }
+}
+
+// An Error for a failed system call: message "<syscall>: <strerror>", code = the errno's name, errno = the number,
+// syscall = what failed (Node's shape for system errors).
+inline void ThrowErrnoError(Napi::Env env, int err, const char* syscall) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + std::strerror(err));
+  e.Set("code", Napi::String::New(env, ErrnoName(err)));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.ThrowAsJavaScriptException();
+}
+
+}  // namespace taskmeter

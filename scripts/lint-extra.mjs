@@ -1,0 +1,38 @@
+// Checks the linter does not cover: no line of src/ over 120 columns, no suppression comment for a linter that is not
+// installed, and no reference to a path outside the repository. Part of `npm run lint`.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const skip = new Set(['node_modules', 'dist', 'build', 'build-cmake', 'build-asan', 'prebuilds', '.git', '.device']);
+const text = /\.(c|cc|h|ts|mts|cts|js|mjs|cjs|json|md|sh|yml|yaml|gyp|txt)$|^run$/;
+
+function* files(dir) {
+  for (const name of readdirSync(dir)) {
+    if (skip.has(name) || name === 'package-lock.json' || name === 'test-results.json') continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) yield* files(p);
+    else if (text.test(name)) yield p;
+  }
+}
+
+const problems = [];
+for (const p of files(root)) {
+  const rel = relative(root, p);
+  const lines = readFileSync(p, 'utf8').split('\n');
+  lines.forEach((line, i) => {
+    const at = `${rel}:${i + 1}`;
+    if (rel.startsWith('src/') && line.length > 120) problems.push(`${at}: ${line.length} columns (max 120)`);
+    if (/eslint-disable/.test(line) && rel !== 'scripts/lint-extra.mjs') {
+      problems.push(`${at}: eslint-disable comment (the linter is biome)`);
+    }
+    if (/\.\.\/shared\b/.test(line) && rel !== 'scripts/lint-extra.mjs') {
+      problems.push(`${at}: refers to a path outside the repository`);
+    }
+  });
+}
+if (problems.length > 0) {
+  console.error(problems.join('\n'));
+  process.exit(1);
+}
