@@ -78,6 +78,7 @@ export const WIN_TREE_PROCESSES = 13;
 export const WIN_TREE_ROOT_ALIVE = 14;
 export const WIN_TREE_SAMPLES = 15;
 export const WIN_TREE_RSS_FIRST = 16;
+export const WIN_TREE_INTERVAL_MS = 17;
 
 export const SP_EXITED = 0;
 export const SP_EXIT_CODE = 1;
@@ -145,7 +146,7 @@ function load(): NativeBinding {
 export const native: NativeBinding = load();
 if (
   native.SNAPSHOT_SLOTS !== 7 ||
-  native.WINDOW_SLOTS !== 17 ||
+  native.WINDOW_SLOTS !== 18 ||
   native.GPU_WINDOW_SLOTS !== 8 ||
   native.GPU_SNAPSHOT_SLOTS !== 8 ||
   native.SPAWN_SLOTS !== 10 ||

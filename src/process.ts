@@ -22,7 +22,25 @@ import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 
-export interface ProcessUsage extends ResourceUsage {
+/**
+ * What a tracked process tree (or a started command) cost. Every figure describes the tree, never taskmeter's own
+ * process; a figure nothing measured is null (e.g. the memory of a command that ended before the first sample and
+ * whose kernel accounting was not exact).
+ */
+export interface ProcessUsage extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
+  /** The tree's summed RSS at the first sample that saw it; null if no sample did. */
+  rssStartBytes: number | null;
+  /** The tree's summed RSS at the last sample that saw it; null if no sample did. */
+  rssEndBytes: number | null;
+  /** The tree's peak RSS (= treePeakRssBytes); null if nothing measured it. */
+  peakRssBytes: number | null;
+  /** 'hwm': the kernel's exact peak of one process; 'sampled': summed samples of the tree; null: not measured. */
+  peakRssSource: 'hwm' | 'sampled' | null;
+  /**
+   * The longest interval the tree sampler used, ms: the requested sampleIntervalMs, stretched when sampling a big
+   * tree would cost more than 1 % of a core. null if the tree was never sampled.
+   */
+  effectiveSampleIntervalMs: number | null;
   /** The tracked (or started) process. */
   pid: number;
   /**
@@ -112,6 +130,8 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
+  // The window's own figures (base) describe this process; only the tree's are kept.
+  const samples = processes > 0 && t && Number.isFinite(t.samples) ? t.samples : 0;
   return {
     ...base,
     wallTimeMs,
@@ -120,11 +140,12 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuSystemMs,
     cpuTimeMs,
     cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
-    rssStartBytes: rssFirst ?? 0,
-    rssEndBytes: rssEnd ?? 0,
-    peakRssBytes: treePeak ?? 0,
-    peakRssSource: processes <= 1 && maxRssSource === 'rusage' ? 'hwm' : treePeak === null ? 'endpoints' : 'sampled',
-    samples: t && Number.isFinite(t.samples) ? t.samples : 0,
+    rssStartBytes: rssFirst,
+    rssEndBytes: rssEnd,
+    peakRssBytes: treePeak,
+    peakRssSource: treePeak === null ? null : processes <= 1 && maxRssSource === 'rusage' ? 'hwm' : 'sampled',
+    samples,
+    effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null,
     pid,
     maxRssBytes,
     maxRssSource,
@@ -133,7 +154,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     treePeakRssBytes: treePeak,
     processes,
     cpuSource,
-    ...(c.timeline ? { timeline: c.timeline } : {}),
+    ...(c.timeline ? { timeline: { ...c.timeline, effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null } } : {}),
   };
 }
 

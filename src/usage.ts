@@ -12,6 +12,7 @@ import {
   WIN_TREE_ROOT_ALIVE,
   WIN_TREE_RSS,
   WIN_TREE_RSS_FIRST,
+  WIN_TREE_INTERVAL_MS,
   WIN_TREE_RSS_PEAK,
   WIN_TREE_SAMPLES,
   SNAP_CPU_SYSTEM_MS,
@@ -189,6 +190,8 @@ export interface TreeStats {
   processes: number;
   rootAlive: boolean;
   samples: number;
+  /** the longest interval the tree sampler stretched to, ms */
+  intervalMs: number;
 }
 
 export interface WindowStats {
@@ -222,6 +225,7 @@ export function windowStats(buf: Float64Array): WindowStats {
       processes: buf[WIN_TREE_PROCESSES],
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
+      intervalMs: buf[WIN_TREE_INTERVAL_MS],
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
