@@ -300,7 +300,7 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
     out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
     out[kWinTreeSamples] = w.tree_samples;
     out[kWinTreeRssFirstBytes] = t.rss_first_bytes >= 0 ? t.rss_first_bytes : NAN;
-    out[kWinTreeIntervalMs] = std::isnan(w.tree_interval_ms) ? w.interval_ms : w.tree_interval_ms;
+    out[kWinTreeIntervalMs] = w.tree_steps > 0 ? w.tree_step_sum_ms / w.tree_steps : w.interval_ms;
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinGpuSamples] = w.gpu_samples;
@@ -541,6 +541,7 @@ void Sampler::RunRss(uint64_t gen) {
       }
       if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
       double step = w.interval_ms;
+      bool ramping = w.ramp_ms > 0;
       if (w.ramp_ms > 0) {
         step = w.ramp_ms;
         w.ramp_ms *= 2;
@@ -549,7 +550,10 @@ void Sampler::RunRss(uint64_t gen) {
       if (w.tree) {
         // A big tree stretches the interval so that sampling stays within its CPU budget (tree.h).
         step = EffectiveIntervalMs(*w.tree, step);
-        if (w.ramp_ms == 0 && !(step <= w.tree_interval_ms)) w.tree_interval_ms = step;
+        if (!ramping) {
+          w.tree_step_sum_ms += step;
+          w.tree_steps++;
+        }
       }
       // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
       w.next_due_ms += step;

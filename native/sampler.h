@@ -42,7 +42,7 @@ enum WindowSlot : int {
   kWinTreeRootAlive,       // 1 while the root lives
   kWinTreeSamples,
   kWinTreeRssFirstBytes,   // the summed RSS at the first sample that saw any
-  kWinTreeIntervalMs,      // the longest interval the tree sampler stretched to (cost budget, see tree.h)
+  kWinTreeIntervalMs,      // the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h)
   kWindowSlots
 };
 // Timeline columns (see TakeTimeline).
@@ -161,7 +161,8 @@ class Sampler {
     bool is_tree = false;
     bool tree_busy = false;
     uint32_t tree_samples = 0;
-    double tree_interval_ms = NAN;  // the longest stretched interval used (ramp excluded)
+    double tree_step_sum_ms = 0;  // the tree's intervals after the ramp, stretched (see tree.h), and their count
+    uint32_t tree_steps = 0;
     TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
     // Timeline: points of kTimelineColumns; when full, pairs are merged and `stride` ticks make one point.
     bool timeline = false;

@@ -193,9 +193,10 @@ bool SampleTree(TreeState* st) {
   st->root_alive = root_alive;
   st->processes_now = live;
   double cost = std::max(0.0, ThreadCpuMs() - cost_start);
-  // Smoothed so that one descheduled or cache-cold sample does not stretch the interval by itself; a rising cost
-  // is followed at once.
-  st->cost_ms = cost > st->cost_ms ? cost : 0.8 * st->cost_ms + 0.2 * cost;
+  // Smoothed, so that one dear sample (a newcomer's files being opened, a cold cache) does not stretch the interval
+  // by itself.
+  st->cost_ms = st->samples_taken == 0 ? cost : 0.7 * st->cost_ms + 0.3 * cost;
+  st->samples_taken++;
   return root_alive;
 }
 

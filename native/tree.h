@@ -61,6 +61,7 @@ struct TreeState {
   bool root_alive = true;
   std::vector<uint32_t> live_pids;  // for GPU attribution
   double cost_ms = 0;             // CPU time the last samples took (smoothed), ms
+  uint32_t samples_taken = 0;
 };
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.

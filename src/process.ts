@@ -37,8 +37,9 @@ export interface ProcessUsage extends Omit<ResourceUsage, 'rssStartBytes' | 'rss
   /** 'hwm': the kernel's exact peak of one process; 'sampled': summed samples of the tree; null: not measured. */
   peakRssSource: 'hwm' | 'sampled' | null;
   /**
-   * The longest interval the tree sampler used, ms: the requested sampleIntervalMs, stretched when sampling a big
-   * tree would cost more than 1 % of a core. null if the tree was never sampled.
+   * The tree sampler's mean interval, ms: the requested sampleIntervalMs, stretched when sampling a big tree would
+   * cost more than 1 % of a core (the first samples come faster, 1, 2, 4 … ms, and are not counted). null if the
+   * tree was never sampled.
    */
   effectiveSampleIntervalMs: number | null;
   /** The tracked (or started) process. */

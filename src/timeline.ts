@@ -30,7 +30,7 @@ export interface Timeline {
   startedAt: number;
   /** the sampling interval asked for, ms (long runs merge points, so they can be further apart) */
   sampleIntervalMs: number;
-  /** process trees: the longest interval the sampler stretched to (to keep its cost under 1 % of a core), ms */
+  /** process trees: the mean interval the sampler used, stretched to keep its cost under 1 % of a core, ms */
   effectiveSampleIntervalMs?: number | null;
   points: TimelinePoint[];
   /** what the chart calls the run (e.g. the command line) */

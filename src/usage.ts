@@ -190,7 +190,7 @@ export interface TreeStats {
   processes: number;
   rootAlive: boolean;
   samples: number;
-  /** the longest interval the tree sampler stretched to, ms */
+  /** the tree sampler's mean interval, stretched to its cost budget, ms */
   intervalMs: number;
 }
 

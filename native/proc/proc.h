@@ -87,7 +87,12 @@ class ProcessReader {
   int stat_fd_ = -1;
   int children_fd_ = -1;  // the main thread's
   bool stat_pinned_ = false, children_pinned_ = false;  // counted against the descriptor budget
-  std::vector<uint32_t> tids_;  // other threads, listed again when the thread count changes
+  struct ThreadList {
+    uint32_t tid;
+    int fd;  // its children file, kept open while the descriptor budget allows (else -1: read by path)
+  };
+  std::vector<ThreadList> threads_lists_;  // other threads, listed again when the thread count changes
+  void CloseThreadLists();
   uint32_t tids_for_threads_ = 0;
   uint32_t reads_ = 0;
 #endif

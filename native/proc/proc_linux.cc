@@ -191,7 +191,18 @@ bool ReadChildrenFile(int fd, const char* path, std::vector<uint32_t>* out, bool
 
 ProcessReader::ProcessReader(uint32_t pid) : pid_(pid) {}
 
+void ProcessReader::CloseThreadLists() {
+  for (const ThreadList& t : threads_lists_) {
+    if (t.fd >= 0) {
+      close(t.fd);
+      Unpin();
+    }
+  }
+  threads_lists_.clear();
+}
+
 ProcessReader::~ProcessReader() {
+  CloseThreadLists();
   if (stat_fd_ >= 0) close(stat_fd_);
   if (children_fd_ >= 0) close(children_fd_);
   if (stat_pinned_) Unpin();
@@ -258,21 +269,28 @@ bool ProcessReader::Children(std::vector<uint32_t>* out) {
   // Other threads can fork too. Their ids are listed again when the thread count changes (and every 64 reads, in
   // case threads were replaced one for one); their lists are read by path.
   if (tids_for_threads_ != threads_ || reads_ % 64 == 0) {
-    tids_.clear();
+    CloseThreadLists();
     tids_for_threads_ = threads_;
     snprintf(path, sizeof(path), "/proc/%u/task", pid_);
     if (DIR* dir = opendir(path)) {
       while (struct dirent* e = readdir(dir)) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
         uint32_t tid = static_cast<uint32_t>(strtoul(e->d_name, nullptr, 10));
-        if (tid != pid_) tids_.push_back(tid);
+        if (tid == pid_) continue;
+        int fd = -1;
+        if (TryPin()) {
+          snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, tid);
+          fd = open(path, O_RDONLY | O_CLOEXEC);
+          if (fd < 0) Unpin();
+        }
+        threads_lists_.push_back(ThreadList{tid, fd});
       }
       closedir(dir);
     }
   }
-  for (uint32_t tid : tids_) {
-    snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, tid);
-    ReadChildrenFile(-1, path, out, &missing);  // a thread that ended meanwhile has no children to add
+  for (const ThreadList& t : threads_lists_) {
+    snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, t.tid);
+    ReadChildrenFile(t.fd, path, out, &missing);  // a thread that ended meanwhile has no children to add
   }
   return true;
 }
