@@ -486,18 +486,20 @@ void Sampler::RunRss(uint64_t gen) {
     }
     // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
     bool want_cpu = false;
+    bool want_rss = false;  // this process's RSS: not wanted by a tree window, which describes the tree
     jobs.clear();
     for (auto& kv : windows_) {
       Window& w = kv.second;
       if (w.next_due_ms > now) continue;
-      want_cpu |= w.timeline;
+      want_cpu |= w.timeline && !w.is_tree;
+      want_rss |= !w.is_tree;
       if (w.tree && !w.tree_busy) {
         w.tree_busy = true;
         jobs.push_back(TreeJob{kv.first, std::move(w.tree)});
       }
     }
     lock.unlock();
-    int64_t rss = proc::ReadSelfRssBytes();
+    int64_t rss = want_rss ? proc::ReadSelfRssBytes() : -1;
     double self_cpu = NAN;
     if (want_cpu) {
       double s[proc::kSnapshotSlots];

@@ -35,13 +35,11 @@ bool SampleTree(TreeState* st) {
   // children.
   std::vector<uint32_t> queue;
   std::unordered_set<uint32_t> queued;
-  if (!st->root_gone) {
-    queue.push_back(st->root);
-    queued.insert(st->root);
-  }
-  if (st->descendants)
-    for (const auto& kv : st->tracks)
-      if (queued.insert(kv.first).second) queue.push_back(kv.first);
+  // Processes already followed come first (their reads are the steady cost, see below), then the root if it is new.
+  for (const auto& kv : st->tracks)
+    if ((st->descendants || kv.first == st->root) && queued.insert(kv.first).second) queue.push_back(kv.first);
+  const size_t known = queue.size();
+  if (!st->root_gone && queued.insert(st->root).second) queue.push_back(st->root);
 
   st->live_pids.clear();
   double rss_sum = 0;
@@ -53,7 +51,12 @@ bool SampleTree(TreeState* st) {
   std::vector<uint32_t> kids;
   // Processes reached only through the fallback (every process's parent) are adopted by their parent's membership.
   std::unordered_set<uint32_t> fallback_members;
+  // The cost of reading the processes already followed is what every sample pays; a newcomer's first read also opens
+  // its files. The estimate scales the former to the whole tree, so that a burst of newcomers does not stretch the
+  // interval by itself.
+  double known_cost_ms = -1;
   for (size_t i = 0; i < queue.size(); i++) {
+    if (i == known) known_cost_ms = ThreadCpuMs() - cost_start;
     uint32_t pid = queue[i];
     auto it = st->tracks.find(pid);
     std::shared_ptr<proc::ProcessReader> reader =
@@ -193,9 +196,19 @@ bool SampleTree(TreeState* st) {
   st->root_alive = root_alive;
   st->processes_now = live;
   double cost = std::max(0.0, ThreadCpuMs() - cost_start);
-  // Smoothed, so that one dear sample (a newcomer's files being opened, a cold cache) does not stretch the interval
-  // by itself.
-  st->cost_ms = st->samples_taken == 0 ? cost : 0.7 * st->cost_ms + 0.3 * cost;
+  size_t members = std::max<size_t>(1, seen.size());
+  double est;
+  if (known > 0 && known_cost_ms >= 0 && known < members) {
+    est = known_cost_ms * static_cast<double>(members) / static_cast<double>(known);
+  } else if (known > 0) {
+    est = cost;
+  } else {
+    // Only newcomers (the first sample): opening a /proc file and reading it costs about 2.5 reads of an open one.
+    est = cost / 2.5;
+  }
+  // Smoothed upwards, so that one dear sample (a cold cache, a preemption inside a read) does not stretch the
+  // interval by itself; followed at once downwards.
+  st->cost_ms = st->samples_taken == 0 ? est : std::min(est, 0.7 * st->cost_ms + 0.3 * est);
   st->samples_taken++;
   return root_alive;
 }

@@ -21,7 +21,7 @@ namespace taskmeter {
 constexpr double kTreeCpuBudget = 0.01;
 // The most a stretched interval may become, ms.
 constexpr double kTreeMaxIntervalMs = 10000;
-constexpr uint32_t kHwmEvery = 16;
+constexpr uint32_t kHwmEvery = 32;
 
 struct TreeState {
   uint32_t root = 0;
