@@ -1,8 +1,8 @@
 // trackProcess and measureCommand on real process trees: CPU from before tracking began is never counted, a reused
 // root pid is never adopted, /proc files of any size are read whole, big trees are sampled whole at a bounded cost,
 // and every figure of a command's record describes the command, never taskmeter's own process.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
@@ -215,17 +215,25 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
 
 describe.runIf(linux)('the tree sampler', () => {
   it('is one reading of a few kept-open files per process: its descriptors close when tracking ends', async () => {
-    const fds = () => spawnSync('ls', [`/proc/${process.pid}/fd`]).stdout.toString().trim().split('\n').length;
+    // descriptors this process holds on other processes' /proc files
+    const fds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return /^\/proc\/\d+\/(stat|task\/\d+\/children)$/.test(readlinkSync(`/proc/self/fd/${fd}`));
+        } catch {
+          return false;
+        }
+      }).length;
     const before = fds();
     const p = start('sh', ['-c', 'for i in $(seq 50); do sleep 30 & done; wait']);
     await until(() => childrenOf(p.pid!).length >= 50, 30_000, '50 children');
     const t = tm.trackProcess(p.pid!);
     await until(() => t.usage.samples >= 3, 10_000, 'samples');
     const during = fds();
-    expect(during - before).toBeGreaterThanOrEqual(51); // kept open between samples
-    expect(during - before).toBeLessThanOrEqual(51 * 3);
+    expect(during - before).toBeGreaterThanOrEqual(2 * 51); // stat and children of each, kept open between samples
+    expect(during - before).toBeLessThanOrEqual(3 * 51);
     t.stop();
     await sleep(200);
-    expect(fds()).toBeLessThanOrEqual(before + 2);
+    expect(fds()).toBe(before);
   }, 60_000);
 });
