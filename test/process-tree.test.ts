@@ -191,6 +191,22 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
     expect(() => tm.toRecord({ ...u, pid: undefined } as unknown as tm.ResourceUsage)).toThrow(TypeError);
   });
 
+  it('a command whose memory nothing measured is still recorded by the Prometheus exporter, without a memory figure', async () => {
+    const prom = await import('prom-client');
+    const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
+    const registry = new prom.Registry();
+    const c = createTaskmeterCollector({ registry });
+    const usage = { ...(await tm.measureCommand('true')).usage, peakRssBytes: null, peakRssSource: null } as tm.ProcessUsage;
+    try {
+      c.observeUsage(usage, { task: 'true' });
+      const text = await registry.metrics();
+      expect(text).toMatch(/taskmeter_task_duration_seconds_count\{task="true"\} 1/);
+      expect(text).not.toMatch(/taskmeter_task_memory_peak_bytes_count\{task="true"\} 1/);
+    } finally {
+      c.unregister();
+    }
+  });
+
   it('--no-gpu is reported as --no-gpu, and a GPU-less host gets one short GPU line', async () => {
     const off = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--no-gpu', '--', 'true']);
     const line = off.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;

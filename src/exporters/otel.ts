@@ -3,6 +3,7 @@
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { intOption, optionsObject, describe } from '../options';
 import type { ResourceUsage } from '../usage';
+import type { ProcessUsage } from '../process';
 import { currentReadings, keepGpuFresh, taskFigures } from './readings';
 
 export interface TaskmeterMetricsOptions {
@@ -12,7 +13,7 @@ export interface TaskmeterMetricsOptions {
 
 export interface TaskmeterMetrics {
   /** Records a finished window (measure(), a tracker, measureCommand()) into the task histograms. */
-  recordUsage(usage: ResourceUsage, attributes?: Attributes): void;
+  recordUsage(usage: ResourceUsage | ProcessUsage, attributes?: Attributes): void;
   /** Stops the observations (the batch callback) and the background GPU readings. */
   unregister(): void;
 }
@@ -67,14 +68,14 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
 
   let registered = true;
   return {
-    recordUsage(usage: ResourceUsage, attributes?: Attributes): void {
+    recordUsage(usage: ResourceUsage | ProcessUsage, attributes?: Attributes): void {
       const f = taskFigures(usage);
       if (attributes !== undefined && (attributes === null || typeof attributes !== 'object')) {
         throw new TypeError(`taskmeter: recordUsage(usage, attributes): attributes must be an object, got ${describe(attributes)}`);
       }
       duration.record(f.durationSeconds, attributes);
       cpu.record(f.cpuSeconds, attributes);
-      peak.record(f.memoryPeakBytes, attributes);
+      if (f.memoryPeakBytes !== null) peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);
     },

@@ -3,6 +3,7 @@
 import { native } from '../binding';
 import { boundWindowBuffer, snapshot, Snapshot } from '../usage';
 import type { ResourceUsage } from '../usage';
+import type { ProcessUsage } from '../process';
 
 export interface GpuReading {
   uuid: string;
@@ -64,21 +65,22 @@ export function keepGpuFresh(intervalMs: number): () => void {
 }
 
 /** The figures of a finished window that the exporters record into histograms. */
-export function taskFigures(usage: ResourceUsage): {
+export function taskFigures(usage: ResourceUsage | ProcessUsage): {
   durationSeconds: number;
   cpuSeconds: number;
-  memoryPeakBytes: number;
+  /** null: a process usage whose memory nothing measured (a command that ended before the first sample) */
+  memoryPeakBytes: number | null;
   gpuMemoryPeakBytes: number | null;
   gpuEnergyJoules: number | null;
 } {
   const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-  if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !finite(usage.peakRssBytes)) {
+  if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !(finite(usage.peakRssBytes) || (usage.peakRssBytes === null && 'pid' in usage))) {
     throw new TypeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
     durationSeconds: usage.wallTimeMs / 1000,
     cpuSeconds: usage.cpuTimeMs / 1000,
-    memoryPeakBytes: usage.peakRssBytes,
+    memoryPeakBytes: finite(usage.peakRssBytes) ? usage.peakRssBytes : null,
     gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
     gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,
   };
