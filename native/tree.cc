@@ -62,7 +62,15 @@ bool SampleTree(TreeState* st) {
     std::shared_ptr<proc::ProcessReader> reader =
         it != st->tracks.end() ? it->second.reader : std::make_shared<proc::ProcessReader>(pid);
     proc::ProcessInfo info;
-    if (!reader->Read(false, &info)) continue;  // gone (or its pid now names another process)
+    if (!reader->Read(false, &info)) {
+      // Gone (or its pid names another process now). One that could not be read for another reason (no descriptor
+      // left) keeps its last values until the next sample.
+      if (!reader->Gone()) {
+        if (it != st->tracks.end()) seen.insert(pid);
+        if (pid == st->root) root_alive = st->root_alive;  // unknown: as it was (alive, before the first read)
+      }
+      continue;
+    }
     if (it != st->tracks.end() && it->second.start_ticks != info.start_ticks) continue;
     if (pid == st->root) {
       if (st->root_start_ticks < 0) st->root_start_ticks = info.start_ticks;

@@ -141,6 +141,32 @@ describe.runIf(linux)('trackProcess on real trees', () => {
     expect(u.sampleIntervalMs).toBe(10);
   }, 120_000);
 
+  it('keeps following a process while this process has no descriptor left (EMFILE), and reads it once one is free', async () => {
+    const script = `
+      const tm = require(${JSON.stringify(join(root, 'dist/index.js'))});
+      const fs = require('fs');
+      const { spawn } = require('child_process');
+      const p = spawn('sleep', ['5'], { stdio: 'ignore' });
+      const held = [];
+      try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
+      const t = tm.trackProcess(p.pid, { timeline: false });
+      setTimeout(() => {
+        const during = t.running;
+        for (const fd of held.splice(0, 20)) fs.closeSync(fd);
+        setTimeout(() => {
+          const u = t.stop();
+          p.kill();
+          console.log(JSON.stringify({ during, running: t.running, processes: u.processes, rss: u.rssEndBytes }));
+        }, 300);
+      }, 300);`;
+    const r = await run('sh', ['-c', `ulimit -n 256 && exec "${process.execPath}" -e "$0"`, script]);
+    expect(r.code, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(o.during).toBe(true); // before: the unreadable root was taken for gone, and tracking ended
+    expect(o.processes).toBe(1);
+    expect(o.rss).toBeGreaterThan(100 * 1024);
+  }, 20_000);
+
   it('keeps the requested interval for a single small process', async () => {
     const p = start('sleep', ['2']);
     const t = tm.trackProcess(p.pid!, { sampleIntervalMs: 20 });

@@ -76,11 +76,15 @@ class ProcessReader {
   bool Read(bool want_hwm, ProcessInfo* out);
   // The process's own peak RSS (VmHWM) in bytes, or -1: a read of its larger status file, so asked for sparingly.
   double ReadPeakBytes();
+  // After a failed Read: true if the process is gone (or its pid names another process now), false if it could not
+  // be read for another reason (no descriptor left: EMFILE), when it must not be taken for gone.
+  bool Gone() const { return gone_; }
   // Appends the direct children (of every thread). False where the OS has no per-thread children lists.
   bool Children(std::vector<uint32_t>* out);
 
  private:
   uint32_t pid_;
+  bool gone_ = false;
   double start_ticks_ = -1;
   uint32_t threads_ = 1;
 #ifdef __linux__
@@ -102,9 +106,12 @@ class ProcessReader {
 inline ProcessReader::ProcessReader(uint32_t pid) : pid_(pid) {}
 inline ProcessReader::~ProcessReader() {}
 inline bool ProcessReader::Read(bool, ProcessInfo* out) {
+  gone_ = true;
   if (!ReadProcess(pid_, out)) return false;
   if (start_ticks_ < 0) start_ticks_ = out->start_ticks;
-  return out->start_ticks == start_ticks_;
+  if (out->start_ticks != start_ticks_) return false;
+  gone_ = false;
+  return true;
 }
 inline double ProcessReader::ReadPeakBytes() {
   ProcessInfo info;

@@ -216,11 +216,15 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
   snprintf(path, sizeof(path), "/proc/%u/stat", pid_);
   std::vector<char>& buf = ReadBuffer();
   ssize_t n;
+  gone_ = false;
   if (stat_fd_ >= 0) {
     n = PreadAll(stat_fd_, buf, true);  // ESRCH once the process is gone, even if its pid is reused
   } else {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    if (fd < 0) {
+      gone_ = errno == ENOENT || errno == ESRCH;
+      return false;
+    }
     n = PreadAll(fd, buf, true);
     if (n > 0 && !stat_pinned_ && TryPin()) {
       stat_fd_ = fd;
@@ -229,11 +233,17 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
       close(fd);
     }
   }
-  if (n <= 0) return false;
+  if (n <= 0) {
+    gone_ = n == 0 || errno == ESRCH || errno == ENOENT;
+    return false;
+  }
   StatFields f;
-  if (ParseStat(buf.data(), static_cast<size_t>(n), &f) != kParseOk || f.pid != pid_) return false;
+  if (ParseStat(buf.data(), static_cast<size_t>(n), &f) != kParseOk || f.pid != pid_) return false;  // unreadable now
   if (start_ticks_ < 0) start_ticks_ = static_cast<double>(f.starttime);
-  if (static_cast<double>(f.starttime) != start_ticks_) return false;  // another process under the same pid
+  if (static_cast<double>(f.starttime) != start_ticks_) {
+    gone_ = true;  // another process under the same pid
+    return false;
+  }
   FillInfo(f, out);
   threads_ = out->threads;
   reads_++;
