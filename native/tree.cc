@@ -33,13 +33,30 @@ bool SampleTree(TreeState* st) {
   // Members: the root, its descendants now, and every process seen before that still lives (an orphan that was
   // re-parented elsewhere still belongs to the task that started it). One pass reads each process and lists its
   // children.
+  const uint32_t gen = ++st->gen;
   std::vector<uint32_t> queue;
-  std::unordered_set<uint32_t> queued;
+  queue.reserve(st->tracks.size() + 1);
+  std::unordered_set<uint32_t> queued_new;  // newcomers (tracked ones carry the mark)
+  auto enqueue = [&](uint32_t pid) {
+    auto t = st->tracks.find(pid);
+    if (t != st->tracks.end()) {
+      if (t->second.queued_gen == gen) return;
+      t->second.queued_gen = gen;
+    } else if (!queued_new.insert(pid).second) {
+      return;
+    }
+    queue.push_back(pid);
+  };
+  auto seen = [&](uint32_t pid) {
+    auto t = st->tracks.find(pid);
+    return t != st->tracks.end() && t->second.seen_gen == gen;
+  };
+  size_t seen_count = 0;
   // Processes already followed come first (their reads are the steady cost, see below), then the root if it is new.
   for (const auto& kv : st->tracks)
-    if ((st->descendants || kv.first == st->root) && queued.insert(kv.first).second) queue.push_back(kv.first);
+    if (st->descendants || kv.first == st->root) enqueue(kv.first);
   const size_t known = queue.size();
-  if (!st->root_gone && queued.insert(st->root).second) queue.push_back(st->root);
+  if (!st->root_gone) enqueue(st->root);
 
   st->live_pids.clear();
   double rss_sum = 0;
@@ -47,7 +64,6 @@ bool SampleTree(TreeState* st) {
   bool root_alive = false;
   bool children_ok = true;
   uint32_t live = 0;
-  std::unordered_set<uint32_t> seen;
   std::vector<uint32_t> kids;
   // Processes reached only through the fallback (every process's parent) are adopted by their parent's membership.
   std::unordered_set<uint32_t> fallback_members;
@@ -66,7 +82,10 @@ bool SampleTree(TreeState* st) {
       // Gone (or its pid names another process now). One that could not be read for another reason (no descriptor
       // left) keeps its last values until the next sample.
       if (!reader->Gone()) {
-        if (it != st->tracks.end()) seen.insert(pid);
+        if (it != st->tracks.end() && it->second.seen_gen != gen) {
+          it->second.seen_gen = gen;
+          seen_count++;
+        }
         if (pid == st->root) root_alive = st->root_alive;  // unknown: as it was (alive, before the first read)
       }
       continue;
@@ -80,6 +99,7 @@ bool SampleTree(TreeState* st) {
       TreeState::Track t;
       t.start_ticks = info.start_ticks;
       t.reader = reader;
+      t.queued_gen = gen;
       if (st->first && st->baseline_existing) {
         t.baseline_user_ms = info.cpu_user_ms;
         t.baseline_system_ms = info.cpu_system_ms;
@@ -88,7 +108,8 @@ bool SampleTree(TreeState* st) {
       st->processes_seen++;
     }
     TreeState::Track& tr = it->second;
-    seen.insert(pid);
+    tr.seen_gen = gen;
+    seen_count++;
     if (pid == st->root) root_alive = info.alive;
     tr.last_user_ms = info.cpu_user_ms;
     tr.last_system_ms = info.cpu_system_ms;
@@ -121,7 +142,7 @@ bool SampleTree(TreeState* st) {
     kids.clear();
     children_ok &= reader->Children(&kids);
     for (uint32_t k : kids)
-      if (queued.insert(k).second) queue.push_back(k);
+      enqueue(k);
   }
   if (!children_ok && st->descendants) {
     // No per-thread children lists (CONFIG_PROC_CHILDREN off): walk every process's parent instead, then read the
@@ -132,7 +153,7 @@ bool SampleTree(TreeState* st) {
       while (grew) {
         grew = false;
         for (const auto& pp : all) {
-          if (!seen.count(pp.second) || seen.count(pp.first)) continue;
+          if (!seen(pp.second) || seen(pp.first)) continue;
           auto reader = std::make_shared<proc::ProcessReader>(pp.first);
           proc::ProcessInfo info;
           if (!reader->Read(true, &info)) continue;
@@ -159,9 +180,10 @@ bool SampleTree(TreeState* st) {
               st->max_hwm_comm = info.comm;
             }
           }
+          t.seen_gen = t.queued_gen = gen;
           st->tracks.emplace(pp.first, std::move(t));
           st->processes_seen++;
-          seen.insert(pp.first);
+          seen_count++;
           grew = true;
         }
       }
@@ -172,12 +194,12 @@ bool SampleTree(TreeState* st) {
   // what it used before tracking began) into its cutime/cstime: the child's baseline must come off again, or the
   // time before tracking would be counted. A process that left without a tracked parent keeps what we last saw.
   for (auto it = st->tracks.begin(); it != st->tracks.end();) {
-    if (seen.count(it->first)) {
+    if (it->second.seen_gen == gen) {
       ++it;
       continue;
     }
     const TreeState::Track& t = it->second;
-    bool absorbed = it->first != st->root && seen.count(t.last_ppid) > 0;
+    bool absorbed = it->first != st->root && seen(t.last_ppid);
     if (absorbed) {
       st->departed_user_ms -= t.baseline_user_ms;
       st->departed_system_ms -= t.baseline_system_ms;
@@ -188,7 +210,7 @@ bool SampleTree(TreeState* st) {
     if (it->first == st->root) st->root_gone = true;  // its pid may be reused: never adopt it again
     it = st->tracks.erase(it);
   }
-  if (st->root_start_ticks >= 0 && !seen.count(st->root)) st->root_gone = true;
+  if (st->root_start_ticks >= 0 && !seen(st->root)) st->root_gone = true;
   double user = st->departed_user_ms, system = st->departed_system_ms;
   for (const auto& kv : st->tracks) {
     user += kv.second.last_user_ms - kv.second.baseline_user_ms;
@@ -204,7 +226,7 @@ bool SampleTree(TreeState* st) {
   st->root_alive = root_alive;
   st->processes_now = live;
   double cost = std::max(0.0, ThreadCpuMs() - cost_start);
-  size_t members = std::max<size_t>(1, seen.size());
+  size_t members = std::max<size_t>(1, seen_count);
   double est;
   if (known > 0 && known_cost_ms >= 0 && known < members) {
     est = known_cost_ms * static_cast<double>(members) / static_cast<double>(known);

@@ -37,6 +37,7 @@ struct TreeState {
     double hwm_bytes = -1;       // this process's peak so far (VmHWM, raised by every RSS seen)
     uint32_t since_hwm = 0;      // samples since VmHWM was read
     uint32_t last_ppid = 0;
+    uint32_t queued_gen = 0, seen_gen = 0;  // the sample (TreeState::gen) that queued it, that read it
     std::shared_ptr<proc::ProcessReader> reader;
   };
   std::unordered_map<uint32_t, Track> tracks;
@@ -62,6 +63,7 @@ struct TreeState {
   std::vector<uint32_t> live_pids;  // for GPU attribution
   double cost_ms = 0;             // CPU time the last samples took (smoothed), ms
   uint32_t samples_taken = 0;
+  uint32_t gen = 0;               // this sample's number (marks on the tracks instead of per-sample sets)
 };
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
