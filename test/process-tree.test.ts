@@ -147,6 +147,7 @@ describe.runIf(linux)('trackProcess on real trees', () => {
       const fs = require('fs');
       const { spawn } = require('child_process');
       const p = spawn('sleep', ['5'], { stdio: 'ignore' });
+      tm.measureSync(() => 0); // the sampler thread exists before the descriptors run out
       const held = [];
       try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
       const t = tm.trackProcess(p.pid, { timeline: false });
@@ -159,7 +160,14 @@ describe.runIf(linux)('trackProcess on real trees', () => {
           console.log(JSON.stringify({ during, running: t.running, processes: u.processes, rss: u.rssEndBytes }));
         }, 300);
       }, 300);`;
-    const r = await run('sh', ['-c', `ulimit -n 256 && exec "${process.execPath}" -e "$0"`, script]);
+    // Under npm run test:asan this child runs the plain build: UBSan's dynamic-type check probes memory through a
+    // pipe(), which cannot be made without a free descriptor, and then reports every virtual call as a bad type.
+    const env = { ...process.env };
+    if (/asan/.test(env.LD_PRELOAD ?? '')) {
+      delete env.LD_PRELOAD;
+      delete env.TASKMETER_ADDON;
+    }
+    const r = await run('sh', ['-c', `ulimit -n 256 && exec "${process.execPath}" -e "$0"`, script], { env });
     expect(r.code, r.stderr).toBe(0);
     const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(o.during).toBe(true); // before: the unreadable root was taken for gone, and tracking ended
