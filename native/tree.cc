@@ -65,8 +65,6 @@ bool SampleTree(TreeState* st) {
   bool children_ok = true;
   uint32_t live = 0;
   std::vector<uint32_t> kids;
-  // Processes reached only through the fallback (every process's parent) are adopted by their parent's membership.
-  std::unordered_set<uint32_t> fallback_members;
   // The cost of reading the processes already followed is what every sample pays; a newcomer's first read also opens
   // its files. The estimate scales the former to the whole tree, so that a burst of newcomers does not stretch the
   // interval by itself.
