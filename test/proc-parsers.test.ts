@@ -26,7 +26,7 @@ function buildDriver(): string {
   return out;
 }
 
-type Kind = 's' | 'm' | 'h' | 'r' | 'c';
+type Kind = 's' | 'm' | 'h' | 'r' | 'd' | 'c';
 interface Out {
   e: string;
   [k: string]: unknown;
@@ -169,7 +169,7 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       4,
     );
     const inputs: [Kind, Buffer][] = [];
-    for (const b of [...blobs, ...mixed]) for (const k of ['s', 'm', 'h', 'r', 'c'] as Kind[]) inputs.push([k, b]);
+    for (const b of [...blobs, ...mixed]) for (const k of ['s', 'm', 'h', 'r', 'd', 'c'] as Kind[]) inputs.push([k, b]);
     const outs = parse(inputs);
     outs.forEach((o) => expect(typeof o.e).toBe('string'));
     // whatever parsed is a plain, exact integer
@@ -234,6 +234,26 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       expect(o.pids).toEqual(complete);
       expect(o.e).toBe(text.length === 0 || text.endsWith(' ') ? 'ok' : 'truncated');
     });
+  });
+
+  it('schedstat reads time on CPU and times run exactly; a cut-short, garbled or overlong one is an error', () => {
+    const cases = sample(fc.tuple(u53, u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })), RUNS, 8);
+    const inputs = cases.map(([a, b, c, cut]): [Kind, Buffer] => {
+      const text = Buffer.from(`${a} ${b} ${c}\n`);
+      return ['d', cut === undefined ? text : text.subarray(0, Math.floor(cut * (text.length - 1)))];
+    });
+    const outs = parse(inputs);
+    outs.forEach((o, i) => {
+      const [a, , c, cut] = cases[i];
+      if (cut === undefined) expect(o).toEqual({ e: 'ok', run: a, slices: c });
+      else expect(o.e).toMatch(/truncated|empty/);
+    });
+    const bad = parse([
+      ['d', Buffer.from('1 2 3 4\n')],
+      ['d', Buffer.from('-1 2 3\n')],
+      ['d', Buffer.from('99999999999999999999 2 3\n')],
+    ]);
+    expect(bad.map((o) => o.e)).toEqual(['malformed', 'malformed', 'out of range']);
   });
 
   it('statm reads size and resident exactly; a cut-short or garbled statm is an error', () => {

@@ -156,6 +156,26 @@ int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes)
   return kParseMissing;
 }
 
+int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices) {
+  if (len == 0) return kParseEmpty;
+  if (buf[len - 1] != '\n') return kParseTruncated;
+  const char* end = buf + len - 1;
+  uint64_t v[3];
+  const char* p = buf;
+  for (int i = 0; i < 3; i++) {
+    const char* q = p;
+    while (q < end && *q != ' ') q++;
+    if (i < 2 && q >= end) return kParseTruncated;
+    int e = ParseU64(p, q, &v[i]);
+    if (e != kParseOk) return e;
+    if (i == 2 && q != end) return kParseMalformed;  // more than three fields
+    p = q + 1;
+  }
+  *run_ns = v[0];
+  *timeslices = v[2];
+  return kParseOk;
+}
+
 int ParseChildren(const char* buf, size_t len, std::vector<uint32_t>* out) {
   const char* end = buf + len;
   const char* p = buf;

@@ -47,6 +47,9 @@ int ParseStatm(const char* buf, size_t len, uint64_t* size_pages, uint64_t* resi
 // line; the value must be followed by " kB\n". Returns bytes in *bytes.
 int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes);
 
+// /proc/<pid>/schedstat: "<ns on CPU> <ns waiting> <times run>\n" (the thread group leader's).
+int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices);
+
 // /proc/<pid>/task/<tid>/children: "pid pid pid " (each followed by a space). A last entry without its space was cut
 // short by a read that was too small: kParseTruncated (the complete entries are still appended).
 int ParseChildren(const char* buf, size_t len, std::vector<uint32_t>* out);

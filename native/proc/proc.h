@@ -99,6 +99,14 @@ class ProcessReader {
   void CloseThreadLists();
   uint32_t tids_for_threads_ = 0;
   uint32_t reads_ = 0;
+  // A single-threaded process that has not run since its last `stat` read (its schedstat is unchanged: 0.4 µs
+  // against 1.2 µs) has the same CPU, flags and memory: the last read stands, refreshed every kStatEvery reads.
+  int sched_fd_ = -1;
+  bool sched_unavailable_ = false;
+  uint64_t last_run_ns_ = 0, last_slices_ = 0;
+  bool have_last_ = false;
+  uint32_t since_stat_ = 0;
+  ProcessInfo last_;
 #endif
 };
 

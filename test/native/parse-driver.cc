@@ -1,6 +1,6 @@
 // Test driver for native/proc/parse_linux.cc (built by test/proc-parsers.test.ts, with ASan and UBSan where the
 // compiler has them). stdin: records of [kind: 1 byte][length: uint32 LE][bytes]; kinds: 's' stat, 'm' statm,
-// 'h' status VmHWM:, 'r' status VmRSS:, 'c' children. stdout: one JSON object per record. Each input is copied into
+// 'h' status VmHWM:, 'r' status VmRSS:, 'd' schedstat, 'c' children. stdout: one JSON object per record. Each input is copied into
 // a heap block of exactly its length, so a read past the end is caught by the sanitizer.
 #include <cstdint>
 #include <cstdio>
@@ -53,6 +53,12 @@ int main() {
       uint64_t bytes = 0;
       int e = ParseStatusKb(buf, len, kind == 'h' ? "VmHWM:" : "VmRSS:", &bytes);
       snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"bytes\":%llu}", ParseErrorName(e), (unsigned long long)bytes);
+      line = tmp;
+    } else if (kind == 'd') {
+      uint64_t run = 0, slices = 0;
+      int e = ParseSchedstat(buf, len, &run, &slices);
+      snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"run\":%llu,\"slices\":%llu}", ParseErrorName(e),
+               (unsigned long long)run, (unsigned long long)slices);
       line = tmp;
     } else if (kind == 'c') {
       std::vector<uint32_t> kids;
