@@ -2,7 +2,8 @@
 // CPU time. Used by the RSS thread for windows that track a process tree; touches no shared state.
 //
 // Cost: each process is read through a proc::ProcessReader that keeps its /proc files open (Linux: one pread of
-// `stat` — CPU, parent, flags, RSS — and one of its children list per sample; `status`, for the peak, only when the
+// `schedstat`, then of `stat` — CPU, parent, flags, RSS — only if the process ran since the last one (or every 16th
+// sample), and one of its children list per sample; `status`, for the peak, only when the
 // process is first seen, when its RSS fell since the last sample (the kernel has just folded a higher peak into
 // VmHWM) and every kHwmEvery samples). The sample's own CPU cost is measured, and the caller stretches the interval
 // so that sampling stays within kTreeCpuBudget of one core (EffectiveIntervalMs).
