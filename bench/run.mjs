@@ -104,3 +104,7 @@ try {
 } catch (err) {
   console.log(`\nGPU bench skipped: ${err.message}`);
 }
+
+// The process-tree sampler's own cost (issue 9, item 6): bench/tree.mjs.
+const { treeBench } = await import('./tree.mjs');
+treeBench();

@@ -173,10 +173,13 @@ bool Sampler::TakeTimeline(uint32_t id, std::vector<double>* points, std::string
 void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms) {
   double p[kTimelineColumns];
   p[kTlTimeMs] = now - w.open_ms;
-  p[kTlRssBytes] = rss >= 0 ? rss : NAN;
+  // A tree window describes the tree: this process's own RSS is no part of it.
+  p[kTlRssBytes] = rss >= 0 && !w.is_tree ? rss : NAN;
   p[kTlTreeRssBytes] = w.is_tree && w.last_tree.rss_sum_bytes >= 0 ? w.last_tree.rss_sum_bytes : NAN;
   // CPU: the tree's sampled CPU for a tree window, else this process's.
-  double cpu = w.is_tree ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms : self_cpu_ms;
+  double cpu = !w.is_tree ? self_cpu_ms
+               : w.last_tree.processes_seen > 0 ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms
+                                                : NAN;  // no sample has seen the tree yet
   // A trailing rate over 100–200 ms: /proc counts a tree's CPU in 10 ms clock ticks, so a rate over one short
   // interval would jump between 0 and several hundred percent. Two references: the rate is taken from the older.
   constexpr double kCpuSpanMs = 100;
@@ -287,9 +290,10 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   out[kWinMaxRssBytes] = w.max_rss_bytes;
   out[kWinSamples] = w.samples;
   for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
+  out[kWinTreeIntervalMs] = NAN;
   if (w.is_tree) {
     const TreeState& t = w.last_tree;
-    out[kWinTreeRssBytes] = t.rss_sum_bytes >= 0 ? t.rss_sum_bytes : NAN;
+    out[kWinTreeRssBytes] = t.rss_last_bytes >= 0 ? t.rss_last_bytes : NAN;  // the last sample that saw the tree
     out[kWinTreeRssPeakBytes] = t.rss_sum_peak_bytes >= 0 ? t.rss_sum_peak_bytes : NAN;
     out[kWinTreeMaxHwmBytes] = t.max_hwm_bytes >= 0 ? t.max_hwm_bytes : NAN;
     out[kWinTreeMaxHwmPid] = t.max_hwm_pid ? t.max_hwm_pid : NAN;
@@ -299,6 +303,7 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
     out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
     out[kWinTreeSamples] = w.tree_samples;
     out[kWinTreeRssFirstBytes] = t.rss_first_bytes >= 0 ? t.rss_first_bytes : NAN;
+    out[kWinTreeIntervalMs] = w.tree_steps > 0 ? w.tree_step_sum_ms / w.tree_steps : w.interval_ms;
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinGpuSamples] = w.gpu_samples;
@@ -484,18 +489,20 @@ void Sampler::RunRss(uint64_t gen) {
     }
     // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
     bool want_cpu = false;
+    bool want_rss = false;  // this process's RSS: not wanted by a tree window, which describes the tree
     jobs.clear();
     for (auto& kv : windows_) {
       Window& w = kv.second;
       if (w.next_due_ms > now) continue;
-      want_cpu |= w.timeline;
+      want_cpu |= w.timeline && !w.is_tree;
+      want_rss |= !w.is_tree;
       if (w.tree && !w.tree_busy) {
         w.tree_busy = true;
         jobs.push_back(TreeJob{kv.first, std::move(w.tree)});
       }
     }
     lock.unlock();
-    int64_t rss = proc::ReadSelfRssBytes();
+    int64_t rss = want_rss ? proc::ReadSelfRssBytes() : -1;
     double self_cpu = NAN;
     if (want_cpu) {
       double s[proc::kSnapshotSlots];
@@ -515,6 +522,7 @@ void Sampler::RunRss(uint64_t gen) {
       const TreeState& t = *w.tree;
       w.last_tree.rss_sum_bytes = t.rss_sum_bytes;
       w.last_tree.rss_first_bytes = t.rss_first_bytes;
+      w.last_tree.rss_last_bytes = t.rss_last_bytes;
       w.last_tree.rss_sum_peak_bytes = t.rss_sum_peak_bytes;
       w.last_tree.max_hwm_bytes = t.max_hwm_bytes;
       w.last_tree.max_hwm_pid = t.max_hwm_pid;
@@ -538,10 +546,19 @@ void Sampler::RunRss(uint64_t gen) {
       }
       if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
       double step = w.interval_ms;
+      bool ramping = w.ramp_ms > 0;
       if (w.ramp_ms > 0) {
         step = w.ramp_ms;
         w.ramp_ms *= 2;
         if (w.ramp_ms >= w.interval_ms) w.ramp_ms = 0;
+      }
+      if (w.tree) {
+        // A big tree stretches the interval so that sampling stays within its CPU budget (tree.h).
+        step = EffectiveIntervalMs(*w.tree, step);
+        if (!ramping) {
+          w.tree_step_sum_ms += step;
+          w.tree_steps++;
+        }
       }
       // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
       w.next_due_ms += step;

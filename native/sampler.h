@@ -43,6 +43,7 @@ namespace taskmeter {
   X(WinTreeRootAlive)  /* 1 while the root lives */ \
   X(WinTreeSamples) \
   X(WinTreeRssFirstBytes)  /* the summed RSS at the first sample that saw any */ \
+  X(WinTreeIntervalMs)  /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns (see TakeTimeline).
@@ -179,6 +180,8 @@ class Sampler {
     bool is_tree = false;
     bool tree_busy = false;
     uint32_t tree_samples = 0;
+    double tree_step_sum_ms = 0;  // the tree's intervals after the ramp, stretched (see tree.h), and their count
+    uint32_t tree_steps = 0;
     TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
     // Timeline: points of kTimelineColumns; when full, pairs are merged and `stride` ticks make one point.
     bool timeline = false;

@@ -113,6 +113,7 @@ export const WIN_TREE_PROCESSES = win('WIN_TREE_PROCESSES');
 export const WIN_TREE_ROOT_ALIVE = win('WIN_TREE_ROOT_ALIVE');
 export const WIN_TREE_SAMPLES = win('WIN_TREE_SAMPLES');
 export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
+export const WIN_TREE_INTERVAL_MS = win('WIN_TREE_INTERVAL_MS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');

@@ -25,6 +25,28 @@ Options:
 
 class UsageError extends Error {}
 
+// util.parseArgs's messages, said plainly (its own quote an option in unbalanced quotes).
+function usageMessage(raw: string): string {
+  const m = raw.replace(/^TypeError \[[A-Z_]+\]: /, '');
+  let r = /^Unknown option '([^']+)'/.exec(m);
+  if (r) return `unknown option ${r[1]} (to pass it to the command, put it after --)`;
+  r = /^Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/.exec(m);
+  if (r) return `option ${r[1]} needs a value`;
+  r = /^Option '(?:-\w, )?(--[\w-]+)[^']*' does not take an argument/.exec(m);
+  if (r) return `option ${r[1]} takes no value`;
+  return m;
+}
+
+// One short line about the GPU for a host without one; the full reason is in the --json record (gpu_reason).
+function gpuLine(tm: typeof Taskmeter, noGpu: boolean): string {
+  if (noGpu) return 'off (--no-gpu)';
+  if (tm.hasGpu) return 'no readings';
+  const reason = tm.gpuInfo().reason ?? '';
+  if (/TASKMETER_DISABLE_GPU/.test(reason)) return 'off (TASKMETER_DISABLE_GPU)';
+  if (/not found/i.test(reason)) return 'none (no NVIDIA driver found)';
+  return 'none (see gpu_reason in --json)';
+}
+
 export interface CliIo {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
@@ -53,7 +75,7 @@ function parse(argv: string[]) {
       },
     }));
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+    throw new UsageError(usageMessage((e as Error).message));
   }
   // `taskmeter cmd args` without `--` also works when the command comes before any taskmeter option.
   const command = dd >= 0 ? rest : positionals;
@@ -77,7 +99,16 @@ function parse(argv: string[]) {
 
 const fmtS = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 
-function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandResult): string {
+function sampledEvery(u: Taskmeter.ProcessUsage): string {
+  const eff = u.effectiveSampleIntervalMs;
+  if (u.samples === 0) return 'seen only at its end';
+  if (eff !== null && u.sampleIntervalMs !== null && eff > u.sampleIntervalMs) {
+    return `sampled every ${u.sampleIntervalMs} ms, stretched to ${+eff.toFixed(1)} ms for a big tree`;
+  }
+  return `sampled every ${u.sampleIntervalMs} ms`;
+}
+
+function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandResult, noGpu: boolean): string {
   const u = r.usage;
   const b = (v: number | null) => (v === null ? 'n/a' : tm.formatBytes(v));
   const rows: [string, string][] = [
@@ -99,13 +130,12 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     [
       'Peak RSS, process tree',
       u.treePeakRssBytes === null
-        ? `n/a (the command ended before the first sample, ${u.sampleIntervalMs} ms)`
-        : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ` +
-          `sampled every ${u.sampleIntervalMs} ms)`,
+        ? `n/a (the command ended before the first sample)`
+        : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ${sampledEvery(u)})`,
     ],
   ];
   if (u.gpus.length === 0) {
-    rows.push(['GPU', tm.hasGpu ? 'no readings' : `none (${tm.gpuInfo().reason})`]);
+    rows.push(['GPU', gpuLine(tm, noGpu)]);
   }
   for (const g of u.gpus) {
     const parts = [
@@ -192,7 +222,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     ? 128 + ((constants.signals as Record<string, number>)[result.signal] ?? 0)
     : (result.exitCode ?? 1);
   if (values.json || values.output) {
-    const record = { ...tm.toRecord(result.usage), command, exit_code: result.exitCode, signal: result.signal };
+    const record = {
+      ...tm.toRecord(result.usage),
+      ...(values['no-gpu'] ? { gpu_reason: 'turned off with --no-gpu' } : {}),
+      command,
+      exit_code: result.exitCode,
+      signal: result.signal,
+    };
     const text = JSON.stringify(record, null, 2) + '\n';
     if (values.json) io.stdout(text);
     if (values.output) writeFileSync(values.output, text);
@@ -205,6 +241,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }),
     );
   }
-  if (!values.quiet) io.stderr(report(tm, command, result));
+  if (!values.quiet) io.stderr(report(tm, command, result, values['no-gpu'] === true));
   return exitCode;
 }

@@ -24,7 +24,26 @@ import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 import { rangeError, typeError } from './errors';
 
-export interface ProcessUsage extends ResourceUsage {
+/**
+ * What a tracked process tree (or a started command) cost. Every figure describes the tree, never taskmeter's own
+ * process; a figure nothing measured is null (e.g. the memory of a command that ended before the first sample and
+ * whose kernel accounting was not exact).
+ */
+export interface ProcessUsage extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
+  /** The tree's summed RSS at the first sample that saw it; null if no sample did. */
+  rssStartBytes: number | null;
+  /** The tree's summed RSS at the last sample that saw it; null if no sample did. */
+  rssEndBytes: number | null;
+  /** The tree's peak RSS (= treePeakRssBytes); null if nothing measured it. */
+  peakRssBytes: number | null;
+  /** 'hwm': the kernel's exact peak of one process; 'sampled': summed samples of the tree; null: not measured. */
+  peakRssSource: 'hwm' | 'sampled' | null;
+  /**
+   * The tree sampler's mean interval, ms: the requested sampleIntervalMs, stretched when sampling a big tree would
+   * cost more than 1 % of a core (the first samples come faster, 1, 2, 4 … ms, and are not counted). null if the
+   * tree was never sampled.
+   */
+  effectiveSampleIntervalMs: number | null;
   /** The tracked (or started) process. */
   pid: number;
   /**
@@ -119,6 +138,8 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
+  // The window's own figures (base) describe this process; only the tree's are kept.
+  const samples = processes > 0 && t && Number.isFinite(t.samples) ? t.samples : 0;
   return {
     ...base,
     wallTimeMs,
@@ -127,11 +148,12 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuSystemMs,
     cpuTimeMs,
     cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
-    rssStartBytes: rssFirst ?? 0,
-    rssEndBytes: rssEnd ?? 0,
-    peakRssBytes: treePeak ?? 0,
-    peakRssSource: processes <= 1 && maxRssSource === 'rusage' ? 'hwm' : treePeak === null ? 'endpoints' : 'sampled',
-    samples: t && Number.isFinite(t.samples) ? t.samples : 0,
+    rssStartBytes: rssFirst,
+    rssEndBytes: rssEnd,
+    peakRssBytes: treePeak,
+    peakRssSource: treePeak === null ? null : processes <= 1 && maxRssSource === 'rusage' ? 'hwm' : 'sampled',
+    samples,
+    effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null,
     pid,
     maxRssBytes,
     maxRssSource,
@@ -140,7 +162,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     treePeakRssBytes: treePeak,
     processes,
     cpuSource,
-    ...(c.timeline ? { timeline: c.timeline } : {}),
+    ...(c.timeline ? { timeline: { ...c.timeline, effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null } } : {}),
   };
 }
 

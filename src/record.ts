@@ -4,6 +4,7 @@ import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
 import { rangeError, typeError } from './errors';
+import type { ProcessUsage } from './process';
 
 export const RECORD_SCHEMA_VERSION = 1;
 
@@ -32,16 +33,19 @@ export interface UsageRecord {
   cpu_system_seconds: number;
   cpu_time_seconds: number;
   cpu_percent: number;
-  peak_memory_bytes: number;
-  peak_memory_mb: number;
-  peak_memory_source: 'hwm' | 'sampled' | 'endpoints';
-  rss_start_bytes: number;
-  rss_start_mb: number;
-  rss_end_bytes: number;
-  rss_end_mb: number;
+  /** null only for a tracked process or command that nothing measured (see the schema) */
+  peak_memory_bytes: number | null;
+  peak_memory_mb: number | null;
+  peak_memory_source: 'hwm' | 'sampled' | 'endpoints' | null;
+  rss_start_bytes: number | null;
+  rss_start_mb: number | null;
+  rss_end_bytes: number | null;
+  rss_end_mb: number | null;
   samples: number;
   sample_interval_ms: number | null;
   gpu_available: boolean;
+  /** Why there is no GPU reading (no driver, disabled…); null when a GPU is available. */
+  gpu_reason?: string | null;
   gpu_memory_peak_bytes: number | null;
   gpu_memory_peak_mb: number | null;
   gpu_memory_peak_source: 'process' | 'device' | null;
@@ -57,6 +61,7 @@ export interface UsageRecord {
   tree_peak_rss_mb?: number | null;
   processes?: number;
   cpu_source?: 'rusage' | 'sampled';
+  effective_sample_interval_ms?: number | null;
 }
 
 const round = (v: number, digits: number): number => {
@@ -126,7 +131,7 @@ function time(u: Record<string, unknown>, key: string): number {
 }
 
 /** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
-export function toRecord(usage: ResourceUsage): UsageRecord {
+export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   if (usage === null || typeof usage !== 'object') {
     throw typeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
   }
@@ -139,11 +144,14 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const wall = num(u, 'wallTimeMs');
   const user = num(u, 'cpuUserMs');
   const sys = num(u, 'cpuSystemMs');
-  const peak = num(u, 'peakRssBytes');
-  const rssStart = num(u, 'rssStartBytes');
-  const rssEnd = num(u, 'rssEndBytes');
+  // A process usage may lack memory figures (nothing measured them): null, never 0. A window's always has them.
+  const isProcess = u.pid !== undefined;
+  const mem = (key: string) => (isProcess && u[key] === null ? null : num(u, key));
+  const peak = mem('peakRssBytes');
+  const rssStart = mem('rssStartBytes');
+  const rssEnd = mem('rssEndBytes');
   const source = u.peakRssSource;
-  if (source !== 'hwm' && source !== 'sampled' && source !== 'endpoints') {
+  if (!(source === 'hwm' || source === 'sampled' || source === 'endpoints' || (isProcess && source === null))) {
     throw typeError(
       "taskmeter: toRecord(usage): usage.peakRssSource must be 'hwm', 'sampled' or 'endpoints', " +
         `got ${describe(source)}`,
@@ -160,6 +168,7 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
+  const gpuAvailable = gpus.length > 0 || gpuInfo().available;
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -169,16 +178,17 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     cpu_system_seconds: round(sys / 1000, 6),
     cpu_time_seconds: round(cpuTimeMs / 1000, 6),
     cpu_percent: round(cpuPercent(cpuTimeMs, wall), 2),
-    peak_memory_bytes: Math.round(peak),
-    peak_memory_mb: toMiB(peak),
-    peak_memory_source: source,
-    rss_start_bytes: Math.round(rssStart),
-    rss_start_mb: toMiB(rssStart),
-    rss_end_bytes: Math.round(rssEnd),
-    rss_end_mb: toMiB(rssEnd),
+    peak_memory_bytes: intOrNull(peak),
+    peak_memory_mb: mibOrNull(peak),
+    peak_memory_source: peak === null ? null : source,
+    rss_start_bytes: intOrNull(rssStart),
+    rss_start_mb: mibOrNull(rssStart),
+    rss_end_bytes: intOrNull(rssEnd),
+    rss_end_mb: mibOrNull(rssEnd),
     samples: Math.round(samples),
     sample_interval_ms: interval,
-    gpu_available: gpus.length > 0 || gpuInfo().available,
+    gpu_available: gpuAvailable,
+    gpu_reason: gpuAvailable ? null : (gpuInfo().reason ?? null),
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
     gpu_memory_peak_mb: mibOrNull(gpuPeak),
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
@@ -214,5 +224,6 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
     tree_peak_rss_mb: mibOrNull(tree),
     processes: typeof u.processes === 'number' && Number.isInteger(u.processes) && u.processes >= 0 ? u.processes : 0,
     cpu_source: u.cpuSource === 'rusage' ? 'rusage' : 'sampled',
+    effective_sample_interval_ms: numOrNull(u, 'effectiveSampleIntervalMs', 'usage'),
   };
 }

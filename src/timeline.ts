@@ -14,7 +14,7 @@ import { codedError, rangeError, typeError } from './errors';
 export interface TimelinePoint {
   /** ms since the window started */
   tMs: number;
-  /** this process's RSS */
+  /** this process's RSS (in-process windows); null in the timeline of a tracked process tree or command */
   rssBytes: number | null;
   /** the tracked process tree's summed RSS (process tracking only) */
   treeRssBytes: number | null;
@@ -22,7 +22,7 @@ export interface TimelinePoint {
   gpuProcessMemoryBytes: number | null;
   /** GPU utilization, mean over GPUs */
   gpuUtilizationPercent: number | null;
-  /** CPU use of this process, or of the tree, since the previous point */
+  /** CPU use of this process, or of the tree (null until a sample saw the tree), since the previous point */
   cpuPercent: number | null;
 }
 
@@ -31,6 +31,8 @@ export interface Timeline {
   startedAt: number;
   /** the sampling interval asked for, ms (long runs merge points, so they can be further apart) */
   sampleIntervalMs: number;
+  /** process trees: the mean interval the sampler used, stretched to keep its cost under 1 % of a core, ms */
+  effectiveSampleIntervalMs?: number | null;
   points: TimelinePoint[];
   /** what the chart calls the run (e.g. the command line) */
   title?: string;
@@ -113,13 +115,15 @@ function checkTimeline(t: unknown): Timeline {
   return tl;
 }
 
+// rss_bytes is the task's memory: this process's in an in-process timeline, the tree's summed RSS in the timeline of
+// a tracked process or command (never taskmeter's own there); tree_rss_bytes repeats the tree's for the latter.
 function csv(tl: Timeline): string {
   const head = 't_seconds,rss_bytes,tree_rss_bytes,gpu_process_memory_bytes,gpu_utilization_percent,cpu_percent';
   const cell = (v: number | null, digits = 0) => (v === null ? '' : digits ? v.toFixed(digits) : String(Math.round(v)));
   const rows = tl.points.map((p) =>
     [
       (p.tMs / 1000).toFixed(3),
-      cell(p.rssBytes),
+      cell(p.rssBytes ?? p.treeRssBytes),
       cell(p.treeRssBytes),
       cell(p.gpuProcessMemoryBytes),
       cell(p.gpuUtilizationPercent, 1),
@@ -266,8 +270,14 @@ function svg(tl: Timeline, o: RenderOptions): string {
     );
   });
   out.push('</g>');
-  if (pts.length === 0)
+  if (pts.length === 0) {
     out.push(`<text x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" fill="#57606a">no samples</text>`);
+  } else if (!shown.some((s) => s.axis === 'bytes')) {
+    out.push(
+      `<text id="no-memory" x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" fill="#57606a">` +
+        'no memory sample (the task ended before the first one)</text>',
+    );
+  }
   out.push('</svg>');
   return out.join('\n');
 }
@@ -297,6 +307,9 @@ export function renderTimeline(
   if (format === 'svg') return chart + '\n';
   const title = options.title ?? tl.title ?? 'taskmeter timeline';
   const started = Number.isFinite(tl.startedAt) ? new Date(tl.startedAt).toISOString() : '';
+  const eff = tl.effectiveSampleIntervalMs;
+  const stretched =
+    typeof eff === 'number' && eff > tl.sampleIntervalMs ? `, stretched to ${+eff.toFixed(1)} ms to keep the sampler under 1 % of a core` : '';
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -307,7 +320,7 @@ export function renderTimeline(
 <body>
 <main>
 ${chart}
-<p>Started ${esc(started)} · ${tl.points.length} points · sampled every ${tl.sampleIntervalMs} ms ${PAGE_NOTE}</p>
+<p>Started ${esc(started)} · ${tl.points.length} points · sampled every ${tl.sampleIntervalMs} ms${stretched} ${PAGE_NOTE}</p>
 </main>
 </body>
 </html>

@@ -13,6 +13,7 @@ import {
   WIN_TREE_RSS_BYTES,
   WIN_TREE_RSS_FIRST_BYTES,
   WIN_TREE_RSS_PEAK_BYTES,
+  WIN_TREE_INTERVAL_MS,
   WIN_TREE_SAMPLES,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
@@ -190,6 +191,8 @@ export interface TreeStats {
   processes: number;
   rootAlive: boolean;
   samples: number;
+  /** the tree sampler's mean interval, stretched to its cost budget, ms */
+  intervalMs: number;
 }
 
 export interface WindowStats {
@@ -223,6 +226,7 @@ export function windowStats(buf: Float64Array): WindowStats {
       processes: buf[WIN_TREE_PROCESSES],
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
+      intervalMs: buf[WIN_TREE_INTERVAL_MS],
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],

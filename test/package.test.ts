@@ -29,7 +29,7 @@ describe('native sources', () => {
     const listed = new Set<string>([...lists.common, ...lists.linux, ...lists.darwin, ...lists.win32]);
     expect([...listed].sort()).toEqual(onDisk.sort());
     // each OS gets exactly one process-metrics file
-    for (const os of ['linux', 'darwin', 'win32']) expect(lists[os].filter((f: string) => f.startsWith('native/proc/'))).toEqual([`native/proc/proc_${os}.cc`]);
+    for (const os of ['linux', 'darwin', 'win32']) expect(lists[os].filter((f: string) => f.startsWith('native/proc/proc_'))).toEqual([`native/proc/proc_${os}.cc`]);
   });
 });
 

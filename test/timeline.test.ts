@@ -73,7 +73,8 @@ describe('renderTimeline()', () => {
     const csv = tm.renderTimeline(synthetic, { format: 'csv' }).trim().split('\n');
     expect(csv[0]).toBe('t_seconds,rss_bytes,tree_rss_bytes,gpu_process_memory_bytes,gpu_utilization_percent,cpu_percent');
     expect(csv).toHaveLength(251);
-    expect(csv[121]).toBe(`1.200,,${500 * MiB},${2048 * MiB},80.0,95.0`);
+    // rss_bytes is the task's memory: here a process tree's, so the tree's summed RSS
+    expect(csv[121]).toBe(`1.200,${500 * MiB},${500 * MiB},${2048 * MiB},80.0,95.0`);
   });
 
   it('rejects what is not a timeline', () => {
@@ -115,6 +116,38 @@ describe('renderTimeline()', () => {
     expect(pts.length).toBeGreaterThan(500);
     expect(Math.max(...pts.map((p) => p.rssBytes ?? 0))).toBeGreaterThan(u.rssStartBytes + 90 * MiB);
   }, 20_000);
+});
+
+describe("a command's timeline shows the command, never taskmeter's own process", () => {
+  const cli = (args: string[]) => run(process.execPath, [join(root, 'bin/taskmeter.js'), '-q', ...args]);
+
+  it('`taskmeter -t z.svg -- true` draws no "RSS" series (that was taskmeter\'s own) and no peak of it', async () => {
+    const svgFile = join(work, 'z.svg');
+    const r = await cli(['-t', svgFile, '--', 'true']);
+    expect(r.code, r.stderr).toBe(0);
+    const svg = readFileSync(svgFile, 'utf8');
+    expect(svg).not.toContain('series-rssBytes');
+    expect(svg).not.toContain('peak-rssBytes');
+    // whatever memory is drawn is the command's: far below a Node process's ~40 MiB
+    for (const m of svg.matchAll(/peak ([\d.]+) (KiB|MiB|GiB)/g)) {
+      const bytes = Number(m[1]) * { KiB: 1024, MiB: MiB, GiB: 1024 * MiB }[m[2] as 'KiB'];
+      expect(bytes).toBeLessThan(16 * MiB);
+    }
+    if (!svg.includes('series-treeRssBytes')) expect(svg).toContain('no memory sample');
+  }, 30_000);
+
+  it("the CSV's rss_bytes column is the command tree's RSS", async () => {
+    const csvFile = join(work, 'z.csv');
+    const r = await cli(['-i', '5', '-t', csvFile, '--', python, '-c', "b = b'\\x01' * (60 << 20)\nimport time; time.sleep(0.4)"]);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = readFileSync(csvFile, 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
+    const rss = rows.map((c) => c[1]).filter((v) => v !== '').map(Number);
+    const tree = rows.map((c) => c[2]).filter((v) => v !== '').map(Number);
+    expect(rss.length).toBeGreaterThan(5);
+    expect(rss).toEqual(tree); // the same figure: the command's, not taskmeter's
+    expect(Math.max(...rss)).toBeGreaterThan(60 * MiB);
+    expect(Math.min(...rss)).toBeLessThan(Math.max(...rss));
+  }, 30_000);
 });
 
 const noChromium = requireSystemTool('chromium');

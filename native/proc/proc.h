@@ -48,8 +48,9 @@ struct ProcessInfo {
   double cpu_user_ms = 0;      // utime + cutime (its own and its reaped children's), ms
   double cpu_system_ms = 0;    // stime + cstime
   double rss_bytes = -1;       // VmRSS
-  double hwm_bytes = -1;       // VmHWM: the process's own peak so far (exact, per process)
+  double hwm_bytes = -1;       // VmHWM: the process's own peak so far (exact, per process); -1 when not read
   double start_ticks = 0;      // start time since boot, clock ticks: tells a reused pid apart
+  uint32_t threads = 1;        // threads in the process (Linux; 1 elsewhere)
   char comm[17] = {0};
 };
 
@@ -62,6 +63,72 @@ bool ListChildren(uint32_t pid, std::vector<uint32_t>* out);
 
 // Every process's (pid, ppid): the slow fallback where per-thread children lists are not available.
 bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out);
+
+// One process followed from sample to sample by the tree sampler. On Linux it keeps the process's /proc files open
+// and re-reads them with pread at offset 0 (an open fd also pins the process: once it is gone, reads fail even if
+// its pid is reused). Elsewhere it reads by pid each time. Used by one thread at a time.
+class ProcessReader {
+ public:
+  explicit ProcessReader(uint32_t pid);
+  ~ProcessReader();
+  ProcessReader(const ProcessReader&) = delete;
+  ProcessReader& operator=(const ProcessReader&) = delete;
+  // Reads the process (want_hwm: also its peak, which costs a read of a larger file). False once it is gone, or when
+  // the pid now belongs to another process than the one first read.
+  bool Read(bool want_hwm, ProcessInfo* out);
+  // The process's own peak RSS (VmHWM) in bytes, or -1: a read of its larger status file, so asked for sparingly.
+  double ReadPeakBytes();
+  // After a failed Read: true if the process is gone (or its pid names another process now), false if it could not
+  // be read for another reason (no descriptor left: EMFILE), when it must not be taken for gone.
+  bool Gone() const { return gone_; }
+  // Appends the direct children (of every thread). False where the OS has no per-thread children lists.
+  bool Children(std::vector<uint32_t>* out);
+
+ private:
+  uint32_t pid_;
+  bool gone_ = false;
+  double start_ticks_ = -1;
+  uint32_t threads_ = 1;
+#ifdef __linux__
+  int stat_fd_ = -1;
+  int children_fd_ = -1;  // the main thread's
+  bool stat_pinned_ = false, children_pinned_ = false;  // counted against the descriptor budget
+  struct ThreadList {
+    uint32_t tid;
+    int fd;  // its children file, kept open while the descriptor budget allows (else -1: read by path)
+  };
+  std::vector<ThreadList> threads_lists_;  // other threads, listed again when the thread count changes
+  void CloseThreadLists();
+  uint32_t tids_for_threads_ = 0;
+  uint32_t reads_ = 0;
+  // A single-threaded process that has not run since its last `stat` read (its schedstat is unchanged: 0.4 µs
+  // against 1.2 µs) has the same CPU, flags and memory: the last read stands, refreshed every kStatEvery reads.
+  int sched_fd_ = -1;
+  bool sched_unavailable_ = false;
+  uint64_t last_run_ns_ = 0, last_slices_ = 0;
+  bool have_last_ = false;
+  uint32_t since_stat_ = 0;
+  ProcessInfo last_;
+#endif
+};
+
+#ifndef __linux__
+inline ProcessReader::ProcessReader(uint32_t pid) : pid_(pid) {}
+inline ProcessReader::~ProcessReader() {}
+inline bool ProcessReader::Read(bool, ProcessInfo* out) {
+  gone_ = true;
+  if (!ReadProcess(pid_, out)) return false;
+  if (start_ticks_ < 0) start_ticks_ = out->start_ticks;
+  if (out->start_ticks != start_ticks_) return false;
+  gone_ = false;
+  return true;
+}
+inline double ProcessReader::ReadPeakBytes() {
+  ProcessInfo info;
+  return Read(true, &info) ? info.hwm_bytes : -1;
+}
+inline bool ProcessReader::Children(std::vector<uint32_t>* out) { return ListChildren(pid_, out); }
+#endif
 
 }  // namespace proc
 }  // namespace taskmeter

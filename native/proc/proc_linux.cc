@@ -1,5 +1,6 @@
 #include "proc.h"
 #include "proc_posix.h"
+#include "parse_linux.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,13 +51,8 @@ bool ReadStatm(double* vms_bytes, double* rss_bytes) {
     n = pread(fd, buf, sizeof(buf) - 1, 0);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) return false;
-  buf[n] = '\0';
-  char* end = nullptr;
-  unsigned long long size = strtoull(buf, &end, 10);
-  if (end == buf) return false;
-  char* end2 = nullptr;
-  unsigned long long resident = strtoull(end, &end2, 10);
-  if (end2 == end) return false;
+  uint64_t size, resident;
+  if (ParseStatm(buf, static_cast<size_t>(n), &size, &resident) != kParseOk) return false;
   if (vms_bytes) *vms_bytes = static_cast<double>(size) * kPageBytes;
   if (rss_bytes) *rss_bytes = static_cast<double>(resident) * kPageBytes;
   return true;
@@ -92,123 +88,288 @@ int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 namespace {
 
 const double kTickMs = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+constexpr uint64_t kPfForkNoExec = 0x40;
+constexpr uint64_t kPfKthread = 0x00200000;
 
-// Reads a whole small /proc file into buf (NUL-terminated). Returns bytes read, or -1.
-ssize_t ReadSmallFile(const char* path, char* buf, size_t size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t total = 0;
-  while (static_cast<size_t>(total) < size - 1) {
-    ssize_t n = read(fd, buf + total, size - 1 - total);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    total += n;
-  }
-  close(fd);
-  buf[total] = '\0';
-  return total;
+// The tree sampler's reads go into one growable buffer per thread: a /proc file has no size limit worth trusting
+// (a Groups: line of thousands of groups, a children list of thousands of pids).
+std::vector<char>& ReadBuffer() {
+  thread_local std::vector<char> buf(2048);
+  return buf;
 }
 
-double StatusKb(const char* status, const char* key) {
-  const char* p = strstr(status, key);
-  if (p == nullptr) return -1;
-  p += strlen(key);
-  while (*p == ' ' || *p == '\t') p++;
-  return strtod(p, nullptr) * 1024.0;
+// Reads a whole /proc file from offset 0 with pread, growing buf as needed. A seq_file hands out at most a page of
+// records per read, so a read that filled less than asked is final only if it ends the file's last line
+// (ends_with_newline); otherwise read on until 0. Returns the bytes read, or -1 (errno set).
+ssize_t PreadAll(int fd, std::vector<char>& buf, bool ends_with_newline) {
+  size_t total = 0;
+  constexpr size_t kMaxBytes = size_t{64} << 20;
+  for (;;) {
+    if (buf.size() - total < 1024) {
+      if (buf.size() >= kMaxBytes) return static_cast<ssize_t>(total);  // the parsers see it as truncated
+      buf.resize(buf.size() * 2);
+    }
+    ssize_t n;
+    do {
+      n = pread(fd, buf.data() + total, buf.size() - total, static_cast<off_t>(total));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return total > 0 ? static_cast<ssize_t>(total) : -1;
+    if (n == 0) return static_cast<ssize_t>(total);
+    total += static_cast<size_t>(n);
+    if (ends_with_newline && total < buf.size() && buf[total - 1] == '\n') return static_cast<ssize_t>(total);
+  }
+}
+
+ssize_t ReadFileAt(const char* path, std::vector<char>& buf, bool ends_with_newline) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = PreadAll(fd, buf, ends_with_newline);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n;
+}
+
+// Descriptors the tree sampler may keep open, all readers together: a quarter of the soft RLIMIT_NOFILE, so that a
+// huge tree never starves the application of descriptors (beyond it, files are opened per read).
+std::atomic<long> g_pinned_fds{0};
+long PinBudget() {
+  static const long budget = [] {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1024L;
+    return static_cast<long>(rl.rlim_cur / 4);
+  }();
+  return budget;
+}
+bool TryPin() {
+  if (g_pinned_fds.fetch_add(1, std::memory_order_relaxed) < PinBudget()) return true;
+  g_pinned_fds.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+void Unpin() { g_pinned_fds.fetch_sub(1, std::memory_order_relaxed); }
+
+void FillInfo(const StatFields& f, ProcessInfo* out) {
+  out->pid = f.pid;
+  out->ppid = f.ppid;
+  memcpy(out->comm, f.comm, sizeof(out->comm));
+  out->forked_not_execed = (f.flags & kPfForkNoExec) != 0;
+  out->cpu_user_ms = static_cast<double>(f.utime + f.cutime) * kTickMs;
+  out->cpu_system_ms = static_cast<double>(f.stime + f.cstime) * kTickMs;
+  out->start_ticks = static_cast<double>(f.starttime);
+  out->threads = f.num_threads > 0 ? static_cast<uint32_t>(std::min<uint64_t>(f.num_threads, 1u << 22)) : 1;
+  out->alive = f.state != 'Z' && f.state != 'X' && f.state != 'x' && (f.flags & kPfKthread) == 0;
+  // stat's rss (field 24) is the count statm and VmRSS show; 0 with no mm (a process on its way out)
+  out->rss_bytes = out->alive ? static_cast<double>(f.rss_pages) * kPageBytes : -1;
+  if (out->alive && f.rss_pages == 0) out->alive = false;
+}
+
+int ReadHwm(uint32_t pid, double* hwm_bytes) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/status", pid);
+  std::vector<char>& buf = ReadBuffer();
+  ssize_t n = ReadFileAt(path, buf, true);
+  if (n <= 0) return kParseEmpty;
+  uint64_t bytes;
+  int e = ParseStatusKb(buf.data(), static_cast<size_t>(n), "VmHWM:", &bytes);
+  if (e == kParseOk) *hwm_bytes = static_cast<double>(bytes);
+  return e;
+}
+
+bool ReadChildrenFile(int fd, const char* path, std::vector<uint32_t>* out, bool* missing) {
+  std::vector<char>& buf = ReadBuffer();
+  ssize_t n = fd >= 0 ? PreadAll(fd, buf, false) : ReadFileAt(path, buf, false);
+  if (n < 0) {
+    *missing = errno == ENOENT;
+    return false;
+  }
+  // a cut-short last entry cannot happen with reads to the end; whatever parsed is kept either way
+  ParseChildren(buf.data(), static_cast<size_t>(n), out);
+  return true;
 }
 
 }  // namespace
 
-bool ReadProcess(uint32_t pid, ProcessInfo* out) {
-  char path[64];
-  char buf[4096];
+ProcessReader::ProcessReader(uint32_t pid) : pid_(pid) {}
+
+void ProcessReader::CloseThreadLists() {
+  for (const ThreadList& t : threads_lists_) {
+    if (t.fd >= 0) {
+      close(t.fd);
+      Unpin();
+    }
+  }
+  threads_lists_.clear();
+}
+
+ProcessReader::~ProcessReader() {
+  CloseThreadLists();
+  if (sched_fd_ >= 0) {
+    close(sched_fd_);
+    Unpin();
+  }
+  if (stat_fd_ >= 0) close(stat_fd_);
+  if (children_fd_ >= 0) close(children_fd_);
+  if (stat_pinned_) Unpin();
+  if (children_pinned_) Unpin();
+}
+
+bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
+  constexpr uint32_t kStatEvery = 16;
+  gone_ = false;
+  uint64_t run_ns = 0, slices = 0;
+  bool have_sched = false;
+  if (sched_fd_ >= 0) {
+    char sb[96];
+    ssize_t m;
+    do {
+      m = pread(sched_fd_, sb, sizeof(sb), 0);
+    } while (m < 0 && errno == EINTR);
+    if (m < 0 && errno == ESRCH) {
+      gone_ = true;
+      return false;
+    }
+    have_sched = m > 0 && ParseSchedstat(sb, static_cast<size_t>(m), &run_ns, &slices) == kParseOk;
+    if (have_sched && have_last_ && !want_hwm && threads_ == 1 && since_stat_ < kStatEvery && run_ns == last_run_ns_ &&
+        slices == last_slices_) {
+      since_stat_++;
+      *out = last_;
+      return true;
+    }
+  }
   *out = ProcessInfo();
-  out->pid = pid;
-  snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-  if (ReadSmallFile(path, buf, sizeof(buf)) <= 0) return false;
-  // "pid (comm) state ppid ..." — comm may hold spaces and parentheses: parse from the last ')'.
-  char* open_paren = strchr(buf, '(');
-  char* close_paren = strrchr(buf, ')');
-  if (open_paren == nullptr || close_paren == nullptr || close_paren < open_paren) return false;
-  size_t comm_len = std::min<size_t>(static_cast<size_t>(close_paren - open_paren - 1), sizeof(out->comm) - 1);
-  memcpy(out->comm, open_paren + 1, comm_len);
-  out->comm[comm_len] = '\0';
-  char state = close_paren[2];
-  // Fields after the state, numbered as in proc(5): 4 ppid ... 9 flags ... 14 utime 15 stime 16 cutime 17 cstime
-  // ... 22 starttime.
-  const char* p = close_paren + 4;
-  double f[24] = {0};
-  for (int field = 4; field <= 22 && *p; field++) {
-    char* end;
-    f[field] = strtod(p, &end);
-    if (end == p) break;
-    p = end;
-    while (*p == ' ') p++;
+  out->pid = pid_;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/stat", pid_);
+  std::vector<char>& buf = ReadBuffer();
+  ssize_t n;
+  if (stat_fd_ >= 0) {
+    n = PreadAll(stat_fd_, buf, true);  // ESRCH once the process is gone, even if its pid is reused
+  } else {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      gone_ = errno == ENOENT || errno == ESRCH;
+      return false;
+    }
+    n = PreadAll(fd, buf, true);
+    if (n > 0 && !stat_pinned_ && TryPin()) {
+      stat_fd_ = fd;
+      stat_pinned_ = true;
+    } else {
+      close(fd);
+    }
   }
-  out->ppid = static_cast<uint32_t>(f[4]);
-  out->forked_not_execed = (static_cast<unsigned long>(f[9]) & 0x40) != 0;  // PF_FORKNOEXEC
-  out->cpu_user_ms = (f[14] + f[16]) * kTickMs;
-  out->cpu_system_ms = (f[15] + f[17]) * kTickMs;
-  out->start_ticks = f[22];
-  out->alive = state != 'Z' && state != 'X' && state != 'x';
-  if (!out->alive) return true;
-  snprintf(path, sizeof(path), "/proc/%u/status", pid);
-  if (ReadSmallFile(path, buf, sizeof(buf)) > 0) {
-    out->rss_bytes = StatusKb(buf, "VmRSS:");
-    out->hwm_bytes = StatusKb(buf, "VmHWM:");
+  if (n <= 0) {
+    gone_ = n == 0 || errno == ESRCH || errno == ENOENT;
+    return false;
   }
-  if (out->rss_bytes < 0) out->alive = false;  // no memory lines: a kernel thread or a process on its way out
+  StatFields f;
+  if (ParseStat(buf.data(), static_cast<size_t>(n), &f) != kParseOk || f.pid != pid_) return false;  // unreadable now
+  if (start_ticks_ < 0) start_ticks_ = static_cast<double>(f.starttime);
+  if (static_cast<double>(f.starttime) != start_ticks_) {
+    gone_ = true;  // another process under the same pid
+    return false;
+  }
+  FillInfo(f, out);
+  threads_ = out->threads;
+  reads_++;
+  if (sched_fd_ < 0 && !sched_unavailable_ && stat_fd_ >= 0) {
+    // Only with its descriptor kept: opened per read it would cost more than it saves.
+    if (TryPin()) {
+      snprintf(path, sizeof(path), "/proc/%u/schedstat", pid_);
+      sched_fd_ = open(path, O_RDONLY | O_CLOEXEC);
+      if (sched_fd_ < 0) Unpin();
+    }
+    sched_unavailable_ = sched_fd_ < 0;  // no CONFIG_SCHED_INFO, or no descriptor to spare: always read stat
+  }
+  // The schedstat read before this stat is the state it describes (if the process ran in between, the next read
+  // sees the change and reads stat again).
+  have_last_ = have_sched;
+  last_run_ns_ = run_ns;
+  last_slices_ = slices;
+  since_stat_ = 0;
+  last_ = *out;
+  if (want_hwm && out->alive) {
+    double hwm = -1;
+    if (ReadHwm(pid_, &hwm) == kParseOk) out->hwm_bytes = std::max(hwm, out->rss_bytes);
+  }
   return true;
 }
 
-bool ListChildren(uint32_t pid, std::vector<uint32_t>* out) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%u/task", pid);
-  DIR* dir = opendir(path);
-  if (dir == nullptr) return errno == ENOENT;  // gone: no children, not an error
-  bool ok = true;
-  char buf[4096];
-  while (struct dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    char cpath[320];
-    snprintf(cpath, sizeof(cpath), "/proc/%u/task/%s/children", pid, e->d_name);
-    ssize_t n = ReadSmallFile(cpath, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == ENOENT) {
-        // the thread ended meanwhile, or the kernel lacks CONFIG_PROC_CHILDREN
-        struct stat st;
-        snprintf(cpath, sizeof(cpath), "/proc/%u/task/%s", pid, e->d_name);
-        if (stat(cpath, &st) == 0) ok = false;
+double ProcessReader::ReadPeakBytes() {
+  double hwm = -1;
+  return ReadHwm(pid_, &hwm) == kParseOk ? hwm : -1;
+}
+
+bool ProcessReader::Children(std::vector<uint32_t>* out) {
+  char path[96];
+  bool missing = false;
+  snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, pid_);
+  if (children_fd_ < 0 && !children_pinned_ && TryPin()) {
+    children_fd_ = open(path, O_RDONLY | O_CLOEXEC);
+    if (children_fd_ >= 0) children_pinned_ = true;
+    else Unpin();
+  }
+  bool ok = ReadChildrenFile(children_fd_, path, out, &missing);
+  if (!ok && missing) {
+    // The main thread's list is missing: the process is gone, or the kernel lacks CONFIG_PROC_CHILDREN.
+    struct stat st;
+    snprintf(path, sizeof(path), "/proc/%u/task/%u", pid_, pid_);
+    return stat(path, &st) != 0;
+  }
+  if (threads_ <= 1) return true;
+  // Other threads can fork too. Their ids are listed again when the thread count changes (and every 64 reads, in
+  // case threads were replaced one for one); their lists are read by path.
+  if (tids_for_threads_ != threads_ || reads_ % 64 == 0) {
+    CloseThreadLists();
+    tids_for_threads_ = threads_;
+    snprintf(path, sizeof(path), "/proc/%u/task", pid_);
+    if (DIR* dir = opendir(path)) {
+      while (struct dirent* e = readdir(dir)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        uint32_t tid = static_cast<uint32_t>(strtoul(e->d_name, nullptr, 10));
+        if (tid == pid_) continue;
+        int fd = -1;
+        if (TryPin()) {
+          snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, tid);
+          fd = open(path, O_RDONLY | O_CLOEXEC);
+          if (fd < 0) Unpin();
+        }
+        threads_lists_.push_back(ThreadList{tid, fd});
       }
-      continue;
-    }
-    char* p = buf;
-    while (*p) {
-      char* end;
-      unsigned long child = strtoul(p, &end, 10);
-      if (end == p) break;
-      out->push_back(static_cast<uint32_t>(child));
-      p = end;
-      while (*p == ' ') p++;
+      closedir(dir);
     }
   }
-  closedir(dir);
-  return ok;
+  for (const ThreadList& t : threads_lists_) {
+    snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, t.tid);
+    ReadChildrenFile(t.fd, path, out, &missing);  // a thread that ended meanwhile has no children to add
+  }
+  return true;
+}
+
+bool ReadProcess(uint32_t pid, ProcessInfo* out) {
+  ProcessReader r(pid);
+  return r.Read(true, out);
+}
+
+bool ListChildren(uint32_t pid, std::vector<uint32_t>* out) {
+  ProcessReader r(pid);
+  ProcessInfo info;
+  if (!r.Read(false, &info)) return true;  // gone: no children, not an error
+  return r.Children(out);
 }
 
 bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out) {
   DIR* dir = opendir("/proc");
   if (dir == nullptr) return false;
   char path[300];
-  char buf[1024];
+  std::vector<char>& buf = ReadBuffer();
   while (struct dirent* e = readdir(dir)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-    if (ReadSmallFile(path, buf, sizeof(buf)) <= 0) continue;
-    char* close_paren = strrchr(buf, ')');
-    if (close_paren == nullptr) continue;
-    unsigned long ppid = strtoul(close_paren + 4, nullptr, 10);
-    out->emplace_back(static_cast<uint32_t>(strtoul(e->d_name, nullptr, 10)), static_cast<uint32_t>(ppid));
+    ssize_t n = ReadFileAt(path, buf, true);
+    StatFields f;
+    if (n <= 0 || ParseStat(buf.data(), static_cast<size_t>(n), &f) != kParseOk) continue;
+    out->emplace_back(f.pid, f.ppid);
   }
   closedir(dir);
   return true;

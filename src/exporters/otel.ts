@@ -3,6 +3,7 @@
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { intOption, optionsObject, describe } from '../options';
 import type { ResourceUsage } from '../usage';
+import type { ProcessUsage } from '../process';
 import {
   BYTES_BUCKETS,
   currentReadings,
@@ -20,7 +21,7 @@ export interface TaskmeterMetricsOptions {
 
 export interface TaskmeterMetrics {
   /** Records a finished window (measure(), a tracker, measureCommand()) into the task histograms. */
-  recordUsage(usage: ResourceUsage, attributes?: Attributes): void;
+  recordUsage(usage: ResourceUsage | ProcessUsage, attributes?: Attributes): void;
   /** Stops the observations (the batch callback) and the background GPU readings. */
   unregister(): void;
 }
@@ -138,7 +139,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
 
   let registered = true;
   return {
-    recordUsage(usage: ResourceUsage, attributes?: Attributes): void {
+    recordUsage(usage: ResourceUsage | ProcessUsage, attributes?: Attributes): void {
       const f = taskFigures(usage);
       if (attributes !== undefined && (attributes === null || typeof attributes !== 'object')) {
         throw typeError(
@@ -147,7 +148,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
       }
       duration.record(f.durationSeconds, attributes);
       cpu.record(f.cpuSeconds, attributes);
-      peak.record(f.memoryPeakBytes, attributes);
+      if (f.memoryPeakBytes !== null) peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);
     },

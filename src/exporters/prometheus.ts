@@ -4,6 +4,7 @@
 import type { Registry } from 'prom-client';
 import { describe, intOption, optionsObject } from '../options';
 import type { ResourceUsage } from '../usage';
+import type { ProcessUsage } from '../process';
 import {
   BYTES_BUCKETS,
   currentReadings,
@@ -28,7 +29,7 @@ export interface TaskmeterCollectorOptions {
 
 export interface TaskmeterCollector {
   /** Records a finished window into the task histograms. */
-  observeUsage(usage: ResourceUsage, labels?: Record<string, string>): void;
+  observeUsage(usage: ResourceUsage | ProcessUsage, labels?: Record<string, string>): void;
   /** Removes the metrics from the registry and stops the background GPU readings. */
   unregister(): void;
 }
@@ -185,7 +186,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
   const stopGpu = keepGpuFresh(gpuIntervalMs);
   let live = true;
   return {
-    observeUsage(usage: ResourceUsage, labels: Record<string, string> = {}): void {
+    observeUsage(usage: ResourceUsage | ProcessUsage, labels: Record<string, string> = {}): void {
       const f = taskFigures(usage);
       if (labels === null || typeof labels !== 'object') {
         throw typeError(
@@ -201,7 +202,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
       }
       histograms.duration.observe(labels, f.durationSeconds);
       histograms.cpu.observe(labels, f.cpuSeconds);
-      histograms.peak.observe(labels, f.memoryPeakBytes);
+      if (f.memoryPeakBytes !== null) histograms.peak.observe(labels, f.memoryPeakBytes);
       if (f.gpuMemoryPeakBytes !== null) histograms.gpuPeak.observe(labels, f.gpuMemoryPeakBytes);
       if (f.gpuEnergyJoules !== null) histograms.gpuEnergy.observe(labels, f.gpuEnergyJoules);
     },

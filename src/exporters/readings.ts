@@ -4,6 +4,7 @@ import { native } from '../binding';
 import { boundWindowBuffer, snapshot, Snapshot } from '../usage';
 import type { ResourceUsage } from '../usage';
 import { typeError } from '../errors';
+import type { ProcessUsage } from '../process';
 
 export interface GpuReading {
   uuid: string;
@@ -78,10 +79,11 @@ export const BYTES_BUCKETS: readonly number[] = Array.from({ length: 21 }, (_, i
 export const ENERGY_JOULES_BUCKETS: readonly number[] = [0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7];
 
 /** The figures of a finished window that the exporters record into histograms. */
-export function taskFigures(usage: ResourceUsage): {
+export function taskFigures(usage: ResourceUsage | ProcessUsage): {
   durationSeconds: number;
   cpuSeconds: number;
-  memoryPeakBytes: number;
+  /** null: a process usage whose memory nothing measured (a command that ended before the first sample) */
+  memoryPeakBytes: number | null;
   gpuMemoryPeakBytes: number | null;
   gpuEnergyJoules: number | null;
 } {
@@ -91,14 +93,14 @@ export function taskFigures(usage: ResourceUsage): {
     typeof usage !== 'object' ||
     !finite(usage.wallTimeMs) ||
     !finite(usage.cpuTimeMs) ||
-    !finite(usage.peakRssBytes)
+    !(finite(usage.peakRssBytes) || (usage.peakRssBytes === null && 'pid' in usage))
   ) {
     throw typeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
     durationSeconds: usage.wallTimeMs / 1000,
     cpuSeconds: usage.cpuTimeMs / 1000,
-    memoryPeakBytes: usage.peakRssBytes,
+    memoryPeakBytes: finite(usage.peakRssBytes) ? usage.peakRssBytes : null,
     gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
     gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,
   };

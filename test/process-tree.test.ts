@@ -1,0 +1,296 @@
+// trackProcess and measureCommand on real process trees: CPU from before tracking began is never counted, a reused
+// root pid is never adopted, /proc files of any size are read whole, big trees are sampled whole at a bounded cost,
+// and every figure of a command's record describes the command, never taskmeter's own process.
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import { afterEach, describe, expect, it } from 'vitest';
+import { root, run } from './helpers';
+import * as tm from '../dist/index.js';
+
+const linux = process.platform === 'linux';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const spawned: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of spawned.splice(0)) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      c.kill('SIGKILL');
+    }
+  }
+});
+function start(cmd: string, args: string[]): ChildProcess {
+  const c = spawn(cmd, args, { stdio: 'ignore', detached: true });
+  spawned.push(c);
+  return c;
+}
+const statFields = (pid: number) => {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return s.slice(s.lastIndexOf(')') + 2).split(' ');
+};
+const cpuTicksMs = (pid: number) => {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) * 10;
+};
+const childrenOf = (pid: number): number[] => {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+};
+async function until(cond: () => boolean, timeoutMs: number, what: string, everyMs = 20): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+describe.runIf(linux)('trackProcess on real trees', () => {
+  it('does not count the CPU a child used before tracking began when its parent reaps it', async () => {
+    // the child burns ≥ 400 ms, then sleeps; tracking starts after the burn; the parent reaps it, then lives on
+    const burn = 'const t=Date.now(); const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setTimeout(()=>{},1000)';
+    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 0.4`]);
+    let kid = 0;
+    await until(
+      () => {
+        kid = childrenOf(parent.pid!)[0] ?? 0;
+        return kid > 0 && cpuTicksMs(kid) >= 400;
+      },
+      30_000,
+      'the burn',
+    );
+    // settled: asleep (a burner that is merely preempted reads 'R'), and no more CPU over 100 ms
+    let last = -1;
+    await until(() => {
+      const now = cpuTicksMs(kid);
+      const still = now === last && statFields(kid)[0] === 'S';
+      last = now;
+      return still;
+    }, 10_000, 'the child to sleep', 100);
+    const t = tm.trackProcess(parent.pid!);
+    const u = await t.exited;
+    expect(u.processes).toBeGreaterThanOrEqual(2);
+    expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
+  }, 40_000);
+
+  it('never adopts a new process that reuses the root pid after the root ended', async () => {
+    let reused = false;
+    for (let attempt = 0; attempt < 15 && !reused; attempt++) {
+      const p = start('sleep', ['0.15']);
+      const pid = p.pid!;
+      const t = tm.trackProcess(pid, { sampleIntervalMs: 10 });
+      await new Promise((r) => p.once('exit', r));
+      // Give the same pid to a new process (the kernel hands out ns_last_pid + 1), while the JS thread is kept busy
+      // so that only the sampler thread sees the pid change hands.
+      try {
+        writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      } catch {
+        t.stop();
+        return expect.fail('cannot write /proc/sys/kernel/ns_last_pid (needs root in the pid namespace)');
+      }
+      const q = start('sleep', ['3']);
+      const busyUntil = Date.now() + 150;
+      while (Date.now() < busyUntil) {
+        /* the sampler samples meanwhile */
+      }
+      if (q.pid !== pid) {
+        t.stop();
+        q.kill('SIGKILL');
+        continue; // another process on the machine took the pid first: try again
+      }
+      reused = true;
+      const settled = await Promise.race([t.exited.then(() => 'exited'), sleep(1000).then(() => 'still tracking')]);
+      expect(settled).toBe('exited'); // before the fix: the newcomer was adopted as the root and followed
+      const u = t.stop();
+      expect(u.processes).toBe(1);
+      q.kill('SIGKILL');
+    }
+    expect(reused, 'no attempt got the same pid back').toBe(true);
+  }, 40_000);
+
+  it('keeps tracking a process whose /proc status has a Groups: line of thousands of groups, with its RSS and peak', async () => {
+    const groups = Array.from({ length: 3000 }, (_, i) => 200000 + i);
+    const p = start('python3', ['-c', `import os; os.setgroups(${JSON.stringify(groups)}); os.execvp("sleep", ["sleep", "3"])`]);
+    await until(() => {
+      try {
+        return readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep';
+      } catch {
+        return false;
+      }
+    }, 10_000, 'the exec');
+    expect(readFileSync(`/proc/${p.pid}/status`, 'utf8').length).toBeGreaterThan(16384);
+    const t = tm.trackProcess(p.pid!);
+    await sleep(300);
+    expect(t.running).toBe(true); // before the fix: VmRSS was past the 4 KiB read, and tracking ended at once
+    const u = t.stop();
+    expect(u.rssEndBytes).toBeGreaterThan(100 * 1024);
+    expect(u.maxRssBytes).toBeGreaterThanOrEqual(u.rssEndBytes!); // VmHWM, read past the Groups: line
+    expect(u.maxRssCommand).toBe('sleep');
+  }, 20_000);
+
+  it('sees every child of a process with 1,000 children, and stretches its interval to bound its cost', async () => {
+    const n = 1000;
+    const p = start('sh', ['-c', `for i in $(seq ${n}); do sleep 30 & done; wait`]);
+    await until(() => childrenOf(p.pid!).length >= n, 60_000, `${n} children`);
+    const t = tm.trackProcess(p.pid!, { sampleIntervalMs: 10 });
+    await until(() => t.usage.samples >= 6, 30_000, 'six samples');
+    const u = t.stop();
+    expect(u.processes).toBe(n + 1); // before the fix: ~680, the children list was cut at 4 KiB
+    expect(u.rssEndBytes).toBeGreaterThan(n * 100 * 1024);
+    // sampling 1,001 processes costs far more than 1 % of a 10 ms interval: the interval stretched
+    expect(u.effectiveSampleIntervalMs).toBeGreaterThan(10);
+    expect(u.sampleIntervalMs).toBe(10);
+  }, 120_000);
+
+  it('keeps following a process while this process has no descriptor left (EMFILE), and reads it once one is free', async () => {
+    const script = `
+      const tm = require(${JSON.stringify(join(root, 'dist/index.js'))});
+      const fs = require('fs');
+      const { spawn } = require('child_process');
+      const p = spawn('sleep', ['5'], { stdio: 'ignore' });
+      tm.measureSync(() => 0); // the sampler thread exists before the descriptors run out
+      const held = [];
+      try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
+      const t = tm.trackProcess(p.pid, { timeline: false });
+      setTimeout(() => {
+        const during = t.running;
+        for (const fd of held.splice(0, 20)) fs.closeSync(fd);
+        setTimeout(() => {
+          const u = t.stop();
+          p.kill();
+          console.log(JSON.stringify({ during, running: t.running, processes: u.processes, rss: u.rssEndBytes }));
+        }, 300);
+      }, 300);`;
+    // Under npm run test:asan this child runs the plain build: UBSan's dynamic-type check probes memory through a
+    // pipe(), which cannot be made without a free descriptor, and then reports every virtual call as a bad type.
+    const env = { ...process.env };
+    if (/asan/.test(env.LD_PRELOAD ?? '')) {
+      delete env.LD_PRELOAD;
+      delete env.TASKMETER_ADDON;
+    }
+    const r = await run('sh', ['-c', `ulimit -n 256 && exec "${process.execPath}" -e "$0"`, script], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(o.during).toBe(true); // before: the unreadable root was taken for gone, and tracking ended
+    expect(o.processes).toBe(1);
+    expect(o.rss).toBeGreaterThan(100 * 1024);
+  }, 20_000);
+
+  it('keeps the requested interval for a single small process', async () => {
+    const p = start('sleep', ['2']);
+    const t = tm.trackProcess(p.pid!, { sampleIntervalMs: 20 });
+    await sleep(600);
+    const u = t.stop();
+    expect(u.samples).toBeGreaterThan(10);
+    expect(u.effectiveSampleIntervalMs).toBeGreaterThanOrEqual(20);
+    expect(u.effectiveSampleIntervalMs).toBeLessThan(30);
+  }, 20_000);
+});
+
+describe.runIf(linux)('a command record describes the command, never taskmeter', () => {
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  addFormats(ajv);
+  const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+
+  it('`taskmeter --json -- true` writes no 0 for what it did not measure, and counts samples only of the command', async () => {
+    for (const cmd of [['true'], ['sh', '-c', 'exit 3']]) {
+      const out = join(mkdtempSync(join(tmpdir(), 'taskmeter-tree-')), 'record.json');
+      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '-q', '-o', out, '--', ...cmd]);
+      expect(r.code, r.stderr).toBe(cmd[0] === 'true' ? 0 : 3);
+      const rec = JSON.parse(readFileSync(out, 'utf8'));
+      expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+      for (const k of ['peak_memory_bytes', 'rss_start_bytes', 'rss_end_bytes', 'max_rss_bytes', 'tree_peak_rss_bytes']) {
+        expect(rec[k], k).not.toBe(0);
+        if (rec[k] !== null) expect(rec[k], k).toBeLessThan(16 * 1024 * 1024); // a shell's size, not Node's
+      }
+      expect(rec.peak_memory_source).not.toBe('endpoints');
+      if (rec.peak_memory_bytes === null) expect(rec.peak_memory_source).toBeNull();
+      if (rec.processes === 0) expect(rec.samples).toBe(0);
+    }
+  }, 30_000);
+
+  it('a usage that nothing measured goes into a record as null, and the schema says so', () => {
+    const u = {
+      startedAt: Date.now(), endedAt: Date.now() + 2, wallTimeMs: 2, cpuUserMs: 1, cpuSystemMs: 0, cpuTimeMs: 1, cpuPercent: 50,
+      rssStartBytes: null, rssEndBytes: null, peakRssBytes: null, peakRssSource: null, samples: 0, sampleIntervalMs: 10,
+      gpus: [], gpuMemoryPeakBytes: null, gpuMemoryPeakSource: null, gpuEnergyJoules: null, gpuStale: false, gpuStaleReason: null,
+      pid: 42, maxRssBytes: null, maxRssSource: null, maxRssPid: null, maxRssCommand: null, treePeakRssBytes: null, processes: 0,
+      cpuSource: 'rusage', effectiveSampleIntervalMs: null,
+    } as unknown as tm.ProcessUsage;
+    const rec = tm.toRecord(u);
+    expect(rec).toMatchObject({ peak_memory_bytes: null, peak_memory_mb: null, peak_memory_source: null, rss_start_bytes: null, rss_end_bytes: null });
+    expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+    const schema = readFileSync(join(root, 'schema/record.schema.json'), 'utf8');
+    expect(schema).toMatch(/peak_memory_bytes[^}]*null only/);
+    // an in-process window always has its memory figures: null there is still refused
+    expect(() => tm.toRecord({ ...u, pid: undefined } as unknown as tm.ResourceUsage)).toThrow(TypeError);
+  });
+
+  it('a command whose memory nothing measured is still recorded by the Prometheus exporter, without a memory figure', async () => {
+    const prom = await import('prom-client');
+    const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
+    const registry = new prom.Registry();
+    const c = createTaskmeterCollector({ registry });
+    const usage = { ...(await tm.measureCommand('true')).usage, peakRssBytes: null, peakRssSource: null } as tm.ProcessUsage;
+    try {
+      c.observeUsage(usage, { task: 'true' });
+      const text = await registry.metrics();
+      expect(text).toMatch(/taskmeter_task_duration_seconds_count\{task="true"\} 1/);
+      expect(text).not.toMatch(/taskmeter_task_memory_peak_bytes_count\{task="true"\} 1/);
+    } finally {
+      c.unregister();
+    }
+  });
+
+  it('--no-gpu is reported as --no-gpu, and a GPU-less host gets one short GPU line', async () => {
+    const off = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--no-gpu', '--', 'true']);
+    const line = off.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
+    expect(line).toMatch(/--no-gpu/);
+    expect(off.stderr).not.toContain('TASKMETER_DISABLE_GPU');
+    if (!tm.hasGpu) {
+      const on = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--', 'true'], { env: { ...process.env, TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' } });
+      const gpu = on.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
+      expect(gpu.length).toBeLessThan(80);
+    }
+  }, 30_000);
+
+  it('usage messages quote options in balanced quotes', async () => {
+    for (const args of [['--foo', '--', 'true'], ['-x'], ['-i'], ['--json=1', '--', 'true']]) {
+      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), ...args]);
+      expect(r.code).toBe(2);
+      const first = r.stderr.split('\n')[0];
+      for (const q of ["'", '"']) expect(first.split(q).length % 2, `${first}`).toBe(1);
+    }
+  }, 30_000);
+});
+
+describe.runIf(linux)('the tree sampler', () => {
+  it('is one reading of a few kept-open files per process: its descriptors close when tracking ends', async () => {
+    // descriptors this process holds on other processes' /proc files
+    const fds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return /^\/proc\/\d+\/(stat|schedstat|task\/\d+\/children)$/.test(readlinkSync(`/proc/self/fd/${fd}`));
+        } catch {
+          return false;
+        }
+      }).length;
+    const before = fds();
+    const p = start('sh', ['-c', 'for i in $(seq 50); do sleep 30 & done; wait']);
+    await until(() => childrenOf(p.pid!).length >= 50, 30_000, '50 children');
+    const t = tm.trackProcess(p.pid!);
+    await until(() => t.usage.samples >= 3, 10_000, 'samples');
+    const during = fds();
+    expect(during - before).toBeGreaterThanOrEqual(2 * 51); // stat, schedstat and children of each, kept open between samples
+    expect(during - before).toBeLessThanOrEqual(3 * 51);
+    t.stop();
+    await sleep(200);
+    expect(fds()).toBe(before);
+  }, 60_000);
+});
