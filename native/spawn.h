@@ -2,8 +2,6 @@
 // CPU time of the command and every descendant it reaped, which neither sampling /proc nor libuv's waitpid gives.
 #pragma once
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,7 +18,8 @@ enum SpawnSlot : int {
   kSpStartMonoMs,      // just before fork
   kSpEndMonoMs,        // when wait4 returned
   kSpEndEpochMs,
-  kSpContaminationBytes,  // our RSS around the fork: a ru_maxrss at or below it may be our copy's, not theirs
+  kSpContaminationBytes,  // our RSS around the fork when the command was forked from us directly (no helper): a
+                          // ru_maxrss at or below it may be our copy's, not theirs; 0 with the exec helper
   kSpawnSlots
 };
 
@@ -32,16 +31,26 @@ struct SpawnOptions {
   int stdio[3] = {-1, -1, -1};    // -1 inherit, -2 /dev/null, -3 a new pipe, >= 0 that descriptor
 };
 
-struct SpawnResult {
-  int pid = -1;
-  int error = 0;      // errno of a failed fork or exec
-  int parent_fds[3] = {-1, -1, -1};  // our ends of the pipes asked for
-  uint32_t id = 0;
+// Where a failed start failed (SpawnResult::stage), so that the error can name what was missing.
+enum SpawnStage : int {
+  kStageSetup = 0,  // pipes, /dev/null, fork
+  kStageChdir,      // the cwd
+  kStageExec,       // exec of the command (ENOENT, EACCES, ENOEXEC…)
+  kStageThread,     // the waiter thread could not be created: the child was killed and reaped
 };
 
-// Spawns and starts a waiter thread. Thread-safe.
-SpawnResult Spawn(const SpawnOptions& options);
-// Copies the result slots; false for an unknown id. Once read after the exit, the record is dropped.
-bool SpawnPoll(uint32_t id, double* out, bool release_if_done);
+struct SpawnResult {
+  int pid = -1;
+  int error = 0;      // errno of the failed step
+  int stage = kStageSetup;
+  int parent_fds[3] = {-1, -1, -1};  // our ends of the pipes asked for
+};
+
+// Called exactly once per successful Spawn, on the waiter thread, when the command has ended and been reaped;
+// `slots` holds kSpawnSlots values. Never called when Spawn fails.
+using SpawnDoneFn = void (*)(void* context, const double* slots);
+
+// Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
+SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
 }  // namespace taskmeter

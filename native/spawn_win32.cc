@@ -6,12 +6,10 @@
 
 namespace taskmeter {
 
-SpawnResult Spawn(const SpawnOptions&) {
+SpawnResult Spawn(const SpawnOptions&, SpawnDoneFn, void*) {
   SpawnResult r;
   r.error = ENOSYS;
   return r;
 }
-
-bool SpawnPoll(uint32_t, double*, bool) { return false; }
 
 }  // namespace taskmeter

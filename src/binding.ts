@@ -42,10 +42,19 @@ export interface NativeBinding {
   windowConfigure(id: number, rootPid: number, baselineExisting: boolean, descendants: boolean, timeline: boolean): boolean;
   /** Moves the window's timeline points out (TIMELINE_COLUMNS per point). */
   windowTimeline(id: number): { points: Float64Array; maxHwmComm: string } | null;
-  /** fork + exec; stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. Throws with .code. */
-  spawn(file: string, argv: string[], env: string[], cwd: string | null, stdio: number[]): { pid: number; id: number; fds: number[] };
-  /** The waiter's record of a spawned command (SPAWN_* slots); false for an unknown id. */
-  spawnPoll(id: number, out: Float64Array, release: boolean): boolean;
+  /** fork + exec (through the exec helper); stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor.
+   *  onExit gets the SPAWN_* slots once, when the command has been reaped; until then the event loop stays alive.
+   *  Throws with .errno and .stage (SPAWN_STAGE_*). */
+  spawn(
+    file: string,
+    argv: string[],
+    env: string[],
+    cwd: string | null,
+    stdio: number[],
+    onExit: (slots: Float64Array) => void,
+  ): { pid: number; fds: number[] };
+  /** Spawned commands whose waiter or result is still alive. */
+  spawnPending(): number;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -89,6 +98,11 @@ export const SP_START_MONO_MS = 6;
 export const SP_END_MONO_MS = 7;
 export const SP_END_EPOCH_MS = 8;
 export const SP_CONTAMINATION_BYTES = 9;
+// native/spawn.h SpawnStage: where a failed start failed.
+export const SPAWN_STAGE_SETUP = 0;
+export const SPAWN_STAGE_CHDIR = 1;
+export const SPAWN_STAGE_EXEC = 2;
+export const SPAWN_STAGE_THREAD = 3;
 
 export const TL_TIME_MS = 0;
 export const TL_RSS = 1;

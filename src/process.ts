@@ -11,12 +11,14 @@ import {
   SP_END_EPOCH_MS,
   SP_END_MONO_MS,
   SP_EXIT_CODE,
-  SP_EXITED,
   SP_MAX_RSS,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
   SP_USER_MS,
+  SPAWN_STAGE_CHDIR,
+  SPAWN_STAGE_EXEC,
+  SPAWN_STAGE_THREAD,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
@@ -250,7 +252,10 @@ export function trackProcess(pid: number, options?: TrackProcessOptions): Proces
 export type StdioMode = 'inherit' | 'ignore' | 'pipe';
 
 export interface MeasureCommandOptions extends TrackProcessOptions {
+  /** The command's working directory (default: ours). A missing one is an ENOENT error that names it. */
   cwd?: string;
+  /** The command's environment (default: ours). The command is looked up in its PATH, as child_process does
+   *  ('/usr/bin:/bin' when it has none). */
   env?: NodeJS.ProcessEnv;
   /** 'inherit' (default), 'ignore', or 'pipe' to capture stdout and stderr (stdin is then ignored). */
   stdio?: StdioMode;
@@ -270,12 +275,26 @@ export interface CommandResult {
   stderr?: Buffer;
 }
 
-/** Finds an executable as a shell would: a name with a slash is a path; otherwise each PATH entry is tried. */
+/** The search path when the environment has no PATH: libuv's (and so child_process's) _PATH_DEFPATH. */
+export const DEFAULT_PATH = '/usr/bin:/bin';
+
+/**
+ * Finds an executable as child_process (libuv's execvp) does: a name with a slash is a path; otherwise each entry of
+ * the command's environment's PATH ('/usr/bin:/bin' when it has none) is tried. A match that is not executable is
+ * returned when nothing executable is found, so that exec reports EACCES (126) rather than "not found".
+ */
 export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
+  const isFile = (p: string) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
   const isExec = (p: string) => {
     try {
       accessSync(p, fsConstants.X_OK);
-      return statSync(p).isFile();
+      return isFile(p);
     } catch {
       return false;
     }
@@ -284,12 +303,61 @@ export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: str
     const p = isAbsolute(command) ? command : resolve(cwd, command);
     return existsSync(p) ? p : null; // not executable: exec says so (EACCES → 126)
   }
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(isAbsolute(dir) ? dir : resolve(cwd, dir), command);
+  let denied: string | null = null;
+  for (const dir of (env.PATH ?? DEFAULT_PATH).split(delimiter)) {
+    const p = join(dir === '' ? cwd : isAbsolute(dir) ? dir : resolve(cwd, dir), command);
     if (isExec(p)) return p;
+    if (denied === null && isFile(p)) denied = p;
   }
-  return null;
+  return denied;
+}
+
+const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(constants.errno).map(([name, num]) => [num as number, name]),
+);
+
+/** The errno name (ENOENT, EACCES…) of an errno number, as Node names them; `E<number>` for one Node does not know. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `E${errno}`;
+}
+
+function checkCwd(cwd: string): NodeJS.ErrnoException | null {
+  let isDir: boolean;
+  try {
+    isDir = statSync(cwd).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
+    const e = new Error(`taskmeter: measureCommand: the working directory ${cwd} cannot be used (${code}: ${code === 'ENOENT' ? 'no such directory' : (err as Error).message})`) as NodeJS.ErrnoException;
+    e.code = code;
+    e.path = cwd;
+    e.syscall = 'chdir';
+    return e;
+  }
+  if (isDir) return null;
+  const e = new Error(`taskmeter: measureCommand: the working directory ${cwd} is not a directory`) as NodeJS.ErrnoException;
+  e.code = 'ENOTDIR';
+  e.path = cwd;
+  e.syscall = 'chdir';
+  return e;
+}
+
+function spawnError(err: NodeJS.ErrnoException & { stage?: number }, command: string, cwd: string): NodeJS.ErrnoException {
+  if (typeof err.errno !== 'number') return err; // a TypeError from the binding: a bug here, not the user's
+  const code = errnoName(err.errno);
+  const what =
+    err.stage === SPAWN_STAGE_CHDIR
+      ? `cannot change to the working directory ${cwd}`
+      : err.stage === SPAWN_STAGE_THREAD
+        ? `started ${command} but could not create a thread to wait for it, so it was killed`
+        : err.stage === SPAWN_STAGE_EXEC
+          ? `could not run ${command}`
+          : `could not start ${command}`;
+  const e = new Error(`taskmeter: ${what}: ${code}: ${err.message}`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.errno = err.errno;
+  e.path = err.stage === SPAWN_STAGE_CHDIR ? cwd : command;
+  e.syscall = err.stage === SPAWN_STAGE_CHDIR ? 'chdir' : err.stage === SPAWN_STAGE_THREAD ? 'pthread_create' : err.stage === SPAWN_STAGE_EXEC ? 'execve' : 'fork';
+  return e;
 }
 
 function readAll(fd: number): Promise<Buffer> {
@@ -323,6 +391,8 @@ export function measureCommand(command: string, args: readonly string[] = [], op
     if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function') throw new TypeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
     const cwd = (o.cwd as string | undefined) ?? process.cwd();
     const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
+    const cwdError = checkCwd(cwd);
+    if (cwdError) throw cwdError;
     const file = resolveCommand(command, env, cwd);
     if (file === null) {
       const e = new Error(`taskmeter: command not found: ${command}`) as NodeJS.ErrnoException;
@@ -332,15 +402,13 @@ export function measureCommand(command: string, args: readonly string[] = [], op
     }
     const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const modes = stdio === 'inherit' ? [-1, -1, -1] : stdio === 'ignore' ? [-2, -2, -2] : [-2, -3, -3];
-    let spawned: { pid: number; id: number; fds: number[] };
+    let spawned: { pid: number; fds: number[] };
+    // Filled in once started; the exit callback always comes later (through the event loop).
+    let onExit: (buf: Float64Array) => void = () => {};
     try {
-      spawned = native.spawn(file, [command, ...args], envList, cwd, modes);
+      spawned = native.spawn(file, [command, ...args], envList, o.cwd === undefined ? null : cwd, modes, (buf) => onExit(buf));
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const wrapped = new Error(`taskmeter: could not start ${command}: ${e.message}`) as NodeJS.ErrnoException;
-      wrapped.code = e.code;
-      wrapped.path = command;
-      throw wrapped;
+      throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
     }
     const tracker = new ProcessTracker(spawned.pid, opts, false, false);
     const outputs = stdio === 'pipe' ? [readAll(spawned.fds[1]), readAll(spawned.fds[2])] : null;
@@ -349,12 +417,7 @@ export function measureCommand(command: string, args: readonly string[] = [], op
     } catch (err) {
       reject(err);
     }
-    const buf = new Float64Array(native.SPAWN_SLOTS);
-    const timer = setInterval(() => {
-      native.spawnPoll(spawned.id, buf, false);
-      if (buf[SP_EXITED] !== 1) return;
-      clearInterval(timer);
-      native.spawnPoll(spawned.id, buf, true);
+    onExit = (buf) => {
       const signalNo = buf[SP_SIGNAL];
       const record: SpawnRecord = {
         exitCode: Number.isFinite(buf[SP_EXIT_CODE]) ? buf[SP_EXIT_CODE] : null,
@@ -375,6 +438,6 @@ export function measureCommand(command: string, args: readonly string[] = [], op
       } else {
         resolvePromise(result);
       }
-    }, Math.min(20, opts.intervalMs));
+    };
   });
 }
