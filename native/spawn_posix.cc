@@ -373,13 +373,17 @@ SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   int terr = FailWaiterThreadForTest() ? EAGAIN : pthread_create(&thread, &attr, WaitMain, w);
   pthread_attr_destroy(&attr);
   if (terr != 0) {
-    // Nobody would reap it: end the command (and the helper) now, and say why.
+    // Nobody would reap it: end the command now and reap it here (the helper reaps the command, reports and exits;
+    // killing the helper instead would leave the command to init), and say why.
     kill(command_pid, SIGKILL);
-    if (pid != command_pid) kill(pid, SIGKILL);
+    if (w->report_fd >= 0) {
+      ExecReport ignored;
+      ReadFull(w->report_fd, &ignored, sizeof(ignored));
+      close(w->report_fd);
+    }
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (w->report_fd >= 0) close(w->report_fd);
     delete w;
     close_all();
     res.error = terr;

@@ -312,9 +312,9 @@ export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: str
   return denied;
 }
 
-const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(constants.errno).map(([name, num]) => [num as number, name]),
-);
+// The first name of each number (EAGAIN before its alias EWOULDBLOCK, as Node's own errors name it).
+const ERRNO_NAMES: Record<number, string> = {};
+for (const [name, num] of Object.entries(constants.errno)) ERRNO_NAMES[num as number] ??= name;
 
 /** The errno name (ENOENT, EACCES…) of an errno number, as Node names them; `E<number>` for one Node does not know. */
 export function errnoName(errno: number): string {

@@ -35,8 +35,8 @@ async function taskmeter(args: string[], env?: NodeJS.ProcessEnv) {
 }
 async function taskmeterJson(cmd: string[], env?: NodeJS.ProcessEnv) {
   const r = await taskmeter(['--json', '-q', '--', ...cmd], env);
-  expect(r.stderr).toBe('');
-  const rec = JSON.parse(r.stdout);
+  expect(r.stdout).toBe(''); // stdout is the command's: these print nothing; the record is on stderr
+  const rec = JSON.parse(r.stderr);
   expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
   return { rec, code: r.code };
 }
@@ -175,9 +175,9 @@ describe('GPU rows through the fake NVML', () => {
       `printf 'count=1\\ndev0.name=Fake H100\\ndev0.used=${4096 * MiB}\\ndev0.util=75\\ndev0.power_mw=250000\\ndev0.procs=4242:1000,%s:${500 * MiB}\\n' $$ > ${scenario}.tmp && mv ${scenario}.tmp ${scenario}; sleep 0.6`,
     ];
     const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
-    const r = await taskmeter(['--json', '--', ...child], env);
+    const r = await taskmeter(['-o', join(work, 'gpu-rec.json'), '--', ...child], env);
     expect(r.code, r.stderr).toBe(0);
-    const rec = JSON.parse(r.stdout);
+    const rec = JSON.parse(readFileSync(join(work, 'gpu-rec.json'), 'utf8'));
     expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
     expect(rec.gpu_available).toBe(true);
     expect(rec.gpus).toHaveLength(1);
@@ -193,7 +193,7 @@ describe('GPU rows through the fake NVML', () => {
     const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_LOG: log });
     const r = await taskmeter(['--no-gpu', '--json', '-q', '--', 'true'], env);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).gpu_available).toBe(false);
+    expect(JSON.parse(r.stderr).gpu_available).toBe(false);
     expect(() => readFileSync(log)).toThrow();
   });
 });
