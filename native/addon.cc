@@ -50,6 +50,18 @@ const char* StateName(GpuState s) {
   return "unavailable";
 }
 
+// Throws Error(message) with .errno and .stage through plain N-API calls whose failures are ignored: in a worker
+// that is being terminated napi_throw fails, and node-addon-api's ThrowAsJavaScriptException would then abort the
+// whole process.
+void ThrowSpawnError(napi_env env, const char* message, int err, int stage) {
+  napi_value msg, error, num;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return;
+  if (napi_create_error(env, nullptr, msg, &error) != napi_ok) return;
+  if (napi_create_int32(env, err, &num) == napi_ok) napi_set_named_property(env, error, "errno", num);
+  if (napi_create_int32(env, stage, &num) == napi_ok) napi_set_named_property(env, error, "stage", num);
+  napi_throw(env, error);
+}
+
 // The link between a spawned command's waiter thread and the JavaScript callback that takes its result. The
 // thread-safe function may be finalized first (its environment torn down: a worker ended while the command ran);
 // then the waiter still reaps the command and frees its result instead of calling into a dead environment.
@@ -290,7 +302,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       state = new SpawnWaitState();
     } catch (...) {
       delete state;
-      Napi::Error::New(env, "taskmeter: out of memory").ThrowAsJavaScriptException();
+      ThrowSpawnError(env, "taskmeter: out of memory", ENOMEM, kStageSetup);
       return env.Undefined();
     }
     if (env.IsExceptionPending()) {
@@ -304,17 +316,14 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (napi_create_threadsafe_function(env, info[5], nullptr, name, 0, 1, state, SpawnWaitState::Finalize, state,
                                         SpawnWaitState::CallJs, &state->tsfn) != napi_ok) {
       delete state;
-      Napi::Error::New(env, "taskmeter: could not create the exit notifier").ThrowAsJavaScriptException();
+      ThrowSpawnError(env, "taskmeter: could not create the exit notifier", EAGAIN, kStageSetup);
       return env.Undefined();
     }
     r = Spawn(o, SpawnWaitState::Done, state);
     if (r.pid < 0) {
       state->Drop();  // the waiter's share: there is no waiter
       napi_release_threadsafe_function(state->tsfn, napi_tsfn_release);
-      Napi::Error e = Napi::Error::New(env, std::string(std::strerror(r.error)));
-      e.Set("errno", Napi::Number::New(env, r.error));
-      e.Set("stage", Napi::Number::New(env, r.stage));
-      e.ThrowAsJavaScriptException();
+      ThrowSpawnError(env, std::strerror(r.error), r.error, r.stage);
       return env.Undefined();
     }
     Napi::Object out = Napi::Object::New(env);

@@ -32,8 +32,7 @@ const processesWith = (needle) =>
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 if (!isMainThread) {
-  tm.measureCommand('sleep', ['0.4']).then(() => parentPort.postMessage({ done: true }));
-  // the pid is only known through onSpawn; report it so the main thread can check the reaping
+  tm.measureCommand('sleep', ['0.4'], { onSpawn: (pid) => parentPort.postMessage({ pid }) }).then(() => parentPort.postMessage({ done: true }));
 } else {
   const mode = process.argv[2];
   if (mode === 'wakeups') {
@@ -49,14 +48,14 @@ if (!isMainThread) {
   } else if (mode === 'worker-ends') {
     // A worker starts a command and is terminated while it runs: the command is still reaped, nothing is left.
     const w = new Worker(__filename);
-    setTimeout(async () => {
+    w.once('message', async ({ pid }) => {
       const pending = native.spawnPending();
-      const sleeps = processesWith('sleep\u00000.4');
+      const alive = !isZombieOrGone(pid);
       await w.terminate();
       setTimeout(() => {
-        out({ pendingWhileRunning: pending, pendingAfter: native.spawnPending(), sleeps, reaped: sleeps.every((p) => isZombieOrGone(Number(p))) });
+        out({ pendingWhileRunning: pending, aliveWhenTerminated: alive, pendingAfter: native.spawnPending(), reaped: isZombieOrGone(pid) && !existsSync(`/proc/${pid}`) });
       }, 800);
-    }, 150);
+    });
   } else if (mode === 'thread-fails') {
     tm.measureCommand('sleep', ['31.4159'], { stdio: 'ignore', onSpawn: (pid) => out({ spawned: pid }) }).then(
       () => out({ resolved: true }),
