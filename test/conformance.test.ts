@@ -94,7 +94,7 @@ afterAll(() => {
 /**
  * Bare run once; then GNU time and taskmeter alternately, a round = one of each. Max RSS is compared as the medians,
  * CPU as the least of each side's runs (fixed work: the run a busy machine disturbed least); a round more is taken
- * (3 at most) while CPU is outside 7 %.
+ * (4 at most) while CPU is outside 7 %.
  */
 async function conform(name: string, cmd: string[], cwd: string, prepare?: () => void) {
   prepare?.();
@@ -102,7 +102,7 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
   const gnu: Run[] = [];
   const tm: Run[] = [];
   let cpuOk = false;
-  for (let round = 0; round < 3 && !cpuOk; round++) {
+  for (let round = 0; round < 4 && !cpuOk; round++) {
     prepare?.();
     const order = round % 2 === 0 ? [gnuTime, taskmeter] : [taskmeter, gnuTime];
     for (const f of order) {
