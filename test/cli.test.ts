@@ -448,12 +448,38 @@ describe('signals and the terminal', () => {
 
   it('a REPL typed through the terminal reads keys, prints, survives Ctrl-C and exits', async () => {
     const r = await drive(
-      [['expect', '>>> '], ['send', 'print(6 * 7)\r'], ['expect', '42'], ['send', 'import time; time.sleep(30)\r'], ['sleep', 0.3], ['send', '\x03'], ['expect', 'KeyboardInterrupt'], ['send', 'print("still here")\r'], ['expect', 'still here'], ['send', 'exit(4)\r'], ['expect', 'taskmeter report']],
+      [['expect', '>>> '], ['send', 'print(6 * 7)\r'], ['expect', '42'], ['send', 'import time; time.sleep(30)\r'], ['sleep', 0.3], ['send', '\x03'], ['expect', 'KeyboardInterrupt'], ['send', 'print("still", "here")\r'], ['expect', 'still here'], ['send', 'exit(4)\r'], ['expect', 'taskmeter report']],
       [process.execPath, cli, '--', python, '-i', '-q'],
     );
     expect(r.failed).toBeNull();
     expect(r.exitCode).toBe(4);
     expect(r.output).toMatch(/Exit status:\s+4/);
+  });
+
+  it('job control under an interactive bash: Ctrl-Z stops taskmeter and the command, fg resumes both', async () => {
+    const r = await drive(
+      [
+        ['expect', 'READY$ '],
+        ['send', `${process.execPath} ${cli} -q -- ${python} -i -q\r`],
+        ['expect', '>>> '],
+        ['send', '\x1a'],
+        ['expect', 'Stopped'],
+        ['send', 'jobs -l > /dev/null; echo "state: $(ps -o stat= -p $(jobs -p %1))"\r'],
+        ['expect', 'state: T'],
+        ['send', 'fg\r'],
+        ['sleep', 0.5],
+        ['send', 'print("back", 6 * 7)\r'],
+        ['expect', 'back 42'],
+        ['send', 'exit()\r'],
+        ['expect', 'READY$ '],
+        ['send', 'echo "status $?"; exit\r'],
+        ['expect', 'status 0'],
+      ],
+      ['env', 'PS1=READY$ ', 'bash', '--norc', '--noprofile', '-i'],
+    );
+    expect(r.failed, r.output).toBeNull();
+    expect(r.output).toMatch(/Stopped/);
+    expect(r.output).toMatch(/back 42/);
   });
 
   it('SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 sent to taskmeter reach the command once each; SIGINT sent to taskmeter is ignored', async () => {

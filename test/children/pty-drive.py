@@ -1,6 +1,6 @@
 """Runs a command in a new pseudo-terminal (as its controlling terminal and foreground process group, as a shell
 in a terminal window would) and plays a script against it: ["expect", text] waits (at most 15 s) until the output
-so far contains text; ["send", text] types text. Prints one JSON object: the whole output and the exit status.
+after the previous match contains text; ["send", text] types text; ["sleep", seconds] reads on meanwhile. Prints one JSON object: the whole output and the exit status.
 
 usage: python3 pty-drive.py SCRIPT_JSON COMMAND [ARGS...]"""
 import json
@@ -34,17 +34,19 @@ def pump(timeout):
 
 
 failed = None
+pos = 0  # where the next "expect" starts looking
 for step, arg in script:
     if step == "send":
         os.write(fd, arg.encode())
     elif step == "expect":
         deadline = time.time() + 15
-        while arg.encode() not in out:
+        while out.find(arg.encode(), pos) < 0:
             if time.time() > deadline or pump(0.1) is None:
                 failed = "timed out waiting for %r" % arg
                 break
         if failed:
             break
+        pos = out.find(arg.encode(), pos) + len(arg.encode())
     elif step == "sleep":
         end = time.time() + arg
         while time.time() < end:
