@@ -288,6 +288,13 @@ describe("the command keeps its stdin, stdout and stderr", () => {
     expect(r.elapsedMs).toBeLessThan(10_000);
   });
 
+  it('a closed stderr does not change the exit status: taskmeter -- seq 1 100000 2>&1 | head -1 → 141 like GNU time', async () => {
+    const ref = await sh(`${GNU_TIME} -- seq 1 100000 2>&1 | head -1; echo "status \${PIPESTATUS[0]}"`);
+    const r = await sh('$TM -- seq 1 100000 2>&1 | head -1; echo "status ${PIPESTATUS[0]}"');
+    expect(ref.stdout).toBe('1\nstatus 141\n');
+    expect(r.stdout).toBe('1\nstatus 141\n');
+  });
+
   it('--json puts the record on stderr instead of the report; stdout carries only the command output', async () => {
     const r = await taskmeter(['--json', '--', 'sh', '-c', 'echo out; echo err >&2']);
     expect(r.code).toBe(0);
