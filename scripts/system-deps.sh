@@ -25,6 +25,7 @@ command -v cmake >/dev/null || pkgs+=(cmake)
 command -v ninja >/dev/null || pkgs+=(ninja-build)
 command -v pgrep >/dev/null || pkgs+=(procps)
 command -v make >/dev/null || pkgs+=(make)  # the conformance suite (make -j2)
+command -v less >/dev/null || pkgs+=(less)  # a pager in a terminal (test/cli.test.ts)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null || pkgs+=(g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64)
 if [ ${#pkgs[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; fi
 if [ ! -f "$deps/nvml/include/nvml.h" ] || ! ls "$deps"/nvml/lib/libnvidia-ml.so.1 >/dev/null 2>&1; then

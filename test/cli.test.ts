@@ -463,6 +463,18 @@ describe('signals and the terminal', () => {
     expect(r.output).toMatch(/Exit status:\s+4/);
   });
 
+  it('a pager pages in the terminal: less shows a page, space shows the next, q quits', async () => {
+    const text = join(work, 'pages.txt');
+    writeFileSync(text, Array.from({ length: 200 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
+    const r = await drive(
+      [['expect', 'line 20'], ['send', ' '], ['expect', 'line 40'], ['send', 'q'], ['expect', 'taskmeter report']],
+      ['env', 'TERM=xterm', process.execPath, cli, '--', 'less', text],
+    );
+    expect(r.failed, r.output).toBeNull();
+    expect(r.exitCode).toBe(0);
+    expect(r.output).not.toMatch(/line 120/); // it paged, it did not dump the file
+  });
+
   it('job control under an interactive bash: Ctrl-Z stops taskmeter and the command, fg resumes both', async () => {
     const r = await drive(
       [

@@ -3,11 +3,14 @@ in a terminal window would) and plays a script against it: ["expect", text] wait
 after the previous match contains text; ["send", text] types text; ["sleep", seconds] reads on meanwhile. Prints one JSON object: the whole output and the exit status.
 
 usage: python3 pty-drive.py SCRIPT_JSON COMMAND [ARGS...]"""
+import fcntl
 import json
 import os
 import pty
 import select
+import struct
 import sys
+import termios
 import time
 
 script = json.loads(sys.argv[1])
@@ -15,6 +18,7 @@ pid, fd = pty.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
 
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a 80x24 terminal window
 out = b""
 
 
