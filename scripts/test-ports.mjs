@@ -90,7 +90,7 @@ try {
   const tgz = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
   const listing = sh('tar', ['-tzf', tgz]).split('\n').filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
-  const wanted = ['linux-x64/taskmeter.glibc.node', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
+  const wanted = ['linux-x64/taskmeter.glibc.node', 'linux-x64/taskmeter.glibc-exec', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
   for (const want of wanted) {
     if (!listing.includes(`package/prebuilds/${want}`)) failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
@@ -150,7 +150,7 @@ try {
   const gpuEnv = { FAKE_NVML_SCENARIO: scenario, TASKMETER_PID_NAMESPACE: 'host' };
 
   let r = armRun('core');
-  expectChecks('linux-arm64', 'core', r.res, 9);
+  expectChecks('linux-arm64', 'core', r.res, 10); // the 9 of every platform + the exec helper
   if (r.res && r.res.arch !== 'arm64') failures.push(`linux-arm64: process.arch is ${r.res.arch}`);
   if (r.res && !/libnvidia-ml/.test(r.res.checks[2]?.seen ?? '')) failures.push(`linux-arm64: no-GPU reason does not name libnvidia-ml: ${r.res.checks[2]?.seen}`);
   r = armRun('gpu', { ...gpuEnv, TASKMETER_NVML_LIBRARY: armNvml });
