@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -54,11 +55,13 @@ int MakePipe(int fds[2]) {
 
 // The helper beside this addon: "<addon without .node>-exec" (build/Release/taskmeter.node → taskmeter-exec,
 // prebuilds/linux-x64/taskmeter.napi.glibc.node → taskmeter.napi.glibc-exec). Found once; empty if absent.
-// TASKMETER_EXEC_HELPER=0 turns it off (to compare with the direct path).
+// TASKMETER_EXEC_HELPER=0 turns it off (to compare with the direct path); an absolute path names another helper
+// (a wrapper that runs the shipped one under an emulator, say).
 const std::string& HelperPath() {
   static const std::string path = []() -> std::string {
-    const char* off = getenv("TASKMETER_EXEC_HELPER");
-    if (off && std::strcmp(off, "0") == 0) return std::string();
+    const char* env = getenv("TASKMETER_EXEC_HELPER");
+    if (env && std::strcmp(env, "0") == 0) return std::string();
+    if (env && env[0] == '/') return access(env, X_OK) == 0 ? std::string(env) : std::string();
     Dl_info info;
     if (dladdr(reinterpret_cast<void*>(&MakePipe), &info) == 0 || !info.dli_fname) return std::string();
     std::string p = info.dli_fname;
@@ -209,12 +212,46 @@ bool FailWaiterThreadForTest() {
   return v && std::strcmp(v, "1") == 0;
 }
 
+// Set once the helper itself could not be exec'd for a reason that will not go away (a helper for another
+// architecture — an emulated Node without binfmt_misc —, a noexec mount, a deleted file): from then on commands are
+// forked from Node directly, as without a helper.
+std::atomic<bool> g_helper_unusable{false};
+
+bool HelperCannotRun(int err) {
+  switch (err) {
+    case ENOEXEC:
+    case EACCES:
+    case ENOENT:
+    case EPERM:
+#ifdef ELIBBAD
+    case ELIBBAD:
+#endif
+      return true;
+    default:
+      return false;
+  }
+}
+
+SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed);
+
 }  // namespace
 
 SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
+  bool use_helper = !HelperPath().empty() && !g_helper_unusable.load();
+  bool helper_failed = false;
+  SpawnResult res = SpawnWith(o, done, context, use_helper, &helper_failed);
+  if (helper_failed) {
+    g_helper_unusable.store(true);
+    res = SpawnWith(o, done, context, false, nullptr);
+  }
+  return res;
+}
+
+namespace {
+
+SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed) {
   SpawnResult res;
   const std::string& helper = HelperPath();
-  const bool use_helper = !helper.empty();
   // Everything the child needs, built before the fork (the child may not allocate).
   std::vector<std::string> helper_args;
   std::vector<const char*> argv, envp;
@@ -339,6 +376,9 @@ SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
     res.stage = ce.stage;
     close_all();
     delete w;
+    // The exec that failed was the helper's, not the command's: say so if it is for good (the caller retries
+    // without the helper). A transient error (E2BIG, ENOMEM…) would fail the command's exec as well: reported.
+    if (use_helper && helper_failed && ce.stage == kStageExec && HelperCannotRun(ce.err)) *helper_failed = true;
     return res;
   }
   pid_t command_pid = pid;
@@ -394,4 +434,5 @@ SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   return res;
 }
 
+}  // namespace
 }  // namespace taskmeter

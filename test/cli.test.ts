@@ -108,6 +108,27 @@ describe.skipIf(noGnuTime)(`against GNU time${noGnuTime ? ` (skipped: ${noGnuTim
     }
   });
 
+  it('an exec helper that cannot run (another architecture, no binfmt): commands still run, forked from Node', async () => {
+    const junk = join(work, 'wrong-arch-exec');
+    writeFileSync(junk, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, 0, 0, 0]), { mode: 0o755 });
+    const env = { ...process.env, TASKMETER_EXEC_HELPER: junk };
+    const { rec, code } = await taskmeterJson(['sh', '-c', 'exit 3'], env);
+    expect(code).toBe(3);
+    expect(rec.cpu_source).toBe('rusage');
+    // forked from Node: a tiny command's ru_maxrss is Node's own peak, never reported as exact
+    expect(rec.max_rss_source).not.toBe('rusage');
+  });
+
+  it('TASKMETER_EXEC_HELPER names another helper (e.g. the shipped one under an emulator): its exact max RSS', async () => {
+    const wrapper = join(work, 'exec-wrapper.sh');
+    const helper = join(root, 'build/Release/taskmeter-exec');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${JSON.stringify(helper)} "$@"\n`, { mode: 0o755 });
+    const { rec, code } = await taskmeterJson(['true'], { ...process.env, TASKMETER_EXEC_HELPER: wrapper });
+    expect(code).toBe(0);
+    expect(rec.max_rss_source).toBe('rusage');
+    expect(rec.max_rss_bytes).toBeLessThan(16 * MiB);
+  });
+
   it('CPU of a 1 s CPU-bound command within 10% (+20 ms) of GNU time, exact from wait4', async () => {
     const ref = await gnuTime(CPU_1S);
     const { rec } = await taskmeterJson(CPU_1S);

@@ -107,7 +107,7 @@ if (mode === 'core') {
         JSON.stringify({ code: r.exitCode, max: u.maxRssBytes, src: u.maxRssSource, ours }),
       );
       result.records.push(tm.toRecord(u, { name: 'true' }));
-      return { helpers, maxRssBytes: u.maxRssBytes, nodeRssBytes: ours };
+      return { helpers, via: process.env.TASKMETER_EXEC_HELPER ?? null, maxRssBytes: u.maxRssBytes, nodeRssBytes: ours };
     });
   }
   await check('trackProcess follows descendants (a child and its grandchild)', async () => {
