@@ -27,6 +27,19 @@
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": [ "/std:c++17" ] } }
         } ]
       ]
+    },
+    {
+      "target_name": "taskmeter-exec",
+      "conditions": [
+        [ "OS!='win'", {
+          "type": "executable",
+          "sources": [ "<!@(node -p \"require('./sources.json').helper.join(' ')\")" ],
+          "include_dirs": [ "native/helper" ],
+          "cflags": [ "-Wall", "-Wextra", "-O2" ]
+        }, {
+          "type": "none"
+        } ]
+      ]
     }
   ]
 }

@@ -2,8 +2,11 @@
 // proc/ (process metrics), sampler.* (the background threads and their windows) and nvml/ (the GPU).
 #include <napi.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <new>
 #include <string>
 
 #include "errors.h"
@@ -71,6 +74,7 @@ constexpr const char* kTimelineColumnNames[] = TASKMETER_ENUM_NAMES(TASKMETER_TI
 constexpr const char* kGpuWindowSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_WINDOW_SLOTS);
 constexpr const char* kGpuSnapshotSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_SNAPSHOT_SLOTS);
 constexpr const char* kSpawnSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SPAWN_SLOTS);
+constexpr const char* kSpawnStageNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SPAWN_STAGES);
 constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_REASONS);
 constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
 constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
@@ -90,6 +94,7 @@ Napi::Object Layouts(Napi::Env env) {
   o.Set("GpuWindowSlot", LayoutMap(env, kGpuWindowSlotNames));
   o.Set("GpuSnapshotSlot", LayoutMap(env, kGpuSnapshotSlotNames));
   o.Set("SpawnSlot", LayoutMap(env, kSpawnSlotNames));
+  o.Set("SpawnStage", LayoutMap(env, kSpawnStageNames, "SPAWN_"));
   o.Set("ProcReason", LayoutMap(env, kProcReasonNames));
   o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
   o.Set("GpuState", LayoutMap(env, kGpuStateNames));
@@ -104,6 +109,69 @@ std::string StateName(GpuState s) {
   for (char& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return name;
 }
+
+// The link between a spawned command's waiter thread and the JavaScript callback that takes its result. The
+// thread-safe function may be finalized first (its environment torn down: a worker ended while the command ran);
+// then the waiter still reaps the command and frees its result instead of calling into a dead environment.
+struct SpawnWaitState {
+  static std::atomic<int> live;
+  std::mutex mu;
+  bool closed = false;  // the thread-safe function is finalized: never touch it again
+  int owners = 0;       // the thread-safe function and the waiter
+  napi_threadsafe_function tsfn = nullptr;
+
+  SpawnWaitState() { live++; }
+  ~SpawnWaitState() { live--; }
+
+  void Drop() {
+    bool last;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      last = --owners == 0;
+    }
+    if (last) delete this;
+  }
+  // Waiter thread, once.
+  static void Done(void* context, const double* slots) {
+    auto* st = static_cast<SpawnWaitState*>(context);
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      if (!st->closed) {
+        double* copy = new (std::nothrow) double[kSpawnSlots];
+        if (copy) {
+          std::memcpy(copy, slots, kSpawnSlots * sizeof(double));
+          if (napi_call_threadsafe_function(st->tsfn, copy, napi_tsfn_nonblocking) != napi_ok) delete[] copy;
+        }
+        napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+      }
+    }
+    st->Drop();
+  }
+  // JS thread; env is null when the function is torn down with the result still queued.
+  static void CallJs(napi_env env, napi_value js_cb, void* context, void* data) {
+    double* slots = static_cast<double*>(data);
+    if (env != nullptr && js_cb != nullptr) {
+      napi_value arr_buf, arr, undefined;
+      void* bytes = nullptr;
+      if (napi_create_arraybuffer(env, kSpawnSlots * sizeof(double), &bytes, &arr_buf) == napi_ok &&
+          napi_create_typedarray(env, napi_float64_array, kSpawnSlots, arr_buf, 0, &arr) == napi_ok) {
+        std::memcpy(bytes, slots, kSpawnSlots * sizeof(double));
+        napi_get_undefined(env, &undefined);
+        napi_call_function(env, undefined, js_cb, 1, &arr, nullptr);
+      }
+    }
+    delete[] slots;
+  }
+  static void Finalize(napi_env, void* data, void*) {
+    auto* st = static_cast<SpawnWaitState*>(data);
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->closed = true;
+    }
+    st->Drop();
+  }
+};
+std::atomic<int> SpawnWaitState::live{0};
 
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
  public:
@@ -120,7 +188,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         InstanceMethod("windowConfigure", &TaskmeterAddon::WindowConfigure),
         InstanceMethod("windowTimeline", &TaskmeterAddon::WindowTimeline),
         InstanceMethod("spawn", &TaskmeterAddon::SpawnCommand),
-        InstanceMethod("spawnPoll", &TaskmeterAddon::SpawnPollResult),
+        InstanceMethod("spawnPending", &TaskmeterAddon::SpawnPending),
         InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
         InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
         InstanceMethod("windowClose", &TaskmeterAddon::WindowClose),
@@ -256,46 +324,68 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return o;
   }
 
-  // spawn(file, argv, env, cwd, stdio[3]) → { pid, id, fds: [stdin, stdout, stderr] }; throws with .code (errno
-  // name) when the command cannot be started.
+  // spawn(file, argv, env, cwd, stdio[3], onExit) → { pid, fds: [stdin, stdout, stderr] }; onExit(slots) is called
+  // once, through a thread-safe function, when the waiter thread has reaped the command: no polling, and the
+  // running command keeps the event loop alive (the function is ref'd until then). Throws with .errno and .stage
+  // (SpawnStage) when the command cannot be started. No C++ exception leaves this function.
   Napi::Value SpawnCommand(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[4].IsArray()) {
-      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawn(file, argv, env, cwd, stdio)");
+    if (info.Length() < 6 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[4].IsArray() ||
+        !info[5].IsFunction()) {
+      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawn(file, argv, env, cwd, stdio, onExit)");
       return env.Undefined();
     }
     SpawnOptions o;
-    o.file = info[0].As<Napi::String>().Utf8Value();
-    auto strings = [](Napi::Array a, std::vector<std::string>* out) {
-      for (uint32_t i = 0; i < a.Length(); i++) out->push_back(a.Get(i).ToString().Utf8Value());
-    };
-    strings(info[1].As<Napi::Array>(), &o.args);
-    strings(info[2].As<Napi::Array>(), &o.env);
-    if (info[3].IsString()) o.cwd = info[3].As<Napi::String>().Utf8Value();
-    Napi::Array stdio = info[4].As<Napi::Array>();
-    for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) o.stdio[i] = stdio.Get(i).ToNumber().Int32Value();
-    SpawnResult r = Spawn(o);
+    SpawnResult r;
+    SpawnWaitState* state = nullptr;
+    try {
+      o.file = info[0].As<Napi::String>().Utf8Value();
+      auto strings = [](Napi::Array a, std::vector<std::string>* out) {
+        for (uint32_t i = 0; i < a.Length(); i++) out->push_back(a.Get(i).ToString().Utf8Value());
+      };
+      strings(info[1].As<Napi::Array>(), &o.args);
+      strings(info[2].As<Napi::Array>(), &o.env);
+      if (info[3].IsString()) o.cwd = info[3].As<Napi::String>().Utf8Value();
+      Napi::Array stdio = info[4].As<Napi::Array>();
+      for (uint32_t i = 0; i < 3 && i < stdio.Length(); i++) o.stdio[i] = stdio.Get(i).ToNumber().Int32Value();
+      state = new SpawnWaitState();
+    } catch (...) {
+      delete state;
+      ThrowErrnoError(env, ENOMEM, "taskmeter: out of memory", kStageSetup);
+      return env.Undefined();
+    }
+    if (env.IsExceptionPending()) {
+      delete state;
+      return env.Undefined();
+    }
+    napi_value name;
+    napi_create_string_utf8(env, "taskmeter:spawn", NAPI_AUTO_LENGTH, &name);
+    // Two owners of the state: the thread-safe function (its finalizer) and the waiter (SpawnDone).
+    state->owners = 2;
+    if (napi_create_threadsafe_function(env, info[5], nullptr, name, 0, 1, state, SpawnWaitState::Finalize, state,
+                                        SpawnWaitState::CallJs, &state->tsfn) != napi_ok) {
+      delete state;
+      ThrowErrnoError(env, EAGAIN, "taskmeter: could not create the exit notifier", kStageSetup);
+      return env.Undefined();
+    }
+    r = Spawn(o, SpawnWaitState::Done, state);
     if (r.pid < 0) {
-      ThrowErrnoError(env, r.error, "spawn");
+      state->Drop();  // the waiter's share: there is no waiter
+      napi_release_threadsafe_function(state->tsfn, napi_tsfn_release);
+      ThrowErrnoError(env, r.error, std::strerror(r.error), r.stage);
       return env.Undefined();
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("pid", r.pid);
-    out.Set("id", r.id);
     Napi::Array fds = Napi::Array::New(env, 3);
     for (uint32_t i = 0; i < 3; i++) fds[i] = Napi::Number::New(env, r.parent_fds[i]);
     out.Set("fds", fds);
     return out;
   }
 
-  // spawnPoll(id, out, release) → false for an unknown id.
-  Napi::Value SpawnPollResult(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
-    Napi::Float64Array out = Float64Out(info, 1, kSpawnSlots);
-    if (out.IsEmpty()) return info.Env().Undefined();
-    bool release = info.Length() > 2 && info[2].ToBoolean().Value();
-    return Napi::Boolean::New(info.Env(), SpawnPoll(id, out.Data(), release));
+  // How many spawned commands still have a waiter or an undelivered result (for the leak tests).
+  Napi::Value SpawnPending(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), SpawnWaitState::live.load());
   }
 
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {

@@ -54,19 +54,29 @@ inline const char* ErrnoName(int err) {
     TASKMETER_ERRNO(ENAMETOOLONG)
     TASKMETER_ERRNO(ENOSYS)
     TASKMETER_ERRNO(ELOOP)
+    TASKMETER_ERRNO(ENOTSUP)
+#if defined(EOPNOTSUPP) && EOPNOTSUPP != ENOTSUP
+    TASKMETER_ERRNO(EOPNOTSUPP)
+#endif
 #undef TASKMETER_ERRNO
     default: return "UNKNOWN";
   }
 }
 
-// An Error for a failed system call: message "<syscall>: <strerror>", code = the errno's name, errno = the number,
-// syscall = what failed (Node's shape for system errors).
-inline void ThrowErrnoError(Napi::Env env, int err, const char* syscall) {
-  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + std::strerror(err));
-  e.Set("code", Napi::String::New(env, ErrnoName(err)));
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
+// An Error for a failed system call: `message`, code = the errno's name, errno = the number, and `stage` when
+// stage >= 0 (where a spawn failed, native/spawn.h SpawnStage). Built and thrown with plain N-API calls whose
+// failures are ignored: in a worker that is being terminated napi_throw fails, and node-addon-api's
+// ThrowAsJavaScriptException would then abort the whole process (seen under ASan). The caller returns right after.
+inline void ThrowErrnoError(napi_env env, int err, const char* message, int stage = -1) {
+  napi_value msg, error, value;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return;
+  if (napi_create_error(env, nullptr, msg, &error) != napi_ok) return;
+  if (napi_create_string_utf8(env, ErrnoName(err), NAPI_AUTO_LENGTH, &value) == napi_ok)
+    napi_set_named_property(env, error, "code", value);
+  if (napi_create_int32(env, err, &value) == napi_ok) napi_set_named_property(env, error, "errno", value);
+  if (stage >= 0 && napi_create_int32(env, stage, &value) == napi_ok)
+    napi_set_named_property(env, error, "stage", value);
+  napi_throw(env, error);
 }
 
 }  // namespace taskmeter

@@ -2,8 +2,6 @@
 // CPU time of the command and every descendant it reaped, which neither sampling /proc nor libuv's waitpid gives.
 #pragma once
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,7 +20,9 @@ namespace taskmeter {
   X(SpStartMonoMs)  /* just before fork */ \
   X(SpEndMonoMs)  /* when wait4 returned */ \
   X(SpEndEpochMs) \
-  X(SpContaminationBytes)  /* our RSS around the fork: a ru_maxrss at or below it may be our copy's, not theirs */ \
+  /* our RSS around the fork when the command was forked from us directly (no exec helper): a ru_maxrss at or */ \
+  /* below it may be our copy's, not theirs; 0 with the exec helper */ \
+  X(SpContaminationBytes) \
   X(SpTreePeakBytes)  /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
   /* end */
 TASKMETER_ENUM(SpawnSlot, TASKMETER_SPAWN_SLOTS, kSpawnSlots)
@@ -35,16 +35,27 @@ struct SpawnOptions {
   int stdio[3] = {-1, -1, -1};    // -1 inherit, -2 /dev/null, -3 a new pipe, >= 0 that descriptor
 };
 
+// Where a failed start failed (SpawnResult::stage), so that the error can name what was missing.
+#define TASKMETER_SPAWN_STAGES(X) \
+  X(StageSetup)  /* pipes, /dev/null, fork (Windows: the job object, stdio handles) */ \
+  X(StageChdir)  /* the cwd */ \
+  X(StageExec)  /* exec of the command (ENOENT, EACCES, ENOEXEC…; Windows: CreateProcessW) */ \
+  X(StageThread)  /* the waiter thread could not be created: the command was killed and reaped */ \
+  /* end */
+TASKMETER_ENUM(SpawnStage, TASKMETER_SPAWN_STAGES, kSpawnStages)
+
 struct SpawnResult {
   int pid = -1;
-  int error = 0;      // errno of a failed fork or exec
+  int error = 0;      // errno of the failed step
+  int stage = kStageSetup;
   int parent_fds[3] = {-1, -1, -1};  // our ends of the pipes asked for
-  uint32_t id = 0;
 };
 
-// Spawns and starts a waiter thread. Thread-safe.
-SpawnResult Spawn(const SpawnOptions& options);
-// Copies the result slots; false for an unknown id. Once read after the exit, the record is dropped.
-bool SpawnPoll(uint32_t id, double* out, bool release_if_done);
+// Called exactly once per successful Spawn, on the waiter thread, when the command has ended and been reaped;
+// `slots` holds kSpawnSlots values. Never called when Spawn fails.
+using SpawnDoneFn = void (*)(void* context, const double* slots);
+
+// Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
+SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
 }  // namespace taskmeter

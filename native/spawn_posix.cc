@@ -1,35 +1,47 @@
 #include "spawn.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
-#include <thread>
-#include <unordered_map>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
+#include "helper/exec_protocol.h"
 #include "proc/proc.h"
+
+// How a command is started (Linux, macOS):
+//
+//   node ──fork──▶ node copy ──exec──▶ taskmeter-exec ──fork+exec──▶ command
+//
+// The copy of Node only sets the stage: stdio, cwd, default signal handling; then it execs the helper (built
+// beside the addon, see native/helper/exec_helper.c), which forks the command from a process of ~1 MB and reaps it,
+// so the command's ru_maxrss is as clean as under GNU time. Where the helper is missing (an addon built without
+// it), the copy of Node execs the command itself and the reaped ru_maxrss may be Node's own pre-exec peak
+// (kSpContaminationBytes tells JavaScript where that line is).
+//
+// stdio "inherit" follows libuv's uv_spawn for inherited descriptors: 0–2 lose close-on-exec (Node sets it on its
+// own stdio at startup) and are put in blocking mode, the mode a freshly started program expects. O_NONBLOCK is a
+// flag of the open file description, so this is also visible to taskmeter and to whoever shares the descriptor
+// (as with child_process.spawn's 'inherit'); Node writes its own stdout and stderr synchronously, so it is not
+// affected.
 
 namespace taskmeter {
 namespace {
 
-struct Child {
-  std::mutex mu;
-  double slots[kSpawnSlots];
-};
-
-std::mutex g_mu;
-std::unordered_map<uint32_t, std::shared_ptr<Child>>* g_children = new std::unordered_map<uint32_t, std::shared_ptr<Child>>();
-uint32_t g_next_id = 1;
-
 inline double TvMs(const struct timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
 
-// pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). Spawn holds no lock here, so the
-// non-atomic variant can only race with another thread's fork+exec of its own, which would inherit two fds.
+// pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). The non-atomic variant can only
+// race with another thread's fork+exec of its own, which would inherit two fds.
 int MakePipe(int fds[2]) {
 #ifdef __linux__
   return pipe2(fds, O_CLOEXEC);
@@ -41,12 +53,39 @@ int MakePipe(int fds[2]) {
 #endif
 }
 
-// In the child, between fork and exec: only async-signal-safe calls.
-[[noreturn]] void ChildExec(const SpawnOptions& o, const char* const* argv, const char* const* envp, const int fds[3],
-                            int err_fd) {
-  // Start with default signal handling and no blocked signals (Node ignores SIGPIPE, for one; ignored signals
-  // would stay ignored across exec).
-  struct sigaction sa = {};
+// The helper beside this addon: "<addon without .node>-exec" (build/Release/taskmeter.node → taskmeter-exec,
+// prebuilds/linux-x64/taskmeter.napi.glibc.node → taskmeter.napi.glibc-exec). Found once; empty if absent.
+// TASKMETER_EXEC_HELPER=0 turns it off (to compare with the direct path); an absolute path names another helper
+// (a wrapper that runs the shipped one under an emulator, say).
+const std::string& HelperPath() {
+  static const std::string path = []() -> std::string {
+    const char* env = getenv("TASKMETER_EXEC_HELPER");
+    if (env && std::strcmp(env, "0") == 0) return std::string();
+    if (env && env[0] == '/') return access(env, X_OK) == 0 ? std::string(env) : std::string();
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&MakePipe), &info) == 0 || !info.dli_fname) return std::string();
+    std::string p = info.dli_fname;
+    if (p.size() > 5 && p.compare(p.size() - 5, 5, ".node") == 0) p.resize(p.size() - 5);
+    p += "-exec";
+    return access(p.c_str(), X_OK) == 0 ? p : std::string();
+  }();
+  return path;
+}
+
+struct ChildError {
+  int32_t stage;
+  int32_t err;
+};
+
+// In the copy of Node, between fork and exec: only async-signal-safe calls, no allocation.
+[[noreturn]] void ChildExec(const char* exec_file, const char* const* argv, const char* const* envp, const char* cwd,
+                            const int fds[3], int report_fd, int err_fd) {
+  ChildError ce = {kStageSetup, 0};
+  // Default dispositions for every signal (Node ignores SIGPIPE and SIGXFSZ; ignored ones would stay ignored across
+  // exec; caught ones are reset by exec anyway, but Node's handlers must not run here). The mask was set to "all
+  // blocked" before the fork, so no handler of Node's can run in this copy before this loop; then unblock.
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
   sa.sa_handler = SIG_DFL;
   for (int s = 1; s < NSIG; s++) {
     if (s == SIGKILL || s == SIGSTOP) continue;
@@ -62,63 +101,210 @@ int MakePipe(int fds[2]) {
     if (fds[i] >= 0 && moved[i] < 0) goto fail;
   }
   for (int i = 0; i < 3; i++) {
-    if (moved[i] >= 0 && dup2(moved[i], i) < 0) goto fail;
+    if (moved[i] >= 0) {
+      if (dup2(moved[i], i) < 0) goto fail;  // dup2 clears close-on-exec on the new descriptor
+    } else {
+      // inherited: keep it across exec, blocking (as libuv does for inherited stdio)
+      if (fcntl(i, F_SETFD, 0) < 0) goto fail;
+      int fl = fcntl(i, F_GETFL);
+      if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+    }
   }
-  if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) goto fail;
-  execve(o.file.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+  if (report_fd >= 0 && fcntl(report_fd, F_SETFD, 0) < 0) goto fail;
+  if (cwd && chdir(cwd) != 0) {
+    ce.stage = kStageChdir;
+    goto fail;
+  }
+  ce.stage = kStageExec;
+  execve(exec_file, const_cast<char* const*>(argv), const_cast<char* const*>(envp));
 fail:
-  int e = errno;
-  ssize_t ignored = write(err_fd, &e, sizeof(e));
+  ce.err = errno;
+  ssize_t ignored = write(err_fd, &ce, sizeof(ce));
   (void)ignored;
   _exit(127);
 }
 
-void Wait(int pid, std::shared_ptr<Child> child) {
-  int status = 0;
-  struct rusage ru = {};
+bool ReadFull(int fd, void* buf, size_t size) {
+  char* p = static_cast<char*>(buf);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = read(fd, p + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void Reap(pid_t pid, int* status, struct rusage* ru) {
   pid_t r;
   do {
-    r = wait4(pid, &status, 0, &ru);
+    r = wait4(pid, status, 0, ru);
   } while (r < 0 && errno == EINTR);
-  double end_mono = proc::MonotonicMs();
-  double end_epoch = proc::EpochMs();
-  std::lock_guard<std::mutex> lock(child->mu);
-  double* s = child->slots;
-  s[kSpExited] = 1;
-  s[kSpEndMonoMs] = end_mono;
-  s[kSpEndEpochMs] = end_epoch;
-  if (r < 0) {  // someone else reaped it (a waitpid(-1) elsewhere): status and rusage are lost
-    s[kSpExitCode] = NAN;
-    s[kSpSignal] = NAN;
-    s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
-    return;
-  }
+  if (r < 0) *status = -1;
+}
+
+struct Waiter {
+  pid_t pid;          // what we reap: the helper, or the command itself
+  int report_fd;      // the helper's report pipe, or -1
+  SpawnDoneFn done;
+  void* context;
+  double slots[kSpawnSlots];
+};
+
+void FillFromStatus(double* s, int status) {
   s[kSpExitCode] = WIFEXITED(status) ? WEXITSTATUS(status) : NAN;
   s[kSpSignal] = WIFSIGNALED(status) ? WTERMSIG(status) : NAN;
-  s[kSpUserMs] = TvMs(ru.ru_utime);
-  s[kSpSystemMs] = TvMs(ru.ru_stime);
-  s[kSpMaxRssBytes] = static_cast<double>(ru.ru_maxrss) * 1024.0;
 }
+
+void* WaitMain(void* arg) {
+  Waiter* w = static_cast<Waiter*>(arg);
+  double* s = w->slots;
+  int status = 0;
+  struct rusage ru;
+  std::memset(&ru, 0, sizeof(ru));
+  if (w->report_fd >= 0) {
+    ExecReport r;
+    bool got = ReadFull(w->report_fd, &r, sizeof(r)) && r.kind == kExecExited && r.err == 0;
+    close(w->report_fd);
+    Reap(w->pid, &status, &ru);  // the helper exits right after its report
+    s[kSpEndMonoMs] = proc::MonotonicMs();
+    s[kSpEndEpochMs] = proc::EpochMs();
+    if (got) {
+      FillFromStatus(s, r.status);
+      s[kSpUserMs] = r.utime_us / 1e3;
+      s[kSpSystemMs] = r.stime_us / 1e3;
+      s[kSpMaxRssBytes] = static_cast<double>(r.maxrss_bytes);
+    } else if (status != -1) {
+      // The helper died without a report (SIGKILL): its status is all there is; the command's usage is lost.
+      FillFromStatus(s, status);
+      s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
+    } else {
+      s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
+    }
+  } else {
+    Reap(w->pid, &status, &ru);
+    s[kSpEndMonoMs] = proc::MonotonicMs();
+    s[kSpEndEpochMs] = proc::EpochMs();
+    if (status == -1) {  // someone else reaped it (a waitpid(-1) elsewhere): status and rusage are lost
+      s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
+    } else {
+      FillFromStatus(s, status);
+      s[kSpUserMs] = TvMs(ru.ru_utime);
+      s[kSpSystemMs] = TvMs(ru.ru_stime);
+#ifdef __APPLE__
+      s[kSpMaxRssBytes] = static_cast<double>(ru.ru_maxrss);
+#else
+      s[kSpMaxRssBytes] = static_cast<double>(ru.ru_maxrss) * 1024.0;
+#endif
+    }
+  }
+  s[kSpExited] = 1;
+  w->done(w->context, s);
+  delete w;
+  return nullptr;
+}
+
+// Test hook: TASKMETER_TEST_FAIL_WAITER_THREAD=1 makes the waiter thread's creation fail with EAGAIN, as it does
+// under a pids limit (a cgroup's pids.max), which a test cannot set up without privileges.
+bool FailWaiterThreadForTest() {
+  const char* v = getenv("TASKMETER_TEST_FAIL_WAITER_THREAD");
+  return v && std::strcmp(v, "1") == 0;
+}
+
+// Set once the helper itself could not be exec'd for a reason that will not go away (a helper for another
+// architecture — an emulated Node without binfmt_misc —, a noexec mount, a deleted file): from then on commands are
+// forked from Node directly, as without a helper.
+std::atomic<bool> g_helper_unusable{false};
+
+bool HelperCannotRun(int err) {
+  switch (err) {
+    case ENOEXEC:
+    case EACCES:
+    case ENOENT:
+    case EPERM:
+#ifdef ELIBBAD
+    case ELIBBAD:
+#endif
+      return true;
+    default:
+      return false;
+  }
+}
+
+SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed);
 
 }  // namespace
 
-SpawnResult Spawn(const SpawnOptions& o) {
-  SpawnResult res;
-  std::vector<const char*> argv, envp;
-  for (const auto& a : o.args) argv.push_back(a.c_str());
-  argv.push_back(nullptr);
-  for (const auto& e : o.env) envp.push_back(e.c_str());
-  envp.push_back(nullptr);
+SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
+  bool use_helper = !HelperPath().empty() && !g_helper_unusable.load();
+  bool helper_failed = false;
+  SpawnResult res = SpawnWith(o, done, context, use_helper, &helper_failed);
+  if (helper_failed) {
+    g_helper_unusable.store(true);
+    res = SpawnWith(o, done, context, false, nullptr);
+  }
+  return res;
+}
 
+namespace {
+
+SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed) {
+  SpawnResult res;
+  const std::string& helper = HelperPath();
+  // Everything the child needs, built before the fork (the child may not allocate).
+  std::vector<std::string> helper_args;
+  std::vector<const char*> argv, envp;
+  int report[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
   int child_fds[3] = {-1, -1, -1};
   int to_close[3] = {-1, -1, -1};
-  auto cleanup = [&]() {
+  auto close_all = [&]() {
     for (int i = 0; i < 3; i++) {
       if (to_close[i] >= 0) close(to_close[i]);
+      to_close[i] = -1;
       if (res.parent_fds[i] >= 0) close(res.parent_fds[i]);
       res.parent_fds[i] = -1;
     }
+    for (int* p : {report, err_pipe}) {
+      for (int j = 0; j < 2; j++) {
+        if (p[j] >= 0) close(p[j]);
+        p[j] = -1;
+      }
+    }
   };
+  Waiter* w = nullptr;
+  try {
+    w = new Waiter();
+    if (use_helper) {
+      if (MakePipe(report) != 0) {
+        res.error = errno;
+        close_all();
+        delete w;
+        return res;
+      }
+      helper_args.push_back(helper);
+      helper_args.push_back(std::to_string(report[1]));
+      helper_args.push_back(o.file);
+      argv.reserve(helper_args.size() + o.args.size() + 1);
+      for (const auto& a : helper_args) argv.push_back(a.c_str());
+    }
+    for (const auto& a : o.args) argv.push_back(a.c_str());
+    argv.push_back(nullptr);
+    envp.reserve(o.env.size() + 1);
+    for (const auto& e : o.env) envp.push_back(e.c_str());
+    envp.push_back(nullptr);
+  } catch (...) {  // std::bad_alloc
+    close_all();
+    delete w;
+    res.error = ENOMEM;
+    return res;
+  }
+  w->done = done;
+  w->context = context;
+  for (double& s : w->slots) s = NAN;
+  w->slots[kSpExited] = 0;
+
   for (int i = 0; i < 3; i++) {
     int mode = o.stdio[i];
     if (mode >= 0) {
@@ -127,7 +313,8 @@ SpawnResult Spawn(const SpawnOptions& o) {
       int fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
       if (fd < 0) {
         res.error = errno;
-        cleanup();
+        close_all();
+        delete w;
         return res;
       }
       child_fds[i] = to_close[i] = fd;
@@ -135,7 +322,8 @@ SpawnResult Spawn(const SpawnOptions& o) {
       int p[2];
       if (MakePipe(p) != 0) {
         res.error = errno;
-        cleanup();
+        close_all();
+        delete w;
         return res;
       }
       // stdin: the child reads p[0] and we write p[1]; stdout/stderr the other way round.
@@ -143,82 +331,108 @@ SpawnResult Spawn(const SpawnOptions& o) {
       res.parent_fds[i] = i == 0 ? p[1] : p[0];
     }
   }
-  int err_pipe[2];
   if (MakePipe(err_pipe) != 0) {
     res.error = errno;
-    cleanup();
+    close_all();
+    delete w;
     return res;
   }
-  auto child = std::make_shared<Child>();
-  for (double& s : child->slots) s = NAN;
-  child->slots[kSpExited] = 0;
-  int64_t rss_before = proc::ReadSelfRssBytes();
-  child->slots[kSpStartMonoMs] = proc::MonotonicMs();
+  const char* exec_file = use_helper ? helper.c_str() : o.file.c_str();
+  const char* cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
+  int64_t rss_before = use_helper ? 0 : proc::ReadSelfRssBytes();
+  w->slots[kSpStartMonoMs] = proc::MonotonicMs();
+  // All signals blocked across the fork, so that none of Node's handlers runs in the copy before it has reset them.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = fork();
-  if (pid == 0) {
-    close(err_pipe[0]);
-    ChildExec(o, argv.data(), envp.data(), child_fds, err_pipe[1]);
-  }
+  if (pid == 0) ChildExec(exec_file, argv.data(), envp.data(), cwd, child_fds, report[1], err_pipe[1]);
   int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(err_pipe[1]);
+  err_pipe[1] = -1;
+  if (report[1] >= 0) close(report[1]);
+  report[1] = -1;
   for (int i = 0; i < 3; i++) {
     if (to_close[i] >= 0) close(to_close[i]);
     to_close[i] = -1;
   }
   if (pid < 0) {
-    close(err_pipe[0]);
     res.error = fork_errno;
-    cleanup();
+    close_all();
+    delete w;
     return res;
   }
-  // The exec result: EOF when exec succeeded (the pipe is close-on-exec), else the child's errno.
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = read(err_pipe[0], &child_errno, sizeof(child_errno));
-  } while (n < 0 && errno == EINTR);
+  // The copy's result: EOF when the exec succeeded (the pipe is close-on-exec), else the failed step and errno.
+  ChildError ce = {0, 0};
+  bool failed = ReadFull(err_pipe[0], &ce, sizeof(ce));
   close(err_pipe[0]);
-  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+  err_pipe[0] = -1;
+  if (failed) {
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    res.error = child_errno;
-    cleanup();
+    res.error = ce.err;
+    res.stage = ce.stage;
+    close_all();
+    delete w;
+    // The exec that failed was the helper's, not the command's: say so if it is for good (the caller retries
+    // without the helper). A transient error (E2BIG, ENOMEM…) would fail the command's exec as well: reported.
+    if (use_helper && helper_failed && ce.stage == kStageExec && HelperCannotRun(ce.err)) *helper_failed = true;
     return res;
   }
-  int64_t rss_after = proc::ReadSelfRssBytes();
-  // The forked copy's pages are a subset of ours at the fork; a margin covers what other threads mapped meanwhile.
-  child->slots[kSpContaminationBytes] =
-      static_cast<double>(std::max(rss_before, rss_after)) + 4.0 * 1024 * 1024;
-  res.pid = pid;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    res.id = g_next_id++;
-    (*g_children)[res.id] = child;
+  pid_t command_pid = pid;
+  if (use_helper) {
+    ExecReport r;
+    bool got = ReadFull(report[0], &r, sizeof(r));
+    if (!got || r.kind != kExecStarted) {
+      int status;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      res.error = got ? r.err : EIO;
+      res.stage = got && r.pid > 0 ? kStageExec : kStageSetup;
+      close_all();
+      delete w;
+      return res;
+    }
+    command_pid = r.pid;
+  } else {
+    int64_t rss_after = proc::ReadSelfRssBytes();
+    // The forked copy's pages are a subset of ours at the fork; a margin covers what other threads mapped meanwhile.
+    w->slots[kSpContaminationBytes] = static_cast<double>(std::max(rss_before, rss_after)) + 4.0 * 1024 * 1024;
   }
-  std::thread(Wait, pid, child).detach();  // it holds only the shared record
+  if (use_helper) w->slots[kSpContaminationBytes] = 0;
+  w->pid = pid;
+  w->report_fd = report[0];
+  report[0] = -1;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  int terr = FailWaiterThreadForTest() ? EAGAIN : pthread_create(&thread, &attr, WaitMain, w);
+  pthread_attr_destroy(&attr);
+  if (terr != 0) {
+    // Nobody would reap it: end the command now and reap it here (the helper reaps the command, reports and exits;
+    // killing the helper instead would leave the command to init), and say why.
+    kill(command_pid, SIGKILL);
+    if (w->report_fd >= 0) {
+      ExecReport ignored;
+      ReadFull(w->report_fd, &ignored, sizeof(ignored));
+      close(w->report_fd);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    delete w;
+    close_all();
+    res.error = terr;
+    res.stage = kStageThread;
+    return res;
+  }
+  res.pid = command_pid;
   return res;
 }
 
-bool SpawnPoll(uint32_t id, double* out, bool release_if_done) {
-  std::shared_ptr<Child> child;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_children->find(id);
-    if (it == g_children->end()) return false;
-    child = it->second;
-  }
-  bool done;
-  {
-    std::lock_guard<std::mutex> lock(child->mu);
-    for (int i = 0; i < kSpawnSlots; i++) out[i] = child->slots[i];
-    done = child->slots[kSpExited] == 1;
-  }
-  if (done && release_if_done) {
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_children->erase(id);
-  }
-  return true;
-}
-
+}  // namespace
 }  // namespace taskmeter

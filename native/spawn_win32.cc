@@ -8,6 +8,7 @@
 //   - memory: the job's PeakProcessMemoryUsed (the largest commit charge of any one process → kSpMaxRssBytes) and
 //     PeakJobMemoryUsed (the largest commit charge of the whole job at once → kSpTreePeakBytes). These are commit
 //     (private bytes) peaks, not working-set peaks; zero (Wine) is reported as NaN, unmeasured.
+// and hands them to `done` (once, from its own thread), as spawn_posix.cc's waiter does.
 // stdio: inherit (our standard handles, duplicated inheritable and handed over by an explicit handle list, so that
 // a concurrent CreateProcess elsewhere cannot inherit them) or NUL. Pipes are not offered here: the descriptors
 // JavaScript would wrap belong to node.exe's C runtime, not ours (JavaScript rejects stdio 'pipe' on Windows).
@@ -17,8 +18,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cwctype>
+#include <memory>
+#include <new>
 #include <thread>
-#include <unordered_map>
 
 #include "proc/proc.h"
 #include "spawn.h"
@@ -27,14 +29,12 @@
 namespace taskmeter {
 namespace {
 
-struct Child {
-  std::mutex mu;
+// What the waiter thread owns: the slots it fills and whom to tell.
+struct Waiter {
+  SpawnDoneFn done;
+  void* context;
   double slots[kSpawnSlots];
 };
-
-std::mutex g_mu;
-std::unordered_map<uint32_t, std::shared_ptr<Child>>* g_children = new std::unordered_map<uint32_t, std::shared_ptr<Child>>();
-uint32_t g_next_id = 1;
 
 std::wstring Wide(const std::string& s) {
   if (s.empty()) return std::wstring();
@@ -90,7 +90,7 @@ std::wstring EnvBlock(const std::vector<std::string>& env) {
   return block;
 }
 
-void Wait(HANDLE process, HANDLE job, std::shared_ptr<Child> child) {
+void Wait(HANDLE process, HANDLE job, Waiter* w) {
   WaitForSingleObject(process, INFINITE);
   double end_mono = proc::MonotonicMs();
   double end_epoch = proc::EpochMs();
@@ -115,8 +115,7 @@ void Wait(HANDLE process, HANDLE job, std::shared_ptr<Child> child) {
   }
   CloseHandle(process);
   CloseHandle(job);  // without KILL_ON_JOB_CLOSE: processes the command left running keep running, as on POSIX
-  std::lock_guard<std::mutex> lock(child->mu);
-  double* s = child->slots;
+  double* s = w->slots;
   s[kSpExited] = 1;
   s[kSpEndMonoMs] = end_mono;
   s[kSpEndEpochMs] = end_epoch;
@@ -133,6 +132,8 @@ void Wait(HANDLE process, HANDLE job, std::shared_ptr<Child> child) {
   s[kSpSystemMs] = kernel;
   s[kSpMaxRssBytes] = peak_process;
   s[kSpTreePeakBytes] = peak_job;
+  w->done(w->context, s);
+  delete w;
 }
 
 // An inheritable duplicate of one of our standard handles, or of NUL; nullptr when there is none to give.
@@ -151,16 +152,24 @@ HANDLE ChildStdHandle(int index, int mode) {
   return h;
 }
 
-}  // namespace
-
-SpawnResult Spawn(const SpawnOptions& o) {
-  SpawnResult res;
+SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
+  SpawnResult res;  // stage kStageSetup until CreateProcessW
   for (int i = 0; i < 3; i++) {
     if (o.stdio[i] != -1 && o.stdio[i] != -2) {
       res.error = ENOTSUP;
       return res;
     }
   }
+  std::unique_ptr<Waiter> w(new (std::nothrow) Waiter());
+  if (!w) {
+    res.error = ENOMEM;
+    return res;
+  }
+  w->done = done;
+  w->context = context;
+  for (double& s : w->slots) s = NAN;
+  w->slots[kSpExited] = 0;
+  w->slots[kSpContaminationBytes] = 0;  // no fork: nothing of ours is in the command's peak
   std::wstring file = Wide(o.file);
   std::vector<std::wstring> wargs;
   for (const auto& a : o.args) wargs.push_back(Wide(a));
@@ -212,11 +221,7 @@ SpawnResult Spawn(const SpawnOptions& o) {
     close_std();
     return res;
   }
-  auto child = std::make_shared<Child>();
-  for (double& s : child->slots) s = NAN;
-  child->slots[kSpExited] = 0;
-  child->slots[kSpContaminationBytes] = 0;  // no fork: nothing of ours is in the command's peak
-  child->slots[kSpStartMonoMs] = proc::MonotonicMs();
+  w->slots[kSpStartMonoMs] = proc::MonotonicMs();
   PROCESS_INFORMATION pi = {};
   BOOL ok = CreateProcessW(file.c_str(), &cmdline[0], nullptr, nullptr, inherit.empty() ? FALSE : TRUE, flags,
                            &env[0], cwd.empty() ? nullptr : cwd.c_str(), &si.StartupInfo, &pi);
@@ -226,6 +231,8 @@ SpawnResult Spawn(const SpawnOptions& o) {
   if (!ok) {
     CloseHandle(job);
     res.error = ErrnoOf(create_error);
+    // ERROR_DIRECTORY: "the directory name is invalid", the cwd (JavaScript checked it exists; it may have gone)
+    res.stage = create_error == ERROR_DIRECTORY ? kStageChdir : kStageExec;
     return res;
   }
   if (!AssignProcessToJobObject(job, pi.hProcess)) {
@@ -239,47 +246,38 @@ SpawnResult Spawn(const SpawnOptions& o) {
     res.error = e == ERROR_ACCESS_DENIED ? EPERM : ErrnoOf(e);
     return res;
   }
-  ResumeThread(pi.hThread);
-  CloseHandle(pi.hThread);
-  res.pid = static_cast<int>(pi.dwProcessId);
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    res.id = g_next_id++;
-    (*g_children)[res.id] = child;
-  }
+  // The waiter before the command runs a single instruction: without one, nobody would report it.
   try {
-    std::thread(Wait, pi.hProcess, job, child).detach();  // it owns both handles and holds only the shared record
-  } catch (...) {  // no thread (resource limits): nothing may throw across N-API; the command cannot be measured
+    std::thread t(Wait, pi.hProcess, job, w.get());  // it owns both handles and the Waiter
+    w.release();
+    t.detach();
+  } catch (...) {  // no thread (resource limits): nothing may throw across N-API; the command never ran
     TerminateJobObject(job, 1);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hThread);
     CloseHandle(pi.hProcess);
     CloseHandle(job);
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_children->erase(res.id);
-    res = SpawnResult();
     res.error = EAGAIN;
+    res.stage = kStageThread;
+    return res;
   }
+  res.pid = static_cast<int>(pi.dwProcessId);
+  ResumeThread(pi.hThread);
+  CloseHandle(pi.hThread);
   return res;
 }
 
-bool SpawnPoll(uint32_t id, double* out, bool release_if_done) {
-  std::shared_ptr<Child> child;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_children->find(id);
-    if (it == g_children->end()) return false;
-    child = it->second;
+}  // namespace
+
+// No C++ exception leaves: a std::bad_alloc while building the command line or the environment is ENOMEM.
+SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
+  try {
+    return SpawnImpl(o, done, context);
+  } catch (...) {
+    SpawnResult res;
+    res.error = ENOMEM;
+    return res;
   }
-  bool done;
-  {
-    std::lock_guard<std::mutex> lock(child->mu);
-    for (int i = 0; i < kSpawnSlots; i++) out[i] = child->slots[i];
-    done = child->slots[kSpExited] == 1;
-  }
-  if (done && release_if_done) {
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_children->erase(id);
-  }
-  return true;
 }
 
 }  // namespace taskmeter

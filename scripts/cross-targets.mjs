@@ -15,6 +15,8 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8'));
 
+// C sources (the exec helper) get only these and the target's flags.
+const cCommon = ['-std=c11', '-O2', '-Wall', '-Wextra'];
 const common = [
   '-std=c++17', '-O2', '-Wall', '-Wextra', '-Wno-unused-parameter',
   '-DNAPI_VERSION=8', '-DNAPI_DISABLE_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
@@ -29,7 +31,11 @@ export const TARGETS = {
     // Node-API symbols stay undefined in the shared object; node resolves them at load, as node-gyp's build does.
     addonLink: ['-shared', '-pthread', '-ldl'],
     exeLink: ['-pthread'],
-    artifacts: [{ kind: 'addon', file: 'taskmeter.glibc.node', sources: [...sources.common, ...sources.linux] }],
+    artifacts: [
+      { kind: 'addon', file: 'taskmeter.glibc.node', sources: [...sources.common, ...sources.linux] },
+      // The exec helper, named as the addon looks for it: "<addon without .node>-exec" (native/spawn_posix.cc).
+      { kind: 'exe', file: 'taskmeter.glibc-exec', sources: sources.helper },
+    ],
   },
   'win32-x64': {
     cc: 'x86_64-w64-mingw32-gcc-posix',
@@ -68,12 +74,15 @@ export function buildTarget(name, outDir, { strip = true } = {}) {
   for (const a of t.artifacts) {
     const objects = a.sources.map((src) => {
       const obj = join(objDir, `${a.file}-${basename(src).replace(/\.(cc|c)$/, '.o')}`);
-      run(src.endsWith('.c') ? t.cc : t.cxx, [...(src.endsWith('.c') ? [] : common), ...t.flags, ...includes, '-c', join(root, src), '-o', obj]);
+      const isC = src.endsWith('.c');
+      run(isC ? t.cc : t.cxx, [...(isC ? cCommon : common), ...t.flags, ...includes, '-c', join(root, src), '-o', obj]);
       return obj;
     });
     const out = join(outDir, a.file);
+    // An executable of C sources only is linked as C (no libstdc++ to find on the target).
+    const linker = a.sources.every((src) => src.endsWith('.c')) ? t.cc : t.cxx;
     if (a.kind === 'addon') run(t.cxx, ['-o', out, ...objects, ...(nodeLib ? [nodeLib] : []), ...t.addonLink]);
-    else run(t.cxx, ['-o', out, ...objects, ...t.exeLink]);
+    else run(linker, ['-o', out, ...objects, ...t.exeLink]);
     if (strip) run(t.strip, [out]);
     built.push(out);
   }

@@ -1,19 +1,24 @@
 // Checks the linter does not cover: no line of src/ over 120 columns, no suppression comment for a linter that is not
 // installed, and no reference to a path outside the repository. Part of `npm run lint`.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const skip = new Set(['node_modules', 'dist', 'build', 'build-cmake', 'build-asan', 'prebuilds', '.git', '.device']);
+const skip = new Set([
+  'node_modules', 'dist', 'build', 'build-cmake', 'build-asan', 'prebuilds', '.git', '.device',
+  // made by npm run test:ports / prebuild:cross / test:runtimes (a Wine prefix links to / itself)
+  '.runtimes', 'ports-results', 'build-linux-arm64', 'build-win32-x64', 'build-win32', '.deps', 'coverage',
+]);
 const text = /\.(c|cc|h|ts|mts|cts|js|mjs|cjs|json|md|sh|yml|yaml|gyp|txt)$|^run$/;
 
 function* files(dir) {
   for (const name of readdirSync(dir)) {
     if (skip.has(name) || name === 'package-lock.json' || name === 'test-results.json') continue;
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) yield* files(p);
-    else if (text.test(name)) yield p;
+    const st = lstatSync(p); // symbolic links are not followed
+    if (st.isDirectory()) yield* files(p);
+    else if (st.isFile() && text.test(name)) yield p;
   }
 }
 

@@ -25,6 +25,8 @@ command -v cmake >/dev/null || pkgs+=(cmake)
 command -v ninja >/dev/null || pkgs+=(ninja-build)
 command -v clang-format >/dev/null || pkgs+=(clang-format)  # npm run format:native
 command -v pgrep >/dev/null || pkgs+=(procps)
+command -v make >/dev/null || pkgs+=(make)  # the conformance suite (make -j2)
+command -v less >/dev/null || pkgs+=(less)  # a pager in a terminal (test/cli.test.ts)
 command -v x86_64-w64-mingw32-g++-posix >/dev/null || pkgs+=(g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64)
 # npm run test:ports: the linux-arm64 prebuild under qemu-user, the win32-x64 one under Wine
 command -v qemu-aarch64 >/dev/null || pkgs+=(qemu-user)

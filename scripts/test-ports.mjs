@@ -87,10 +87,10 @@ try {
   }
   rmSync(join(stage, 'node_modules'));
   rmSync(join(stage, 'build'), { recursive: true, force: true });
-  const tgz = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
+  const tgz = join(work, sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
   const listing = sh('tar', ['-tzf', tgz]).split('\n').filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
-  const wanted = ['linux-x64/taskmeter.glibc.node', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
+  const wanted = ['linux-x64/taskmeter.glibc.node', 'linux-x64/taskmeter.glibc-exec', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
   for (const want of wanted) {
     if (!listing.includes(`package/prebuilds/${want}`)) failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
@@ -149,8 +149,14 @@ try {
   const winRun = (mode, extra = [], env = {}) => run('win32-x64', mode, wine, [winNode, 'check.mjs', mode, '$OUT', ...extra], { ...wineEnv, ...env });
   const gpuEnv = { FAKE_NVML_SCENARIO: scenario, TASKMETER_PID_NAMESPACE: 'host' };
 
-  let r = armRun('core');
-  expectChecks('linux-arm64', 'core', r.res, 9);
+  // The shipped aarch64 exec helper, run by qemu as binfmt_misc would on a host that has it registered: this
+  // machine has not, so the emulated Node's execve of an aarch64 program fails (ENOEXEC, and the addon falls back
+  // to forking the command itself). TASKMETER_EXEC_HELPER names this wrapper instead.
+  const armHelper = join(app, 'node_modules/taskmeter/prebuilds/linux-arm64/taskmeter.glibc-exec');
+  const armExec = join(app, 'ports', 'qemu-exec.sh');
+  writeFileSync(armExec, `#!/bin/sh\nexec ${qemu} -L /usr/aarch64-linux-gnu ${armHelper} "$@"\n`, { mode: 0o755 });
+  let r = armRun('core', { TASKMETER_EXEC_HELPER: armExec });
+  expectChecks('linux-arm64', 'core', r.res, 10); // the 9 of every platform + the exec helper
   if (r.res && r.res.arch !== 'arm64') failures.push(`linux-arm64: process.arch is ${r.res.arch}`);
   if (r.res && !/libnvidia-ml/.test(r.res.checks[2]?.seen ?? '')) failures.push(`linux-arm64: no-GPU reason does not name libnvidia-ml: ${r.res.checks[2]?.seen}`);
   r = armRun('gpu', { ...gpuEnv, TASKMETER_NVML_LIBRARY: armNvml });

@@ -49,7 +49,7 @@ try {
   rmSync(join(stage, 'node_modules'));
   rmSync(join(stage, 'build'), { recursive: true, force: true });
   rmSync(tgz1);
-  const tgz = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
+  const tgz = join(work, sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
   const bin = join(work, 'bin');
   mkdirSync(bin);
   for (const tool of ['node', 'npm', 'npx', 'sh']) symlinkSync(sh('sh', ['-c', `command -v ${tool}`]).trim(), join(bin, tool));

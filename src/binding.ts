@@ -53,16 +53,22 @@ export interface NativeBinding {
   ): boolean;
   /** Moves the window's timeline points out (TIMELINE_COLUMNS per point). */
   windowTimeline(id: number): { points: Float64Array; maxHwmComm: string } | null;
-  /** fork + exec; stdio entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. Throws with .code. */
+  /**
+   * Starts the command (POSIX: fork + exec through the exec helper; Windows: CreateProcessW in a job object); stdio
+   * entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. onExit gets the SPAWN_* slots once, when the
+   * command has been reaped; until then the event loop stays alive. Throws with .code (the errno's name), .errno
+   * and .stage (SPAWN_STAGE_*).
+   */
   spawn(
     file: string,
     argv: string[],
     env: string[],
     cwd: string | null,
     stdio: number[],
-  ): { pid: number; id: number; fds: number[] };
-  /** The waiter's record of a spawned command (SPAWN_* slots); false for an unknown id. */
-  spawnPoll(id: number, out: Float64Array, release: boolean): boolean;
+    onExit: (slots: Float64Array) => void,
+  ): { pid: number; fds: number[] };
+  /** Spawned commands whose waiter or result is still alive. */
+  spawnPending(): number;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -129,6 +135,13 @@ export const SP_END_EPOCH_MS = sp('SP_END_EPOCH_MS');
 export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
 export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
+
+// native/spawn.h SpawnStage: where a failed start failed.
+const stage = layout('SpawnStage');
+export const SPAWN_STAGE_SETUP = stage('SPAWN_STAGE_SETUP');
+export const SPAWN_STAGE_CHDIR = stage('SPAWN_STAGE_CHDIR');
+export const SPAWN_STAGE_EXEC = stage('SPAWN_STAGE_EXEC');
+export const SPAWN_STAGE_THREAD = stage('SPAWN_STAGE_THREAD');
 
 // native/sampler.h TimelineColumn
 const tl = layout('TimelineColumn');

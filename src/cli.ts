@@ -1,6 +1,6 @@
 // taskmeter [options] -- <command> [args…]: runs a command like `/usr/bin/time -v` does, with GPU rows.
 // The library is loaded only after the arguments are read, so that --no-gpu keeps NVML from ever loading.
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,15 +10,20 @@ const HELP = `Usage: taskmeter [options] -- <command> [args...]
 
 Runs the command, then prints what it cost to stderr: wall clock, CPU (user, system), max RSS of a single process
 and the peak of the whole process tree, and per NVIDIA GPU: process and device memory peaks, energy, utilization.
-Exits with the command's exit code (128 + the signal number if it was killed; 127 if it cannot be found).
+The command keeps stdin, stdout, stderr and the terminal: taskmeter never writes to stdout.
+Exits with the command's exit code (128 + the signal number if it was killed; 127 if it cannot be found,
+126 if it cannot be run, 2 for a usage error or an output file that cannot be written).
+
+While the command runs, taskmeter ignores SIGINT and SIGQUIT (the terminal sends them to the command too) and
+forwards SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM sent to it to the command.
 
 Options:
-  --json              print the record (JSON) to stdout
+  --json              print the record (JSON) to stderr instead of the report
   -o, --output FILE   write the record (JSON) to FILE
   -i, --interval MS   sampling interval in ms (1-60000, default 10)
       --no-gpu        do not load NVML (no GPU readings)
   -t, --timeline FILE write a timeline chart: .html, .svg or .csv
-  -q, --quiet         no report on stderr
+  -q, --quiet         no report on stderr (--json still prints the record)
   -h, --help          show this help
   -v, --version       show the version
 `;
@@ -125,7 +130,9 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
           ? process.platform === 'win32'
             ? '  commit peak, from the job'
             : '  exact'
-           : u.maxRssSource === 'sampled' ? '  sampled' : ''),
+          : u.maxRssSource === 'sampled'
+            ? '  sampled'
+            : ''),
     ],
     [
       'Peak RSS, process tree',
@@ -178,13 +185,51 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.stderr(`taskmeter: no command given\n\n${HELP}`);
     return 2;
   }
+  // Output files are opened (created, truncated) before the command starts, as GNU time does with -o: one that
+  // cannot be written is refused before any work is done.
+  const files: { output?: number; timeline?: number } = {};
+  for (const [key, flag] of [
+    ['output', '-o'],
+    ['timeline', '-t'],
+  ] as const) {
+    const path = values[key];
+    if (path === undefined) continue;
+    try {
+      files[key] = openSync(path, 'w');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      for (const fd of Object.values(files)) closeSync(fd);
+      const why = err.message.replace(/^[A-Z]+: /, '').replace(/, open '.*'$/s, '');
+      io.stderr(`taskmeter: cannot write ${flag} ${path}: ${why} (${err.code})\n`);
+      return 2;
+    }
+  }
+  try {
+    return await runCommand(values, command, interval, files, io);
+  } finally {
+    for (const fd of Object.values(files)) closeSync(fd);
+  }
+}
+
+/** The signals sent to taskmeter's own pid that it passes on to the command. */
+export const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGALRM'];
+/** Ignored while the command runs: a terminal sends them to its whole foreground process group, the command too. */
+export const IGNORED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGQUIT'];
+/** Windows: Ctrl-C, Ctrl-Break and a closing console (SIGHUP) are handled only so that taskmeter lives to report. */
+export const WIN32_KEPT_ALIVE_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGBREAK', 'SIGHUP', 'SIGTERM'];
+
+async function runCommand(
+  values: ReturnType<typeof parse>['values'],
+  command: string[],
+  interval: number | undefined,
+  files: { output?: number; timeline?: number },
+  io: CliIo,
+): Promise<number> {
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
   const tm: typeof Taskmeter = require('./index');
   let childPid = 0;
   const forward = (sig: NodeJS.Signals) => () => {
-    // Windows: Ctrl-C/Ctrl-Break and a closing console reach every process on the console, the command included;
-    // process.kill() there would be TerminateProcess. So the handlers only keep taskmeter alive to report.
-    if (childPid && process.platform !== 'win32') {
+    if (childPid) {
       try {
         process.kill(childPid, sig);
       } catch {
@@ -192,9 +237,17 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       }
     }
   };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
-  if (process.platform === 'win32') signals.push('SIGBREAK'); // Ctrl-Break: also stay alive to report
-  const handlers: [NodeJS.Signals, () => void][] = signals.map((s) => [s, forward(s)]);
+  const ignore = () => {};
+  // POSIX: forward what was sent to taskmeter alone, ignore what a terminal sends to the whole foreground process
+  // group. Windows: only Ctrl-C, Ctrl-Break and a closing console arrive, and they reach every process on the
+  // console, the command included (process.kill() there would be TerminateProcess): taskmeter only stays alive.
+  const handlers: [NodeJS.Signals, () => void][] =
+    process.platform === 'win32'
+      ? WIN32_KEPT_ALIVE_SIGNALS.map((s): [NodeJS.Signals, () => void] => [s, ignore])
+      : [
+          ...FORWARDED_SIGNALS.map((s): [NodeJS.Signals, () => void] => [s, forward(s)]),
+          ...IGNORED_SIGNALS.map((s): [NodeJS.Signals, () => void] => [s, ignore]),
+        ];
   for (const [s, h] of handlers) process.on(s, h);
   let result: Taskmeter.CommandResult;
   try {
@@ -205,7 +258,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') {
+    if (err.code === 'ENOENT' && err.syscall !== 'chdir') {
       io.stderr(`taskmeter: ${command[0]}: command not found\n`);
       return 127;
     }
@@ -213,7 +266,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`taskmeter: ${command[0]}: permission denied\n`);
       return 126;
     }
-    io.stderr(`taskmeter: ${err.message}\n`);
+    io.stderr(`${err.message}\n`);
     return 126;
   } finally {
     for (const [s, h] of handlers) process.off(s, h);
@@ -221,7 +274,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const exitCode = result.signal
     ? 128 + ((constants.signals as Record<string, number>)[result.signal] ?? 0)
     : (result.exitCode ?? 1);
-  if (values.json || values.output) {
+  let json: string | null = null;
+  if (values.json || files.output !== undefined) {
     const record = {
       ...tm.toRecord(result.usage),
       ...(values['no-gpu'] ? { gpu_reason: 'turned off with --no-gpu' } : {}),
@@ -229,18 +283,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       exit_code: result.exitCode,
       signal: result.signal,
     };
-    const text = JSON.stringify(record, null, 2) + '\n';
-    if (values.json) io.stdout(text);
-    if (values.output) writeFileSync(values.output, text);
+    json = JSON.stringify(record, null, 2) + '\n';
+    if (files.output !== undefined) writeSync(files.output, json);
   }
-  if (values.timeline && result.usage.timeline) {
+  if (files.timeline !== undefined && values.timeline && result.usage.timeline) {
     const ext = extname(values.timeline).toLowerCase();
     const format = ext === '.csv' ? 'csv' : ext === '.svg' ? 'svg' : 'html';
-    writeFileSync(
-      values.timeline,
-      tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }),
-    );
+    writeSync(files.timeline, tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }));
   }
-  if (!values.quiet) io.stderr(report(tm, command, result, values['no-gpu'] === true));
+  // stdout is the command's: the record (--json) or the report goes to stderr.
+  if (values.json && json !== null) io.stderr(json);
+  else if (!values.quiet) io.stderr(report(tm, command, result, values['no-gpu'] === true));
   return exitCode;
 }

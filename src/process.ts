@@ -11,13 +11,15 @@ import {
   SP_END_EPOCH_MS,
   SP_END_MONO_MS,
   SP_EXIT_CODE,
-  SP_EXITED,
   SP_MAX_RSS_BYTES,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
   SP_TREE_PEAK_BYTES,
   SP_USER_MS,
+  SPAWN_STAGE_CHDIR,
+  SPAWN_STAGE_EXEC,
+  SPAWN_STAGE_THREAD,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
@@ -95,8 +97,8 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
   let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
   const maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
-  let cpuUserMs = t ? nn(t.cpuUserMs) ?? 0 : 0;
-  let cpuSystemMs = t ? nn(t.cpuSystemMs) ?? 0 : 0;
+  let cpuUserMs = t ? (nn(t.cpuUserMs) ?? 0) : 0;
+  let cpuSystemMs = t ? (nn(t.cpuSystemMs) ?? 0) : 0;
   let cpuSource: ProcessUsage['cpuSource'] = 'sampled';
   let wallTimeMs = base.wallTimeMs;
   let endedAt = base.endedAt;
@@ -180,8 +182,7 @@ interface SpawnRecord {
 }
 
 function checkPid(where: string, pid: unknown): number {
-  if (typeof pid !== 'number')
-    throw typeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
+  if (typeof pid !== 'number') throw typeError(`taskmeter: ${where}(pid): pid must be a number, got ${describe(pid)}`);
   if (!Number.isInteger(pid) || pid < 1 || pid > 4194304) {
     throw rangeError(`taskmeter: ${where}(pid): pid must be a positive integer, got ${pid}`);
   }
@@ -287,7 +288,10 @@ export function trackProcess(pid: number, options?: TrackProcessOptions): Proces
 export type StdioMode = 'inherit' | 'ignore' | 'pipe';
 
 export interface MeasureCommandOptions extends TrackProcessOptions {
+  /** The command's working directory (default: ours). A missing one is an ENOENT error that names it. */
   cwd?: string;
+  /** The command's environment (default: ours). The command is looked up in its PATH, as child_process does
+   *  ('/usr/bin:/bin' when it has none). */
   env?: NodeJS.ProcessEnv;
   /** 'inherit' (default), 'ignore', or 'pipe' to capture stdout and stderr (stdin is then ignored). */
   stdio?: StdioMode;
@@ -334,13 +338,28 @@ function resolveCommandWin32(command: string, env: NodeJS.ProcessEnv, cwd: strin
   return null;
 }
 
-/** Finds an executable as a shell would: a name with a slash is a path; otherwise each PATH entry is tried. */
+/** The search path when the environment has no PATH: libuv's (and so child_process's) _PATH_DEFPATH. */
+export const DEFAULT_PATH = '/usr/bin:/bin';
+
+/**
+ * Finds an executable as child_process (libuv's execvp) does: a name with a slash is a path; otherwise each entry of
+ * the command's environment's PATH ('/usr/bin:/bin' when it has none) is tried. A match that is not executable is
+ * returned when nothing executable is found, so that exec reports EACCES (126) rather than "not found". On Windows
+ * see resolveCommandWin32.
+ */
 export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: string): string | null {
   if (process.platform === 'win32') return resolveCommandWin32(command, env, cwd);
+  const isFile = (p: string) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
   const isExec = (p: string) => {
     try {
       accessSync(p, fsConstants.X_OK);
-      return statSync(p).isFile();
+      return isFile(p);
     } catch {
       return false;
     }
@@ -349,12 +368,74 @@ export function resolveCommand(command: string, env: NodeJS.ProcessEnv, cwd: str
     const p = isAbsolute(command) ? command : resolve(cwd, command);
     return existsSync(p) ? p : null; // not executable: exec says so (EACCES → 126)
   }
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(isAbsolute(dir) ? dir : resolve(cwd, dir), command);
+  let denied: string | null = null;
+  for (const dir of (env.PATH ?? DEFAULT_PATH).split(delimiter)) {
+    const p = join(dir === '' ? cwd : isAbsolute(dir) ? dir : resolve(cwd, dir), command);
     if (isExec(p)) return p;
+    if (denied === null && isFile(p)) denied = p;
   }
-  return null;
+  return denied;
+}
+
+function checkCwd(cwd: string): NodeJS.ErrnoException | null {
+  let isDir: boolean;
+  try {
+    isDir = statSync(cwd).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
+    const why = code === 'ENOENT' ? 'no such directory' : (err as Error).message;
+    const e = new Error(
+      `taskmeter: measureCommand: the working directory ${cwd} cannot be used (${code}: ${why})`,
+    ) as NodeJS.ErrnoException;
+    e.code = code;
+    e.path = cwd;
+    e.syscall = 'chdir';
+    return e;
+  }
+  if (isDir) return null;
+  const e = new Error(
+    `taskmeter: measureCommand: the working directory ${cwd} is not a directory`,
+  ) as NodeJS.ErrnoException;
+  e.code = 'ENOTDIR';
+  e.path = cwd;
+  e.syscall = 'chdir';
+  return e;
+}
+
+// What the addon's spawn error (.code: the errno's name, native/errors.h; .errno; .stage) becomes for the caller.
+function spawnError(
+  err: NodeJS.ErrnoException & { stage?: number },
+  command: string,
+  cwd: string,
+): NodeJS.ErrnoException {
+  if (typeof err.errno !== 'number') return err; // a TypeError from the binding: a bug here, not the user's
+  const code = err.code ?? 'UNKNOWN';
+  const what =
+    err.stage === SPAWN_STAGE_CHDIR
+      ? `cannot change to the working directory ${cwd}`
+      : err.stage === SPAWN_STAGE_THREAD
+        ? `started ${command} but could not create a thread to wait for it, so it was killed`
+        : err.stage === SPAWN_STAGE_EXEC
+          ? `could not run ${command}`
+          : `could not start ${command}`;
+  const e = new Error(`taskmeter: ${what}: ${code}: ${err.message}`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.errno = err.errno;
+  e.path = err.stage === SPAWN_STAGE_CHDIR ? cwd : command;
+  const win = process.platform === 'win32';
+  e.syscall =
+    err.stage === SPAWN_STAGE_THREAD
+      ? win
+        ? 'CreateThread'
+        : 'pthread_create'
+      : win
+        ? 'CreateProcessW'
+        : err.stage === SPAWN_STAGE_CHDIR
+          ? 'chdir'
+          : err.stage === SPAWN_STAGE_EXEC
+            ? 'execve'
+            : 'fork';
+  return e;
 }
 
 function readAll(fd: number): Promise<Buffer> {
@@ -414,6 +495,8 @@ export function measureCommand(
       throw typeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
     const cwd = (o.cwd as string | undefined) ?? process.cwd();
     const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
+    const cwdError = checkCwd(cwd);
+    if (cwdError) throw cwdError;
     const file = resolveCommand(command, env, cwd);
     if (file === null) {
       const e = new Error(`taskmeter: command not found: ${command}`) as NodeJS.ErrnoException;
@@ -425,25 +508,33 @@ export function measureCommand(
       // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe'), and
       // CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses (no .bat/.cmd).
       if (stdio === 'pipe') {
-        const e = new Error("taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'") as NodeJS.ErrnoException;
+        const e = new Error(
+          "taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'",
+        ) as NodeJS.ErrnoException;
         e.code = 'ENOTSUP';
         throw e;
       }
       if (/\.(bat|cmd)$/i.test(file)) {
-        throw new RangeError(`taskmeter: measureCommand(command): ${command} is a batch file; run it as measureCommand('cmd.exe', ['/d', '/c', ...])`);
+        throw rangeError(
+          `taskmeter: measureCommand(command): ${command} is a batch file; ` +
+            "run it as measureCommand('cmd.exe', ['/d', '/c', ...])",
+          'ERR_INVALID_ARG_VALUE',
+        );
       }
     }
-    const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const envList = Object.entries(env)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${v}`);
     const modes = stdio === 'inherit' ? [-1, -1, -1] : stdio === 'ignore' ? [-2, -2, -2] : [-2, -3, -3];
-    let spawned: { pid: number; id: number; fds: number[] };
+    let spawned: { pid: number; fds: number[] };
+    // Filled in once started; the exit callback always comes later (through the event loop).
+    let onExit: (buf: Float64Array) => void = () => {};
     try {
-      spawned = native.spawn(file, [command, ...args], envList, cwd, modes);
+      spawned = native.spawn(file, [command, ...args], envList, o.cwd === undefined ? null : cwd, modes, (buf) =>
+        onExit(buf),
+      );
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const wrapped = new Error(`taskmeter: could not start ${command}: ${e.message}`) as NodeJS.ErrnoException;
-      wrapped.code = e.code;
-      wrapped.path = command;
-      throw wrapped;
+      throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
     }
     const tracker = new ProcessTracker(spawned.pid, opts, false, false);
     const outputs = stdio === 'pipe' ? [readAll(spawned.fds[1]), readAll(spawned.fds[2])] : null;
@@ -452,12 +543,7 @@ export function measureCommand(
     } catch (err) {
       reject(err);
     }
-    const buf = new Float64Array(native.SPAWN_SLOTS);
-    const timer = setInterval(() => {
-      native.spawnPoll(spawned.id, buf, false);
-      if (buf[SP_EXITED] !== 1) return;
-      clearInterval(timer);
-      native.spawnPoll(spawned.id, buf, true);
+    onExit = (buf) => {
       const signalNo = buf[SP_SIGNAL];
       const record: SpawnRecord = {
         exitCode: Number.isFinite(buf[SP_EXIT_CODE]) ? buf[SP_EXIT_CODE] : null,
@@ -479,6 +565,6 @@ export function measureCommand(
       } else {
         resolvePromise(result);
       }
-    }, Math.min(20, opts.intervalMs));
+    };
   });
 }

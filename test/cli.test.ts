@@ -1,12 +1,14 @@
 // The CLI and process tracking against GNU time (Debian's `time`, installed by scripts/system-deps.sh) on the same
 // commands, exit codes and signals, and GPU rows through the fake NVML.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fakeNvml, findSystemTool, gpuEnv, MiB, root, run, recordValidator, requireSystemTool } from './helpers';
 import * as tm from '../dist/index.js';
+import { resolveCommand } from '../dist/process.js';
 
 const cli = join(root, 'bin/taskmeter.js');
 const noGnuTime = requireSystemTool('gnu-time');
@@ -36,8 +38,16 @@ async function taskmeter(args: string[], env?: NodeJS.ProcessEnv) {
 }
 async function taskmeterJson(cmd: string[], env?: NodeJS.ProcessEnv) {
   const r = await taskmeter(['--json', '-q', '--', ...cmd], env);
-  expect(r.stderr).toBe('');
-  const rec = JSON.parse(r.stdout);
+  expect(r.stdout).toBe(''); // stdout is the command's: these print nothing; the record is on stderr
+  const rec = JSON.parse(r.stderr);
+  expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+  return { rec, code: r.code };
+}
+
+async function taskmeterJsonAnyOutput(cmd: string[]) {
+  const out = join(work, 'any.json');
+  const r = await taskmeter(['-q', '-o', out, '--', ...cmd]);
+  const rec = JSON.parse(readFileSync(out, 'utf8'));
   expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
   return { rec, code: r.code };
 }
@@ -87,6 +97,38 @@ describe.skipIf(noGnuTime)(`against GNU time${noGnuTime ? ` (skipped: ${noGnuTim
     expect(tm.snapshot().rssBytes).toBeGreaterThan(30 * 1000 * 1000); // the parent really is larger
   });
 
+  it('exact max RSS for commands shorter than any sample: true, ls /, sh -c "exit 3" within 10% or 256 KiB of GNU time', async () => {
+    for (const cmd of [['true'], ['ls', '/'], ['sh', '-c', 'exit 3']]) {
+      const ref = await gnuTime(cmd);
+      const { rec, code } = await taskmeterJsonAnyOutput(cmd);
+      expect(code, cmd.join(' ')).toBe(ref.exit);
+      expect(rec.max_rss_source, cmd.join(' ')).toBe('rusage');
+      const diff = Math.abs(rec.max_rss_bytes - ref.maxRssBytes);
+      expect(diff <= 256 * 1024 || diff <= 0.1 * ref.maxRssBytes, `${cmd.join(' ')}: ${rec.max_rss_bytes} vs GNU time ${ref.maxRssBytes}`).toBe(true);
+    }
+  });
+
+  it('an exec helper that cannot run (another architecture, no binfmt): commands still run, forked from Node', async () => {
+    const junk = join(work, 'wrong-arch-exec');
+    writeFileSync(junk, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, 0, 0, 0]), { mode: 0o755 });
+    const env = { ...process.env, TASKMETER_EXEC_HELPER: junk };
+    const { rec, code } = await taskmeterJson(['sh', '-c', 'exit 3'], env);
+    expect(code).toBe(3);
+    expect(rec.cpu_source).toBe('rusage');
+    // forked from Node: a tiny command's ru_maxrss is Node's own peak, never reported as exact
+    expect(rec.max_rss_source).not.toBe('rusage');
+  });
+
+  it('TASKMETER_EXEC_HELPER names another helper (e.g. the shipped one under an emulator): its exact max RSS', async () => {
+    const wrapper = join(work, 'exec-wrapper.sh');
+    const helper = join(root, 'build/Release/taskmeter-exec');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${JSON.stringify(helper)} "$@"\n`, { mode: 0o755 });
+    const { rec, code } = await taskmeterJson(['true'], { ...process.env, TASKMETER_EXEC_HELPER: wrapper });
+    expect(code).toBe(0);
+    expect(rec.max_rss_source).toBe('rusage');
+    expect(rec.max_rss_bytes).toBeLessThan(16 * MiB);
+  });
+
   it('CPU of a 1 s CPU-bound command within 10% (+20 ms) of GNU time, exact from wait4', async () => {
     const ref = await gnuTime(CPU_1S);
     const { rec } = await taskmeterJson(CPU_1S);
@@ -124,9 +166,10 @@ describe('exit codes and signals', () => {
   it('forwards SIGTERM to the command', async () => {
     const { spawn } = await import('node:child_process');
     const started = performance.now();
-    const c = spawn(process.execPath, [cli, '-q', '--', 'sleep', '30'], { stdio: 'ignore' });
+    const ready = join(work, 'sigterm.ready');
+    const c = spawn(process.execPath, [cli, '-q', '--', 'sh', '-c', `touch ${ready}; exec sleep 30`], { stdio: 'ignore' });
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => c.on('exit', (code, sig) => res([code, sig])));
-    await new Promise((r) => setTimeout(r, 700));
+    while (!existsSync(ready)) await new Promise((r) => setTimeout(r, 20)); // the command runs: taskmeter is set up
     c.kill('SIGTERM');
     const [code, sig] = await exited;
     expect(sig).toBeNull(); // taskmeter itself was not killed: it forwarded the signal and reported
@@ -176,9 +219,9 @@ describe('GPU rows through the fake NVML', () => {
       `printf 'count=1\\ndev0.name=Fake H100\\ndev0.used=${4096 * MiB}\\ndev0.util=75\\ndev0.power_mw=250000\\ndev0.procs=4242:1000,%s:${500 * MiB}\\n' $$ > ${scenario}.tmp && mv ${scenario}.tmp ${scenario}; sleep 0.6`,
     ];
     const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
-    const r = await taskmeter(['--json', '--', ...child], env);
+    const r = await taskmeter(['-o', join(work, 'gpu-rec.json'), '--', ...child], env);
     expect(r.code, r.stderr).toBe(0);
-    const rec = JSON.parse(r.stdout);
+    const rec = JSON.parse(readFileSync(join(work, 'gpu-rec.json'), 'utf8'));
     expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
     expect(rec.gpu_available).toBe(true);
     expect(rec.gpus).toHaveLength(1);
@@ -194,7 +237,7 @@ describe('GPU rows through the fake NVML', () => {
     const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_LOG: log });
     const r = await taskmeter(['--no-gpu', '--json', '-q', '--', 'true'], env);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).gpu_available).toBe(false);
+    expect(JSON.parse(r.stderr).gpu_available).toBe(false);
     expect(() => readFileSync(log)).toThrow();
   });
 });
@@ -238,5 +281,281 @@ describe('trackProcess()', () => {
     expect(r.stderr!.toString()).toBe('err\n');
     expect(r.usage.cpuSource).toBe('rusage');
     await expect(tm.measureCommand('no-such-command-xyz')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+// The command's own stdio, as if run bare (issue 9, item 1 and 2).
+describe("the command keeps its stdin, stdout and stderr", () => {
+  const sh = (script: string, input?: string) => run('bash', ['-c', script], { timeoutMs: 30_000, input, env: { ...process.env, TM: `${process.execPath} ${cli}` } });
+
+  it('taskmeter -- echo hi prints hi on stdout, and only that', async () => {
+    const r = await taskmeter(['--', 'echo', 'hi']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('hi\n');
+    expect(r.stderr).toMatch(/^taskmeter report/);
+  });
+
+  it('stdin streams through: echo hi | taskmeter -q -- wc -c prints 3', async () => {
+    const r = await sh('$TM -q -- wc -c', 'hi\n');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe('3');
+    expect(r.stderr).toBe('');
+  });
+
+  it('taskmeter -q -- yes | head -1 ends promptly with exit 141, like a bare yes', async () => {
+    const bare = await sh('yes | head -1; echo "status ${PIPESTATUS[0]}"');
+    const r = await sh('$TM -q -- yes | head -1; echo "status ${PIPESTATUS[0]}"');
+    expect(bare.stdout).toBe('y\nstatus 141\n');
+    expect(r.stdout).toBe('y\nstatus 141\n');
+    expect(r.elapsedMs).toBeLessThan(10_000);
+  });
+
+  it('a closed stderr does not change the exit status: taskmeter -- seq 1 100000 2>&1 | head -1 → 141 like GNU time', async () => {
+    const ref = await sh(`${GNU_TIME} -- seq 1 100000 2>&1 | head -1; echo "status \${PIPESTATUS[0]}"`);
+    const r = await sh('$TM -- seq 1 100000 2>&1 | head -1; echo "status ${PIPESTATUS[0]}"');
+    expect(ref.stdout).toBe('1\nstatus 141\n');
+    expect(r.stdout).toBe('1\nstatus 141\n');
+  });
+
+  it('--json puts the record on stderr instead of the report; stdout carries only the command output', async () => {
+    const r = await taskmeter(['--json', '--', 'sh', '-c', 'echo out; echo err >&2']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('out\n');
+    expect(r.stderr.startsWith('err\n')).toBe(true);
+    const rec = JSON.parse(r.stderr.slice(4));
+    expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+    expect(rec.command).toEqual(['sh', '-c', 'echo out; echo err >&2']);
+    expect(r.stderr).not.toMatch(/taskmeter report/);
+  });
+
+  it('large output into a slow reader is byte-identical to a bare run, even when taskmeter got a non-blocking pipe', async () => {
+    const data = join(work, 'big.bin');
+    writeFileSync(data, Buffer.from(Array.from({ length: 8 << 20 }, (_, i) => (i * 2654435761) >>> 24)));
+    // Python makes the pipe, sets O_NONBLOCK on taskmeter's end (as libuv leaves a piped stdout), reads slowly.
+    const reader = [
+      'import hashlib, os, subprocess, sys, time, fcntl',
+      'r, w = os.pipe()',
+      'if sys.argv[1] == "nonblock": fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)',
+      'p = subprocess.Popen(sys.argv[2:], stdout=w, stderr=subprocess.DEVNULL)',
+      'os.close(w)',
+      'h = hashlib.sha256(); n = 0',
+      'while True:',
+      '    b = os.read(r, 65536)',
+      '    if not b: break',
+      '    h.update(b); n += len(b); time.sleep(0.002)',
+      'print(h.hexdigest(), n, p.wait())',
+    ].join('\n');
+    // the bare run gets a blocking pipe, as from a shell; a bare cat on the non-blocking one fails with EAGAIN
+    const bare = await run(python, ['-c', reader, 'block', 'cat', data], { timeoutMs: 60_000 });
+    const r = await run(python, ['-c', reader, 'nonblock', process.execPath, cli, '-q', '--', 'cat', data], { timeoutMs: 60_000 });
+    expect(bare.stdout).toBe(`${createHash('sha256').update(readFileSync(data)).digest('hex')} ${8 << 20} 0\n`);
+    expect(r.stdout).toBe(bare.stdout);
+  });
+
+  it('the command can open files without its output landing in them (fds 0-2 survive exec)', async () => {
+    const f = join(work, 'opened.txt');
+    const r = await taskmeter(['-q', '--', python, '-c', `f = open(${JSON.stringify(f)}, "w"); print("to stdout", flush=True); f.write("to file"); f.close()`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('to stdout\n');
+    expect(readFileSync(f, 'utf8')).toBe('to file');
+  });
+});
+
+const spawnChild = (mode: string, env?: NodeJS.ProcessEnv) =>
+  run(process.execPath, [join(root, 'test/children/spawn-child.cjs'), mode], { timeoutMs: 30_000, env: { ...process.env, ...env } });
+const lines = (s: string) => s.trim().split('\n').map((l) => JSON.parse(l));
+
+describe('errors are clear and lose nothing', () => {
+  it('a missing cwd is an error that names the directory, not "command not found"', async () => {
+    const missing = join(work, 'no-such-dir');
+    const err = await tm.measureCommand('true', [], { cwd: missing }).catch((e) => e);
+    expect(err.code).toBe('ENOENT');
+    expect(err.path).toBe(missing);
+    expect(err.message).toContain(missing);
+    expect(err.message).not.toMatch(/command not found/);
+    const notDir = await tm.measureCommand('true', [], { cwd: cli }).catch((e) => e);
+    expect(notDir.code).toBe('ENOTDIR');
+  });
+
+  it('permission denied → 126, with EACCES from measureCommand', async () => {
+    const script = join(work, 'not-executable.sh');
+    writeFileSync(script, '#!/bin/sh\necho no\n', { mode: 0o644 });
+    const r = await taskmeter(['--', script]);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/permission denied/);
+    await expect(tm.measureCommand(script)).rejects.toMatchObject({ code: 'EACCES', syscall: 'execve' });
+  });
+
+  it('an -o or -t path that cannot be written is refused before the command starts (exit 2)', async () => {
+    for (const flag of ['-o', '-t']) {
+      const marker = join(work, `ran${flag}`);
+      const r = await taskmeter([flag, join(work, 'no-such-dir', flag === '-o' ? 'rec.json' : 'run.svg'), '--', 'touch', marker]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`cannot write ${flag} .*no-such-dir.*ENOENT`));
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
+      expect(existsSync(marker)).toBe(false);
+    }
+  });
+
+  it('an env without PATH finds the command the way child_process does (/usr/bin:/bin)', async () => {
+    const r = lines((await spawnChild('no-path')).stdout)[0];
+    expect(r).toMatchObject({ exitCode: 0 });
+    expect(r.lines).toBeGreaterThan(5);
+    expect(resolveCommand('ls', {}, '/')).toMatch(/^\/usr\/bin\/ls$|^\/bin\/ls$/);
+  });
+
+  it('a waiter thread that cannot be created: the command is killed and reaped, the promise rejects with EAGAIN', async () => {
+    const r = await spawnChild('thread-fails', { TASKMETER_TEST_FAIL_WAITER_THREAD: '1' });
+    expect(r.code, r.stderr).toBe(0);
+    const [res] = lines(r.stdout);
+    expect(res).toMatchObject({ code: 'EAGAIN', syscall: 'pthread_create', left: [], pending: 0 });
+  });
+
+  it('errno names are the real ones (no invented codes): an executable that is no program is ENOEXEC', async () => {
+    const junk = join(work, 'not-a-program');
+    writeFileSync(junk, Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 10]), { mode: 0o755 });
+    const err = await tm.measureCommand(junk).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    expect(err).toMatchObject({ code: 'ENOEXEC', errno: osConstants.errno.ENOEXEC, syscall: 'execve', path: junk });
+    const denied = await tm.measureCommand(work).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    expect(denied).toMatchObject({ code: 'EACCES', errno: osConstants.errno.EACCES });
+  });
+});
+
+describe('waiting for the command without polling', () => {
+  it('the JS thread sleeps while the command runs (a handful of wakeups over 1 s, not one per 10 ms)', async () => {
+    const r = await spawnChild('wakeups');
+    const [res] = lines(r.stdout);
+    expect(res.exitCode).toBe(0);
+    expect(res.wallTimeMs).toBeGreaterThan(950);
+    expect(res.switches).toBeLessThan(20);
+  });
+
+  it('a running command keeps the event loop alive, and nothing else does', async () => {
+    const r = await spawnChild('alive');
+    const [done, exit] = lines(r.stdout);
+    expect(done.exitCode).toBe(0);
+    expect(done.atMs).toBeGreaterThan(290);
+    expect(exit.exitAtMs - done.atMs).toBeLessThan(200);
+  });
+
+  it('a worker that ends while its command runs leaks no spawn record and leaves no zombie', async () => {
+    const r = await spawnChild('worker-ends');
+    expect(r.code, r.stderr).toBe(0);
+    const [res] = lines(r.stdout);
+    expect(res.pendingWhileRunning).toBe(1);
+    expect(res.aliveWhenTerminated).toBe(true);
+    expect(res.pendingAfter).toBe(0);
+    expect(res.reaped).toBe(true);
+  });
+});
+
+// Signals and the terminal as under GNU time (issue 9, item 3), in a real pseudo-terminal.
+describe('signals and the terminal', () => {
+  const ptyDrive = join(root, 'test/children/pty-drive.py');
+  const drive = async (script: unknown[], cmd: string[]) => {
+    const r = await run(python, [ptyDrive, JSON.stringify(script), ...cmd], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as { output: string; exitCode: number | null; signal: number | null; failed: string | null };
+  };
+  const COUNT_SIGINT = [
+    'import signal, time',
+    'n = 0',
+    'def h(s, f):',
+    '    global n; n += 1',
+    'signal.signal(signal.SIGINT, h)',
+    'print("ready", flush=True)',
+    't = time.time()',
+    'while time.time() - t < 1.5: time.sleep(0.02)',
+    'print("SIGINTs:", n, flush=True)',
+  ].join('\n');
+
+  it('one Ctrl-C in the terminal → exactly one SIGINT in the command (as under GNU time)', async () => {
+    const ref = await drive([['expect', 'ready'], ['send', '\x03'], ['expect', 'SIGINTs:']], [GNU_TIME, '-f', '', python, '-c', COUNT_SIGINT]);
+    const r = await drive([['expect', 'ready'], ['send', '\x03'], ['expect', 'SIGINTs:']], [process.execPath, cli, '-q', '--', python, '-c', COUNT_SIGINT]);
+    expect(ref.output).toMatch(/SIGINTs: 1\b/);
+    expect(r.failed).toBeNull();
+    expect(r.output).toMatch(/SIGINTs: 1\b/);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('a REPL typed through the terminal reads keys, prints, survives Ctrl-C and exits', async () => {
+    const r = await drive(
+      [['expect', '>>> '], ['send', 'print(6 * 7)\r'], ['expect', '42'], ['send', 'import time; time.sleep(30)\r'], ['sleep', 0.3], ['send', '\x03'], ['expect', 'KeyboardInterrupt'], ['send', 'print("still", "here")\r'], ['expect', 'still here'], ['send', 'exit(4)\r'], ['expect', 'taskmeter report']],
+      [process.execPath, cli, '--', python, '-i', '-q'],
+    );
+    expect(r.failed).toBeNull();
+    expect(r.exitCode).toBe(4);
+    expect(r.output).toMatch(/Exit status:\s+4/);
+  });
+
+  it('a pager pages in the terminal: less shows a page, space shows the next, q quits', async () => {
+    const text = join(work, 'pages.txt');
+    writeFileSync(text, Array.from({ length: 200 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
+    const r = await drive(
+      [['expect', 'line 20'], ['send', ' '], ['expect', 'line 40'], ['send', 'q'], ['expect', 'taskmeter report']],
+      ['env', 'TERM=xterm', process.execPath, cli, '--', 'less', text],
+    );
+    expect(r.failed, r.output).toBeNull();
+    expect(r.exitCode).toBe(0);
+    expect(r.output).not.toMatch(/line 120/); // it paged, it did not dump the file
+  });
+
+  it('job control under an interactive bash: Ctrl-Z stops taskmeter and the command, fg resumes both', async () => {
+    const r = await drive(
+      [
+        ['expect', 'READY$ '],
+        ['send', `${process.execPath} ${cli} -q -- ${python} -i -q\r`],
+        ['expect', '>>> '],
+        ['send', '\x1a'],
+        ['expect', 'Stopped'],
+        // the job's state from /proc with bash builtins (ps hangs with the ASan runtime preloaded, npm run test:asan)
+        ['send', 'jobs -l > /dev/null; read -r -a f < /proc/$(jobs -p %1)/stat; echo "state: ${f[2]}"\r'],
+        ['expect', 'state: T'],
+        ['send', 'fg\r'],
+        ['sleep', 0.5],
+        ['send', 'print("back", 6 * 7)\r'],
+        ['expect', 'back 42'],
+        ['send', 'exit()\r'],
+        ['expect', 'READY$ '],
+        ['send', 'echo "status $?"; exit\r'],
+        ['expect', 'status 0'],
+      ],
+      ['env', 'PS1=READY$ ', 'bash', '--norc', '--noprofile', '-i'],
+    );
+    expect(r.failed, r.output).toBeNull();
+    expect(r.output).toMatch(/Stopped/);
+    expect(r.output).toMatch(/back 42/);
+  });
+
+  it('SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 sent to taskmeter reach the command once each; SIGINT sent to taskmeter is ignored', async () => {
+    const { spawn } = await import('node:child_process');
+    const ready = join(work, 'sig.ready');
+    const code = [
+      'import signal, sys, time',
+      'got = []',
+      'for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT):',
+      '    signal.signal(s, lambda n, f: got.append(signal.Signals(n).name))',
+      `open(${JSON.stringify(ready)}, "w").close()`,
+      't = time.time()',
+      'while time.time() - t < 1.5: time.sleep(0.02)',
+      'print(" ".join(got), flush=True)',
+    ].join('\n');
+    const c = spawn(process.execPath, [cli, '-q', '--', python, '-c', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((res) => c.on('exit', (code) => res(code)));
+    while (!existsSync(ready)) await new Promise((r) => setTimeout(r, 20));
+    for (const s of ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT'] as NodeJS.Signals[]) {
+      c.kill(s);
+      await new Promise((r) => setTimeout(r, 80));
+    }
+    expect(await exited).toBe(0);
+    expect(out.trim()).toBe('SIGTERM SIGHUP SIGUSR1 SIGUSR2');
   });
 });

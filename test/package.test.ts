@@ -49,7 +49,8 @@ describe('npm pack + install without a compiler', () => {
     const pre = await run('npm', ['run', 'prebuild'], { cwd: stage, timeoutMs: 180_000 });
     expect(pre.code, pre.stdout + pre.stderr).toBe(0);
     const built = readdirSync(join(stage, 'prebuilds/linux-x64'));
-    expect(built).toEqual(['taskmeter.glibc.node']); // tagged by libc, so that a musl build can sit beside it
+    // tagged by libc, so that a musl build can sit beside it; the exec helper beside the addon that finds it
+    expect(built.sort()).toEqual(['taskmeter.glibc-exec', 'taskmeter.glibc.node']);
     rmSync(join(stage, 'node_modules'));
     rmSync(join(stage, 'build'), { recursive: true, force: true });
     // --ignore-scripts: the stage is an unpacked tarball (dist/ built, no scripts/ for prepack to run).
@@ -62,6 +63,7 @@ describe('npm pack + install without a compiler', () => {
     const listing = await run('tar', ['-tzf', tgz]);
     const files = listing.stdout.split('\n');
     expect(files).toContain('package/prebuilds/linux-x64/taskmeter.glibc.node');
+    expect(files).toContain('package/prebuilds/linux-x64/taskmeter.glibc-exec');
     expect(files).toContain('package/dist/index.mjs');
     expect(files).toContain('package/dist/index.d.ts');
     expect(files).toContain('package/schema/record.schema.json');
@@ -88,6 +90,16 @@ describe('npm pack + install without a compiler', () => {
     );
     expect(cjs.code, cjs.stderr).toBe(0);
     expect(JSON.parse(cjs.stdout).rss).toBeGreaterThan(0);
+    // the prebuilt exec helper is found and runs: a tiny command's exact peak, not the Node parent's
+    const cmd = await run(
+      'node',
+      ['-e', "require('taskmeter').measureCommand('/bin/true').then((r)=>console.log(JSON.stringify({code:r.exitCode,rss:r.usage.maxRssBytes,src:r.usage.maxRssSource})))"],
+      { cwd: app, env },
+    );
+    expect(cmd.code, cmd.stderr).toBe(0);
+    const c = JSON.parse(cmd.stdout);
+    expect(c).toMatchObject({ code: 0, src: 'rusage' });
+    expect(c.rss).toBeLessThan(8 * 1024 * 1024);
     const esm = await run(
       'node',
       ['--input-type=module', '-e', "import { snapshot, measure, toRecord } from 'taskmeter'; const { usage } = await measure(async () => 1); console.log(JSON.stringify({ rss: snapshot().rssBytes, rec: toRecord(usage).schema_version }))"],

@@ -23,18 +23,23 @@ describe('ports', () => {
 
   const hasArmGcc = spawnSync('sh', ['-c', 'command -v aarch64-linux-gnu-g++']).status === 0;
   // skipped only where Debian's g++-aarch64-linux-gnu is not installed (scripts/system-deps.sh installs it)
-  it.skipIf(!hasArmGcc)('the linux-arm64 addon cross-compiles: an aarch64 shared object needing only libc, libstdc++, libgcc', async () => {
+  it.skipIf(!hasArmGcc)('the linux-arm64 addon cross-compiles: an aarch64 shared object needing only libc, libstdc++, libgcc, and its exec helper needing only libc', async () => {
     const out = mkdtempSync(join(tmpdir(), 'taskmeter-arm64-'));
     const r = await run(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'scripts/cross-targets.mjs'))}).then((m) => console.log(JSON.stringify(m.buildTarget('linux-arm64', ${JSON.stringify(out)}))))`], { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/warning:/);
-    const [file] = lastJson(r.stdout);
-    const elf = readFileSync(file);
-    expect(elf.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
-    expect(elf.readUInt16LE(18)).toBe(183); // e_machine: EM_AARCH64
-    const needed = spawnSync('aarch64-linux-gnu-readelf', ['-d', file], { encoding: 'utf8' }).stdout;
-    const libs = [...needed.matchAll(/Shared library: \[([^\]]+)\]/g)].map((m) => m[1]).sort();
-    expect(libs).toEqual(['libc.so.6', 'libgcc_s.so.1', 'libstdc++.so.6']);
+    const [file, helper] = lastJson(r.stdout);
+    const needs = (f: string) => {
+      const elf = readFileSync(f);
+      expect(elf.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+      expect(elf.readUInt16LE(18)).toBe(183); // e_machine: EM_AARCH64
+      const needed = spawnSync('aarch64-linux-gnu-readelf', ['-d', f], { encoding: 'utf8' }).stdout;
+      return [...needed.matchAll(/Shared library: \[([^\]]+)\]/g)].map((m) => m[1]).sort();
+    };
+    expect(needs(file)).toEqual(['libc.so.6', 'libgcc_s.so.1', 'libstdc++.so.6']);
+    // the exec helper beside it, named as the addon looks for it, is a C program: libc only
+    expect(helper).toMatch(/taskmeter\.glibc-exec$/);
+    expect(needs(helper)).toEqual(['libc.so.6']);
   }, 300_000);
 
   it('Windows command lines are quoted by the MSVC rules (spaces, quotes, trailing backslashes, empty args)', async () => {

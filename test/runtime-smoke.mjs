@@ -48,6 +48,8 @@ await check('gpuInfo', () => {
 await check('measureCommand', async () => {
   const r = await tm.measureCommand('sh', ['-c', 'exit 7']);
   assert(r.exitCode === 7 && r.usage.cpuSource === 'rusage', JSON.stringify(r.exitCode));
+  // the prebuilt exec helper ran: the command's own exact peak, not the runtime's
+  assert(r.usage.maxRssSource === 'rusage' && r.usage.maxRssBytes < 8 * 1024 * 1024, `maxRss ${r.usage.maxRssBytes} ${r.usage.maxRssSource}`);
 });
 await check('worker_threads', async () => {
   const w = new Worker("const { parentPort } = require('node:worker_threads'); const t = require('taskmeter'); parentPort.postMessage(t.measureSync(() => 1).usage.wallTimeMs >= 0);", { eval: true });

@@ -10,7 +10,7 @@
 // Exits 1 if any check failed.
 // Each check records what it saw (`seen`) so that the assertions on the host can say what went wrong.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -92,6 +92,24 @@ if (mode === 'core') {
     result.records.push(tm.toRecord(r.usage, { name: 'command' }));
     return { code: r.exitCode, wall: r.usage.wallTimeMs };
   });
+  if (!win) {
+    // The exec helper ships beside the prebuilt addon (<addon>-exec) and measureCommand uses it: the command is
+    // forked from the small helper, so the kernel's ru_maxrss is the command's own ('rusage'), far below Node's.
+    await check('measureCommand(/bin/true) gets its max RSS from the shipped exec helper', async () => {
+      const dir = join(process.cwd(), 'node_modules/taskmeter/prebuilds', `${process.platform}-${process.arch}`);
+      const helpers = readdirSync(dir).filter((f) => f.endsWith('-exec'));
+      assert(helpers.length > 0, `no exec helper in ${dir}: ${readdirSync(dir).join(', ')}`);
+      const r = await tm.measureCommand('/bin/true');
+      const u = r.usage;
+      const ours = tm.snapshot().rssBytes;
+      assert(
+        r.exitCode === 0 && u.maxRssSource === 'rusage' && u.maxRssBytes > 0 && u.maxRssBytes < ours,
+        JSON.stringify({ code: r.exitCode, max: u.maxRssBytes, src: u.maxRssSource, ours }),
+      );
+      result.records.push(tm.toRecord(u, { name: 'true' }));
+      return { helpers, via: process.env.TASKMETER_EXEC_HELPER ?? null, maxRssBytes: u.maxRssBytes, nodeRssBytes: ours };
+    });
+  }
   await check('trackProcess follows descendants (a child and its grandchild)', async () => {
     // A child that starts a grandchild; both live ~3 s. The tree must hold both.
     const child = win

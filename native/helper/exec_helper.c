@@ -1,0 +1,123 @@
+/*
+ * taskmeter-exec REPORT_FD FILE ARGV0 [ARGS...]
+ *
+ * A small program between taskmeter (a Node process of 40+ MB) and the command it measures, for one reason: Linux
+ * carries a process's pre-exec memory peak across exec into the ru_maxrss that its parent reaps, so a command
+ * forked straight from Node reports at least Node's size. Forked from this helper, it reports what it reports
+ * under GNU time (which is also a small program that forks). The addon has set up everything else before
+ * exec'ing us: stdio, cwd, environment, default signal dispositions. We fork, exec FILE, tell the addon the pid
+ * (or the errno of a failed exec), wait for the command with wait4() and write its status and rusage to REPORT_FD.
+ *
+ * The command stays in taskmeter's process group, as under GNU time. Signals that reach this helper can only be
+ * ones sent to the whole group (nobody else knows its pid), which the command receives itself: they are ignored,
+ * so that a Ctrl-C never leaves the command unreaped. Job-control stops keep their default (stop with the rest).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "exec_protocol.h"
+
+static void put(int fd, const struct ExecReport* r) {
+  const char* p = (const char*)r;
+  size_t left = sizeof(*r);
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return; /* taskmeter is gone: nobody to tell */
+    p += n;
+    left -= (size_t)n;
+  }
+}
+
+static const int kIgnored[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE};
+
+int main(int argc, char** argv) {
+  if (argc < 4) return 125;
+  char* end = NULL;
+  long report_fd = strtol(argv[1], &end, 10);
+  if (end == argv[1] || *end != '\0' || report_fd < 3) return 125;
+  int fd = (int)report_fd;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+  int err_pipe[2];
+#ifdef __APPLE__
+  int piped = pipe(err_pipe);
+  if (piped == 0) {
+    fcntl(err_pipe[0], F_SETFD, FD_CLOEXEC);
+    fcntl(err_pipe[1], F_SETFD, FD_CLOEXEC);
+  }
+#else
+  int piped = pipe2(err_pipe, O_CLOEXEC);
+#endif
+  if (piped != 0) {
+    struct ExecReport r = {kExecFailed, errno, 0, 0, 0, 0, 0};
+    put(fd, &r);
+    return 125;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* Dispositions are the defaults the addon left; only the mask needs restoring. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv(argv[2], argv + 3);
+    int e = errno;
+    ssize_t ignored = write(err_pipe[1], &e, sizeof(e));
+    (void)ignored;
+    _exit(127);
+  }
+  int fork_errno = errno;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = SIG_IGN;
+  for (size_t i = 0; i < sizeof(kIgnored) / sizeof(kIgnored[0]); i++) sigaction(kIgnored[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  close(err_pipe[1]);
+  if (pid < 0) {
+    struct ExecReport r = {kExecFailed, fork_errno, 0, 0, 0, 0, 0};
+    put(fd, &r);
+    return 125;
+  }
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = read(err_pipe[0], &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  int status = 0;
+  struct rusage ru;
+  memset(&ru, 0, sizeof(ru));
+  if (n == (ssize_t)sizeof(child_errno)) {
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    struct ExecReport r = {kExecFailed, child_errno, pid, 0, 0, 0, 0};
+    put(fd, &r);
+    return 0;
+  }
+  struct ExecReport started = {kExecStarted, 0, pid, 0, 0, 0, 0};
+  put(fd, &started);
+  pid_t w;
+  do {
+    w = wait4(pid, &status, 0, &ru);
+  } while (w < 0 && errno == EINTR);
+  struct ExecReport done = {kExecExited, w < 0 ? errno : 0, pid, status,
+                            (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
+                            (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, 
+#ifdef __APPLE__
+                            (int64_t)ru.ru_maxrss};
+#else
+                            (int64_t)ru.ru_maxrss * 1024};
+#endif
+  put(fd, &done);
+  return 0;
+}

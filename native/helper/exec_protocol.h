@@ -1,0 +1,22 @@
+/* What the exec helper (taskmeter-exec) tells the addon over its report pipe: fixed-size records, C and C++. */
+#ifndef TASKMETER_EXEC_PROTOCOL_H_
+#define TASKMETER_EXEC_PROTOCOL_H_
+#include <stdint.h>
+
+enum {
+  kExecStarted = 1,   /* the command was exec'd: pid */
+  kExecFailed = 2,    /* its exec failed: err (errno); the helper exits next */
+  kExecExited = 3     /* it ended: status (wait status), utime_us, stime_us, maxrss_bytes from wait4 */
+};
+
+struct ExecReport {
+  int32_t kind;
+  int32_t err;
+  int32_t pid;
+  int32_t status;
+  int64_t utime_us;
+  int64_t stime_us;
+  int64_t maxrss_bytes; /* ru_maxrss in bytes (Linux counts KiB, macOS bytes) */
+};
+
+#endif

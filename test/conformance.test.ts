@@ -1,0 +1,220 @@
+// Conformance against GNU time (Debian's `time`) on real programs, the way they are used: a multi-file C compile,
+// xz -9, sort of a 30 MB file, a shell pipeline, a Python multiprocessing pool and make -j2. For each: exit code
+// and stdout identical to a bare run, max RSS within 3 % of GNU time, CPU within 7 % (fixed work; GNU time and
+// taskmeter runs alternate, so that a busy machine slows both alike).
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { root } from './helpers';
+
+const cli = join(root, 'bin/taskmeter.js');
+const GNU_TIME = '/usr/bin/time';
+const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+const work = mkdtempSync(join(tmpdir(), 'taskmeter-conformance-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+interface Run {
+  exit: number | null;
+  stdoutHash: string;
+  stdoutBytes: number;
+  cpuMs: number;
+  maxRssBytes: number;
+}
+
+let seq = 0;
+/** Runs argv with stdout into a file (hashed afterwards); resolves with the exit code. */
+function runToFile(argv: string[], cwd: string, stdoutFile: string): Promise<number | null> {
+  const fd = openSync(stdoutFile, 'w');
+  return new Promise((resolve, reject) => {
+    const c = spawn(argv[0], argv.slice(1), { cwd, stdio: ['ignore', fd, 'pipe'] });
+    let err = '';
+    c.stderr?.on('data', (d) => (err += d));
+    const timer = setTimeout(() => c.kill('SIGKILL'), 120_000);
+    c.on('error', reject);
+    c.on('close', (code) => {
+      clearTimeout(timer);
+      closeSync(fd);
+      if (code === null) reject(new Error(`${argv.join(' ')} was killed: ${err}`));
+      else resolve(code);
+    });
+  });
+}
+
+function hashFile(f: string): { hash: string; bytes: number } {
+  const b = readFileSync(f);
+  return { hash: createHash('sha256').update(b).digest('hex'), bytes: b.length };
+}
+
+async function bare(cmd: string[], cwd: string): Promise<Pick<Run, 'exit' | 'stdoutHash' | 'stdoutBytes'>> {
+  const out = join(work, `out-${seq++}`);
+  const exit = await runToFile(cmd, cwd, out);
+  const h = hashFile(out);
+  rmSync(out);
+  return { exit, stdoutHash: h.hash, stdoutBytes: h.bytes };
+}
+
+async function gnuTime(cmd: string[], cwd: string): Promise<Run> {
+  const out = join(work, `out-${seq++}`);
+  const rep = join(work, `time-${seq++}`);
+  const exit = await runToFile([GNU_TIME, '-o', rep, '-f', '%x %U %S %M', ...cmd], cwd, out);
+  const line = readFileSync(rep, 'utf8').trim().split('\n').pop()!;
+  const [x, u, s, m] = line.split(' ').map(Number);
+  const h = hashFile(out);
+  rmSync(out);
+  expect(x).toBe(exit);
+  return { exit, stdoutHash: h.hash, stdoutBytes: h.bytes, cpuMs: (u + s) * 1000, maxRssBytes: m * 1024 };
+}
+
+async function taskmeter(cmd: string[], cwd: string): Promise<Run> {
+  const out = join(work, `out-${seq++}`);
+  const rep = join(work, `rec-${seq++}.json`);
+  const exit = await runToFile([process.execPath, cli, '-q', '-o', rep, '--', ...cmd], cwd, out);
+  const rec = JSON.parse(readFileSync(rep, 'utf8'));
+  const h = hashFile(out);
+  rmSync(out);
+  expect(rec.max_rss_source).toBe('rusage');
+  expect(rec.cpu_source).toBe('rusage');
+  return { exit, stdoutHash: h.hash, stdoutBytes: h.bytes, cpuMs: rec.cpu_time_seconds * 1000, maxRssBytes: rec.max_rss_bytes };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** What the conformance runs measured; printed at the end (docs/benchmarks.md has a copy). */
+const table: string[] = [];
+afterAll(() => {
+  if (table.length) console.log(['| program | GNU time CPU ms | taskmeter CPU ms | GNU time max RSS KiB | taskmeter max RSS KiB | rounds |', '| --- | --- | --- | --- | --- | --- |', ...table].join('\n'));
+});
+
+/**
+ * Bare run once; then GNU time and taskmeter alternately, a round = one of each. Max RSS is compared as the medians,
+ * CPU as the least of each side's runs (fixed work: the run a busy machine disturbed least); a round more is taken
+ * (4 at most) while CPU is outside 7 %.
+ */
+async function conform(name: string, cmd: string[], cwd: string, prepare?: () => void) {
+  prepare?.();
+  const ref = await bare(cmd, cwd);
+  const gnu: Run[] = [];
+  const tm: Run[] = [];
+  let cpuOk = false;
+  for (let round = 0; round < 4 && !cpuOk; round++) {
+    prepare?.();
+    const order = round % 2 === 0 ? [gnuTime, taskmeter] : [taskmeter, gnuTime];
+    for (const f of order) {
+      const r = await f(cmd, cwd);
+      (f === gnuTime ? gnu : tm).push(r);
+      prepare?.();
+    }
+    if (round >= 1) {
+      const g = Math.min(...gnu.map((r) => r.cpuMs));
+      cpuOk = Math.abs(Math.min(...tm.map((r) => r.cpuMs)) - g) <= 0.07 * g;
+    }
+  }
+  for (const r of [...gnu, ...tm]) {
+    expect(r.exit, name).toBe(ref.exit);
+    expect(r.stdoutBytes, name).toBe(ref.stdoutBytes);
+    expect(r.stdoutHash, name).toBe(ref.stdoutHash);
+  }
+  // CPU of fixed work: the least of the runs, the one a busy machine disturbed least
+  const gCpu = Math.min(...gnu.map((r) => r.cpuMs));
+  const tCpu = Math.min(...tm.map((r) => r.cpuMs));
+  const gRss = median(gnu.map((r) => r.maxRssBytes));
+  const tRss = median(tm.map((r) => r.maxRssBytes));
+  table.push(`| ${name} | ${gCpu.toFixed(0)} | ${tCpu.toFixed(0)} | ${(gRss / 1024).toFixed(0)} | ${(tRss / 1024).toFixed(0)} | ${gnu.length} |`);
+  expect(gCpu, `${name}: the workload is big enough to compare`).toBeGreaterThan(150);
+  expect(Math.abs(tRss - gRss), `${name}: max RSS ${tRss} vs GNU time ${gRss}`).toBeLessThanOrEqual(0.03 * gRss);
+  expect(Math.abs(tCpu - gCpu), `${name}: CPU ${tCpu} ms vs GNU time ${gCpu} ms`).toBeLessThanOrEqual(0.07 * gCpu);
+}
+
+// A C source with enough optimisable code that cc1 works a few hundred ms per file.
+function cSource(file: number): string {
+  const fns: string[] = [];
+  for (let i = 0; i < 36; i++) {
+    fns.push(`int f${file}_${i}(int n) { int s = ${i}; for (int k = 0; k < n; k++) { s = s * 31 + (k ^ ${i}); if (s % 7 == ${i % 7}) s += k * ${file + 1}; switch (k & 3) { case 0: s ^= ${i}; break; case 1: s += n; break; default: s -= ${file}; } } return s; }`);
+  }
+  const sum = Array.from({ length: 36 }, (_, i) => `f${file}_${i}(n)`).join(' + ');
+  return `${fns.join('\n')}\nint sum${file}(int n) { return ${sum}; }\n`;
+}
+
+beforeAll(() => {
+  // C sources and a Makefile
+  const c = join(work, 'c');
+  mkdirSync(c);
+  for (let f = 0; f < 4; f++) writeFileSync(join(c, `part${f}.c`), cSource(f));
+  writeFileSync(
+    join(c, 'main.c'),
+    '#include <stdio.h>\nint sum0(int), sum1(int), sum2(int), sum3(int);\nint main(void) { printf("%d\\n", sum0(1000) ^ sum1(1000) ^ sum2(1000) ^ sum3(1000)); return 0; }\n',
+  );
+  writeFileSync(
+    join(c, 'Makefile'),
+    'OBJS = part0.o part1.o part2.o part3.o main.o\nprog: $(OBJS)\n\t@gcc -o $@ $(OBJS)\n\t@./prog\n%.o: %.c\n\t@gcc -O2 -c -o $@ $<\n',
+  );
+  // 4 MB of text that compresses (a deterministic mix of words)
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta', 'iota', 'kappa', 'lambda', 'mu'];
+  let x = 12345;
+  const rnd = () => {
+    x = (x * 1103515245 + 12345) >>> 0;
+    return x >>> 8;
+  };
+  const text: string[] = [];
+  for (let len = 0; len < 4 << 20; ) {
+    const w = `${words[rnd() % words.length]}${rnd() % 1000} `;
+    text.push(w);
+    len += w.length;
+  }
+  writeFileSync(join(work, 'text.txt'), text.join(''));
+  // ~30 MB of lines to sort
+  const lines: string[] = [];
+  for (let len = 0; len < 30 << 20; ) {
+    const l = `${rnd().toString(36)}${rnd().toString(36)} ${rnd() % 100000}\n`;
+    lines.push(l);
+    len += l.length;
+  }
+  writeFileSync(join(work, 'lines.txt'), lines.join(''));
+}, 60_000);
+
+describe('conformance with GNU time on real programs', () => {
+  it('has GNU time, gcc, make and xz installed (scripts/system-deps.sh)', () => {
+    for (const tool of [GNU_TIME, 'gcc', 'make', 'xz']) expect(execFileSync('sh', ['-c', `command -v ${tool}`]).toString()).toMatch(/\//);
+  });
+
+  it('a multi-file C compile with gcc (and its program run)', async () => {
+    const c = join(work, 'c');
+    await conform('gcc -O2, 5 files, then run', ['sh', '-c', 'gcc -O2 -o prog part0.c part1.c part2.c part3.c main.c && ./prog'], c);
+  }, 300_000);
+
+  it('xz -9 of generated text', async () => {
+    await conform('xz -9 -c (4 MB text)', ['xz', '-9', '-c', join(work, 'text.txt')], work);
+  }, 300_000);
+
+  it('sort of a 30 MB file', async () => {
+    await conform('sort (30 MB)', ['sort', '-S', '300M', join(work, 'lines.txt')], work);
+  }, 300_000);
+
+  it('a shell pipeline', async () => {
+    await conform('sh pipeline (seq | awk | sort | md5sum)', ['sh', '-c', "seq 1 400000 | awk '{ s += $1 * $1 % 97; print s % 1000 }' | sort -n | md5sum"], work);
+  }, 300_000);
+
+  it('a Python multiprocessing pool', async () => {
+    const code = [
+      'from multiprocessing import Pool',
+      'def f(n):',
+      '    return sum(i * i % 7 for i in range(n))',
+      "if __name__ == '__main__':",
+      '    with Pool(2) as p:',
+      '        print(sum(p.map(f, [400000] * 8)))',
+    ].join('\n');
+    await conform('python3 multiprocessing Pool(2)', [python, '-c', code], work);
+  }, 300_000);
+
+  it('make -j2', async () => {
+    const c = join(work, 'c');
+    const clean = () => execFileSync('sh', ['-c', 'rm -f *.o prog'], { cwd: c });
+    await conform('make -j2 (5 objects, link, run)', ['make', '-j2', '-s'], c, clean);
+  }, 300_000);
+});
