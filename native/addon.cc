@@ -50,6 +50,8 @@ const char* StateName(GpuState s) {
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
  public:
   TaskmeterAddon(Napi::Env env, Napi::Object exports) {
+    // The GPU thread's environment, read here on the JS thread: it never calls getenv itself.
+    Sampler::Instance().SetGpuEnv(nvml::ReadEnv());
     Sampler::Instance().Retain();
     DefineAddon(exports, {
         InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
@@ -318,6 +320,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     o.Set("ownPidNamespace", g.own_pid_namespace);
     o.Set("processListVersion", g.process_list_version);
     o.Set("processEntryBytes", static_cast<double>(g.process_entry_stride));
+    static const char* const kPidMatch[] = {"host", "translated", "list-only", "foreign"};
+    o.Set("pidMatch", kPidMatch[g.pid_match >= 0 && g.pid_match < 4 ? g.pid_match : 3]);
+    o.Set("deviceOrder", g.device_order.empty() ? "PCI_BUS_ID" : g.device_order);
+    o.Set("deviceOrderCertain", g.device_order_certain);
+    o.Set("deviceOrderNote", str_or_null(g.device_order_note));
     Napi::Array devices = Napi::Array::New(env, g.devices.size());
     for (size_t i = 0; i < g.devices.size(); i++) {
       const auto& d = g.devices[i];
@@ -327,6 +334,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       dev.Set("name", d.name);
       dev.Set("memoryTotalBytes", d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes))
                                                              : env.Null());
+      if (d.mig) {
+        Napi::Object mig = Napi::Object::New(env);
+        mig.Set("parentIndex", d.nvml_index);
+        mig.Set("parentUuid", d.parent_uuid);
+        mig.Set("parentName", d.parent_name);
+        mig.Set("index", d.mig_index);
+        auto id = [&](unsigned v) { return v == nvml::kNoInstanceId ? env.Null() : Napi::Value(Napi::Number::New(env, v)); };
+        mig.Set("gpuInstanceId", id(d.gpu_instance_id));
+        mig.Set("computeInstanceId", id(d.compute_instance_id));
+        dev.Set("mig", mig);
+      } else {
+        dev.Set("mig", env.Null());
+      }
+      dev.Set("accountingMode", d.mig ? env.Null() : d.accounting < 0 ? Napi::Value(Napi::String::New(env, "unsupported"))
+                                        : Napi::Value(Napi::String::New(env, d.accounting ? "enabled" : "disabled")));
+      dev.Set("powerInstant", d.power_instant);
       devices[i] = dev;
     }
     o.Set("devices", devices);

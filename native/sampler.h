@@ -42,6 +42,7 @@ enum WindowSlot : int {
   kWinTreeRootAlive,       // 1 while the root lives
   kWinTreeSamples,
   kWinTreeRssFirstBytes,   // the summed RSS at the first sample that saw any
+  kWinGpuProcessIntervalMs,  // effective interval of the process-list readings (paced by their cost); NaN w/o GPU
   kWindowSlots
 };
 // Timeline columns (see TakeTimeline).
@@ -62,7 +63,13 @@ enum GpuWindowSlot : int {
   kGwUtilizationAvgPercent,
   kGwProcessReason,  // nvml::ProcReason of the last reading when the process memory is null
   kGwDeviceError,    // nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0
-  kGwEnergyReason,   // 0 ok, 1 no counter and no power, 2 counter went backwards (integrated power instead)
+  kGwEnergyReason,   // gpuwin::EnergyReason
+  kGwProcessPeakFromAccounting,  // 1: the process peak is accounting mode's exact maximum, 0: sampled
+  kGwProcessUtilSmPercent,       // the window's pids' SM utilization, mean over the window's readings; NaN: none
+  kGwProcessUtilMemPercent,
+  kGwProcessUtilError,           // nvmlReturn_t of the per-process utilization call when NaN (-1: never read)
+  kGwPowerSource,                // nvml::PowerSource of the last reading
+  kGwProcessSamples,             // process-list readings inside the window
   kGpuWindowSlots
 };
 // Snapshot slots per GPU, after proc::kSnapshotSlots.
@@ -75,6 +82,7 @@ enum GpuSnapshotSlot : int {
   kGsEnergyJoules,  // cumulative since taskmeter first read this GPU
   kGsAgeMs,
   kGsProcessReason,
+  kGsPowerSource,  // nvml::PowerSource
   kGpuSnapshotSlots
 };
 
@@ -90,6 +98,10 @@ struct GpuInfoSnapshot {
   bool own_pid_namespace;
   int process_list_version;
   size_t process_entry_stride;
+  int pid_match = 0;  // nvml::PidMatch
+  std::string device_order = "PCI_BUS_ID";
+  bool device_order_certain = true;
+  std::string device_order_note = "";
 };
 
 class Sampler {
@@ -123,6 +135,9 @@ class Sampler {
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
   size_t ReadGpuCache(double* out, size_t len);
+  // The environment the GPU thread uses, read on the JS thread (the GPU thread never calls getenv). Call before
+  // Retain(); the first call wins for the process (detection runs once per thread start).
+  void SetGpuEnv(const nvml::Env& env);
   // Waits (at most timeout) for GPU detection; true when it finished.
   bool WaitGpuDetection(std::chrono::milliseconds timeout);
   GpuInfoSnapshot GpuInfo();
@@ -144,6 +159,14 @@ class Sampler {
     uint32_t util_n = 0;
     int process_reason = nvml::kProcNoData;
     int device_error = 0;
+    uint32_t process_samples = 0;
+    bool acct_base_set = false;
+    double acct_base = NAN;
+    double acct_end = NAN;
+    double putil_sm_sum = 0, putil_mem_sum = 0;
+    uint32_t putil_n = 0;
+    int putil_error = -1;
+    int power_source = 0;
   };
   struct Window {
     const void* owner;
@@ -175,6 +198,8 @@ class Sampler {
   struct GpuCache {
     double t_ms = NAN;
     nvml::DeviceReading reading;
+    nvml::ProcessList processes;  // from the last reading that read the lists
+    double processes_t_ms = NAN;
     double self_process_bytes = NAN;
     int self_reason = nvml::kProcNoData;
     double energy_total_j = 0;  // integrated since the first reading
@@ -196,6 +221,7 @@ class Sampler {
   void FillStatsLocked(const Window& w, double* out, size_t len);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
   double GpuIntervalLocked() const;
+  double ProcessIntervalLocked() const;
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   std::mutex mu_;
@@ -222,7 +248,11 @@ class Sampler {
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
   double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_cost_ms_ = 0;            // what the last reading cost
+  double gpu_cost_ms_ = 0;            // what the last round of cheap readings (device memory, power…) cost
+  double list_cost_ms_ = 0;           // what the last round of process-list readings cost
+  double last_list_ms_ = NAN;
+  nvml::Env gpu_env_;
+  bool gpu_env_set_ = false;
   double last_gpu_poll_ms_ = NAN;
   bool gpu_refresh_requested_ = false;
   bool gpu_parked_ = false;  // the GPU thread waits for a window (Open() wakes it only then)

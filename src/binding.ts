@@ -11,7 +11,28 @@ export interface NativeGpuInfo {
   ownPidNamespace: boolean;
   processListVersion: number;
   processEntryBytes: number;
-  devices: { index: number; uuid: string; name: string; memoryTotalBytes: number | null }[];
+  pidMatch: 'host' | 'translated' | 'list-only' | 'foreign';
+  deviceOrder: 'PCI_BUS_ID' | 'FASTEST_FIRST';
+  deviceOrderCertain: boolean;
+  deviceOrderNote: string | null;
+  devices: NativeGpuDevice[];
+}
+
+export interface NativeGpuDevice {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryTotalBytes: number | null;
+  mig: {
+    parentIndex: number;
+    parentUuid: string;
+    parentName: string;
+    index: number;
+    gpuInstanceId: number | null;
+    computeInstanceId: number | null;
+  } | null;
+  accountingMode: 'enabled' | 'disabled' | 'unsupported' | null;
+  powerInstant: boolean;
 }
 
 export interface NativeBinding {
@@ -78,6 +99,7 @@ export const WIN_TREE_PROCESSES = 13;
 export const WIN_TREE_ROOT_ALIVE = 14;
 export const WIN_TREE_SAMPLES = 15;
 export const WIN_TREE_RSS_FIRST = 16;
+export const WIN_GPU_PROCESS_INTERVAL_MS = 17;
 
 export const SP_EXITED = 0;
 export const SP_EXIT_CODE = 1;
@@ -105,6 +127,12 @@ export const GW_UTILIZATION_AVG = 4;
 export const GW_PROCESS_REASON = 5;
 export const GW_DEVICE_ERROR = 6;
 export const GW_ENERGY_REASON = 7;
+export const GW_PROCESS_PEAK_FROM_ACCOUNTING = 8;
+export const GW_PROCESS_UTIL_SM = 9;
+export const GW_PROCESS_UTIL_MEM = 10;
+export const GW_PROCESS_UTIL_ERROR = 11;
+export const GW_POWER_SOURCE = 12;
+export const GW_PROCESS_SAMPLES = 13;
 
 export const GS_MEMORY_USED = 0;
 export const GS_MEMORY_TOTAL = 1;
@@ -114,6 +142,7 @@ export const GS_POWER_W = 4;
 export const GS_ENERGY_J = 5;
 export const GS_AGE_MS = 6;
 export const GS_PROCESS_REASON = 7;
+export const GS_POWER_SOURCE = 8;
 
 export const packageRoot = join(__dirname, '..');
 
@@ -145,9 +174,9 @@ function load(): NativeBinding {
 export const native: NativeBinding = load();
 if (
   native.SNAPSHOT_SLOTS !== 7 ||
-  native.WINDOW_SLOTS !== 17 ||
-  native.GPU_WINDOW_SLOTS !== 8 ||
-  native.GPU_SNAPSHOT_SLOTS !== 8 ||
+  native.WINDOW_SLOTS !== 18 ||
+  native.GPU_WINDOW_SLOTS !== 14 ||
+  native.GPU_SNAPSHOT_SLOTS !== 9 ||
   native.SPAWN_SLOTS !== 10 ||
   native.TIMELINE_COLUMNS !== 6
 ) {

@@ -64,9 +64,28 @@ describe('detection', () => {
       processEntryBytes: 24,
     });
     expect(info.devices).toEqual([
-      { index: 0, uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'Fake H100', memoryTotalBytes: 80 * 1024 * MiB },
-      { index: 1, uuid: 'GPU-99999999-8888-7777-6666-555555555555', name: 'Fake GPU 1'.replace('GPU 1', 'A100'), memoryTotalBytes: 80 * 1024 * MiB },
+      {
+        index: 0,
+        uuid: 'GPU-11111111-2222-3333-4444-555555555555',
+        name: 'Fake H100',
+        memoryTotalBytes: 80 * 1024 * MiB,
+        mig: null,
+        accountingMode: 'disabled',
+        accountingHint: expect.stringMatching(/nvidia-smi -am 1/),
+        powerReported: 'average',
+      },
+      {
+        index: 1,
+        uuid: 'GPU-99999999-8888-7777-6666-555555555555',
+        name: 'Fake A100',
+        memoryTotalBytes: 80 * 1024 * MiB,
+        mig: null,
+        accountingMode: 'disabled',
+        accountingHint: expect.stringMatching(/nvidia-smi -am 1/),
+        powerReported: 'average',
+      },
     ]);
+    expect(info).toMatchObject({ deviceOrder: 'FASTEST_FIRST', deviceOrderCertain: false, pidMatch: 'host' });
     expect(snap.gpus).toHaveLength(2);
     expect(snap.gpus[0]).toMatchObject({
       index: 0,
@@ -120,14 +139,41 @@ describe('detection', () => {
     }
   });
 
-  it('honours CUDA_VISIBLE_DEVICES by index and by UUID (prefix)', async () => {
-    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+  it('honours CUDA_VISIBLE_DEVICES by index (CUDA_DEVICE_ORDER=PCI_BUS_ID) and by UUID (prefix)', async () => {
+    const pci = { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
+    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...pci } });
     expect(byIndex.info.devices.map((d: any) => d.index)).toEqual([1]);
+    expect(byIndex.info).toMatchObject({ deviceOrder: 'PCI_BUS_ID', deviceOrderCertain: true });
     expect(byIndex.snap.gpus.map((g: any) => g.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
     const byUuid = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: 'GPU-99999999,GPU-1111' } });
     expect(byUuid.info.devices.map((d: any) => d.index)).toEqual([1, 0]);
-    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1' } }); // CUDA stops at an invalid entry
+    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1', ...pci } }); // CUDA stops at an invalid entry
     expect(stops.info.devices.map((d: any) => d.index)).toEqual([0]);
+  });
+
+  it("a bare index on two different GPUs with CUDA's default order (FASTEST_FIRST): says it cannot tell, attributes nothing", async () => {
+    const { hasGpu, info, snap } = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(hasGpu).toBe(false);
+    expect(info.reason).toMatch(/names GPUs by index, but CUDA's order of these GPUs is unknown/);
+    expect(info.reason).toMatch(/CUDA_DEVICE_ORDER=PCI_BUS_ID/);
+    expect(snap.gpus).toEqual([]);
+    const { record } = await gpuCase('window', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(record.gpus).toEqual([]);
+    expect(record.gpu_reason).toMatch(/order of these GPUs is unknown/);
+    expectValidRecord(record);
+    // every GPU named by index: the set is certain, only CUDA's labels are not
+    const all = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,1' } });
+    expect(all.info.devices).toHaveLength(2);
+    expect(all.info.deviceOrderCertain).toBe(false);
+    expect(all.info.deviceOrderNote).toMatch(/different GPU models/);
+  });
+
+  it('a bare index on identical GPUs follows FASTEST_FIRST (= PCI order for one model)', async () => {
+    const same = BASE.replace('dev1.name=Fake A100', 'dev1.name=Fake H100');
+    const { hasGpu, info } = await gpuCase('info', { scenario: same, env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(hasGpu).toBe(true);
+    expect(info.deviceOrderCertain).toBe(true);
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
   });
 });
 
@@ -318,6 +364,179 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
     expect(info.info.processAttribution).toBe(false);
     const host = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'host' } });
     expect(host.info.processAttribution).toBe(true);
+  });
+});
+
+const MIG_UUID = 'MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
+const MIG = [
+  BASE,
+  'dev0.mig=1',
+  'mig0.parent=0',
+  `mig0.uuid=${MIG_UUID}`,
+  'mig0.name=Fake H100 MIG 1g.10gb',
+  'mig0.gi=3',
+  'mig0.ci=0',
+  `mig0.total=${10 * 1024 * MiB}`,
+  `mig0.used=${3 * 1024 * MiB}`,
+  `mig0.procs=4242:${MiB},self:${2 * 1024 * MiB}`,
+  'mig1.parent=0',
+  'mig1.uuid=MIG-11111111-2222-3333-4444-000000000001',
+  'mig1.gi=5',
+  'mig1.ci=0',
+].join('\n');
+
+describe('MIG slices', () => {
+  it('CUDA_VISIBLE_DEVICES=MIG-<uuid>: one device, the slice, with its own memory and this process\'s memory on it', async () => {
+    const { hasGpu, info, snap } = await gpuCase('info', { scenario: MIG, env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    expect(hasGpu).toBe(true);
+    expect(info.devices).toHaveLength(1);
+    expect(info.devices[0]).toMatchObject({
+      index: 0,
+      uuid: MIG_UUID,
+      memoryTotalBytes: 10 * 1024 * MiB,
+      mig: { parentIndex: 0, parentName: 'Fake H100', parentUuid: 'GPU-11111111-2222-3333-4444-555555555555', gpuInstanceId: 3, computeInstanceId: 0 },
+      accountingMode: null,
+      powerReported: null,
+    });
+    expect(snap.gpus[0]).toMatchObject({
+      uuid: MIG_UUID,
+      memoryUsedBytes: 3 * 1024 * MiB, // the slice's, not the parent's 2 GiB
+      memoryTotalBytes: 10 * 1024 * MiB,
+      processMemoryBytes: 2 * 1024 * MiB,
+      utilizationPercent: null,
+      powerWatts: null,
+      energyJoules: null,
+      deviceMetricsReason: expect.stringMatching(/MIG slice has no utilization, power or energy/),
+    });
+  });
+
+  it('accepts the older MIG-GPU-<uuid>/<gi>/<ci> form', async () => {
+    const { info } = await gpuCase('info', {
+      scenario: MIG,
+      env: { CUDA_VISIBLE_DEVICES: 'MIG-GPU-11111111-2222-3333-4444-555555555555/5/0' },
+    });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['MIG-11111111-2222-3333-4444-000000000001']);
+  });
+
+  it("a window on a slice: utilization, energy and per-process utilization null with the reason, never the parent's", async () => {
+    const { usage, record } = await gpuCase('window', { scenario: MIG + '\ndev0.util=77\ndev0.putil=self:40:10', env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    const g = usage.gpus[0];
+    expect(g.memoryUsedPeakBytes).toBe(3 * 1024 * MiB);
+    expect(g.processMemoryPeakBytes).toBe(2 * 1024 * MiB);
+    expect(g.utilizationAvgPercent).toBeNull();
+    expect(g.utilizationNote).toMatch(/MIG slice/);
+    expect(g.energyJoules).toBeNull();
+    expect(g.energyReason).toMatch(/MIG slice/);
+    expect(g.processSmUtilizationPercent).toBeNull();
+    expect(g.processUtilizationReason).toMatch(/MIG slice/);
+    expect(record.gpus[0].mig_parent_index).toBe(0);
+    expectValidRecord(record);
+  });
+
+  it('without CUDA_VISIBLE_DEVICES a GPU in MIG mode is seen as its slices, and a slice where we are in no list is null, not 0', async () => {
+    const { info, snap } = await gpuCase('info', { scenario: MIG });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual([MIG_UUID, 'MIG-11111111-2222-3333-4444-000000000001', 'GPU-99999999-8888-7777-6666-555555555555']);
+    expect(snap.gpus[1].processMemoryBytes).toBeNull();
+    expect(snap.gpus[1].processMemoryReason).toMatch(/does not prove 0 bytes/);
+  });
+});
+
+describe('accounting mode', () => {
+  it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
+    const { usage, record, flat, info } = await gpuCase('accountingSpike', { scenario: BASE + '\ndev0.accounting=1\n' });
+    expect(info.devices[0]).toMatchObject({ accountingMode: 'enabled', accountingHint: null });
+    const g = usage.gpus[0];
+    expect(g.processMemoryEndBytes).toBe(64 * MiB); // what every list reading said
+    expect(g.processMemoryPeakBytes).toBe(512 * MiB);
+    expect(g.processMemoryPeakSource).toBe('accounting');
+    expect(usage.gpuMemoryPeakSource).toBe('accounting');
+    expect(record.gpu_memory_peak_source).toBe('accounting');
+    expect(record.gpus[0].process_memory_peak_source).toBe('accounting');
+    expectValidRecord(record);
+    // no rise inside the next window: the sampled peak
+    expect(flat.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(flat.gpus[0].processMemoryPeakSource).toBe('sampled');
+  });
+
+  it('when disabled, gpuInfo() says so and how to enable it', async () => {
+    const { info } = await gpuCase('info');
+    expect(info.devices[0].accountingMode).toBe('disabled');
+    expect(info.devices[0].accountingHint).toMatch(/nvidia-smi -am 1/);
+  });
+});
+
+describe('MPS, entry layouts by symbols, stride check', () => {
+  it("an MPS client's memory is found in the MPS list, never 0", async () => {
+    const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}\ndev0.mps=self:${96 * MiB}`);
+    const { snap } = await gpuCase('info', { scenario });
+    expect(snap.gpus[0].processMemoryBytes).toBe(96 * MiB);
+    expect(snap.gpus[1].processMemoryBytes).toBe(0); // in no list, MPS list read, no MIG: certainly 0
+  });
+
+  it('in no list and no MPS list to check: null with the reason, never 0', async () => {
+    const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}`) + '\nmps_list=0\n';
+    const { snap } = await gpuCase('info', { scenario });
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/no MPS client list/);
+  });
+
+  it('detects the 32-byte _v3 entries by symbols, whatever the version string says (Windows numbering)', async () => {
+    const { info, snap } = await gpuCase('info', { variant: 'wide-v3-symbols', scenario: BASE + '\ndriver=536.25\nv3_entry=32\n' });
+    expect(info.processEntryBytes).toBe(32);
+    expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
+  });
+
+  it('instance ids other than 0xFFFFFFFF on a GPU without MIG mean a wrong stride: discarded with the reason', async () => {
+    const { snap } = await gpuCase('info', { scenario: BASE + '\ndev0.instance_ids=7\n' });
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/malformed/);
+  });
+});
+
+describe('per-process utilization, power, energy', () => {
+  it("reports this process's SM and memory utilization averaged over the window, in usage and record", async () => {
+    const { usage, record } = await gpuCase('window', { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
+    expect(usage.gpus[0].processSmUtilizationPercent).toBe(35);
+    expect(usage.gpus[0].processMemoryUtilizationPercent).toBe(12);
+    expect(usage.gpus[1].processSmUtilizationPercent).toBe(0); // no sample of ours on that GPU
+    expect(usage.gpuProcessUtilizationPercent).toBeCloseTo(17.5, 5);
+    expect(record.gpus[0].process_sm_utilization_percent).toBe(35);
+    expect(record.gpu_process_utilization_percent).toBeCloseTo(17.5, 5);
+    expectValidRecord(record);
+  });
+
+  it('prefers instant power (NVML_FI_DEV_POWER_INSTANT) and says which power it reports', async () => {
+    const { info, snap } = await gpuCase('info', { scenario: BASE + '\npower_instant=1\ndev0.power_instant_mw=250000\n' });
+    expect(info.devices[0].powerReported).toBe('instant');
+    expect(snap.gpus[0]).toMatchObject({ powerWatts: 250, powerSource: 'instant' });
+    const avg = await gpuCase('info');
+    expect(avg.snap.gpus[0]).toMatchObject({ powerWatts: 300, powerSource: 'average' });
+  });
+
+  it('flags the utilization of a window shorter than the driver sample period', async () => {
+    const { usage } = await gpuCase('window');
+    expect(usage.gpus[0].utilizationNote).toMatch(/sample period/);
+  });
+
+  it('an energy counter missing for a stretch is integrated from power once, never counted twice', async () => {
+    const { usage } = await gpuCase('energyGap', { scenario: BASE });
+    const expected = (300 * usage.wallTimeMs) / 1000; // the fake's counter advances at 300 W
+    expect(usage.gpus[0].energyJoules).toBeGreaterThan(expected * 0.8);
+    expect(usage.gpus[0].energyJoules).toBeLessThan(expected * 1.2);
+  });
+});
+
+describe('cost-aware sampling', () => {
+  it('process lists costing 5 ms are read at a slower pace of their own; device-memory peaks still caught', async () => {
+    const { usage, record } = await gpuCase('costly', {
+      scenario: BASE + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n',
+      timeoutMs: 30_000,
+    });
+    expect(usage.gpuProcessSampleIntervalMs).toBeGreaterThanOrEqual(500); // ≥ 125 × 5 ms: ≤ 0.8 % of a core
+    expect(usage.gpuSampleIntervalMs).toBeLessThan(usage.gpuProcessSampleIntervalMs / 4);
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(40 * 1024 * MiB); // the 250 ms spike
+    expect(usage.gpus[0].processSamples).toBeLessThan(usage.gpuSamples);
+    expect(record.gpu_process_sample_interval_ms).toBe(usage.gpuProcessSampleIntervalMs);
   });
 });
 
