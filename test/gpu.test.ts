@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, runChild, recordValidator } from './helpers';
+import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, run, runChild, recordValidator } from './helpers';
 
 const validate = recordValidator();
 function expectValidRecord(rec: unknown): void {
@@ -537,6 +537,58 @@ describe('cost-aware sampling', () => {
     expect(usage.gpus[0].memoryUsedPeakBytes).toBe(40 * 1024 * MiB); // the 250 ms spike
     expect(usage.gpus[0].processSamples).toBeLessThan(usage.gpuSamples);
     expect(record.gpu_process_sample_interval_ms).toBe(usage.gpuProcessSampleIntervalMs);
+  });
+});
+
+// A real container's PID namespace: `unshare --pid --fork --mount-proc` (needs root or user namespaces). The fake's
+// "self" is the pid the child sees, as a translating driver reports it.
+const canUnshare = (() => {
+  try {
+    require('node:child_process').execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+async function inPidNamespace(scenarioText: string, extra: Record<string, string> = {}): Promise<any> {
+  const scenario = join(work, `scenario-${n++}.txt`);
+  writeFileSync(scenario, scenarioText);
+  const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario, ...extra });
+  const r = await run('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, join(__dirname, 'children/gpu-child.cjs'), 'window'], { env });
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  return lastJson(r.stdout);
+}
+
+describe.skipIf(!canUnshare)('in a new PID namespace (unshare --pid; skipped: unshare needs root or user namespaces)', () => {
+  const own = (driver: string, procs: string) =>
+    BASE.replace(/dev0\.procs=.*/, `dev0.procs=${procs}`) + `\ndriver=${driver}\n`;
+
+  it('a driver ≥ 565.57 translates PIDs and memory: this process\'s GPU memory is attributed', async () => {
+    const { pid, usage, record } = await inPidNamespace(own('570.86.15', `self:${64 * MiB}`));
+    expect(pid).toBeLessThan(10); // really in a fresh namespace
+    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(usage.gpuMemoryPeakSource).toBe('process');
+    expectValidRecord(record);
+  });
+
+  it('a driver 535.113–565.56 (550.x) translates PIDs but not memory: null with that reason', async () => {
+    const { usage } = await inPidNamespace(own('550.54.15', `self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/535\.113 to 565\.56/);
+  });
+
+  it('a ≥ 565.57 driver that still lists host PIDs fails the /proc check: null, a host PID equal to ours never read as ours', async () => {
+    const { usage } = await inPidNamespace(own('570.86.15', `4242:${100 * MiB},self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/does not exist here/);
+  });
+
+  it('an older driver reports host PIDs: null with the reason; TASKMETER_PID_NAMESPACE=host still overrides', async () => {
+    const { usage } = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
+    const declared = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`), { TASKMETER_PID_NAMESPACE: 'host' });
+    expect(declared.usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
   });
 });
 
