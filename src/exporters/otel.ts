@@ -64,6 +64,11 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
   const peak = meter.createHistogram('taskmeter.task.memory.peak', { unit: 'By', description: 'Peak resident memory of measured tasks.' });
   const gpuPeak = meter.createHistogram('taskmeter.task.gpu.memory.peak', { unit: 'By', description: 'Peak GPU memory of measured tasks.' });
   const gpuEnergy = meter.createHistogram('taskmeter.task.gpu.energy', { unit: 'J', description: 'GPU energy of measured tasks.' });
+  const gpuProcUtil = meter.createHistogram('taskmeter.task.gpu.process.utilization', {
+    unit: '1',
+    description: "Measured tasks' own SM utilization of the GPUs (0-1, averaged over the task).",
+    advice: { explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1] },
+  });
 
   let registered = true;
   return {
@@ -77,6 +82,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
       peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);
+      if (f.gpuProcessUtilizationRatio !== null) gpuProcUtil.record(f.gpuProcessUtilizationRatio, attributes);
     },
     unregister(): void {
       if (!registered) return;

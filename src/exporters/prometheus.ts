@@ -125,6 +125,11 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     peak: hist('task_memory_peak_bytes', 'Peak resident memory of measured tasks.', bytes),
     gpuPeak: hist('task_gpu_memory_peak_bytes', 'Peak GPU memory of measured tasks.', bytes),
     gpuEnergy: hist('task_gpu_energy_joules', 'GPU energy of measured tasks.', [1, 10, 100, 1000, 10_000, 100_000, 1_000_000]),
+    gpuProcUtil: hist(
+      'task_gpu_process_utilization_ratio',
+      "Measured tasks' own SM utilization of the GPUs (0-1, averaged over the task).",
+      [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1],
+    ),
   };
   const stopGpu = keepGpuFresh(gpuIntervalMs);
   let live = true;
@@ -142,6 +147,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
       histograms.peak.observe(labels, f.memoryPeakBytes);
       if (f.gpuMemoryPeakBytes !== null) histograms.gpuPeak.observe(labels, f.gpuMemoryPeakBytes);
       if (f.gpuEnergyJoules !== null) histograms.gpuEnergy.observe(labels, f.gpuEnergyJoules);
+      if (f.gpuProcessUtilizationRatio !== null) histograms.gpuProcUtil.observe(labels, f.gpuProcessUtilizationRatio);
     },
     unregister(): void {
       if (!live) return;

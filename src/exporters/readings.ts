@@ -70,6 +70,8 @@ export function taskFigures(usage: ResourceUsage): {
   memoryPeakBytes: number;
   gpuMemoryPeakBytes: number | null;
   gpuEnergyJoules: number | null;
+  /** The task's own SM utilization of the GPUs, 0..1 (nvmlDeviceGetProcessUtilization), or null. */
+  gpuProcessUtilizationRatio: number | null;
 } {
   const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
   if (!usage || typeof usage !== 'object' || !finite(usage.wallTimeMs) || !finite(usage.cpuTimeMs) || !finite(usage.peakRssBytes)) {
@@ -81,5 +83,9 @@ export function taskFigures(usage: ResourceUsage): {
     memoryPeakBytes: usage.peakRssBytes,
     gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
     gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,
+    gpuProcessUtilizationRatio:
+      finite(usage.gpuProcessUtilizationPercent) && usage.gpuProcessUtilizationPercent <= 100
+        ? usage.gpuProcessUtilizationPercent / 100
+        : null,
   };
 }
