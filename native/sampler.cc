@@ -263,8 +263,7 @@ double Sampler::ProcessIntervalLocked() const {
 
 void Sampler::SetGpuEnv(const nvml::Env& env) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (gpu_env_set_) return;
-  gpu_env_ = env;
+  gpu_env_ = env;  // the GPU thread copies it under mu_ when detection starts
   gpu_env_set_ = true;
 }
 

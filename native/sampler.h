@@ -135,8 +135,8 @@ class Sampler {
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
   size_t ReadGpuCache(double* out, size_t len);
-  // The environment the GPU thread uses, read on the JS thread (the GPU thread never calls getenv). Call before
-  // Retain(); the first call wins for the process (detection runs once per thread start).
+  // The environment the GPU thread uses, read on the JS thread (the GPU thread never calls getenv, which races with
+  // `process.env.X = …`). Call before Retain(); a detection uses the latest environment set before it starts.
   void SetGpuEnv(const nvml::Env& env);
   // Waits (at most timeout) for GPU detection; true when it finished.
   bool WaitGpuDetection(std::chrono::milliseconds timeout);

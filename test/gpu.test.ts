@@ -607,6 +607,26 @@ describe('a hanging NVML call', () => {
   });
 });
 
+describe('environment variables are read on the JS thread', () => {
+  it('no GPU code calls getenv except ReadEnv, which the addon calls at load (getenv races with process.env writes)', () => {
+    const src = (f: string) => readFileSync(join(__dirname, '..', f), 'utf8');
+    const loader = src('native/nvml/loader.cc');
+    const readEnv = /Env ReadEnv\(\) \{[\s\S]*?\n\}/.exec(loader);
+    expect(readEnv).not.toBeNull();
+    expect(loader.replace(readEnv![0], '')).not.toMatch(/getenv/);
+    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc']) expect(src(f)).not.toMatch(/getenv/);
+    const sampler = src('native/sampler.cc');
+    const runGpu = /void Sampler::RunGpu\([\s\S]*?\n\}/.exec(sampler);
+    expect(runGpu![0]).not.toMatch(/getenv|GpuDisabledByEnv/);
+    expect(src('native/addon.cc')).toMatch(/SetGpuEnv\(nvml::ReadEnv\(\)\);\s*Sampler::Instance\(\)\.Retain\(\)/);
+  });
+
+  it('a CUDA_VISIBLE_DEVICES set after loading changes nothing (read once, at load)', async () => {
+    const { info } = await gpuCase('lateEnv', { env: { CUDA_VISIBLE_DEVICES: 'GPU-1111' } });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-11111111-2222-3333-4444-555555555555']);
+  });
+});
+
 describe('the JS thread never calls NVML', () => {
   it('every NVML call comes from the GPU thread', async () => {
     const log = join(work, 'calls.log');

@@ -79,6 +79,12 @@ const cases = {
     }, { sampleIntervalMs: 10 });
     return { usage, record: tm.toRecord(usage) };
   },
+  // process.env written on the JS thread while the GPU thread reads: the GPU side uses what was set at load.
+  lateEnv() {
+    for (let i = 0; i < 2000; i++) process.env.CUDA_VISIBLE_DEVICES = i % 2 ? 'GPU-9999' : '';
+    const { usage } = tm.measureSync(() => sleep(100), { sampleIntervalMs: 10 });
+    return { info: tm.gpuInfo(), usage };
+  },
   // Something changes mid-window (text in FAULT), the window goes on.
   midWindow() {
     const { usage } = tm.measureSync(() => {
