@@ -420,6 +420,7 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
     }
   }
 #ifdef _WIN32
+  (void)mps_ok;
   pl.absence_is_zero = false;  // WDDM: the lists do not name every process using the GPU
 #else
   pl.absence_is_zero = mps_ok && !d.mig;
