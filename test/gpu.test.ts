@@ -441,6 +441,18 @@ describe('MIG slices', () => {
   });
 });
 
+describe('MIG slices without privileges', () => {
+  it("an unprivileged user's slice: process memory null with the permission reason, the slice's memory still read", async () => {
+    const { snap } = await gpuCase('info', {
+      scenario: MIG + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=4\n',
+      env: { CUDA_VISIBLE_DEVICES: MIG_UUID },
+    });
+    expect(snap.gpus[0].memoryUsedBytes).toBe(3 * 1024 * MiB);
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/process-list call failed/);
+  });
+});
+
 describe('accounting mode', () => {
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
     const { usage, record, flat, info } = await gpuCase('accountingSpike', { scenario: BASE + '\ndev0.accounting=1\n' });
