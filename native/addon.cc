@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "nvml/cuda_order.h"
 #include "proc/proc.h"
 #include "sampler.h"
 #include "spawn.h"
@@ -72,6 +73,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
         InstanceMethod("gpuInfo", &TaskmeterAddon::GpuInfo),
         InstanceMethod("nvmlErrorText", &TaskmeterAddon::NvmlErrorText),
+        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::CudaVisibleUuids),
         InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
         InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
@@ -302,6 +304,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value NvmlErrorText(const Napi::CallbackInfo& info) {
     int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 999;
     return Napi::String::New(info.Env(), nvml::Describe(code));
+  }
+
+  // cudaVisibleUuids() → CUDA's visible devices' UUIDs (32 hex digits) in CUDA's order. Only the CUDA-order helper
+  // process calls it (native/nvml/cuda_order.h): cuInit in the measured process would add a CUDA context's cost.
+  Napi::Value CudaVisibleUuids(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* lib = std::getenv("TASKMETER_CUDA_LIBRARY");
+    std::vector<std::string> uuids;
+    std::string why;
+    if (!nvml::CudaVisibleUuids(lib ? lib : "", &uuids, &why)) {
+      Napi::Error::New(env, why).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array out = Napi::Array::New(env, uuids.size());
+    for (size_t i = 0; i < uuids.size(); i++) out[i] = Napi::String::New(env, uuids[i]);
+    return out;
   }
 
   // What detection found (strings kept from detection; no NVML call here).

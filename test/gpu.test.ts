@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, run, runChild, recordValidator } from './helpers';
+import { debianNvml, fakeNvml, fakeNvmlDir, gpuEnv, lastJson, MiB, run, runChild, recordValidator } from './helpers';
 
 const validate = recordValidator();
 function expectValidRecord(rec: unknown): void {
@@ -151,18 +151,37 @@ describe('detection', () => {
     expect(stops.info.devices.map((d: any) => d.index)).toEqual([0]);
   });
 
-  it("a bare index on two different GPUs with CUDA's default order (FASTEST_FIRST): says it cannot tell, attributes nothing", async () => {
-    const { hasGpu, info, snap } = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+  // CUDA's own view, for the CUDA-order helper: the fake libcuda ranks the A100 first (FASTEST_FIRST).
+  const cuda = {
+    TASKMETER_CUDA_LIBRARY: join(fakeNvmlDir, 'libfake-cuda.so'),
+    FAKE_CUDA_PCI: 'GPU-11111111-2222-3333-4444-555555555555,GPU-99999999-8888-7777-6666-555555555555',
+    FAKE_CUDA_FASTEST: 'GPU-99999999-8888-7777-6666-555555555555,GPU-11111111-2222-3333-4444-555555555555',
+  };
+  const noCuda = { TASKMETER_CUDA_LIBRARY: '/nonexistent/libcuda.so.1' };
+
+  it("a bare index on two different GPUs with CUDA's default order: CUDA is asked in a helper process and the right GPU picked", async () => {
+    const zero = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });
+    expect(zero.hasGpu).toBe(true);
+    expect(zero.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']); // CUDA's 0, NVML's 1
+    expect(zero.info).toMatchObject({ deviceOrderCertain: true, deviceOrderNote: expect.stringMatching(/helper process/) });
+    const one = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...cuda } });
+    expect(one.info.devices.map((d: any) => d.name)).toEqual(['Fake H100']);
+    expect(one.snap.gpus[0].processMemoryBytes).toBe(64 * MiB); // readings of the right GPU: ours is on the H100
+  });
+
+  it("a bare index on two different GPUs with CUDA's default order and no CUDA to ask: says it cannot tell, attributes nothing", async () => {
+    const { hasGpu, info, snap } = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
     expect(hasGpu).toBe(false);
     expect(info.reason).toMatch(/names GPUs by index, but CUDA's order of these GPUs is unknown/);
     expect(info.reason).toMatch(/CUDA_DEVICE_ORDER=PCI_BUS_ID/);
     expect(snap.gpus).toEqual([]);
-    const { record } = await gpuCase('window', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(info.reason).toMatch(/asking CUDA in a helper process failed: the CUDA driver library could not be loaded/);
+    const { record } = await gpuCase('window', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
     expect(record.gpus).toEqual([]);
     expect(record.gpu_reason).toMatch(/order of these GPUs is unknown/);
     expectValidRecord(record);
     // every GPU named by index: the set is certain, only CUDA's labels are not
-    const all = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,1' } });
+    const all = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,1', ...noCuda } });
     expect(all.info.devices).toHaveLength(2);
     expect(all.info.deviceOrderCertain).toBe(false);
     expect(all.info.deviceOrderNote).toMatch(/different GPU models/);

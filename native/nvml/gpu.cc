@@ -1,5 +1,7 @@
 #include "gpu.h"
 
+#include "cuda_order.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -280,6 +282,33 @@ bool Gpus::SelectVisible(const Env& env, const std::vector<DeviceStatic>& whole,
     for (const auto* d : chosen) dup |= d == match;
     if (dup) break;
     chosen.push_back(match);
+  }
+  if (by_index && !device_order_certain_ && env.cuda_helper) {
+    // Ask CUDA itself, in a helper process, which devices it sees and in which order.
+    std::vector<std::string> cuda;
+    std::string why;
+    if (CudaOrderFromHelper(env, 20000, &cuda, &why)) {
+      std::vector<const DeviceStatic*> from_cuda;
+      for (const auto& hex : cuda) {
+        const DeviceStatic* m = nullptr;
+        for (const auto& d : whole)
+          if (UuidHex(d.uuid) == hex) m = &d;
+        for (const auto& d : slices)
+          if (UuidHex(d.uuid) == hex) m = &d;
+        if (m == nullptr) {
+          from_cuda.clear();
+          why = "CUDA sees a device NVML does not list";
+          break;
+        }
+        from_cuda.push_back(m);
+      }
+      if (!from_cuda.empty() || cuda.empty()) {
+        chosen = from_cuda;
+        device_order_certain_ = true;
+        device_order_note_ = "CUDA's order of these GPUs was read from the CUDA driver library in a helper process";
+      }
+    }
+    if (!device_order_certain_) device_order_note_ += " (asking CUDA in a helper process failed: " + why + ")";
   }
   if (by_index && !device_order_certain_) {
     // Which physical GPU a bare index names is unknown: attribute nothing to a guess. The one safe case is a list

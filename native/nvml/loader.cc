@@ -10,6 +10,7 @@
 #else
 #include <dlfcn.h>
 #include <unistd.h>
+extern char** environ;
 #endif
 
 namespace taskmeter {
@@ -154,8 +155,18 @@ Env ReadEnv() {
   e.cvd_set = get("CUDA_VISIBLE_DEVICES", &e.cvd);
   get("CUDA_DEVICE_ORDER", &e.device_order);
   get("TASKMETER_PID_NAMESPACE", &e.pid_namespace);
+#ifndef _WIN32
+  for (char** v = environ; v != nullptr && *v != nullptr; v++) e.environment.push_back(*v);
+#endif
+  std::string helper;
+  if (get("TASKMETER_CUDA_ORDER_HELPER", &helper)) e.cuda_helper = helper != "0" && helper != "false";
 #if defined(__linux__)
   e.wsl = access("/dev/dxg", F_OK) == 0;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) e.node_path.assign(exe, static_cast<size_t>(n));
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&ReadEnv), &info) != 0 && info.dli_fname != nullptr) e.addon_path = info.dli_fname;
 #endif
   return e;
 }

@@ -2,6 +2,7 @@
 // symbols newest first; required symbols missing → the GPU is unavailable with a reason; optional ones may be NULL.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "nvml_api.h"
 
@@ -58,6 +59,12 @@ struct Env {
   std::string device_order;    // CUDA_DEVICE_ORDER
   std::string pid_namespace;   // TASKMETER_PID_NAMESPACE
   bool wsl = false;            // /dev/dxg exists
+  // For the CUDA-order helper (cuda_order.h): this node executable and this addon's file;
+  // TASKMETER_CUDA_ORDER_HELPER=0 turns the helper off (the helper reads TASKMETER_CUDA_LIBRARY itself).
+  std::string node_path;
+  std::string addon_path;
+  bool cuda_helper = true;
+  std::vector<std::string> environment;  // a copy of the whole environment, for the helper (CUDA reads many)
 };
 // Reads them; call on the JS thread only.
 Env ReadEnv();
