@@ -80,8 +80,9 @@ export interface GpuInfo {
   pidMatch: 'host' | 'translated' | 'list-only' | 'foreign';
   /** CUDA_DEVICE_ORDER as CUDA applies it ('FASTEST_FIRST' is CUDA's default). */
   deviceOrder: 'PCI_BUS_ID' | 'FASTEST_FIRST';
-  /** False when CUDA's numbering of these GPUs cannot be known from NVML (different models, FASTEST_FIRST): bare
-   *  indexes in CUDA_VISIBLE_DEVICES are then not resolved to a guess (see deviceOrderNote). */
+  /** False when CUDA's numbering of these GPUs is unknown (different models with FASTEST_FIRST, and asking libcuda in
+   *  a helper process failed): bare indexes in CUDA_VISIBLE_DEVICES are then not resolved to a guess (see
+   *  deviceOrderNote). */
   deviceOrderCertain: boolean;
   deviceOrderNote: string | null;
 }

@@ -58,6 +58,7 @@ out.host = {
   pidMatch: out.info.pidMatch,
   deviceOrder: out.info.deviceOrder,
   deviceOrderCertain: out.info.deviceOrderCertain,
+  deviceOrderNote: out.info.deviceOrderNote,
   migDevicesOurs: out.info.devices.filter((d) => d.mig).map((d) => ({ uuid: d.uuid, ...d.mig, memoryTotalBytes: d.memoryTotalBytes })),
 };
 if (!tm.hasGpu) {
