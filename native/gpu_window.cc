@@ -86,5 +86,26 @@ double AccountingPeak(double base_bytes, double end_bytes) {
   return end_bytes > base_bytes ? end_bytes : NAN;
 }
 
+void CostEstimate::Add(double ms) {
+  if (!(ms >= 0)) return;
+  last_[next_] = ms;
+  next_ = (next_ + 1) % 5;
+  if (n_ < 5) n_++;
+}
+
+double CostEstimate::Ms() const {
+  if (n_ == 0) return 0;
+  // the ring's filled part is its first n_ entries until it wraps, then all five; insertion sort of at most five
+  double v[5];
+  int n = n_ < 5 ? n_ : 5;
+  for (int i = 0; i < n; i++) {
+    double x = last_[i];
+    int j = i;
+    for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+    v[j] = x;
+  }
+  return v[n / 2];
+}
+
 }  // namespace gpuwin
 }  // namespace taskmeter

@@ -49,5 +49,18 @@ bool ProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std
 // peak when it rose during the window (above base, the maximum before the window). Returns NaN otherwise.
 double AccountingPeak(double base_bytes, double end_bytes);
 
+// What a kind of NVML reading costs, for pacing it: the median of the last five wall-clock costs, so one round
+// stretched by preemption on a loaded machine (or one slow call) does not slow every later reading down.
+class CostEstimate {
+ public:
+  void Add(double ms);
+  double Ms() const;
+
+ private:
+  double last_[5] = {0, 0, 0, 0, 0};
+  int n_ = 0;
+  int next_ = 0;
+};
+
 }  // namespace gpuwin
 }  // namespace taskmeter

@@ -315,6 +315,14 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
       double pb = ProcessBytes(c.processes, w.pids, &reason);
       gw.process_peak = gw.process_end = pb;
       gw.process_reason = reason;
+      double sm, mem;
+      if (c.process_util_error == 0 && gpuwin::ProcessUtilization(c.process_util, w.pids, self_pid_, &sm, &mem)) {
+        gw.putil_sm_sum = sm;
+        gw.putil_mem_sum = mem;
+        gw.putil_n = 1;
+      } else if (c.process_util_error > 0) {
+        gw.putil_error = c.process_util_error;
+      }
     };
     if (w.gpu_samples == 0) {
       // No reading fell inside the window (it was short): report the latest reading if it is recent.
@@ -593,6 +601,8 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
     if (r.has_processes) {
       c.processes = r.processes;
       c.processes_t_ms = t_now;
+      c.process_util = r.process_util;
+      c.process_util_error = r.process_util_error;
       c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
     }
     for (auto& kv : windows_) {
@@ -722,9 +732,11 @@ void Sampler::RunGpu(uint64_t gen) {
     gpu_poll_started_ms_ = NAN;
     double list_ms = 0;
     for (const auto& r : readings) list_ms += r.process_list_ms;
-    gpu_cost_ms_ = std::max(0.0, t1 - now - list_ms);
+    cheap_costs_.Add(std::max(0.0, t1 - now - list_ms));
+    gpu_cost_ms_ = cheap_costs_.Ms();
     if (with_lists) {
-      list_cost_ms_ = list_ms;
+      list_costs_.Add(list_ms);
+      list_cost_ms_ = list_costs_.Ms();
       last_list_ms_ = now;
     }
     double t_prev = last_gpu_poll_ms_;

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gpu_window.h"
 #include "nvml/gpu.h"
 #include "tree.h"
 
@@ -200,6 +201,8 @@ class Sampler {
     nvml::DeviceReading reading;
     nvml::ProcessList processes;  // from the last reading that read the lists
     double processes_t_ms = NAN;
+    std::vector<nvml::ProcessUtil> process_util;  // and its per-process utilization samples
+    int process_util_error = -1;
     double self_process_bytes = NAN;
     int self_reason = nvml::kProcNoData;
     double energy_total_j = 0;  // integrated since the first reading
@@ -248,8 +251,10 @@ class Sampler {
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
   double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_cost_ms_ = 0;            // what the last round of cheap readings (device memory, power…) cost
-  double list_cost_ms_ = 0;           // what the last round of process-list readings cost
+  double gpu_cost_ms_ = 0;            // what a round of cheap readings (device memory, power…) costs (median)
+  double list_cost_ms_ = 0;           // what a round of process-list readings costs (median)
+  gpuwin::CostEstimate cheap_costs_;
+  gpuwin::CostEstimate list_costs_;
   double last_list_ms_ = NAN;
   nvml::Env gpu_env_;
   bool gpu_env_set_ = false;

@@ -153,11 +153,12 @@ describe('detection', () => {
 
   // CUDA's own view, for the CUDA-order helper: the fake libcuda ranks the A100 first (FASTEST_FIRST).
   const cuda = {
+    TASKMETER_GPU_DETECT_TIMEOUT_MS: '30000', // detection includes the helper process (slow under sanitizers)
     TASKMETER_CUDA_LIBRARY: join(fakeNvmlDir, 'libfake-cuda.so'),
     FAKE_CUDA_PCI: 'GPU-11111111-2222-3333-4444-555555555555,GPU-99999999-8888-7777-6666-555555555555',
     FAKE_CUDA_FASTEST: 'GPU-99999999-8888-7777-6666-555555555555,GPU-11111111-2222-3333-4444-555555555555',
   };
-  const noCuda = { TASKMETER_CUDA_LIBRARY: '/nonexistent/libcuda.so.1' };
+  const noCuda = { TASKMETER_GPU_DETECT_TIMEOUT_MS: '30000', TASKMETER_CUDA_LIBRARY: '/nonexistent/libcuda.so.1' };
 
   it("a bare index on two different GPUs with CUDA's default order: CUDA is asked in a helper process and the right GPU picked", async () => {
     const zero = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });

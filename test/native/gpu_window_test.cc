@@ -99,6 +99,16 @@ int main() {
   CHECK("535.104 reports host PIDs", nvml::PidMatchForDriver("535.104.05") == nvml::kPidsForeign);
   CHECK("garbage version: host PIDs assumed", nvml::PidMatchForDriver("abc") == nvml::kPidsForeign);
 
+  // Cost estimate: the median of the last five, so one preempted round does not stretch the pacing.
+  gpuwin::CostEstimate cost;
+  CHECK("no cost measured yet: 0", cost.Ms() == 0);
+  cost.Add(5);
+  CHECK("one cost", cost.Ms() == 5);
+  for (double ms : {5.0, 300.0, 5.0, 6.0}) cost.Add(ms);
+  CHECK("an outlier does not move the median", cost.Ms() == 5);
+  for (double ms : {9.0, 9.0, 9.0}) cost.Add(ms);
+  CHECK("a lasting change does", cost.Ms() == 9);
+
   std::printf("ok %d checks\n", checks);
   return 0;
 }
