@@ -312,5 +312,5 @@ function processUtilReason(sm: number, err: number, d: NativeGpuDevice): string 
   if (d.mig) return 'NVML has no per-process utilization for a MIG slice';
   if (err === 13) return 'this NVML library has no nvmlDeviceGetProcessUtilization';
   if (err > 0) return `nvmlDeviceGetProcessUtilization failed: ${native.nvmlErrorText(err)}`;
-  return 'no process-list reading fell inside this window (they are paced by their cost)';
+  return 'no recent process-list reading (they are paced by their cost)';
 }
