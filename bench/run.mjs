@@ -81,6 +81,8 @@ try {
   const costs = JSON.parse(execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop());
   const exp = JSON.parse(execFileSync(process.execPath, [child, 'exporters'], { env }).toString().trim().split('\n').pop());
   const cpu = [1, 10].map((ms) => JSON.parse(execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env }).toString().trim().split('\n').pop()));
+  const costly = JSON.parse(execFileSync(process.execPath, [child, 'costly'], { env }).toString().trim().split('\n').pop());
+  writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864,777:5000\ndev0.util=50\n');
   const hangOut = execFileSync(process.execPath, [child, 'hang'], { env }).toString().trim().split('\n').pop();
   const exited = Date.now();
   const hang = JSON.parse(hangOut);
@@ -95,7 +97,11 @@ try {
   console.log(`| exporters: our OpenTelemetry batch callback, one collection | ${exp.callbackUs.toFixed(1)} µs | < 50 µs | ${exp.callbackUs < 50 ? 'yes' : 'NO'} |`);
   console.log(`| exporters: OpenTelemetry SDK collect() with taskmeter's instruments | ${exp.otelCollectUs.toFixed(1)} µs | — | — |`);
   console.log(`| exporters: Prometheus collection, get() of every taskmeter metric (their collect() callbacks) | ${exp.promCollectUs.toFixed(1)} µs | < 50 µs | ${exp.promCollectUs < 50 ? 'yes' : 'NO'} |`);
-  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 15 metrics incl. 5 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
+  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 16 metrics incl. 6 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
+  console.log(`| process-list call costing 5 ms (fake delay): its reading interval | ${costly.gpuProcessSampleIntervalMs.toFixed(0)} ms (${costly.processSamples} list readings in ${(costly.wallMs / 1000).toFixed(1)} s) | ≥ 125 × cost (≤ 0.8% of a core) | ${costly.gpuProcessSampleIntervalMs >= 625 ? 'yes' : 'NO'} |`);
+  console.log(`| … time in process-list calls | ${(costly.listShare * 100).toFixed(2)} % | ≤ 1 % | ${costly.listShare <= 0.01 ? 'yes' : 'NO'} |`);
+  console.log(`| … device memory still read every | ${costly.gpuSampleIntervalMs.toFixed(0)} ms (${costly.gpuSamples} readings) | window's pace (10 ms → 20 ms floor) | ${costly.gpuSampleIntervalMs <= 25 ? 'yes' : 'NO'} |`);
+  console.log(`| … 200 ms device-memory spike caught | ${costly.spikeCaught} | true | ${costly.spikeCaught ? 'yes' : 'NO'} |`);
   for (const c of cpu) {
     const total = Object.values(c.perSecMs).reduce((a, b) => a + b, 0);
     const parts = Object.entries(c.perSecMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "errors.h"
+#include "nvml/cuda_order.h"
 #include "proc/proc.h"
 #include "sampler.h"
 #include "spawn.h"
@@ -74,6 +75,7 @@ constexpr const char* kSpawnSlotNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SPAWN_S
 constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_REASONS);
 constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
 constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
+constexpr const char* kPowerSourceNames[] = TASKMETER_ENUM_NAMES(TASKMETER_POWER_SOURCES);
 static_assert(sizeof(kSnapshotSlotNames) / sizeof(char*) == proc::kSnapshotSlots, "SnapshotSlot list");
 static_assert(sizeof(kWindowSlotNames) / sizeof(char*) == kWindowSlots, "WindowSlot list");
 static_assert(sizeof(kTimelineColumnNames) / sizeof(char*) == kTimelineColumns, "TimelineColumn list");
@@ -93,6 +95,7 @@ Napi::Object Layouts(Napi::Env env) {
   o.Set("ProcReason", LayoutMap(env, kProcReasonNames));
   o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
   o.Set("GpuState", LayoutMap(env, kGpuStateNames));
+  o.Set("PowerSource", LayoutMap(env, kPowerSourceNames));
   return o;
 }
 
@@ -108,6 +111,8 @@ std::string StateName(GpuState s) {
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
  public:
   TaskmeterAddon(Napi::Env env, Napi::Object exports) {
+    // The GPU thread's environment, read here on the JS thread: it never calls getenv itself.
+    Sampler::Instance().SetGpuEnv(nvml::ReadEnv());
     Sampler::Instance().Retain();
     DefineAddon(exports, {
         InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
@@ -128,6 +133,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
         InstanceMethod("gpuInfo", &TaskmeterAddon::GpuInfo),
         InstanceMethod("nvmlErrorText", &TaskmeterAddon::NvmlErrorText),
+        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::CudaVisibleUuids),
         InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
         InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
@@ -355,6 +361,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return Napi::String::New(info.Env(), nvml::Describe(code));
   }
 
+  // cudaVisibleUuids() → CUDA's visible devices' UUIDs (32 hex digits) in CUDA's order. Only the CUDA-order helper
+  // process calls it (native/nvml/cuda_order.h): cuInit in the measured process would add a CUDA context's cost.
+  Napi::Value CudaVisibleUuids(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* lib = std::getenv("TASKMETER_CUDA_LIBRARY");
+    std::vector<std::string> uuids;
+    std::string why;
+    if (!nvml::CudaVisibleUuids(lib ? lib : "", &uuids, &why)) {
+      Napi::Error::New(env, why).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array out = Napi::Array::New(env, uuids.size());
+    for (size_t i = 0; i < uuids.size(); i++) out[i] = Napi::String::New(env, uuids[i]);
+    return out;
+  }
+
   // What detection found (strings kept from detection; no NVML call here).
   Napi::Value GpuInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -372,6 +394,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     o.Set("ownPidNamespace", g.own_pid_namespace);
     o.Set("processListVersion", g.process_list_version);
     o.Set("processEntryBytes", static_cast<double>(g.process_entry_stride));
+    static const char* const kPidMatch[] = {"host", "translated", "list-only", "foreign"};
+    o.Set("pidMatch", kPidMatch[g.pid_match >= 0 && g.pid_match < 4 ? g.pid_match : 3]);
+    o.Set("deviceOrder", g.device_order.empty() ? "PCI_BUS_ID" : g.device_order);
+    o.Set("deviceOrderCertain", g.device_order_certain);
+    o.Set("deviceOrderNote", str_or_null(g.device_order_note));
     Napi::Array devices = Napi::Array::New(env, g.devices.size());
     for (size_t i = 0; i < g.devices.size(); i++) {
       const auto& d = g.devices[i];
@@ -381,6 +408,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       dev.Set("name", d.name);
       dev.Set("memoryTotalBytes", d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes))
                                                              : env.Null());
+      if (d.mig) {
+        Napi::Object mig = Napi::Object::New(env);
+        mig.Set("parentIndex", d.nvml_index);
+        mig.Set("parentUuid", d.parent_uuid);
+        mig.Set("parentName", d.parent_name);
+        mig.Set("index", d.mig_index);
+        auto id = [&](unsigned v) { return v == nvml::kNoInstanceId ? env.Null() : Napi::Value(Napi::Number::New(env, v)); };
+        mig.Set("gpuInstanceId", id(d.gpu_instance_id));
+        mig.Set("computeInstanceId", id(d.compute_instance_id));
+        dev.Set("mig", mig);
+      } else {
+        dev.Set("mig", env.Null());
+      }
+      dev.Set("accountingMode", d.mig ? env.Null() : d.accounting < 0 ? Napi::Value(Napi::String::New(env, "unsupported"))
+                                        : Napi::Value(Napi::String::New(env, d.accounting ? "enabled" : "disabled")));
+      dev.Set("powerInstant", d.power_instant);
       devices[i] = dev;
     }
     o.Set("devices", devices);

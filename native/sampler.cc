@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "gpu_window.h"
 #include "proc/proc.h"
 
 namespace taskmeter {
@@ -12,9 +13,12 @@ namespace taskmeter {
 namespace {
 
 constexpr double kMinGpuIntervalMs = 20;
-// The GPU thread may spend at most 1/kCostFactor of its time in NVML: a reading that costs c ms is repeated at most
-// every kCostFactor × c ms (≤ 1% of a core).
-constexpr double kCostFactor = 100;
+// The GPU thread may spend at most 1% of a core in NVML, split between the cheap readings (device memory, power,
+// energy, accounting: ≤ 0.2%, so a round costing c ms repeats at most every 500 × c ms) and the expensive process
+// lists (≤ 0.8%: every 125 × their cost). Each kind is paced by its own measured cost, so slow process lists never
+// slow the device-memory readings down.
+constexpr double kCheapCostFactor = 500;
+constexpr double kListCostFactor = 125;
 // An NVML reading in flight for longer than this is treated as hung: GPU data is marked stale.
 constexpr double kHangMs = 1000;
 // With no window open, snapshot() asks for a fresh GPU reading when the cache is older than this.
@@ -198,7 +202,7 @@ void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double sel
   for (const auto& c : gpu_cache_) {
     if (std::isnan(c.t_ms)) continue;
     int reason;
-    double b = ProcessBytes(c.reading.processes, w.pids, &reason);
+    double b = ProcessBytes(c.processes, w.pids, &reason);
     if (!std::isnan(b)) gpu_bytes = (std::isnan(gpu_bytes) ? 0 : gpu_bytes) + b;
     if (c.reading.utilization_percent >= 0) {
       util_sum += c.reading.utilization_percent;
@@ -253,33 +257,23 @@ double Sampler::GpuIntervalLocked() const {
   double base = INFINITY;
   for (const auto& kv : windows_) base = std::min(base, kv.second.interval_ms);
   if (!std::isfinite(base)) base = kIdleIntervalMs;
-  return std::max({base, kMinGpuIntervalMs, gpu_cost_ms_ * kCostFactor});
+  return std::max({base, kMinGpuIntervalMs, gpu_cost_ms_ * kCheapCostFactor});
+}
+
+double Sampler::ProcessIntervalLocked() const {
+  return std::max(GpuIntervalLocked(), list_cost_ms_ * kListCostFactor);
+}
+
+void Sampler::SetGpuEnv(const nvml::Env& env) {
+  std::lock_guard<std::mutex> lock(mu_);
+  gpu_env_ = env;  // the GPU thread copies it under mu_ when detection starts
+  gpu_env_set_ = true;
 }
 
 double Sampler::ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const {
-  if (gpu_info_.own_pid_namespace) {
-    *reason = nvml::kProcPidNamespace;
-    return NAN;
-  }
-  if (pl.reason != nvml::kProcOk) {
-    *reason = pl.reason;
-    return NAN;
-  }
-  double sum = 0;
-  auto count = [&](uint32_t pid) -> bool {
-    auto it = std::lower_bound(pl.entries.begin(), pl.entries.end(), std::make_pair(pid, 0ULL));
-    if (it == pl.entries.end() || it->first != pid) return true;  // not on this GPU: 0 bytes
-    if (it->second == nvml::kValueNotAvailable) return false;
-    sum += static_cast<double>(it->second);
-    return true;
-  };
-  bool ok = pids.empty() ? count(self_pid_) : std::all_of(pids.begin(), pids.end(), count);
-  if (!ok) {
-    *reason = nvml::kProcNotAvailable;
-    return NAN;
-  }
-  *reason = nvml::kProcOk;
-  return sum;
+  gpuwin::Attribution a = gpuwin::AttributeProcessBytes(pl, pids, self_pid_, gpu_info_.pid_match);
+  *reason = a.reason;
+  return a.bytes;
 }
 
 void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
@@ -303,6 +297,7 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinGpuSamples] = w.gpu_samples;
   out[kWinGpuIntervalMs] = gpu_cache_.empty() ? NAN : GpuIntervalLocked();
+  out[kWinGpuProcessIntervalMs] = gpu_cache_.empty() ? NAN : ProcessIntervalLocked();
   double hang = std::isnan(gpu_poll_started_ms_) ? 0 : now - gpu_poll_started_ms_;
   out[kWinGpuStaleMs] = hang > kHangMs ? hang : 0;
   bool from_cache = false;
@@ -311,41 +306,75 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
     double* g = out + kWindowSlots + i * kGpuWindowSlots;
     const GpuCache& c = gpu_cache_[i];
     GpuWindow gw = i < w.gpu.size() ? w.gpu[i] : GpuWindow();
+    bool mig = i < gpu_info_.devices.size() && gpu_info_.devices[i].mig;
     double power = c.reading.power_watts;
     double fresh_limit = std::max(1000.0, 2 * GpuIntervalLocked());
+    // Process memory from the latest list when no list reading fell inside the window (lists are paced by their
+    // cost, so a window can be shorter than their interval).
+    auto process_from_cache = [&]() {
+      if (std::isnan(c.processes_t_ms) || now - c.processes_t_ms > std::max(1000.0, 2 * ProcessIntervalLocked()))
+        return;
+      int reason;
+      double pb = ProcessBytes(c.processes, w.pids, &reason);
+      gw.process_peak = gw.process_end = pb;
+      gw.process_reason = reason;
+      double sm, mem;
+      if (c.process_util_error == 0 && gpuwin::ProcessUtilization(c.process_util, w.pids, self_pid_, &sm, &mem)) {
+        gw.putil_sm_sum = sm;
+        gw.putil_mem_sum = mem;
+        gw.putil_n = 1;
+      } else if (c.process_util_error > 0) {
+        gw.putil_error = c.process_util_error;
+      }
+    };
     if (w.gpu_samples == 0) {
       // No reading fell inside the window (it was short): report the latest reading if it is recent.
       if (!std::isnan(c.t_ms) && now - c.t_ms <= fresh_limit) {
         from_cache = true;
         gw.memory_used_peak = c.reading.memory_used_bytes >= 0 ? c.reading.memory_used_bytes : NAN;
-        int reason;
-        double pb = ProcessBytes(c.reading.processes, w.pids, &reason);
-        gw.process_peak = gw.process_end = pb;
-        gw.process_reason = reason;
+        process_from_cache();
         gw.device_error = c.reading.device_error;
+        gw.power_source = c.reading.power_source;
         if (c.reading.utilization_percent >= 0) {
           gw.util_sum = c.reading.utilization_percent;
           gw.util_n = 1;
         }
         gw.energy_j = 0;
         gw.energy_valid = power >= 0;
-        if (!gw.energy_valid) gw.energy_reason = 1;
+        if (!gw.energy_valid) gw.energy_reason = gpuwin::kEnergyNoSource;
         if (power >= 0) gw.energy_j = power * std::max(0.0, now - w.open_ms) / 1000.0;
       } else {
         gw.energy_valid = false;
       }
-    } else if (power >= 0 && !std::isnan(last_gpu_poll_ms_)) {
-      // The stretch since the last reading, at the last power draw.
-      gw.energy_j += power * std::max(0.0, now - std::max(last_gpu_poll_ms_, w.open_ms)) / 1000.0;
+    } else {
+      if (gw.process_samples == 0) process_from_cache();
+      if (power >= 0 && !std::isnan(last_gpu_poll_ms_)) {
+        // The stretch since the last reading, at the last power draw.
+        gw.energy_j += power * std::max(0.0, now - std::max(last_gpu_poll_ms_, w.open_ms)) / 1000.0;
+      }
     }
+    if (mig) {
+      gw.energy_valid = false;
+      gw.energy_reason = gpuwin::kEnergyMig;
+    }
+    // Accounting mode: the driver's own high-water mark of this process, exact where it rose inside the window.
+    double acct = w.pids.empty() && gpu_info_.pid_match == nvml::kPidsHost ? gpuwin::AccountingPeak(gw.acct_base, gw.acct_end)
+                                                                          : NAN;
+    bool from_acct = !std::isnan(acct) && gw.process_reason == nvml::kProcOk;
     g[kGwMemoryUsedPeakBytes] = gw.memory_used_peak;
-    g[kGwProcessMemoryPeakBytes] = gw.process_peak;
+    g[kGwProcessMemoryPeakBytes] = from_acct ? std::max(acct, std::isnan(gw.process_peak) ? 0 : gw.process_peak) : gw.process_peak;
     g[kGwProcessMemoryEndBytes] = gw.process_end;
     g[kGwEnergyJoules] = gw.energy_valid ? gw.energy_j : NAN;
     g[kGwUtilizationAvgPercent] = gw.util_n > 0 ? gw.util_sum / gw.util_n : NAN;
     g[kGwProcessReason] = gw.process_reason;
     g[kGwDeviceError] = gw.device_error;
-    g[kGwEnergyReason] = gw.energy_valid ? gw.energy_reason : (gw.energy_reason ? gw.energy_reason : 1);
+    g[kGwEnergyReason] = gw.energy_valid ? gw.energy_reason : (gw.energy_reason ? gw.energy_reason : gpuwin::kEnergyNoSource);
+    g[kGwProcessPeakFromAccounting] = from_acct ? 1 : 0;
+    g[kGwProcessUtilSmPercent] = gw.putil_n > 0 ? gw.putil_sm_sum / gw.putil_n : NAN;
+    g[kGwProcessUtilMemPercent] = gw.putil_n > 0 ? gw.putil_mem_sum / gw.putil_n : NAN;
+    g[kGwProcessUtilError] = gw.putil_n > 0 ? 0 : (mig ? nvml::kErrorNotSupported : gw.putil_error);
+    g[kGwPowerSource] = gw.power_source;
+    g[kGwProcessSamples] = gw.process_samples;
   }
   for (size_t i = kWindowSlots + n * kGpuWindowSlots; i < len; i++) out[i] = NAN;
   out[kWinGpuFromCache] = from_cache ? 1 : 0;
@@ -412,6 +441,7 @@ size_t Sampler::ReadGpuCache(double* out, size_t len) {
     g[kGsEnergyJoules] = c.energy_known ? c.energy_total_j : NAN;
     g[kGsAgeMs] = std::isnan(c.t_ms) ? NAN : now - c.t_ms;
     g[kGsProcessReason] = c.self_reason;
+    g[kGsPowerSource] = r.power_source;
     if (!std::isnan(c.t_ms)) oldest = std::max(oldest, now - c.t_ms);
   }
   for (size_t i = n * kGpuSnapshotSlots; i < len; i++) out[i] = NAN;
@@ -556,71 +586,80 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
   for (auto& kv : windows_) {
     if (t_now > kv.second.open_ms) kv.second.gpu_samples++;
   }
+  double cheap_iv = GpuIntervalLocked();
   for (size_t i = 0; i < readings.size() && i < gpu_cache_.size(); i++) {
     GpuCache& c = gpu_cache_[i];
     nvml::DeviceReading& r = readings[i];
-    // Energy since the previous reading: the device counter where present; where not, or where it went backwards
-    // (a driver reload resets it), the power integrated over the interval.
-    double inc = NAN;
-    int energy_reason = 0;
+    // Energy since the previous reading (the device counter, else power integrated; see gpu_window.h).
     double dt = t_now - t_prev;
     bool have_prev = !std::isnan(t_prev) && dt > 0;
-    double p_prev = c.reading.power_watts, p_now = r.power_watts;
-    auto integrated = [&]() -> double {
-      if (p_now >= 0 && p_prev >= 0) return (p_now + p_prev) / 2 * dt / 1000.0;
-      if (p_now >= 0) return p_now * dt / 1000.0;
-      return NAN;
-    };
-    if (have_prev) {
-      if (r.energy_counter_mj >= 0 && c.last_counter_mj >= 0) {
-        if (r.energy_counter_mj >= c.last_counter_mj) {
-          inc = (r.energy_counter_mj - c.last_counter_mj) / 1000.0;
-        } else {
-          inc = integrated();
-          energy_reason = 2;
-        }
-      } else {
-        inc = integrated();
-      }
-    }
-    if (r.energy_counter_mj >= 0) c.last_counter_mj = r.energy_counter_mj;
-    if (!have_prev && (r.energy_counter_mj >= 0 || p_now >= 0)) c.energy_known = true;  // 0 J at the first reading
+    gpuwin::EnergyStep step = gpuwin::StepEnergy(&c.last_counter_mj, r.energy_counter_mj, c.reading.power_watts,
+                                                 r.power_watts, dt, have_prev);
+    double inc = step.joules;
+    if (!have_prev && (r.energy_counter_mj >= 0 || r.power_watts >= 0)) c.energy_known = true;  // 0 J at the first
     if (!std::isnan(inc)) {
       c.energy_total_j += inc;
       c.energy_known = true;
     }
-    c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
+    if (r.has_processes) {
+      c.processes = r.processes;
+      c.processes_t_ms = t_now;
+      c.process_util = r.process_util;
+      c.process_util_error = r.process_util_error;
+      c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
+    }
     for (auto& kv : windows_) {
       Window& w = kv.second;
       if (t_now <= w.open_ms) continue;
       if (w.gpu.size() < gpu_cache_.size()) w.gpu.resize(gpu_cache_.size());
       GpuWindow& g = w.gpu[i];
       g.device_error = r.device_error;
+      g.power_source = r.power_source;
       if (r.memory_used_bytes >= 0) g.memory_used_peak = std::isnan(g.memory_used_peak) ? r.memory_used_bytes : std::max(g.memory_used_peak, r.memory_used_bytes);
-      int reason;
-      double pb = ProcessBytes(r.processes, w.pids, &reason);
-      if (!std::isnan(pb)) {
-        g.process_peak = std::isnan(g.process_peak) ? pb : std::max(g.process_peak, pb);
-        g.process_end = pb;
-      } else {
-        g.process_end = NAN;
+      if (r.has_processes) {
+        g.process_samples++;
+        int reason;
+        double pb = ProcessBytes(r.processes, w.pids, &reason);
+        if (!std::isnan(pb)) {
+          g.process_peak = std::isnan(g.process_peak) ? pb : std::max(g.process_peak, pb);
+          g.process_end = pb;
+        } else {
+          g.process_end = NAN;
+        }
+        g.process_reason = reason;
+        if (r.process_util_error == 0) {
+          double sm, mem;
+          if (gpuwin::ProcessUtilization(r.process_util, w.pids, self_pid_, &sm, &mem)) {
+            g.putil_sm_sum += sm;
+            g.putil_mem_sum += mem;
+            g.putil_n++;
+          }
+        } else if (r.process_util_error > 0) {
+          g.putil_error = r.process_util_error;
+        }
       }
-      g.process_reason = reason;
+      if (!g.acct_base_set) {
+        // The accounting maximum before the window: the previous reading's, when it was taken close to the window's
+        // opening; else this first reading's (a rise before it is then not attributed to the window: conservative).
+        bool prev_close = !std::isnan(c.t_ms) && c.t_ms >= w.open_ms - 2 * cheap_iv;
+        g.acct_base = prev_close ? c.reading.accounting_max_bytes : r.accounting_max_bytes;
+        g.acct_base_set = true;
+      }
+      if (r.accounting_max_bytes >= 0) g.acct_end = r.accounting_max_bytes;
       if (r.utilization_percent >= 0) {
         g.util_sum += r.utilization_percent;
         g.util_n++;
       }
-      if (energy_reason) g.energy_reason = energy_reason;
+      if (step.reason) g.energy_reason = step.reason;
       if (have_prev) {
-        double frac = (t_now - std::max(t_prev, w.open_ms)) / dt;
-        frac = std::min(1.0, std::max(0.0, frac));
+        double frac = gpuwin::WindowShare(t_prev, t_now, w.open_ms);
         if (std::isnan(inc)) {
           g.energy_valid = false;
         } else {
           g.energy_j += inc * frac;
         }
-      } else if (p_now >= 0) {
-        g.energy_j += p_now * (t_now - w.open_ms) / 1000.0;
+      } else if (r.power_watts >= 0) {
+        g.energy_j += r.power_watts * (t_now - w.open_ms) / 1000.0;
       } else {
         g.energy_valid = false;
       }
@@ -636,7 +675,14 @@ void Sampler::RunGpu(uint64_t gen) {
     std::lock_guard<std::mutex> lock(mu_);
     self_pid_ = proc::SelfPid();
   }
-  bool ok = gpus_.Detect();
+  nvml::Env env;
+  uint32_t self_pid;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    env = gpu_env_;
+    self_pid = self_pid_;
+  }
+  bool ok = gpus_.Detect(env, self_pid);
   std::unique_lock<std::mutex> lock(mu_);
   gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
   gpu_info_.reason = ok ? "" : gpus_.reason();
@@ -648,10 +694,15 @@ void Sampler::RunGpu(uint64_t gen) {
   gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
   gpu_info_.process_list_version = gpus_.library().api().process_list_version;
   gpu_info_.process_entry_stride = gpus_.process_entry_stride();
+  gpu_info_.pid_match = gpus_.pid_match();
+  gpu_info_.device_order = gpus_.device_order();
+  gpu_info_.device_order_certain = gpus_.device_order_certain();
+  gpu_info_.device_order_note = gpus_.device_order_note();
   gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
   for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
   gpu_state_ = gpu_info_.state;
   last_gpu_poll_ms_ = NAN;
+  last_list_ms_ = NAN;
   gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
   state_cv_.notify_all();
   std::vector<nvml::DeviceReading> readings;
@@ -671,16 +722,27 @@ void Sampler::RunGpu(uint64_t gen) {
       gpu_cv_.wait_until(lock, DeadlineIn(due - now));
       continue;
     }
+    // The process lists at their own pace (their cost can be milliseconds on real drivers), the rest every round.
+    bool with_lists = std::isnan(last_list_ms_) || gpu_refresh_requested_ ||
+                      now - last_list_ms_ >= ProcessIntervalLocked() - 1;
     gpu_refresh_requested_ = false;
     gpu_poll_started_ms_ = now;
     size_t n = gpu_cache_.size();
     lock.unlock();
     readings.assign(n, nvml::DeviceReading());
-    for (size_t i = 0; i < n; i++) gpus_.Read(i, &readings[i]);
+    for (size_t i = 0; i < n; i++) gpus_.Read(i, &readings[i], with_lists);
     double t1 = proc::MonotonicMs();
     lock.lock();
     gpu_poll_started_ms_ = NAN;
-    gpu_cost_ms_ = t1 - now;
+    double list_ms = 0;
+    for (const auto& r : readings) list_ms += r.process_list_ms;
+    cheap_costs_.Add(std::max(0.0, t1 - now - list_ms));
+    gpu_cost_ms_ = cheap_costs_.Ms();
+    if (with_lists) {
+      list_costs_.Add(list_ms);
+      list_cost_ms_ = list_costs_.Ms();
+      last_list_ms_ = now;
+    }
     double t_prev = last_gpu_poll_ms_;
     last_gpu_poll_ms_ = t1;
     ApplyGpuReadingsLocked(t_prev, t1, readings);

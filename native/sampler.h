@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gpu_window.h"
 #include "layout.h"
 #include "nvml/gpu.h"
 #include "tree.h"
@@ -43,6 +44,7 @@ namespace taskmeter {
   X(WinTreeRootAlive)  /* 1 while the root lives */ \
   X(WinTreeSamples) \
   X(WinTreeRssFirstBytes)  /* the summed RSS at the first sample that saw any */ \
+  X(WinGpuProcessIntervalMs)  /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns (see TakeTimeline).
@@ -63,7 +65,13 @@ TASKMETER_ENUM(TimelineColumn, TASKMETER_TIMELINE_COLUMNS, kTimelineColumns)
   X(GwUtilizationAvgPercent) \
   X(GwProcessReason)  /* nvml::ProcReason of the last reading when the process memory is null */ \
   X(GwDeviceError)  /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
-  X(GwEnergyReason)  /* an EnergyReason (below) */ \
+  X(GwEnergyReason)  /* a gpuwin::EnergyReason (gpu_window.h) */ \
+  X(GwProcessPeakFromAccounting)  /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
+  X(GwProcessUtilSmPercent)  /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
+  X(GwProcessUtilMemPercent) \
+  X(GwProcessUtilError)  /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
+  X(GwPowerSource)  /* nvml::PowerSource of the last reading */ \
+  X(GwProcessSamples)  /* process-list readings inside the window */ \
   /* end */
 TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
 // Snapshot slots per GPU, after proc::kSnapshotSlots.
@@ -76,18 +84,9 @@ TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
   X(GsEnergyJoules)  /* cumulative since taskmeter first read this GPU */ \
   X(GsAgeMs) \
   X(GsProcessReason) \
+  X(GsPowerSource)  /* nvml::PowerSource */ \
   /* end */
 TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
-
-// Why a window's GPU energy is null or estimated (exported as layouts.EnergyReason).
-#define TASKMETER_ENERGY_REASONS(X) \
-  X(EnergyOk) \
-  X(EnergyNoSource)  /* no energy counter and no power reading */ \
-  X(EnergyCounterBackwards)  /* the counter went backwards: that stretch integrates power instead */ \
-  /* end */
-TASKMETER_ENUM(EnergyReason, TASKMETER_ENERGY_REASONS, kEnergyReasons)
-// sampler.cc still writes these as the numbers 1 and 2; keep them there until it names them.
-static_assert(kEnergyNoSource == 1 && kEnergyCounterBackwards == 2, "EnergyReason values used as literals");
 
 // Where GPU detection stands (gpuInfo().state is the lower-case name).
 #define TASKMETER_GPU_STATES(X) \
@@ -109,6 +108,10 @@ struct GpuInfoSnapshot {
   int process_list_version;
   size_t process_entry_stride;
   std::string reason_code;  // gpuInfo().reasonCode
+  int pid_match = 0;  // nvml::PidMatch
+  std::string device_order = "PCI_BUS_ID";
+  bool device_order_certain = true;
+  std::string device_order_note = "";
 };
 
 class Sampler {
@@ -142,6 +145,9 @@ class Sampler {
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
   size_t ReadGpuCache(double* out, size_t len);
+  // The environment the GPU thread uses, read on the JS thread (the GPU thread never calls getenv, which races with
+  // `process.env.X = …`). Call before Retain(); a detection uses the latest environment set before it starts.
+  void SetGpuEnv(const nvml::Env& env);
   // Waits (at most timeout) for GPU detection; true when it finished.
   bool WaitGpuDetection(std::chrono::milliseconds timeout);
   GpuInfoSnapshot GpuInfo();
@@ -163,6 +169,14 @@ class Sampler {
     uint32_t util_n = 0;
     int process_reason = nvml::kProcNoData;
     int device_error = 0;
+    uint32_t process_samples = 0;
+    bool acct_base_set = false;
+    double acct_base = NAN;
+    double acct_end = NAN;
+    double putil_sm_sum = 0, putil_mem_sum = 0;
+    uint32_t putil_n = 0;
+    int putil_error = -1;
+    int power_source = 0;
   };
   struct Window {
     const void* owner;
@@ -194,6 +208,10 @@ class Sampler {
   struct GpuCache {
     double t_ms = NAN;
     nvml::DeviceReading reading;
+    nvml::ProcessList processes;  // from the last reading that read the lists
+    double processes_t_ms = NAN;
+    std::vector<nvml::ProcessUtil> process_util;  // and its per-process utilization samples
+    int process_util_error = -1;
     double self_process_bytes = NAN;
     int self_reason = nvml::kProcNoData;
     double energy_total_j = 0;  // integrated since the first reading
@@ -215,6 +233,7 @@ class Sampler {
   void FillStatsLocked(const Window& w, double* out, size_t len);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
   double GpuIntervalLocked() const;
+  double ProcessIntervalLocked() const;
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   std::mutex mu_;
@@ -241,7 +260,13 @@ class Sampler {
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
   double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_cost_ms_ = 0;            // what the last reading cost
+  double gpu_cost_ms_ = 0;            // what a round of cheap readings (device memory, power…) costs (median)
+  double list_cost_ms_ = 0;           // what a round of process-list readings costs (median)
+  gpuwin::CostEstimate cheap_costs_;
+  gpuwin::CostEstimate list_costs_;
+  double last_list_ms_ = NAN;
+  nvml::Env gpu_env_;
+  bool gpu_env_set_ = false;
   double last_gpu_poll_ms_ = NAN;
   bool gpu_refresh_requested_ = false;
   bool gpu_parked_ = false;  // the GPU thread waits for a window (Open() wakes it only then)

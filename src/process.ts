@@ -403,12 +403,18 @@ export function measureCommand(
       // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe'), and
       // CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses (no .bat/.cmd).
       if (stdio === 'pipe') {
-        const e = new Error("taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'") as NodeJS.ErrnoException;
+        const e = new Error(
+          "taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'",
+        ) as NodeJS.ErrnoException;
         e.code = 'ENOTSUP';
         throw e;
       }
       if (/\.(bat|cmd)$/i.test(file)) {
-        throw new RangeError(`taskmeter: measureCommand(command): ${command} is a batch file; run it as measureCommand('cmd.exe', ['/d', '/c', ...])`);
+        throw rangeError(
+          `taskmeter: measureCommand(command): ${command} is a batch file; ` +
+            "run it as measureCommand('cmd.exe', ['/d', '/c', ...])",
+          'ERR_INVALID_ARG_VALUE',
+        );
       }
     }
     const envList = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);

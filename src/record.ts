@@ -5,7 +5,7 @@ import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
 import { rangeError, typeError } from './errors';
 
-export const RECORD_SCHEMA_VERSION = 1;
+export const RECORD_SCHEMA_VERSION = 2;
 
 export interface GpuRecord {
   index: number;
@@ -19,6 +19,12 @@ export interface GpuRecord {
   process_memory_reason: string | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
+  /** A MIG slice: its parent GPU's index (null for a whole GPU). */
+  mig_parent_index: number | null;
+  process_memory_peak_source: 'accounting' | 'sampled' | null;
+  process_sm_utilization_percent: number | null;
+  process_memory_utilization_percent: number | null;
+  power_source: 'instant' | 'average' | null;
   error: string | null;
 }
 
@@ -44,8 +50,12 @@ export interface UsageRecord {
   gpu_available: boolean;
   gpu_memory_peak_bytes: number | null;
   gpu_memory_peak_mb: number | null;
-  gpu_memory_peak_source: 'process' | 'device' | null;
+  gpu_memory_peak_source: 'accounting' | 'process' | 'device' | null;
   gpu_energy_joules: number | null;
+  gpu_process_utilization_percent: number | null;
+  gpu_process_sample_interval_ms: number | null;
+  /** Why no GPU is in the record (e.g. CUDA's device order cannot be established), or null. */
+  gpu_reason: string | null;
   gpu_stale: boolean;
   gpus: GpuRecord[];
   /** Process tracking (trackProcess, measureCommand, the CLI) only: */
@@ -110,6 +120,15 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     process_memory_reason: strOrNull(o.processMemoryReason),
     energy_joules: energy === null ? null : round(energy, 3),
     utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
+    mig_parent_index:
+      o.mig !== null && typeof o.mig === 'object' && Number.isInteger((o.mig as { parentIndex?: unknown }).parentIndex)
+        ? (o.mig as { parentIndex: number }).parentIndex
+        : null,
+    process_memory_peak_source:
+      proc === null ? null : o.processMemoryPeakSource === 'accounting' ? 'accounting' : 'sampled',
+    process_sm_utilization_percent: numOrNull(o, 'processSmUtilizationPercent', where, 100),
+    process_memory_utilization_percent: numOrNull(o, 'processMemoryUtilizationPercent', where, 100),
+    power_source: o.powerSource === 'instant' || o.powerSource === 'average' ? o.powerSource : null,
     error: strOrNull(o.error),
   };
 }
@@ -156,7 +175,10 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const gpuPeak = numOrNull(u, 'gpuMemoryPeakBytes', 'usage');
   const energies = gpus.map((g) => g.energy_joules).filter((e): e is number => e !== null);
   const peakSource =
-    u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device' ? u.gpuMemoryPeakSource : null;
+    u.gpuMemoryPeakSource === 'accounting' || u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device'
+      ? u.gpuMemoryPeakSource
+      : null;
+  const info = gpuInfo();
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
@@ -178,12 +200,21 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     rss_end_mb: toMiB(rssEnd),
     samples: Math.round(samples),
     sample_interval_ms: interval,
-    gpu_available: gpus.length > 0 || gpuInfo().available,
+    gpu_available: gpus.length > 0 || info.available,
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
     gpu_memory_peak_mb: mibOrNull(gpuPeak),
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
-    gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
+    gpu_energy_joules:
+      energies.length > 0
+        ? round(
+            energies.reduce((a, b) => a + b, 0),
+            3,
+          )
+        : null,
     gpu_stale: u.gpuStale === true,
+    gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
+    gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
+    gpu_reason: gpus.length > 0 ? null : info.reason,
     gpus: gpus.map(zeroes),
     ...processFields(u),
   });

@@ -2,6 +2,7 @@ import {
   native,
   WIN_GPU_FROM_CACHE,
   WIN_GPU_INTERVAL_MS,
+  WIN_GPU_PROCESS_INTERVAL_MS,
   WIN_GPU_SAMPLES,
   WIN_GPU_STALE_MS,
   WIN_TREE_CPU_SYSTEM_MS,
@@ -79,7 +80,14 @@ export interface ResourceUsage {
    * attributed, of the devices' used-memory peaks ('device'); null without GPU data.
    */
   gpuMemoryPeakBytes: number | null;
-  gpuMemoryPeakSource: 'process' | 'device' | null;
+  gpuMemoryPeakSource: 'accounting' | 'process' | 'device' | null;
+  /** This process's (or the tracked tree's) SM utilization of the GPUs, mean over GPUs that report it and over the
+   *  window's readings (nvmlDeviceGetProcessUtilization); null where no GPU reports it
+   *  (see gpus[].processUtilizationReason). */
+  gpuProcessUtilizationPercent: number | null;
+  /** The effective interval of the process-list readings (process memory, per-process utilization), ms: paced by
+   *  what the calls cost, separately from the device readings; null without a GPU. */
+  gpuProcessSampleIntervalMs: number | null;
   /** Energy of all GPUs in the window, J (null without GPU data). */
   gpuEnergyJoules: number | null;
   /** GPU readings inside the window; 0 for a short window, whose GPU values are then the latest reading. */
@@ -200,6 +208,7 @@ export interface WindowStats {
   gpuSamples: number;
   gpuIntervalMs: number;
   gpuStaleMs: number;
+  gpuProcessIntervalMs: number;
   gpus: GpuUsage[];
 }
 
@@ -230,6 +239,7 @@ export function windowStats(buf: Float64Array): WindowStats {
     gpuSamples: buf[WIN_GPU_FROM_CACHE] === 1 ? 0 : buf[WIN_GPU_SAMPLES],
     gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
     gpuStaleMs: buf[WIN_GPU_STALE_MS],
+    gpuProcessIntervalMs: buf[WIN_GPU_PROCESS_INTERVAL_MS],
     gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
   };
 }
@@ -249,10 +259,21 @@ type GpuSummary = Pick<
   | 'gpuSampleIntervalMs'
   | 'gpuStale'
   | 'gpuStaleReason'
+  | 'gpuProcessUtilizationPercent'
+  | 'gpuProcessSampleIntervalMs'
 >;
 
-function gpuSummary(win: WindowStats | null): GpuSummary {
-  const gpus = win ? win.gpus : [];
+function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
+  const gpus = (win ? win.gpus : []).map((g) =>
+    g.utilizationNote === null && g.utilizationAvgPercent !== null && wallMs < 1000
+      ? {
+          ...g,
+          utilizationNote:
+            "the driver's utilization covers its last sample period (1/6 s to 1 s), longer than this " +
+            `${Math.round(wallMs)} ms window: it includes time before the window opened`,
+        }
+      : g,
+  );
   if (gpus.length === 0) {
     return {
       gpus,
@@ -263,15 +284,27 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
       gpuSampleIntervalMs: null,
       gpuStale: false,
       gpuStaleReason: null,
+      gpuProcessUtilizationPercent: null,
+      gpuProcessSampleIntervalMs: null,
     };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
+  const anyAccounting = gpus.some((g) => g.processMemoryPeakSource === 'accounting');
+  const utils = gpus.map((g) => g.processSmUtilizationPercent).filter((v): v is number => v !== null);
   const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
   const stale = !!win && win.gpuStaleMs > 0;
   return {
     gpus,
     gpuMemoryPeakBytes: allProcess ? sumOrNull(gpus.map((g) => g.processMemoryPeakBytes)) : devicePeak,
-    gpuMemoryPeakSource: allProcess ? 'process' : devicePeak !== null ? 'device' : null,
+    gpuMemoryPeakSource: allProcess
+      ? anyAccounting
+        ? 'accounting'
+        : 'process'
+      : devicePeak !== null
+        ? 'device'
+        : null,
+    gpuProcessUtilizationPercent: utils.length > 0 ? utils.reduce((a, b) => a + b, 0) / utils.length : null,
+    gpuProcessSampleIntervalMs: win && Number.isFinite(win.gpuProcessIntervalMs) ? win.gpuProcessIntervalMs : null,
     gpuEnergyJoules: sumOrNull(gpus.map((g) => g.energyJoules)),
     gpuSamples: win ? win.gpuSamples : 0,
     gpuSampleIntervalMs: win && gpus.length > 0 && Number.isFinite(win.gpuIntervalMs) ? win.gpuIntervalMs : null,
@@ -305,7 +338,7 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     peakRssBytes = endpointsMax;
     peakRssSource = 'endpoints';
   }
-  const g = gpuSummary(win);
+  const g = gpuSummary(win, wallTimeMs);
   return {
     wallTimeMs,
     cpuUserMs,
@@ -328,6 +361,8 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     gpuSampleIntervalMs: g.gpuSampleIntervalMs,
     gpuStale: g.gpuStale,
     gpuStaleReason: g.gpuStaleReason,
+    gpuProcessUtilizationPercent: g.gpuProcessUtilizationPercent,
+    gpuProcessSampleIntervalMs: g.gpuProcessSampleIntervalMs,
   };
 }
 

@@ -57,6 +57,8 @@ describe('toRecord()', () => {
       gpuSampleIntervalMs: null,
       gpuStale: false,
       gpuStaleReason: null,
+      gpuProcessUtilizationPercent: null,
+      gpuProcessSampleIntervalMs: null,
     };
     const rec = tm.toRecord(usage);
     expectValid(rec);

@@ -8,6 +8,7 @@ import {
   currentReadings,
   DURATION_SECONDS_BUCKETS,
   ENERGY_JOULES_BUCKETS,
+  RATIO_BUCKETS,
   keepGpuFresh,
   taskFigures,
 } from './readings';
@@ -135,6 +136,11 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
     description: 'GPU energy of measured tasks.',
     advice: { explicitBucketBoundaries: [...ENERGY_JOULES_BUCKETS] },
   });
+  const gpuProcUtil = meter.createHistogram('taskmeter.task.gpu.process.utilization', {
+    unit: '1',
+    description: "Measured tasks' own SM utilization of the GPUs (0-1, averaged over the task).",
+    advice: { explicitBucketBoundaries: [...RATIO_BUCKETS] },
+  });
 
   let registered = true;
   return {
@@ -150,6 +156,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
       peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);
+      if (f.gpuProcessUtilizationRatio !== null) gpuProcUtil.record(f.gpuProcessUtilizationRatio, attributes);
     },
     unregister(): void {
       if (!registered) return;
