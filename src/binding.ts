@@ -35,7 +35,12 @@ export interface NativeBinding {
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
-  samplerState(): { openWindows: number; threadRunning: boolean };
+  /** threadError: why the last sampler thread start failed (null if none did); ownCpuMs: CPU of taskmeter's own
+   *  threads since the addon was loaded. */
+  samplerState(): { openWindows: number; threadRunning: boolean; threadError: string | null; ownCpuMs: number };
+  /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
+   *  fail as they do under a pids limit). */
+  testHook(name: 'nextWindowId' | 'failThreadStarts', value: number): void;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
@@ -60,6 +65,7 @@ export const SNAP_CPU_SYSTEM_MS = 3;
 export const SNAP_RSS_BYTES = 4;
 export const SNAP_VMS_BYTES = 5;
 export const SNAP_PEAK_RSS_BYTES = 6;
+export const SNAP_THREAD_CPU_MS = 7;
 
 export const WIN_MAX_RSS_BYTES = 0;
 export const WIN_SAMPLES = 1;
@@ -78,6 +84,7 @@ export const WIN_TREE_PROCESSES = 13;
 export const WIN_TREE_ROOT_ALIVE = 14;
 export const WIN_TREE_SAMPLES = 15;
 export const WIN_TREE_RSS_FIRST = 16;
+export const WIN_SAMPLER_CPU_MS = 17;
 
 export const SP_EXITED = 0;
 export const SP_EXIT_CODE = 1;
@@ -144,8 +151,8 @@ function load(): NativeBinding {
 
 export const native: NativeBinding = load();
 if (
-  native.SNAPSHOT_SLOTS !== 7 ||
-  native.WINDOW_SLOTS !== 17 ||
+  native.SNAPSHOT_SLOTS !== 8 ||
+  native.WINDOW_SLOTS !== 18 ||
   native.GPU_WINDOW_SLOTS !== 8 ||
   native.GPU_SNAPSHOT_SLOTS !== 8 ||
   native.SPAWN_SLOTS !== 10 ||

@@ -19,7 +19,7 @@ import {
   SP_USER_MS,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
-import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
+import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 
 export interface ProcessUsage extends ResourceUsage {
@@ -119,7 +119,10 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
+    ...cpuRate(cpuTimeMs, wallTimeMs),
+    // Another process's CPU: the calling thread's clock says nothing about it.
+    threadCpuMs: null,
+    samplerCpuMs: 0,
     rssStartBytes: rssFirst ?? 0,
     rssEndBytes: rssEnd ?? 0,
     peakRssBytes: treePeak ?? 0,

@@ -101,7 +101,21 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
     attachUsage(err, w.close());
     throw err;
   }
-  return { result, usage: w.close() };
+  const usage = w.close();
+  if (isThenable(result)) {
+    // It would measure only the creation of the promise (microseconds) and hand the promise back as a result.
+    const e = new TypeError(
+      'taskmeter: measureSync(fn): fn returned a promise, so only its creation was measured; use `await measure(fn)` to measure until it settles',
+    ) as TypeError & { code: string; usage: ResourceUsage };
+    e.code = 'ERR_TASKMETER_ASYNC_FN';
+    attachUsage(e, usage);
+    throw e;
+  }
+  return { result, usage };
+}
+
+function isThenable(v: unknown): boolean {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
 /**

@@ -18,6 +18,7 @@ enum SnapshotSlot : int {
   kRssBytes,
   kVmsBytes,
   kPeakRssBytes,     // process-lifetime high-water mark (ru_maxrss)
+  kThreadCpuMs,      // the calling thread's own CPU time (user + system), ms
   kSnapshotSlots
 };
 
@@ -31,6 +32,21 @@ int64_t ReadSelfRssBytes();
 int64_t ReadSelfPeakRssBytes();
 
 double MonotonicMs();
+
+// The calling thread's CPU time (user + system), ms; NaN if unreadable. CLOCK_THREAD_CPUTIME_ID on Linux and macOS,
+// GetThreadTimes on Windows.
+double SelfThreadCpuMs();
+
+// A handle on one thread's CPU clock, taken by that thread and readable from any thread while it lives (taskmeter
+// reads its own threads' clocks so that a window's CPU can leave them out). Release it before the thread ends.
+struct ThreadCpuClock {
+  uintptr_t handle = 0;
+  bool valid = false;
+};
+ThreadCpuClock CurrentThreadCpuClock();
+// The thread's CPU time (user + system), ms; NaN if it cannot be read.
+double ThreadCpuMs(const ThreadCpuClock& clock);
+void ReleaseThreadCpuClock(ThreadCpuClock* clock);
 double EpochMs();
 
 uint32_t SelfPid();

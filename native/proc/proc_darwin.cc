@@ -67,6 +67,34 @@ int64_t ReadSelfRssBytes() {
 
 int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 
+double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
+
+// Another thread's CPU: thread_info on its Mach port (macOS has no pthread_getcpuclockid). The port from
+// pthread_mach_thread_np is not a new send right, so there is nothing to deallocate.
+ThreadCpuClock CurrentThreadCpuClock() {
+  ThreadCpuClock c;
+  mach_port_t port = pthread_mach_thread_np(pthread_self());
+  if (port != MACH_PORT_NULL) {
+    c.handle = static_cast<uintptr_t>(port);
+    c.valid = true;
+  }
+  return c;
+}
+
+double ThreadCpuMs(const ThreadCpuClock& c) {
+  if (!c.valid) return NAN;
+  thread_basic_info_data_t info;
+  mach_msg_type_number_t count = THREAD_BASIC_INFO_COUNT;
+  if (thread_info(static_cast<thread_act_t>(c.handle), THREAD_BASIC_INFO, reinterpret_cast<thread_info_t>(&info),
+                  &count) != KERN_SUCCESS) {
+    return NAN;
+  }
+  return static_cast<double>(info.user_time.seconds + info.system_time.seconds) * 1e3 +
+         static_cast<double>(info.user_time.microseconds + info.system_time.microseconds) / 1e3;
+}
+
+void ReleaseThreadCpuClock(ThreadCpuClock* c) { c->valid = false; }
+
 bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   *out = ProcessInfo();
   out->pid = pid;
@@ -80,8 +108,10 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   out->alive = bsd.pbi_status != SZOMB;
   rusage_info_v4 ri;
   if (proc_pid_rusage(static_cast<int>(pid), RUSAGE_INFO_V4, reinterpret_cast<rusage_info_t*>(&ri)) == 0) {
-    out->cpu_user_ms = MachToMs(ri.ri_user_time);
-    out->cpu_system_ms = MachToMs(ri.ri_system_time);
+    // Its own CPU and that of its reaped children (like utime + cutime on Linux): a tree's CPU must not lose what
+    // a child used once that child is waited for.
+    out->cpu_user_ms = MachToMs(ri.ri_user_time) + MachToMs(ri.ri_child_user_time);
+    out->cpu_system_ms = MachToMs(ri.ri_system_time) + MachToMs(ri.ri_child_system_time);
     if (out->alive) {
       out->rss_bytes = static_cast<double>(ri.ri_resident_size);
       out->hwm_bytes = static_cast<double>(ri.ri_lifetime_max_phys_footprint);

@@ -40,6 +40,15 @@ int StatmFd() {
   return opened;
 }
 
+// Node unloads the addon (dlclose) when the last environment that loaded it ends, and loads it afresh for the next:
+// without this, every such cycle (worker churn with no taskmeter on the main thread) leaked one descriptor.
+struct CloseStatmAtUnload {
+  ~CloseStatmAtUnload() {
+    int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
+    if (fd >= 0) close(fd);
+  }
+} g_close_statm_at_unload;
+
 // statm: "size resident shared text lib data dt" in pages.
 bool ReadStatm(double* vms_bytes, double* rss_bytes) {
   int fd = StatmFd();
@@ -88,6 +97,27 @@ int64_t ReadSelfRssBytes() {
 }
 
 int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
+
+double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
+
+ThreadCpuClock CurrentThreadCpuClock() {
+  ThreadCpuClock c;
+  clockid_t id;
+  if (pthread_getcpuclockid(pthread_self(), &id) == 0) {
+    c.handle = static_cast<uintptr_t>(static_cast<intptr_t>(id));  // negative clock ids: kept bit for bit
+    c.valid = true;
+  }
+  return c;
+}
+
+double ThreadCpuMs(const ThreadCpuClock& c) {
+  if (!c.valid) return NAN;
+  struct timespec ts;
+  if (clock_gettime(static_cast<clockid_t>(static_cast<intptr_t>(c.handle)), &ts) != 0) return NAN;
+  return posix::TimespecMs(ts);
+}
+
+void ReleaseThreadCpuClock(ThreadCpuClock* c) { c->valid = false; }
 
 namespace {
 

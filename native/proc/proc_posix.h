@@ -40,12 +40,20 @@ inline bool ReadClocksAndRusage(double* out) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) {
     out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
+    out[kThreadCpuMs] = SelfThreadCpuMs();
     return false;
   }
   out[kCpuUserMs] = TimevalMs(ru.ru_utime);
   out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
   out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * kMaxRssUnit;
+  out[kThreadCpuMs] = SelfThreadCpuMs();
   return true;
+}
+
+inline double SelfThreadCpuMs() {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return NAN;
+  return TimespecMs(ts);
 }
 
 inline int64_t PeakRssBytes() {

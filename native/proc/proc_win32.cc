@@ -80,7 +80,39 @@ bool ReadSelf(double* out) {
     out[kRssBytes] = out[kVmsBytes] = out[kPeakRssBytes] = NAN;
     ok = false;
   }
+  out[kThreadCpuMs] = SelfThreadCpuMs();
   return ok;
+}
+
+namespace {
+double ThreadTimesMs(HANDLE h) {
+  FILETIME created, exited, kernel, user;
+  if (!GetThreadTimes(h, &created, &exited, &kernel, &user)) return NAN;
+  return FiletimeMs(user) + FiletimeMs(kernel);
+}
+}  // namespace
+
+double SelfThreadCpuMs() { return ThreadTimesMs(GetCurrentThread()); }
+
+// A real handle (GetCurrentThread() is a pseudo-handle that means "the caller" wherever it is used).
+ThreadCpuClock CurrentThreadCpuClock() {
+  ThreadCpuClock c;
+  HANDLE h = OpenThread(THREAD_QUERY_LIMITED_INFORMATION, FALSE, GetCurrentThreadId());
+  if (h != nullptr) {
+    c.handle = reinterpret_cast<uintptr_t>(h);
+    c.valid = true;
+  }
+  return c;
+}
+
+double ThreadCpuMs(const ThreadCpuClock& c) {
+  return c.valid ? ThreadTimesMs(reinterpret_cast<HANDLE>(c.handle)) : NAN;
+}
+
+void ReleaseThreadCpuClock(ThreadCpuClock* c) {
+  if (c->valid) CloseHandle(reinterpret_cast<HANDLE>(c->handle));
+  c->valid = false;
+  c->handle = 0;
 }
 
 int64_t ReadSelfRssBytes() {
