@@ -111,30 +111,37 @@ export interface ResourceUsage {
   timeline?: Timeline;
 }
 
-// The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes).
-let snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
-native.bindSnapshotBuffer(snapBuf);
-let winBuf = new Float64Array(native.WINDOW_SLOTS);
-native.bindWindowBuffer(winBuf);
+// The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes). They live on
+// the addon's exports object, which Node loads once per thread: a second copy of this module in the same thread (a
+// test runner's or a bundler's module graph) must write into the same buffers, or each would read the other's binding.
+type Bound = { snap: Float64Array; win: Float64Array };
+const holder = native as unknown as { __taskmeterBound?: Bound };
+if (!holder.__taskmeterBound) {
+  const b: Bound = { snap: new Float64Array(native.SNAPSHOT_SLOTS), win: new Float64Array(native.WINDOW_SLOTS) };
+  native.bindSnapshotBuffer(b.snap);
+  native.bindWindowBuffer(b.win);
+  Object.defineProperty(holder, '__taskmeterBound', { value: b, enumerable: false });
+}
+const bound = holder.__taskmeterBound as Bound;
 
 /** The bound snapshot buffer, sized for the GPUs now known. */
 export function boundSnapshotBuffer(): Float64Array {
   const len = native.SNAPSHOT_SLOTS + gpuDevices().length * native.GPU_SNAPSHOT_SLOTS;
-  if (snapBuf.length !== len) {
-    snapBuf = new Float64Array(len);
-    native.bindSnapshotBuffer(snapBuf);
+  if (bound.snap.length !== len) {
+    bound.snap = new Float64Array(len);
+    native.bindSnapshotBuffer(bound.snap);
   }
-  return snapBuf;
+  return bound.snap;
 }
 
 /** The bound window buffer, sized for the GPUs now known. */
 export function boundWindowBuffer(): Float64Array {
   const len = windowBufferLength();
-  if (winBuf.length !== len) {
-    winBuf = new Float64Array(len);
-    native.bindWindowBuffer(winBuf);
+  if (bound.win.length !== len) {
+    bound.win = new Float64Array(len);
+    native.bindWindowBuffer(bound.win);
   }
-  return winBuf;
+  return bound.win;
 }
 
 /** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h, then GPU slots). */
