@@ -41,9 +41,19 @@ std::chrono::steady_clock::time_point DeadlineIn(double ms) {
 
 }  // namespace
 
+namespace {
+// Constant-initialized (no write when the addon is loaded): Node unloads the addon after the last environment that
+// used it and may load it again at the same address, and a static initialized at load would be a plain write there.
+std::atomic<Sampler*> g_instance{nullptr};
+}  // namespace
+
 Sampler& Sampler::Instance() {
-  static Sampler* instance = new Sampler();  // leaked on purpose, see header
-  return *instance;
+  Sampler* s = g_instance.load(std::memory_order_acquire);
+  if (s != nullptr) return *s;
+  Sampler* fresh = new Sampler();  // leaked on purpose, see header
+  if (g_instance.compare_exchange_strong(s, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;  // another thread won
+  return *s;
 }
 
 void Sampler::Retain() {
