@@ -8,6 +8,12 @@
 
 #include "proc/proc.h"
 
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
 namespace taskmeter {
 
 namespace {
@@ -22,9 +28,29 @@ constexpr double kHangMs = 1000;
 constexpr double kIdleRefreshMs = 500;
 constexpr double kIdleIntervalMs = 1000;
 
-void StopAtExitHook() {
-  // Bounded: process exit must stay prompt even if a thread is stuck in a driver call. No dlclose at exit.
-  Sampler::Instance().StopAtExit(std::chrono::milliseconds(400));
+// At exit() (and when Node unloads the addon): stop the threads, bounded, so that process exit stays prompt even if
+// a thread is stuck in a driver call. No dlclose of NVML then. A static object's destructor rather than atexit():
+// it is registered with this module's DSO handle, so it runs when the module is unloaded and never afterwards, also
+// under sanitizer runtimes whose atexit() takes no DSO handle.
+struct StopAtExitHook {
+  ~StopAtExitHook() { Sampler::Instance().StopAtExit(std::chrono::milliseconds(400)); }
+} g_stop_at_exit;
+
+// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
+void PinThisModule() {
+  static bool pinned = false;
+  if (pinned) return;
+  pinned = true;
+#ifdef _WIN32
+  HMODULE h;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                     reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
+#else
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
+  }
+#endif
 }
 
 // Ids stay exact in a JS number (L6).
@@ -57,15 +83,8 @@ Sampler& Sampler::Instance() {
 }
 
 void Sampler::Retain() {
-  std::lock_guard<std::timed_mutex> life(lifecycle_mu_);  // L1
+  std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
   refs_++;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!atexit_registered_) {
-      atexit_registered_ = true;
-      std::atexit(StopAtExitHook);
-    }
-  }
   if (GpuDisabledByEnv()) {
     std::lock_guard<std::mutex> lock(mu_);
     if (gpu_.active_gen == 0) {
@@ -79,16 +98,22 @@ void Sampler::Retain() {
 }
 
 void Sampler::Release() {
-  std::lock_guard<std::timed_mutex> life(lifecycle_mu_);  // L1, L2: the check and the stop are one step
+  std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1, L2: the check and the stop are one step
   if (refs_ > 0) refs_--;
   if (refs_ == 0) StopLocked(std::chrono::milliseconds(500), true);
 }
 
 void Sampler::StopAtExit(std::chrono::milliseconds wait) {
   auto deadline = std::chrono::steady_clock::now() + wait;
-  std::unique_lock<std::timed_mutex> life(lifecycle_mu_, std::defer_lock);
   // Another thread may be in the middle of a bounded stop (its own release); wait for it, but not past the bound.
-  if (!life.try_lock_until(deadline)) return;
+  // Polled with try_lock rather than a timed mutex: pthread_mutex_clocklock is invisible to ThreadSanitizer's
+  // runtime in GCC 12, and this runs once per process.
+  std::unique_lock<std::mutex> life(lifecycle_mu_, std::try_to_lock);
+  while (!life.owns_lock()) {
+    if (std::chrono::steady_clock::now() >= deadline) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    life.try_lock();
+  }
   exiting_ = true;  // L5
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   StopLocked(std::max(left, std::chrono::milliseconds(1)), false);
@@ -182,7 +207,7 @@ void Sampler::EnsureGpuThread() {
 uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   if (!rss_started_.load(std::memory_order_acquire)) {
     // The caller's environment holds a reference, so no Release can be stopping the threads meanwhile (L2).
-    std::lock_guard<std::timed_mutex> life(lifecycle_mu_);  // L1
+    std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
     EnsureRssThread();
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -470,6 +495,7 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   if (done) {
     th.join();
   } else {
+    PinThisModule();
     th.detach();  // stuck in a call we cannot interrupt; it only touches this leaked object
   }
   lock.lock();
@@ -480,7 +506,9 @@ void Sampler::StopLocked(std::chrono::milliseconds wait, bool unload) {
   unload_on_stop_ = unload;
   rss_started_.store(false, std::memory_order_release);
   auto deadline = std::chrono::steady_clock::now() + wait;
-  StopThreadLocked(lock, rss_, deadline);
+  // At the last release the RSS thread is joined whatever it takes (L3): it makes no call that can hang, and Node
+  // unloads the module right after. At exit it gets the same bound as the GPU thread.
+  StopThreadLocked(lock, rss_, exiting_ ? deadline : std::chrono::steady_clock::now() + std::chrono::hours(24));
   StopThreadLocked(lock, gpu_, deadline);
 }
 

@@ -13,7 +13,9 @@
 // L2. refs_ changes only under lifecycle_mu_. Release stops the threads only when refs_ is 0 after its own decrement,
 //     still holding lifecycle_mu_; a Retain that comes later starts fresh threads.
 // L3. A Thread's std::thread is assigned only while it is not joinable. It stops being joinable only by join() (after
-//     the thread reported its exit) or by detach() (a GPU thread stuck in a driver call; no GPU thread starts again).
+//     the thread reported its exit) or by detach() (a GPU thread stuck in a driver call; no GPU thread starts again,
+//     and the addon's module is pinned so that Node cannot unload code the detached thread will return into). At
+//     the last release the RSS thread, which makes no call that can hang, is always joined.
 // L4. active_gen becomes non-zero only after the std::thread exists: mu_ is held across the construction and the
 //     assignment, and the new thread takes mu_ before it reads active_gen. A construction that throws (EAGAIN under
 //     a pids limit) leaves active_gen at 0 and is reported, never thrown across N-API.
@@ -224,8 +226,8 @@ class Sampler {
   double GpuIntervalLocked() const;
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
-  // L1: serializes Retain, Release, Stop and thread starts. Timed, so that exit never waits on it for long.
-  std::timed_mutex lifecycle_mu_;
+  // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
+  std::mutex lifecycle_mu_;
   bool exiting_ = false;                      // L5 (under lifecycle_mu_)
   std::atomic<bool> rss_started_{false};      // rss_.active_gen != 0; lets Open skip lifecycle_mu_
   std::mutex mu_;  // the data: windows, thread generations, GPU cache
@@ -241,7 +243,6 @@ class Sampler {
   uint64_t last_gen_ = 0;
   Thread rss_;
   Thread gpu_;
-  bool atexit_registered_ = false;
   bool unload_on_stop_ = true;
   bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the

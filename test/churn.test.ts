@@ -20,6 +20,8 @@ interface ChurnResult {
   mainSamples: number[];
   mainGpuNull: number;
   openWindowsAfter: number | null;
+  commands: number;
+  commandsFailed: number;
 }
 
 async function churn(options: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<ChurnResult> {
@@ -56,6 +58,13 @@ describe('worker churn', () => {
     expect(out.mainGpuNull).toBe(0);
     // sampled all along at 1 ms: far more than one sample per 10 ms, even on a loaded machine
     for (const s of out.mainSamples) expect(s).toBeGreaterThan(durationMs / 10);
+    expect(out.openWindowsAfter).toBe(0);
+  }, timeoutMs + 5_000);
+
+  it('commands measured and process trees followed on the main thread meanwhile all complete', async () => {
+    const out = await churn({ spawn: true }, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
+    expect(out.commands).toBeGreaterThan(0);
+    expect(out.commandsFailed).toBe(0);
     expect(out.openWindowsAfter).toBe(0);
   }, timeoutMs + 5_000);
 });

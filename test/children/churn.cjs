@@ -3,7 +3,8 @@
 //   node test/children/churn.cjs '{"durationMs":10000}'
 // Options (JSON argument): durationMs, concurrency (12), mainLoads (the main thread loads taskmeter too),
 // mainWindows (windows the main thread keeps open during the churn), workerWindowMs (each worker measures an
-// async wait this long, so GPU readings fall inside its window), gpu (the workers check their GPU values).
+// async wait this long, so GPU readings fall inside its window), gpu (the workers check their GPU values),
+// spawn (the main thread meanwhile runs commands with measureCommand and follows a process tree with trackProcess).
 // Prints one JSON line: runs, failures, thread/fd counts before and after, and what the main thread measured.
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 const { readdirSync } = require('node:fs');
@@ -29,7 +30,7 @@ if (!isMainThread) {
   const count = (dir) => readdirSync(dir).length;
   let tm = null;
   const mainTrackers = [];
-  if (o.mainLoads || o.mainWindows > 0) {
+  if (o.mainLoads || o.mainWindows > 0 || o.spawn) {
     tm = require(dist);
     for (let i = 0; i < o.mainWindows; i++) mainTrackers.push(new tm.ResourceTracker({ sampleIntervalMs: 1 }).start());
   }
@@ -59,7 +60,20 @@ if (!isMainThread) {
         else if (o.gpu && m.gpuNull) gpuNull++;
       }
     };
-    await Promise.all(Array.from({ length: o.concurrency }, lane));
+    // Spawn + tree sampling on the main thread while the workers churn: commands that fork, and a tracked tree.
+    const commands = [];
+    const spawnLane = async () => {
+      const { spawn } = require('node:child_process');
+      const script = 'for i in 1 2 3; do (x=0; while [ $x -lt 300 ]; do x=$((x+1)); done) & done; wait';
+      while (Date.now() < deadline) {
+        const r = await tm.measureCommand('/bin/sh', ['-c', script], { stdio: 'ignore', sampleIntervalMs: 2 });
+        const child = spawn('/bin/sh', ['-c', `sleep 0.05; ${script}`], { stdio: 'ignore' });
+        const tracker = tm.trackProcess(child.pid, { sampleIntervalMs: 1 });
+        const tracked = await tracker.exited;
+        commands.push({ exitCode: r.exitCode, cpu: r.usage.cpuTimeMs, trackedProcesses: tracked.processes });
+      }
+    };
+    await Promise.all([...Array.from({ length: o.concurrency }, lane), ...(o.spawn ? [spawnLane()] : [])]);
     const main = mainTrackers.map((t) => t.stop());
     await settle();
     const after = { threads: count('/proc/self/task'), fds: count('/proc/self/fd') };
@@ -77,6 +91,8 @@ if (!isMainThread) {
         mainSamples: main.map((u) => u.samples),
         mainGpuNull,
         openWindowsAfter: state ? state.openWindows : null,
+        commands: commands.length,
+        commandsFailed: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).length,
       }),
     );
   })();
