@@ -117,6 +117,9 @@ void Sampler::StopAtExit(std::chrono::milliseconds wait) {
   exiting_ = true;  // L5
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   StopLocked(std::max(left, std::chrono::milliseconds(1)), false);
+  // No environment left (the module is being unloaded, or every one ended before exit) and the RSS thread was
+  // joined at the last release: nothing reads /proc/self/statm any more.
+  if (refs_ == 0) proc::CloseSelfFiles();
 }
 
 template <typename Fn>
@@ -129,6 +132,10 @@ bool Sampler::StartThread(Thread& t, Fn fn, const char* what) {
     return false;
   }
   uint64_t gen = last_gen_ + 1;
+  // Not waiting yet: the RSS thread reads the window table when it first takes mu_. Set in this same hold of mu_,
+  // before the thread exists: set after, it could overwrite the thread's own INFINITY (parked, no window yet) and
+  // Open() would then never wake it.
+  if (&t == &rss_) thread_wake_ms_ = -INFINITY;
   try {
     if (fail_thread_starts_ > 0) {
       fail_thread_starts_--;
@@ -174,11 +181,7 @@ double Sampler::OwnCpuMs() {
 void Sampler::EnsureRssThread() {
   if (exiting_) return;  // L5
   bool ok = StartThread(rss_, [this](uint64_t gen) { RunRss(gen); }, "RSS sampler");
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ok && rss_.active_gen != 0) {
-    thread_wake_ms_ = -INFINITY;  // not waiting yet: it will read the table when it takes the lock
-    rss_started_.store(true, std::memory_order_release);
-  }
+  if (ok) rss_started_.store(true, std::memory_order_release);
 }
 
 void Sampler::EnsureGpuThread() {

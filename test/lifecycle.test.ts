@@ -105,6 +105,7 @@ describe('lifecycle', () => {
     expect(out.cpuTimeMs).toBeLessThan(out.samplerCpuMs);
     expect(out.cpuTimeMs).toBeLessThan(25);
     expect(out.threadCpuMs).toBeGreaterThanOrEqual(0);
-    expect(out.threadCpuMs).toBeLessThanOrEqual(out.cpuTimeMs + 1);
+    // the process clock brings other threads up to date at scheduler ticks: a few ms either way
+    expect(out.threadCpuMs).toBeLessThanOrEqual(out.cpuTimeMs + 5);
   });
 });

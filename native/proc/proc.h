@@ -25,6 +25,11 @@ enum SnapshotSlot : int {
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
 bool ReadSelf(double* out);
 
+// Closes what ReadSelf keeps open (Linux: /proc/self/statm). Only when nothing can read any more: Node unloads the
+// addon (dlclose) after the last environment that used it and loads it afresh for the next, and each load would
+// otherwise leak the descriptor. A later ReadSelf opens it again.
+void CloseSelfFiles();
+
 // Current RSS of this process in bytes, or -1. Cheap: used by the sampler thread every tick.
 int64_t ReadSelfRssBytes();
 

@@ -60,6 +60,8 @@ bool ReadSelf(double* out) {
   return ok;
 }
 
+void CloseSelfFiles() {}  // nothing kept open
+
 int64_t ReadSelfRssBytes() {
   double rss;
   return SelfMemory(&rss, nullptr) ? static_cast<int64_t>(rss) : -1;

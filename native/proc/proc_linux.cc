@@ -40,15 +40,6 @@ int StatmFd() {
   return opened;
 }
 
-// Node unloads the addon (dlclose) when the last environment that loaded it ends, and loads it afresh for the next:
-// without this, every such cycle (worker churn with no taskmeter on the main thread) leaked one descriptor.
-struct CloseStatmAtUnload {
-  ~CloseStatmAtUnload() {
-    int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
-    if (fd >= 0) close(fd);
-  }
-} g_close_statm_at_unload;
-
 // statm: "size resident shared text lib data dt" in pages.
 bool ReadStatm(double* vms_bytes, double* rss_bytes) {
   int fd = StatmFd();
@@ -88,6 +79,11 @@ bool ReadSelf(double* out) {
     ok = false;
   }
   return ok;
+}
+
+void CloseSelfFiles() {
+  int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
+  if (fd >= 0) close(fd);
 }
 
 int64_t ReadSelfRssBytes() {

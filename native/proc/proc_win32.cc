@@ -115,6 +115,8 @@ void ReleaseThreadCpuClock(ThreadCpuClock* c) {
   c->handle = 0;
 }
 
+void CloseSelfFiles() {}  // nothing kept open
+
 int64_t ReadSelfRssBytes() {
   PROCESS_MEMORY_COUNTERS_EX pmc;
   return Memory(GetCurrentProcess(), &pmc) ? static_cast<int64_t>(pmc.WorkingSetSize) : -1;

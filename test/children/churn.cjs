@@ -65,9 +65,13 @@ if (!isMainThread) {
     const spawnLane = async () => {
       const { spawn } = require('node:child_process');
       const script = 'for i in 1 2 3; do (x=0; while [ $x -lt 300 ]; do x=$((x+1)); done) & done; wait';
+      // The commands are not ours to check: under npm run test:tsan they run without the TSan runtime (a shell that
+      // forks with it preloaded crashes), while this process and its workers keep it.
+      const env = { ...process.env };
+      delete env.LD_PRELOAD;
       while (Date.now() < deadline) {
-        const r = await tm.measureCommand('/bin/sh', ['-c', script], { stdio: 'ignore', sampleIntervalMs: 2 });
-        const child = spawn('/bin/sh', ['-c', `sleep 0.05; ${script}`], { stdio: 'ignore' });
+        const r = await tm.measureCommand('/bin/sh', ['-c', script], { stdio: 'ignore', sampleIntervalMs: 2, env });
+        const child = spawn('/bin/sh', ['-c', `sleep 0.05; ${script}`], { stdio: 'ignore', env });
         const tracker = tm.trackProcess(child.pid, { sampleIntervalMs: 1 });
         const tracked = await tracker.exited;
         commands.push({ exitCode: r.exitCode, cpu: r.usage.cpuTimeMs, trackedProcesses: tracked.processes });
