@@ -152,26 +152,25 @@ bool Sampler::StartThread(Thread& t, Fn fn, const char* what) {
 }
 
 void Sampler::ThreadStarted(Thread& t, uint64_t gen) {
-  if (t.cpu.valid) proc::ReleaseThreadCpuClock(&t.cpu);  // a detached predecessor's: it adds its own CPU at exit
-  t.cpu = proc::CurrentThreadCpuClock();
+  // A detached predecessor's last published CPU stays counted (it adds nothing more).
+  retired_cpu_ms_ += t.parked_cpu_ms;
+  t.parked_cpu_ms = 0;
   t.cpu_gen = gen;
 }
 
-void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
+void Sampler::ThreadParking(Thread& t) {
   double ms = proc::SelfThreadCpuMs();
-  if (!std::isnan(ms)) retired_cpu_ms_ += ms;
-  if (t.cpu_gen == gen) proc::ReleaseThreadCpuClock(&t.cpu);
+  if (!std::isnan(ms)) t.parked_cpu_ms = ms;
 }
 
-double Sampler::OwnCpuMsLocked() {
-  double sum = retired_cpu_ms_;
-  for (Thread* t : {&rss_, &gpu_}) {
-    if (!t->cpu.valid) continue;
-    double ms = proc::ThreadCpuMs(t->cpu);
-    if (!std::isnan(ms)) sum += ms;
-  }
-  return sum;
+void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
+  if (t.cpu_gen != gen) return;  // detached and replaced: see ThreadStarted
+  double ms = proc::SelfThreadCpuMs();
+  retired_cpu_ms_ += std::isnan(ms) ? t.parked_cpu_ms : ms;
+  t.parked_cpu_ms = 0;
 }
+
+double Sampler::OwnCpuMsLocked() { return retired_cpu_ms_ + rss_.parked_cpu_ms + gpu_.parked_cpu_ms; }
 
 double Sampler::OwnCpuMs() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -547,6 +546,7 @@ void Sampler::RunRss(uint64_t gen) {
   while (rss_.active_gen == gen) {
     if (windows_.empty()) {
       thread_wake_ms_ = INFINITY;
+      ThreadParking(rss_);
       cv_.wait(lock, [this, gen] { return rss_.active_gen != gen || !windows_.empty(); });
       continue;
     }
@@ -555,6 +555,7 @@ void Sampler::RunRss(uint64_t gen) {
     for (auto& kv : windows_) next_due = std::min(next_due, kv.second.next_due_ms);
     if (now < next_due) {
       thread_wake_ms_ = next_due;
+      ThreadParking(rss_);
       cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
     }
@@ -740,6 +741,7 @@ void Sampler::RunGpu(uint64_t gen) {
   while (ok && gpu_.active_gen == gen) {
     if (windows_.empty() && !gpu_refresh_requested_) {
       gpu_parked_ = true;
+      ThreadParking(gpu_);
       gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen || !windows_.empty() || gpu_refresh_requested_; });
       gpu_parked_ = false;
       continue;
@@ -748,6 +750,7 @@ void Sampler::RunGpu(uint64_t gen) {
     double due = std::isnan(last_gpu_poll_ms_) ? now : last_gpu_poll_ms_ + GpuIntervalLocked();
     if (gpu_refresh_requested_ && windows_.empty()) due = now;
     if (now < due) {
+      ThreadParking(gpu_);
       gpu_cv_.wait_until(lock, DeadlineIn(due - now));
       continue;
     }

@@ -22,8 +22,11 @@
 // L5. Once the process has begun to exit (StopAtExit), no thread starts again.
 // L6. Windows are keyed by 64-bit ids below 2^53 (exact in a JS number); an id is never given to a second window
 //     while the first is open.
-// L7. A thread's CPU clock is readable (cpu.valid) only between its start and its exit, both under mu_; at exit its
-//     final CPU time moves into retired_cpu_ms_, so OwnCpuMsLocked() never goes backwards.
+// L7. Each thread publishes its own CPU time (its thread clock) under mu_ each time it parks, and at exit moves its
+//     final CPU time into retired_cpu_ms_: OwnCpuMsLocked() never goes backwards, and is exact whenever the threads
+//     are parked (a parked thread's clock does not advance), which is when windows open and close unless a sample is
+//     being taken at that very moment (then it lags by that one sample's work, a few µs). Reading the published
+//     values costs nothing on the hot path, where reading another thread's clock would be a syscall per thread.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -203,8 +206,8 @@ class Sampler {
     std::thread thread;
     uint64_t active_gen = 0;  // 0: should not run
     uint64_t exited_gen = 0;
-    proc::ThreadCpuClock cpu;  // L7
-    uint64_t cpu_gen = 0;      // the generation whose clock `cpu` is
+    double parked_cpu_ms = 0;  // L7: its own CPU time when it last parked
+    uint64_t cpu_gen = 0;      // the generation that published parked_cpu_ms
   };
 
   // Both need lifecycle_mu_ held (L1) and take mu_ themselves.
@@ -214,6 +217,7 @@ class Sampler {
   template <typename Fn>
   bool StartThread(Thread& t, Fn fn, const char* what);
   void ThreadStarted(Thread& t, uint64_t gen);  // on the new thread, under mu_
+  void ThreadParking(Thread& t);                // on the thread, under mu_, before each wait
   void ThreadExiting(Thread& t, uint64_t gen);  // on the thread, under mu_, last
   double OwnCpuMsLocked();
   void StopLocked(std::chrono::milliseconds wait, bool unload);  // lifecycle_mu_ held

@@ -110,6 +110,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
           ? treePeakSampled
           : Math.max(treePeakSampled, maxRssBytes);
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
+  const rate = cpuRate(cpuTimeMs, wallTimeMs);
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   return {
@@ -119,7 +120,8 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    ...cpuRate(cpuTimeMs, wallTimeMs),
+    cpuPercent: rate.cpuPercent,
+    cpuPercentReason: rate.cpuPercentReason,
     // Another process's CPU: the calling thread's clock says nothing about it.
     threadCpuMs: null,
     samplerCpuMs: 0,

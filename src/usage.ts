@@ -204,9 +204,12 @@ function checkSnapshot(name: string, s: unknown): Snapshot {
  * A peak is never below a value observed in its window or snapshot. NaN (unread) values do not count; the result is
  * NaN only if every value is.
  */
-export function peakAtLeast(...values: number[]): number {
-  let m = NaN;
-  for (const v of values) if (v === v && !(v <= m)) m = v; // skips NaN; keeps the first of equal values
+export function peakAtLeast(a: number, b: number, c = NaN, d = NaN): number {
+  // Fixed arity (no rest array): this runs on every snapshot and window end.
+  let m = a;
+  if (b > m || m !== m) m = b;
+  if (c > m || m !== m) m = c;
+  if (d > m || m !== m) m = d;
   return m;
 }
 
@@ -233,7 +236,7 @@ export function cpuRate(cpuTimeMs: number, wallTimeMs: number): { cpuPercent: nu
   if (!(wallTimeMs >= CPU_CLOCK_RESOLUTION_MS)) {
     return {
       cpuPercent: null,
-      cpuPercentReason: `the window (${+wallTimeMs.toPrecision(3)} ms) is shorter than the CPU clock's resolution (${CPU_CLOCK_RESOLUTION_MS} ms)`,
+      cpuPercentReason: `the window (${Math.round(wallTimeMs * 1000) / 1000} ms) is shorter than the CPU clock's resolution (${CPU_CLOCK_RESOLUTION_MS} ms)`,
     };
   }
   const p = (cpuTimeMs / wallTimeMs) * 100;
@@ -376,12 +379,14 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     peakRssSource = 'endpoints';
   }
   const g = gpuSummary(win);
+  const rate = cpuRate(cpuTimeMs, wallTimeMs);
   return {
     wallTimeMs,
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    ...cpuRate(cpuTimeMs, wallTimeMs),
+    cpuPercent: rate.cpuPercent, // fields written out, not spread: a spread makes a slow (dictionary) object
+    cpuPercentReason: rate.cpuPercentReason,
     threadCpuMs,
     samplerCpuMs,
     rssStartBytes: start.rssBytes,

@@ -188,8 +188,8 @@ describe('invariants', () => {
 
   it('peakAtLeast is never below any of its values (NaN only when every value is)', () => {
     fc.assert(
-      fc.property(fc.array(bytes, { maxLength: 8 }), (vs) => {
-        const p = peakAtLeast(...vs);
+      fc.property(fc.array(bytes, { minLength: 2, maxLength: 4 }), (vs) => {
+        const p = peakAtLeast(vs[0], vs[1], vs[2], vs[3]);
         const known = vs.filter((v) => !Number.isNaN(v));
         if (known.length === 0) expect(p).toBeNaN();
         else for (const v of known) expect(p).toBeGreaterThanOrEqual(v);

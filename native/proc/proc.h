@@ -38,20 +38,10 @@ int64_t ReadSelfPeakRssBytes();
 
 double MonotonicMs();
 
-// The calling thread's CPU time (user + system), ms; NaN if unreadable. CLOCK_THREAD_CPUTIME_ID on Linux and macOS,
-// GetThreadTimes on Windows.
+// The calling thread's CPU time (user + system), ms; NaN if unreadable. CLOCK_THREAD_CPUTIME_ID on Linux,
+// thread_info on macOS, GetThreadTimes on Windows.
 double SelfThreadCpuMs();
 
-// A handle on one thread's CPU clock, taken by that thread and readable from any thread while it lives (taskmeter
-// reads its own threads' clocks so that a window's CPU can leave them out). Release it before the thread ends.
-struct ThreadCpuClock {
-  uintptr_t handle = 0;
-  bool valid = false;
-};
-ThreadCpuClock CurrentThreadCpuClock();
-// The thread's CPU time (user + system), ms; NaN if it cannot be read.
-double ThreadCpuMs(const ThreadCpuClock& clock);
-void ReleaseThreadCpuClock(ThreadCpuClock* clock);
 double EpochMs();
 
 uint32_t SelfPid();

@@ -71,31 +71,6 @@ int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 
 double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
 
-// Another thread's CPU: thread_info on its Mach port (macOS has no pthread_getcpuclockid). The port from
-// pthread_mach_thread_np is not a new send right, so there is nothing to deallocate.
-ThreadCpuClock CurrentThreadCpuClock() {
-  ThreadCpuClock c;
-  mach_port_t port = pthread_mach_thread_np(pthread_self());
-  if (port != MACH_PORT_NULL) {
-    c.handle = static_cast<uintptr_t>(port);
-    c.valid = true;
-  }
-  return c;
-}
-
-double ThreadCpuMs(const ThreadCpuClock& c) {
-  if (!c.valid) return NAN;
-  thread_basic_info_data_t info;
-  mach_msg_type_number_t count = THREAD_BASIC_INFO_COUNT;
-  if (thread_info(static_cast<thread_act_t>(c.handle), THREAD_BASIC_INFO, reinterpret_cast<thread_info_t>(&info),
-                  &count) != KERN_SUCCESS) {
-    return NAN;
-  }
-  return static_cast<double>(info.user_time.seconds + info.system_time.seconds) * 1e3 +
-         static_cast<double>(info.user_time.microseconds + info.system_time.microseconds) / 1e3;
-}
-
-void ReleaseThreadCpuClock(ThreadCpuClock* c) { c->valid = false; }
 
 bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   *out = ProcessInfo();

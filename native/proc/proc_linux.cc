@@ -96,24 +96,6 @@ int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
 
 double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
 
-ThreadCpuClock CurrentThreadCpuClock() {
-  ThreadCpuClock c;
-  clockid_t id;
-  if (pthread_getcpuclockid(pthread_self(), &id) == 0) {
-    c.handle = static_cast<uintptr_t>(static_cast<intptr_t>(id));  // negative clock ids: kept bit for bit
-    c.valid = true;
-  }
-  return c;
-}
-
-double ThreadCpuMs(const ThreadCpuClock& c) {
-  if (!c.valid) return NAN;
-  struct timespec ts;
-  if (clock_gettime(static_cast<clockid_t>(static_cast<intptr_t>(c.handle)), &ts) != 0) return NAN;
-  return posix::TimespecMs(ts);
-}
-
-void ReleaseThreadCpuClock(ThreadCpuClock* c) { c->valid = false; }
 
 namespace {
 

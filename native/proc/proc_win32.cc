@@ -94,26 +94,6 @@ double ThreadTimesMs(HANDLE h) {
 
 double SelfThreadCpuMs() { return ThreadTimesMs(GetCurrentThread()); }
 
-// A real handle (GetCurrentThread() is a pseudo-handle that means "the caller" wherever it is used).
-ThreadCpuClock CurrentThreadCpuClock() {
-  ThreadCpuClock c;
-  HANDLE h = OpenThread(THREAD_QUERY_LIMITED_INFORMATION, FALSE, GetCurrentThreadId());
-  if (h != nullptr) {
-    c.handle = reinterpret_cast<uintptr_t>(h);
-    c.valid = true;
-  }
-  return c;
-}
-
-double ThreadCpuMs(const ThreadCpuClock& c) {
-  return c.valid ? ThreadTimesMs(reinterpret_cast<HANDLE>(c.handle)) : NAN;
-}
-
-void ReleaseThreadCpuClock(ThreadCpuClock* c) {
-  if (c->valid) CloseHandle(reinterpret_cast<HANDLE>(c->handle));
-  c->valid = false;
-  c->handle = 0;
-}
 
 void CloseSelfFiles() {}  // nothing kept open
 
