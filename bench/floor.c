@@ -1,6 +1,5 @@
 // The floor for snapshot(): what the same syscalls cost from C with no JavaScript in between.
-// Prints the median ns per iteration of getrusage + pread(/proc/self/statm) + clock_gettime (monotonic, and the
-// thread CPU clock that snapshot().threadCpuMs reads) over `rounds` rounds.
+// Prints the median ns per iteration of getrusage + pread(/proc/self/statm) + clock_gettime over `rounds` rounds.
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +29,9 @@ int main(int argc, char** argv) {
       getrusage(RUSAGE_SELF, &ru);
       ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
       buf[n > 0 ? n : 0] = 0;
-      struct timespec ts, tts;
+      struct timespec ts;
       clock_gettime(CLOCK_MONOTONIC, &ts);
-      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tts);  // snapshot().threadCpuMs (a syscall: no vDSO for it)
-      sink += ru.ru_utime.tv_usec + strtoul(buf, NULL, 10) + ts.tv_nsec + tts.tv_nsec;
+      sink += ru.ru_utime.tv_usec + strtoul(buf, NULL, 10) + ts.tv_nsec;
     }
     per[r] = (now_ns() - t0) / iters;
   }

@@ -53,7 +53,7 @@ const snap = med['snapshot()'];
 const builtins = med['process.cpuUsage() + process.memoryUsage.rss() + process.hrtime.bigint()'];
 const overhead = med['measureSync(() => 0)'] - med['(() => 0)() direct'];
 const rows = [
-  ['C floor: getrusage + pread(statm) + clock_gettime (monotonic, thread CPU)', floorNs],
+  ['C floor: getrusage + pread(statm) + clock_gettime', floorNs],
   ...Object.entries(med),
 ];
 console.log(`taskmeter bench — node ${process.version}, ${ROUNDS} rounds × ${N} calls, median ns/call, hasGpu=${tm.hasGpu}\n`);

@@ -133,7 +133,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    proc::ReadSelf(out.Data());
+    // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
+    bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
+    proc::ReadSelf(out.Data(), thread_cpu);
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -191,9 +193,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     }
     uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
     if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data);  // the process slots only: a window's endpoints need no GPU cache
+      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -307,7 +309,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         Napi::Error::New(info.Env(), "no buffers bound").ThrowAsJavaScriptException();
         return info.Env().Undefined();
       }
-      proc::ReadSelf(snap_.data);
+      proc::ReadSelf(snap_.data, true);
       return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
@@ -316,7 +318,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }

@@ -20,7 +20,7 @@ export interface NativeBinding {
   readonly GPU_WINDOW_SLOTS: number;
   readonly GPU_SNAPSHOT_SLOTS: number;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
-  snapshot(out: Float64Array): void;
+  snapshot(out: Float64Array, withThreadCpu?: boolean): void;
   /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to unwrap). */
   bindSnapshotBuffer(out: Float64Array): void;
   /** snapshot() into the bound buffer. */

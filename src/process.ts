@@ -215,7 +215,7 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    return processUsage(this.pid, { start: w.start, end, stats, timeline: null, maxHwmComm: null }, null);
+    return processUsage(this.pid, { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null }, null);
   }
 
   /** Stops tracking and returns the usage; again, the same usage. */

@@ -19,7 +19,6 @@ import {
   SNAP_EPOCH_MS,
   SNAP_PEAK_RSS_BYTES,
   SNAP_RSS_BYTES,
-  SNAP_THREAD_CPU_MS,
   WIN_SAMPLER_CPU_MS,
   SNAP_TIME_MS,
   SNAP_VMS_BYTES,
@@ -48,8 +47,6 @@ export interface Snapshot {
    * updates its mark lazily, so it can lag the current value by a few pages). Never below rssBytes.
    */
   peakRssBytes: number;
-  /** CPU time of the calling thread alone (the main thread or this worker), ms; see README "Concurrency". */
-  threadCpuMs: number;
   gpus: GpuSnapshot[];
 }
 
@@ -155,7 +152,6 @@ export function snapshotFrom(buf: Float64Array, withGpus = false): Snapshot {
     rssBytes: buf[SNAP_RSS_BYTES],
     vmsBytes: buf[SNAP_VMS_BYTES],
     peakRssBytes: peakAtLeast(buf[SNAP_PEAK_RSS_BYTES], buf[SNAP_RSS_BYTES]),
-    threadCpuMs: buf[SNAP_THREAD_CPU_MS],
     gpus: devices.length > 0 ? gpuSnapshotsFrom(buf, native.SNAPSHOT_SLOTS, devices) : [],
   };
 }
@@ -190,10 +186,6 @@ function checkSnapshot(name: string, s: unknown): Snapshot {
     if (typeof v !== 'number') throw new TypeError(`taskmeter: ${name}.${key} must be a number, got ${describe(v)}`);
     if (!Number.isFinite(v)) throw new RangeError(`taskmeter: ${name}.${key} must be finite, got ${v}`);
     if (v < 0) throw new RangeError(`taskmeter: ${name}.${key} must not be negative, got ${v}`);
-  }
-  const t = o.threadCpuMs;
-  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) {
-    throw new TypeError(`taskmeter: ${name}.threadCpuMs must be a finite number ≥ 0 when given, got ${describe(t)}`);
   }
   return s as Snapshot;
 }
@@ -253,6 +245,11 @@ export function cpuRate(cpuTimeMs: number, wallTimeMs: number): { cpuPercent: nu
 /** CPU time / wall time × 100, or null (see cpuRate for why). */
 export function cpuPercent(cpuTimeMs: number, wallTimeMs: number): number | null {
   return cpuRate(cpuTimeMs, wallTimeMs).cpuPercent;
+}
+
+/** The calling thread's CPU between two readings of the thread clock (window endpoints), or null if either is NaN. */
+export function threadCpuBetween(startMs: number, endMs: number): number | null {
+  return Number.isFinite(startMs) && Number.isFinite(endMs) ? Math.max(0, endMs - startMs) : null;
 }
 
 /** The sampler's record of one window (see native/sampler.h). */
@@ -348,7 +345,7 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
 }
 
 /** Builds the usage of a window from its endpoint snapshots and, when it had one, the sampler's record. */
-export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | null): ResourceUsage {
+export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | null, threadCpuMs: number | null = null): ResourceUsage {
   // Clamp at 0: CPU counters and clocks are monotonic, but a user-made snapshot pair may round the other way.
   const wallTimeMs = Math.max(0, end.timeMs - start.timeMs);
   let cpuUserMs = Math.max(0, end.cpuUserMs - start.cpuUserMs);
@@ -360,9 +357,6 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
   cpuSystemMs -= fromSystem;
   cpuUserMs = Math.max(0, cpuUserMs - (samplerCpuMs - fromSystem));
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
-  // Snapshots made by an older version, or by hand, may lack the thread clock: null (unmeasured), never 0.
-  const threadCpuMs =
-    Number.isFinite(end.threadCpuMs) && Number.isFinite(start.threadCpuMs) ? Math.max(0, end.threadCpuMs - start.threadCpuMs) : null;
   const endpointsMax = Math.max(start.rssBytes, end.rssBytes);
   let peakRssBytes: number;
   let peakRssSource: PeakRssSource;
@@ -409,7 +403,7 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
 }
 
 /**
- * The usage between two snapshots (threadCpuMs is meaningful only when both come from the same thread). Without a sampler window the peak is exact when the process high-water mark rose
+ * The usage between two snapshots (threadCpuMs is null: snapshots do not read the thread clock). Without a sampler window the peak is exact when the process high-water mark rose
  * between them ('hwm'), else the larger endpoint ('endpoints').
  */
 export function usageBetween(start: Snapshot, end: Snapshot): ResourceUsage {

@@ -23,7 +23,9 @@ enum SnapshotSlot : int {
 };
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
-bool ReadSelf(double* out);
+// kThreadCpuMs is read only when thread_cpu is true (one more syscall, which window endpoints pay and snapshot() does
+// not); NaN otherwise.
+bool ReadSelf(double* out, bool thread_cpu = false);
 
 // Closes what ReadSelf keeps open (Linux: /proc/self/statm). Only when nothing can read any more: Node unloads the
 // addon (dlclose) after the last environment that used it and loads it afresh for the next, and each load would

@@ -72,8 +72,8 @@ uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
 
 void NameThisThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
-bool ReadSelf(double* out) {
-  bool ok = posix::ReadClocksAndRusage(out);
+bool ReadSelf(double* out, bool thread_cpu) {
+  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
   if (!ReadStatm(&out[kVmsBytes], &out[kRssBytes])) {
     out[kVmsBytes] = out[kRssBytes] = NAN;
     ok = false;

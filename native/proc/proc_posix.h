@@ -56,21 +56,21 @@ constexpr double kMaxRssUnit = 1.0;
 constexpr double kMaxRssUnit = 1024.0;
 #endif
 
-// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs; false if getrusage failed
+// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs (NaN unless thread_cpu); false if getrusage failed
 // (NaN there).
-inline bool ReadClocksAndRusage(double* out) {
+inline bool ReadClocksAndRusage(double* out, bool thread_cpu) {
   out[kTimeMs] = ClockMs(CLOCK_MONOTONIC);
   out[kEpochMs] = ClockMs(CLOCK_REALTIME);
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) {
     out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
-    out[kThreadCpuMs] = SelfThreadCpuMs();
+    out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
     return false;
   }
   out[kCpuUserMs] = TimevalMs(ru.ru_utime);
   out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
   out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * kMaxRssUnit;
-  out[kThreadCpuMs] = SelfThreadCpuMs();
+  out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
   return true;
 }
 

@@ -59,7 +59,7 @@ void NameThisThread(const char* name) {
   if (n > 0) fn(GetCurrentThread(), w);
 }
 
-bool ReadSelf(double* out) {
+bool ReadSelf(double* out, bool thread_cpu) {
   bool ok = true;
   out[kTimeMs] = MonotonicMs();
   out[kEpochMs] = EpochMs();
@@ -80,7 +80,7 @@ bool ReadSelf(double* out) {
     out[kRssBytes] = out[kVmsBytes] = out[kPeakRssBytes] = NAN;
     ok = false;
   }
-  out[kThreadCpuMs] = SelfThreadCpuMs();
+  out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
   return ok;
 }
 
