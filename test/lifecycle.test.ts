@@ -79,6 +79,17 @@ describe('lifecycle', () => {
     expect(out.secondSamples).toBeGreaterThan(0);
   });
 
+  it('a GPU thread that cannot be started leaves gpuInfo() saying why, and measuring works', async () => {
+    const env = gpuEnv({ TASKMETER_DISABLE_GPU: '1', TASKMETER_NVML_LIBRARY: fakeNvml('full') });
+    const r = await runChild('lifecycle.cjs', ['gpu-thread-start-fails'], { env, timeoutMs: 10_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.available).toBe(false);
+    expect(out.reason).toBe('could not start the GPU thread: Resource temporarily unavailable');
+    expect(out.wall).toBeGreaterThanOrEqual(0);
+  });
+
   it('window ids past 2^32 and at the 2^53 wrap never land on a window still open', async () => {
     const r = await runChild('lifecycle.cjs', ['ids'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 10_000 });
     expect(r.code, r.stderr).toBe(0);

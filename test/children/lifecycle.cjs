@@ -102,3 +102,18 @@ else if (which === 'thread-start-fails') {
     console.log(JSON.stringify({ cpuTimeMs: usage.cpuTimeMs, samplerCpuMs: usage.samplerCpuMs, samples: usage.samples, threadCpuMs: usage.threadCpuMs, ownCpuMs: native.samplerState().ownCpuMs }));
   });
 }
+else if (which === 'gpu-thread-start-fails') {
+  // Loaded with the GPU off; then the GPU is allowed, the next thread start fails (as under a pids limit), and a
+  // worker's load tries to start the GPU thread: its gpuInfo() says why there is no GPU, and it still measures.
+  delete process.env.TASKMETER_DISABLE_GPU;
+  native.testHook('failThreadStarts', 1);
+  const src = `
+    const { parentPort } = require('node:worker_threads');
+    const tm = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+    const info = tm.gpuInfo();
+    const { usage } = tm.measureSync(() => 1);
+    parentPort.postMessage({ available: info.available, reason: info.reason, wall: usage.wallTimeMs });`;
+  const w = new Worker(src, { eval: true });
+  w.on('message', (m) => console.log(JSON.stringify(m)));
+  w.on('error', (e) => { console.error(e); process.exit(1); });
+}
