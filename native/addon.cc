@@ -40,6 +40,33 @@ bool WindowId(const Napi::CallbackInfo& info, uint32_t* id) {
   return true;
 }
 
+// Window ids are integers below 2^53 (native/sampler.h, L6): exact in a JS number.
+bool WindowId64(const Napi::CallbackInfo& info, uint64_t* id) {
+  double d = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected a window id");
+    return false;
+  }
+  *id = static_cast<uint64_t>(d);
+  return true;
+}
+
+// No C++ exception may cross into N-API (it would reach std::terminate): every exported function runs inside this.
+// What it catches (std::bad_alloc, std::system_error from a thread start) becomes a JS Error with a code.
+template <typename Fn>
+Napi::Value Guarded(const Napi::CallbackInfo& info, Fn fn) {
+  const char* what = "unknown exception";
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  Napi::Env env = info.Env();
+  ThrowCodeError(env, ErrorKind::kError, "ERR_TASKMETER_NATIVE", std::string("taskmeter: native error: ") + what);
+  return env.Undefined();
+}
+
 // "WinTreeRssBytes" → "WIN_TREE_RSS_BYTES": the name src/binding.ts uses for kWinTreeRssBytes.
 std::string UpperSnake(const std::string& prefix, const char* name) {
   std::string out = prefix;
@@ -109,31 +136,42 @@ std::string StateName(GpuState s) {
 }
 
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
+  using Method = Napi::Value (TaskmeterAddon::*)(const Napi::CallbackInfo&);
+  template <Method M>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return Guarded(info, [&] { return (this->*M)(info); });
+  }
+
  public:
   TaskmeterAddon(Napi::Env env, Napi::Object exports) {
-    // The GPU thread's environment, read here on the JS thread: it never calls getenv itself.
-    Sampler::Instance().SetGpuEnv(nvml::ReadEnv());
-    Sampler::Instance().Retain();
+    // Retain never throws (a thread that cannot start is reported through gpuInfo()); the guard is for bad_alloc.
+    // The GPU thread's environment is read here, on this environment's JS thread: it never calls getenv itself (L8).
+    try {
+      Sampler::Instance().Retain(nvml::ReadEnv());
+      retained_ = true;
+    } catch (...) {
+    }
     DefineAddon(exports, {
-        InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
-        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::BindSnapshotBuffer),
-        InstanceMethod("snapshotBound", &TaskmeterAddon::SnapshotBound),
-        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::BindWindowBuffer),
-        InstanceMethod("windowOpen", &TaskmeterAddon::WindowOpen),
-        InstanceMethod("windowSetPids", &TaskmeterAddon::WindowSetPids),
-        InstanceMethod("windowRead", &TaskmeterAddon::WindowRead),
-        InstanceMethod("windowConfigure", &TaskmeterAddon::WindowConfigure),
-        InstanceMethod("windowTimeline", &TaskmeterAddon::WindowTimeline),
-        InstanceMethod("spawn", &TaskmeterAddon::SpawnCommand),
-        InstanceMethod("spawnPoll", &TaskmeterAddon::SpawnPollResult),
+        InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
+        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
+        InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
+        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
+        InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
+        InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
+        InstanceMethod("windowRead", &TaskmeterAddon::G<&TaskmeterAddon::WindowRead>),
+        InstanceMethod("windowConfigure", &TaskmeterAddon::G<&TaskmeterAddon::WindowConfigure>),
+        InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
+        InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
+        InstanceMethod("spawnPoll", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPollResult>),
         InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
         InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
-        InstanceMethod("windowClose", &TaskmeterAddon::WindowClose),
-        InstanceMethod("samplerState", &TaskmeterAddon::SamplerState),
-        InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
-        InstanceMethod("gpuInfo", &TaskmeterAddon::GpuInfo),
-        InstanceMethod("nvmlErrorText", &TaskmeterAddon::NvmlErrorText),
-        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::CudaVisibleUuids),
+        InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
+        InstanceMethod("samplerState", &TaskmeterAddon::G<&TaskmeterAddon::SamplerState>),
+        InstanceMethod("gpuWait", &TaskmeterAddon::G<&TaskmeterAddon::GpuWait>),
+        InstanceMethod("gpuInfo", &TaskmeterAddon::G<&TaskmeterAddon::GpuInfo>),
+        InstanceMethod("nvmlErrorText", &TaskmeterAddon::G<&TaskmeterAddon::NvmlErrorText>),
+        InstanceMethod("testHook", &TaskmeterAddon::G<&TaskmeterAddon::TestHook>),
+        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::G<&TaskmeterAddon::CudaVisibleUuids>),
         InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
         InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
@@ -145,8 +183,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // Runs at environment teardown (worker exit, main-thread shutdown). Safe at any stage: closing no windows and
   // releasing a sampler that never started are no-ops.
   ~TaskmeterAddon() {
-    Sampler::Instance().CloseOwnedBy(this);
-    Sampler::Instance().Release();
+    try {
+      Sampler::Instance().CloseOwnedBy(this);
+      if (retained_) Sampler::Instance().Release();
+    } catch (...) {  // a destructor is noexcept: an escaping exception would be std::terminate
+    }
   }
 
  private:
@@ -154,7 +195,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    proc::ReadSelf(out.Data());
+    // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
+    bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
+    proc::ReadSelf(out.Data(), thread_cpu);
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -210,18 +253,18 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       snap = Float64Out(info, 1, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
-    uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
+    uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
     if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data);  // the process slots only: a window's endpoints need no GPU cache
+      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
     }
-    return Napi::Number::New(info.Env(), id);
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
 
   Napi::Value WindowSetPids(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint64_t id;
+    if (!WindowId64(info, &id)) return info.Env().Undefined();
     if (info.Length() < 2 || !info[1].IsArray()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected an array of pids");
       return info.Env().Undefined();
@@ -240,8 +283,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   // windowConfigure(id, rootPid, baselineExisting, descendants, timeline)
   Napi::Value WindowConfigure(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint64_t id;
+    if (!WindowId64(info, &id)) return info.Env().Undefined();
     uint32_t root = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
     auto flag = [&](size_t i) { return info.Length() > i && info[i].ToBoolean().Value(); };
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Configure(id, root, flag(2), flag(3), flag(4)));
@@ -249,8 +292,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   // windowTimeline(id) → { points: Float64Array, maxHwmComm } (moves the points out), or null.
   Napi::Value WindowTimeline(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint64_t id;
+    if (!WindowId64(info, &id)) return info.Env().Undefined();
     std::vector<double> points;
     std::string comm;
     if (!Sampler::Instance().TakeTimeline(id, &points, &comm)) return info.Env().Null();
@@ -305,8 +348,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   }
 
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint64_t id;
+    if (!WindowId64(info, &id)) return info.Env().Undefined();
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength()));
@@ -315,14 +358,14 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
   // windowClose(id, out[, endSnapshot]): the same into explicit buffers.
   Napi::Value WindowClose(const Napi::CallbackInfo& info) {
-    uint32_t id;
-    if (!WindowId(info, &id)) return info.Env().Undefined();
+    uint64_t id;
+    if (!WindowId64(info, &id)) return info.Env().Undefined();
     if (info.Length() == 1) {
       if (snap_.data == nullptr || win_.data == nullptr) {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
-      proc::ReadSelf(snap_.data);
+      proc::ReadSelf(snap_.data, true);
       return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
@@ -331,19 +374,42 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }
 
   Bound snap_;
   Bound win_;
+  bool retained_ = false;
 
   Napi::Value SamplerState(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("openWindows", static_cast<double>(Sampler::Instance().OpenCount()));
     o.Set("threadRunning", Sampler::Instance().ThreadRunning());
+    std::string err = Sampler::Instance().ThreadError();
+    o.Set("threadError", err.empty() ? info.Env().Null() : Napi::Value(Napi::String::New(info.Env(), err)));
+    o.Set("ownCpuMs", Sampler::Instance().OwnCpuMs());
     return o;
+  }
+
+  // testHook(name, value): for the tests only. "nextWindowId": the id the next window gets; "failThreadStarts": the
+  // next n thread starts fail as they do under a pids limit.
+  Napi::Value TestHook(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "testHook(name, value)");
+      return info.Env().Undefined();
+    }
+    std::string name = info[0].As<Napi::String>().Utf8Value();
+    double v = info[1].As<Napi::Number>().DoubleValue();
+    if (name == "nextWindowId" && v >= 1 && v <= 9007199254740991.0) {
+      Sampler::Instance().SetNextIdForTest(static_cast<uint64_t>(v));
+    } else if (name == "failThreadStarts" && v >= 0 && v <= 1000) {
+      Sampler::Instance().FailThreadStartsForTest(static_cast<int>(v));
+    } else {
+      ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_INVALID_ARG_VALUE", "testHook: unknown hook or value");
+    }
+    return info.Env().Undefined();
   }
 
   // gpuWait(timeoutMs): blocks at most timeoutMs for GPU detection; true when it has finished.
@@ -369,7 +435,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     std::vector<std::string> uuids;
     std::string why;
     if (!nvml::CudaVisibleUuids(lib ? lib : "", &uuids, &why)) {
-      Napi::Error::New(env, why).ThrowAsJavaScriptException();
+      ThrowCodeError(env, ErrorKind::kError, "ERR_TASKMETER_CUDA", why);
       return env.Undefined();
     }
     Napi::Array out = Napi::Array::New(env, uuids.size());

@@ -4,9 +4,16 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 
 #include "gpu_window.h"
 #include "proc/proc.h"
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
 
 namespace taskmeter {
 
@@ -25,15 +32,33 @@ constexpr double kHangMs = 1000;
 constexpr double kIdleRefreshMs = 500;
 constexpr double kIdleIntervalMs = 1000;
 
-void StopAtExit() {
-  // Bounded: process exit must stay prompt even if a thread is stuck in a driver call. No dlclose at exit.
-  Sampler::Instance().Stop(std::chrono::milliseconds(400), false);
+// At exit() (and when Node unloads the addon): stop the threads, bounded, so that process exit stays prompt even if
+// a thread is stuck in a driver call. No dlclose of NVML then. A static object's destructor rather than atexit():
+// it is registered with this module's DSO handle, so it runs when the module is unloaded and never afterwards, also
+// under sanitizer runtimes whose atexit() takes no DSO handle.
+struct StopAtExitHook {
+  ~StopAtExitHook() { Sampler::Instance().StopAtExit(std::chrono::milliseconds(400)); }
+} g_stop_at_exit;
+
+// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
+void PinThisModule() {
+  static bool pinned = false;
+  if (pinned) return;
+  pinned = true;
+#ifdef _WIN32
+  HMODULE h;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                     reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
+#else
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
+  }
+#endif
 }
 
-bool GpuDisabledByEnv() {
-  const char* v = std::getenv("TASKMETER_DISABLE_GPU");
-  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0 && std::strcmp(v, "false") != 0;
-}
+// Ids stay exact in a JS number (L6).
+constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
 
 std::chrono::steady_clock::time_point DeadlineIn(double ms) {
   return std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0) + 1);
@@ -41,19 +66,26 @@ std::chrono::steady_clock::time_point DeadlineIn(double ms) {
 
 }  // namespace
 
+namespace {
+// Constant-initialized (no write when the addon is loaded): Node unloads the addon after the last environment that
+// used it and may load it again at the same address, and a static initialized at load would be a plain write there.
+std::atomic<Sampler*> g_instance{nullptr};
+}  // namespace
+
 Sampler& Sampler::Instance() {
-  static Sampler* instance = new Sampler();  // leaked on purpose, see header
-  return *instance;
+  Sampler* s = g_instance.load(std::memory_order_acquire);
+  if (s != nullptr) return *s;
+  Sampler* fresh = new Sampler();  // leaked on purpose, see header
+  if (g_instance.compare_exchange_strong(s, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;  // another thread won
+  return *s;
 }
 
-void Sampler::Retain() {
-  std::lock_guard<std::mutex> lock(mu_);
+void Sampler::Retain(nvml::Env env) {
+  std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
   refs_++;
-  if (!atexit_registered_) {
-    atexit_registered_ = true;
-    std::atexit(StopAtExit);
-  }
-  if (GpuDisabledByEnv()) {
+  if (env.disabled) {
+    std::lock_guard<std::mutex> lock(mu_);
     if (gpu_.active_gen == 0) {
       gpu_state_ = GpuState::kDisabled;
       gpu_info_ = GpuInfoSnapshot{GpuState::kDisabled, "disabled by TASKMETER_DISABLE_GPU", "", "", "", {}, false, 0, 0,
@@ -62,53 +94,138 @@ void Sampler::Retain() {
     }
     return;
   }
-  EnsureGpuThreadLocked();
+  EnsureGpuThread(std::move(env));
 }
 
 void Sampler::Release() {
-  bool last;
+  std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1, L2: the check and the stop are one step
+  if (refs_ > 0) refs_--;
+  if (refs_ == 0) StopLocked(std::chrono::milliseconds(500), true);
+}
+
+void Sampler::StopAtExit(std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  // Another thread may be in the middle of a bounded stop (its own release); wait for it, but not past the bound.
+  // Polled with try_lock rather than a timed mutex: pthread_mutex_clocklock is invisible to ThreadSanitizer's
+  // runtime in GCC 12, and this runs once per process.
+  std::unique_lock<std::mutex> life(lifecycle_mu_, std::try_to_lock);
+  while (!life.owns_lock()) {
+    if (std::chrono::steady_clock::now() >= deadline) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    life.try_lock();
+  }
+  exiting_ = true;  // L5
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  StopLocked(std::max(left, std::chrono::milliseconds(1)), false);
+  // No environment left (the module is being unloaded, or every one ended before exit) and the RSS thread was
+  // joined at the last release: nothing reads /proc/self/statm any more.
+  if (refs_ == 0) proc::CloseSelfFiles();
+}
+
+template <typename Fn>
+bool Sampler::StartThread(Thread& t, Fn fn, const char* what) {
+  // lifecycle_mu_ is held (L1); mu_ is held across the construction and the assignment (L4).
+  std::lock_guard<std::mutex> lock(mu_);
+  if (t.active_gen != 0) return true;
+  if (t.thread.joinable()) {  // L3: never reached while L1–L4 hold; refuse rather than std::terminate
+    thread_error_ = std::string("could not start the ") + what + " thread: the previous one was not joined";
+    return false;
+  }
+  uint64_t gen = last_gen_ + 1;
+  // Not waiting yet: the RSS thread reads the window table when it first takes mu_. Set in this same hold of mu_,
+  // before the thread exists: set after, it could overwrite the thread's own INFINITY (parked, no window yet) and
+  // Open() would then never wake it.
+  if (&t == &rss_) thread_wake_ms_ = -INFINITY;
+  try {
+    if (fail_thread_starts_ > 0) {
+      fail_thread_starts_--;
+      throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+    }
+    t.thread = std::thread(fn, gen);
+  } catch (const std::exception& e) {
+    thread_error_ = std::string("could not start the ") + what + " thread: " + e.what();
+    return false;
+  }
+  last_gen_ = gen;
+  t.active_gen = gen;  // L4: the thread exists; it blocks on mu_ until we return
+  return true;
+}
+
+void Sampler::ThreadStarted(Thread& t, uint64_t gen) {
+  // A detached predecessor's last published CPU stays counted (it adds nothing more).
+  retired_cpu_ms_ += t.parked_cpu_ms;
+  t.parked_cpu_ms = 0;
+  t.cpu_gen = gen;
+}
+
+void Sampler::ThreadParking(Thread& t) {
+  double ms = proc::SelfThreadCpuMs();
+  if (!std::isnan(ms)) t.parked_cpu_ms = ms;
+}
+
+void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
+  if (t.cpu_gen != gen) return;  // detached and replaced: see ThreadStarted
+  double ms = proc::SelfThreadCpuMs();
+  retired_cpu_ms_ += std::isnan(ms) ? t.parked_cpu_ms : ms;
+  t.parked_cpu_ms = 0;
+}
+
+double Sampler::OwnCpuMsLocked() { return retired_cpu_ms_ + rss_.parked_cpu_ms + gpu_.parked_cpu_ms; }
+
+double Sampler::OwnCpuMs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return OwnCpuMsLocked();
+}
+
+void Sampler::EnsureRssThread() {
+  if (exiting_) return;  // L5
+  bool ok = StartThread(rss_, [this](uint64_t gen) { RunRss(gen); }, "RSS sampler");
+  if (ok) rss_started_.store(true, std::memory_order_release);
+}
+
+void Sampler::EnsureGpuThread(nvml::Env env) {
+  if (exiting_) return;  // L5
   {
     std::lock_guard<std::mutex> lock(mu_);
-    refs_--;
-    last = refs_ <= 0;
-    if (refs_ < 0) refs_ = 0;
+    if (gpu_.active_gen != 0) return;
+    if (gpu_abandoned_) {
+      gpu_state_ = GpuState::kUnavailable;
+      gpu_info_.state = GpuState::kUnavailable;
+      gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
+      gpu_info_.reason_code = "GPU_HUNG";
+      return;
+    }
+    // L8: only the Retain that starts a GPU thread hands its environment over, before the thread exists.
+    gpu_env_ = std::move(env);
+    gpu_state_ = GpuState::kPending;
+    gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0,
+                                "GPU_PENDING"};
   }
-  if (last) Stop(std::chrono::milliseconds(500), true);
-}
-
-void Sampler::EnsureRssThreadLocked() {
-  if (rss_.active_gen != 0) return;
-  uint64_t gen = ++last_gen_;
-  rss_.active_gen = gen;
-  thread_wake_ms_ = -INFINITY;  // not waiting yet: it will read the table when it takes the lock
-  rss_.thread = std::thread([this, gen] { RunRss(gen); });
-}
-
-void Sampler::EnsureGpuThreadLocked() {
-  if (gpu_.active_gen != 0) return;
-  if (gpu_abandoned_) {
+  if (!StartThread(gpu_, [this](uint64_t gen) { RunGpu(gen); }, "GPU")) {
+    std::lock_guard<std::mutex> lock(mu_);
     gpu_state_ = GpuState::kUnavailable;
     gpu_info_.state = GpuState::kUnavailable;
-    gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
-    gpu_info_.reason_code = "GPU_HUNG";
-    return;
+    gpu_info_.reason = thread_error_;
+    gpu_info_.reason_code = "GPU_THREAD_START_FAILED";
+    state_cv_.notify_all();
   }
-  gpu_state_ = GpuState::kPending;
-  gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0,
-                              "GPU_PENDING"};
-  uint64_t gen = ++last_gen_;
-  gpu_.active_gen = gen;
-  gpu_.thread = std::thread([this, gen] { RunGpu(gen); });
 }
 
-uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
+uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
+  if (!rss_started_.load(std::memory_order_acquire)) {
+    // The caller's environment holds a reference, so no Release can be stopping the threads meanwhile (L2).
+    std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
+    EnsureRssThread();
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  uint32_t id = next_id_++;
-  if (next_id_ == 0) next_id_ = 1;
+  uint64_t id = next_id_;
+  while (windows_.count(id) != 0) id = id >= kMaxWindowId ? 1 : id + 1;  // L6: skip ids still in use
+  next_id_ = id >= kMaxWindowId ? 1 : id + 1;
   double now = proc::MonotonicMs();
   double due = now + interval_ms;
   Window& w = windows_[id];
   w.owner = owner;
+  w.own_cpu_open_ms = OwnCpuMsLocked();
   w.interval_ms = interval_ms;
   w.open_ms = now;
   w.next_due_ms = due;
@@ -119,12 +236,11 @@ uint32_t Sampler::Open(uint32_t interval_ms, const void* owner) {
     w.gpu.resize(gpu_cache_.size());
     if (gpu_parked_) gpu_cv_.notify_one();  // it parks while no window is open
   }
-  EnsureRssThreadLocked();
   if (due < thread_wake_ms_) cv_.notify_all();
   return id;
 }
 
-bool Sampler::SetPids(uint32_t id, std::vector<uint32_t> pids) {
+bool Sampler::SetPids(uint64_t id, std::vector<uint32_t> pids) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
@@ -134,7 +250,7 @@ bool Sampler::SetPids(uint32_t id, std::vector<uint32_t> pids) {
   return true;
 }
 
-bool Sampler::Configure(uint32_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline) {
+bool Sampler::Configure(uint64_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
@@ -152,24 +268,17 @@ bool Sampler::Configure(uint32_t id, uint32_t root_pid, bool baseline_existing, 
     w.next_due_ms = proc::MonotonicMs();
   }
   w.timeline = timeline;
-  if (timeline) {
-    w.points.reserve(256 * kTimelineColumns);
-    for (double& a : w.acc) a = NAN;
-  }
+  if (timeline) w.tl.points.reserve(256 * kTimelineColumns);
   if (w.next_due_ms < thread_wake_ms_) cv_.notify_all();
   return true;
 }
 
-bool Sampler::TakeTimeline(uint32_t id, std::vector<double>* points, std::string* max_hwm_comm) {
+bool Sampler::TakeTimeline(uint64_t id, std::vector<double>* points, std::string* max_hwm_comm) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
   Window& w = it->second;
-  *points = std::move(w.points);
-  w.points.clear();
-  if (w.acc_n > 0) {  // the partial point still being merged
-    points->insert(points->end(), w.acc, w.acc + kTimelineColumns);
-  }
+  TimelineTake(&w.tl, points);
   if (w.is_tree) *max_hwm_comm = w.last_tree.max_hwm_comm;
   return true;
 }
@@ -181,22 +290,7 @@ void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double sel
   p[kTlTreeRssBytes] = w.is_tree && w.last_tree.rss_sum_bytes >= 0 ? w.last_tree.rss_sum_bytes : NAN;
   // CPU: the tree's sampled CPU for a tree window, else this process's.
   double cpu = w.is_tree ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms : self_cpu_ms;
-  // A trailing rate over 100–200 ms: /proc counts a tree's CPU in 10 ms clock ticks, so a rate over one short
-  // interval would jump between 0 and several hundred percent. Two references: the rate is taken from the older.
-  constexpr double kCpuSpanMs = 100;
-  p[kTlCpuPercent] = NAN;
-  if (std::isnan(w.last_cpu_ms)) {
-    w.last_cpu_ms = w.mid_cpu_ms = cpu;
-    w.last_tick_ms = w.mid_tick_ms = now;
-  } else if (!std::isnan(cpu) && now > w.last_tick_ms) {
-    p[kTlCpuPercent] = std::max(0.0, (cpu - w.last_cpu_ms) / (now - w.last_tick_ms) * 100.0);
-    if (now - w.mid_tick_ms >= kCpuSpanMs) {
-      w.last_cpu_ms = w.mid_cpu_ms;
-      w.last_tick_ms = w.mid_tick_ms;
-      w.mid_cpu_ms = cpu;
-      w.mid_tick_ms = now;
-    }
-  }
+  p[kTlCpuPercent] = TimelineCpuPercent(&w.tl, now, cpu);
   double gpu_bytes = NAN, util_sum = 0;
   int util_n = 0;
   for (const auto& c : gpu_cache_) {
@@ -211,46 +305,7 @@ void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double sel
   }
   p[kTlGpuProcessBytes] = gpu_bytes;
   p[kTlGpuUtilPercent] = util_n > 0 ? util_sum / util_n : NAN;
-  // Merge into the accumulator: the first time of the group, the largest memory, the mean of the percentages.
-  auto fmax_nan = [](double a, double b) { return std::isnan(a) ? b : std::isnan(b) ? a : std::max(a, b); };
-  if (w.acc_n == 0) {
-    for (int i = 0; i < kTimelineColumns; i++) w.acc[i] = p[i];
-  } else {
-    w.acc[kTlRssBytes] = fmax_nan(w.acc[kTlRssBytes], p[kTlRssBytes]);
-    w.acc[kTlTreeRssBytes] = fmax_nan(w.acc[kTlTreeRssBytes], p[kTlTreeRssBytes]);
-    w.acc[kTlGpuProcessBytes] = fmax_nan(w.acc[kTlGpuProcessBytes], p[kTlGpuProcessBytes]);
-    for (int i : {static_cast<int>(kTlGpuUtilPercent), static_cast<int>(kTlCpuPercent)}) {
-      if (std::isnan(w.acc[i])) w.acc[i] = p[i];
-      else if (!std::isnan(p[i])) w.acc[i] = (w.acc[i] * w.acc_n + p[i]) / (w.acc_n + 1);
-    }
-  }
-  if (++w.acc_n < w.stride) return;
-  w.points.insert(w.points.end(), w.acc, w.acc + kTimelineColumns);
-  w.acc_n = 0;
-  constexpr size_t kMaxPoints = 2048;
-  if (w.points.size() / kTimelineColumns >= kMaxPoints) {
-    // Halve: merge neighbours the same way, then take twice as many ticks per point from now on.
-    size_t n = w.points.size() / kTimelineColumns;
-    std::vector<double> merged;
-    merged.reserve((n / 2 + 1) * kTimelineColumns);
-    for (size_t i = 0; i < n; i += 2) {
-      const double* a = &w.points[i * kTimelineColumns];
-      if (i + 1 >= n) {
-        merged.insert(merged.end(), a, a + kTimelineColumns);
-        break;
-      }
-      const double* b = a + kTimelineColumns;
-      merged.push_back(a[kTlTimeMs]);
-      merged.push_back(fmax_nan(a[kTlRssBytes], b[kTlRssBytes]));
-      merged.push_back(fmax_nan(a[kTlTreeRssBytes], b[kTlTreeRssBytes]));
-      merged.push_back(fmax_nan(a[kTlGpuProcessBytes], b[kTlGpuProcessBytes]));
-      for (int c : {static_cast<int>(kTlGpuUtilPercent), static_cast<int>(kTlCpuPercent)}) {
-        merged.push_back(std::isnan(a[c]) ? b[c] : std::isnan(b[c]) ? a[c] : (a[c] + b[c]) / 2);
-      }
-    }
-    w.points.swap(merged);
-    w.stride *= 2;
-  }
+  TimelineAppend(&w.tl, p);
 }
 
 double Sampler::GpuIntervalLocked() const {
@@ -262,12 +317,6 @@ double Sampler::GpuIntervalLocked() const {
 
 double Sampler::ProcessIntervalLocked() const {
   return std::max(GpuIntervalLocked(), list_cost_ms_ * kListCostFactor);
-}
-
-void Sampler::SetGpuEnv(const nvml::Env& env) {
-  std::lock_guard<std::mutex> lock(mu_);
-  gpu_env_ = env;  // the GPU thread copies it under mu_ when detection starts
-  gpu_env_set_ = true;
 }
 
 double Sampler::ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const {
@@ -295,6 +344,7 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
     out[kWinTreeRssFirstBytes] = t.rss_first_bytes >= 0 ? t.rss_first_bytes : NAN;
   }
   out[kWinIntervalMs] = w.interval_ms;
+  out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
   out[kWinGpuSamples] = w.gpu_samples;
   out[kWinGpuIntervalMs] = gpu_cache_.empty() ? NAN : GpuIntervalLocked();
   out[kWinGpuProcessIntervalMs] = gpu_cache_.empty() ? NAN : ProcessIntervalLocked();
@@ -380,7 +430,7 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   out[kWinGpuFromCache] = from_cache ? 1 : 0;
 }
 
-bool Sampler::Read(uint32_t id, double* out, size_t len) {
+bool Sampler::Read(uint64_t id, double* out, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
@@ -388,7 +438,7 @@ bool Sampler::Read(uint32_t id, double* out, size_t len) {
   return true;
 }
 
-bool Sampler::Close(uint32_t id, double* out, size_t len) {
+bool Sampler::Close(uint64_t id, double* out, size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
@@ -406,11 +456,6 @@ void Sampler::CloseOwnedBy(const void* owner) {
       ++it;
     }
   }
-}
-
-size_t Sampler::OpenCount() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return windows_.size();
 }
 
 bool Sampler::ThreadRunning() {
@@ -477,30 +522,56 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   if (done) {
     th.join();
   } else {
+    PinThisModule();
     th.detach();  // stuck in a call we cannot interrupt; it only touches this leaked object
   }
   lock.lock();
 }
 
-void Sampler::Stop(std::chrono::milliseconds wait, bool unload) {
+void Sampler::StopLocked(std::chrono::milliseconds wait, bool unload) {
   std::unique_lock<std::mutex> lock(mu_);
   unload_on_stop_ = unload;
+  rss_started_.store(false, std::memory_order_release);
   auto deadline = std::chrono::steady_clock::now() + wait;
-  StopThreadLocked(lock, rss_, deadline);
+  // At the last release the RSS thread is joined whatever it takes (L3): it makes no call that can hang, and Node
+  // unloads the module right after. At exit it gets the same bound as the GPU thread.
+  StopThreadLocked(lock, rss_, exiting_ ? deadline : std::chrono::steady_clock::now() + std::chrono::hours(24));
   StopThreadLocked(lock, gpu_, deadline);
+}
+
+size_t Sampler::OpenCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return windows_.size();
+}
+
+std::string Sampler::ThreadError() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return thread_error_;
+}
+
+void Sampler::SetNextIdForTest(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  next_id_ = id >= 1 && id <= kMaxWindowId ? id : 1;
+}
+
+void Sampler::FailThreadStartsForTest(int n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fail_thread_starts_ = n;
 }
 
 void Sampler::RunRss(uint64_t gen) {
   proc::NameThisThread("taskmeter-rss");
   std::unique_lock<std::mutex> lock(mu_);
+  ThreadStarted(rss_, gen);
   struct TreeJob {
-    uint32_t id;
+    uint64_t id;
     std::unique_ptr<TreeState> state;
   };
   std::vector<TreeJob> jobs;
   while (rss_.active_gen == gen) {
     if (windows_.empty()) {
       thread_wake_ms_ = INFINITY;
+      ThreadParking(rss_);
       cv_.wait(lock, [this, gen] { return rss_.active_gen != gen || !windows_.empty(); });
       continue;
     }
@@ -509,6 +580,7 @@ void Sampler::RunRss(uint64_t gen) {
     for (auto& kv : windows_) next_due = std::min(next_due, kv.second.next_due_ms);
     if (now < next_due) {
       thread_wake_ms_ = next_due;
+      ThreadParking(rss_);
       cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
     }
@@ -525,6 +597,7 @@ void Sampler::RunRss(uint64_t gen) {
       }
     }
     lock.unlock();
+    double read_ms = proc::MonotonicMs();  // windows opened after this did not exist at the reading
     int64_t rss = proc::ReadSelfRssBytes();
     double self_cpu = NAN;
     if (want_cpu) {
@@ -560,12 +633,14 @@ void Sampler::RunRss(uint64_t gen) {
     now = proc::MonotonicMs();
     for (auto& kv : windows_) {
       Window& w = kv.second;
-      if (w.next_due_ms > now) continue;
-      if (rss >= 0) {
+      // A reading is an observation for every window open at the time, due or not: so a window's peak is never
+      // below one its nested windows saw (windows keep their own cadence, but share every reading).
+      if (rss >= 0 && w.open_ms <= read_ms) {
         double r = static_cast<double>(rss);
         if (std::isnan(w.max_rss_bytes) || r > w.max_rss_bytes) w.max_rss_bytes = r;
         w.samples++;
       }
+      if (w.next_due_ms > now) continue;
       if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
       double step = w.interval_ms;
       if (w.ramp_ms > 0) {
@@ -578,6 +653,7 @@ void Sampler::RunRss(uint64_t gen) {
       if (w.next_due_ms <= now) w.next_due_ms = now + step;
     }
   }
+  ThreadExiting(rss_, gen);
   if (gen > rss_.exited_gen) rss_.exited_gen = gen;
   state_cv_.notify_all();
 }
@@ -671,16 +747,14 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
 
 void Sampler::RunGpu(uint64_t gen) {
   proc::NameThisThread("taskmeter-gpu");
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    self_pid_ = proc::SelfPid();
-  }
   nvml::Env env;
   uint32_t self_pid;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    env = gpu_env_;
+    ThreadStarted(gpu_, gen);
+    self_pid_ = proc::SelfPid();
     self_pid = self_pid_;
+    env = gpu_env_;  // L8: written before this thread existed
   }
   bool ok = gpus_.Detect(env, self_pid);
   std::unique_lock<std::mutex> lock(mu_);
@@ -711,6 +785,7 @@ void Sampler::RunGpu(uint64_t gen) {
   while (ok && gpu_.active_gen == gen) {
     if (windows_.empty() && !gpu_refresh_requested_) {
       gpu_parked_ = true;
+      ThreadParking(gpu_);
       gpu_cv_.wait(lock, [this, gen] { return gpu_.active_gen != gen || !windows_.empty() || gpu_refresh_requested_; });
       gpu_parked_ = false;
       continue;
@@ -719,6 +794,7 @@ void Sampler::RunGpu(uint64_t gen) {
     double due = std::isnan(last_gpu_poll_ms_) ? now : last_gpu_poll_ms_ + GpuIntervalLocked();
     if (gpu_refresh_requested_ && windows_.empty()) due = now;
     if (now < due) {
+      ThreadParking(gpu_);
       gpu_cv_.wait_until(lock, DeadlineIn(due - now));
       continue;
     }
@@ -752,6 +828,7 @@ void Sampler::RunGpu(uint64_t gen) {
   lock.unlock();
   gpus_.Shutdown(unload);
   lock.lock();
+  ThreadExiting(gpu_, gen);
   if (gen > gpu_.exited_gen) gpu_.exited_gen = gen;
   state_cv_.notify_all();
 }

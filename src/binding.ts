@@ -45,7 +45,7 @@ export interface NativeBinding {
   /** Every shared layout and reason list: { List: { NAME: index } } (native/layout.h). */
   readonly layouts: Record<string, Record<string, number>>;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
-  snapshot(out: Float64Array): void;
+  snapshot(out: Float64Array, withThreadCpu?: boolean): void;
   /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to
    *  unwrap). */
   bindSnapshotBuffer(out: Float64Array): void;
@@ -61,7 +61,12 @@ export interface NativeBinding {
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
-  samplerState(): { openWindows: number; threadRunning: boolean };
+  /** threadError: why the last sampler thread start failed (null if none did); ownCpuMs: CPU of taskmeter's own
+   *  threads since the addon was loaded. */
+  samplerState(): { openWindows: number; threadRunning: boolean; threadError: string | null; ownCpuMs: number };
+  /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
+   *  fail as they do under a pids limit). */
+  testHook(name: 'nextWindowId' | 'failThreadStarts', value: number): void;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
@@ -114,6 +119,7 @@ export const SNAP_CPU_SYSTEM_MS = snap('SNAP_CPU_SYSTEM_MS');
 export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
 export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
 export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
+export const SNAP_THREAD_CPU_MS = snap('SNAP_THREAD_CPU_MS');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');
@@ -135,6 +141,7 @@ export const WIN_TREE_ROOT_ALIVE = win('WIN_TREE_ROOT_ALIVE');
 export const WIN_TREE_SAMPLES = win('WIN_TREE_SAMPLES');
 export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
 export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
+export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
@@ -151,7 +158,7 @@ export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
 export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
 
-// native/sampler.h TimelineColumn
+// native/timeline.h TimelineColumn
 const tl = layout('TimelineColumn');
 export const TL_TIME_MS = tl('TL_TIME_MS');
 export const TL_RSS_BYTES = tl('TL_RSS_BYTES');

@@ -86,7 +86,7 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     ['Wall clock time', fmtS(u.wallTimeMs)],
     ['User time', fmtS(u.cpuUserMs)],
     ['System time', fmtS(u.cpuSystemMs)],
-    ['CPU', `${u.cpuPercent.toFixed(0)} %`],
+    ['CPU', u.cpuPercent === null ? 'n/a' : `${u.cpuPercent.toFixed(0)} %`],
     [
       'Maximum resident set size',
       `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}` +

@@ -20,7 +20,7 @@ import {
   SP_USER_MS,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
-import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
+import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 import { rangeError, typeError } from './errors';
 
@@ -117,6 +117,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
           ? treePeakSampled
           : Math.max(treePeakSampled, maxRssBytes);
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
+  const rate = cpuRate(cpuTimeMs, wallTimeMs);
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   return {
@@ -126,7 +127,11 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
+    cpuPercent: rate.cpuPercent,
+    cpuPercentReason: rate.cpuPercentReason,
+    // Another process's CPU: the calling thread's clock says nothing about it.
+    threadCpuMs: null,
+    samplerCpuMs: 0,
     rssStartBytes: rssFirst ?? 0,
     rssEndBytes: rssEnd ?? 0,
     peakRssBytes: treePeak ?? 0,
@@ -225,7 +230,8 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    return processUsage(this.pid, { start: w.start, end, stats, timeline: null, maxHwmComm: null }, null);
+    const closed = { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null };
+    return processUsage(this.pid, closed, null);
   }
 
   /** Stops tracking and returns the usage; again, the same usage. */

@@ -1,5 +1,5 @@
 import { describe } from './options';
-import { cpuPercent } from './usage';
+import { cpuRate } from './usage';
 import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
@@ -37,7 +37,11 @@ export interface UsageRecord {
   cpu_user_seconds: number;
   cpu_system_seconds: number;
   cpu_time_seconds: number;
-  cpu_percent: number;
+  /** null for a window shorter than the CPU clock's resolution; cpu_percent_reason says why. */
+  cpu_percent: number | null;
+  cpu_percent_reason: string | null;
+  /** The measuring thread's own CPU (see README "Concurrency"); null where it was not measured. */
+  thread_cpu_seconds: number | null;
   peak_memory_bytes: number;
   peak_memory_mb: number;
   peak_memory_source: 'hwm' | 'sampled' | 'endpoints';
@@ -182,6 +186,8 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
+  const rate = cpuRate(cpuTimeMs, wall);
+  const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -190,7 +196,9 @@ export function toRecord(usage: ResourceUsage): UsageRecord {
     cpu_user_seconds: round(user / 1000, 6),
     cpu_system_seconds: round(sys / 1000, 6),
     cpu_time_seconds: round(cpuTimeMs / 1000, 6),
-    cpu_percent: round(cpuPercent(cpuTimeMs, wall), 2),
+    cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
+    cpu_percent_reason: rate.cpuPercentReason,
+    thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
     peak_memory_bytes: Math.round(peak),
     peak_memory_mb: toMiB(peak),
     peak_memory_source: source,
