@@ -87,6 +87,7 @@ describe('lifecycle', () => {
     const out = lastJson(r.stdout);
     expect(out.available).toBe(false);
     expect(out.reason).toBe('could not start the GPU thread: Resource temporarily unavailable');
+    expect(out.reasonCode).toBe('GPU_THREAD_START_FAILED');
     expect(out.wall).toBeGreaterThanOrEqual(0);
   });
 

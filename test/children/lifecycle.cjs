@@ -112,7 +112,7 @@ else if (which === 'gpu-thread-start-fails') {
     const tm = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
     const info = tm.gpuInfo();
     const { usage } = tm.measureSync(() => 1);
-    parentPort.postMessage({ available: info.available, reason: info.reason, wall: usage.wallTimeMs });`;
+    parentPort.postMessage({ available: info.available, reason: info.reason, reasonCode: info.reasonCode, wall: usage.wallTimeMs });`;
   const w = new Worker(src, { eval: true });
   w.on('message', (m) => console.log(JSON.stringify(m)));
   w.on('error', (e) => { console.error(e); process.exit(1); });
