@@ -87,6 +87,32 @@ if (mode === 'costs') {
   }
   console.log(JSON.stringify({ callbackUs: median(cb), otelCollectUs: median(sdk), promCollectUs: median(promCollect), promScrapeUs: median(scrape), gpus: tm.snapshot().gpus.length }));
   process.exit(0);
+} else if (mode === 'costly') {
+  // Process lists that cost 5 ms per call (the fake's delay): the interval they get, the share of time the GPU thread
+  // spends in NVML, and a 200 ms device-memory spike inside a 3 s window.
+  const scenario = process.env.FAKE_NVML_SCENARIO;
+  const base = readFileSync(scenario, 'utf8') + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n';
+  const put = (text) => { writeFileSync(scenario + '.tmp', text); renameSync(scenario + '.tmp', scenario); };
+  put(base);
+  sleep(300);
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+  await new Promise((r) => setTimeout(r, 1400));
+  put(base + '\ndev0.used=42949672960\n');
+  await new Promise((r) => setTimeout(r, 200));
+  put(base);
+  await new Promise((r) => setTimeout(r, 1400));
+  const u = t.stop();
+  const g = u.gpus[0];
+  console.log(JSON.stringify({
+    gpuSampleIntervalMs: u.gpuSampleIntervalMs,
+    gpuProcessSampleIntervalMs: u.gpuProcessSampleIntervalMs,
+    gpuSamples: u.gpuSamples,
+    processSamples: g.processSamples,
+    spikeCaught: g.memoryUsedPeakBytes === 42949672960,
+    listShare: (g.processSamples * 5) / u.wallTimeMs,
+    wallMs: u.wallTimeMs,
+  }));
+  process.exit(0);
 } else if (mode === 'hang') {
   const scenario = process.env.FAKE_NVML_SCENARIO;
   const base = readFileSync(scenario, 'utf8');

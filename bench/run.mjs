@@ -68,6 +68,35 @@ console.log('\n| ratio | target | met |\n|---|---|---|');
 for (const [a, b, ok] of targets) console.log(`| ${a} | ${b} | ${ok ? 'yes' : 'NO'} |`);
 if (sink === 0.5) console.log(sink);
 
+// The measurement does not measure itself (issue 10): what the RSS sampler thread costs per second of an idle window
+// at intervals 1, 10 and 100 ms (no GPU), beside the floor of a C thread that only sleeps and preads statm at the same
+// interval (measured in the same run: on a virtual machine a timed wake-up alone costs tens of µs); and what an idle
+// 10 s window at the default interval reports as the task's CPU (the sampler's own CPU is left out).
+{
+  const noGpu = { ...process.env, TASKMETER_DISABLE_GPU: '1' };
+  const runCase = (interval, ms) =>
+    JSON.parse(execFileSync(process.execPath, [join(here, 'sampler-cpu.mjs'), String(interval), String(ms)], { env: noGpu }).toString().trim().split('\n').pop());
+  let sleepFloor = null;
+  const tmp2 = mkdtempSync(join(tmpdir(), 'taskmeter-bench-floor-'));
+  try {
+    sleepFloor = join(tmp2, 'sleep-floor');
+    execFileSync('cc', ['-O2', '-o', sleepFloor, join(here, 'sleep-floor.c'), '-lpthread']);
+  } catch {
+    sleepFloor = null;
+  }
+  console.log('\nSampler self-cost (no GPU; idle window of 3 s per case, fresh process each):\n');
+  console.log('| sampleIntervalMs | sampler CPU | per sample | C floor (sleep + pread) | sampler / floor | window cpuTimeMs (3 s idle) | target ≤ 1 ms/s at 10 ms |\n|---:|---:|---:|---:|---:|---:|---|');
+  for (const interval of [1, 10, 100]) {
+    const c = runCase(interval, 3000);
+    const f = sleepFloor ? Number(execFileSync(sleepFloor, [String(interval), '3000']).toString()) : NaN;
+    const met = interval === 10 ? (c.samplerCpuMsPerSec <= 1 ? 'yes' : 'NO') : '—';
+    console.log(`| ${interval} | ${c.samplerCpuMsPerSec.toFixed(2)} ms/s | ${c.samplerUsPerSample.toFixed(1)} µs | ${Number.isFinite(f) ? f.toFixed(2) + ' ms/s' : 'n/a'} | ${Number.isFinite(f) ? (c.samplerCpuMsPerSec / f).toFixed(2) + '×' : 'n/a'} | ${c.windowCpuTimeMs.toFixed(2)} ms | ${met} |`);
+  }
+  rmSync(tmp2, { recursive: true, force: true });
+  const idle = runCase(10, 10000);
+  console.log(`\nIdle 10 s window (await, default 10 ms interval): cpuTimeMs ${idle.windowCpuTimeMs.toFixed(2)} ms (the sampler's ${idle.ownCpuMs.toFixed(2)} ms left out; threadCpuMs ${idle.windowThreadCpuMs.toFixed(2)} ms) — target ≈ 0 ms: ${idle.windowCpuTimeMs < 10 ? 'yes' : 'NO'}`);
+}
+
 // GPU (issue 3): the same calls with the fake NVML loaded (two GPUs, a process list with this process in it), and a
 // process-list call that hangs for 3 s.
 try {
@@ -81,6 +110,8 @@ try {
   const costs = JSON.parse(execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop());
   const exp = JSON.parse(execFileSync(process.execPath, [child, 'exporters'], { env }).toString().trim().split('\n').pop());
   const cpu = [1, 10].map((ms) => JSON.parse(execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env }).toString().trim().split('\n').pop()));
+  const costly = JSON.parse(execFileSync(process.execPath, [child, 'costly'], { env }).toString().trim().split('\n').pop());
+  writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864,777:5000\ndev0.util=50\n');
   const hangOut = execFileSync(process.execPath, [child, 'hang'], { env }).toString().trim().split('\n').pop();
   const exited = Date.now();
   const hang = JSON.parse(hangOut);
@@ -95,7 +126,11 @@ try {
   console.log(`| exporters: our OpenTelemetry batch callback, one collection | ${exp.callbackUs.toFixed(1)} µs | < 50 µs | ${exp.callbackUs < 50 ? 'yes' : 'NO'} |`);
   console.log(`| exporters: OpenTelemetry SDK collect() with taskmeter's instruments | ${exp.otelCollectUs.toFixed(1)} µs | — | — |`);
   console.log(`| exporters: Prometheus collection, get() of every taskmeter metric (their collect() callbacks) | ${exp.promCollectUs.toFixed(1)} µs | < 50 µs | ${exp.promCollectUs < 50 ? 'yes' : 'NO'} |`);
-  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 15 metrics incl. 5 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
+  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 16 metrics incl. 6 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
+  console.log(`| process-list call costing 5 ms (fake delay): its reading interval | ${costly.gpuProcessSampleIntervalMs.toFixed(0)} ms (${costly.processSamples} list readings in ${(costly.wallMs / 1000).toFixed(1)} s) | ≥ 125 × cost (≤ 0.8% of a core) | ${costly.gpuProcessSampleIntervalMs >= 625 ? 'yes' : 'NO'} |`);
+  console.log(`| … time in process-list calls | ${(costly.listShare * 100).toFixed(2)} % | ≤ 1 % | ${costly.listShare <= 0.01 ? 'yes' : 'NO'} |`);
+  console.log(`| … device memory still read every | ${costly.gpuSampleIntervalMs.toFixed(0)} ms (${costly.gpuSamples} readings) | window's pace (10 ms → 20 ms floor) | ${costly.gpuSampleIntervalMs <= 25 ? 'yes' : 'NO'} |`);
+  console.log(`| … 200 ms device-memory spike caught | ${costly.spikeCaught} | true | ${costly.spikeCaught ? 'yes' : 'NO'} |`);
   for (const c of cpu) {
     const total = Object.values(c.perSecMs).reduce((a, b) => a + b, 0);
     const parts = Object.entries(c.perSecMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');

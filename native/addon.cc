@@ -10,6 +10,7 @@
 #include <string>
 
 #include "errors.h"
+#include "nvml/cuda_order.h"
 #include "proc/proc.h"
 #include "sampler.h"
 #include "spawn.h"
@@ -33,13 +34,31 @@ Napi::Float64Array Float64Out(const Napi::CallbackInfo& info, size_t index, size
   return arr;
 }
 
-bool WindowId(const Napi::CallbackInfo& info, uint32_t* id) {
-  if (info.Length() < 1 || !info[0].IsNumber()) {
+// Window ids are integers below 2^53 (native/sampler.h, L6): exact in a JS number.
+bool WindowId(const Napi::CallbackInfo& info, uint64_t* id) {
+  double d = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d))) {
     ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected a window id");
     return false;
   }
-  *id = info[0].As<Napi::Number>().Uint32Value();
+  *id = static_cast<uint64_t>(d);
   return true;
+}
+
+// No C++ exception may cross into N-API (it would reach std::terminate): every exported function runs inside this.
+// What it catches (std::bad_alloc, std::system_error from a thread start) becomes a JS Error with a code.
+template <typename Fn>
+Napi::Value Guarded(const Napi::CallbackInfo& info, Fn fn) {
+  const char* what = "unknown exception";
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  Napi::Env env = info.Env();
+  ThrowCodeError(env, ErrorKind::kError, "ERR_TASKMETER_NATIVE", std::string("taskmeter: native error: ") + what);
+  return env.Undefined();
 }
 
 // "WinTreeRssBytes" → "WIN_TREE_RSS_BYTES": the name src/binding.ts uses for kWinTreeRssBytes.
@@ -78,6 +97,7 @@ constexpr const char* kSpawnStageNames[] = TASKMETER_ENUM_NAMES(TASKMETER_SPAWN_
 constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_REASONS);
 constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
 constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
+constexpr const char* kPowerSourceNames[] = TASKMETER_ENUM_NAMES(TASKMETER_POWER_SOURCES);
 static_assert(sizeof(kSnapshotSlotNames) / sizeof(char*) == proc::kSnapshotSlots, "SnapshotSlot list");
 static_assert(sizeof(kWindowSlotNames) / sizeof(char*) == kWindowSlots, "WindowSlot list");
 static_assert(sizeof(kTimelineColumnNames) / sizeof(char*) == kTimelineColumns, "TimelineColumn list");
@@ -98,6 +118,7 @@ Napi::Object Layouts(Napi::Env env) {
   o.Set("ProcReason", LayoutMap(env, kProcReasonNames));
   o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
   o.Set("GpuState", LayoutMap(env, kGpuStateNames));
+  o.Set("PowerSource", LayoutMap(env, kPowerSourceNames));
   return o;
 }
 
@@ -174,28 +195,42 @@ struct SpawnWaitState {
 std::atomic<int> SpawnWaitState::live{0};
 
 class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
+  using Method = Napi::Value (TaskmeterAddon::*)(const Napi::CallbackInfo&);
+  template <Method M>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return Guarded(info, [&] { return (this->*M)(info); });
+  }
+
  public:
   TaskmeterAddon(Napi::Env env, Napi::Object exports) {
-    Sampler::Instance().Retain();
+    // Retain never throws (a thread that cannot start is reported through gpuInfo()); the guard is for bad_alloc.
+    // The GPU thread's environment is read here, on this environment's JS thread: it never calls getenv itself (L8).
+    try {
+      Sampler::Instance().Retain(nvml::ReadEnv());
+      retained_ = true;
+    } catch (...) {
+    }
     DefineAddon(exports, {
-        InstanceMethod("snapshot", &TaskmeterAddon::Snapshot),
-        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::BindSnapshotBuffer),
-        InstanceMethod("snapshotBound", &TaskmeterAddon::SnapshotBound),
-        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::BindWindowBuffer),
-        InstanceMethod("windowOpen", &TaskmeterAddon::WindowOpen),
-        InstanceMethod("windowSetPids", &TaskmeterAddon::WindowSetPids),
-        InstanceMethod("windowRead", &TaskmeterAddon::WindowRead),
-        InstanceMethod("windowConfigure", &TaskmeterAddon::WindowConfigure),
-        InstanceMethod("windowTimeline", &TaskmeterAddon::WindowTimeline),
-        InstanceMethod("spawn", &TaskmeterAddon::SpawnCommand),
-        InstanceMethod("spawnPending", &TaskmeterAddon::SpawnPending),
+        InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
+        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
+        InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
+        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
+        InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
+        InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
+        InstanceMethod("windowRead", &TaskmeterAddon::G<&TaskmeterAddon::WindowRead>),
+        InstanceMethod("windowConfigure", &TaskmeterAddon::G<&TaskmeterAddon::WindowConfigure>),
+        InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
+        InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
+        InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
         InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
         InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
-        InstanceMethod("windowClose", &TaskmeterAddon::WindowClose),
-        InstanceMethod("samplerState", &TaskmeterAddon::SamplerState),
-        InstanceMethod("gpuWait", &TaskmeterAddon::GpuWait),
-        InstanceMethod("gpuInfo", &TaskmeterAddon::GpuInfo),
-        InstanceMethod("nvmlErrorText", &TaskmeterAddon::NvmlErrorText),
+        InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
+        InstanceMethod("samplerState", &TaskmeterAddon::G<&TaskmeterAddon::SamplerState>),
+        InstanceMethod("gpuWait", &TaskmeterAddon::G<&TaskmeterAddon::GpuWait>),
+        InstanceMethod("gpuInfo", &TaskmeterAddon::G<&TaskmeterAddon::GpuInfo>),
+        InstanceMethod("nvmlErrorText", &TaskmeterAddon::G<&TaskmeterAddon::NvmlErrorText>),
+        InstanceMethod("testHook", &TaskmeterAddon::G<&TaskmeterAddon::TestHook>),
+        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::G<&TaskmeterAddon::CudaVisibleUuids>),
         InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
         InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
         InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
@@ -207,8 +242,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // Runs at environment teardown (worker exit, main-thread shutdown). Safe at any stage: closing no windows and
   // releasing a sampler that never started are no-ops.
   ~TaskmeterAddon() {
-    Sampler::Instance().CloseOwnedBy(this);
-    Sampler::Instance().Release();
+    try {
+      Sampler::Instance().CloseOwnedBy(this);
+      if (retained_) Sampler::Instance().Release();
+    } catch (...) {  // a destructor is noexcept: an escaping exception would be std::terminate
+    }
   }
 
  private:
@@ -216,7 +254,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Float64Array out = Float64Out(info, 0, proc::kSnapshotSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    proc::ReadSelf(out.Data());
+    // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
+    bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
+    proc::ReadSelf(out.Data(), thread_cpu);
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -272,17 +312,17 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       snap = Float64Out(info, 1, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
-    uint32_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
+    uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
     if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data);  // the process slots only: a window's endpoints need no GPU cache
+      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
     }
-    return Napi::Number::New(info.Env(), id);
+    return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
 
   Napi::Value WindowSetPids(const Napi::CallbackInfo& info) {
-    uint32_t id;
+    uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     if (info.Length() < 2 || !info[1].IsArray()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected an array of pids");
@@ -302,7 +342,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   // windowConfigure(id, rootPid, baselineExisting, descendants, timeline)
   Napi::Value WindowConfigure(const Napi::CallbackInfo& info) {
-    uint32_t id;
+    uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     uint32_t root = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
     auto flag = [&](size_t i) { return info.Length() > i && info[i].ToBoolean().Value(); };
@@ -311,7 +351,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   // windowTimeline(id) → { points: Float64Array, maxHwmComm } (moves the points out), or null.
   Napi::Value WindowTimeline(const Napi::CallbackInfo& info) {
-    uint32_t id;
+    uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     std::vector<double> points;
     std::string comm;
@@ -389,7 +429,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   }
 
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {
-    uint32_t id;
+    uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
@@ -399,14 +439,14 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
   // windowClose(id, out[, endSnapshot]): the same into explicit buffers.
   Napi::Value WindowClose(const Napi::CallbackInfo& info) {
-    uint32_t id;
+    uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     if (info.Length() == 1) {
       if (snap_.data == nullptr || win_.data == nullptr) {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
-      proc::ReadSelf(snap_.data);
+      proc::ReadSelf(snap_.data, true);
       return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
@@ -415,19 +455,42 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
-      proc::ReadSelf(snap.Data());
+      proc::ReadSelf(snap.Data(), true);
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }
 
   Bound snap_;
   Bound win_;
+  bool retained_ = false;
 
   Napi::Value SamplerState(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("openWindows", static_cast<double>(Sampler::Instance().OpenCount()));
     o.Set("threadRunning", Sampler::Instance().ThreadRunning());
+    std::string err = Sampler::Instance().ThreadError();
+    o.Set("threadError", err.empty() ? info.Env().Null() : Napi::Value(Napi::String::New(info.Env(), err)));
+    o.Set("ownCpuMs", Sampler::Instance().OwnCpuMs());
     return o;
+  }
+
+  // testHook(name, value): for the tests only. "nextWindowId": the id the next window gets; "failThreadStarts": the
+  // next n thread starts fail as they do under a pids limit.
+  Napi::Value TestHook(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "testHook(name, value)");
+      return info.Env().Undefined();
+    }
+    std::string name = info[0].As<Napi::String>().Utf8Value();
+    double v = info[1].As<Napi::Number>().DoubleValue();
+    if (name == "nextWindowId" && v >= 1 && v <= 9007199254740991.0) {
+      Sampler::Instance().SetNextIdForTest(static_cast<uint64_t>(v));
+    } else if (name == "failThreadStarts" && v >= 0 && v <= 1000) {
+      Sampler::Instance().FailThreadStartsForTest(static_cast<int>(v));
+    } else {
+      ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_INVALID_ARG_VALUE", "testHook: unknown hook or value");
+    }
+    return info.Env().Undefined();
   }
 
   // gpuWait(timeoutMs): blocks at most timeoutMs for GPU detection; true when it has finished.
@@ -443,6 +506,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   Napi::Value NvmlErrorText(const Napi::CallbackInfo& info) {
     int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 999;
     return Napi::String::New(info.Env(), nvml::Describe(code));
+  }
+
+  // cudaVisibleUuids() → CUDA's visible devices' UUIDs (32 hex digits) in CUDA's order. Only the CUDA-order helper
+  // process calls it (native/nvml/cuda_order.h): cuInit in the measured process would add a CUDA context's cost.
+  Napi::Value CudaVisibleUuids(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* lib = std::getenv("TASKMETER_CUDA_LIBRARY");
+    std::vector<std::string> uuids;
+    std::string why;
+    if (!nvml::CudaVisibleUuids(lib ? lib : "", &uuids, &why)) {
+      ThrowCodeError(env, ErrorKind::kError, "ERR_TASKMETER_CUDA", why);
+      return env.Undefined();
+    }
+    Napi::Array out = Napi::Array::New(env, uuids.size());
+    for (size_t i = 0; i < uuids.size(); i++) out[i] = Napi::String::New(env, uuids[i]);
+    return out;
   }
 
   // What detection found (strings kept from detection; no NVML call here).
@@ -462,6 +541,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     o.Set("ownPidNamespace", g.own_pid_namespace);
     o.Set("processListVersion", g.process_list_version);
     o.Set("processEntryBytes", static_cast<double>(g.process_entry_stride));
+    static const char* const kPidMatch[] = {"host", "translated", "list-only", "foreign"};
+    o.Set("pidMatch", kPidMatch[g.pid_match >= 0 && g.pid_match < 4 ? g.pid_match : 3]);
+    o.Set("deviceOrder", g.device_order.empty() ? "PCI_BUS_ID" : g.device_order);
+    o.Set("deviceOrderCertain", g.device_order_certain);
+    o.Set("deviceOrderNote", str_or_null(g.device_order_note));
     Napi::Array devices = Napi::Array::New(env, g.devices.size());
     for (size_t i = 0; i < g.devices.size(); i++) {
       const auto& d = g.devices[i];
@@ -471,6 +555,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       dev.Set("name", d.name);
       dev.Set("memoryTotalBytes", d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes))
                                                              : env.Null());
+      if (d.mig) {
+        Napi::Object mig = Napi::Object::New(env);
+        mig.Set("parentIndex", d.nvml_index);
+        mig.Set("parentUuid", d.parent_uuid);
+        mig.Set("parentName", d.parent_name);
+        mig.Set("index", d.mig_index);
+        auto id = [&](unsigned v) { return v == nvml::kNoInstanceId ? env.Null() : Napi::Value(Napi::Number::New(env, v)); };
+        mig.Set("gpuInstanceId", id(d.gpu_instance_id));
+        mig.Set("computeInstanceId", id(d.compute_instance_id));
+        dev.Set("mig", mig);
+      } else {
+        dev.Set("mig", env.Null());
+      }
+      dev.Set("accountingMode", d.mig ? env.Null() : d.accounting < 0 ? Napi::Value(Napi::String::New(env, "unsupported"))
+                                        : Napi::Value(Napi::String::New(env, d.accounting ? "enabled" : "disabled")));
+      dev.Set("powerInstant", d.power_instant);
       devices[i] = dev;
     }
     o.Set("devices", devices);

@@ -5,10 +5,24 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// Generated or downloaded folders (see .gitignore): `.runtimes` holds test:ports' wine prefix, whose drive links loop.
 const skip = new Set([
-  'node_modules', 'dist', 'build', 'build-cmake', 'build-asan', 'prebuilds', '.git', '.device',
-  // made by npm run test:ports / prebuild:cross / test:runtimes (a Wine prefix links to / itself)
-  '.runtimes', 'ports-results', 'build-linux-arm64', 'build-win32-x64', 'build-win32', '.deps', 'coverage',
+  'node_modules',
+  'dist',
+  'build',
+  'build-cmake',
+  'build-asan',
+  'build-tsan',
+  'build-win32',
+  'build-win32-x64',
+  'build-linux-arm64',
+  'prebuilds',
+  '.git',
+  '.device',
+  '.deps',
+  '.runtimes',
+  'ports-results',
+  'coverage',
 ]);
 const text = /\.(c|cc|h|ts|mts|cts|js|mjs|cjs|json|md|sh|yml|yaml|gyp|txt)$|^run$/;
 
@@ -16,7 +30,7 @@ function* files(dir) {
   for (const name of readdirSync(dir)) {
     if (skip.has(name) || name === 'package-lock.json' || name === 'test-results.json') continue;
     const p = join(dir, name);
-    const st = lstatSync(p); // symbolic links are not followed
+    const st = lstatSync(p); // never follows a symbolic link
     if (st.isDirectory()) yield* files(p);
     else if (st.isFile() && text.test(name)) yield p;
   }

@@ -87,10 +87,16 @@ try {
   }
   rmSync(join(stage, 'node_modules'));
   rmSync(join(stage, 'build'), { recursive: true, force: true });
-  const tgz = join(work, sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
+  // --ignore-scripts: the stage is an unpacked tarball with dist/ already built; prepack's scripts/ are not in it.
+  const packArgs = ['pack', '--silent', '--ignore-scripts', '--pack-destination', work];
+  const tgz = join(work, sh('npm', packArgs, { cwd: stage }).trim().split('\n').pop());
   const listing = sh('tar', ['-tzf', tgz]).split('\n').filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
-  const wanted = ['linux-x64/taskmeter.glibc.node', 'linux-x64/taskmeter.glibc-exec', ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`))];
+  const wanted = [
+    'linux-x64/taskmeter.glibc.node',
+    'linux-x64/taskmeter.glibc-exec',
+    ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`)),
+  ];
   for (const want of wanted) {
     if (!listing.includes(`package/prebuilds/${want}`)) failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }

@@ -29,6 +29,15 @@ const env = {
 };
 // Not test/soak.test.ts: it measures RSS growth, which ASan's allocator (quarantine, metadata) changes by design;
 // it runs without sanitizers in npm test, and its native paths run here through the other files.
-const files = ['test/core.test.ts', 'test/gpu.test.ts', 'test/lifecycle.test.ts', 'test/cli.test.ts', 'test/exporters.test.ts', 'test/properties.test.ts', 'test/process-tree.test.ts'];
+const files = [
+  'test/core.test.ts',
+  'test/gpu.test.ts',
+  'test/lifecycle.test.ts',
+  'test/churn.test.ts',
+  'test/cli.test.ts',
+  'test/exporters.test.ts',
+  'test/properties.test.ts',
+  'test/process-tree.test.ts',
+];
 run(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], env);
 console.log('test:asan: clean (AddressSanitizer + UndefinedBehaviorSanitizer)');

@@ -12,7 +12,8 @@ const { buildFakeNvml } = await import(join(root, 'test/fixtures/fake-nvml/build
 const lib = buildFakeNvml().full;
 const dir = mkdtempSync(join(tmpdir(), 'taskmeter-valgrind-'));
 const scenario = join(dir, 'scenario.txt');
-writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864\ndev0.util=30\n');
+// dev1 in MIG mode with one slice, accounting and per-process utilization on dev0: the issue-12 paths too
+writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864\ndev0.util=30\ndev0.accounting=1\ndev0.acct=self:67108864\ndev0.putil=self:10:5\ndev0.mps=77:1000\ndev1.mig=1\nmig0.parent=1\nmig0.procs=self:1048576\n');
 const xml = join(dir, 'memcheck.xml');
 const args = [
   '--tool=memcheck',

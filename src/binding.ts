@@ -13,7 +13,28 @@ export interface NativeGpuInfo {
   ownPidNamespace: boolean;
   processListVersion: number;
   processEntryBytes: number;
-  devices: { index: number; uuid: string; name: string; memoryTotalBytes: number | null }[];
+  pidMatch: 'host' | 'translated' | 'list-only' | 'foreign';
+  deviceOrder: 'PCI_BUS_ID' | 'FASTEST_FIRST';
+  deviceOrderCertain: boolean;
+  deviceOrderNote: string | null;
+  devices: NativeGpuDevice[];
+}
+
+export interface NativeGpuDevice {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryTotalBytes: number | null;
+  mig: {
+    parentIndex: number;
+    parentUuid: string;
+    parentName: string;
+    index: number;
+    gpuInstanceId: number | null;
+    computeInstanceId: number | null;
+  } | null;
+  accountingMode: 'enabled' | 'disabled' | 'unsupported' | null;
+  powerInstant: boolean;
 }
 
 export interface NativeBinding {
@@ -24,7 +45,7 @@ export interface NativeBinding {
   /** Every shared layout and reason list: { List: { NAME: index } } (native/layout.h). */
   readonly layouts: Record<string, Record<string, number>>;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
-  snapshot(out: Float64Array): void;
+  snapshot(out: Float64Array, withThreadCpu?: boolean): void;
   /** Keeps `out` for snapshotBound(), windowOpen(interval) and windowClose(id) (the hot paths: no argument to
    *  unwrap). */
   bindSnapshotBuffer(out: Float64Array): void;
@@ -40,7 +61,12 @@ export interface NativeBinding {
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
-  samplerState(): { openWindows: number; threadRunning: boolean };
+  /** threadError: why the last sampler thread start failed (null if none did); ownCpuMs: CPU of taskmeter's own
+   *  threads since the addon was loaded. */
+  samplerState(): { openWindows: number; threadRunning: boolean; threadError: string | null; ownCpuMs: number };
+  /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
+   *  fail as they do under a pids limit). */
+  testHook(name: 'nextWindowId' | 'failThreadStarts', value: number): void;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
@@ -99,6 +125,7 @@ export const SNAP_CPU_SYSTEM_MS = snap('SNAP_CPU_SYSTEM_MS');
 export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
 export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
 export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
+export const SNAP_THREAD_CPU_MS = snap('SNAP_THREAD_CPU_MS');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');
@@ -120,6 +147,8 @@ export const WIN_TREE_ROOT_ALIVE = win('WIN_TREE_ROOT_ALIVE');
 export const WIN_TREE_SAMPLES = win('WIN_TREE_SAMPLES');
 export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
 export const WIN_TREE_INTERVAL_MS = win('WIN_TREE_INTERVAL_MS');
+export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
+export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
@@ -143,7 +172,7 @@ export const SPAWN_STAGE_CHDIR = stage('SPAWN_STAGE_CHDIR');
 export const SPAWN_STAGE_EXEC = stage('SPAWN_STAGE_EXEC');
 export const SPAWN_STAGE_THREAD = stage('SPAWN_STAGE_THREAD');
 
-// native/sampler.h TimelineColumn
+// native/timeline.h TimelineColumn
 const tl = layout('TimelineColumn');
 export const TL_TIME_MS = tl('TL_TIME_MS');
 export const TL_RSS_BYTES = tl('TL_RSS_BYTES');
@@ -162,6 +191,12 @@ export const GW_UTILIZATION_AVG_PERCENT = gw('GW_UTILIZATION_AVG_PERCENT');
 export const GW_PROCESS_REASON = gw('GW_PROCESS_REASON');
 export const GW_DEVICE_ERROR = gw('GW_DEVICE_ERROR');
 export const GW_ENERGY_REASON = gw('GW_ENERGY_REASON');
+export const GW_PROCESS_PEAK_FROM_ACCOUNTING = gw('GW_PROCESS_PEAK_FROM_ACCOUNTING');
+export const GW_PROCESS_UTIL_SM_PERCENT = gw('GW_PROCESS_UTIL_SM_PERCENT');
+export const GW_PROCESS_UTIL_MEM_PERCENT = gw('GW_PROCESS_UTIL_MEM_PERCENT');
+export const GW_PROCESS_UTIL_ERROR = gw('GW_PROCESS_UTIL_ERROR');
+export const GW_POWER_SOURCE = gw('GW_POWER_SOURCE');
+export const GW_PROCESS_SAMPLES = gw('GW_PROCESS_SAMPLES');
 
 // native/sampler.h GpuSnapshotSlot
 const gs = layout('GpuSnapshotSlot');
@@ -173,6 +208,7 @@ export const GS_POWER_WATTS = gs('GS_POWER_WATTS');
 export const GS_ENERGY_JOULES = gs('GS_ENERGY_JOULES');
 export const GS_AGE_MS = gs('GS_AGE_MS');
 export const GS_PROCESS_REASON = gs('GS_PROCESS_REASON');
+export const GS_POWER_SOURCE = gs('GS_POWER_SOURCE');
 
 // native/nvml/gpu.h ProcReason
 const procReason = layout('ProcReason');
@@ -183,12 +219,22 @@ export const PROC_CALL_FAILED = procReason('PROC_CALL_FAILED');
 export const PROC_MALFORMED = procReason('PROC_MALFORMED');
 export const PROC_NO_FUNCTION = procReason('PROC_NO_FUNCTION');
 export const PROC_NO_DATA = procReason('PROC_NO_DATA');
+export const PROC_NS_MEMORY_NOT_MATCHED = procReason('PROC_NS_MEMORY_NOT_MATCHED');
+export const PROC_HOST_PIDS = procReason('PROC_HOST_PIDS');
+export const PROC_ABSENCE_UNCERTAIN = procReason('PROC_ABSENCE_UNCERTAIN');
 
-// native/sampler.h EnergyReason
+// native/gpu_window.h EnergyReason
 const energyReason = layout('EnergyReason');
 export const ENERGY_OK = energyReason('ENERGY_OK');
 export const ENERGY_NO_SOURCE = energyReason('ENERGY_NO_SOURCE');
 export const ENERGY_COUNTER_BACKWARDS = energyReason('ENERGY_COUNTER_BACKWARDS');
+export const ENERGY_MIG = energyReason('ENERGY_MIG');
+
+// native/nvml/gpu.h PowerSource
+const powerSource = layout('PowerSource');
+export const POWER_NONE = powerSource('POWER_NONE');
+export const POWER_INSTANT = powerSource('POWER_INSTANT');
+export const POWER_AVERAGE = powerSource('POWER_AVERAGE');
 
 export const packageRoot = join(__dirname, '..');
 

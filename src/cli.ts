@@ -122,7 +122,7 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     ['Wall clock time', fmtS(u.wallTimeMs)],
     ['User time', fmtS(u.cpuUserMs)],
     ['System time', fmtS(u.cpuSystemMs)],
-    ['CPU', `${u.cpuPercent.toFixed(0)} %`],
+    ['CPU', u.cpuPercent === null ? 'n/a' : `${u.cpuPercent.toFixed(0)} %`],
     [
       'Maximum resident set size',
       `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}` +
@@ -153,7 +153,20 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
       `utilization ${g.utilizationAvgPercent === null ? 'n/a' : `${g.utilizationAvgPercent.toFixed(0)} %`}`,
     ];
     if (g.error) parts.push(`error: ${g.error}`);
-    rows.push([`GPU ${g.index} ${g.name}`, parts.join(', ')]);
+    const label = g.mig
+      ? `GPU ${g.index} MIG ${g.mig.gpuInstanceId ?? '?'}/${g.mig.computeInstanceId ?? '?'} ${g.name}`
+      : `GPU ${g.index} ${g.name}`;
+    rows.push([label, parts.join(', ')]);
+  }
+  if (u.gpus.length > 0) {
+    const util = u.gpuProcessUtilizationPercent;
+    const why = u.gpus.find((g) => g.processUtilizationReason !== null)?.processUtilizationReason;
+    rows.push([
+      'GPU own utilization',
+      util === null
+        ? `n/a (${why ?? 'no reading'})`
+        : `${util.toFixed(0)} % SM (the command's processes, mean over the run)`,
+    ]);
   }
   if (u.gpuStale) rows.push(['GPU data', `stale: ${u.gpuStaleReason}`]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;

@@ -21,6 +21,12 @@ export type TaskmeterErrorCode =
   | 'ERR_TASKMETER_WINDOW_CLOSED'
   /** The addon was called without the buffers bound at load (internal). */
   | 'ERR_TASKMETER_NO_BUFFER'
+  /** A C++ exception caught at the N-API boundary (out of memory, a thread that could not start…); never a crash. */
+  | 'ERR_TASKMETER_NATIVE'
+  /** The CUDA driver library could not list CUDA's devices (the CUDA-order helper process only). */
+  | 'ERR_TASKMETER_CUDA'
+  /** measureSync(fn) where fn returned a promise (TypeError; the error carries `usage`). */
+  | 'ERR_TASKMETER_ASYNC_FN'
   | 'ERR_TRACKER_NOT_STARTED'
   | 'ERR_TRACKER_RUNNING';
 
@@ -30,7 +36,7 @@ export type CodedError<E extends Error = Error> = E & { code: string };
 export function codedError<E extends Error>(
   Kind: new (message: string) => E,
   message: string,
-  code: TaskmeterErrorCode | NodeJS.ErrnoException['code'] & string,
+  code: TaskmeterErrorCode | (NodeJS.ErrnoException['code'] & string),
 ): CodedError<E> {
   const e = new Kind(message) as CodedError<E>;
   e.code = code;

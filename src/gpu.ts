@@ -9,6 +9,13 @@ import {
   GS_PROCESS_MEMORY_BYTES,
   GS_PROCESS_REASON,
   GS_UTILIZATION_PERCENT,
+  GS_POWER_SOURCE,
+  GW_POWER_SOURCE,
+  GW_PROCESS_PEAK_FROM_ACCOUNTING,
+  GW_PROCESS_SAMPLES,
+  GW_PROCESS_UTIL_ERROR,
+  GW_PROCESS_UTIL_MEM_PERCENT,
+  GW_PROCESS_UTIL_SM_PERCENT,
   GW_DEVICE_ERROR,
   GW_ENERGY_JOULES,
   GW_ENERGY_REASON,
@@ -18,8 +25,15 @@ import {
   GW_PROCESS_REASON,
   GW_UTILIZATION_AVG_PERCENT,
   ENERGY_COUNTER_BACKWARDS,
+  ENERGY_MIG,
   ENERGY_NO_SOURCE,
   ENERGY_OK,
+  POWER_AVERAGE,
+  POWER_INSTANT,
+  POWER_NONE,
+  PROC_ABSENCE_UNCERTAIN,
+  PROC_HOST_PIDS,
+  PROC_NS_MEMORY_NOT_MATCHED,
   PROC_CALL_FAILED,
   PROC_MALFORMED,
   PROC_NO_DATA,
@@ -27,16 +41,37 @@ import {
   PROC_NOT_AVAILABLE,
   PROC_OK,
   PROC_PID_NAMESPACE,
+  expectedLayouts,
   native,
+  NativeGpuDevice,
   NativeGpuInfo,
 } from './binding';
 
 export interface GpuDevice {
-  /** NVML's index of the device (CUDA_VISIBLE_DEVICES may show a subset, in its own order). */
+  /** NVML's index of the device — for a MIG slice, its parent's (CUDA_VISIBLE_DEVICES may show a subset). */
   index: number;
+  /** GPU-… for a whole GPU, MIG-… for a MIG slice. */
   uuid: string;
   name: string;
+  /** For a MIG slice: the slice's own memory, not the parent's. */
   memoryTotalBytes: number | null;
+  /** A MIG slice (a device of its own): its parent GPU and instance ids; null for a whole GPU. */
+  mig: {
+    parentIndex: number;
+    parentUuid: string;
+    parentName: string;
+    /** The slice's index under its parent (nvmlDeviceGetMigDeviceHandleByIndex). */
+    index: number;
+    gpuInstanceId: number | null;
+    computeInstanceId: number | null;
+  } | null;
+  /** Accounting mode ('enabled': exact per-process GPU memory peaks); null for a MIG slice. */
+  accountingMode: 'enabled' | 'disabled' | 'unsupported' | null;
+  /** What gpuInfo() advises about accounting mode, or null. */
+  accountingHint: string | null;
+  /** Which power this device reports: 'instant' (NVML_FI_DEV_POWER_INSTANT) or 'average' (nvmlDeviceGetPowerUsage,
+   *  a 1-second average on Ampere and newer); null for a MIG slice (no power of its own). */
+  powerReported: 'instant' | 'average' | null;
 }
 
 /** What taskmeter found of the GPUs. */
@@ -59,6 +94,21 @@ export interface GpuInfo {
   /** Which process-list call version the library offers (3, 2, 1; 0 none) and the entry size read. */
   processListVersion: number;
   processEntryBytes: number;
+  /** Why per-process GPU memory cannot be attributed, or null. */
+  processAttributionReason: string | null;
+  /** The reason's stable code, the name of native/nvml/gpu.h's ProcReason: PROC_NO_FUNCTION, PROC_PID_NAMESPACE,
+   *  PROC_NS_MEMORY_NOT_MATCHED; null when attributable. */
+  processAttributionReasonCode: 'PROC_NO_FUNCTION' | 'PROC_PID_NAMESPACE' | 'PROC_NS_MEMORY_NOT_MATCHED' | null;
+  /** How NVML's PIDs relate to ours: 'host' (same PID namespace), 'translated' (a container on a driver ≥ 565.57,
+   *  checked at run time), 'list-only' (a container on 535.113–565.56: PIDs translated, memory not), 'foreign'. */
+  pidMatch: 'host' | 'translated' | 'list-only' | 'foreign';
+  /** CUDA_DEVICE_ORDER as CUDA applies it ('FASTEST_FIRST' is CUDA's default). */
+  deviceOrder: 'PCI_BUS_ID' | 'FASTEST_FIRST';
+  /** False when CUDA's numbering of these GPUs is unknown (different models with FASTEST_FIRST, and asking libcuda in
+   *  a helper process failed): bare indexes in CUDA_VISIBLE_DEVICES are then not resolved to a guess (see
+   *  deviceOrderNote). */
+  deviceOrderCertain: boolean;
+  deviceOrderNote: string | null;
 }
 
 /** Latest cached values of one GPU, as the GPU thread last read them (never an NVML call on the JS thread). */
@@ -66,6 +116,8 @@ export interface GpuSnapshot {
   index: number;
   uuid: string;
   name: string;
+  /** A MIG slice's parent and instance ids (see GpuDevice.mig); null for a whole GPU. */
+  mig: GpuDevice['mig'];
   memoryUsedBytes: number | null;
   memoryTotalBytes: number | null;
   /** GPU memory of this process (compute and graphics lists); null when it cannot be attributed (see reason). */
@@ -77,6 +129,10 @@ export interface GpuSnapshot {
   energyJoules: number | null;
   /** How old these values are, ms. */
   ageMs: number | null;
+  /** Which power powerWatts is: 'instant' or 'average' (1 s average on Ampere and newer); null without power. */
+  powerSource: 'instant' | 'average' | null;
+  /** Why utilization, power and energy are null on this device (a MIG slice), or null. */
+  deviceMetricsReason: string | null;
 }
 
 /** What one GPU did during a window. */
@@ -84,6 +140,7 @@ export interface GpuUsage {
   index: number;
   uuid: string;
   name: string;
+  mig: GpuDevice['mig'];
   memoryUsedPeakBytes: number | null;
   processMemoryPeakBytes: number | null;
   processMemoryEndBytes: number | null;
@@ -91,6 +148,17 @@ export interface GpuUsage {
   energyJoules: number | null;
   energyReason: string | null;
   utilizationAvgPercent: number | null;
+  /** Why utilizationAvgPercent is null, or a caveat about it (windows shorter than the driver's sample period). */
+  utilizationNote: string | null;
+  /** 'accounting': the driver's exact maximum (accounting mode), 'sampled': the largest process-list reading. */
+  processMemoryPeakSource: 'accounting' | 'sampled' | null;
+  /** The window's pids' SM (and memory-controller) utilization of this GPU, mean over the window's readings. */
+  processSmUtilizationPercent: number | null;
+  processMemoryUtilizationPercent: number | null;
+  processUtilizationReason: string | null;
+  /** Process-list readings inside the window (they are paced by their cost, see gpuProcessSampleIntervalMs). */
+  processSamples: number;
+  powerSource: 'instant' | 'average' | null;
   /** A device-wide failure seen in the window (e.g. the GPU fell off the bus), else null. */
   error: string | null;
 }
@@ -107,13 +175,38 @@ const PROCESS_REASONS: Record<number, string | null> = {
     'NVML returned a malformed process list (pid 0, memory above the device total or an impossible count); discarded',
   [PROC_NO_FUNCTION]: 'this NVML library has no process-list function',
   [PROC_NO_DATA]: 'no GPU reading yet',
+  [PROC_NS_MEMORY_NOT_MATCHED]:
+    'this process is in its own PID namespace (a container) and the driver (535.113 to 565.56) translates the ' +
+    "process list's PIDs but not their memory; drivers from 565.57 on attribute it",
+  [PROC_HOST_PIDS]:
+    "this process is in its own PID namespace and a PID in NVML's process list does not exist here: the driver " +
+    'reports host PIDs, which cannot be matched to this process',
+  [PROC_ABSENCE_UNCERTAIN]:
+    'this process is in no NVML process list, but that does not prove 0 bytes here (no MPS client list from this ' +
+    'driver, a MIG slice, or Windows WDDM)',
+};
+const MIG_METRICS =
+  "a MIG slice has no utilization, power or energy of its own in NVML; the parent GPU's figures are not the slice's";
+const POWER_SOURCES: Record<number, 'instant' | 'average' | null> = {
+  [POWER_NONE]: null,
+  [POWER_INSTANT]: 'instant',
+  [POWER_AVERAGE]: 'average',
 };
 const ENERGY_REASONS: Record<number, string | null> = {
   [ENERGY_OK]: null,
   [ENERGY_NO_SOURCE]: 'the GPU reports neither an energy counter nor power draw',
   [ENERGY_COUNTER_BACKWARDS]:
     'the energy counter went backwards (driver reload?); that stretch was integrated from power draw instead',
+  [ENERGY_MIG]: MIG_METRICS,
 };
+
+// ProcReason index → its name (the stable code), from the layout list in binding.ts.
+function procReasonCode(index: number): GpuInfo['processAttributionReasonCode'] {
+  for (const [name, i] of Object.entries(expectedLayouts.ProcReason)) {
+    if (i === index) return name as GpuInfo['processAttributionReasonCode'];
+  }
+  return null;
+}
 
 const num = (v: number): number | null => (Number.isFinite(v) && v >= 0 ? v : null);
 
@@ -130,7 +223,7 @@ native.gpuWait(detectTimeoutMs());
 let nativeInfo: NativeGpuInfo = native.gpuInfo();
 
 /** The devices the GPU thread reads, in the order of the cached slots. Re-read while detection is pending. */
-export function gpuDevices(): NativeGpuInfo['devices'] {
+export function gpuDevices(): NativeGpuDevice[] {
   if (nativeInfo.state === 'pending') nativeInfo = native.gpuInfo();
   return nativeInfo.state === 'ready' ? nativeInfo.devices : [];
 }
@@ -143,6 +236,15 @@ export function gpuInfo(): GpuInfo {
   if (nativeInfo.state === 'pending') nativeInfo = native.gpuInfo();
   const i = nativeInfo;
   const available = i.state === 'ready' && i.devices.length > 0;
+  const attribution = !available
+    ? PROC_OK
+    : i.processListVersion === 0
+      ? PROC_NO_FUNCTION
+      : i.pidMatch === 'foreign'
+        ? PROC_PID_NAMESPACE
+        : i.pidMatch === 'list-only'
+          ? PROC_NS_MEMORY_NOT_MATCHED
+          : PROC_OK;
   return {
     available,
     reason: available ? null : (i.reason ?? 'no GPU'),
@@ -150,15 +252,40 @@ export function gpuInfo(): GpuInfo {
     library: i.library,
     driverVersion: i.driverVersion,
     nvmlVersion: i.nvmlVersion,
-    devices: available ? i.devices.map((d) => ({ ...d })) : [],
+    devices: available ? i.devices.map(publicDevice) : [],
     pending: i.state === 'pending',
-    processAttribution: available && !i.ownPidNamespace && i.processListVersion > 0,
+    processAttribution: available && (i.pidMatch === 'host' || i.pidMatch === 'translated') && i.processListVersion > 0,
+    processAttributionReason: PROCESS_REASONS[attribution] ?? null,
+    processAttributionReasonCode: attribution === PROC_OK ? null : procReasonCode(attribution),
+    pidMatch: i.pidMatch,
     processListVersion: i.processListVersion,
     processEntryBytes: i.processEntryBytes,
+    deviceOrder: i.deviceOrder,
+    deviceOrderCertain: i.deviceOrderCertain,
+    deviceOrderNote: i.deviceOrderNote,
   };
 }
 
-export function gpuSnapshotsFrom(buf: Float64Array, offset: number, devices: NativeGpuInfo['devices']): GpuSnapshot[] {
+function publicDevice(d: NativeGpuDevice): GpuDevice {
+  return {
+    index: d.index,
+    uuid: d.uuid,
+    name: d.name,
+    memoryTotalBytes: d.memoryTotalBytes,
+    mig: d.mig ? { ...d.mig } : null,
+    accountingMode: d.accountingMode,
+    accountingHint:
+      d.accountingMode === 'disabled'
+        ? 'accounting mode is off: per-process GPU memory peaks are sampled. An administrator can enable exact ' +
+          'peaks with `nvidia-smi -am 1` (add `-i <index>` for one GPU; it persists until reboot)'
+        : d.accountingMode === 'unsupported'
+          ? 'this GPU or driver does not support accounting mode: per-process GPU memory peaks are sampled'
+          : null,
+    powerReported: d.mig ? null : d.powerInstant ? 'instant' : 'average',
+  };
+}
+
+export function gpuSnapshotsFrom(buf: Float64Array, offset: number, devices: NativeGpuDevice[]): GpuSnapshot[] {
   const out: GpuSnapshot[] = [];
   for (let i = 0; i < devices.length; i++) {
     const o = offset + i * native.GPU_SNAPSHOT_SLOTS;
@@ -168,20 +295,23 @@ export function gpuSnapshotsFrom(buf: Float64Array, offset: number, devices: Nat
       index: d.index,
       uuid: d.uuid,
       name: d.name,
+      mig: d.mig ? { ...d.mig } : null,
       memoryUsedBytes: num(buf[o + GS_MEMORY_USED_BYTES]),
       memoryTotalBytes: num(buf[o + GS_MEMORY_TOTAL_BYTES]),
       processMemoryBytes: proc,
       processMemoryReason: proc === null ? (PROCESS_REASONS[buf[o + GS_PROCESS_REASON]] ?? 'no GPU reading yet') : null,
       utilizationPercent: num(buf[o + GS_UTILIZATION_PERCENT]),
       powerWatts: num(buf[o + GS_POWER_WATTS]),
-      energyJoules: num(buf[o + GS_ENERGY_JOULES]),
+      energyJoules: d.mig ? null : num(buf[o + GS_ENERGY_JOULES]),
       ageMs: num(buf[o + GS_AGE_MS]),
+      powerSource: POWER_SOURCES[buf[o + GS_POWER_SOURCE]] ?? null,
+      deviceMetricsReason: d.mig ? MIG_METRICS : null,
     });
   }
   return out;
 }
 
-export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: NativeGpuInfo['devices']): GpuUsage[] {
+export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: NativeGpuDevice[]): GpuUsage[] {
   const out: GpuUsage[] = [];
   for (let i = 0; i < devices.length; i++) {
     const o = offset + i * native.GPU_WINDOW_SLOTS;
@@ -194,6 +324,7 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
       index: d.index,
       uuid: d.uuid,
       name: d.name,
+      mig: d.mig ? { ...d.mig } : null,
       memoryUsedPeakBytes: num(buf[o + GW_MEMORY_USED_PEAK_BYTES]),
       processMemoryPeakBytes: procPeak,
       processMemoryEndBytes: num(buf[o + GW_PROCESS_MEMORY_END_BYTES]),
@@ -207,8 +338,28 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
       energyReason:
         ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
       utilizationAvgPercent: num(buf[o + GW_UTILIZATION_AVG_PERCENT]),
+      utilizationNote: d.mig ? MIG_METRICS : null,
+      processMemoryPeakSource:
+        procPeak === null ? null : buf[o + GW_PROCESS_PEAK_FROM_ACCOUNTING] === 1 ? 'accounting' : 'sampled',
+      processSmUtilizationPercent: num(buf[o + GW_PROCESS_UTIL_SM_PERCENT]),
+      processMemoryUtilizationPercent: num(buf[o + GW_PROCESS_UTIL_MEM_PERCENT]),
+      processUtilizationReason: processUtilReason(
+        buf[o + GW_PROCESS_UTIL_SM_PERCENT],
+        buf[o + GW_PROCESS_UTIL_ERROR],
+        d,
+      ),
+      processSamples: buf[o + GW_PROCESS_SAMPLES] || 0,
+      powerSource: d.mig ? null : (POWER_SOURCES[buf[o + GW_POWER_SOURCE]] ?? null),
       error: err > 0 ? native.nvmlErrorText(err) : null,
     });
   }
   return out;
+}
+
+function processUtilReason(sm: number, err: number, d: NativeGpuDevice): string | null {
+  if (Number.isFinite(sm)) return null;
+  if (d.mig) return 'NVML has no per-process utilization for a MIG slice';
+  if (err === 13) return 'this NVML library has no nvmlDeviceGetProcessUtilization';
+  if (err > 0) return `nvmlDeviceGetProcessUtilization failed: ${native.nvmlErrorText(err)}`;
+  return 'no recent process-list reading (they are paced by their cost)';
 }

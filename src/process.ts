@@ -22,7 +22,7 @@ import {
   SPAWN_STAGE_THREAD,
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
-import { buildUsage, cpuPercent, ResourceUsage, WindowStats } from './usage';
+import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
 import { rangeError, typeError } from './errors';
 
@@ -138,6 +138,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
           ? treePeakSampled
           : Math.max(treePeakSampled, maxRssBytes);
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
+  const rate = cpuRate(cpuTimeMs, wallTimeMs);
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   // The window's own figures (base) describe this process; only the tree's are kept.
@@ -149,7 +150,11 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
+    cpuPercent: rate.cpuPercent,
+    cpuPercentReason: rate.cpuPercentReason,
+    // Another process's CPU: the calling thread's clock says nothing about it.
+    threadCpuMs: null,
+    samplerCpuMs: 0,
     rssStartBytes: rssFirst,
     rssEndBytes: rssEnd,
     peakRssBytes: treePeak,
@@ -248,7 +253,8 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    return processUsage(this.pid, { start: w.start, end, stats, timeline: null, maxHwmComm: null }, null);
+    const closed = { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null };
+    return processUsage(this.pid, closed, null);
   }
 
   /** Stops tracking and returns the usage; again, the same usage. */

@@ -1,12 +1,12 @@
 import { describe } from './options';
-import { cpuPercent } from './usage';
+import { cpuRate } from './usage';
 import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
 import { rangeError, typeError } from './errors';
 import type { ProcessUsage } from './process';
 
-export const RECORD_SCHEMA_VERSION = 1;
+export const RECORD_SCHEMA_VERSION = 2;
 
 export interface GpuRecord {
   index: number;
@@ -20,6 +20,12 @@ export interface GpuRecord {
   process_memory_reason: string | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
+  /** A MIG slice: its parent GPU's index (null for a whole GPU). */
+  mig_parent_index: number | null;
+  process_memory_peak_source: 'accounting' | 'sampled' | null;
+  process_sm_utilization_percent: number | null;
+  process_memory_utilization_percent: number | null;
+  power_source: 'instant' | 'average' | null;
   error: string | null;
 }
 
@@ -32,7 +38,11 @@ export interface UsageRecord {
   cpu_user_seconds: number;
   cpu_system_seconds: number;
   cpu_time_seconds: number;
-  cpu_percent: number;
+  /** null for a window shorter than the CPU clock's resolution; cpu_percent_reason says why. */
+  cpu_percent: number | null;
+  cpu_percent_reason: string | null;
+  /** The measuring thread's own CPU (see README "Concurrency"); null where it was not measured. */
+  thread_cpu_seconds: number | null;
   /** null only for a tracked process or command that nothing measured (see the schema) */
   peak_memory_bytes: number | null;
   peak_memory_mb: number | null;
@@ -44,12 +54,14 @@ export interface UsageRecord {
   samples: number;
   sample_interval_ms: number | null;
   gpu_available: boolean;
-  /** Why there is no GPU reading (no driver, disabled…); null when a GPU is available. */
-  gpu_reason?: string | null;
   gpu_memory_peak_bytes: number | null;
   gpu_memory_peak_mb: number | null;
-  gpu_memory_peak_source: 'process' | 'device' | null;
+  gpu_memory_peak_source: 'accounting' | 'process' | 'device' | null;
   gpu_energy_joules: number | null;
+  gpu_process_utilization_percent: number | null;
+  gpu_process_sample_interval_ms: number | null;
+  /** Why no GPU is in the record (no driver, disabled, CUDA's device order cannot be established…), or null. */
+  gpu_reason: string | null;
   gpu_stale: boolean;
   gpus: GpuRecord[];
   /** Process tracking (trackProcess, measureCommand, the CLI) only: */
@@ -115,6 +127,15 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     process_memory_reason: strOrNull(o.processMemoryReason),
     energy_joules: energy === null ? null : round(energy, 3),
     utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
+    mig_parent_index:
+      o.mig !== null && typeof o.mig === 'object' && Number.isInteger((o.mig as { parentIndex?: unknown }).parentIndex)
+        ? (o.mig as { parentIndex: number }).parentIndex
+        : null,
+    process_memory_peak_source:
+      proc === null ? null : o.processMemoryPeakSource === 'accounting' ? 'accounting' : 'sampled',
+    process_sm_utilization_percent: numOrNull(o, 'processSmUtilizationPercent', where, 100),
+    process_memory_utilization_percent: numOrNull(o, 'processMemoryUtilizationPercent', where, 100),
+    power_source: o.powerSource === 'instant' || o.powerSource === 'average' ? o.powerSource : null,
     error: strOrNull(o.error),
   };
 }
@@ -164,11 +185,15 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   const gpuPeak = numOrNull(u, 'gpuMemoryPeakBytes', 'usage');
   const energies = gpus.map((g) => g.energy_joules).filter((e): e is number => e !== null);
   const peakSource =
-    u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device' ? u.gpuMemoryPeakSource : null;
+    u.gpuMemoryPeakSource === 'accounting' || u.gpuMemoryPeakSource === 'process' || u.gpuMemoryPeakSource === 'device'
+      ? u.gpuMemoryPeakSource
+      : null;
+  const info = gpuInfo();
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
   const cpuTimeMs = user + sys;
-  const gpuAvailable = gpus.length > 0 || gpuInfo().available;
+  const rate = cpuRate(cpuTimeMs, wall);
+  const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -177,7 +202,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     cpu_user_seconds: round(user / 1000, 6),
     cpu_system_seconds: round(sys / 1000, 6),
     cpu_time_seconds: round(cpuTimeMs / 1000, 6),
-    cpu_percent: round(cpuPercent(cpuTimeMs, wall), 2),
+    cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
+    cpu_percent_reason: rate.cpuPercentReason,
+    thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
     peak_memory_bytes: intOrNull(peak),
     peak_memory_mb: mibOrNull(peak),
     peak_memory_source: peak === null ? null : source,
@@ -187,13 +214,21 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     rss_end_mb: mibOrNull(rssEnd),
     samples: Math.round(samples),
     sample_interval_ms: interval,
-    gpu_available: gpuAvailable,
-    gpu_reason: gpuAvailable ? null : (gpuInfo().reason ?? null),
+    gpu_available: gpus.length > 0 || info.available,
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
     gpu_memory_peak_mb: mibOrNull(gpuPeak),
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
-    gpu_energy_joules: energies.length > 0 ? round(energies.reduce((a, b) => a + b, 0), 3) : null,
+    gpu_energy_joules:
+      energies.length > 0
+        ? round(
+            energies.reduce((a, b) => a + b, 0),
+            3,
+          )
+        : null,
     gpu_stale: u.gpuStale === true,
+    gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
+    gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
+    gpu_reason: gpus.length > 0 ? null : info.reason,
     gpus: gpus.map(zeroes),
     ...processFields(u),
   });

@@ -1,7 +1,7 @@
 import { describe, MeasureOptions, resolveMeasureOptions } from './options';
 import { ResourceUsage } from './usage';
 import { Window } from './window';
-import { typeError } from './errors';
+import { codedError, typeError } from './errors';
 
 export interface TrackerError extends Error {
   code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
@@ -87,8 +87,7 @@ function attachUsage(err: unknown, usage: ResourceUsage): void {
 }
 
 function checkFn(where: string, fn: unknown): void {
-  if (typeof fn !== 'function')
-    throw typeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
+  if (typeof fn !== 'function') throw typeError(`taskmeter: ${where}(fn): fn must be a function, got ${describe(fn)}`);
 }
 
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
@@ -103,7 +102,27 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
     attachUsage(err, w.close());
     throw err;
   }
-  return { result, usage: w.close() };
+  const usage = w.close();
+  if (isThenable(result)) {
+    // It would measure only the creation of the promise (microseconds) and hand the promise back as a result.
+    const e = codedError(
+      TypeError,
+      'taskmeter: measureSync(fn): fn returned a promise, so only its creation was measured; ' +
+        'use `await measure(fn)` to measure until it settles',
+      'ERR_TASKMETER_ASYNC_FN',
+    );
+    attachUsage(e, usage);
+    throw e;
+  }
+  return { result, usage };
+}
+
+function isThenable(v: unknown): boolean {
+  return (
+    v !== null &&
+    (typeof v === 'object' || typeof v === 'function') &&
+    typeof (v as { then?: unknown }).then === 'function'
+  );
 }
 
 /**

@@ -2,6 +2,7 @@ import {
   native,
   WIN_GPU_FROM_CACHE,
   WIN_GPU_INTERVAL_MS,
+  WIN_GPU_PROCESS_INTERVAL_MS,
   WIN_GPU_SAMPLES,
   WIN_GPU_STALE_MS,
   WIN_TREE_CPU_SYSTEM_MS,
@@ -20,12 +21,14 @@ import {
   SNAP_EPOCH_MS,
   SNAP_PEAK_RSS_BYTES,
   SNAP_RSS_BYTES,
+  WIN_SAMPLER_CPU_MS,
   SNAP_TIME_MS,
   SNAP_VMS_BYTES,
   WIN_INTERVAL_MS,
   WIN_MAX_RSS_BYTES,
   WIN_SAMPLES,
 } from './binding';
+import { availableParallelism, cpus } from 'node:os';
 import { describe } from './options';
 import type { Timeline } from './timeline';
 import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
@@ -42,7 +45,10 @@ export interface Snapshot {
   cpuSystemMs: number;
   rssBytes: number;
   vmsBytes: number;
-  /** Process-lifetime peak RSS (the kernel's high-water mark). */
+  /**
+   * Process-lifetime peak RSS: the kernel's high-water mark, or the current RSS where that is higher (the kernel
+   * updates its mark lazily, so it can lag the current value by a few pages). Never below rssBytes.
+   */
   peakRssBytes: number;
   gpus: GpuSnapshot[];
 }
@@ -60,8 +66,19 @@ export interface ResourceUsage {
   cpuUserMs: number;
   cpuSystemMs: number;
   cpuTimeMs: number;
-  /** cpuTimeMs / wallTimeMs × 100 (can exceed 100 with several threads busy); 0 for a zero-length window. */
-  cpuPercent: number;
+  /**
+   * cpuTimeMs / wallTimeMs × 100 (can exceed 100 with several threads busy, never cores × 100). null, with
+   * cpuPercentReason saying why, for a window shorter than the CPU clock's resolution (CPU_CLOCK_RESOLUTION_MS).
+   */
+  cpuPercent: number | null;
+  cpuPercentReason: string | null;
+  /**
+   * CPU time of the calling thread alone during the window, ms: what this thread (the main thread, or this worker)
+   * used, unlike cpuTimeMs, which is the whole process's and so includes other threads and concurrent windows.
+   */
+  threadCpuMs: number | null;
+  /** CPU taskmeter's own sampler threads used during the window, ms: left out of cpuTimeMs. 0 without a sampler. */
+  samplerCpuMs: number;
   rssStartBytes: number;
   rssEndBytes: number;
   peakRssBytes: number;
@@ -80,7 +97,14 @@ export interface ResourceUsage {
    * attributed, of the devices' used-memory peaks ('device'); null without GPU data.
    */
   gpuMemoryPeakBytes: number | null;
-  gpuMemoryPeakSource: 'process' | 'device' | null;
+  gpuMemoryPeakSource: 'accounting' | 'process' | 'device' | null;
+  /** This process's (or the tracked tree's) SM utilization of the GPUs, mean over GPUs that report it and over the
+   *  window's readings (nvmlDeviceGetProcessUtilization); null where no GPU reports it
+   *  (see gpus[].processUtilizationReason). */
+  gpuProcessUtilizationPercent: number | null;
+  /** The effective interval of the process-list readings (process memory, per-process utilization), ms: paced by
+   *  what the calls cost, separately from the device readings; null without a GPU. */
+  gpuProcessSampleIntervalMs: number | null;
   /** Energy of all GPUs in the window, J (null without GPU data). */
   gpuEnergyJoules: number | null;
   /** GPU readings inside the window; 0 for a short window, whose GPU values are then the latest reading. */
@@ -94,30 +118,37 @@ export interface ResourceUsage {
   timeline?: Timeline;
 }
 
-// The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes).
-let snapBuf = new Float64Array(native.SNAPSHOT_SLOTS);
-native.bindSnapshotBuffer(snapBuf);
-let winBuf = new Float64Array(native.WINDOW_SLOTS);
-native.bindWindowBuffer(winBuf);
+// The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes). They live on
+// the addon's exports object, which Node loads once per thread: a second copy of this module in the same thread (a
+// test runner's or a bundler's module graph) must write into the same buffers, or each would read the other's binding.
+type Bound = { snap: Float64Array; win: Float64Array };
+const holder = native as unknown as { __taskmeterBound?: Bound };
+if (!holder.__taskmeterBound) {
+  const b: Bound = { snap: new Float64Array(native.SNAPSHOT_SLOTS), win: new Float64Array(native.WINDOW_SLOTS) };
+  native.bindSnapshotBuffer(b.snap);
+  native.bindWindowBuffer(b.win);
+  Object.defineProperty(holder, '__taskmeterBound', { value: b, enumerable: false });
+}
+const bound = holder.__taskmeterBound as Bound;
 
 /** The bound snapshot buffer, sized for the GPUs now known. */
 export function boundSnapshotBuffer(): Float64Array {
   const len = native.SNAPSHOT_SLOTS + gpuDevices().length * native.GPU_SNAPSHOT_SLOTS;
-  if (snapBuf.length !== len) {
-    snapBuf = new Float64Array(len);
-    native.bindSnapshotBuffer(snapBuf);
+  if (bound.snap.length !== len) {
+    bound.snap = new Float64Array(len);
+    native.bindSnapshotBuffer(bound.snap);
   }
-  return snapBuf;
+  return bound.snap;
 }
 
 /** The bound window buffer, sized for the GPUs now known. */
 export function boundWindowBuffer(): Float64Array {
   const len = windowBufferLength();
-  if (winBuf.length !== len) {
-    winBuf = new Float64Array(len);
-    native.bindWindowBuffer(winBuf);
+  if (bound.win.length !== len) {
+    bound.win = new Float64Array(len);
+    native.bindWindowBuffer(bound.win);
   }
-  return winBuf;
+  return bound.win;
 }
 
 /** Builds a Snapshot from a buffer the addon filled (slot order: native/proc/proc.h, then GPU slots). */
@@ -130,7 +161,7 @@ export function snapshotFrom(buf: Float64Array, withGpus = false): Snapshot {
     cpuSystemMs: buf[SNAP_CPU_SYSTEM_MS],
     rssBytes: buf[SNAP_RSS_BYTES],
     vmsBytes: buf[SNAP_VMS_BYTES],
-    peakRssBytes: buf[SNAP_PEAK_RSS_BYTES],
+    peakRssBytes: peakAtLeast(buf[SNAP_PEAK_RSS_BYTES], buf[SNAP_RSS_BYTES]),
     gpus: devices.length > 0 ? gpuSnapshotsFrom(buf, native.SNAPSHOT_SLOTS, devices) : [],
   };
 }
@@ -169,13 +200,73 @@ function checkSnapshot(name: string, s: unknown): Snapshot {
   return s as Snapshot;
 }
 
+// ---- The invariants every usage keeps, enforced here and only here (property-tested in test/properties.test.ts).
+
 /**
- * CPU time / wall time × 100. A window shorter than a microsecond has no meaningful rate: 0 (never Infinity).
+ * A peak is never below a value observed in its window or snapshot. NaN (unread) values do not count; the result is
+ * NaN only if every value is.
  */
-export function cpuPercent(cpuTimeMs: number, wallTimeMs: number): number {
-  if (!(wallTimeMs >= 0.001)) return 0;
+export function peakAtLeast(a: number, b: number, c = NaN, d = NaN): number {
+  // Fixed arity (no rest array): this runs on every snapshot and window end.
+  let m = a;
+  if (b > m || Number.isNaN(m)) m = b;
+  if (c > m || Number.isNaN(m)) m = c;
+  if (d > m || Number.isNaN(m)) m = d;
+  return m;
+}
+
+/**
+ * The resolution of the process CPU clock, ms. Linux and macOS bring the CPU time of other running threads up to
+ * date at scheduler ticks (up to 10 ms apart at HZ=100), Windows at the 15.625 ms timer tick: a window shorter than
+ * this can show CPU that another thread spent before it began.
+ */
+export const CPU_CLOCK_RESOLUTION_MS = process.platform === 'win32' ? 15.625 : 10;
+
+let coreCount = 0;
+/** The CPUs this process can run on at most (online CPUs; affinity can change, so the larger count). */
+export function cores(): number {
+  if (coreCount === 0) {
+    const online = cpus().length;
+    const affinity = typeof availableParallelism === 'function' ? availableParallelism() : 1;
+    coreCount = Math.max(1, online, affinity);
+  }
+  return coreCount;
+}
+
+/** cpuPercent and why it is null where it is. */
+export function cpuRate(
+  cpuTimeMs: number,
+  wallTimeMs: number,
+): { cpuPercent: number | null; cpuPercentReason: string | null } {
+  if (!(wallTimeMs >= CPU_CLOCK_RESOLUTION_MS)) {
+    return {
+      cpuPercent: null,
+      cpuPercentReason:
+        `the window (${Math.round(wallTimeMs * 1000) / 1000} ms) is shorter than the CPU clock's resolution ` +
+        `(${CPU_CLOCK_RESOLUTION_MS} ms)`,
+    };
+  }
   const p = (cpuTimeMs / wallTimeMs) * 100;
-  return Number.isFinite(p) ? p : 0;
+  const max = cores() * 100;
+  if (!Number.isFinite(p) || p < 0 || p > max) {
+    return {
+      cpuPercent: null,
+      cpuPercentReason:
+        `the CPU time (${+cpuTimeMs.toPrecision(3)} ms) is more than ${cores()} cores can use in ` +
+        `${+wallTimeMs.toPrecision(3)} ms: a clock step, not a rate`,
+    };
+  }
+  return { cpuPercent: p, cpuPercentReason: null };
+}
+
+/** CPU time / wall time × 100, or null (see cpuRate for why). */
+export function cpuPercent(cpuTimeMs: number, wallTimeMs: number): number | null {
+  return cpuRate(cpuTimeMs, wallTimeMs).cpuPercent;
+}
+
+/** The calling thread's CPU between two readings of the thread clock (window endpoints), or null if either is NaN. */
+export function threadCpuBetween(startMs: number, endMs: number): number | null {
+  return Number.isFinite(startMs) && Number.isFinite(endMs) ? Math.max(0, endMs - startMs) : null;
 }
 
 /** The sampler's record of one window (see native/sampler.h). */
@@ -203,6 +294,9 @@ export interface WindowStats {
   gpuSamples: number;
   gpuIntervalMs: number;
   gpuStaleMs: number;
+  gpuProcessIntervalMs: number;
+  /** CPU taskmeter's own threads used while the window was open, ms. */
+  samplerCpuMs: number;
   gpus: GpuUsage[];
 }
 
@@ -234,6 +328,8 @@ export function windowStats(buf: Float64Array): WindowStats {
     gpuSamples: buf[WIN_GPU_FROM_CACHE] === 1 ? 0 : buf[WIN_GPU_SAMPLES],
     gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
     gpuStaleMs: buf[WIN_GPU_STALE_MS],
+    gpuProcessIntervalMs: buf[WIN_GPU_PROCESS_INTERVAL_MS],
+    samplerCpuMs: buf[WIN_SAMPLER_CPU_MS] >= 0 ? buf[WIN_SAMPLER_CPU_MS] : 0,
     gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
   };
 }
@@ -253,10 +349,21 @@ type GpuSummary = Pick<
   | 'gpuSampleIntervalMs'
   | 'gpuStale'
   | 'gpuStaleReason'
+  | 'gpuProcessUtilizationPercent'
+  | 'gpuProcessSampleIntervalMs'
 >;
 
-function gpuSummary(win: WindowStats | null): GpuSummary {
-  const gpus = win ? win.gpus : [];
+function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
+  const gpus = (win ? win.gpus : []).map((g) =>
+    g.utilizationNote === null && g.utilizationAvgPercent !== null && wallMs < 1000
+      ? {
+          ...g,
+          utilizationNote:
+            "the driver's utilization covers its last sample period (1/6 s to 1 s), longer than this " +
+            `${Math.round(wallMs)} ms window: it includes time before the window opened`,
+        }
+      : g,
+  );
   if (gpus.length === 0) {
     return {
       gpus,
@@ -267,15 +374,27 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
       gpuSampleIntervalMs: null,
       gpuStale: false,
       gpuStaleReason: null,
+      gpuProcessUtilizationPercent: null,
+      gpuProcessSampleIntervalMs: null,
     };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
+  const anyAccounting = gpus.some((g) => g.processMemoryPeakSource === 'accounting');
+  const utils = gpus.map((g) => g.processSmUtilizationPercent).filter((v): v is number => v !== null);
   const devicePeak = sumOrNull(gpus.map((g) => g.memoryUsedPeakBytes));
   const stale = !!win && win.gpuStaleMs > 0;
   return {
     gpus,
     gpuMemoryPeakBytes: allProcess ? sumOrNull(gpus.map((g) => g.processMemoryPeakBytes)) : devicePeak,
-    gpuMemoryPeakSource: allProcess ? 'process' : devicePeak !== null ? 'device' : null,
+    gpuMemoryPeakSource: allProcess
+      ? anyAccounting
+        ? 'accounting'
+        : 'process'
+      : devicePeak !== null
+        ? 'device'
+        : null,
+    gpuProcessUtilizationPercent: utils.length > 0 ? utils.reduce((a, b) => a + b, 0) / utils.length : null,
+    gpuProcessSampleIntervalMs: win && Number.isFinite(win.gpuProcessIntervalMs) ? win.gpuProcessIntervalMs : null,
     gpuEnergyJoules: sumOrNull(gpus.map((g) => g.energyJoules)),
     gpuSamples: win ? win.gpuSamples : 0,
     gpuSampleIntervalMs: win && gpus.length > 0 && Number.isFinite(win.gpuIntervalMs) ? win.gpuIntervalMs : null,
@@ -288,11 +407,22 @@ function gpuSummary(win: WindowStats | null): GpuSummary {
 }
 
 /** Builds the usage of a window from its endpoint snapshots and, when it had one, the sampler's record. */
-export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | null): ResourceUsage {
+export function buildUsage(
+  start: Snapshot,
+  end: Snapshot,
+  win: WindowStats | null,
+  threadCpuMs: number | null = null,
+): ResourceUsage {
   // Clamp at 0: CPU counters and clocks are monotonic, but a user-made snapshot pair may round the other way.
   const wallTimeMs = Math.max(0, end.timeMs - start.timeMs);
-  const cpuUserMs = Math.max(0, end.cpuUserMs - start.cpuUserMs);
-  const cpuSystemMs = Math.max(0, end.cpuSystemMs - start.cpuSystemMs);
+  let cpuUserMs = Math.max(0, end.cpuUserMs - start.cpuUserMs);
+  let cpuSystemMs = Math.max(0, end.cpuSystemMs - start.cpuSystemMs);
+  // The measurement does not measure itself: the sampler threads' CPU in the window is left out. Their time is
+  // almost all system time (a pread and a futex wait per sample), so it comes off system time first.
+  const samplerCpuMs = win ? Math.min(win.samplerCpuMs, cpuUserMs + cpuSystemMs) : 0;
+  const fromSystem = Math.min(samplerCpuMs, cpuSystemMs);
+  cpuSystemMs -= fromSystem;
+  cpuUserMs = Math.max(0, cpuUserMs - (samplerCpuMs - fromSystem));
   const cpuTimeMs = cpuUserMs + cpuSystemMs;
   const endpointsMax = Math.max(start.rssBytes, end.rssBytes);
   let peakRssBytes: number;
@@ -300,22 +430,26 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
   const samples = win && Number.isFinite(win.maxRssBytes) ? win.samples : 0;
   if (end.peakRssBytes > start.peakRssBytes) {
     // The lifetime high-water mark rose inside the window, so the window holds the new mark: exact.
-    peakRssBytes = Math.max(end.peakRssBytes, endpointsMax);
+    peakRssBytes = peakAtLeast(end.peakRssBytes, endpointsMax, samples > 0 ? win!.maxRssBytes : NaN);
     peakRssSource = 'hwm';
   } else if (win && samples > 0) {
-    peakRssBytes = Math.max(win.maxRssBytes, endpointsMax);
+    peakRssBytes = peakAtLeast(win.maxRssBytes, endpointsMax);
     peakRssSource = 'sampled';
   } else {
     peakRssBytes = endpointsMax;
     peakRssSource = 'endpoints';
   }
-  const g = gpuSummary(win);
+  const g = gpuSummary(win, wallTimeMs);
+  const rate = cpuRate(cpuTimeMs, wallTimeMs);
   return {
     wallTimeMs,
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
-    cpuPercent: cpuPercent(cpuTimeMs, wallTimeMs),
+    cpuPercent: rate.cpuPercent, // fields written out, not spread: a spread makes a slow (dictionary) object
+    cpuPercentReason: rate.cpuPercentReason,
+    threadCpuMs,
+    samplerCpuMs,
     rssStartBytes: start.rssBytes,
     rssEndBytes: end.rssBytes,
     peakRssBytes,
@@ -332,12 +466,15 @@ export function buildUsage(start: Snapshot, end: Snapshot, win: WindowStats | nu
     gpuSampleIntervalMs: g.gpuSampleIntervalMs,
     gpuStale: g.gpuStale,
     gpuStaleReason: g.gpuStaleReason,
+    gpuProcessUtilizationPercent: g.gpuProcessUtilizationPercent,
+    gpuProcessSampleIntervalMs: g.gpuProcessSampleIntervalMs,
   };
 }
 
 /**
- * The usage between two snapshots. Without a sampler window the peak is exact when the process high-water mark rose
- * between them ('hwm'), else the larger endpoint ('endpoints').
+ * The usage between two snapshots (threadCpuMs is null: snapshots do not read the thread clock). Without a sampler
+ * window the peak is exact when the process high-water mark rose between them ('hwm'), else the larger endpoint
+ * ('endpoints').
  */
 export function usageBetween(start: Snapshot, end: Snapshot): ResourceUsage {
   checkSnapshot('start', start);

@@ -1,6 +1,6 @@
 // One measurement window: endpoint snapshots plus a sampler window for what happens in between. Shared by the
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
-import { native } from './binding';
+import { native, SNAP_THREAD_CPU_MS } from './binding';
 import { codedError } from './errors';
 import { Timeline, timelineFrom } from './timeline';
 import {
@@ -10,6 +10,7 @@ import {
   ResourceUsage,
   Snapshot,
   snapshotFrom,
+  threadCpuBetween,
   windowBufferLength,
   WindowStats,
   windowStats,
@@ -31,6 +32,8 @@ export interface ClosedWindow {
   stats: WindowStats | null;
   timeline: Timeline | null;
   maxHwmComm: string | null;
+  /** The calling thread's CPU in the window (its clock read at open and close), or null. */
+  threadCpuMs: number | null;
 }
 
 // A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
@@ -43,6 +46,7 @@ export class Window {
   readonly start: Snapshot;
   readonly id: number;
   readonly config: WindowConfig;
+  private readonly startThreadCpuMs: number;
   private closed = false;
 
   constructor(config: WindowConfig) {
@@ -50,6 +54,7 @@ export class Window {
     const snap = boundSnapshotBuffer();
     this.id = native.windowOpen(config.intervalMs);
     this.start = snapshotFrom(snap);
+    this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
     if (config.timeline || config.rootPid) {
       native.windowConfigure(
         this.id,
@@ -71,17 +76,21 @@ export class Window {
   }
 
   /** The stats so far, leaving the window open. */
-  read(): { end: Snapshot; stats: WindowStats | null } {
+  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null } {
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
-    native.snapshot(snap);
+    native.snapshot(snap, true);
     const buf = new Float64Array(windowBufferLength());
     const ok = native.windowRead(this.id, buf);
-    return { end: snapshotFrom(snap), stats: ok ? windowStats(buf) : null };
+    return {
+      end: snapshotFrom(snap),
+      stats: ok ? windowStats(buf) : null,
+      threadCpuMs: threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]),
+    };
   }
 
   peek(): ResourceUsage {
-    const { end, stats } = this.read();
-    return buildUsage(this.start, end, stats);
+    const { end, stats, threadCpuMs } = this.read();
+    return buildUsage(this.start, end, stats, threadCpuMs);
   }
 
   closeRaw(): ClosedWindow {
@@ -101,12 +110,20 @@ export class Window {
     const snap = boundSnapshotBuffer();
     const buf = boundWindowBuffer();
     const ok = native.windowClose(this.id);
-    return { start: this.start, end: snapshotFrom(snap), stats: ok ? windowStats(buf) : null, timeline, maxHwmComm };
+    const threadCpuMs = threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]);
+    return {
+      start: this.start,
+      end: snapshotFrom(snap),
+      stats: ok ? windowStats(buf) : null,
+      timeline,
+      maxHwmComm,
+      threadCpuMs,
+    };
   }
 
   close(): ResourceUsage {
     const c = this.closeRaw();
-    const usage = buildUsage(c.start, c.end, c.stats);
+    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs);
     if (c.timeline) usage.timeline = c.timeline;
     return usage;
   }

@@ -37,7 +37,14 @@ describe('one definition of every shared layout', () => {
     expect(native.layouts.GpuWindowSlot.GW_ENERGY_JOULES).toBeTypeOf('number');
     expect(native.layouts.SnapshotSlot.SNAP_PEAK_RSS_BYTES).toBeTypeOf('number');
     // Every C++ entry X(Name) in the headers appears in the export, derived 1:1.
-    const headers = ['native/sampler.h', 'native/proc/proc.h', 'native/spawn.h', 'native/nvml/gpu.h'];
+    const headers = [
+      'native/sampler.h',
+      'native/proc/proc.h',
+      'native/spawn.h',
+      'native/nvml/gpu.h',
+      'native/gpu_window.h',
+      'native/timeline.h',
+    ];
     const exported = new Set(Object.values(native.layouts).flatMap((m) => Object.keys(m)));
     for (const h of headers) {
       for (const m of readFileSync(join(root, h), 'utf8').matchAll(/^\s*X\((\w+)\)/gm)) {

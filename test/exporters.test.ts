@@ -15,7 +15,7 @@ function envWithGpu(): NodeJS.ProcessEnv {
   const scenario = join(work, 'scenario.txt');
   writeFileSync(
     scenario,
-    ['count=1', 'dev0.name=Fake H100', `dev0.uuid=${UUID}`, `dev0.total=${80 * 1024 * MiB}`, `dev0.used=${3 * 1024 * MiB}`, 'dev0.util=42', 'dev0.power_mw=275000', `dev0.procs=999:${MiB},self:${256 * MiB}`].join('\n'),
+    ['count=1', 'dev0.name=Fake H100', `dev0.uuid=${UUID}`, `dev0.total=${80 * 1024 * MiB}`, `dev0.used=${3 * 1024 * MiB}`, 'dev0.util=42', 'dev0.power_mw=275000', `dev0.procs=999:${MiB},self:${256 * MiB}`, 'dev0.putil=self:30:5,999:60:60'].join('\n'),
   );
   return gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
 }
@@ -58,6 +58,7 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
     expectMetric('taskmeter.task.memory.peak', 'By', HISTOGRAM);
     expectMetric('taskmeter.task.gpu.memory.peak', 'By', HISTOGRAM);
     expectMetric('taskmeter.task.gpu.energy', 'J', HISTOGRAM);
+    expectMetric('taskmeter.task.gpu.process.utilization', '1', HISTOGRAM);
 
     const modes = by['process.cpu.time'].points.map((p: any) => p.attributes['cpu.mode']).sort();
     expect(modes).toEqual(['system', 'user']);
@@ -75,6 +76,8 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
     expect(duration.value.count).toBe(1);
     expect(duration.value.sum).toBeGreaterThan(0.09);
     expect(by['taskmeter.task.gpu.memory.peak'].points[0].value.sum).toBe(256 * MiB);
+    // the task's own SM utilization (30 %), as a ratio, not the other process's 60 %
+    expect(by['taskmeter.task.gpu.process.utilization'].points[0].value.sum).toBeCloseTo(0.3, 6);
   });
 
   it('a GPU-less host exports no GPU series and raises no errors', async () => {
@@ -148,6 +151,8 @@ describe('Prometheus (taskmeter/prometheus)', () => {
     expect(one('taskmeter_gpu_energy_joules_total', { uuid: UUID })).toBeGreaterThan(0);
     expect(types.get('taskmeter_task_duration_seconds')).toBe('histogram');
     expect(one('taskmeter_task_duration_seconds_count', { task: 'sleep' })).toBe(1);
+    expect(types.get('taskmeter_task_gpu_process_utilization_ratio')).toBe('histogram');
+    expect(one('taskmeter_task_gpu_process_utilization_ratio_sum', { task: 'sleep' })).toBeCloseTo(0.3, 6);
     // prom-client's own default metrics are there too, under their names
     expect(types.get('process_cpu_seconds_total')).toBe('counter');
     expect(afterHasTaskmeter).toBe(false); // unregister() removed ours

@@ -86,7 +86,7 @@ describe('a fresh clone', () => {
         { cwd: app, env },
       );
       expect(esm.code, esm.stderr).toBe(0);
-      expect(JSON.parse(esm.stdout)).toEqual({ v: 1, otel: 'function' });
+      expect(JSON.parse(esm.stdout)).toEqual({ v: 2, otel: 'function' });
     },
     600_000,
   );

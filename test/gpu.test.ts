@@ -4,7 +4,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { debianNvml, fakeNvml, gpuEnv, lastJson, MiB, runChild, recordValidator, requireSystemTool } from './helpers';
+import {
+  debianNvml,
+  fakeNvml,
+  fakeNvmlDir,
+  gpuEnv,
+  lastJson,
+  MiB,
+  run,
+  runChild,
+  recordValidator,
+  requireSystemTool,
+} from './helpers';
 
 const validate = recordValidator();
 function expectValidRecord(rec: unknown): void {
@@ -64,9 +75,28 @@ describe('detection', () => {
       processEntryBytes: 24,
     });
     expect(info.devices).toEqual([
-      { index: 0, uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'Fake H100', memoryTotalBytes: 80 * 1024 * MiB },
-      { index: 1, uuid: 'GPU-99999999-8888-7777-6666-555555555555', name: 'Fake GPU 1'.replace('GPU 1', 'A100'), memoryTotalBytes: 80 * 1024 * MiB },
+      {
+        index: 0,
+        uuid: 'GPU-11111111-2222-3333-4444-555555555555',
+        name: 'Fake H100',
+        memoryTotalBytes: 80 * 1024 * MiB,
+        mig: null,
+        accountingMode: 'disabled',
+        accountingHint: expect.stringMatching(/nvidia-smi -am 1/),
+        powerReported: 'average',
+      },
+      {
+        index: 1,
+        uuid: 'GPU-99999999-8888-7777-6666-555555555555',
+        name: 'Fake A100',
+        memoryTotalBytes: 80 * 1024 * MiB,
+        mig: null,
+        accountingMode: 'disabled',
+        accountingHint: expect.stringMatching(/nvidia-smi -am 1/),
+        powerReported: 'average',
+      },
     ]);
+    expect(info).toMatchObject({ deviceOrder: 'FASTEST_FIRST', deviceOrderCertain: false, pidMatch: 'host' });
     expect(snap.gpus).toHaveLength(2);
     expect(snap.gpus[0]).toMatchObject({
       index: 0,
@@ -82,25 +112,26 @@ describe('detection', () => {
     expect(snap.gpus[1].processMemoryBytes).toBe(0); // not on that GPU: 0, a real answer
   });
 
-  const unavailable: [string, Record<string, string | undefined>, string | undefined, RegExp][] = [
-    ['driver not loaded', {}, 'init=9', /driver is not loaded/],
-    ['no permission', {}, 'init=4', /insufficient permissions/],
-    ['driver/library mismatch', {}, 'init=18', /version mismatch/],
-    ['no devices', {}, 'count=0', /no NVIDIA GPU/],
-    ['a required symbol missing', { variant: 'missing-required' }, undefined, /lacks required functions: nvmlDeviceGetHandleByIndex_v2/],
-    ['TASKMETER_DISABLE_GPU=1', { TASKMETER_DISABLE_GPU: '1' }, undefined, /disabled by TASKMETER_DISABLE_GPU/],
-    ['a relative TASKMETER_NVML_LIBRARY', { TASKMETER_NVML_LIBRARY: 'lib/libnvidia-ml.so.1' }, undefined, /must be an absolute path/],
-    ['a TASKMETER_NVML_LIBRARY that does not exist', { TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' }, undefined, /could not load TASKMETER_NVML_LIBRARY=\/nonexistent/],
-    ['CUDA_VISIBLE_DEVICES hiding every GPU', { CUDA_VISIBLE_DEVICES: '' }, undefined, /hides every GPU/],
-    ['CUDA_VISIBLE_DEVICES=-1', { CUDA_VISIBLE_DEVICES: '-1' }, undefined, /hides every GPU/],
+  const unavailable: [string, Record<string, string | undefined>, string | undefined, RegExp, string][] = [
+    ['driver not loaded', {}, 'init=9', /driver is not loaded/, 'NVML_ERROR_DRIVER_NOT_LOADED'],
+    ['no permission', {}, 'init=4', /insufficient permissions/, 'NVML_ERROR_NO_PERMISSION'],
+    ['driver/library mismatch', {}, 'init=18', /version mismatch/, 'NVML_ERROR_LIB_RM_VERSION_MISMATCH'],
+    ['no devices', {}, 'count=0', /no NVIDIA GPU/, 'GPU_NONE_FOUND'],
+    ['a required symbol missing', { variant: 'missing-required' }, undefined, /lacks required functions: nvmlDeviceGetHandleByIndex_v2/, 'NVML_LIBRARY_INCOMPLETE'],
+    ['TASKMETER_DISABLE_GPU=1', { TASKMETER_DISABLE_GPU: '1' }, undefined, /disabled by TASKMETER_DISABLE_GPU/, 'GPU_DISABLED'],
+    ['a relative TASKMETER_NVML_LIBRARY', { TASKMETER_NVML_LIBRARY: 'lib/libnvidia-ml.so.1' }, undefined, /must be an absolute path/, 'NVML_LIBRARY_PATH_NOT_ABSOLUTE'],
+    ['a TASKMETER_NVML_LIBRARY that does not exist', { TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' }, undefined, /could not load TASKMETER_NVML_LIBRARY=\/nonexistent/, 'NVML_LIBRARY_LOAD_FAILED'],
+    ['CUDA_VISIBLE_DEVICES hiding every GPU', { CUDA_VISIBLE_DEVICES: '' }, undefined, /hides every GPU/, 'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES'],
+    ['CUDA_VISIBLE_DEVICES=-1', { CUDA_VISIBLE_DEVICES: '-1' }, undefined, /hides every GPU/, 'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES'],
   ];
-  for (const [what, env, scenario, reason] of unavailable) {
-    it(`reports hasGpu=false with a reason: ${what}`, async () => {
+  for (const [what, env, scenario, reason, code] of unavailable) {
+    it(`reports hasGpu=false with a reason and its code: ${what}`, async () => {
       const { variant, ...rest } = env as Record<string, string | undefined> & { variant?: string };
       const { hasGpu, info, snap } = await gpuCase('info', { variant, env: rest, scenario: scenario ?? BASE });
       expect(hasGpu).toBe(false);
       expect(info.available).toBe(false);
       expect(info.reason).toMatch(reason);
+      expect(info.reasonCode).toBe(code);
       expect(info.devices).toEqual([]);
       expect(snap.gpus).toEqual([]);
       expect(snap.rssBytes).toBeGreaterThan(0);
@@ -114,20 +145,69 @@ describe('detection', () => {
       expect(hasGpu).toBe(false);
       expect(info.reason).toMatch(/libnvidia-ml\.so\.1/);
       expect(info.reason).toMatch(/\/usr\/lib\/wsl\/lib/);
+      expect(info.reasonCode).toBe('NVML_LIBRARY_NOT_FOUND');
     } else {
       // a machine with a real NVIDIA driver: detection must still have answered
       expect(typeof info.available).toBe('boolean');
     }
   });
 
-  it('honours CUDA_VISIBLE_DEVICES by index and by UUID (prefix)', async () => {
-    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1' } });
+  it('honours CUDA_VISIBLE_DEVICES by index (CUDA_DEVICE_ORDER=PCI_BUS_ID) and by UUID (prefix)', async () => {
+    const pci = { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
+    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...pci } });
     expect(byIndex.info.devices.map((d: any) => d.index)).toEqual([1]);
+    expect(byIndex.info).toMatchObject({ deviceOrder: 'PCI_BUS_ID', deviceOrderCertain: true });
     expect(byIndex.snap.gpus.map((g: any) => g.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
     const byUuid = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: 'GPU-99999999,GPU-1111' } });
     expect(byUuid.info.devices.map((d: any) => d.index)).toEqual([1, 0]);
-    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1' } }); // CUDA stops at an invalid entry
+    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1', ...pci } }); // CUDA stops at an invalid entry
     expect(stops.info.devices.map((d: any) => d.index)).toEqual([0]);
+  });
+
+  // CUDA's own view, for the CUDA-order helper: the fake libcuda ranks the A100 first (FASTEST_FIRST).
+  const cuda = {
+    TASKMETER_GPU_DETECT_TIMEOUT_MS: '30000', // detection includes the helper process (slow under sanitizers)
+    TASKMETER_CUDA_LIBRARY: join(fakeNvmlDir, 'libfake-cuda.so'),
+    FAKE_CUDA_PCI: 'GPU-11111111-2222-3333-4444-555555555555,GPU-99999999-8888-7777-6666-555555555555',
+    FAKE_CUDA_FASTEST: 'GPU-99999999-8888-7777-6666-555555555555,GPU-11111111-2222-3333-4444-555555555555',
+  };
+  const noCuda = { TASKMETER_GPU_DETECT_TIMEOUT_MS: '30000', TASKMETER_CUDA_LIBRARY: '/nonexistent/libcuda.so.1' };
+
+  it("a bare index on two different GPUs with CUDA's default order: CUDA is asked in a helper process and the right GPU picked", async () => {
+    const zero = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });
+    expect(zero.hasGpu).toBe(true);
+    expect(zero.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']); // CUDA's 0, NVML's 1
+    expect(zero.info).toMatchObject({ deviceOrderCertain: true, deviceOrderNote: expect.stringMatching(/helper process/) });
+    const one = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...cuda } });
+    expect(one.info.devices.map((d: any) => d.name)).toEqual(['Fake H100']);
+    expect(one.snap.gpus[0].processMemoryBytes).toBe(64 * MiB); // readings of the right GPU: ours is on the H100
+  });
+
+  it("a bare index on two different GPUs with CUDA's default order and no CUDA to ask: says it cannot tell, attributes nothing", async () => {
+    const { hasGpu, info, snap } = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
+    expect(hasGpu).toBe(false);
+    expect(info.reason).toMatch(/names GPUs by index, but CUDA's order of these GPUs is unknown/);
+    expect(info.reasonCode).toBe('GPU_CUDA_ORDER_UNKNOWN');
+    expect(info.reason).toMatch(/CUDA_DEVICE_ORDER=PCI_BUS_ID/);
+    expect(snap.gpus).toEqual([]);
+    expect(info.reason).toMatch(/asking CUDA in a helper process failed: the CUDA driver library could not be loaded/);
+    const { record } = await gpuCase('window', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
+    expect(record.gpus).toEqual([]);
+    expect(record.gpu_reason).toMatch(/order of these GPUs is unknown/);
+    expectValidRecord(record);
+    // every GPU named by index: the set is certain, only CUDA's labels are not
+    const all = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,1', ...noCuda } });
+    expect(all.info.devices).toHaveLength(2);
+    expect(all.info.deviceOrderCertain).toBe(false);
+    expect(all.info.deviceOrderNote).toMatch(/different GPU models/);
+  });
+
+  it('a bare index on identical GPUs follows FASTEST_FIRST (= PCI order for one model)', async () => {
+    const same = BASE.replace('dev1.name=Fake A100', 'dev1.name=Fake H100');
+    const { hasGpu, info } = await gpuCase('info', { scenario: same, env: { CUDA_VISIBLE_DEVICES: '1' } });
+    expect(hasGpu).toBe(true);
+    expect(info.deviceOrderCertain).toBe(true);
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
   });
 });
 
@@ -317,8 +397,249 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
     expectValidRecord(record);
     const info = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'own' } });
     expect(info.info.processAttribution).toBe(false);
+    expect(info.info.processAttributionReason).toMatch(/own PID namespace/);
+    expect(info.info.processAttributionReasonCode).toBe('PROC_PID_NAMESPACE');
     const host = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'host' } });
     expect(host.info.processAttribution).toBe(true);
+    expect(host.info.processAttributionReasonCode).toBeNull();
+  });
+});
+
+const MIG_UUID = 'MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
+const MIG = [
+  BASE,
+  'dev0.mig=1',
+  'mig0.parent=0',
+  `mig0.uuid=${MIG_UUID}`,
+  'mig0.name=Fake H100 MIG 1g.10gb',
+  'mig0.gi=3',
+  'mig0.ci=0',
+  `mig0.total=${10 * 1024 * MiB}`,
+  `mig0.used=${3 * 1024 * MiB}`,
+  `mig0.procs=4242:${MiB},self:${2 * 1024 * MiB}`,
+  'mig1.parent=0',
+  'mig1.uuid=MIG-11111111-2222-3333-4444-000000000001',
+  'mig1.gi=5',
+  'mig1.ci=0',
+].join('\n');
+
+describe('MIG slices', () => {
+  it('CUDA_VISIBLE_DEVICES=MIG-<uuid>: one device, the slice, with its own memory and this process\'s memory on it', async () => {
+    const { hasGpu, info, snap } = await gpuCase('info', { scenario: MIG, env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    expect(hasGpu).toBe(true);
+    expect(info.devices).toHaveLength(1);
+    expect(info.devices[0]).toMatchObject({
+      index: 0,
+      uuid: MIG_UUID,
+      memoryTotalBytes: 10 * 1024 * MiB,
+      mig: { parentIndex: 0, parentName: 'Fake H100', parentUuid: 'GPU-11111111-2222-3333-4444-555555555555', gpuInstanceId: 3, computeInstanceId: 0 },
+      accountingMode: null,
+      powerReported: null,
+    });
+    expect(snap.gpus[0]).toMatchObject({
+      uuid: MIG_UUID,
+      memoryUsedBytes: 3 * 1024 * MiB, // the slice's, not the parent's 2 GiB
+      memoryTotalBytes: 10 * 1024 * MiB,
+      processMemoryBytes: 2 * 1024 * MiB,
+      utilizationPercent: null,
+      powerWatts: null,
+      energyJoules: null,
+      deviceMetricsReason: expect.stringMatching(/MIG slice has no utilization, power or energy/),
+    });
+  });
+
+  it('accepts the older MIG-GPU-<uuid>/<gi>/<ci> form', async () => {
+    const { info } = await gpuCase('info', {
+      scenario: MIG,
+      env: { CUDA_VISIBLE_DEVICES: 'MIG-GPU-11111111-2222-3333-4444-555555555555/5/0' },
+    });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['MIG-11111111-2222-3333-4444-000000000001']);
+  });
+
+  it("a window on a slice: utilization, energy and per-process utilization null with the reason, never the parent's", async () => {
+    const { usage, record } = await gpuCase('window', { scenario: MIG + '\ndev0.util=77\ndev0.putil=self:40:10', env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    const g = usage.gpus[0];
+    expect(g.memoryUsedPeakBytes).toBe(3 * 1024 * MiB);
+    expect(g.processMemoryPeakBytes).toBe(2 * 1024 * MiB);
+    expect(g.utilizationAvgPercent).toBeNull();
+    expect(g.utilizationNote).toMatch(/MIG slice/);
+    expect(g.energyJoules).toBeNull();
+    expect(g.energyReason).toMatch(/MIG slice/);
+    expect(g.processSmUtilizationPercent).toBeNull();
+    expect(g.processUtilizationReason).toMatch(/MIG slice/);
+    expect(record.gpus[0].mig_parent_index).toBe(0);
+    expectValidRecord(record);
+  });
+
+  it('without CUDA_VISIBLE_DEVICES a GPU in MIG mode is seen as its slices, and a slice where we are in no list is null, not 0', async () => {
+    const { info, snap } = await gpuCase('info', { scenario: MIG });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual([MIG_UUID, 'MIG-11111111-2222-3333-4444-000000000001', 'GPU-99999999-8888-7777-6666-555555555555']);
+    expect(snap.gpus[1].processMemoryBytes).toBeNull();
+    expect(snap.gpus[1].processMemoryReason).toMatch(/does not prove 0 bytes/);
+  });
+});
+
+describe('MIG slices without privileges', () => {
+  it("an unprivileged user's slice: process memory null with the permission reason, the slice's memory still read", async () => {
+    const { snap } = await gpuCase('info', {
+      scenario: MIG + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=4\n',
+      env: { CUDA_VISIBLE_DEVICES: MIG_UUID },
+    });
+    expect(snap.gpus[0].memoryUsedBytes).toBe(3 * 1024 * MiB);
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/process-list call failed/);
+  });
+});
+
+describe('accounting mode', () => {
+  it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
+    const { usage, record, flat, info } = await gpuCase('accountingSpike', { scenario: BASE + '\ndev0.accounting=1\n' });
+    expect(info.devices[0]).toMatchObject({ accountingMode: 'enabled', accountingHint: null });
+    const g = usage.gpus[0];
+    expect(g.processMemoryEndBytes).toBe(64 * MiB); // what every list reading said
+    expect(g.processMemoryPeakBytes).toBe(512 * MiB);
+    expect(g.processMemoryPeakSource).toBe('accounting');
+    expect(usage.gpuMemoryPeakSource).toBe('accounting');
+    expect(record.gpu_memory_peak_source).toBe('accounting');
+    expect(record.gpus[0].process_memory_peak_source).toBe('accounting');
+    expectValidRecord(record);
+    // no rise inside the next window: the sampled peak
+    expect(flat.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(flat.gpus[0].processMemoryPeakSource).toBe('sampled');
+  });
+
+  it('when disabled, gpuInfo() says so and how to enable it', async () => {
+    const { info } = await gpuCase('info');
+    expect(info.devices[0].accountingMode).toBe('disabled');
+    expect(info.devices[0].accountingHint).toMatch(/nvidia-smi -am 1/);
+  });
+});
+
+describe('MPS, entry layouts by symbols, stride check', () => {
+  it("an MPS client's memory is found in the MPS list, never 0", async () => {
+    const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}\ndev0.mps=self:${96 * MiB}`);
+    const { snap } = await gpuCase('info', { scenario });
+    expect(snap.gpus[0].processMemoryBytes).toBe(96 * MiB);
+    expect(snap.gpus[1].processMemoryBytes).toBe(0); // in no list, MPS list read, no MIG: certainly 0
+  });
+
+  it('in no list and no MPS list to check: null with the reason, never 0', async () => {
+    const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}`) + '\nmps_list=0\n';
+    const { snap } = await gpuCase('info', { scenario });
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/no MPS client list/);
+  });
+
+  it('detects the 32-byte _v3 entries by symbols, whatever the version string says (Windows numbering)', async () => {
+    const { info, snap } = await gpuCase('info', { variant: 'wide-v3-symbols', scenario: BASE + '\ndriver=536.25\nv3_entry=32\n' });
+    expect(info.processEntryBytes).toBe(32);
+    expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
+  });
+
+  it('instance ids other than 0xFFFFFFFF on a GPU without MIG mean a wrong stride: discarded with the reason', async () => {
+    const { snap } = await gpuCase('info', { scenario: BASE + '\ndev0.instance_ids=7\n' });
+    expect(snap.gpus[0].processMemoryBytes).toBeNull();
+    expect(snap.gpus[0].processMemoryReason).toMatch(/malformed/);
+  });
+});
+
+describe('per-process utilization, power, energy', () => {
+  it("reports this process's SM and memory utilization averaged over the window, in usage and record", async () => {
+    const { usage, record } = await gpuCase('window', { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
+    expect(usage.gpus[0].processSmUtilizationPercent).toBe(35);
+    expect(usage.gpus[0].processMemoryUtilizationPercent).toBe(12);
+    expect(usage.gpus[1].processSmUtilizationPercent).toBe(0); // no sample of ours on that GPU
+    expect(usage.gpuProcessUtilizationPercent).toBeCloseTo(17.5, 5);
+    expect(record.gpus[0].process_sm_utilization_percent).toBe(35);
+    expect(record.gpu_process_utilization_percent).toBeCloseTo(17.5, 5);
+    expectValidRecord(record);
+  });
+
+  it('prefers instant power (NVML_FI_DEV_POWER_INSTANT) and says which power it reports', async () => {
+    const { info, snap } = await gpuCase('info', { scenario: BASE + '\npower_instant=1\ndev0.power_instant_mw=250000\n' });
+    expect(info.devices[0].powerReported).toBe('instant');
+    expect(snap.gpus[0]).toMatchObject({ powerWatts: 250, powerSource: 'instant' });
+    const avg = await gpuCase('info');
+    expect(avg.snap.gpus[0]).toMatchObject({ powerWatts: 300, powerSource: 'average' });
+  });
+
+  it('flags the utilization of a window shorter than the driver sample period', async () => {
+    const { usage } = await gpuCase('window');
+    expect(usage.gpus[0].utilizationNote).toMatch(/sample period/);
+  });
+
+  it('an energy counter missing for a stretch is integrated from power once, never counted twice', async () => {
+    const { usage } = await gpuCase('energyGap', { scenario: BASE });
+    const expected = (300 * usage.wallTimeMs) / 1000; // the fake's counter advances at 300 W
+    expect(usage.gpus[0].energyJoules).toBeGreaterThan(expected * 0.8);
+    expect(usage.gpus[0].energyJoules).toBeLessThan(expected * 1.2);
+  });
+});
+
+describe('cost-aware sampling', () => {
+  it('process lists costing 5 ms are read at a slower pace of their own; device-memory peaks still caught', async () => {
+    const { usage, record } = await gpuCase('costly', {
+      scenario: BASE + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n',
+      timeoutMs: 30_000,
+    });
+    expect(usage.gpuProcessSampleIntervalMs).toBeGreaterThanOrEqual(500); // ≥ 125 × 5 ms: ≤ 0.8 % of a core
+    expect(usage.gpuSampleIntervalMs).toBeLessThan(usage.gpuProcessSampleIntervalMs / 4);
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(40 * 1024 * MiB); // the 250 ms spike
+    expect(usage.gpus[0].processSamples).toBeLessThan(usage.gpuSamples);
+    expect(record.gpu_process_sample_interval_ms).toBe(usage.gpuProcessSampleIntervalMs);
+  });
+});
+
+// A real container's PID namespace: `unshare --pid --fork --mount-proc` (needs root or user namespaces). The fake's
+// "self" is the pid the child sees, as a translating driver reports it.
+const canUnshare = (() => {
+  try {
+    require('node:child_process').execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+async function inPidNamespace(scenarioText: string, extra: Record<string, string> = {}): Promise<any> {
+  const scenario = join(work, `scenario-${n++}.txt`);
+  writeFileSync(scenario, scenarioText);
+  const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario, ...extra });
+  const r = await run('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, join(__dirname, 'children/gpu-child.cjs'), 'window'], { env });
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  return lastJson(r.stdout);
+}
+
+describe.skipIf(!canUnshare)('in a new PID namespace (unshare --pid; skipped: unshare needs root or user namespaces)', () => {
+  const own = (driver: string, procs: string) =>
+    BASE.replace(/dev0\.procs=.*/, `dev0.procs=${procs}`) + `\ndriver=${driver}\n`;
+
+  it('a driver ≥ 565.57 translates PIDs and memory: this process\'s GPU memory is attributed', async () => {
+    const { pid, usage, record } = await inPidNamespace(own('570.86.15', `self:${64 * MiB}`));
+    expect(pid).toBeLessThan(10); // really in a fresh namespace
+    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    expect(usage.gpuMemoryPeakSource).toBe('process');
+    expectValidRecord(record);
+  });
+
+  it('a driver 535.113–565.56 (550.x) translates PIDs but not memory: null with that reason', async () => {
+    const { usage, info } = await inPidNamespace(own('550.54.15', `self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/535\.113 to 565\.56/);
+    expect(info).toMatchObject({ processAttribution: false, processAttributionReasonCode: 'PROC_NS_MEMORY_NOT_MATCHED' });
+  });
+
+  it('a ≥ 565.57 driver that still lists host PIDs fails the /proc check: null, a host PID equal to ours never read as ours', async () => {
+    const { usage } = await inPidNamespace(own('570.86.15', `4242:${100 * MiB},self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/does not exist here/);
+  });
+
+  it('an older driver reports host PIDs: null with the reason; TASKMETER_PID_NAMESPACE=host still overrides', async () => {
+    const { usage } = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`));
+    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+    expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
+    const declared = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`), { TASKMETER_PID_NAMESPACE: 'host' });
+    expect(declared.usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
   });
 });
 
@@ -334,6 +655,25 @@ describe('a hanging NVML call', () => {
     expect(r.snapAge).toBeGreaterThan(1000); // the cache says how old it is
     // the child slept 1.4 s, then exited with the GPU thread still stuck for ~1.6 s more
     expect(r.elapsedMs).toBeLessThan(1400 + 2500);
+  });
+});
+
+describe('environment variables are read on the JS thread', () => {
+  it('no GPU code calls getenv except ReadEnv, which the addon calls at load (getenv races with process.env writes)', () => {
+    const src = (f: string) => readFileSync(join(__dirname, '..', f), 'utf8');
+    const loader = src('native/nvml/loader.cc');
+    const readEnv = /Env ReadEnv\(\) \{[\s\S]*?\n\}/.exec(loader);
+    expect(readEnv).not.toBeNull();
+    expect(loader.replace(readEnv![0], '')).not.toMatch(/getenv/);
+    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc']) expect(src(f)).not.toMatch(/getenv/);
+    // The sampler takes the environment through Retain (sampler.h, L8), read by the addon on its JS thread.
+    expect(src('native/sampler.cc')).not.toMatch(/getenv/);
+    expect(src('native/addon.cc')).toMatch(/Sampler::Instance\(\)\.Retain\(nvml::ReadEnv\(\)\)/);
+  });
+
+  it('a CUDA_VISIBLE_DEVICES set after loading changes nothing (read once, at load)', async () => {
+    const { info } = await gpuCase('lateEnv', { env: { CUDA_VISIBLE_DEVICES: 'GPU-1111' } });
+    expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-11111111-2222-3333-4444-555555555555']);
   });
 });
 

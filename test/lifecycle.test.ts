@@ -63,5 +63,61 @@ describe('lifecycle', () => {
       if (which === 'sigterm-window') expect(out).toContain('got SIGTERM');
     });
   }
-});
 
+  it('a sampler thread that cannot be started (EAGAIN under a pids limit) is reported, never an abort', async () => {
+    const r = await runChild('lifecycle.cjs', ['thread-start-fails'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 10_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.error).toBeNull(); // the window still measured: endpoints only
+    expect(out.firstWall).toBeGreaterThanOrEqual(19);
+    expect(out.firstSamples).toBe(0);
+    expect(out.stateAfterFailure.threadRunning).toBe(false);
+    expect(out.stateAfterFailure.threadError).toMatch(/could not start the RSS sampler thread: Resource temporarily unavailable/);
+    // the next window starts the thread and is sampled
+    expect(out.threadRunning).toBe(true);
+    expect(out.secondSamples).toBeGreaterThan(0);
+  });
+
+  it('a GPU thread that cannot be started leaves gpuInfo() saying why, and measuring works', async () => {
+    const env = gpuEnv({ TASKMETER_DISABLE_GPU: '1', TASKMETER_NVML_LIBRARY: fakeNvml('full') });
+    const r = await runChild('lifecycle.cjs', ['gpu-thread-start-fails'], { env, timeoutMs: 10_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.available).toBe(false);
+    expect(out.reason).toBe('could not start the GPU thread: Resource temporarily unavailable');
+    expect(out.reasonCode).toBe('GPU_THREAD_START_FAILED');
+    expect(out.wall).toBeGreaterThanOrEqual(0);
+  });
+
+  it('window ids past 2^32 and at the 2^53 wrap never land on a window still open', async () => {
+    const r = await runChild('lifecycle.cjs', ['ids'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 10_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    const [a, b, c, d, e] = out.ids;
+    expect(b).toBe(2 ** 32 - 1);
+    expect(c).toBe(2 ** 32); // a 32-bit counter wrapped to 0/1 here, onto open windows
+    expect(d).toBe(2 ** 53 - 1);
+    expect(e).not.toBe(a); // the counter landed on a's id while a was open: skipped
+    expect(new Set(out.ids).size).toBe(5);
+    expect(out.closed).toEqual([true, true, true, true, true]);
+    expect(out.closedTwice).toBe(false);
+    expect(out.open).toBe(0);
+  });
+
+  it("an idle window reports ≈ 0 ms of CPU: the sampler thread's own CPU is left out", async () => {
+    const r = await runChild('lifecycle.cjs', ['sampler-cpu', '1000'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 15_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.samples).toBeGreaterThan(100); // sampled at 1 ms all along
+    expect(out.samplerCpuMs).toBeGreaterThan(0); // the sampler did cost something…
+    expect(out.ownCpuMs).toBeGreaterThanOrEqual(out.samplerCpuMs);
+    // …and none of it is billed to the idle task (what is left is the event loop's own few ms)
+    expect(out.cpuTimeMs).toBeLessThan(out.samplerCpuMs);
+    expect(out.cpuTimeMs).toBeLessThan(25);
+    expect(out.threadCpuMs).toBeGreaterThanOrEqual(0);
+    // the process clock brings other threads up to date at scheduler ticks: a few ms either way
+    expect(out.threadCpuMs).toBeLessThanOrEqual(out.cpuTimeMs + 5);
+  });
+});

@@ -178,3 +178,127 @@ describe('properties', () => {
     );
   });
 });
+
+// ---- Invariants (issue 10), enforced in src/usage.ts (peakAtLeast, cpuRate) and checked here.
+import { buildUsage, cores, CPU_CLOCK_RESOLUTION_MS, cpuRate, peakAtLeast } from '../dist/usage.js';
+import type { WindowStats } from '../dist/usage.js';
+
+describe('invariants', () => {
+  const bytes = fc.oneof(fc.double({ min: 0, max: 2 ** 50, noNaN: true }), fc.constant(NaN));
+
+  it('peakAtLeast is never below any of its values (NaN only when every value is)', () => {
+    fc.assert(
+      fc.property(fc.array(bytes, { minLength: 2, maxLength: 4 }), (vs) => {
+        const p = peakAtLeast(vs[0], vs[1], vs[2], vs[3]);
+        const known = vs.filter((v) => !Number.isNaN(v));
+        if (known.length === 0) expect(p).toBeNaN();
+        else for (const v of known) expect(p).toBeGreaterThanOrEqual(v);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("a window's peak is never below its start, its end or any sample it took", () => {
+    const snap = (rss: number, peak: number, t: number) => ({
+      timeMs: t, epochMs: t, cpuUserMs: 0, cpuSystemMs: 0, rssBytes: rss, vmsBytes: rss, peakRssBytes: peak, threadCpuMs: 0, gpus: [],
+    });
+    const pos = fc.double({ min: 0, max: 2 ** 50, noNaN: true });
+    fc.assert(
+      fc.property(pos, pos, pos, pos, pos, fc.integer({ min: 0, max: 1000 }), (rs, ps, re, pe, maxRss, samples) => {
+        const win = { maxRssBytes: samples > 0 ? maxRss : NaN, samples, intervalMs: 10, gpuSamples: 0, gpuIntervalMs: NaN, gpuStaleMs: 0, samplerCpuMs: 0, gpus: [], tree: {} } as unknown as WindowStats;
+        const u = buildUsage(snap(rs, ps, 0), snap(re, pe, 100), win);
+        expect(u.peakRssBytes).toBeGreaterThanOrEqual(rs);
+        expect(u.peakRssBytes).toBeGreaterThanOrEqual(re);
+        if (samples > 0) expect(u.peakRssBytes).toBeGreaterThanOrEqual(maxRss);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('cpuPercent is null with a reason below the clock resolution, else within 0 … cores × 100', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 1e7, noNaN: true }), fc.double({ min: 0, max: 1e7, noNaN: true }), (cpu, wall) => {
+        const r = cpuRate(cpu, wall);
+        if (wall < CPU_CLOCK_RESOLUTION_MS) {
+          expect(r.cpuPercent).toBeNull();
+          expect(r.cpuPercentReason).toMatch(/shorter than the CPU clock's resolution/);
+        } else if (r.cpuPercent === null) {
+          expect(cpu / wall * 100).toBeGreaterThan(cores() * 100);
+          expect(r.cpuPercentReason).toMatch(/more than \d+ cores/);
+        } else {
+          expect(r.cpuPercent).toBeGreaterThanOrEqual(0);
+          expect(r.cpuPercent).toBeLessThanOrEqual(cores() * 100);
+          expect(r.cpuPercentReason).toBeNull();
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('a window of a few µs reports cpuPercent null with the reason, in the usage and in its record', () => {
+    const { usage } = tm.measureSync(() => 0);
+    expect(usage.wallTimeMs).toBeLessThan(CPU_CLOCK_RESOLUTION_MS);
+    expect(usage.cpuPercent).toBeNull();
+    expect(usage.cpuPercentReason).toMatch(/shorter than the CPU clock's resolution/);
+    const rec = tm.toRecord(usage);
+    expect(rec.cpu_percent).toBeNull();
+    expect(rec.cpu_percent_reason).toBe(usage.cpuPercentReason);
+    expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it('snapshot().peakRssBytes is never below snapshot().rssBytes, while memory grows and shrinks', () => {
+    const keep: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      if (i % 3 === 2) keep.pop();
+      else keep.push(Buffer.alloc(256 * 1024, 1)); // touched pages: RSS moves in steps
+      const s = tm.snapshot();
+      expect(s.peakRssBytes).toBeGreaterThanOrEqual(s.rssBytes);
+    }
+  });
+
+  it("an outer window's peak is never below the peak of a window nested in it", () => {
+    for (let run = 0; run < 6; run++) {
+      const outer = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+      const { usage: inner } = tm.measureSync(() => {
+        const bufs: Buffer[] = [];
+        const end = Date.now() + 30;
+        while (Date.now() < end) bufs.push(Buffer.alloc(64 * 1024, 2));
+        return bufs.length;
+      }, { sampleIntervalMs: 1 });
+      const o = outer.stop();
+      expect(o.peakRssBytes).toBeGreaterThanOrEqual(inner.peakRssBytes);
+    }
+  });
+
+  it('measureSync(fn) with fn returning a promise throws a TypeError pointing to measure()', () => {
+    let err: unknown;
+    try {
+      tm.measureSync(async () => 1);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TypeError);
+    expect((err as Error).message).toMatch(/returned a promise.*measure\(fn\)/);
+    expect((err as { code: string }).code).toBe('ERR_TASKMETER_ASYNC_FN');
+    expect((err as { usage: tm.ResourceUsage }).usage.wallTimeMs).toBeGreaterThanOrEqual(0);
+    // a plain thenable too
+    // biome-ignore lint/suspicious/noThenProperty: a plain thenable is the input under test
+    expect(() => tm.measureSync(() => ({ then() {} }))).toThrow(TypeError);
+  });
+
+  it('usage.threadCpuMs is the calling thread alone: a busy worker does not show in it', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(
+      "require('node:worker_threads').parentPort.postMessage('spinning'); const end = Date.now() + 500; while (Date.now() < end);",
+      { eval: true },
+    );
+    await new Promise((r) => w.once('message', r));
+    const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 300)));
+    await new Promise((r) => w.on('exit', r));
+    // the process CPU holds the worker's spin; this thread only waited
+    expect(usage.cpuTimeMs).toBeGreaterThan(50);
+    expect(usage.threadCpuMs).not.toBeNull();
+    expect(usage.threadCpuMs!).toBeLessThan(usage.cpuTimeMs / 2);
+    expect(tm.toRecord(usage).thread_cpu_seconds).toBeCloseTo(usage.threadCpuMs! / 1000, 5);
+  });
+});

@@ -41,6 +41,9 @@ describe('toRecord()', () => {
       cpuSystemMs: 250,
       cpuTimeMs: 1250,
       cpuPercent: 83.333,
+      cpuPercentReason: null,
+      threadCpuMs: 900,
+      samplerCpuMs: 0.5,
       rssStartBytes: 10 * 2 ** 20,
       rssEndBytes: 12.5 * 2 ** 20,
       peakRssBytes: 3 * 2 ** 30 + 123,
@@ -57,6 +60,8 @@ describe('toRecord()', () => {
       gpuSampleIntervalMs: null,
       gpuStale: false,
       gpuStaleReason: null,
+      gpuProcessUtilizationPercent: null,
+      gpuProcessSampleIntervalMs: null,
     };
     const rec = tm.toRecord(usage);
     expectValid(rec);

@@ -1,10 +1,13 @@
 #include "gpu.h"
 
+#include "cuda_order.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <cstddef>
 
 #ifdef __linux__
 #include <unistd.h>
@@ -39,21 +42,38 @@ double NowMs() {
 
 }  // namespace
 
-// Drivers 535.43 to 535.86 wrote nvmlProcessInfo_t entries of 32 bytes from the _v3 calls.
+// Drivers 535.43 to 535.86 wrote nvmlProcessInfo_t entries of 32 bytes from the _v3 calls. Kept as a second signal
+// beside the loader's symbol rule (Windows/WSL report Windows driver numbers such as 536.xx, so the version alone
+// misses them).
 bool DriverHasWideV3Entries(const std::string& v) {
   unsigned major = 0, minor = 0;
   if (std::sscanf(v.c_str(), "%u.%u", &major, &minor) != 2) return false;
   return major == 535 && minor >= 43 && minor <= 86;
 }
 
-// NVML reports PIDs of the host's PID namespace. If ours is another one (a container), no pid in its lists can be
-// matched to ours. 4026531836 is the inode of the initial PID namespace (PROC_PID_INIT_INO).
-bool InOwnPidNamespace() {
+// NVIDIA's open kernel modules translate the process list's PIDs into the caller's PID namespace since 535.113.01
+// and match per-PID memory in it since 565.57.01.
+int PidMatchForDriver(const std::string& v) {
+  unsigned major = 0, minor = 0, patch = 0;
+  int n = std::sscanf(v.c_str(), "%u.%u.%u", &major, &minor, &patch);
+  if (n < 2) return kPidsForeign;
+  auto at_least = [&](unsigned M, unsigned m, unsigned p) {
+    if (major != M) return major > M;
+    if (minor != m) return minor > m;
+    return patch >= p;
+  };
+  if (at_least(565, 57, 1)) return kPidsTranslated;
+  if (at_least(535, 113, 1)) return kPidsListOnly;
+  return kPidsForeign;
+}
+
+// NVML reports PIDs as seen from the driver. If ours is another PID namespace (a container), older drivers hand out
+// host PIDs. 4026531836 is the inode of the initial PID namespace (PROC_PID_INIT_INO).
+bool InOwnPidNamespace(const std::string& declared) {
   // TASKMETER_PID_NAMESPACE=host declares that NVML's PIDs are ours (e.g. a container run with --pid=host);
   // =own declares the opposite.
-  const char* declared = std::getenv("TASKMETER_PID_NAMESPACE");
-  if (declared != nullptr && std::strcmp(declared, "host") == 0) return false;
-  if (declared != nullptr && std::strcmp(declared, "own") == 0) return true;
+  if (declared == "host") return false;
+  if (declared == "own") return true;
 #ifdef __linux__
   char buf[64];
   ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
@@ -65,9 +85,45 @@ bool InOwnPidNamespace() {
 #endif
 }
 
-bool Gpus::Detect() {
+namespace {
+
+void ReadStatic(const Api& api, DeviceStatic* d) {
+  char s[kUuidBufferSize];
+  if (api.device_get_uuid && api.device_get_uuid(d->handle, s, sizeof(s)) == kSuccess) {
+    s[sizeof(s) - 1] = '\0';
+    d->uuid = s;
+  }
+  if (api.device_get_name && api.device_get_name(d->handle, s, sizeof(s)) == kSuccess) {
+    s[sizeof(s) - 1] = '\0';
+    d->name = s;
+  }
+  if (api.device_get_memory_info_v2) {
+    MemoryV2 mem{};
+    mem.version = kMemoryV2Version;
+    if (api.device_get_memory_info_v2(d->handle, &mem) == kSuccess) d->memory_total_bytes = static_cast<double>(mem.total);
+  }
+  if (d->memory_total_bytes < 0 && api.device_get_memory_info) {
+    Memory mem{};
+    if (api.device_get_memory_info(d->handle, &mem) == kSuccess) d->memory_total_bytes = static_cast<double>(mem.total);
+  }
+  if (!d->mig && api.device_get_accounting_mode) {
+    int mode = 0;
+    Return r = api.device_get_accounting_mode(d->handle, &mode);
+    d->accounting = r == kSuccess ? (mode == kEnableStateEnabled ? 1 : 0) : -1;
+  }
+  if (!d->mig && api.device_get_field_values) {
+    FieldValue fv{};
+    fv.fieldId = kFieldPowerInstant;
+    d->power_instant = api.device_get_field_values(d->handle, 1, &fv) == kSuccess && fv.nvmlReturn == kSuccess;
+  }
+}
+
+}  // namespace
+
+bool Gpus::Detect(const Env& env, uint32_t self_pid) {
   devices_.clear();
-  if (!lib_.Open()) {
+  self_pid_ = self_pid;
+  if (!lib_.Open(env)) {
     reason_ = lib_.reason();
     reason_code_ = lib_.reason_code();
     return false;
@@ -83,8 +139,16 @@ bool Gpus::Detect() {
     nvml_version_ = buf;
   }
   process_stride_ = api.process_entry_size;
-  if (api.process_list_version == 3 && DriverHasWideV3Entries(driver_version_)) process_stride_ = sizeof(ProcessInfoV3Cc);
-  own_pid_namespace_ = InOwnPidNamespace();
+  if (api.process_list_version == 3 && (api.wide_v3_by_symbols || DriverHasWideV3Entries(driver_version_)))
+    process_stride_ = sizeof(ProcessInfoV3Cc);
+  own_pid_namespace_ = InOwnPidNamespace(env.pid_namespace);
+  if (!own_pid_namespace_) {
+    pid_match_ = kPidsHost;
+  } else if (env.pid_namespace == "own") {
+    pid_match_ = kPidsForeign;
+  } else {
+    pid_match_ = PidMatchForDriver(driver_version_);
+  }
 
   unsigned count = 0;
   Return r = api.device_get_count(&count);
@@ -94,7 +158,7 @@ bool Gpus::Detect() {
     return false;
   }
   if (count > 64) count = 64;  // nothing real has more; a garbage count must not drive allocation
-  std::vector<DeviceStatic> all;
+  std::vector<DeviceStatic> whole, slices;
   std::string first_error;
   for (unsigned i = 0; i < count; i++) {
     DeviceStatic d;
@@ -104,76 +168,179 @@ bool Gpus::Detect() {
       if (first_error.empty()) first_error = "GPU " + std::to_string(i) + ": " + Describe(r);
       continue;
     }
-    char s[kUuidBufferSize];
-    if (api.device_get_uuid && api.device_get_uuid(d.handle, s, sizeof(s)) == kSuccess) {
-      s[sizeof(s) - 1] = '\0';
-      d.uuid = s;
-    }
-    if (api.device_get_name && api.device_get_name(d.handle, s, sizeof(s)) == kSuccess) {
-      s[sizeof(s) - 1] = '\0';
-      d.name = s;
-    }
-    if (api.device_get_memory_info_v2) {
-      MemoryV2 mem{};
-      mem.version = kMemoryV2Version;
-      if (api.device_get_memory_info_v2(d.handle, &mem) == kSuccess) d.memory_total_bytes = static_cast<double>(mem.total);
-    }
-    if (d.memory_total_bytes < 0 && api.device_get_memory_info) {
-      Memory mem{};
-      if (api.device_get_memory_info(d.handle, &mem) == kSuccess) d.memory_total_bytes = static_cast<double>(mem.total);
-    }
-    all.push_back(d);
-  }
-
-  // CUDA_VISIBLE_DEVICES, as CUDA reads it: a comma-separated list of indexes or UUIDs (prefixes allowed); the
-  // list ends at the first entry that matches nothing. Set but empty hides every GPU.
-  const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
-  if (cvd != nullptr) {
-    std::string list = cvd;
-    size_t pos = 0;
-    while (pos <= list.size()) {
-      size_t comma = list.find(',', pos);
-      std::string entry = Trim(list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
-      pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
-      if (entry.empty()) break;
-      const DeviceStatic* match = nullptr;
-      unsigned idx;
-      if (ParseIndex(entry, &idx)) {
-        for (const auto& d : all)
-          if (d.nvml_index == idx) match = &d;
-      } else if (entry.rfind("GPU-", 0) == 0) {
-        for (const auto& d : all)
-          if (d.uuid.rfind(entry, 0) == 0) {
-            if (match != nullptr) {  // an ambiguous prefix matches nothing
-              match = nullptr;
-              break;
-            }
-            match = &d;
-          }
+    ReadStatic(api, &d);
+    unsigned current = 0, pending = 0;
+    if (api.device_get_mig_mode && api.device_get_mig_mode(d.handle, &current, &pending) == kSuccess)
+      d.mig_mode = current == kMigModeEnabled;
+    if (d.mig_mode && api.device_get_max_mig_device_count && api.device_get_mig_device_handle_by_index) {
+      unsigned max = 0;
+      if (api.device_get_max_mig_device_count(d.handle, &max) != kSuccess) max = 0;
+      if (max > 64) max = 64;
+      for (unsigned j = 0; j < max; j++) {
+        DeviceStatic m;
+        m.mig = true;
+        m.mig_index = static_cast<int>(j);
+        m.nvml_index = i;
+        if (api.device_get_mig_device_handle_by_index(d.handle, j, &m.handle) != kSuccess) continue;  // a gap
+        m.parent_uuid = d.uuid;
+        m.parent_name = d.name;
+        ReadStatic(api, &m);
+        if (api.device_get_gpu_instance_id) api.device_get_gpu_instance_id(m.handle, &m.gpu_instance_id);
+        if (api.device_get_compute_instance_id) api.device_get_compute_instance_id(m.handle, &m.compute_instance_id);
+        slices.push_back(m);
       }
-      if (match == nullptr) break;
-      bool dup = false;
-      for (const auto& d : devices_) dup |= d.nvml_index == match->nvml_index;
-      if (dup) break;
-      devices_.push_back(*match);
     }
-    if (devices_.empty() && !all.empty()) {
-      reason_ = std::string("CUDA_VISIBLE_DEVICES=\"") + cvd + "\" hides every GPU";
-      reason_code_ = "GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES";
-      return false;
-    }
-  } else {
-    devices_ = all;
+    whole.push_back(d);
   }
+  if (!SelectVisible(env, whole, slices)) return false;
   if (devices_.empty()) {
     reason_ = count == 0 ? "NVML found no NVIDIA GPU" : "no GPU could be opened: " + first_error;
     reason_code_ = count == 0 ? "GPU_NONE_FOUND" : "GPU_OPEN_FAILED";
     return false;
   }
+  util_last_seen_us_.assign(devices_.size(), 0);
   return true;
 }
 
-Return Gpus::FetchList(DeviceGetProcessesFn fn, Device dev,
+// CUDA_VISIBLE_DEVICES, as CUDA reads it: a comma-separated list of indexes, GPU UUIDs (prefixes allowed), MIG UUIDs
+// (MIG-<uuid>) or the older MIG-GPU-<uuid>/<gi>/<ci>; the list ends at the first entry that matches nothing. Set but
+// empty hides every GPU. Bare indexes follow CUDA_DEVICE_ORDER.
+bool Gpus::SelectVisible(const Env& env, const std::vector<DeviceStatic>& whole,
+                         const std::vector<DeviceStatic>& slices) {
+  // CUDA's order: PCI_BUS_ID is NVML's order. FASTEST_FIRST (the default) puts the fastest first and breaks ties by
+  // PCI bus id: the same as NVML's when every GPU is the same model; otherwise NVML cannot tell CUDA's ranking.
+  device_order_ = env.device_order == "PCI_BUS_ID" ? "PCI_BUS_ID" : "FASTEST_FIRST";
+  bool same_model = true;
+  for (const auto& d : whole) same_model &= d.name == whole.front().name;
+  device_order_certain_ = device_order_ == "PCI_BUS_ID" || same_model;
+  if (!device_order_certain_) {
+    device_order_note_ =
+        "different GPU models and CUDA_DEVICE_ORDER=FASTEST_FIRST (CUDA's default): NVML cannot tell which GPU CUDA "
+        "numbers 0, 1 …; set CUDA_DEVICE_ORDER=PCI_BUS_ID or name GPUs by UUID in CUDA_VISIBLE_DEVICES";
+  }
+  auto expand = [&](const DeviceStatic& d) {
+    // A whole GPU in MIG mode is used through its slices: each is a device of its own.
+    if (!d.mig_mode) {
+      devices_.push_back(d);
+      return;
+    }
+    bool any = false;
+    for (const auto& m : slices)
+      if (m.nvml_index == d.nvml_index) {
+        devices_.push_back(m);
+        any = true;
+      }
+    if (!any) devices_.push_back(d);
+  };
+  if (!env.cvd_set) {
+    for (const auto& d : whole) expand(d);
+    return true;
+  }
+  const std::string& list = env.cvd;
+  size_t pos = 0;
+  std::vector<const DeviceStatic*> chosen;
+  bool by_index = false;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    std::string entry = Trim(list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
+    if (entry.empty()) break;
+    const DeviceStatic* match = nullptr;
+    bool ambiguous = false;
+    auto by_prefix = [&](const std::vector<DeviceStatic>& from, const std::string& prefix) {
+      for (const auto& d : from)
+        if (d.uuid.rfind(prefix, 0) == 0) {
+          if (match != nullptr) ambiguous = true;  // an ambiguous prefix matches nothing
+          match = &d;
+        }
+    };
+    unsigned idx;
+    if (ParseIndex(entry, &idx)) {
+      by_index = true;
+      for (const auto& d : whole)
+        if (d.nvml_index == idx) match = &d;
+    } else if (entry.rfind("MIG-GPU-", 0) == 0) {
+      // MIG-GPU-<uuid>/<gi>/<ci> (CUDA < 11.1 drivers' form)
+      std::string rest = entry.substr(4);
+      size_t s1 = rest.find('/');
+      size_t s2 = s1 == std::string::npos ? std::string::npos : rest.find('/', s1 + 1);
+      unsigned gi, ci;
+      if (s2 != std::string::npos && ParseIndex(rest.substr(s1 + 1, s2 - s1 - 1), &gi) &&
+          ParseIndex(rest.substr(s2 + 1), &ci)) {
+        std::string parent = rest.substr(0, s1);
+        for (const auto& m : slices)
+          if (m.parent_uuid.rfind(parent, 0) == 0 && m.gpu_instance_id == gi && m.compute_instance_id == ci) {
+            if (match != nullptr) ambiguous = true;
+            match = &m;
+          }
+      }
+    } else if (entry.rfind("MIG-", 0) == 0) {
+      by_prefix(slices, entry);
+    } else if (entry.rfind("GPU-", 0) == 0) {
+      by_prefix(whole, entry);
+    }
+    if (ambiguous) match = nullptr;
+    if (match == nullptr) break;
+    bool dup = false;
+    for (const auto* d : chosen) dup |= d == match;
+    if (dup) break;
+    chosen.push_back(match);
+  }
+  if (by_index && !device_order_certain_ && env.cuda_helper) {
+    // Ask CUDA itself, in a helper process, which devices it sees and in which order.
+    std::vector<std::string> cuda;
+    std::string why;
+    if (CudaOrderFromHelper(env, 20000, &cuda, &why)) {
+      std::vector<const DeviceStatic*> from_cuda;
+      for (const auto& hex : cuda) {
+        const DeviceStatic* m = nullptr;
+        for (const auto& d : whole)
+          if (UuidHex(d.uuid) == hex) m = &d;
+        for (const auto& d : slices)
+          if (UuidHex(d.uuid) == hex) m = &d;
+        if (m == nullptr) {
+          from_cuda.clear();
+          why = "CUDA sees a device NVML does not list";
+          break;
+        }
+        from_cuda.push_back(m);
+      }
+      if (!from_cuda.empty() || cuda.empty()) {
+        chosen = from_cuda;
+        device_order_certain_ = true;
+        device_order_note_ = "CUDA's order of these GPUs was read from the CUDA driver library in a helper process";
+      }
+    }
+    if (!device_order_certain_) device_order_note_ += " (asking CUDA in a helper process failed: " + why + ")";
+  }
+  if (by_index && !device_order_certain_) {
+    // Which physical GPU a bare index names is unknown: attribute nothing to a guess. The one safe case is a list
+    // naming every GPU by index (the set is certain; only the labels are not).
+    bool all = chosen.size() == whole.size();
+    for (const auto* d : chosen) all &= !d->mig;
+    if (!all) {
+      reason_ = "CUDA_VISIBLE_DEVICES=\"" + list + "\" names GPUs by index, but CUDA's order of these GPUs is "
+                "unknown: " + device_order_note_;
+      reason_code_ = "GPU_CUDA_ORDER_UNKNOWN";
+      return false;
+    }
+  }
+  for (const auto* d : chosen) {
+    if (d->mig) {
+      devices_.push_back(*d);
+    } else {
+      expand(*d);
+    }
+  }
+  if (devices_.empty() && !whole.empty()) {
+    reason_ = "CUDA_VISIBLE_DEVICES=\"" + list + "\" hides every GPU";
+    reason_code_ = "GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES";
+    return false;
+  }
+  return true;
+}
+
+Return Gpus::FetchList(DeviceGetProcessesFn fn, const DeviceStatic& d,
                        std::vector<std::pair<uint32_t, unsigned long long>>* out, bool* malformed) {
   const size_t stride = process_stride_;
   Return r = kErrorInsufficientSize;
@@ -183,7 +350,7 @@ Return Gpus::FetchList(DeviceGetProcessesFn fn, Device dev,
     // its header says cannot overrun the buffer.
     list_buf_.assign(static_cast<size_t>(cap) * sizeof(ProcessInfoV3Cc) + 64, 0);
     unsigned count = cap;
-    r = fn(dev, &count, list_buf_.data());
+    r = fn(d.handle, &count, list_buf_.data());
     if (r == kErrorInsufficientSize) {
       // The list grew between the size query and the call: retry with the new size plus headroom.
       unsigned want = std::max(count, cap) + 16;
@@ -201,6 +368,14 @@ Return Gpus::FetchList(DeviceGetProcessesFn fn, Device dev,
       unsigned long long mem;
       std::memcpy(&pid, e + offsetof(ProcessInfoV1, pid), sizeof(pid));
       std::memcpy(&mem, e + offsetof(ProcessInfoV1, usedGpuMemory), sizeof(mem));
+      if (stride >= sizeof(ProcessInfoV2) && !d.mig && !d.mig_mode) {
+        // Stride check: on a GPU without MIG every entry's instance ids are 0xFFFFFFFF; anything else means the
+        // entries are not laid out as we read them.
+        unsigned gi, ci;
+        std::memcpy(&gi, e + offsetof(ProcessInfoV2, gpuInstanceId), sizeof(gi));
+        std::memcpy(&ci, e + offsetof(ProcessInfoV2, computeInstanceId), sizeof(ci));
+        if (gi != kNoInstanceId || ci != kNoInstanceId) *malformed = true;
+      }
       out->emplace_back(pid, mem);
     }
     return kSuccess;
@@ -208,10 +383,24 @@ Return Gpus::FetchList(DeviceGetProcessesFn fn, Device dev,
   return r;
 }
 
+namespace {
+bool PidExistsHere(uint32_t pid) {
+#ifdef __linux__
+  char path[32];
+  std::snprintf(path, sizeof(path), "/proc/%u", pid);
+  return access(path, F_OK) == 0;
+#else
+  (void)pid;
+  return true;
+#endif
+}
+}  // namespace
+
 void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
   const Api& api = lib_.api();
   ProcessList& pl = out->processes;
   pl.entries.clear();
+  out->has_processes = true;
   if (api.compute_processes == nullptr) {
     pl.reason = kProcNoFunction;
     return;
@@ -219,10 +408,16 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
   double t0 = NowMs();
   std::vector<std::pair<uint32_t, unsigned long long>> raw;
   bool malformed = false;
-  Return r = FetchList(api.compute_processes, d.handle, &raw, &malformed);
+  Return r = FetchList(api.compute_processes, d, &raw, &malformed);
   if (r == kSuccess && !malformed && api.graphics_processes != nullptr) {
-    Return g = FetchList(api.graphics_processes, d.handle, &raw, &malformed);
+    Return g = FetchList(api.graphics_processes, d, &raw, &malformed);
     if (g != kSuccess && g != kErrorNotSupported) r = g;
+  }
+  // MPS clients appear only in the MPS list.
+  bool mps_ok = false;
+  if (r == kSuccess && !malformed && api.mps_processes != nullptr) {
+    Return m = FetchList(api.mps_processes, d, &raw, &malformed);
+    mps_ok = m == kSuccess;
   }
   out->process_list_ms = NowMs() - t0;
   if (r != kSuccess) {
@@ -239,7 +434,16 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
     pl.reason = kProcMalformed;
     return;
   }
-  // A pid can be in both lists (a process doing compute and graphics): count it once.
+  if (pid_match_ == kPidsTranslated) {
+    // Do not trust the version alone: every PID the driver lists must exist in this namespace. A driver that
+    // hands out host PIDs fails this, and a host PID that happens to equal ours is then never read as ours.
+    for (const auto& e : raw)
+      if (!PidExistsHere(e.first)) {
+        pl.reason = kProcHostPids;
+        return;
+      }
+  }
+  // A pid can be in several lists (a process doing compute and graphics): count it once.
   std::sort(raw.begin(), raw.end());
   for (const auto& e : raw) {
     if (!pl.entries.empty() && pl.entries.back().first == e.first) {
@@ -249,10 +453,50 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
       pl.entries.push_back(e);
     }
   }
+#ifdef _WIN32
+  (void)mps_ok;
+  pl.absence_is_zero = false;  // WDDM: the lists do not name every process using the GPU
+#else
+  pl.absence_is_zero = mps_ok && !d.mig;
+#endif
   pl.reason = kProcOk;
 }
 
-void Gpus::Read(size_t i, DeviceReading* out) {
+void Gpus::ReadProcessUtilization(size_t i, DeviceReading* out) {
+  const Api& api = lib_.api();
+  const DeviceStatic& d = devices_[i];
+  if (api.device_get_process_utilization == nullptr) {
+    out->process_util_error = kErrorFunctionNotFound;
+    return;
+  }
+  if (util_buf_.size() < 64) util_buf_.resize(64);
+  unsigned count = static_cast<unsigned>(util_buf_.size());
+  unsigned long long since = util_last_seen_us_[i];
+  Return r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
+  if (r == kErrorInsufficientSize && count > util_buf_.size() && count <= 4096) {
+    util_buf_.resize(count + 16);
+    count = static_cast<unsigned>(util_buf_.size());
+    r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
+  }
+  if (r == kErrorNotFound) {  // no process used the GPU since the last call
+    out->process_util_error = kSuccess;
+    return;
+  }
+  if (r != kSuccess) {
+    out->process_util_error = r;
+    return;
+  }
+  if (count > util_buf_.size()) count = static_cast<unsigned>(util_buf_.size());
+  out->process_util_error = kSuccess;
+  for (unsigned k = 0; k < count; k++) {
+    const auto& s = util_buf_[k];
+    if (s.timeStamp > util_last_seen_us_[i]) util_last_seen_us_[i] = s.timeStamp;
+    if (s.smUtil > 100 || s.memUtil > 100) continue;
+    out->process_util.push_back(ProcessUtil{s.pid, s.smUtil, s.memUtil});
+  }
+}
+
+void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
   if (i >= devices_.size()) return;
   const DeviceStatic& d = devices_[i];
   const Api& api = lib_.api();
@@ -285,25 +529,56 @@ void Gpus::Read(size_t i, DeviceReading* out) {
     out->memory_used_bytes = -1;  // impossible: used above total is not a reading
   }
   if (out->device_error != kSuccess) {
+    out->has_processes = true;
     out->processes.reason = kProcCallFailed;
     out->processes.error = out->device_error;
     return;
   }
-  if (api.device_get_utilization_rates) {
-    Utilization u{};
-    if (api.device_get_utilization_rates(d.handle, &u) == kSuccess && u.gpu <= 100) out->utilization_percent = u.gpu;
-  }
-  if (api.device_get_power_usage) {
-    unsigned int mw = 0;
-    if (api.device_get_power_usage(d.handle, &mw) == kSuccess) out->power_watts = mw / 1000.0;
-  }
-  if (api.device_get_total_energy_consumption) {
-    unsigned long long mj = 0;
-    if (api.device_get_total_energy_consumption(d.handle, &mj) == kSuccess && mj != kValueNotAvailable) {
-      out->energy_counter_mj = static_cast<double>(mj);
+  // A MIG slice has no utilization, power or energy of its own in NVML: never read the parent's in its place.
+  if (!d.mig) {
+    if (api.device_get_utilization_rates) {
+      Utilization u{};
+      if (api.device_get_utilization_rates(d.handle, &u) == kSuccess && u.gpu <= 100) out->utilization_percent = u.gpu;
+    }
+    // Power: the instantaneous field where the driver has it (nvmlDeviceGetPowerUsage is a 1 s average on Ampere
+    // and newer), else nvmlDeviceGetPowerUsage.
+    if (d.power_instant && api.device_get_field_values) {
+      FieldValue fv{};
+      fv.fieldId = kFieldPowerInstant;
+      if (api.device_get_field_values(d.handle, 1, &fv) == kSuccess && fv.nvmlReturn == kSuccess) {
+        double mw = fv.valueType == kValueTypeUnsignedInt ? fv.value.uiVal : static_cast<double>(fv.value.ullVal);
+        out->power_watts = mw / 1000.0;
+        out->power_source = kPowerInstant;
+      }
+    }
+    if (out->power_source == kPowerNone && api.device_get_power_usage) {
+      unsigned int mw = 0;
+      if (api.device_get_power_usage(d.handle, &mw) == kSuccess) {
+        out->power_watts = mw / 1000.0;
+        out->power_source = kPowerAverage;
+      }
+    }
+    if (api.device_get_total_energy_consumption) {
+      unsigned long long mj = 0;
+      if (api.device_get_total_energy_consumption(d.handle, &mj) == kSuccess && mj != kValueNotAvailable) {
+        out->energy_counter_mj = static_cast<double>(mj);
+      }
+    }
+    if (d.accounting == 1 && api.device_get_accounting_stats) {
+      AccountingStats st{};
+      if (api.device_get_accounting_stats(d.handle, self_pid_, &st) == kSuccess && st.maxMemoryUsage != kValueNotAvailable)
+        out->accounting_max_bytes = static_cast<double>(st.maxMemoryUsage);
     }
   }
+  if (!with_processes) return;
+  double t0 = NowMs();
   ReadProcesses(d, out);
+  if (d.mig) {
+    out->process_util_error = kErrorNotSupported;
+  } else {
+    ReadProcessUtilization(i, out);
+  }
+  out->process_list_ms = NowMs() - t0;
   if (out->processes.reason == kProcCallFailed && out->processes.error == kErrorGpuIsLost) {
     out->device_error = kErrorGpuIsLost;
   }

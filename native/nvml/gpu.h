@@ -14,30 +14,65 @@ namespace nvml {
 // Why a process's GPU memory is null (exported as layouts.ProcReason; src/gpu.ts has a sentence per name).
 #define TASKMETER_PROC_REASONS(X) \
   X(ProcOk) \
-  X(ProcPidNamespace)  /* this process is in its own PID namespace; NVML reports host PIDs */ \
+  X(ProcPidNamespace)  /* this process is in its own PID namespace and the driver reports host PIDs */ \
   X(ProcNotAvailable)  /* NVML_VALUE_NOT_AVAILABLE (e.g. Windows WDDM, or no permission to see it) */ \
   X(ProcCallFailed)  /* the process-list call returned an error */ \
-  X(ProcMalformed)  /* the list failed validation (pid 0, memory above the device total, bad count) */ \
+  X(ProcMalformed)  /* the list failed validation (pid 0, memory above the device total, bad count, stride) */ \
   X(ProcNoFunction)  /* the library has no process-list function */ \
   X(ProcNoData)  /* no reading yet */ \
+  X(ProcNsMemoryNotMatched)  /* own PID namespace, driver 535.113–565.56: PIDs translated, per-PID memory not */ \
+  X(ProcHostPids)  /* own PID namespace: a listed PID does not exist in this namespace's /proc */ \
+  X(ProcAbsenceUncertain)  /* in no list, but absence is not proof of 0 here (no MPS list, a MIG slice, WDDM) */ \
   /* end */
 TASKMETER_ENUM(ProcReason, TASKMETER_PROC_REASONS, kProcReasons)
 
+// How this process's PIDs relate to NVML's (decided once at detection).
+enum PidMatch : int {
+  kPidsHost = 0,        // same PID namespace as the driver (or TASKMETER_PID_NAMESPACE=host)
+  kPidsTranslated = 1,  // own namespace, driver ≥ 565.57: PIDs and per-PID memory translated (checked at run time)
+  kPidsListOnly = 2,    // own namespace, driver 535.113–565.56: PIDs translated, memory not matched
+  kPidsForeign = 3,     // own namespace, older driver or TASKMETER_PID_NAMESPACE=own: host PIDs
+};
+
 struct DeviceStatic {
-  unsigned nvml_index = 0;
+  unsigned nvml_index = 0;  // for a MIG slice: its parent's index
   Device handle = nullptr;
   std::string uuid;
   std::string name;
   double memory_total_bytes = -1;  // -1: unknown
+  // MIG: a slice is a device of its own.
+  bool mig = false;
+  int mig_index = -1;  // the slice's index under its parent (nvmlDeviceGetMigDeviceHandleByIndex)
+  std::string parent_uuid;
+  std::string parent_name;
+  unsigned gpu_instance_id = kNoInstanceId;
+  unsigned compute_instance_id = kNoInstanceId;
+  bool mig_mode = false;  // a whole GPU with MIG mode on (its process-list entries carry instance ids)
+  int accounting = -1;    // accounting mode: 1 enabled, 0 disabled, -1 unsupported or unknown
+  bool power_instant = false;  // NVML_FI_DEV_POWER_INSTANT answers on this device
 };
 
 struct ProcessList {
   int reason = kProcNoData;
   Return error = kSuccess;
-  // pid → bytes, compute and graphics lists merged (a pid in both counts once, the larger value);
+  // pid → bytes, compute, graphics and MPS lists merged (a pid in several counts once, the largest value);
   // kValueNotAvailable kept as such.
   std::vector<std::pair<uint32_t, unsigned long long>> entries;
+  bool absence_is_zero = false;  // a pid in no list certainly has 0 bytes (no MIG, MPS list read, not WDDM)
 };
+
+struct ProcessUtil {
+  uint32_t pid;
+  unsigned sm;
+  unsigned mem;
+};
+
+#define TASKMETER_POWER_SOURCES(X) \
+  X(PowerNone) \
+  X(PowerInstant)  /* NVML_FI_DEV_POWER_INSTANT */ \
+  X(PowerAverage)  /* nvmlDeviceGetPowerUsage (averaged by the driver) */ \
+  /* end */
+TASKMETER_ENUM(PowerSource, TASKMETER_POWER_SOURCES, kPowerSources)
 
 struct DeviceReading {
   Return device_error = kSuccess;  // set when the device itself failed (e.g. GPU_IS_LOST)
@@ -45,17 +80,24 @@ struct DeviceReading {
   double memory_total_bytes = -1;
   double utilization_percent = -1;
   double power_watts = -1;
+  int power_source = kPowerNone;
   double energy_counter_mj = -1;   // the device's total-energy counter (Volta+), -1 if absent
+  double accounting_max_bytes = -1;  // this process's accounting high-water mark (accounting mode), -1 if none
+  bool has_processes = false;      // this reading includes the process lists (read at their own, slower pace)
   ProcessList processes;
   double process_list_ms = 0;      // what the process-list calls cost
+  // Per-process utilization samples since the previous reading (nvmlDeviceGetProcessUtilization).
+  int process_util_error = -1;     // -1: not read; 0 ok; else the nvmlReturn_t (NOT_SUPPORTED on a MIG slice…)
+  std::vector<ProcessUtil> process_util;
 };
 
 class Gpus {
  public:
-  // Loads NVML, initialises it and enumerates the devices (honouring CUDA_VISIBLE_DEVICES). Returns whether at
-  // least one device is visible; reason() says why not.
-  bool Detect();
-  void Read(size_t i, DeviceReading* out);
+  // Loads NVML, initialises it and enumerates the devices (honouring CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER
+  // from env, read on the JS thread). Returns whether at least one device is visible; reason() says why not.
+  bool Detect(const Env& env, uint32_t self_pid);
+  // One reading of device i; with_processes adds the process lists and per-process utilization.
+  void Read(size_t i, DeviceReading* out, bool with_processes);
   void Shutdown(bool unload) { lib_.Close(unload); }
 
   const std::vector<DeviceStatic>& devices() const { return devices_; }
@@ -65,28 +107,43 @@ class Gpus {
   const std::string& driver_version() const { return driver_version_; }
   const std::string& nvml_version() const { return nvml_version_; }
   bool own_pid_namespace() const { return own_pid_namespace_; }
+  int pid_match() const { return pid_match_; }
   size_t process_entry_stride() const { return process_stride_; }
+  const std::string& device_order() const { return device_order_; }
+  bool device_order_certain() const { return device_order_certain_; }
+  const std::string& device_order_note() const { return device_order_note_; }
 
  private:
   void ReadProcesses(const DeviceStatic& d, DeviceReading* out);
-  Return FetchList(DeviceGetProcessesFn fn, Device dev, std::vector<std::pair<uint32_t, unsigned long long>>* out,
-                   bool* malformed);
+  void ReadProcessUtilization(size_t i, DeviceReading* out);
+  Return FetchList(DeviceGetProcessesFn fn, const DeviceStatic& d,
+                   std::vector<std::pair<uint32_t, unsigned long long>>* out, bool* malformed);
+  bool SelectVisible(const Env& env, const std::vector<DeviceStatic>& whole, const std::vector<DeviceStatic>& slices);
 
   Library lib_;
   std::vector<DeviceStatic> devices_;
+  std::vector<unsigned long long> util_last_seen_us_;
   std::string reason_;
   const char* reason_code_ = "";
   std::string driver_version_;
   std::string nvml_version_;
   bool own_pid_namespace_ = false;
+  int pid_match_ = kPidsHost;
+  uint32_t self_pid_ = 0;
   size_t process_stride_ = 0;
   unsigned list_capacity_ = 32;
   std::vector<unsigned char> list_buf_;
+  std::vector<ProcessUtilizationSample> util_buf_;
+  std::string device_order_ = "PCI_BUS_ID";
+  bool device_order_certain_ = true;
+  std::string device_order_note_;
 };
 
 // Exposed for tests of the parsing rules.
 bool DriverHasWideV3Entries(const std::string& driver_version);
-bool InOwnPidNamespace();
+bool InOwnPidNamespace(const std::string& declared);
+// Which PID matching a driver allows for a process in its own PID namespace ("570.86.15" → kPidsTranslated).
+int PidMatchForDriver(const std::string& driver_version);
 
 }  // namespace nvml
 }  // namespace taskmeter

@@ -1,12 +1,16 @@
 #include "loader.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #ifdef _WIN32
 #include <windows.h>
 #else
 #include <dlfcn.h>
+#include <unistd.h>
+extern char** environ;
 #endif
 
 namespace taskmeter {
@@ -111,7 +115,8 @@ std::string DynPath(void*, void* sym) {
   return "";
 }
 bool IsAbsolute(const char* p) { return p[0] == '/'; }
-const char* const kCandidates[] = {"libnvidia-ml.so.1", "/usr/lib/wsl/lib/libnvidia-ml.so.1"};
+const char* const kWslLibrary = "/usr/lib/wsl/lib/libnvidia-ml.so.1";
+const char* const kCandidates[] = {"libnvidia-ml.so.1", kWslLibrary};
 const char* const kLookedIn =
     "libnvidia-ml.so.1 in the dynamic linker's search path and /usr/lib/wsl/lib/libnvidia-ml.so.1";
 #endif
@@ -135,49 +140,39 @@ Fn FirstSym(void* handle, std::initializer_list<const char*> names, const char**
 
 }  // namespace
 
-bool Library::Load(std::string* why) {
-#ifdef __APPLE__
-  *why = "NVIDIA's NVML is not available on macOS";
-  reason_code_ = "GPU_UNSUPPORTED_PLATFORM";
-  return false;
+Env ReadEnv() {
+  Env e;
+  auto get = [](const char* name, std::string* out) -> bool {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return false;
+    *out = v;
+    return true;
+  };
+  std::string disabled;
+  if (get("TASKMETER_DISABLE_GPU", &disabled))
+    e.disabled = !disabled.empty() && disabled != "0" && disabled != "false";
+  get("TASKMETER_NVML_LIBRARY", &e.library);
+  e.cvd_set = get("CUDA_VISIBLE_DEVICES", &e.cvd);
+  get("CUDA_DEVICE_ORDER", &e.device_order);
+  get("TASKMETER_PID_NAMESPACE", &e.pid_namespace);
+#ifndef _WIN32
+  for (char** v = environ; v != nullptr && *v != nullptr; v++) e.environment.push_back(*v);
 #endif
-  // Never the unversioned libnvidia-ml.so: drivers >= 560 no longer ship it, and it may be a dev symlink.
-  const char* override_path = std::getenv("TASKMETER_NVML_LIBRARY");
-  if (override_path != nullptr && override_path[0] != '\0') {
-    if (!IsAbsolute(override_path)) {
-      reason_code_ = "NVML_LIBRARY_PATH_NOT_ABSOLUTE";
-      *why = std::string("TASKMETER_NVML_LIBRARY must be an absolute path, got \"") + override_path +
-             "\" (a relative path would be searched for in unsafe places)";
-      return false;
-    }
-    handle_ = DynOpen(override_path, true);
-    if (handle_ == nullptr) {
-      reason_code_ = "NVML_LIBRARY_LOAD_FAILED";
-      *why = std::string("could not load TASKMETER_NVML_LIBRARY=") + override_path + ": " + DynError();
-      return false;
-    }
-    path_ = override_path;
-  } else {
-    for (const char* c : kCandidates) {
-      handle_ = DynOpen(c, IsAbsolute(c));
-      if (handle_ != nullptr) {
-        path_ = c;
-        break;
-      }
-    }
-    if (handle_ == nullptr) {
-      reason_code_ = "NVML_LIBRARY_NOT_FOUND";
-      *why = std::string("NVIDIA's NVML library was not found (looked for ") + kLookedIn +
-             "; it comes with the NVIDIA driver)";
-      return false;
-    }
-  }
-  // Report the file actually loaded (a bare name resolves through the loader's search).
-  void* any = DynSym(handle_, "nvmlInit_v2");
-  if (any == nullptr) any = DynSym(handle_, "nvmlInit");
-  std::string real = DynPath(handle_, any);
-  if (!real.empty()) path_ = real;
+  std::string helper;
+  if (get("TASKMETER_CUDA_ORDER_HELPER", &helper)) e.cuda_helper = helper != "0" && helper != "false";
+#if defined(__linux__)
+  e.wsl = access("/dev/dxg", F_OK) == 0;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) e.node_path.assign(exe, static_cast<size_t>(n));
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&ReadEnv), &info) != 0 && info.dli_fname != nullptr) e.addon_path = info.dli_fname;
+#endif
+  return e;
+}
 
+// Looks up every symbol in handle_; false (with why) when a required one is missing.
+bool Library::Resolve(std::string* why) {
   api_ = Api();
   api_.init = FirstSym<InitFn>(handle_, {"nvmlInit_v2", "nvmlInit"}, &api_.init_symbol);
   api_.shutdown = Sym<ShutdownFn>(handle_, "nvmlShutdown");
@@ -192,8 +187,6 @@ bool Library::Load(std::string* why) {
   if (!missing.empty()) {
     reason_code_ = "NVML_LIBRARY_INCOMPLETE";
     *why = "the NVML library at " + path_ + " lacks required functions:" + missing;
-    DynClose(handle_);
-    handle_ = nullptr;
     return false;
   }
   api_.error_string = Sym<ErrorStringFn>(handle_, "nvmlErrorString");
@@ -203,54 +196,128 @@ bool Library::Load(std::string* why) {
   api_.device_get_name = Sym<DeviceGetStringFn>(handle_, "nvmlDeviceGetName");
   api_.device_get_memory_info_v2 = Sym<DeviceGetMemoryInfoV2Fn>(handle_, "nvmlDeviceGetMemoryInfo_v2");
   api_.device_get_memory_info = Sym<DeviceGetMemoryInfoFn>(handle_, "nvmlDeviceGetMemoryInfo");
-  // Process lists: newest version first, and both lists from the same version so one entry size serves both.
+  // Process lists: newest version first, and every list from the same version so one entry size serves all.
   static const struct {
     const char* compute;
     const char* graphics;
+    const char* mps;
     int version;
     size_t entry;
   } kProcessVersions[] = {
-      {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v3", 3, sizeof(ProcessInfoV2)},
-      {"nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetGraphicsRunningProcesses_v2", 2, sizeof(ProcessInfoV2)},
-      {"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses", 1, sizeof(ProcessInfoV1)},
+      {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v3",
+       "nvmlDeviceGetMPSComputeRunningProcesses_v3", 3, sizeof(ProcessInfoV2)},
+      {"nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetGraphicsRunningProcesses_v2",
+       "nvmlDeviceGetMPSComputeRunningProcesses_v2", 2, sizeof(ProcessInfoV2)},
+      {"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
+       "nvmlDeviceGetMPSComputeRunningProcesses", 1, sizeof(ProcessInfoV1)},
   };
   for (const auto& v : kProcessVersions) {
     auto compute = Sym<DeviceGetProcessesFn>(handle_, v.compute);
     if (compute == nullptr) continue;
     api_.compute_processes = compute;
     api_.graphics_processes = Sym<DeviceGetProcessesFn>(handle_, v.graphics);
+    api_.mps_processes = Sym<DeviceGetProcessesFn>(handle_, v.mps);
     api_.process_list_version = v.version;
     api_.process_entry_size = v.entry;
     break;
   }
+  api_.wide_v3_by_symbols = api_.process_list_version == 3 &&
+                            DynSym(handle_, "nvmlDeviceGetConfComputeMemSizeInfo") != nullptr &&
+                            DynSym(handle_, "nvmlDeviceGetRunningProcessDetailList") == nullptr;
   api_.device_get_utilization_rates = Sym<DeviceGetUtilizationRatesFn>(handle_, "nvmlDeviceGetUtilizationRates");
   api_.device_get_power_usage = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetPowerUsage");
   api_.device_get_total_energy_consumption = Sym<DeviceGetUllFn>(handle_, "nvmlDeviceGetTotalEnergyConsumption");
+  api_.device_get_mig_mode = Sym<DeviceGetMigModeFn>(handle_, "nvmlDeviceGetMigMode");
+  api_.device_get_max_mig_device_count = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetMaxMigDeviceCount");
+  api_.device_get_mig_device_handle_by_index =
+      Sym<DeviceGetMigDeviceHandleByIndexFn>(handle_, "nvmlDeviceGetMigDeviceHandleByIndex");
+  api_.device_get_device_handle_from_mig_device_handle =
+      Sym<DeviceGetDeviceHandleFromMigDeviceHandleFn>(handle_, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle");
+  api_.device_get_gpu_instance_id = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetGpuInstanceId");
+  api_.device_get_compute_instance_id = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetComputeInstanceId");
+  api_.device_get_accounting_mode = Sym<DeviceGetIntFn>(handle_, "nvmlDeviceGetAccountingMode");
+  api_.device_get_accounting_stats = Sym<DeviceGetAccountingStatsFn>(handle_, "nvmlDeviceGetAccountingStats");
+  api_.device_get_process_utilization =
+      Sym<DeviceGetProcessUtilizationFn>(handle_, "nvmlDeviceGetProcessUtilization");
+  api_.device_get_field_values = Sym<DeviceGetFieldValuesFn>(handle_, "nvmlDeviceGetFieldValues");
   return true;
 }
 
-bool Library::Open() {
+bool Library::Open(const Env& env) {
   if (initialized_) return true;
   reason_.clear();
   reason_code_ = "";
-  if (handle_ == nullptr) {
-    std::string why;
-    if (!Load(&why)) {
-      reason_ = why;
+#ifdef __APPLE__
+  reason_ = "NVIDIA's NVML is not available on macOS";
+  reason_code_ = "GPU_UNSUPPORTED_PLATFORM";
+  return false;
+#endif
+  // Never the unversioned libnvidia-ml.so: drivers >= 560 no longer ship it, and it may be a dev symlink.
+  std::vector<std::string> candidates;
+  if (!env.library.empty()) {
+    if (!IsAbsolute(env.library.c_str())) {
+      reason_code_ = "NVML_LIBRARY_PATH_NOT_ABSOLUTE";
+      reason_ = "TASKMETER_NVML_LIBRARY must be an absolute path, got \"" + env.library +
+                "\" (a relative path would be searched for in unsafe places)";
       return false;
     }
+    candidates.push_back(env.library);
+  } else {
+#ifndef _WIN32
+    // Under WSL (/dev/dxg), WSL's own library first: a Linux driver package installed inside WSL would otherwise
+    // shadow it, and its init fails.
+    if (env.wsl) candidates.push_back(kWslLibrary);
+#endif
+    for (const char* c : kCandidates)
+      if (std::find(candidates.begin(), candidates.end(), c) == candidates.end()) candidates.push_back(c);
   }
-  Return r = api_.init();
-  if (r != kSuccess) {
-    reason_ = "NVML could not start: " + Describe(r);
-    reason_code_ = ErrorName(r);
-    DynClose(handle_);  // don't keep a library we cannot use (and don't leak its handle)
+  std::string errors;
+  const char* first_code = nullptr;  // the code of the first candidate that loaded but could not be used
+  bool any_loaded = false;
+  for (const std::string& c : candidates) {
+    handle_ = DynOpen(c.c_str(), IsAbsolute(c.c_str()));
+    if (handle_ == nullptr) {
+      if (!env.library.empty()) {
+        reason_ = "could not load TASKMETER_NVML_LIBRARY=" + c + ": " + DynError();
+        reason_code_ = "NVML_LIBRARY_LOAD_FAILED";
+      }
+      continue;
+    }
+    any_loaded = true;
+    path_ = c;
+    // Report the file actually loaded (a bare name resolves through the loader's search).
+    void* any = DynSym(handle_, "nvmlInit_v2");
+    if (any == nullptr) any = DynSym(handle_, "nvmlInit");
+    std::string real = DynPath(handle_, any);
+    if (!real.empty()) path_ = real;
+    std::string why;
+    Return r = kSuccess;
+    if (Resolve(&why)) {
+      r = api_.init();
+      if (r == kSuccess) {
+        initialized_ = true;
+        return true;
+      }
+      why = "NVML could not start: " + Describe(r);
+      reason_code_ = ErrorName(r);
+    }
+    if (first_code == nullptr) first_code = reason_code_;  // Resolve set NVML_LIBRARY_INCOMPLETE, or init's error
+    // Don't keep a library we cannot use (and don't leak its handle); try the next candidate.
+    errors += errors.empty() ? why : "; then " + path_ + ": " + why;
+    DynClose(handle_);
     handle_ = nullptr;
     api_ = Api();
+  }
+  if (!env.library.empty() && !any_loaded) return false;  // reason_ set above
+  if (!any_loaded) {
+    reason_ = std::string("NVIDIA's NVML library was not found (looked for ") + kLookedIn +
+              "; it comes with the NVIDIA driver)";
+    reason_code_ = "NVML_LIBRARY_NOT_FOUND";
     return false;
   }
-  initialized_ = true;
-  return true;
+  reason_ = errors;
+  reason_code_ = first_code;
+  return false;
 }
 
 void Library::Close(bool unload) {

@@ -86,6 +86,52 @@ struct Utilization {  // nvmlUtilization_t
   unsigned int memory;
 };
 
+// nvmlAccountingStats_t: a process's lifetime figures, kept by the driver while accounting mode is on.
+struct AccountingStats {
+  unsigned int gpuUtilization;
+  unsigned int memoryUtilization;
+  unsigned long long maxMemoryUsage;  // the process's high-water mark of GPU memory, bytes
+  unsigned long long time;
+  unsigned long long startTime;
+  unsigned int isRunning;
+  unsigned int reserved[5];
+};
+
+// nvmlProcessUtilizationSample_t: one sample of one process's utilization.
+struct ProcessUtilizationSample {
+  unsigned int pid;
+  unsigned long long timeStamp;  // CPU time, µs since the epoch
+  unsigned int smUtil;
+  unsigned int memUtil;
+  unsigned int encUtil;
+  unsigned int decUtil;
+};
+
+// nvmlValue_t / nvmlFieldValue_t (nvmlDeviceGetFieldValues).
+union Value {
+  double dVal;
+  unsigned int uiVal;
+  unsigned long ulVal;
+  unsigned long long ullVal;
+  signed long long sllVal;
+};
+struct FieldValue {
+  unsigned int fieldId;
+  unsigned int scopeId;
+  long long timestamp;
+  long long latencyUsec;
+  int valueType;  // nvmlValueType_t
+  Return nvmlReturn;
+  Value value;
+};
+constexpr int kValueTypeUnsignedInt = 1;  // NVML_VALUE_TYPE_UNSIGNED_INT
+// NVML_FI_DEV_POWER_INSTANT (CUDA 12.x headers; not in the 11.8-era header the ABI check compiles against).
+constexpr unsigned int kFieldPowerInstant = 186;
+constexpr int kEnableStateEnabled = 1;  // NVML_FEATURE_ENABLED
+constexpr unsigned int kMigModeEnabled = 1;  // NVML_DEVICE_MIG_ENABLE
+// gpuInstanceId/computeInstanceId of an entry on a GPU without MIG.
+constexpr unsigned int kNoInstanceId = 0xFFFFFFFFu;
+
 using InitFn = Return (*)();
 using ShutdownFn = Return (*)();
 using ErrorStringFn = const char* (*)(Return);
@@ -101,6 +147,13 @@ using DeviceGetProcessesFn = Return (*)(Device, unsigned int*, void*);
 using DeviceGetUtilizationRatesFn = Return (*)(Device, Utilization*);
 using DeviceGetUintFn = Return (*)(Device, unsigned int*);
 using DeviceGetUllFn = Return (*)(Device, unsigned long long*);
+using DeviceGetIntFn = Return (*)(Device, int*);  // nvmlEnableState_t out-parameters
+using DeviceGetMigModeFn = Return (*)(Device, unsigned int*, unsigned int*);
+using DeviceGetMigDeviceHandleByIndexFn = Return (*)(Device, unsigned int, Device*);
+using DeviceGetDeviceHandleFromMigDeviceHandleFn = Return (*)(Device, Device*);
+using DeviceGetAccountingStatsFn = Return (*)(Device, unsigned int, AccountingStats*);
+using DeviceGetProcessUtilizationFn = Return (*)(Device, ProcessUtilizationSample*, unsigned int*, unsigned long long);
+using DeviceGetFieldValuesFn = Return (*)(Device, int, FieldValue*);
 
 }  // namespace nvml
 }  // namespace taskmeter

@@ -20,11 +20,19 @@ namespace proc {
   X(RssBytes) \
   X(VmsBytes) \
   X(PeakRssBytes)  /* process-lifetime high-water mark (ru_maxrss) */ \
+  X(ThreadCpuMs)  /* the calling thread's own CPU time (user + system), ms */ \
   /* end */
 TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
-bool ReadSelf(double* out);
+// kThreadCpuMs is read only when thread_cpu is true (one more syscall, which window endpoints pay and snapshot() does
+// not); NaN otherwise.
+bool ReadSelf(double* out, bool thread_cpu = false);
+
+// Closes what ReadSelf keeps open (Linux: /proc/self/statm). Only when nothing can read any more: Node unloads the
+// addon (dlclose) after the last environment that used it and loads it afresh for the next, and each load would
+// otherwise leak the descriptor. A later ReadSelf opens it again.
+void CloseSelfFiles();
 
 // Current RSS of this process in bytes, or -1. Cheap: used by the sampler thread every tick.
 int64_t ReadSelfRssBytes();
@@ -33,6 +41,11 @@ int64_t ReadSelfRssBytes();
 int64_t ReadSelfPeakRssBytes();
 
 double MonotonicMs();
+
+// The calling thread's CPU time (user + system), ms; NaN if unreadable. CLOCK_THREAD_CPUTIME_ID on Linux,
+// thread_info on macOS, GetThreadTimes on Windows.
+double SelfThreadCpuMs();
+
 double EpochMs();
 
 uint32_t SelfPid();

@@ -51,8 +51,8 @@ uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
 
 void NameThisThread(const char* name) { pthread_setname_np(name); }  // macOS names the calling thread only
 
-bool ReadSelf(double* out) {
-  bool ok = posix::ReadClocksAndRusage(out);
+bool ReadSelf(double* out, bool thread_cpu) {
+  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
   if (!SelfMemory(&out[kRssBytes], &out[kVmsBytes])) {
     out[kRssBytes] = out[kVmsBytes] = NAN;
     ok = false;
@@ -60,12 +60,17 @@ bool ReadSelf(double* out) {
   return ok;
 }
 
+void CloseSelfFiles() {}  // nothing kept open
+
 int64_t ReadSelfRssBytes() {
   double rss;
   return SelfMemory(&rss, nullptr) ? static_cast<int64_t>(rss) : -1;
 }
 
 int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
+
+double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
+
 
 bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   *out = ProcessInfo();
@@ -80,8 +85,10 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   out->alive = bsd.pbi_status != SZOMB;
   rusage_info_v4 ri;
   if (proc_pid_rusage(static_cast<int>(pid), RUSAGE_INFO_V4, reinterpret_cast<rusage_info_t*>(&ri)) == 0) {
-    out->cpu_user_ms = MachToMs(ri.ri_user_time);
-    out->cpu_system_ms = MachToMs(ri.ri_system_time);
+    // Its own CPU and that of its reaped children (like utime + cutime on Linux): a tree's CPU must not lose what
+    // a child used once that child is waited for.
+    out->cpu_user_ms = MachToMs(ri.ri_user_time) + MachToMs(ri.ri_child_user_time);
+    out->cpu_system_ms = MachToMs(ri.ri_system_time) + MachToMs(ri.ri_child_system_time);
     if (out->alive) {
       out->rss_bytes = static_cast<double>(ri.ri_resident_size);
       out->hwm_bytes = static_cast<double>(ri.ri_lifetime_max_phys_footprint);

@@ -68,13 +68,18 @@ uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
 
 void NameThisThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
-bool ReadSelf(double* out) {
-  bool ok = posix::ReadClocksAndRusage(out);
+bool ReadSelf(double* out, bool thread_cpu) {
+  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
   if (!ReadStatm(&out[kVmsBytes], &out[kRssBytes])) {
     out[kVmsBytes] = out[kRssBytes] = NAN;
     ok = false;
   }
   return ok;
+}
+
+void CloseSelfFiles() {
+  int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
+  if (fd >= 0) close(fd);
 }
 
 int64_t ReadSelfRssBytes() {
@@ -84,6 +89,9 @@ int64_t ReadSelfRssBytes() {
 }
 
 int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
+
+double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
+
 
 namespace {
 

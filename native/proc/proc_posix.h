@@ -1,8 +1,12 @@
 // What Linux and macOS share: clocks and getrusage. Included by proc_linux.cc and proc_darwin.cc only.
 #pragma once
+#include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <mach/mach.h>
+#endif
 
 #include <cmath>
 
@@ -26,6 +30,25 @@ inline double ClockMs(clockid_t clock) {
   return TimespecMs(ts);
 }
 
+// The calling thread's CPU (user + system): CLOCK_THREAD_CPUTIME_ID (ns) on Linux; thread_info (µs) on macOS, on
+// the thread's Mach port from pthread_mach_thread_np (not a new send right: nothing to deallocate).
+inline double SelfThreadCpuMs() {
+#ifdef __APPLE__
+  thread_basic_info_data_t info;
+  mach_msg_type_number_t count = THREAD_BASIC_INFO_COUNT;
+  if (thread_info(pthread_mach_thread_np(pthread_self()), THREAD_BASIC_INFO, reinterpret_cast<thread_info_t>(&info),
+                  &count) != KERN_SUCCESS) {
+    return NAN;
+  }
+  return static_cast<double>(info.user_time.seconds + info.system_time.seconds) * 1e3 +
+         static_cast<double>(info.user_time.microseconds + info.system_time.microseconds) / 1e3;
+#else
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return NAN;
+  return TimespecMs(ts);
+#endif
+}
+
 // ru_maxrss is KiB on Linux and bytes on macOS.
 #ifdef __APPLE__
 constexpr double kMaxRssUnit = 1.0;
@@ -33,18 +56,21 @@ constexpr double kMaxRssUnit = 1.0;
 constexpr double kMaxRssUnit = 1024.0;
 #endif
 
-// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs and kPeakRssBytes; false if getrusage failed (NaN there).
-inline bool ReadClocksAndRusage(double* out) {
+// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs (NaN unless thread_cpu); false if getrusage failed
+// (NaN there).
+inline bool ReadClocksAndRusage(double* out, bool thread_cpu) {
   out[kTimeMs] = ClockMs(CLOCK_MONOTONIC);
   out[kEpochMs] = ClockMs(CLOCK_REALTIME);
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) {
     out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
+    out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
     return false;
   }
   out[kCpuUserMs] = TimevalMs(ru.ru_utime);
   out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
   out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * kMaxRssUnit;
+  out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
   return true;
 }
 

@@ -85,7 +85,7 @@ void NameThisThread(const char* name) {
   if (n > 0) fn(GetCurrentThread(), w);
 }
 
-bool ReadSelf(double* out) {
+bool ReadSelf(double* out, bool thread_cpu) {
   bool ok = true;
   out[kTimeMs] = MonotonicMs();
   out[kEpochMs] = EpochMs();
@@ -106,8 +106,22 @@ bool ReadSelf(double* out) {
     out[kRssBytes] = out[kVmsBytes] = out[kPeakRssBytes] = NAN;
     ok = false;
   }
+  out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
   return ok;
 }
+
+namespace {
+double ThreadTimesMs(HANDLE h) {
+  FILETIME created, exited, kernel, user;
+  if (!GetThreadTimes(h, &created, &exited, &kernel, &user)) return NAN;
+  return FiletimeMs(user) + FiletimeMs(kernel);
+}
+}  // namespace
+
+double SelfThreadCpuMs() { return ThreadTimesMs(GetCurrentThread()); }
+
+
+void CloseSelfFiles() {}  // nothing kept open
 
 int64_t ReadSelfRssBytes() {
   PROCESS_MEMORY_COUNTERS_EX pmc;

@@ -9,6 +9,7 @@ import {
   currentReadings,
   DURATION_SECONDS_BUCKETS,
   ENERGY_JOULES_BUCKETS,
+  RATIO_BUCKETS,
   keepGpuFresh,
   taskFigures,
 } from './readings';
@@ -136,6 +137,11 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
     description: 'GPU energy of measured tasks.',
     advice: { explicitBucketBoundaries: [...ENERGY_JOULES_BUCKETS] },
   });
+  const gpuProcUtil = meter.createHistogram('taskmeter.task.gpu.process.utilization', {
+    unit: '1',
+    description: "Measured tasks' own SM utilization of the GPUs (0-1, averaged over the task).",
+    advice: { explicitBucketBoundaries: [...RATIO_BUCKETS] },
+  });
 
   let registered = true;
   return {
@@ -151,6 +157,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
       if (f.memoryPeakBytes !== null) peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);
+      if (f.gpuProcessUtilizationRatio !== null) gpuProcUtil.record(f.gpuProcessUtilizationRatio, attributes);
     },
     unregister(): void {
       if (!registered) return;

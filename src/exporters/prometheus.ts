@@ -10,6 +10,7 @@ import {
   currentReadings,
   DURATION_SECONDS_BUCKETS,
   ENERGY_JOULES_BUCKETS,
+  RATIO_BUCKETS,
   keepGpuFresh,
   Readings,
   taskFigures,
@@ -177,10 +178,11 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     cpu: hist('task_cpu_seconds', 'CPU time of measured tasks.', seconds),
     peak: hist('task_memory_peak_bytes', 'Peak resident memory of measured tasks.', bytes),
     gpuPeak: hist('task_gpu_memory_peak_bytes', 'Peak GPU memory of measured tasks.', bytes),
-    gpuEnergy: hist(
-      'task_gpu_energy_joules',
-      'GPU energy of measured tasks.',
-      [...ENERGY_JOULES_BUCKETS],
+    gpuEnergy: hist('task_gpu_energy_joules', 'GPU energy of measured tasks.', [...ENERGY_JOULES_BUCKETS]),
+    gpuProcUtil: hist(
+      'task_gpu_process_utilization_ratio',
+      "Measured tasks' own SM utilization of the GPUs (0-1, averaged over the task).",
+      [...RATIO_BUCKETS],
     ),
   };
   const stopGpu = keepGpuFresh(gpuIntervalMs);
@@ -189,9 +191,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
     observeUsage(usage: ResourceUsage | ProcessUsage, labels: Record<string, string> = {}): void {
       const f = taskFigures(usage);
       if (labels === null || typeof labels !== 'object') {
-        throw typeError(
-          `taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`,
-        );
+        throw typeError(`taskmeter: observeUsage(usage, labels): labels must be an object, got ${describe(labels)}`);
       }
       for (const k of Object.keys(labels)) {
         if (!labelNames.includes(k))
@@ -205,6 +205,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
       if (f.memoryPeakBytes !== null) histograms.peak.observe(labels, f.memoryPeakBytes);
       if (f.gpuMemoryPeakBytes !== null) histograms.gpuPeak.observe(labels, f.gpuMemoryPeakBytes);
       if (f.gpuEnergyJoules !== null) histograms.gpuEnergy.observe(labels, f.gpuEnergyJoules);
+      if (f.gpuProcessUtilizationRatio !== null) histograms.gpuProcUtil.observe(labels, f.gpuProcessUtilizationRatio);
     },
     unregister(): void {
       if (!live) return;

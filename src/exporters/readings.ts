@@ -77,6 +77,8 @@ export const DURATION_SECONDS_BUCKETS: readonly number[] = [
 export const BYTES_BUCKETS: readonly number[] = Array.from({ length: 21 }, (_, i) => 2 ** (20 + i));
 /** Joules, 0.1 J to 10 MJ (a 700 W GPU for 4 h is 10 MJ) in factors of 10. */
 export const ENERGY_JOULES_BUCKETS: readonly number[] = [0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7];
+/** A ratio 0–1 (a task's own GPU SM utilization). */
+export const RATIO_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1];
 
 /** The figures of a finished window that the exporters record into histograms. */
 export function taskFigures(usage: ResourceUsage | ProcessUsage): {
@@ -86,6 +88,8 @@ export function taskFigures(usage: ResourceUsage | ProcessUsage): {
   memoryPeakBytes: number | null;
   gpuMemoryPeakBytes: number | null;
   gpuEnergyJoules: number | null;
+  /** The task's own SM utilization of the GPUs, 0..1 (nvmlDeviceGetProcessUtilization), or null. */
+  gpuProcessUtilizationRatio: number | null;
 } {
   const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
   if (
@@ -103,5 +107,9 @@ export function taskFigures(usage: ResourceUsage | ProcessUsage): {
     memoryPeakBytes: finite(usage.peakRssBytes) ? usage.peakRssBytes : null,
     gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
     gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,
+    gpuProcessUtilizationRatio:
+      finite(usage.gpuProcessUtilizationPercent) && usage.gpuProcessUtilizationPercent <= 100
+        ? usage.gpuProcessUtilizationPercent / 100
+        : null,
   };
 }

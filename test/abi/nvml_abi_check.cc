@@ -102,3 +102,57 @@ static_assert(std::is_same<decltype(&nvmlErrorString), const char* (*)(nvmlRetur
 static_assert(std::is_same<decltype(&nvmlInit), nvmlReturn_t (*)(void)>::value, "nvmlInit");
 static_assert(std::is_same<decltype(&nvmlDeviceGetCount), nvmlReturn_t (*)(unsigned int*)>::value, "count v1");
 static_assert(std::is_same<decltype(&nvmlDeviceGetHandleByIndex), nvmlReturn_t (*)(unsigned int, nvmlDevice_t*)>::value, "handle v1");
+
+// Issue 12: MIG, accounting mode, per-process utilization, field values (instant power), MPS lists.
+SAME_SIZE(AccountingStats, nvmlAccountingStats_t);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, gpuUtilization);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, memoryUtilization);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, maxMemoryUsage);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, time);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, startTime);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, isRunning);
+SAME_OFFSET(AccountingStats, nvmlAccountingStats_t, reserved);
+
+SAME_SIZE(ProcessUtilizationSample, nvmlProcessUtilizationSample_t);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, pid);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, timeStamp);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, smUtil);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, memUtil);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, encUtil);
+SAME_OFFSET(ProcessUtilizationSample, nvmlProcessUtilizationSample_t, decUtil);
+
+SAME_SIZE(Value, nvmlValue_t);
+SAME_SIZE(FieldValue, nvmlFieldValue_t);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, fieldId);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, scopeId);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, timestamp);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, latencyUsec);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, valueType);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, nvmlReturn);
+SAME_OFFSET(FieldValue, nvmlFieldValue_t, value);
+static_assert(sizeof(int) == sizeof(nvmlValueType_t), "valueType is int-sized");
+SAME_VALUE(kValueTypeUnsignedInt, NVML_VALUE_TYPE_UNSIGNED_INT);
+// NVML_FI_DEV_POWER_INSTANT (186) is newer than this CUDA 11.8-era header (NVML_FI_MAX is 167 here): only checked to
+// lie beyond what this header knows, so it cannot collide with an older field id.
+static_assert(ours::kFieldPowerInstant >= NVML_FI_MAX, "NVML_FI_DEV_POWER_INSTANT is a newer field id");
+
+static_assert(sizeof(int) == sizeof(nvmlEnableState_t), "nvmlEnableState_t is int-sized");
+SAME_VALUE(kEnableStateEnabled, NVML_FEATURE_ENABLED);
+SAME_VALUE(kMigModeEnabled, NVML_DEVICE_MIG_ENABLE);
+
+static_assert(std::is_same<decltype(&nvmlDeviceGetMigMode), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*, unsigned int*)>::value, "mig mode");
+static_assert(std::is_same<decltype(&nvmlDeviceGetMaxMigDeviceCount), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*)>::value, "max mig");
+static_assert(std::is_same<decltype(&nvmlDeviceGetMigDeviceHandleByIndex), nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlDevice_t*)>::value, "mig handle");
+static_assert(std::is_same<decltype(&nvmlDeviceGetDeviceHandleFromMigDeviceHandle), nvmlReturn_t (*)(nvmlDevice_t, nvmlDevice_t*)>::value, "mig parent");
+static_assert(std::is_same<decltype(&nvmlDeviceGetGpuInstanceId), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*)>::value, "gi");
+static_assert(std::is_same<decltype(&nvmlDeviceGetComputeInstanceId), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*)>::value, "ci");
+static_assert(std::is_same<decltype(&nvmlDeviceGetAccountingMode), nvmlReturn_t (*)(nvmlDevice_t, nvmlEnableState_t*)>::value, "acct mode");
+static_assert(std::is_same<decltype(&nvmlDeviceGetAccountingStats), nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlAccountingStats_t*)>::value, "acct stats");
+static_assert(std::is_same<decltype(&nvmlDeviceGetProcessUtilization), nvmlReturn_t (*)(nvmlDevice_t, nvmlProcessUtilizationSample_t*, unsigned int*, unsigned long long)>::value, "putil");
+static_assert(std::is_same<decltype(&nvmlDeviceGetFieldValues), nvmlReturn_t (*)(nvmlDevice_t, int, nvmlFieldValue_t*)>::value, "field values");
+static_assert(std::is_same<decltype(&nvmlDeviceGetMPSComputeRunningProcesses_v3), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*, nvmlProcessInfo_t*)>::value, "mps3");
+static_assert(std::is_same<decltype(&nvmlDeviceGetMPSComputeRunningProcesses_v2), nvmlReturn_t (*)(nvmlDevice_t, unsigned int*, nvmlProcessInfo_v2_t*)>::value, "mps2");
+// Our pointer types take our structs of the same layout (asserted above) in NVIDIA's parameter positions.
+static_assert(std::is_same<ours::DeviceGetMigModeFn, ours::Return (*)(ours::Device, unsigned int*, unsigned int*)>::value, "ours mig");
+// Not in this header (newer than CUDA 11.8): nvmlDeviceGetConfComputeMemSizeInfo and
+// nvmlDeviceGetRunningProcessDetailList are only looked up by name (their presence decides the _v3 entry size).

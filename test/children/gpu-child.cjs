@@ -22,7 +22,7 @@ const cases = {
   },
   window() {
     const { usage } = tm.measureSync(() => sleep(300), { sampleIntervalMs: 10 });
-    return { usage, record: tm.toRecord(usage), snap: tm.snapshot() };
+    return { usage, record: tm.toRecord(usage), snap: tm.snapshot(), info: tm.gpuInfo() };
   },
   short() {
     sleep(50);
@@ -41,6 +41,49 @@ const cases = {
       sleep(150);
     }, { sampleIntervalMs: 10 });
     return { usage, record: tm.toRecord(usage) };
+  },
+  // Accounting mode: the process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window
+  // (an allocation spike between two list readings) — and a second window where it does not rise.
+  accountingSpike() {
+    write(base + `\ndev0.acct=self:${64 * MiB}\n`);
+    sleep(100);
+    const { usage } = tm.measureSync(() => {
+      sleep(150);
+      write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+      sleep(150);
+    }, { sampleIntervalMs: 10 });
+    const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
+    return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
+  },
+  // The energy counter is missing for a stretch mid-window, then back: no interval may be counted twice.
+  energyGap() {
+    sleep(100);
+    const { usage } = tm.measureSync(() => {
+      sleep(150);
+      write(base + '\nfail.nvmlDeviceGetTotalEnergyConsumption=3\n');
+      sleep(200);
+      write(base + '\n');
+      sleep(250);
+    }, { sampleIntervalMs: 10 });
+    return { usage };
+  },
+  // Process lists cost 5 ms a call; the device's used memory spikes for 250 ms inside a 1.5 s window.
+  costly() {
+    sleep(300);
+    const { usage } = tm.measureSync(() => {
+      sleep(600);
+      write(base + `\ndev0.used=${40 * 1024 * MiB}\n`);
+      sleep(250);
+      write(base + '\n');
+      sleep(650);
+    }, { sampleIntervalMs: 10 });
+    return { usage, record: tm.toRecord(usage) };
+  },
+  // process.env written on the JS thread while the GPU thread reads: the GPU side uses what was set at load.
+  lateEnv() {
+    for (let i = 0; i < 2000; i++) process.env.CUDA_VISIBLE_DEVICES = i % 2 ? 'GPU-9999' : '';
+    const { usage } = tm.measureSync(() => sleep(100), { sampleIntervalMs: 10 });
+    return { info: tm.gpuInfo(), usage };
   },
   // Something changes mid-window (text in FAULT), the window goes on.
   midWindow() {

@@ -63,3 +63,57 @@ if (!isMainThread) {
   globalThis.keep = t;
   setTimeout(() => console.log(JSON.stringify({ threadRunning: native.samplerState().threadRunning })), 20);
 }
+else if (which === 'thread-start-fails') {
+  // std::thread throws std::system_error (EAGAIN) under a pids limit; the test hook makes the next start do so.
+  native.testHook('failThreadStarts', 1);
+  let first;
+  let error = null;
+  try {
+    first = tm.measureSync(() => { const end = Date.now() + 20; while (Date.now() < end); return 1; }, { sampleIntervalMs: 1 }).usage;
+  } catch (e) {
+    error = String(e);
+  }
+  const stateAfterFailure = native.samplerState();
+  // the next window starts the thread
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+  setTimeout(() => {
+    const second = t.stop();
+    console.log(JSON.stringify({ error, firstSamples: first && first.samples, firstWall: first && first.wallTimeMs, stateAfterFailure, threadRunning: native.samplerState().threadRunning, secondSamples: second.samples }));
+  }, 50);
+} else if (which === 'ids') {
+  // Window ids: past 2^32 (where 32-bit ids wrapped onto open windows) and at the 2^53 wrap, never an open window's.
+  const out = new Float64Array(native.WINDOW_SLOTS);
+  const a = native.windowOpen(1); // a low id, kept open
+  native.testHook('nextWindowId', 2 ** 32 - 1);
+  const b = native.windowOpen(1);
+  const c = native.windowOpen(1);
+  native.testHook('nextWindowId', 2 ** 53 - 1);
+  const d = native.windowOpen(1);
+  native.testHook('nextWindowId', a); // the counter lands on an open window's id
+  const e = native.windowOpen(1);
+  const ids = [a, b, c, d, e];
+  const closed = ids.map((id) => native.windowClose(id, out));
+  const closedTwice = native.windowClose(a, out);
+  console.log(JSON.stringify({ ids, closed, closedTwice, open: native.samplerState().openWindows }));
+} else if (which === 'sampler-cpu') {
+  // An idle window: the sampler thread works at 1 ms all along, but none of its CPU is the task's.
+  const ms = Number(process.argv[3] || 1000);
+  tm.measure(() => new Promise((r) => setTimeout(r, ms)), { sampleIntervalMs: 1 }).then(({ usage }) => {
+    console.log(JSON.stringify({ cpuTimeMs: usage.cpuTimeMs, samplerCpuMs: usage.samplerCpuMs, samples: usage.samples, threadCpuMs: usage.threadCpuMs, ownCpuMs: native.samplerState().ownCpuMs }));
+  });
+}
+else if (which === 'gpu-thread-start-fails') {
+  // Loaded with the GPU off; then the GPU is allowed, the next thread start fails (as under a pids limit), and a
+  // worker's load tries to start the GPU thread: its gpuInfo() says why there is no GPU, and it still measures.
+  delete process.env.TASKMETER_DISABLE_GPU;
+  native.testHook('failThreadStarts', 1);
+  const src = `
+    const { parentPort } = require('node:worker_threads');
+    const tm = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+    const info = tm.gpuInfo();
+    const { usage } = tm.measureSync(() => 1);
+    parentPort.postMessage({ available: info.available, reason: info.reason, reasonCode: info.reasonCode, wall: usage.wallTimeMs });`;
+  const w = new Worker(src, { eval: true });
+  w.on('message', (m) => console.log(JSON.stringify(m)));
+  w.on('error', (e) => { console.error(e); process.exit(1); });
+}
