@@ -16,12 +16,23 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 if (!tm.hasGpu) throw new Error('bench gpu-child: the fake GPU did not load: ' + tm.gpuInfo().reason);
 let sink = 0;
 if (mode === 'costs') {
-  const snap = [], meas = [];
+  const snap = [],
+    meas = [];
   for (let r = 0; r < 7; r++) {
-    snap.push(nsPerCall(() => { sink += tm.snapshot().gpus.length; }, N));
-    meas.push(nsPerCall(() => { sink += tm.measureSync(() => 0).usage.gpus.length; }, N / 10));
+    snap.push(
+      nsPerCall(() => {
+        sink += tm.snapshot().gpus.length;
+      }, N),
+    );
+    meas.push(
+      nsPerCall(() => {
+        sink += tm.measureSync(() => 0).usage.gpus.length;
+      }, N / 10),
+    );
   }
-  console.log(JSON.stringify({ gpus: tm.snapshot().gpus.length, snapshotNs: median(snap), measureSyncNs: median(meas) }));
+  console.log(
+    JSON.stringify({ gpus: tm.snapshot().gpus.length, snapshotNs: median(snap), measureSyncNs: median(meas) }),
+  );
 } else if (mode === 'sampler-cpu') {
   // CPU time of taskmeter's own threads (named taskmeter-rss / taskmeter-gpu) while a window is open, per second.
   const { readdirSync } = await import('node:fs');
@@ -30,7 +41,11 @@ if (mode === 'costs') {
     const out = {};
     for (const tid of readdirSync('/proc/self/task')) {
       let comm;
-      try { comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(); } catch { continue; }
+      try {
+        comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      } catch {
+        continue;
+      }
       if (!comm.startsWith('taskmeter-')) continue;
       const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -47,7 +62,15 @@ if (mode === 'costs') {
   const u = t.stop();
   const secs = (performance.now() - t0) / 1000;
   const perSec = Object.fromEntries(Object.keys(after).map((k) => [k, (after[k] - (before[k] ?? 0)) / secs]));
-  console.log(JSON.stringify({ interval, perSecMs: perSec, gpuIntervalMs: u.gpuSampleIntervalMs, samples: u.samples, gpuSamples: u.gpuSamples }));
+  console.log(
+    JSON.stringify({
+      interval,
+      perSecMs: perSec,
+      gpuIntervalMs: u.gpuSampleIntervalMs,
+      samples: u.samples,
+      gpuSamples: u.gpuSamples,
+    }),
+  );
 } else if (mode === 'exporters') {
   // JS-thread cost of one collection with the fake GPU loaded: our OpenTelemetry batch callback alone and the whole
   // SDK collect(), and a whole prom-client scrape of taskmeter's collector (registry.metrics()).
@@ -64,7 +87,10 @@ if (mode === 'costs') {
   let callback;
   const meter = provider.getMeter('bench');
   const orig = meter.addBatchObservableCallback.bind(meter);
-  meter.addBatchObservableCallback = (cb, obs) => { callback = cb; return orig(cb, obs); };
+  meter.addBatchObservableCallback = (cb, obs) => {
+    callback = cb;
+    return orig(cb, obs);
+  };
   registerTaskmeterMetrics(meter);
   const fakeResult = { observe: () => {} };
   const registry = new prom.Registry();
@@ -78,21 +104,35 @@ if (mode === 'costs') {
   };
   const ours = registry.getMetricsAsArray();
   const collectAll = () => Promise.all(ours.map((m) => m.get()));
-  const cb = [], sdk = [], scrape = [], promCollect = [];
+  const cb = [],
+    sdk = [],
+    scrape = [],
+    promCollect = [];
   for (let r = 0; r < 7; r++) {
     cb.push(await time(() => callback(fakeResult), 2000));
     sdk.push(await time(() => reader.collect(), 300));
     promCollect.push(await time(collectAll, 300));
     scrape.push(await time(() => registry.metrics(), 300));
   }
-  console.log(JSON.stringify({ callbackUs: median(cb), otelCollectUs: median(sdk), promCollectUs: median(promCollect), promScrapeUs: median(scrape), gpus: tm.snapshot().gpus.length }));
+  console.log(
+    JSON.stringify({
+      callbackUs: median(cb),
+      otelCollectUs: median(sdk),
+      promCollectUs: median(promCollect),
+      promScrapeUs: median(scrape),
+      gpus: tm.snapshot().gpus.length,
+    }),
+  );
   process.exit(0);
 } else if (mode === 'costly') {
   // Process lists that cost 5 ms per call (the fake's delay): the interval they get, the share of time the GPU thread
   // spends in NVML, and a 200 ms device-memory spike inside a 3 s window.
   const scenario = process.env.FAKE_NVML_SCENARIO;
   const base = readFileSync(scenario, 'utf8') + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n';
-  const put = (text) => { writeFileSync(scenario + '.tmp', text); renameSync(scenario + '.tmp', scenario); };
+  const put = (text) => {
+    writeFileSync(scenario + '.tmp', text);
+    renameSync(scenario + '.tmp', scenario);
+  };
   put(base);
   sleep(300);
   const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
@@ -103,15 +143,17 @@ if (mode === 'costs') {
   await new Promise((r) => setTimeout(r, 1400));
   const u = t.stop();
   const g = u.gpus[0];
-  console.log(JSON.stringify({
-    gpuSampleIntervalMs: u.gpuSampleIntervalMs,
-    gpuProcessSampleIntervalMs: u.gpuProcessSampleIntervalMs,
-    gpuSamples: u.gpuSamples,
-    processSamples: g.processSamples,
-    spikeCaught: g.memoryUsedPeakBytes === 42949672960,
-    listShare: (g.processSamples * 5) / u.wallTimeMs,
-    wallMs: u.wallTimeMs,
-  }));
+  console.log(
+    JSON.stringify({
+      gpuSampleIntervalMs: u.gpuSampleIntervalMs,
+      gpuProcessSampleIntervalMs: u.gpuProcessSampleIntervalMs,
+      gpuSamples: u.gpuSamples,
+      processSamples: g.processSamples,
+      spikeCaught: g.memoryUsedPeakBytes === 42949672960,
+      listShare: (g.processSamples * 5) / u.wallTimeMs,
+      wallMs: u.wallTimeMs,
+    }),
+  );
   process.exit(0);
 } else if (mode === 'hang') {
   const scenario = process.env.FAKE_NVML_SCENARIO;
@@ -128,7 +170,14 @@ if (mode === 'costs') {
     times.push(performance.now() - t0);
   }
   const u = tracker.stop();
-  console.log(JSON.stringify({ measureSyncMaxMs: Math.max(...times), measureSyncMedianMs: median(times), stale: u.gpuStale, exitAt: Date.now() }));
+  console.log(
+    JSON.stringify({
+      measureSyncMaxMs: Math.max(...times),
+      measureSyncMedianMs: median(times),
+      stale: u.gpuStale,
+      exitAt: Date.now(),
+    }),
+  );
   process.exit(0);
 }
 if (sink === 0.5) console.log(sink);

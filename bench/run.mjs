@@ -32,17 +32,24 @@ try {
 
 let sink = 0;
 const cases = {
-  'snapshot()': () => { sink += tm.snapshot().rssBytes; },
+  'snapshot()': () => {
+    sink += tm.snapshot().rssBytes;
+  },
   'process.cpuUsage() + process.memoryUsage.rss() + process.hrtime.bigint()': () => {
     sink += process.cpuUsage().user + process.memoryUsage.rss() + Number(process.hrtime.bigint() & 1n);
   },
-  'measureSync(() => 0)': () => { sink += tm.measureSync(() => 0).result; },
-  '(() => 0)() direct': () => { sink += (() => 0)(); },
+  'measureSync(() => 0)': () => {
+    sink += tm.measureSync(() => 0).result;
+  },
+  '(() => 0)() direct': () => {
+    sink += (() => 0)();
+  },
 };
 const results = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
 const floor = [];
 for (let r = 0; r < ROUNDS; r++) {
-  for (const [name, fn] of Object.entries(cases)) results[name].push(nsPerCall(fn, name.startsWith('measureSync') ? N / 10 : N));
+  for (const [name, fn] of Object.entries(cases))
+    results[name].push(nsPerCall(fn, name.startsWith('measureSync') ? N / 10 : N));
   if (floorBin) floor.push(Number(execFileSync(floorBin, [String(N), '3']).toString()));
 }
 rmSync(tmp, { recursive: true, force: true });
@@ -52,11 +59,10 @@ const floorNs = floor.length ? median(floor) : NaN;
 const snap = med['snapshot()'];
 const builtins = med['process.cpuUsage() + process.memoryUsage.rss() + process.hrtime.bigint()'];
 const overhead = med['measureSync(() => 0)'] - med['(() => 0)() direct'];
-const rows = [
-  ['C floor: getrusage + pread(statm) + clock_gettime', floorNs],
-  ...Object.entries(med),
-];
-console.log(`taskmeter bench — node ${process.version}, ${ROUNDS} rounds × ${N} calls, median ns/call, hasGpu=${tm.hasGpu}\n`);
+const rows = [['C floor: getrusage + pread(statm) + clock_gettime', floorNs], ...Object.entries(med)];
+console.log(
+  `taskmeter bench — node ${process.version}, ${ROUNDS} rounds × ${N} calls, median ns/call, hasGpu=${tm.hasGpu}\n`,
+);
 console.log('| case | ns/call |\n|---|---:|');
 for (const [k, v] of rows) console.log(`| ${k} | ${Number.isFinite(v) ? v.toFixed(0) : 'n/a'} |`);
 const targets = [
@@ -75,7 +81,13 @@ if (sink === 0.5) console.log(sink);
 {
   const noGpu = { ...process.env, TASKMETER_DISABLE_GPU: '1' };
   const runCase = (interval, ms) =>
-    JSON.parse(execFileSync(process.execPath, [join(here, 'sampler-cpu.mjs'), String(interval), String(ms)], { env: noGpu }).toString().trim().split('\n').pop());
+    JSON.parse(
+      execFileSync(process.execPath, [join(here, 'sampler-cpu.mjs'), String(interval), String(ms)], { env: noGpu })
+        .toString()
+        .trim()
+        .split('\n')
+        .pop(),
+    );
   let sleepFloor = null;
   const tmp2 = mkdtempSync(join(tmpdir(), 'taskmeter-bench-floor-'));
   try {
@@ -85,16 +97,22 @@ if (sink === 0.5) console.log(sink);
     sleepFloor = null;
   }
   console.log('\nSampler self-cost (no GPU; idle window of 3 s per case, fresh process each):\n');
-  console.log('| sampleIntervalMs | sampler CPU | per sample | C floor (sleep + pread) | sampler / floor | window cpuTimeMs (3 s idle) | target ≤ 1 ms/s at 10 ms |\n|---:|---:|---:|---:|---:|---:|---|');
+  console.log(
+    '| sampleIntervalMs | sampler CPU | per sample | C floor (sleep + pread) | sampler / floor | window cpuTimeMs (3 s idle) | target ≤ 1 ms/s at 10 ms |\n|---:|---:|---:|---:|---:|---:|---|',
+  );
   for (const interval of [1, 10, 100]) {
     const c = runCase(interval, 3000);
     const f = sleepFloor ? Number(execFileSync(sleepFloor, [String(interval), '3000']).toString()) : NaN;
     const met = interval === 10 ? (c.samplerCpuMsPerSec <= 1 ? 'yes' : 'NO') : '—';
-    console.log(`| ${interval} | ${c.samplerCpuMsPerSec.toFixed(2)} ms/s | ${c.samplerUsPerSample.toFixed(1)} µs | ${Number.isFinite(f) ? f.toFixed(2) + ' ms/s' : 'n/a'} | ${Number.isFinite(f) ? (c.samplerCpuMsPerSec / f).toFixed(2) + '×' : 'n/a'} | ${c.windowCpuTimeMs.toFixed(2)} ms | ${met} |`);
+    console.log(
+      `| ${interval} | ${c.samplerCpuMsPerSec.toFixed(2)} ms/s | ${c.samplerUsPerSample.toFixed(1)} µs | ${Number.isFinite(f) ? f.toFixed(2) + ' ms/s' : 'n/a'} | ${Number.isFinite(f) ? (c.samplerCpuMsPerSec / f).toFixed(2) + '×' : 'n/a'} | ${c.windowCpuTimeMs.toFixed(2)} ms | ${met} |`,
+    );
   }
   rmSync(tmp2, { recursive: true, force: true });
   const idle = runCase(10, 10000);
-  console.log(`\nIdle 10 s window (await, default 10 ms interval): cpuTimeMs ${idle.windowCpuTimeMs.toFixed(2)} ms (the sampler's ${idle.ownCpuMs.toFixed(2)} ms left out; threadCpuMs ${idle.windowThreadCpuMs.toFixed(2)} ms) — target ≈ 0 ms: ${idle.windowCpuTimeMs < 10 ? 'yes' : 'NO'}`);
+  console.log(
+    `\nIdle 10 s window (await, default 10 ms interval): cpuTimeMs ${idle.windowCpuTimeMs.toFixed(2)} ms (the sampler's ${idle.ownCpuMs.toFixed(2)} ms left out; threadCpuMs ${idle.windowThreadCpuMs.toFixed(2)} ms) — target ≈ 0 ms: ${idle.windowCpuTimeMs < 10 ? 'yes' : 'NO'}`,
+  );
 }
 
 // GPU (issue 3): the same calls with the fake NVML loaded (two GPUs, a process list with this process in it), and a
@@ -107,10 +125,24 @@ try {
   writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864,777:5000\ndev0.util=50\n');
   const env = { ...process.env, TASKMETER_NVML_LIBRARY: lib, FAKE_NVML_SCENARIO: scenario };
   const child = join(here, 'gpu-child.mjs');
-  const costs = JSON.parse(execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop());
-  const exp = JSON.parse(execFileSync(process.execPath, [child, 'exporters'], { env }).toString().trim().split('\n').pop());
-  const cpu = [1, 10].map((ms) => JSON.parse(execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env }).toString().trim().split('\n').pop()));
-  const costly = JSON.parse(execFileSync(process.execPath, [child, 'costly'], { env }).toString().trim().split('\n').pop());
+  const costs = JSON.parse(
+    execFileSync(process.execPath, [child, 'costs'], { env }).toString().trim().split('\n').pop(),
+  );
+  const exp = JSON.parse(
+    execFileSync(process.execPath, [child, 'exporters'], { env }).toString().trim().split('\n').pop(),
+  );
+  const cpu = [1, 10].map((ms) =>
+    JSON.parse(
+      execFileSync(process.execPath, [child, 'sampler-cpu', String(ms)], { env })
+        .toString()
+        .trim()
+        .split('\n')
+        .pop(),
+    ),
+  );
+  const costly = JSON.parse(
+    execFileSync(process.execPath, [child, 'costly'], { env }).toString().trim().split('\n').pop(),
+  );
   writeFileSync(scenario, 'count=2\ndev0.procs=4242:1048576,self:67108864,777:5000\ndev0.util=50\n');
   const hangOut = execFileSync(process.execPath, [child, 'hang'], { env }).toString().trim().split('\n').pop();
   const exited = Date.now();
@@ -118,23 +150,49 @@ try {
   rmSync(dir, { recursive: true, force: true });
   console.log(`\nWith the fake NVML (${costs.gpus} GPUs):\n`);
   console.log('| case | value | target | met |\n|---|---:|---|---|');
-  console.log(`| snapshot() with GPU cache | ${costs.snapshotNs.toFixed(0)} ns | ≤ 5 µs | ${costs.snapshotNs <= 5000 ? 'yes' : 'NO'} |`);
+  console.log(
+    `| snapshot() with GPU cache | ${costs.snapshotNs.toFixed(0)} ns | ≤ 5 µs | ${costs.snapshotNs <= 5000 ? 'yes' : 'NO'} |`,
+  );
   console.log(`| measureSync(() => 0) with GPU | ${costs.measureSyncNs.toFixed(0)} ns | — | — |`);
-  console.log(`| measureSync(() => 0) during a 3 s process-list hang, worst of 20 | ${hang.measureSyncMaxMs.toFixed(3)} ms | < 50 ms | ${hang.measureSyncMaxMs < 50 ? 'yes' : 'NO'} |`);
-  console.log(`| process.exit() during the hang → process gone | ${exited - hang.exitAt} ms | < 2000 ms | ${exited - hang.exitAt < 2000 ? 'yes' : 'NO'} |`);
+  console.log(
+    `| measureSync(() => 0) during a 3 s process-list hang, worst of 20 | ${hang.measureSyncMaxMs.toFixed(3)} ms | < 50 ms | ${hang.measureSyncMaxMs < 50 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| process.exit() during the hang → process gone | ${exited - hang.exitAt} ms | < 2000 ms | ${exited - hang.exitAt < 2000 ? 'yes' : 'NO'} |`,
+  );
   console.log(`| window during the hang reports gpuStale | ${hang.stale} | true | ${hang.stale ? 'yes' : 'NO'} |`);
-  console.log(`| exporters: our OpenTelemetry batch callback, one collection | ${exp.callbackUs.toFixed(1)} µs | < 50 µs | ${exp.callbackUs < 50 ? 'yes' : 'NO'} |`);
-  console.log(`| exporters: OpenTelemetry SDK collect() with taskmeter's instruments | ${exp.otelCollectUs.toFixed(1)} µs | — | — |`);
-  console.log(`| exporters: Prometheus collection, get() of every taskmeter metric (their collect() callbacks) | ${exp.promCollectUs.toFixed(1)} µs | < 50 µs | ${exp.promCollectUs < 50 ? 'yes' : 'NO'} |`);
-  console.log(`| exporters: whole prom-client scrape text (registry.metrics(), 16 metrics incl. 6 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`);
-  console.log(`| process-list call costing 5 ms (fake delay): its reading interval | ${costly.gpuProcessSampleIntervalMs.toFixed(0)} ms (${costly.processSamples} list readings in ${(costly.wallMs / 1000).toFixed(1)} s) | ≥ 125 × cost (≤ 0.8% of a core) | ${costly.gpuProcessSampleIntervalMs >= 625 ? 'yes' : 'NO'} |`);
-  console.log(`| … time in process-list calls | ${(costly.listShare * 100).toFixed(2)} % | ≤ 1 % | ${costly.listShare <= 0.01 ? 'yes' : 'NO'} |`);
-  console.log(`| … device memory still read every | ${costly.gpuSampleIntervalMs.toFixed(0)} ms (${costly.gpuSamples} readings) | window's pace (10 ms → 20 ms floor) | ${costly.gpuSampleIntervalMs <= 25 ? 'yes' : 'NO'} |`);
-  console.log(`| … 200 ms device-memory spike caught | ${costly.spikeCaught} | true | ${costly.spikeCaught ? 'yes' : 'NO'} |`);
+  console.log(
+    `| exporters: our OpenTelemetry batch callback, one collection | ${exp.callbackUs.toFixed(1)} µs | < 50 µs | ${exp.callbackUs < 50 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| exporters: OpenTelemetry SDK collect() with taskmeter's instruments | ${exp.otelCollectUs.toFixed(1)} µs | — | — |`,
+  );
+  console.log(
+    `| exporters: Prometheus collection, get() of every taskmeter metric (their collect() callbacks) | ${exp.promCollectUs.toFixed(1)} µs | < 50 µs | ${exp.promCollectUs < 50 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| exporters: whole prom-client scrape text (registry.metrics(), 16 metrics incl. 6 histograms) | ${exp.promScrapeUs.toFixed(1)} µs | — | — |`,
+  );
+  console.log(
+    `| process-list call costing 5 ms (fake delay): its reading interval | ${costly.gpuProcessSampleIntervalMs.toFixed(0)} ms (${costly.processSamples} list readings in ${(costly.wallMs / 1000).toFixed(1)} s) | ≥ 125 × cost (≤ 0.8% of a core) | ${costly.gpuProcessSampleIntervalMs >= 625 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| … time in process-list calls | ${(costly.listShare * 100).toFixed(2)} % | ≤ 1 % | ${costly.listShare <= 0.01 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| … device memory still read every | ${costly.gpuSampleIntervalMs.toFixed(0)} ms (${costly.gpuSamples} readings) | window's pace (10 ms → 20 ms floor) | ${costly.gpuSampleIntervalMs <= 25 ? 'yes' : 'NO'} |`,
+  );
+  console.log(
+    `| … 200 ms device-memory spike caught | ${costly.spikeCaught} | true | ${costly.spikeCaught ? 'yes' : 'NO'} |`,
+  );
   for (const c of cpu) {
     const total = Object.values(c.perSecMs).reduce((a, b) => a + b, 0);
-    const parts = Object.entries(c.perSecMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
-    console.log(`| sampler threads' CPU, sampleIntervalMs ${c.interval} (GPU every ${c.gpuIntervalMs} ms; ${c.samples} RSS / ${c.gpuSamples} GPU readings in 3 s) | ${total.toFixed(1)} ms/s (${parts}) | ≤ 10 ms/s (1% of a core) | ${total <= 10 ? 'yes' : 'NO'} |`);
+    const parts = Object.entries(c.perSecMs)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ');
+    console.log(
+      `| sampler threads' CPU, sampleIntervalMs ${c.interval} (GPU every ${c.gpuIntervalMs} ms; ${c.samples} RSS / ${c.gpuSamples} GPU readings in 3 s) | ${total.toFixed(1)} ms/s (${parts}) | ≤ 10 ms/s (1% of a core) | ${total <= 10 ? 'yes' : 'NO'} |`,
+    );
   }
 } catch (err) {
   console.log(`\nGPU bench skipped: ${err.message}`);

@@ -24,7 +24,11 @@ export function treeBench() {
   const once = (command) => {
     const timeFile = join(dir, 'time.txt');
     const rec = join(dir, 'record.json');
-    execFileSync('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, process.execPath, cli, '-q', '-o', rec, '--', ...command], { stdio: 'ignore' });
+    execFileSync(
+      '/usr/bin/time',
+      ['-f', '%U %S %M', '-o', timeFile, process.execPath, cli, '-q', '-o', rec, '--', ...command],
+      { stdio: 'ignore' },
+    );
     const [u, s, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
     const r = JSON.parse(readFileSync(rec, 'utf8'));
     return {
@@ -40,7 +44,8 @@ export function treeBench() {
   const startupMs = min(startup, 'trackerMs');
   const rows = [];
   for (const n of sizes) {
-    const cmd = n === 1 ? ['sleep', String(seconds)] : ['sh', '-c', `for i in $(seq ${n}); do sleep ${seconds} & done; wait`];
+    const cmd =
+      n === 1 ? ['sleep', String(seconds)] : ['sh', '-c', `for i in $(seq ${n}); do sleep ${seconds} & done; wait`];
     const rs = Array.from({ length: runs }, () => once(cmd));
     const best = rs.reduce((a, b) => (b.trackerMs < a.trackerMs ? b : a));
     rows.push({
@@ -54,8 +59,12 @@ export function treeBench() {
     });
   }
   rmSync(dir, { recursive: true, force: true });
-  console.log(`\nTree sampler cost, default settings (\`taskmeter -- <N sleeping processes, ${seconds} s>\`, min of ${runs} runs; start-up, the tracker CPU of \`taskmeter -- true\`: ${startupMs.toFixed(0)} ms):\n`);
-  console.log('| processes | tracker CPU, % of one core (total) | sampling only (start-up subtracted) | every run (total) | effective interval | taskmeter peak RSS | target (sampling) | met |');
+  console.log(
+    `\nTree sampler cost, default settings (\`taskmeter -- <N sleeping processes, ${seconds} s>\`, min of ${runs} runs; start-up, the tracker CPU of \`taskmeter -- true\`: ${startupMs.toFixed(0)} ms):\n`,
+  );
+  console.log(
+    '| processes | tracker CPU, % of one core (total) | sampling only (start-up subtracted) | every run (total) | effective interval | taskmeter peak RSS | target (sampling) | met |',
+  );
   console.log('|---:|---:|---:|---|---:|---:|---|---|');
   for (const r of rows) {
     const target = r.n === 1 ? 0.5 : r.n >= 1000 ? 2 : null;

@@ -54,8 +54,7 @@ Napi::Value Guarded(const Napi::CallbackInfo& info, Fn fn) {
     return fn();
   } catch (const std::exception& e) {
     what = e.what();
-  } catch (...) {
-  }
+  } catch (...) {}
   Napi::Env env = info.Env();
   ThrowCodeError(env, ErrorKind::kError, "ERR_TASKMETER_NATIVE", std::string("taskmeter: native error: ") + what);
   return env.Undefined();
@@ -125,8 +124,8 @@ Napi::Object Layouts(Napi::Env env) {
 // gpuInfo().state: "pending", "ready", "unavailable", "disabled".
 std::string StateName(GpuState s) {
   int i = static_cast<int>(s);
-  std::string name = i >= 0 && i < static_cast<int>(sizeof(kGpuStateNames) / sizeof(char*)) ? kGpuStateNames[i]
-                                                                                            : "Unavailable";
+  std::string name =
+      i >= 0 && i < static_cast<int>(sizeof(kGpuStateNames) / sizeof(char*)) ? kGpuStateNames[i] : "Unavailable";
   for (char& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return name;
 }
@@ -208,35 +207,35 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     try {
       Sampler::Instance().Retain(nvml::ReadEnv());
       retained_ = true;
-    } catch (...) {
-    }
-    DefineAddon(exports, {
-        InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
-        InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
-        InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
-        InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
-        InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
-        InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
-        InstanceMethod("windowRead", &TaskmeterAddon::G<&TaskmeterAddon::WindowRead>),
-        InstanceMethod("windowConfigure", &TaskmeterAddon::G<&TaskmeterAddon::WindowConfigure>),
-        InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
-        InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
-        InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
-        InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
-        InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
-        InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
-        InstanceMethod("samplerState", &TaskmeterAddon::G<&TaskmeterAddon::SamplerState>),
-        InstanceMethod("gpuWait", &TaskmeterAddon::G<&TaskmeterAddon::GpuWait>),
-        InstanceMethod("gpuInfo", &TaskmeterAddon::G<&TaskmeterAddon::GpuInfo>),
-        InstanceMethod("nvmlErrorText", &TaskmeterAddon::G<&TaskmeterAddon::NvmlErrorText>),
-        InstanceMethod("testHook", &TaskmeterAddon::G<&TaskmeterAddon::TestHook>),
-        InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::G<&TaskmeterAddon::CudaVisibleUuids>),
-        InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
-        InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
-        InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
-        InstanceValue("GPU_SNAPSHOT_SLOTS", Napi::Number::New(env, kGpuSnapshotSlots), napi_enumerable),
-        InstanceValue("layouts", Layouts(env), napi_enumerable),
-    });
+    } catch (...) {}
+    DefineAddon(exports,
+                {
+                    InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
+                    InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
+                    InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
+                    InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
+                    InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
+                    InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
+                    InstanceMethod("windowRead", &TaskmeterAddon::G<&TaskmeterAddon::WindowRead>),
+                    InstanceMethod("windowConfigure", &TaskmeterAddon::G<&TaskmeterAddon::WindowConfigure>),
+                    InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
+                    InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
+                    InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
+                    InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
+                    InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
+                    InstanceMethod("samplerState", &TaskmeterAddon::G<&TaskmeterAddon::SamplerState>),
+                    InstanceMethod("gpuWait", &TaskmeterAddon::G<&TaskmeterAddon::GpuWait>),
+                    InstanceMethod("gpuInfo", &TaskmeterAddon::G<&TaskmeterAddon::GpuInfo>),
+                    InstanceMethod("nvmlErrorText", &TaskmeterAddon::G<&TaskmeterAddon::NvmlErrorText>),
+                    InstanceMethod("testHook", &TaskmeterAddon::G<&TaskmeterAddon::TestHook>),
+                    InstanceMethod("cudaVisibleUuids", &TaskmeterAddon::G<&TaskmeterAddon::CudaVisibleUuids>),
+                    InstanceValue("SNAPSHOT_SLOTS", Napi::Number::New(env, proc::kSnapshotSlots), napi_enumerable),
+                    InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
+                    InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
+                    InstanceValue("GPU_SNAPSHOT_SLOTS", Napi::Number::New(env, kGpuSnapshotSlots), napi_enumerable),
+                    InstanceValue("layouts", Layouts(env), napi_enumerable),
+                });
   }
 
   // Runs at environment teardown (worker exit, main-thread shutdown). Safe at any stage: closing no windows and
@@ -553,23 +552,27 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       dev.Set("index", d.nvml_index);
       dev.Set("uuid", d.uuid);
       dev.Set("name", d.name);
-      dev.Set("memoryTotalBytes", d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes))
-                                                             : env.Null());
+      dev.Set("memoryTotalBytes",
+              d.memory_total_bytes >= 0 ? Napi::Value(Napi::Number::New(env, d.memory_total_bytes)) : env.Null());
       if (d.mig) {
         Napi::Object mig = Napi::Object::New(env);
         mig.Set("parentIndex", d.nvml_index);
         mig.Set("parentUuid", d.parent_uuid);
         mig.Set("parentName", d.parent_name);
         mig.Set("index", d.mig_index);
-        auto id = [&](unsigned v) { return v == nvml::kNoInstanceId ? env.Null() : Napi::Value(Napi::Number::New(env, v)); };
+        auto id = [&](unsigned v) {
+          return v == nvml::kNoInstanceId ? env.Null() : Napi::Value(Napi::Number::New(env, v));
+        };
         mig.Set("gpuInstanceId", id(d.gpu_instance_id));
         mig.Set("computeInstanceId", id(d.compute_instance_id));
         dev.Set("mig", mig);
       } else {
         dev.Set("mig", env.Null());
       }
-      dev.Set("accountingMode", d.mig ? env.Null() : d.accounting < 0 ? Napi::Value(Napi::String::New(env, "unsupported"))
-                                        : Napi::Value(Napi::String::New(env, d.accounting ? "enabled" : "disabled")));
+      dev.Set("accountingMode", d.mig ? env.Null()
+                                : d.accounting < 0
+                                    ? Napi::Value(Napi::String::New(env, "unsupported"))
+                                    : Napi::Value(Napi::String::New(env, d.accounting ? "enabled" : "disabled")));
       dev.Set("powerInstant", d.power_instant);
       devices[i] = dev;
     }

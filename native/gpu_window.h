@@ -15,9 +15,9 @@ namespace gpuwin {
 // sentence per name).
 #define TASKMETER_ENERGY_REASONS(X) \
   X(EnergyOk) \
-  X(EnergyNoSource)  /* neither an energy counter nor power */ \
-  X(EnergyCounterBackwards)  /* the counter went backwards; that stretch was integrated from power */ \
-  X(EnergyMig)  /* a MIG slice: NVML has no energy or power of its own for it */ \
+  X(EnergyNoSource)         /* neither an energy counter nor power */ \
+  X(EnergyCounterBackwards) /* the counter went backwards; that stretch was integrated from power */ \
+  X(EnergyMig)              /* a MIG slice: NVML has no energy or power of its own for it */ \
   /* end */
 TASKMETER_ENUM(EnergyReason, TASKMETER_ENERGY_REASONS, kEnergyReasons)
 

@@ -1,6 +1,5 @@
 #include "sampler.h"
 
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -170,7 +169,9 @@ void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
   t.parked_cpu_ms = 0;
 }
 
-double Sampler::OwnCpuMsLocked() { return retired_cpu_ms_ + rss_.parked_cpu_ms + gpu_.parked_cpu_ms; }
+double Sampler::OwnCpuMsLocked() {
+  return retired_cpu_ms_ + rss_.parked_cpu_ms + gpu_.parked_cpu_ms;
+}
 
 double Sampler::OwnCpuMs() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -179,7 +180,8 @@ double Sampler::OwnCpuMs() {
 
 void Sampler::EnsureRssThread() {
   if (exiting_) return;  // L5
-  bool ok = StartThread(rss_, [this](uint64_t gen) { RunRss(gen); }, "RSS sampler");
+  bool ok = StartThread(
+      rss_, [this](uint64_t gen) { RunRss(gen); }, "RSS sampler");
   if (ok) rss_started_.store(true, std::memory_order_release);
 }
 
@@ -201,7 +203,8 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
     gpu_info_ = GpuInfoSnapshot{GpuState::kPending, "GPU detection is still running", "", "", "", {}, false, 0, 0,
                                 "GPU_PENDING"};
   }
-  if (!StartThread(gpu_, [this](uint64_t gen) { RunGpu(gen); }, "GPU")) {
+  if (!StartThread(
+          gpu_, [this](uint64_t gen) { RunGpu(gen); }, "GPU")) {
     std::lock_guard<std::mutex> lock(mu_);
     gpu_state_ = GpuState::kUnavailable;
     gpu_info_.state = GpuState::kUnavailable;
@@ -290,7 +293,7 @@ void Sampler::AppendTimelineLocked(Window& w, double now, double rss, double sel
   p[kTlRssBytes] = rss >= 0 && !w.is_tree ? rss : NAN;
   p[kTlTreeRssBytes] = w.is_tree && w.last_tree.rss_sum_bytes >= 0 ? w.last_tree.rss_sum_bytes : NAN;
   // CPU: the tree's sampled CPU for a tree window, else this process's.
-  double cpu = !w.is_tree ? self_cpu_ms
+  double cpu = !w.is_tree                       ? self_cpu_ms
                : w.last_tree.processes_seen > 0 ? w.last_tree.cpu_user_ms + w.last_tree.cpu_system_ms
                                                 : NAN;  // no sample has seen the tree yet
   p[kTlCpuPercent] = TimelineCpuPercent(&w.tl, now, cpu);
@@ -413,17 +416,20 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
       gw.energy_reason = gpuwin::kEnergyMig;
     }
     // Accounting mode: the driver's own high-water mark of this process, exact where it rose inside the window.
-    double acct = w.pids.empty() && gpu_info_.pid_match == nvml::kPidsHost ? gpuwin::AccountingPeak(gw.acct_base, gw.acct_end)
-                                                                          : NAN;
+    double acct = w.pids.empty() && gpu_info_.pid_match == nvml::kPidsHost
+                      ? gpuwin::AccountingPeak(gw.acct_base, gw.acct_end)
+                      : NAN;
     bool from_acct = !std::isnan(acct) && gw.process_reason == nvml::kProcOk;
     g[kGwMemoryUsedPeakBytes] = gw.memory_used_peak;
-    g[kGwProcessMemoryPeakBytes] = from_acct ? std::max(acct, std::isnan(gw.process_peak) ? 0 : gw.process_peak) : gw.process_peak;
+    g[kGwProcessMemoryPeakBytes] =
+        from_acct ? std::max(acct, std::isnan(gw.process_peak) ? 0 : gw.process_peak) : gw.process_peak;
     g[kGwProcessMemoryEndBytes] = gw.process_end;
     g[kGwEnergyJoules] = gw.energy_valid ? gw.energy_j : NAN;
     g[kGwUtilizationAvgPercent] = gw.util_n > 0 ? gw.util_sum / gw.util_n : NAN;
     g[kGwProcessReason] = gw.process_reason;
     g[kGwDeviceError] = gw.device_error;
-    g[kGwEnergyReason] = gw.energy_valid ? gw.energy_reason : (gw.energy_reason ? gw.energy_reason : gpuwin::kEnergyNoSource);
+    g[kGwEnergyReason] =
+        gw.energy_valid ? gw.energy_reason : (gw.energy_reason ? gw.energy_reason : gpuwin::kEnergyNoSource);
     g[kGwProcessPeakFromAccounting] = from_acct ? 1 : 0;
     g[kGwProcessUtilSmPercent] = gw.putil_n > 0 ? gw.putil_sm_sum / gw.putil_n : NAN;
     g[kGwProcessUtilMemPercent] = gw.putil_n > 0 ? gw.putil_mem_sum / gw.putil_n : NAN;
@@ -708,7 +714,9 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
       GpuWindow& g = w.gpu[i];
       g.device_error = r.device_error;
       g.power_source = r.power_source;
-      if (r.memory_used_bytes >= 0) g.memory_used_peak = std::isnan(g.memory_used_peak) ? r.memory_used_bytes : std::max(g.memory_used_peak, r.memory_used_bytes);
+      if (r.memory_used_bytes >= 0)
+        g.memory_used_peak =
+            std::isnan(g.memory_used_peak) ? r.memory_used_bytes : std::max(g.memory_used_peak, r.memory_used_bytes);
       if (r.has_processes) {
         g.process_samples++;
         int reason;
@@ -816,8 +824,8 @@ void Sampler::RunGpu(uint64_t gen) {
       continue;
     }
     // The process lists at their own pace (their cost can be milliseconds on real drivers), the rest every round.
-    bool with_lists = std::isnan(last_list_ms_) || gpu_refresh_requested_ ||
-                      now - last_list_ms_ >= ProcessIntervalLocked() - 1;
+    bool with_lists =
+        std::isnan(last_list_ms_) || gpu_refresh_requested_ || now - last_list_ms_ >= ProcessIntervalLocked() - 1;
     gpu_refresh_requested_ = false;
     gpu_poll_started_ms_ = now;
     size_t n = gpu_cache_.size();

@@ -56,27 +56,27 @@ namespace taskmeter {
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
-  X(WinMaxRssBytes)  /* largest RSS the sampler saw in the window; NaN before the first sample */ \
-  X(WinSamples)  /* RSS samples taken in the window */ \
-  X(WinIntervalMs)  /* the window's requested interval */ \
-  X(WinGpuSamples)  /* GPU readings that fell inside the window */ \
-  X(WinGpuIntervalMs)  /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
-  X(WinGpuStaleMs)  /* > 0: an NVML call has been hanging this long at the window's end (GPU data is stale) */ \
+  X(WinMaxRssBytes)   /* largest RSS the sampler saw in the window; NaN before the first sample */ \
+  X(WinSamples)       /* RSS samples taken in the window */ \
+  X(WinIntervalMs)    /* the window's requested interval */ \
+  X(WinGpuSamples)    /* GPU readings that fell inside the window */ \
+  X(WinGpuIntervalMs) /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
+  X(WinGpuStaleMs)    /* > 0: an NVML call has been hanging this long at the window's end (GPU data is stale) */ \
   X(WinGpuFromCache)  /* 1: no reading fell inside the window; GPU values are the latest cached ones */ \
   /* Process-tree windows (see Configure); NaN otherwise. */ \
-  X(WinTreeRssBytes)  /* the tree's summed RSS at the last sample */ \
-  X(WinTreeRssPeakBytes)  /* the largest summed RSS sampled */ \
+  X(WinTreeRssBytes)     /* the tree's summed RSS at the last sample */ \
+  X(WinTreeRssPeakBytes) /* the largest summed RSS sampled */ \
   X(WinTreeMaxHwmBytes)  /* the largest single-process peak (VmHWM) seen */ \
   X(WinTreeMaxHwmPid) \
-  X(WinTreeCpuUserMs)  /* sampled CPU of the tree since tracking began (ms, clock-tick resolution) */ \
+  X(WinTreeCpuUserMs) /* sampled CPU of the tree since tracking began (ms, clock-tick resolution) */ \
   X(WinTreeCpuSystemMs) \
-  X(WinTreeProcesses)  /* processes seen in the tree */ \
-  X(WinTreeRootAlive)  /* 1 while the root lives */ \
+  X(WinTreeProcesses) /* processes seen in the tree */ \
+  X(WinTreeRootAlive) /* 1 while the root lives */ \
   X(WinTreeSamples) \
-  X(WinTreeRssFirstBytes)  /* the summed RSS at the first sample that saw any */ \
-  X(WinTreeIntervalMs)  /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
-  X(WinGpuProcessIntervalMs)  /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
-  X(WinSamplerCpuMs)  /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinTreeRssFirstBytes) /* the summed RSS at the first sample that saw any */ \
+  X(WinTreeIntervalMs)    /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
+  X(WinGpuProcessIntervalMs) /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
+  X(WinSamplerCpuMs)         /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h.
@@ -86,15 +86,15 @@ TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
   X(GwProcessMemoryEndBytes) \
   X(GwEnergyJoules) \
   X(GwUtilizationAvgPercent) \
-  X(GwProcessReason)  /* nvml::ProcReason of the last reading when the process memory is null */ \
-  X(GwDeviceError)  /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
-  X(GwEnergyReason)  /* a gpuwin::EnergyReason (gpu_window.h) */ \
-  X(GwProcessPeakFromAccounting)  /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
-  X(GwProcessUtilSmPercent)  /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
+  X(GwProcessReason)             /* nvml::ProcReason of the last reading when the process memory is null */ \
+  X(GwDeviceError)               /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
+  X(GwEnergyReason)              /* a gpuwin::EnergyReason (gpu_window.h) */ \
+  X(GwProcessPeakFromAccounting) /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
+  X(GwProcessUtilSmPercent)      /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
   X(GwProcessUtilMemPercent) \
-  X(GwProcessUtilError)  /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
-  X(GwPowerSource)  /* nvml::PowerSource of the last reading */ \
-  X(GwProcessSamples)  /* process-list readings inside the window */ \
+  X(GwProcessUtilError) /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
+  X(GwPowerSource)      /* nvml::PowerSource of the last reading */ \
+  X(GwProcessSamples)   /* process-list readings inside the window */ \
   /* end */
 TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
 // Snapshot slots per GPU, after proc::kSnapshotSlots.
@@ -104,10 +104,10 @@ TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
   X(GsProcessMemoryBytes) \
   X(GsUtilizationPercent) \
   X(GsPowerWatts) \
-  X(GsEnergyJoules)  /* cumulative since taskmeter first read this GPU */ \
+  X(GsEnergyJoules) /* cumulative since taskmeter first read this GPU */ \
   X(GsAgeMs) \
   X(GsProcessReason) \
-  X(GsPowerSource)  /* nvml::PowerSource */ \
+  X(GsPowerSource) /* nvml::PowerSource */ \
   /* end */
 TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
 
@@ -131,7 +131,7 @@ struct GpuInfoSnapshot {
   int process_list_version;
   size_t process_entry_stride;
   std::string reason_code;  // gpuInfo().reasonCode
-  int pid_match = 0;  // nvml::PidMatch
+  int pid_match = 0;        // nvml::PidMatch
   std::string device_order = "PCI_BUS_ID";
   bool device_order_certain = true;
   std::string device_order_note = "";
@@ -222,7 +222,7 @@ class Sampler {
     uint32_t gpu_samples;
     std::vector<uint32_t> pids;
     std::vector<GpuWindow> gpu;
-    double ramp_ms = 0;  // > 0: the next interval while ramping up to interval_ms
+    double ramp_ms = 0;               // > 0: the next interval while ramping up to interval_ms
     std::unique_ptr<TreeState> tree;  // moved out while the RSS thread samples it
     bool is_tree = false;
     bool tree_busy = false;
@@ -277,12 +277,12 @@ class Sampler {
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
   std::mutex lifecycle_mu_;
-  bool exiting_ = false;                      // L5 (under lifecycle_mu_)
-  std::atomic<bool> rss_started_{false};      // rss_.active_gen != 0; lets Open skip lifecycle_mu_
-  std::mutex mu_;  // the data: windows, thread generations, GPU cache
-  std::condition_variable cv_;      // wakes the RSS thread
-  std::condition_variable gpu_cv_;  // wakes the GPU thread
-  std::condition_variable state_cv_;  // thread exits, detection done
+  bool exiting_ = false;                  // L5 (under lifecycle_mu_)
+  std::atomic<bool> rss_started_{false};  // rss_.active_gen != 0; lets Open skip lifecycle_mu_
+  std::mutex mu_;                         // the data: windows, thread generations, GPU cache
+  std::condition_variable cv_;            // wakes the RSS thread
+  std::condition_variable gpu_cv_;        // wakes the GPU thread
+  std::condition_variable state_cv_;      // thread exits, detection done
   std::unordered_map<uint64_t, Window> windows_;
   uint64_t next_id_ = 1;  // L6
   std::string thread_error_;

@@ -11,19 +11,19 @@ namespace taskmeter {
 
 // Result slots shared with src/binding.ts (SPAWN_*).
 #define TASKMETER_SPAWN_SLOTS(X) \
-  X(SpExited)  /* 1 once reaped */ \
-  X(SpExitCode)  /* NaN if killed by a signal */ \
-  X(SpSignal)  /* signal number, or NaN */ \
-  X(SpUserMs)  /* ru_utime of the child and its reaped descendants */ \
+  X(SpExited)   /* 1 once reaped */ \
+  X(SpExitCode) /* NaN if killed by a signal */ \
+  X(SpSignal)   /* signal number, or NaN */ \
+  X(SpUserMs)   /* ru_utime of the child and its reaped descendants */ \
   X(SpSystemMs) \
-  X(SpMaxRssBytes)  /* ru_maxrss: the largest single-process peak among them (see kSpContaminationBytes) */ \
-  X(SpStartMonoMs)  /* just before fork */ \
-  X(SpEndMonoMs)  /* when wait4 returned */ \
+  X(SpMaxRssBytes) /* ru_maxrss: the largest single-process peak among them (see kSpContaminationBytes) */ \
+  X(SpStartMonoMs) /* just before fork */ \
+  X(SpEndMonoMs)   /* when wait4 returned */ \
   X(SpEndEpochMs) \
   /* our RSS around the fork when the command was forked from us directly (no exec helper): a ru_maxrss at or */ \
   /* below it may be our copy's, not theirs; 0 with the exec helper */ \
   X(SpContaminationBytes) \
-  X(SpTreePeakBytes)  /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
+  X(SpTreePeakBytes) /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
   /* end */
 TASKMETER_ENUM(SpawnSlot, TASKMETER_SPAWN_SLOTS, kSpawnSlots)
 
@@ -39,14 +39,14 @@ struct SpawnOptions {
 #define TASKMETER_SPAWN_STAGES(X) \
   X(StageSetup)  /* pipes, /dev/null, fork (Windows: the job object, stdio handles) */ \
   X(StageChdir)  /* the cwd */ \
-  X(StageExec)  /* exec of the command (ENOENT, EACCES, ENOEXEC…; Windows: CreateProcessW) */ \
-  X(StageThread)  /* the waiter thread could not be created: the command was killed and reaped */ \
+  X(StageExec)   /* exec of the command (ENOENT, EACCES, ENOEXEC…; Windows: CreateProcessW) */ \
+  X(StageThread) /* the waiter thread could not be created: the command was killed and reaped */ \
   /* end */
 TASKMETER_ENUM(SpawnStage, TASKMETER_SPAWN_STAGES, kSpawnStages)
 
 struct SpawnResult {
   int pid = -1;
-  int error = 0;      // errno of the failed step
+  int error = 0;  // errno of the failed step
   int stage = kStageSetup;
   int parent_fds[3] = {-1, -1, -1};  // our ends of the pipes asked for
 };

@@ -38,7 +38,9 @@
 namespace taskmeter {
 namespace {
 
-inline double TvMs(const struct timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
+inline double TvMs(const struct timeval& tv) {
+  return tv.tv_sec * 1e3 + tv.tv_usec / 1e3;
+}
 
 // pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). The non-atomic variant can only
 // race with another thread's fork+exec of its own, which would inherit two fds.
@@ -145,8 +147,8 @@ void Reap(pid_t pid, int* status, struct rusage* ru) {
 }
 
 struct Waiter {
-  pid_t pid;          // what we reap: the helper, or the command itself
-  int report_fd;      // the helper's report pipe, or -1
+  pid_t pid;      // what we reap: the helper, or the command itself
+  int report_fd;  // the helper's report pipe, or -1
   SpawnDoneFn done;
   void* context;
   double slots[kSpawnSlots];
@@ -227,8 +229,7 @@ bool HelperCannotRun(int err) {
     case ELIBBAD:
 #endif
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -370,8 +371,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   err_pipe[0] = -1;
   if (failed) {
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     res.error = ce.err;
     res.stage = ce.stage;
     close_all();
@@ -387,8 +387,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     bool got = ReadFull(report[0], &r, sizeof(r));
     if (!got || r.kind != kExecStarted) {
       int status;
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
       res.error = got ? r.err : EIO;
       res.stage = got && r.pid > 0 ? kStageExec : kStageSetup;
       close_all();
@@ -422,8 +421,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       close(w->report_fd);
     }
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     delete w;
     close_all();
     res.error = terr;

@@ -44,7 +44,9 @@ std::wstring Wide(const std::string& s) {
   return w;
 }
 
-inline double FiletimeMs(const LARGE_INTEGER& v) { return static_cast<double>(v.QuadPart) / 1e4; }
+inline double FiletimeMs(const LARGE_INTEGER& v) {
+  return static_cast<double>(v.QuadPart) / 1e4;
+}
 inline double FiletimeMs(const FILETIME& ft) {
   LARGE_INTEGER v;
   v.LowPart = ft.dwLowDateTime;
@@ -57,17 +59,13 @@ int ErrnoOf(DWORD e) {
     case ERROR_FILE_NOT_FOUND:
     case ERROR_PATH_NOT_FOUND:
     case ERROR_INVALID_NAME:
-    case ERROR_DIRECTORY:
-      return ENOENT;
+    case ERROR_DIRECTORY: return ENOENT;
     case ERROR_ACCESS_DENIED:
     case ERROR_BAD_EXE_FORMAT:
-    case ERROR_EXE_MACHINE_TYPE_MISMATCH:
-      return EACCES;
+    case ERROR_EXE_MACHINE_TYPE_MISMATCH: return EACCES;
     case ERROR_NOT_ENOUGH_MEMORY:
-    case ERROR_OUTOFMEMORY:
-      return ENOMEM;
-    default:
-      return EINVAL;
+    case ERROR_OUTOFMEMORY: return ENOMEM;
+    default: return EINVAL;
   }
 }
 
@@ -80,7 +78,8 @@ std::wstring EnvBlock(const std::vector<std::string>& env) {
     for (auto& c : k) c = static_cast<wchar_t>(std::towupper(c));
     return k;
   };
-  std::stable_sort(vars.begin(), vars.end(), [&](const std::wstring& a, const std::wstring& b) { return key(a) < key(b); });
+  std::stable_sort(vars.begin(), vars.end(),
+                   [&](const std::wstring& a, const std::wstring& b) { return key(a) < key(b); });
   std::wstring block;
   for (const auto& v : vars) {
     block += v;
@@ -148,7 +147,8 @@ HANDLE ChildStdHandle(int index, int mode) {
   static const DWORD kStd[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   HANDLE ours = GetStdHandle(kStd[index]);
   if (ours == nullptr || ours == INVALID_HANDLE_VALUE) return nullptr;
-  if (!DuplicateHandle(GetCurrentProcess(), ours, GetCurrentProcess(), &h, 0, TRUE, DUPLICATE_SAME_ACCESS)) return nullptr;
+  if (!DuplicateHandle(GetCurrentProcess(), ours, GetCurrentProcess(), &h, 0, TRUE, DUPLICATE_SAME_ACCESS))
+    return nullptr;
   return h;
 }
 
@@ -223,8 +223,8 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   }
   w->slots[kSpStartMonoMs] = proc::MonotonicMs();
   PROCESS_INFORMATION pi = {};
-  BOOL ok = CreateProcessW(file.c_str(), &cmdline[0], nullptr, nullptr, inherit.empty() ? FALSE : TRUE, flags,
-                           &env[0], cwd.empty() ? nullptr : cwd.c_str(), &si.StartupInfo, &pi);
+  BOOL ok = CreateProcessW(file.c_str(), &cmdline[0], nullptr, nullptr, inherit.empty() ? FALSE : TRUE, flags, &env[0],
+                           cwd.empty() ? nullptr : cwd.c_str(), &si.StartupInfo, &pi);
   DWORD create_error = ok ? 0 : GetLastError();
   if (si.lpAttributeList != nullptr) DeleteProcThreadAttributeList(si.lpAttributeList);
   close_std();

@@ -7,9 +7,13 @@ namespace taskmeter {
 
 namespace {
 
-double MaxIgnoringNan(double a, double b) { return std::isnan(a) ? b : std::isnan(b) ? a : std::max(a, b); }
+double MaxIgnoringNan(double a, double b) {
+  return std::isnan(a) ? b : std::isnan(b) ? a : std::max(a, b);
+}
 
-bool IsMeanColumn(int c) { return c == kTlGpuUtilPercent || c == kTlCpuPercent; }
+bool IsMeanColumn(int c) {
+  return c == kTlGpuUtilPercent || c == kTlCpuPercent;
+}
 
 }  // namespace
 

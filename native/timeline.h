@@ -12,12 +12,12 @@ namespace taskmeter {
 // Timeline columns, shared with src/binding.ts (TL_*; exported as layouts.TimelineColumn): a point is
 // kTimelineColumns doubles.
 #define TASKMETER_TIMELINE_COLUMNS(X) \
-  X(TlTimeMs)  /* since the window opened */ \
-  X(TlRssBytes)  /* this process */ \
-  X(TlTreeRssBytes)  /* the tracked tree (NaN without one) */ \
-  X(TlGpuProcessBytes)  /* the window's pids on all GPUs (NaN without data) */ \
+  X(TlTimeMs)          /* since the window opened */ \
+  X(TlRssBytes)        /* this process */ \
+  X(TlTreeRssBytes)    /* the tracked tree (NaN without one) */ \
+  X(TlGpuProcessBytes) /* the window's pids on all GPUs (NaN without data) */ \
   X(TlGpuUtilPercent)  /* mean over GPUs */ \
-  X(TlCpuPercent)  /* this process, or the tree */ \
+  X(TlCpuPercent)      /* this process, or the tree */ \
   /* end */
 TASKMETER_ENUM(TimelineColumn, TASKMETER_TIMELINE_COLUMNS, kTimelineColumns)
 

@@ -139,8 +139,7 @@ bool SampleTree(TreeState* st) {
     if (!st->descendants) continue;
     kids.clear();
     children_ok &= reader->Children(&kids);
-    for (uint32_t k : kids)
-      enqueue(k);
+    for (uint32_t k : kids) enqueue(k);
   }
   if (!children_ok && st->descendants) {
     // No per-thread children lists (CONFIG_PROC_CHILDREN off): walk every process's parent instead, then read the

@@ -35,8 +35,8 @@ struct TreeState {
     double baseline_user_ms = 0, baseline_system_ms = 0;
     double last_user_ms = 0, last_system_ms = 0;
     double last_rss_bytes = -1;
-    double hwm_bytes = -1;       // this process's peak so far (VmHWM, raised by every RSS seen)
-    uint32_t since_hwm = 0;      // samples since VmHWM was read
+    double hwm_bytes = -1;   // this process's peak so far (VmHWM, raised by every RSS seen)
+    uint32_t since_hwm = 0;  // samples since VmHWM was read
     uint32_t last_ppid = 0;
     uint32_t queued_gen = 0, seen_gen = 0;  // the sample (TreeState::gen) that queued it, that read it
     std::shared_ptr<proc::ProcessReader> reader;
@@ -49,22 +49,22 @@ struct TreeState {
   bool root_gone = false;
 
   // Results, kept across samples.
-  double rss_sum_bytes = -1;      // this sample
-  double rss_first_bytes = -1;    // the first sample with any RSS
-  double rss_last_bytes = -1;     // the last sample with any RSS
+  double rss_sum_bytes = -1;    // this sample
+  double rss_first_bytes = -1;  // the first sample with any RSS
+  double rss_last_bytes = -1;   // the last sample with any RSS
   double rss_sum_peak_bytes = -1;
-  double max_hwm_bytes = -1;      // the largest single-process peak seen
+  double max_hwm_bytes = -1;  // the largest single-process peak seen
   uint32_t max_hwm_pid = 0;
   std::string max_hwm_comm;
-  double cpu_user_ms = 0;         // sampled CPU of the tree since tracking began
+  double cpu_user_ms = 0;  // sampled CPU of the tree since tracking began
   double cpu_system_ms = 0;
   uint32_t processes_seen = 0;
-  uint32_t processes_now = 0;     // live processes at this sample
+  uint32_t processes_now = 0;  // live processes at this sample
   bool root_alive = true;
   std::vector<uint32_t> live_pids;  // for GPU attribution
-  double cost_ms = 0;             // CPU time the last samples took (smoothed), ms
+  double cost_ms = 0;               // CPU time the last samples took (smoothed), ms
   uint32_t samples_taken = 0;
-  uint32_t gen = 0;               // this sample's number (marks on the tracks instead of per-sample sets)
+  uint32_t gen = 0;  // this sample's number (marks on the tracks instead of per-sample sets)
 };
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.

@@ -18,8 +18,14 @@ const sources = JSON.parse(readFileSync(join(root, 'sources.json'), 'utf8'));
 // C sources (the exec helper) get only these and the target's flags.
 const cCommon = ['-std=c11', '-O2', '-Wall', '-Wextra'];
 const common = [
-  '-std=c++17', '-O2', '-Wall', '-Wextra', '-Wno-unused-parameter',
-  '-DNAPI_VERSION=8', '-DNAPI_DISABLE_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
+  '-std=c++17',
+  '-O2',
+  '-Wall',
+  '-Wextra',
+  '-Wno-unused-parameter',
+  '-DNAPI_VERSION=8',
+  '-DNAPI_DISABLE_CPP_EXCEPTIONS',
+  '-DNODE_ADDON_API_DISABLE_DEPRECATED',
 ];
 
 export const TARGETS = {

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 if (process.platform === 'win32') process.exit(0); // no helper on Windows
 const helper = join(root, 'build/Release/taskmeter-exec');
-if (!existsSync(helper)) throw new Error(`prebuild-helper: ${helper} was not built (binding.gyp target taskmeter-exec)`);
+if (!existsSync(helper))
+  throw new Error(`prebuild-helper: ${helper} was not built (binding.gyp target taskmeter-exec)`);
 const dir = join(root, 'prebuilds', `${process.platform}-${process.env.PREBUILD_ARCH || process.arch}`);
 const addons = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
 if (addons.length === 0) throw new Error(`prebuild-helper: no prebuilt addon in ${dir}`);

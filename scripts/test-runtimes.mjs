@@ -42,23 +42,37 @@ const work = mkdtempSync(join(tmpdir(), 'taskmeter-runtimes-'));
 try {
   const stage = join(work, 'stage');
   mkdirSync(stage);
-  const tgz1 = join(work, sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root }).trim().split('\n').pop());
+  const tgz1 = join(
+    work,
+    sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root }).trim().split('\n').pop(),
+  );
   sh('tar', ['-xzf', tgz1, '-C', stage, '--strip-components=1']);
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir');
   sh('npm', ['run', 'prebuild'], { cwd: stage });
   rmSync(join(stage, 'node_modules'));
   rmSync(join(stage, 'build'), { recursive: true, force: true });
   rmSync(tgz1);
-  const tgz = join(work, sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: stage }).trim().split('\n').pop());
+  const tgz = join(
+    work,
+    sh('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: stage })
+      .trim()
+      .split('\n')
+      .pop(),
+  );
   const bin = join(work, 'bin');
   mkdirSync(bin);
-  for (const tool of ['node', 'npm', 'npx', 'sh']) symlinkSync(sh('sh', ['-c', `command -v ${tool}`]).trim(), join(bin, tool));
+  for (const tool of ['node', 'npm', 'npx', 'sh'])
+    symlinkSync(sh('sh', ['-c', `command -v ${tool}`]).trim(), join(bin, tool));
   const app = join(work, 'app');
   mkdirSync(app);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }),
+  );
   const env = { PATH: bin, HOME: process.env.HOME ?? '/root' };
   sh('npm', ['install', '--no-audit', '--no-fund', tgz], { cwd: app, env });
-  if (existsSync(join(app, 'node_modules/taskmeter/build'))) throw new Error('the install compiled the addon: the prebuild was not used');
+  if (existsSync(join(app, 'node_modules/taskmeter/build')))
+    throw new Error('the install compiled the addon: the prebuild was not used');
   const prebuilt = readdirSync(join(app, 'node_modules/taskmeter/prebuilds/linux-x64'));
   cpSync(join(root, 'test/runtime-smoke.mjs'), join(app, 'smoke.mjs'));
 
@@ -67,15 +81,24 @@ try {
   let failed = 0;
   for (const rt of RUNTIMES) {
     const version = execFileSync(rt.path, ['--version']).toString().trim();
-    const r = spawnSync(rt.path, ['smoke.mjs'], { cwd: app, env: { ...env, PATH: `${dirname(rt.path)}:${bin}` }, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(rt.path, ['smoke.mjs'], {
+      cwd: app,
+      env: { ...env, PATH: `${dirname(rt.path)}:${bin}` },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     let result = null;
     try {
       result = JSON.parse(r.stdout.trim().split('\n').pop());
     } catch {}
     const ok = r.status === 0 && result && result.checks.every((c) => c.ok);
     if (!ok) failed++;
-    const failedChecks = result ? result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail.split('\n')[0]}`) : [`exit ${r.status} ${r.signal ?? ''} ${(r.stderr || '').slice(0, 300)}`];
-    rows.push(`| ${rt.label} | ${version} | ${result?.napi ?? '?'} | ${ok ? 'pass' : 'FAIL'} (${result ? result.checks.filter((c) => c.ok).length : 0}/${result ? result.checks.length : '?'}) | ${failedChecks.join('; ').replace(/\|/g, '\\|') || '—'} |`);
+    const failedChecks = result
+      ? result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail.split('\n')[0]}`)
+      : [`exit ${r.status} ${r.signal ?? ''} ${(r.stderr || '').slice(0, 300)}`];
+    rows.push(
+      `| ${rt.label} | ${version} | ${result?.napi ?? '?'} | ${ok ? 'pass' : 'FAIL'} (${result ? result.checks.filter((c) => c.ok).length : 0}/${result ? result.checks.length : '?'}) | ${failedChecks.join('; ').replace(/\|/g, '\\|') || '—'} |`,
+    );
   }
   console.log(`\nprebuild: ${prebuilt.join(', ')} (N-API 8), installed without a compiler\n`);
   console.log('| runtime | version | N-API | smoke suite | failures |\n|---|---|---|---|---|');

@@ -53,7 +53,9 @@ try {
 const prefix = rndBits > 28 ? ['setarch', [process.arch === 'x64' ? 'x86_64' : 'aarch64', '-R']] : null;
 const vitest = [join(root, 'node_modules/vitest/vitest.mjs'), 'run'];
 const runVitest = (files, extra = []) =>
-  prefix ? run(prefix[0], [...prefix[1], process.execPath, ...vitest, ...files, ...extra], env) : run(process.execPath, [...vitest, ...files, ...extra], env);
+  prefix
+    ? run(prefix[0], [...prefix[1], process.execPath, ...vitest, ...files, ...extra], env)
+    : run(process.execPath, [...vitest, ...files, ...extra], env);
 
 // Not test/cli.test.ts: its GNU-time comparisons run python3, which crashes at start with the TSan runtime preloaded
 // (an interpreter not built for it); the spawn and tree-sampling paths run here through the churn file's spawn case.

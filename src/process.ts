@@ -31,7 +31,8 @@ import { rangeError, typeError } from './errors';
  * process; a figure nothing measured is null (e.g. the memory of a command that ended before the first sample and
  * whose kernel accounting was not exact).
  */
-export interface ProcessUsage extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
+export interface ProcessUsage
+  extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
   /** The tree's summed RSS at the first sample that saw it; null if no sample did. */
   rssStartBytes: number | null;
   /** The tree's summed RSS at the last sample that saw it; null if no sample did. */
@@ -169,7 +170,9 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     treePeakRssBytes: treePeak,
     processes,
     cpuSource,
-    ...(c.timeline ? { timeline: { ...c.timeline, effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null } } : {}),
+    ...(c.timeline
+      ? { timeline: { ...c.timeline, effectiveSampleIntervalMs: samples > 0 && t ? nn(t.intervalMs) : null } }
+      : {}),
   };
 }
 

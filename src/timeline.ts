@@ -108,9 +108,7 @@ function checkTimeline(t: unknown): Timeline {
     t && typeof t === 'object' && 'timeline' in (t as object) ? (t as { timeline: unknown }).timeline : t
   ) as Timeline;
   if (!tl || typeof tl !== 'object' || !Array.isArray(tl.points)) {
-    throw typeError(
-      `taskmeter: renderTimeline(timeline): expected a Timeline (usage.timeline), got ${describe(tl)}`,
-    );
+    throw typeError(`taskmeter: renderTimeline(timeline): expected a Timeline (usage.timeline), got ${describe(tl)}`);
   }
   return tl;
 }
@@ -309,7 +307,10 @@ export function renderTimeline(
   const started = Number.isFinite(tl.startedAt) ? new Date(tl.startedAt).toISOString() : '';
   const eff = tl.effectiveSampleIntervalMs;
   const stretched =
-    typeof eff === 'number' && eff > tl.sampleIntervalMs ? `, stretched to ${+eff.toFixed(1)} ms to keep the sampler under 1 % of a core` : '';
+    typeof eff === 'number' && eff > tl.sampleIntervalMs
+      ? `, stretched to ${+eff.toFixed(1)} ms to keep the sampler under 1 % of a core`
+      : '';
+  const sampledNote = `sampled every ${tl.sampleIntervalMs} ms${stretched} ${PAGE_NOTE}`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -320,7 +321,7 @@ export function renderTimeline(
 <body>
 <main>
 ${chart}
-<p>Started ${esc(started)} · ${tl.points.length} points · sampled every ${tl.sampleIntervalMs} ms${stretched} ${PAGE_NOTE}</p>
+<p>Started ${esc(started)} · ${tl.points.length} points · ${sampledNote}</p>
 </main>
 </body>
 </html>

@@ -12,7 +12,9 @@ const work = mkdtempSync(join(tmpdir(), 'taskmeter-abi-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function compile(nativeDir: string) {
-  return run('g++', ['-std=c++17', '-fsyntax-only', `-I${nvidiaHeaderDir}`, `-I${nativeDir}`, check], { timeoutMs: 60_000 });
+  return run('g++', ['-std=c++17', '-fsyntax-only', `-I${nvidiaHeaderDir}`, `-I${nativeDir}`, check], {
+    timeoutMs: 60_000,
+  });
 }
 
 const noHeader = requireSystemTool('nvml-header');

@@ -43,28 +43,44 @@ async function churn(options: Record<string, unknown>, env: NodeJS.ProcessEnv): 
 const fakeGpu = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full') });
 
 describe('worker churn', () => {
-  it('workers loading taskmeter and ending continuously never abort the process (nothing on the main thread)', async () => {
-    await churn({}, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
-  }, timeoutMs + 5_000);
+  it(
+    'workers loading taskmeter and ending continuously never abort the process (nothing on the main thread)',
+    async () => {
+      await churn({}, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
+    },
+    timeoutMs + 5_000,
+  );
 
-  it('with the fake GPU loaded, no worker loses its GPU readings to another worker ending', async () => {
-    const out = await churn({ workerWindowMs: 60, gpu: true }, fakeGpu);
-    expect(out.gpuNull).toBe(0);
-  }, timeoutMs + 5_000);
+  it(
+    'with the fake GPU loaded, no worker loses its GPU readings to another worker ending',
+    async () => {
+      const out = await churn({ workerWindowMs: 60, gpu: true }, fakeGpu);
+      expect(out.gpuNull).toBe(0);
+    },
+    timeoutMs + 5_000,
+  );
 
-  it('windows open on the main thread keep being sampled, with GPU values, through the churn', async () => {
-    const out = await churn({ mainWindows: 3, gpu: true }, fakeGpu);
-    expect(out.mainWindows).toBe(3);
-    expect(out.mainGpuNull).toBe(0);
-    // sampled all along at 1 ms: far more than one sample per 10 ms, even on a loaded machine
-    for (const s of out.mainSamples) expect(s).toBeGreaterThan(durationMs / 10);
-    expect(out.openWindowsAfter).toBe(0);
-  }, timeoutMs + 5_000);
+  it(
+    'windows open on the main thread keep being sampled, with GPU values, through the churn',
+    async () => {
+      const out = await churn({ mainWindows: 3, gpu: true }, fakeGpu);
+      expect(out.mainWindows).toBe(3);
+      expect(out.mainGpuNull).toBe(0);
+      // sampled all along at 1 ms: far more than one sample per 10 ms, even on a loaded machine
+      for (const s of out.mainSamples) expect(s).toBeGreaterThan(durationMs / 10);
+      expect(out.openWindowsAfter).toBe(0);
+    },
+    timeoutMs + 5_000,
+  );
 
-  it('commands measured and process trees followed on the main thread meanwhile all complete', async () => {
-    const out = await churn({ spawn: true }, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
-    expect(out.commands).toBeGreaterThan(0);
-    expect(out.commandsFailed).toBe(0);
-    expect(out.openWindowsAfter).toBe(0);
-  }, timeoutMs + 5_000);
+  it(
+    'commands measured and process trees followed on the main thread meanwhile all complete',
+    async () => {
+      const out = await churn({ spawn: true }, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
+      expect(out.commands).toBeGreaterThan(0);
+      expect(out.commandsFailed).toBe(0);
+      expect(out.openWindowsAfter).toBe(0);
+    },
+    timeoutMs + 5_000,
+  );
 });

@@ -104,7 +104,10 @@ describe.skipIf(noGnuTime)(`against GNU time${noGnuTime ? ` (skipped: ${noGnuTim
       expect(code, cmd.join(' ')).toBe(ref.exit);
       expect(rec.max_rss_source, cmd.join(' ')).toBe('rusage');
       const diff = Math.abs(rec.max_rss_bytes - ref.maxRssBytes);
-      expect(diff <= 256 * 1024 || diff <= 0.1 * ref.maxRssBytes, `${cmd.join(' ')}: ${rec.max_rss_bytes} vs GNU time ${ref.maxRssBytes}`).toBe(true);
+      expect(
+        diff <= 256 * 1024 || diff <= 0.1 * ref.maxRssBytes,
+        `${cmd.join(' ')}: ${rec.max_rss_bytes} vs GNU time ${ref.maxRssBytes}`,
+      ).toBe(true);
     }
   });
 
@@ -167,8 +170,12 @@ describe('exit codes and signals', () => {
     const { spawn } = await import('node:child_process');
     const started = performance.now();
     const ready = join(work, 'sigterm.ready');
-    const c = spawn(process.execPath, [cli, '-q', '--', 'sh', '-c', `touch ${ready}; exec sleep 30`], { stdio: 'ignore' });
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) => c.on('exit', (code, sig) => res([code, sig])));
+    const c = spawn(process.execPath, [cli, '-q', '--', 'sh', '-c', `touch ${ready}; exec sleep 30`], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((res) =>
+      c.on('exit', (code, sig) => res([code, sig])),
+    );
     while (!existsSync(ready)) await new Promise((r) => setTimeout(r, 20)); // the command runs: taskmeter is set up
     c.kill('SIGTERM');
     const [code, sig] = await exited;
@@ -178,7 +185,13 @@ describe('exit codes and signals', () => {
   });
 
   it('rejects bad options with a usage message and exit 2', async () => {
-    for (const args of [['--interval', 'abc', '--', 'true'], ['--interval', '0', '--', 'true'], ['--bogus', '--', 'true'], ['--timeline', 'x.png', '--', 'true'], []]) {
+    for (const args of [
+      ['--interval', 'abc', '--', 'true'],
+      ['--interval', '0', '--', 'true'],
+      ['--bogus', '--', 'true'],
+      ['--timeline', 'x.png', '--', 'true'],
+      [],
+    ]) {
       const r = await taskmeter(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/Usage: taskmeter/);
@@ -191,7 +204,17 @@ describe('exit codes and signals', () => {
   it('prints a report a time -v user can read', async () => {
     const r = await taskmeter(['--', 'sh', '-c', 'sleep 0.2']);
     expect(r.code).toBe(0);
-    for (const row of ['Command:', 'Exit status:', 'Wall clock time:', 'User time:', 'System time:', 'CPU:', 'Maximum resident set size:', 'Peak RSS, process tree:', 'GPU']) {
+    for (const row of [
+      'Command:',
+      'Exit status:',
+      'Wall clock time:',
+      'User time:',
+      'System time:',
+      'CPU:',
+      'Maximum resident set size:',
+      'Peak RSS, process tree:',
+      'GPU',
+    ]) {
       expect(r.stderr).toContain(row);
     }
     expect(r.stderr).toMatch(/Wall clock time:\s+0\.2\d\d s/);
@@ -211,7 +234,10 @@ describe('exit codes and signals', () => {
 describe('GPU rows through the fake NVML', () => {
   it('a child that holds GPU memory shows in the report and in --json', async () => {
     const scenario = join(work, 'gpu-scenario.txt');
-    writeFileSync(scenario, `count=1\ndev0.name=Fake H100\ndev0.used=${4096 * MiB}\ndev0.util=75\ndev0.power_mw=250000\n`);
+    writeFileSync(
+      scenario,
+      `count=1\ndev0.name=Fake H100\ndev0.used=${4096 * MiB}\ndev0.util=75\ndev0.power_mw=250000\n`,
+    );
     // The command writes its own pid into the scenario: the fake then lists it as holding 500 MiB.
     const child = [
       'sh',
@@ -225,11 +251,18 @@ describe('GPU rows through the fake NVML', () => {
     expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
     expect(rec.gpu_available).toBe(true);
     expect(rec.gpus).toHaveLength(1);
-    expect(rec.gpus[0]).toMatchObject({ name: 'Fake H100', process_memory_peak_bytes: 500 * MiB, memory_used_peak_bytes: 4096 * MiB, utilization_avg_percent: 75 });
+    expect(rec.gpus[0]).toMatchObject({
+      name: 'Fake H100',
+      process_memory_peak_bytes: 500 * MiB,
+      memory_used_peak_bytes: 4096 * MiB,
+      utilization_avg_percent: 75,
+    });
     expect(rec.gpu_memory_peak_bytes).toBe(500 * MiB);
     expect(rec.gpu_memory_peak_source).toBe('process');
     expect(rec.gpu_energy_joules).toBeGreaterThan(0.5 * 250 * 0.6);
-    expect(r.stderr).toMatch(/GPU 0 Fake H100: +process peak 500 MiB, device peak 4\.00 GiB, energy [\d.]+ J, utilization 75 %/);
+    expect(r.stderr).toMatch(
+      /GPU 0 Fake H100: +process peak 500 MiB, device peak 4\.00 GiB, energy [\d.]+ J, utilization 75 %/,
+    );
     expect(rec.gpus[0].process_sm_utilization_percent).toBeGreaterThan(0); // the command's 35 %, averaged with readings before it wrote its pid
     expect(rec.gpus[0].process_sm_utilization_percent).toBeLessThanOrEqual(35);
     expect(r.stderr).toMatch(/GPU own utilization: +\d+ % SM \(the command's processes/);
@@ -248,7 +281,11 @@ describe('GPU rows through the fake NVML', () => {
 describe('trackProcess()', () => {
   it('follows a running process tree until it exits', async () => {
     const { spawn } = await import('node:child_process');
-    const child = spawn('sh', ['-c', `sleep 0.3; ${python} -c "b = b'\\x01' * (50 << 20); import time; time.sleep(0.3)"; sleep 0.1`], { stdio: 'ignore' });
+    const child = spawn(
+      'sh',
+      ['-c', `sleep 0.3; ${python} -c "b = b'\\x01' * (50 << 20); import time; time.sleep(0.3)"; sleep 0.1`],
+      { stdio: 'ignore' },
+    );
     const t = tm.trackProcess(child.pid!, { sampleIntervalMs: 5 });
     expect(t.running).toBe(true);
     const u = await t.exited;
@@ -288,8 +325,13 @@ describe('trackProcess()', () => {
 });
 
 // The command's own stdio, as if run bare (issue 9, item 1 and 2).
-describe("the command keeps its stdin, stdout and stderr", () => {
-  const sh = (script: string, input?: string) => run('bash', ['-c', script], { timeoutMs: 30_000, input, env: { ...process.env, TM: `${process.execPath} ${cli}` } });
+describe('the command keeps its stdin, stdout and stderr', () => {
+  const sh = (script: string, input?: string) =>
+    run('bash', ['-c', script], {
+      timeoutMs: 30_000,
+      input,
+      env: { ...process.env, TM: `${process.execPath} ${cli}` },
+    });
 
   it('taskmeter -- echo hi prints hi on stdout, and only that', async () => {
     const r = await taskmeter(['--', 'echo', 'hi']);
@@ -350,14 +392,22 @@ describe("the command keeps its stdin, stdout and stderr", () => {
     ].join('\n');
     // the bare run gets a blocking pipe, as from a shell; a bare cat on the non-blocking one fails with EAGAIN
     const bare = await run(python, ['-c', reader, 'block', 'cat', data], { timeoutMs: 60_000 });
-    const r = await run(python, ['-c', reader, 'nonblock', process.execPath, cli, '-q', '--', 'cat', data], { timeoutMs: 60_000 });
+    const r = await run(python, ['-c', reader, 'nonblock', process.execPath, cli, '-q', '--', 'cat', data], {
+      timeoutMs: 60_000,
+    });
     expect(bare.stdout).toBe(`${createHash('sha256').update(readFileSync(data)).digest('hex')} ${8 << 20} 0\n`);
     expect(r.stdout).toBe(bare.stdout);
   });
 
   it('the command can open files without its output landing in them (fds 0-2 survive exec)', async () => {
     const f = join(work, 'opened.txt');
-    const r = await taskmeter(['-q', '--', python, '-c', `f = open(${JSON.stringify(f)}, "w"); print("to stdout", flush=True); f.write("to file"); f.close()`]);
+    const r = await taskmeter([
+      '-q',
+      '--',
+      python,
+      '-c',
+      `f = open(${JSON.stringify(f)}, "w"); print("to stdout", flush=True); f.write("to file"); f.close()`,
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('to stdout\n');
     expect(readFileSync(f, 'utf8')).toBe('to file');
@@ -365,8 +415,15 @@ describe("the command keeps its stdin, stdout and stderr", () => {
 });
 
 const spawnChild = (mode: string, env?: NodeJS.ProcessEnv) =>
-  run(process.execPath, [join(root, 'test/children/spawn-child.cjs'), mode], { timeoutMs: 30_000, env: { ...process.env, ...env } });
-const lines = (s: string) => s.trim().split('\n').map((l) => JSON.parse(l));
+  run(process.execPath, [join(root, 'test/children/spawn-child.cjs'), mode], {
+    timeoutMs: 30_000,
+    env: { ...process.env, ...env },
+  });
+const lines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 describe('errors are clear and lose nothing', () => {
   it('a missing cwd is an error that names the directory, not "command not found"', async () => {
@@ -392,7 +449,13 @@ describe('errors are clear and lose nothing', () => {
   it('an -o or -t path that cannot be written is refused before the command starts (exit 2)', async () => {
     for (const flag of ['-o', '-t']) {
       const marker = join(work, `ran${flag}`);
-      const r = await taskmeter([flag, join(work, 'no-such-dir', flag === '-o' ? 'rec.json' : 'run.svg'), '--', 'touch', marker]);
+      const r = await taskmeter([
+        flag,
+        join(work, 'no-such-dir', flag === '-o' ? 'rec.json' : 'run.svg'),
+        '--',
+        'touch',
+        marker,
+      ]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`cannot write ${flag} .*no-such-dir.*ENOENT`));
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
@@ -464,7 +527,12 @@ describe('signals and the terminal', () => {
   const drive = async (script: unknown[], cmd: string[]) => {
     const r = await run(python, [ptyDrive, JSON.stringify(script), ...cmd], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(0);
-    return JSON.parse(r.stdout) as { output: string; exitCode: number | null; signal: number | null; failed: string | null };
+    return JSON.parse(r.stdout) as {
+      output: string;
+      exitCode: number | null;
+      signal: number | null;
+      failed: string | null;
+    };
   };
   const COUNT_SIGINT = [
     'import signal, time',
@@ -479,8 +547,22 @@ describe('signals and the terminal', () => {
   ].join('\n');
 
   it('one Ctrl-C in the terminal → exactly one SIGINT in the command (as under GNU time)', async () => {
-    const ref = await drive([['expect', 'ready'], ['send', '\x03'], ['expect', 'SIGINTs:']], [GNU_TIME, '-f', '', python, '-c', COUNT_SIGINT]);
-    const r = await drive([['expect', 'ready'], ['send', '\x03'], ['expect', 'SIGINTs:']], [process.execPath, cli, '-q', '--', python, '-c', COUNT_SIGINT]);
+    const ref = await drive(
+      [
+        ['expect', 'ready'],
+        ['send', '\x03'],
+        ['expect', 'SIGINTs:'],
+      ],
+      [GNU_TIME, '-f', '', python, '-c', COUNT_SIGINT],
+    );
+    const r = await drive(
+      [
+        ['expect', 'ready'],
+        ['send', '\x03'],
+        ['expect', 'SIGINTs:'],
+      ],
+      [process.execPath, cli, '-q', '--', python, '-c', COUNT_SIGINT],
+    );
     expect(ref.output).toMatch(/SIGINTs: 1\b/);
     expect(r.failed).toBeNull();
     expect(r.output).toMatch(/SIGINTs: 1\b/);
@@ -489,7 +571,19 @@ describe('signals and the terminal', () => {
 
   it('a REPL typed through the terminal reads keys, prints, survives Ctrl-C and exits', async () => {
     const r = await drive(
-      [['expect', '>>> '], ['send', 'print(6 * 7)\r'], ['expect', '42'], ['send', 'import time; time.sleep(30)\r'], ['sleep', 0.3], ['send', '\x03'], ['expect', 'KeyboardInterrupt'], ['send', 'print("still", "here")\r'], ['expect', 'still here'], ['send', 'exit(4)\r'], ['expect', 'taskmeter report']],
+      [
+        ['expect', '>>> '],
+        ['send', 'print(6 * 7)\r'],
+        ['expect', '42'],
+        ['send', 'import time; time.sleep(30)\r'],
+        ['sleep', 0.3],
+        ['send', '\x03'],
+        ['expect', 'KeyboardInterrupt'],
+        ['send', 'print("still", "here")\r'],
+        ['expect', 'still here'],
+        ['send', 'exit(4)\r'],
+        ['expect', 'taskmeter report'],
+      ],
       [process.execPath, cli, '--', python, '-i', '-q'],
     );
     expect(r.failed).toBeNull();
@@ -501,7 +595,13 @@ describe('signals and the terminal', () => {
     const text = join(work, 'pages.txt');
     writeFileSync(text, Array.from({ length: 200 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
     const r = await drive(
-      [['expect', 'line 20'], ['send', ' '], ['expect', 'line 40'], ['send', 'q'], ['expect', 'taskmeter report']],
+      [
+        ['expect', 'line 20'],
+        ['send', ' '],
+        ['expect', 'line 40'],
+        ['send', 'q'],
+        ['expect', 'taskmeter report'],
+      ],
       ['env', 'TERM=xterm', process.execPath, cli, '--', 'less', text],
     );
     expect(r.failed, r.output).toBeNull();

@@ -77,7 +77,13 @@ async function taskmeter(cmd: string[], cwd: string): Promise<Run> {
   rmSync(out);
   expect(rec.max_rss_source).toBe('rusage');
   expect(rec.cpu_source).toBe('rusage');
-  return { exit, stdoutHash: h.hash, stdoutBytes: h.bytes, cpuMs: rec.cpu_time_seconds * 1000, maxRssBytes: rec.max_rss_bytes };
+  return {
+    exit,
+    stdoutHash: h.hash,
+    stdoutBytes: h.bytes,
+    cpuMs: rec.cpu_time_seconds * 1000,
+    maxRssBytes: rec.max_rss_bytes,
+  };
 }
 
 const median = (xs: number[]) => {
@@ -88,7 +94,14 @@ const median = (xs: number[]) => {
 /** What the conformance runs measured; printed at the end (docs/benchmarks.md has a copy). */
 const table: string[] = [];
 afterAll(() => {
-  if (table.length) console.log(['| program | GNU time CPU ms | taskmeter CPU ms | GNU time max RSS KiB | taskmeter max RSS KiB | rounds |', '| --- | --- | --- | --- | --- | --- |', ...table].join('\n'));
+  if (table.length)
+    console.log(
+      [
+        '| program | GNU time CPU ms | taskmeter CPU ms | GNU time max RSS KiB | taskmeter max RSS KiB | rounds |',
+        '| --- | --- | --- | --- | --- | --- |',
+        ...table,
+      ].join('\n'),
+    );
 });
 
 /**
@@ -125,7 +138,9 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
   const tCpu = Math.min(...tm.map((r) => r.cpuMs));
   const gRss = median(gnu.map((r) => r.maxRssBytes));
   const tRss = median(tm.map((r) => r.maxRssBytes));
-  table.push(`| ${name} | ${gCpu.toFixed(0)} | ${tCpu.toFixed(0)} | ${(gRss / 1024).toFixed(0)} | ${(tRss / 1024).toFixed(0)} | ${gnu.length} |`);
+  table.push(
+    `| ${name} | ${gCpu.toFixed(0)} | ${tCpu.toFixed(0)} | ${(gRss / 1024).toFixed(0)} | ${(tRss / 1024).toFixed(0)} | ${gnu.length} |`,
+  );
   expect(gCpu, `${name}: the workload is big enough to compare`).toBeGreaterThan(150);
   expect(Math.abs(tRss - gRss), `${name}: max RSS ${tRss} vs GNU time ${gRss}`).toBeLessThanOrEqual(0.03 * gRss);
   expect(Math.abs(tCpu - gCpu), `${name}: CPU ${tCpu} ms vs GNU time ${gCpu} ms`).toBeLessThanOrEqual(0.07 * gCpu);
@@ -135,7 +150,9 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
 function cSource(file: number): string {
   const fns: string[] = [];
   for (let i = 0; i < 36; i++) {
-    fns.push(`int f${file}_${i}(int n) { int s = ${i}; for (int k = 0; k < n; k++) { s = s * 31 + (k ^ ${i}); if (s % 7 == ${i % 7}) s += k * ${file + 1}; switch (k & 3) { case 0: s ^= ${i}; break; case 1: s += n; break; default: s -= ${file}; } } return s; }`);
+    fns.push(
+      `int f${file}_${i}(int n) { int s = ${i}; for (int k = 0; k < n; k++) { s = s * 31 + (k ^ ${i}); if (s % 7 == ${i % 7}) s += k * ${file + 1}; switch (k & 3) { case 0: s ^= ${i}; break; case 1: s += n; break; default: s -= ${file}; } } return s; }`,
+    );
   }
   const sum = Array.from({ length: 36 }, (_, i) => `f${file}_${i}(n)`).join(' + ');
   return `${fns.join('\n')}\nint sum${file}(int n) { return ${sum}; }\n`;
@@ -180,12 +197,17 @@ beforeAll(() => {
 
 describe('conformance with GNU time on real programs', () => {
   it('has GNU time, gcc, make and xz installed (scripts/system-deps.sh)', () => {
-    for (const tool of [GNU_TIME, 'gcc', 'make', 'xz']) expect(execFileSync('sh', ['-c', `command -v ${tool}`]).toString()).toMatch(/\//);
+    for (const tool of [GNU_TIME, 'gcc', 'make', 'xz'])
+      expect(execFileSync('sh', ['-c', `command -v ${tool}`]).toString()).toMatch(/\//);
   });
 
   it('a multi-file C compile with gcc (and its program run)', async () => {
     const c = join(work, 'c');
-    await conform('gcc -O2, 5 files, then run', ['sh', '-c', 'gcc -O2 -o prog part0.c part1.c part2.c part3.c main.c && ./prog'], c);
+    await conform(
+      'gcc -O2, 5 files, then run',
+      ['sh', '-c', 'gcc -O2 -o prog part0.c part1.c part2.c part3.c main.c && ./prog'],
+      c,
+    );
   }, 300_000);
 
   it('xz -9 of generated text', async () => {
@@ -197,7 +219,11 @@ describe('conformance with GNU time on real programs', () => {
   }, 300_000);
 
   it('a shell pipeline', async () => {
-    await conform('sh pipeline (seq | awk | sort | md5sum)', ['sh', '-c', "seq 1 400000 | awk '{ s += $1 * $1 % 97; print s % 1000 }' | sort -n | md5sum"], work);
+    await conform(
+      'sh pipeline (seq | awk | sort | md5sum)',
+      ['sh', '-c', "seq 1 400000 | awk '{ s += $1 * $1 % 97; print s % 1000 }' | sort -n | md5sum"],
+      work,
+    );
   }, 300_000);
 
   it('a Python multiprocessing pool', async () => {

@@ -22,7 +22,15 @@ function vmRssBytes(): number {
 describe('snapshot()', () => {
   it('returns every field as a finite number and an empty gpus array', () => {
     const s = tm.snapshot();
-    for (const k of ['timeMs', 'epochMs', 'cpuUserMs', 'cpuSystemMs', 'rssBytes', 'vmsBytes', 'peakRssBytes'] as const) {
+    for (const k of [
+      'timeMs',
+      'epochMs',
+      'cpuUserMs',
+      'cpuSystemMs',
+      'rssBytes',
+      'vmsBytes',
+      'peakRssBytes',
+    ] as const) {
       expect(Number.isFinite(s[k]), k).toBe(true);
       expect(s[k], k).toBeGreaterThan(0);
     }
@@ -116,7 +124,16 @@ describe('usageBetween()', () => {
   });
 
   it('uses the HWM rule on plain snapshots', () => {
-    const a = { timeMs: 0, epochMs: 1e12, cpuUserMs: 0, cpuSystemMs: 0, rssBytes: 100, vmsBytes: 1000, peakRssBytes: 200, gpus: [] };
+    const a = {
+      timeMs: 0,
+      epochMs: 1e12,
+      cpuUserMs: 0,
+      cpuSystemMs: 0,
+      rssBytes: 100,
+      vmsBytes: 1000,
+      peakRssBytes: 200,
+      gpus: [],
+    };
     const b = { ...a, timeMs: 10, rssBytes: 150, peakRssBytes: 900 };
     expect(tm.usageBetween(a, b)).toMatchObject({ peakRssBytes: 900, peakRssSource: 'hwm' });
     const c = { ...a, timeMs: 10, rssBytes: 150, peakRssBytes: 200 };
@@ -169,7 +186,11 @@ describe('measureSync() and measure()', () => {
     await expect(p).rejects.toBe(rej);
     expect((rej as any).usage.wallTimeMs).toBeGreaterThanOrEqual(0);
     // a thrown primitive propagates unchanged
-    expect(() => tm.measureSync(() => { throw 'str'; })).toThrow('str');
+    expect(() =>
+      tm.measureSync(() => {
+        throw 'str';
+      }),
+    ).toThrow('str');
   });
 
   it('reject bad arguments with TypeError / RangeError naming the option', async () => {
@@ -191,8 +212,16 @@ describe('measureSync() and measure()', () => {
   it('leave no window open behind them', async () => {
     const before = native.samplerState().openWindows;
     tm.measureSync(() => 0);
-    expect(() => tm.measureSync(() => { throw new Error('x'); })).toThrow();
-    await expect(tm.measure(async () => { throw new Error('y'); })).rejects.toThrow('y');
+    expect(() =>
+      tm.measureSync(() => {
+        throw new Error('x');
+      }),
+    ).toThrow();
+    await expect(
+      tm.measure(async () => {
+        throw new Error('y');
+      }),
+    ).rejects.toThrow('y');
     const t = new tm.ResourceTracker().start();
     expect(native.samplerState().openWindows).toBe(before + 1);
     t.stop();

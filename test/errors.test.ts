@@ -50,7 +50,10 @@ describe('one definition of every shared layout', () => {
       for (const m of readFileSync(join(root, h), 'utf8').matchAll(/^\s*X\((\w+)\)/gm)) {
         const snake = m[1].replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
         const names = [snake, `SNAP_${snake}`, `SPAWN_${snake}`];
-        expect(names.some((n) => exported.has(n)), `${h}: ${m[1]}`).toBe(true);
+        expect(
+          names.some((n) => exported.has(n)),
+          `${h}: ${m[1]}`,
+        ).toBe(true);
       }
     }
   });
@@ -97,7 +100,9 @@ describe('every error carries a stable code', () => {
     expect(code(() => tm.trackProcess(0))).toBe('ERR_OUT_OF_RANGE');
     expect(code(() => tm.toRecord({} as any))).toBe('ERR_INVALID_ARG_TYPE');
     expect(code(() => tm.usageBetween(null as any, tm.snapshot()))).toBe('ERR_INVALID_ARG_TYPE');
-    expect(code(() => tm.renderTimeline({ points: [] } as any, { format: 'png' as any }))).toBe('ERR_INVALID_ARG_VALUE');
+    expect(code(() => tm.renderTimeline({ points: [] } as any, { format: 'png' as any }))).toBe(
+      'ERR_INVALID_ARG_VALUE',
+    );
   });
 
   it('the class still matches the code (TypeError / RangeError)', () => {
@@ -163,7 +168,9 @@ describe('every error carries a stable code', () => {
 
 describe('loader hints specific to the cause', () => {
   it('--no-addons, a missing prebuild, an ABI mismatch and a foreign binary each get their own hint', () => {
-    const noAddons = nativeLoadError(Object.assign(new Error('Cannot load native addon'), { code: 'ERR_DLOPEN_DISABLED' }));
+    const noAddons = nativeLoadError(
+      Object.assign(new Error('Cannot load native addon'), { code: 'ERR_DLOPEN_DISABLED' }),
+    );
     expect(noAddons.code).toBe('ERR_TASKMETER_NATIVE_LOAD');
     expect(noAddons.message).toContain('--no-addons');
     const missing = nativeLoadError(new Error('No native build was found for platform=linux arch=x64 runtime=node'));

@@ -15,7 +15,17 @@ function envWithGpu(): NodeJS.ProcessEnv {
   const scenario = join(work, 'scenario.txt');
   writeFileSync(
     scenario,
-    ['count=1', 'dev0.name=Fake H100', `dev0.uuid=${UUID}`, `dev0.total=${80 * 1024 * MiB}`, `dev0.used=${3 * 1024 * MiB}`, 'dev0.util=42', 'dev0.power_mw=275000', `dev0.procs=999:${MiB},self:${256 * MiB}`, 'dev0.putil=self:30:5,999:60:60'].join('\n'),
+    [
+      'count=1',
+      'dev0.name=Fake H100',
+      `dev0.uuid=${UUID}`,
+      `dev0.total=${80 * 1024 * MiB}`,
+      `dev0.used=${3 * 1024 * MiB}`,
+      'dev0.util=42',
+      'dev0.power_mw=275000',
+      `dev0.procs=999:${MiB},self:${256 * MiB}`,
+      'dev0.putil=self:30:5,999:60:60',
+    ].join('\n'),
   );
   return gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
 }
@@ -94,7 +104,9 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
 
   it('rejects what is not a meter', async () => {
     const { registerTaskmeterMetrics } = await import('../dist/exporters/otel.js');
-    expect(() => registerTaskmeterMetrics({} as any)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => registerTaskmeterMetrics({} as any)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }),
+    );
   });
 });
 
@@ -192,11 +204,7 @@ describe('task histogram buckets fit tasks (ms to hours, MiB to TiB)', () => {
     const { usage } = tm.measureSync(() => 0);
     return { ...usage, wallTimeMs, cpuTimeMs: wallTimeMs / 2, peakRssBytes };
   };
-  const tasks = [
-    usageWith(5, 64 * MiB),
-    usageWith(1200, 3 * 1024 * MiB),
-    usageWith(2 * 3600 * 1000, 700 * 1024 * MiB),
-  ];
+  const tasks = [usageWith(5, 64 * MiB), usageWith(1200, 3 * 1024 * MiB), usageWith(2 * 3600 * 1000, 700 * 1024 * MiB)];
   // Which bucket (index into counts) a value fell in, for boundaries b: (b[i-1], b[i]].
   const bucketOf = (bounds: number[], v: number) => bounds.findIndex((b) => v <= b);
 

@@ -13,8 +13,18 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe('GPU window arithmetic (native unit tests)', () => {
   it('energy, attribution, utilization, accounting and PID rules hold', async () => {
     const exe = join(work, 'gpu_window_test');
-    const sources = ['test/native/gpu_window_test.cc', 'native/gpu_window.cc', 'native/nvml/gpu.cc', 'native/nvml/loader.cc', 'native/nvml/cuda_order.cc'];
-    const c = await run('g++', ['-std=c++17', '-Wall', '-Wextra', '-Inative', '-o', exe, ...sources.map((s) => join(root, s)), '-ldl'], { timeoutMs: 120_000 });
+    const sources = [
+      'test/native/gpu_window_test.cc',
+      'native/gpu_window.cc',
+      'native/nvml/gpu.cc',
+      'native/nvml/loader.cc',
+      'native/nvml/cuda_order.cc',
+    ];
+    const c = await run(
+      'g++',
+      ['-std=c++17', '-Wall', '-Wextra', '-Inative', '-o', exe, ...sources.map((s) => join(root, s)), '-ldl'],
+      { timeoutMs: 120_000 },
+    );
     expect(c.code, c.stderr).toBe(0);
     const r = await run(exe, []);
     expect(r.code, r.stdout + r.stderr).toBe(0);

@@ -117,12 +117,48 @@ describe('detection', () => {
     ['no permission', {}, 'init=4', /insufficient permissions/, 'NVML_ERROR_NO_PERMISSION'],
     ['driver/library mismatch', {}, 'init=18', /version mismatch/, 'NVML_ERROR_LIB_RM_VERSION_MISMATCH'],
     ['no devices', {}, 'count=0', /no NVIDIA GPU/, 'GPU_NONE_FOUND'],
-    ['a required symbol missing', { variant: 'missing-required' }, undefined, /lacks required functions: nvmlDeviceGetHandleByIndex_v2/, 'NVML_LIBRARY_INCOMPLETE'],
-    ['TASKMETER_DISABLE_GPU=1', { TASKMETER_DISABLE_GPU: '1' }, undefined, /disabled by TASKMETER_DISABLE_GPU/, 'GPU_DISABLED'],
-    ['a relative TASKMETER_NVML_LIBRARY', { TASKMETER_NVML_LIBRARY: 'lib/libnvidia-ml.so.1' }, undefined, /must be an absolute path/, 'NVML_LIBRARY_PATH_NOT_ABSOLUTE'],
-    ['a TASKMETER_NVML_LIBRARY that does not exist', { TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' }, undefined, /could not load TASKMETER_NVML_LIBRARY=\/nonexistent/, 'NVML_LIBRARY_LOAD_FAILED'],
-    ['CUDA_VISIBLE_DEVICES hiding every GPU', { CUDA_VISIBLE_DEVICES: '' }, undefined, /hides every GPU/, 'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES'],
-    ['CUDA_VISIBLE_DEVICES=-1', { CUDA_VISIBLE_DEVICES: '-1' }, undefined, /hides every GPU/, 'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES'],
+    [
+      'a required symbol missing',
+      { variant: 'missing-required' },
+      undefined,
+      /lacks required functions: nvmlDeviceGetHandleByIndex_v2/,
+      'NVML_LIBRARY_INCOMPLETE',
+    ],
+    [
+      'TASKMETER_DISABLE_GPU=1',
+      { TASKMETER_DISABLE_GPU: '1' },
+      undefined,
+      /disabled by TASKMETER_DISABLE_GPU/,
+      'GPU_DISABLED',
+    ],
+    [
+      'a relative TASKMETER_NVML_LIBRARY',
+      { TASKMETER_NVML_LIBRARY: 'lib/libnvidia-ml.so.1' },
+      undefined,
+      /must be an absolute path/,
+      'NVML_LIBRARY_PATH_NOT_ABSOLUTE',
+    ],
+    [
+      'a TASKMETER_NVML_LIBRARY that does not exist',
+      { TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' },
+      undefined,
+      /could not load TASKMETER_NVML_LIBRARY=\/nonexistent/,
+      'NVML_LIBRARY_LOAD_FAILED',
+    ],
+    [
+      'CUDA_VISIBLE_DEVICES hiding every GPU',
+      { CUDA_VISIBLE_DEVICES: '' },
+      undefined,
+      /hides every GPU/,
+      'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES',
+    ],
+    [
+      'CUDA_VISIBLE_DEVICES=-1',
+      { CUDA_VISIBLE_DEVICES: '-1' },
+      undefined,
+      /hides every GPU/,
+      'GPU_HIDDEN_BY_CUDA_VISIBLE_DEVICES',
+    ],
   ];
   for (const [what, env, scenario, reason, code] of unavailable) {
     it(`reports hasGpu=false with a reason and its code: ${what}`, async () => {
@@ -177,7 +213,10 @@ describe('detection', () => {
     const zero = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });
     expect(zero.hasGpu).toBe(true);
     expect(zero.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']); // CUDA's 0, NVML's 1
-    expect(zero.info).toMatchObject({ deviceOrderCertain: true, deviceOrderNote: expect.stringMatching(/helper process/) });
+    expect(zero.info).toMatchObject({
+      deviceOrderCertain: true,
+      deviceOrderNote: expect.stringMatching(/helper process/),
+    });
     const one = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...cuda } });
     expect(one.info.devices.map((d: any) => d.name)).toEqual(['Fake H100']);
     expect(one.snap.gpus[0].processMemoryBytes).toBe(64 * MiB); // readings of the right GPU: ours is on the H100
@@ -212,24 +251,29 @@ describe('detection', () => {
 });
 
 const noDebianNvml = requireSystemTool('nvml-library');
-describe.skipIf(noDebianNvml)(`Debian's real libnvidia-ml (no driver here)${noDebianNvml ? ` (skipped: ${noDebianNvml})` : ''}`, () => {
-  it('loads it and reports hasGpu=false with a reason naming the driver', async () => {
-    const r = await runChild('gpu-child.cjs', ['window'], {
-      env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }),
+describe.skipIf(noDebianNvml)(
+  `Debian's real libnvidia-ml (no driver here)${noDebianNvml ? ` (skipped: ${noDebianNvml})` : ''}`,
+  () => {
+    it('loads it and reports hasGpu=false with a reason naming the driver', async () => {
+      const r = await runChild('gpu-child.cjs', ['window'], {
+        env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }),
+      });
+      expect(r.code, r.stderr).toBe(0);
+      const { usage, record } = lastJson(r.stdout);
+      const info = lastJson(
+        (await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) })).stdout,
+      );
+      expect(info.hasGpu).toBe(false);
+      expect(info.info.library).toBe(debianNvml);
+      expect(info.info.reason).toMatch(/driver/i);
+      expect(info.info.reason).toMatch(/NVML_ERROR_DRIVER_NOT_LOADED/);
+      expect(usage.gpus).toEqual([]);
+      expect(usage.gpuMemoryPeakBytes).toBeNull();
+      expect(record.gpu_available).toBe(false);
+      expectValidRecord(record);
     });
-    expect(r.code, r.stderr).toBe(0);
-    const { usage, record } = lastJson(r.stdout);
-    const info = lastJson((await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) })).stdout);
-    expect(info.hasGpu).toBe(false);
-    expect(info.info.library).toBe(debianNvml);
-    expect(info.info.reason).toMatch(/driver/i);
-    expect(info.info.reason).toMatch(/NVML_ERROR_DRIVER_NOT_LOADED/);
-    expect(usage.gpus).toEqual([]);
-    expect(usage.gpuMemoryPeakBytes).toBeNull();
-    expect(record.gpu_available).toBe(false);
-    expectValidRecord(record);
-  });
-});
+  },
+);
 
 describe('windows with a GPU', () => {
   it('report per-GPU peaks, energy and utilization, and the GPU record fields', async () => {
@@ -265,7 +309,11 @@ describe('windows with a GPU', () => {
       gpu_stale: false,
     });
     expect(record.gpu_energy_joules).toBeCloseTo(usage.gpuEnergyJoules, 2);
-    expect(record.gpus[0]).toMatchObject({ uuid: g0.uuid, process_memory_peak_bytes: 64 * MiB, utilization_avg_percent: 40 });
+    expect(record.gpus[0]).toMatchObject({
+      uuid: g0.uuid,
+      process_memory_peak_bytes: 64 * MiB,
+      utilization_avg_percent: 40,
+    });
   });
 
   it('a transient spike of the process GPU memory inside a window is its peak', async () => {
@@ -334,7 +382,9 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   it('a failing process-list call → null with the reason; the other values stay', async () => {
-    const { usage } = await gpuCase('window', { scenario: BASE + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=3\n' });
+    const { usage } = await gpuCase('window', {
+      scenario: BASE + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=3\n',
+    });
     expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
     expect(usage.gpus[0].processMemoryReason).toMatch(/process-list call failed/);
     expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
@@ -424,7 +474,7 @@ const MIG = [
 ].join('\n');
 
 describe('MIG slices', () => {
-  it('CUDA_VISIBLE_DEVICES=MIG-<uuid>: one device, the slice, with its own memory and this process\'s memory on it', async () => {
+  it("CUDA_VISIBLE_DEVICES=MIG-<uuid>: one device, the slice, with its own memory and this process's memory on it", async () => {
     const { hasGpu, info, snap } = await gpuCase('info', { scenario: MIG, env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
     expect(hasGpu).toBe(true);
     expect(info.devices).toHaveLength(1);
@@ -432,7 +482,13 @@ describe('MIG slices', () => {
       index: 0,
       uuid: MIG_UUID,
       memoryTotalBytes: 10 * 1024 * MiB,
-      mig: { parentIndex: 0, parentName: 'Fake H100', parentUuid: 'GPU-11111111-2222-3333-4444-555555555555', gpuInstanceId: 3, computeInstanceId: 0 },
+      mig: {
+        parentIndex: 0,
+        parentName: 'Fake H100',
+        parentUuid: 'GPU-11111111-2222-3333-4444-555555555555',
+        gpuInstanceId: 3,
+        computeInstanceId: 0,
+      },
       accountingMode: null,
       powerReported: null,
     });
@@ -457,7 +513,10 @@ describe('MIG slices', () => {
   });
 
   it("a window on a slice: utilization, energy and per-process utilization null with the reason, never the parent's", async () => {
-    const { usage, record } = await gpuCase('window', { scenario: MIG + '\ndev0.util=77\ndev0.putil=self:40:10', env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    const { usage, record } = await gpuCase('window', {
+      scenario: MIG + '\ndev0.util=77\ndev0.putil=self:40:10',
+      env: { CUDA_VISIBLE_DEVICES: MIG_UUID },
+    });
     const g = usage.gpus[0];
     expect(g.memoryUsedPeakBytes).toBe(3 * 1024 * MiB);
     expect(g.processMemoryPeakBytes).toBe(2 * 1024 * MiB);
@@ -473,7 +532,11 @@ describe('MIG slices', () => {
 
   it('without CUDA_VISIBLE_DEVICES a GPU in MIG mode is seen as its slices, and a slice where we are in no list is null, not 0', async () => {
     const { info, snap } = await gpuCase('info', { scenario: MIG });
-    expect(info.devices.map((d: any) => d.uuid)).toEqual([MIG_UUID, 'MIG-11111111-2222-3333-4444-000000000001', 'GPU-99999999-8888-7777-6666-555555555555']);
+    expect(info.devices.map((d: any) => d.uuid)).toEqual([
+      MIG_UUID,
+      'MIG-11111111-2222-3333-4444-000000000001',
+      'GPU-99999999-8888-7777-6666-555555555555',
+    ]);
     expect(snap.gpus[1].processMemoryBytes).toBeNull();
     expect(snap.gpus[1].processMemoryReason).toMatch(/does not prove 0 bytes/);
   });
@@ -493,7 +556,9 @@ describe('MIG slices without privileges', () => {
 
 describe('accounting mode', () => {
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
-    const { usage, record, flat, info } = await gpuCase('accountingSpike', { scenario: BASE + '\ndev0.accounting=1\n' });
+    const { usage, record, flat, info } = await gpuCase('accountingSpike', {
+      scenario: BASE + '\ndev0.accounting=1\n',
+    });
     expect(info.devices[0]).toMatchObject({ accountingMode: 'enabled', accountingHint: null });
     const g = usage.gpus[0];
     expect(g.processMemoryEndBytes).toBe(64 * MiB); // what every list reading said
@@ -531,7 +596,10 @@ describe('MPS, entry layouts by symbols, stride check', () => {
   });
 
   it('detects the 32-byte _v3 entries by symbols, whatever the version string says (Windows numbering)', async () => {
-    const { info, snap } = await gpuCase('info', { variant: 'wide-v3-symbols', scenario: BASE + '\ndriver=536.25\nv3_entry=32\n' });
+    const { info, snap } = await gpuCase('info', {
+      variant: 'wide-v3-symbols',
+      scenario: BASE + '\ndriver=536.25\nv3_entry=32\n',
+    });
     expect(info.processEntryBytes).toBe(32);
     expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
   });
@@ -556,7 +624,9 @@ describe('per-process utilization, power, energy', () => {
   });
 
   it('prefers instant power (NVML_FI_DEV_POWER_INSTANT) and says which power it reports', async () => {
-    const { info, snap } = await gpuCase('info', { scenario: BASE + '\npower_instant=1\ndev0.power_instant_mw=250000\n' });
+    const { info, snap } = await gpuCase('info', {
+      scenario: BASE + '\npower_instant=1\ndev0.power_instant_mw=250000\n',
+    });
     expect(info.devices[0].powerReported).toBe('instant');
     expect(snap.gpus[0]).toMatchObject({ powerWatts: 250, powerSource: 'instant' });
     const avg = await gpuCase('info');
@@ -594,7 +664,9 @@ describe('cost-aware sampling', () => {
 // "self" is the pid the child sees, as a translating driver reports it.
 const canUnshare = (() => {
   try {
-    require('node:child_process').execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore' });
+    require('node:child_process').execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], {
+      stdio: 'ignore',
+    });
     return true;
   } catch {
     return false;
@@ -604,44 +676,54 @@ async function inPidNamespace(scenarioText: string, extra: Record<string, string
   const scenario = join(work, `scenario-${n++}.txt`);
   writeFileSync(scenario, scenarioText);
   const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario, ...extra });
-  const r = await run('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, join(__dirname, 'children/gpu-child.cjs'), 'window'], { env });
+  const r = await run(
+    'unshare',
+    ['--pid', '--fork', '--mount-proc', process.execPath, join(__dirname, 'children/gpu-child.cjs'), 'window'],
+    { env },
+  );
   expect(r.code, r.stderr + r.stdout).toBe(0);
   return lastJson(r.stdout);
 }
 
-describe.skipIf(!canUnshare)('in a new PID namespace (unshare --pid; skipped: unshare needs root or user namespaces)', () => {
-  const own = (driver: string, procs: string) =>
-    BASE.replace(/dev0\.procs=.*/, `dev0.procs=${procs}`) + `\ndriver=${driver}\n`;
+describe.skipIf(!canUnshare)(
+  'in a new PID namespace (unshare --pid; skipped: unshare needs root or user namespaces)',
+  () => {
+    const own = (driver: string, procs: string) =>
+      BASE.replace(/dev0\.procs=.*/, `dev0.procs=${procs}`) + `\ndriver=${driver}\n`;
 
-  it('a driver ≥ 565.57 translates PIDs and memory: this process\'s GPU memory is attributed', async () => {
-    const { pid, usage, record } = await inPidNamespace(own('570.86.15', `self:${64 * MiB}`));
-    expect(pid).toBeLessThan(10); // really in a fresh namespace
-    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
-    expect(usage.gpuMemoryPeakSource).toBe('process');
-    expectValidRecord(record);
-  });
+    it("a driver ≥ 565.57 translates PIDs and memory: this process's GPU memory is attributed", async () => {
+      const { pid, usage, record } = await inPidNamespace(own('570.86.15', `self:${64 * MiB}`));
+      expect(pid).toBeLessThan(10); // really in a fresh namespace
+      expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+      expect(usage.gpuMemoryPeakSource).toBe('process');
+      expectValidRecord(record);
+    });
 
-  it('a driver 535.113–565.56 (550.x) translates PIDs but not memory: null with that reason', async () => {
-    const { usage, info } = await inPidNamespace(own('550.54.15', `self:${64 * MiB}`));
-    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
-    expect(usage.gpus[0].processMemoryReason).toMatch(/535\.113 to 565\.56/);
-    expect(info).toMatchObject({ processAttribution: false, processAttributionReasonCode: 'PROC_NS_MEMORY_NOT_MATCHED' });
-  });
+    it('a driver 535.113–565.56 (550.x) translates PIDs but not memory: null with that reason', async () => {
+      const { usage, info } = await inPidNamespace(own('550.54.15', `self:${64 * MiB}`));
+      expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+      expect(usage.gpus[0].processMemoryReason).toMatch(/535\.113 to 565\.56/);
+      expect(info).toMatchObject({
+        processAttribution: false,
+        processAttributionReasonCode: 'PROC_NS_MEMORY_NOT_MATCHED',
+      });
+    });
 
-  it('a ≥ 565.57 driver that still lists host PIDs fails the /proc check: null, a host PID equal to ours never read as ours', async () => {
-    const { usage } = await inPidNamespace(own('570.86.15', `4242:${100 * MiB},self:${64 * MiB}`));
-    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
-    expect(usage.gpus[0].processMemoryReason).toMatch(/does not exist here/);
-  });
+    it('a ≥ 565.57 driver that still lists host PIDs fails the /proc check: null, a host PID equal to ours never read as ours', async () => {
+      const { usage } = await inPidNamespace(own('570.86.15', `4242:${100 * MiB},self:${64 * MiB}`));
+      expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+      expect(usage.gpus[0].processMemoryReason).toMatch(/does not exist here/);
+    });
 
-  it('an older driver reports host PIDs: null with the reason; TASKMETER_PID_NAMESPACE=host still overrides', async () => {
-    const { usage } = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`));
-    expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
-    expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
-    const declared = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`), { TASKMETER_PID_NAMESPACE: 'host' });
-    expect(declared.usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
-  });
-});
+    it('an older driver reports host PIDs: null with the reason; TASKMETER_PID_NAMESPACE=host still overrides', async () => {
+      const { usage } = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`));
+      expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
+      expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
+      const declared = await inPidNamespace(own('530.30.02', `self:${64 * MiB}`), { TASKMETER_PID_NAMESPACE: 'host' });
+      expect(declared.usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+    });
+  },
+);
 
 describe('a hanging NVML call', () => {
   it('never stalls the JS thread; the window says its GPU data is stale; exit stays prompt', async () => {

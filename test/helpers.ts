@@ -38,7 +38,14 @@ export function run(
     }, options.timeoutMs ?? 20_000);
     child.on('error', (err) => {
       clearTimeout(timer);
-      resolve({ code: null, signal: null, stdout, stderr: stderr + String(err), elapsedMs: performance.now() - started, timedOut });
+      resolve({
+        code: null,
+        signal: null,
+        stdout,
+        stderr: stderr + String(err),
+        elapsedMs: performance.now() - started,
+        timedOut,
+      });
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -62,7 +69,10 @@ export function runChild(
 
 /** Parses the last JSON line a child printed. */
 export function lastJson<T = any>(out: string): T {
-  const lines = out.trim().split('\n').filter((l) => l.startsWith('{') || l.startsWith('['));
+  const lines = out
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{') || l.startsWith('['));
   if (lines.length === 0) throw new Error(`no JSON in child output:\n${out}`);
   return JSON.parse(lines[lines.length - 1]) as T;
 }
@@ -152,7 +162,14 @@ export function missingSystemTools(): { tool: SystemTool; reason: string }[] {
 /** An environment for a child: no inherited GPU settings, plus the given ones. */
 export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['TASKMETER_NVML_LIBRARY', 'TASKMETER_DISABLE_GPU', 'CUDA_VISIBLE_DEVICES', 'FAKE_NVML_SCENARIO', 'FAKE_NVML_LOG', 'TASKMETER_PID_NAMESPACE']) {
+  for (const k of [
+    'TASKMETER_NVML_LIBRARY',
+    'TASKMETER_DISABLE_GPU',
+    'CUDA_VISIBLE_DEVICES',
+    'FAKE_NVML_SCENARIO',
+    'FAKE_NVML_LOG',
+    'TASKMETER_PID_NAMESPACE',
+  ]) {
     delete env[k];
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;

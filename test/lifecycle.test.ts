@@ -8,7 +8,10 @@ const script = join(root, 'test/children/lifecycle.cjs');
 const withFakeGpu = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full') });
 
 describe('lifecycle', () => {
-  for (const [label, env] of [['no GPU', gpuEnv({ TASKMETER_DISABLE_GPU: '1' })], ['fake GPU', withFakeGpu]] as const) {
+  for (const [label, env] of [
+    ['no GPU', gpuEnv({ TASKMETER_DISABLE_GPU: '1' })],
+    ['fake GPU', withFakeGpu],
+  ] as const) {
     it(`8 workers with open windows, terminated mid-window (${label})`, async () => {
       const r = await runChild('lifecycle.cjs', ['workers-terminate'], { env, timeoutMs: 30_000 });
       expect(r.timedOut).toBe(false);
@@ -53,10 +56,17 @@ describe('lifecycle', () => {
       let out = '';
       let err = '';
       child.stderr.on('data', (d) => (err += d));
-      await new Promise<void>((res) => child.stdout.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
+      await new Promise<void>((res) =>
+        child.stdout.on('data', (d) => {
+          out += d;
+          if (out.includes('ready')) res();
+        }),
+      );
       const t0 = performance.now();
       child.kill('SIGTERM');
-      const [c, s] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('exit', (cc, ss) => res([cc, ss])));
+      const [c, s] = await new Promise<[number | null, NodeJS.Signals | null]>((res) =>
+        child.on('exit', (cc, ss) => res([cc, ss])),
+      );
       expect(performance.now() - t0).toBeLessThan(3000);
       expect(c, err).toBe(code);
       expect(s).toBe(signal);
@@ -65,7 +75,10 @@ describe('lifecycle', () => {
   }
 
   it('a sampler thread that cannot be started (EAGAIN under a pids limit) is reported, never an abort', async () => {
-    const r = await runChild('lifecycle.cjs', ['thread-start-fails'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 10_000 });
+    const r = await runChild('lifecycle.cjs', ['thread-start-fails'], {
+      env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }),
+      timeoutMs: 10_000,
+    });
     expect(r.signal, r.stderr).toBeNull();
     expect(r.code, r.stderr).toBe(0);
     const out = lastJson(r.stdout);
@@ -73,7 +86,9 @@ describe('lifecycle', () => {
     expect(out.firstWall).toBeGreaterThanOrEqual(19);
     expect(out.firstSamples).toBe(0);
     expect(out.stateAfterFailure.threadRunning).toBe(false);
-    expect(out.stateAfterFailure.threadError).toMatch(/could not start the RSS sampler thread: Resource temporarily unavailable/);
+    expect(out.stateAfterFailure.threadError).toMatch(
+      /could not start the RSS sampler thread: Resource temporarily unavailable/,
+    );
     // the next window starts the thread and is sampled
     expect(out.threadRunning).toBe(true);
     expect(out.secondSamples).toBeGreaterThan(0);
@@ -92,7 +107,10 @@ describe('lifecycle', () => {
   });
 
   it('window ids past 2^32 and at the 2^53 wrap never land on a window still open', async () => {
-    const r = await runChild('lifecycle.cjs', ['ids'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 10_000 });
+    const r = await runChild('lifecycle.cjs', ['ids'], {
+      env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }),
+      timeoutMs: 10_000,
+    });
     expect(r.code, r.stderr).toBe(0);
     const out = lastJson(r.stdout);
     const [a, b, c, d, e] = out.ids;
@@ -107,7 +125,10 @@ describe('lifecycle', () => {
   });
 
   it("an idle window reports ≈ 0 ms of CPU: the sampler thread's own CPU is left out", async () => {
-    const r = await runChild('lifecycle.cjs', ['sampler-cpu', '1000'], { env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }), timeoutMs: 15_000 });
+    const r = await runChild('lifecycle.cjs', ['sampler-cpu', '1000'], {
+      env: gpuEnv({ TASKMETER_DISABLE_GPU: '1' }),
+      timeoutMs: 15_000,
+    });
     expect(r.code, r.stderr).toBe(0);
     const out = lastJson(r.stdout);
     expect(out.samples).toBeGreaterThan(100); // sampled at 1 ms all along

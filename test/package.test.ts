@@ -1,6 +1,15 @@
 // The package as users get it: one source list for both native builds, and a packed tarball (with its prebuild)
 // that installs and loads from ESM and CJS on a machine with no compiler.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,7 +38,8 @@ describe('native sources', () => {
     const listed = new Set<string>([...lists.common, ...lists.linux, ...lists.darwin, ...lists.win32]);
     expect([...listed].sort()).toEqual(onDisk.sort());
     // each OS gets exactly one process-metrics file
-    for (const os of ['linux', 'darwin', 'win32']) expect(lists[os].filter((f: string) => f.startsWith('native/proc/proc_'))).toEqual([`native/proc/proc_${os}.cc`]);
+    for (const os of ['linux', 'darwin', 'win32'])
+      expect(lists[os].filter((f: string) => f.startsWith('native/proc/proc_'))).toEqual([`native/proc/proc_${os}.cc`]);
   });
 });
 
@@ -85,7 +95,10 @@ describe('npm pack + install without a compiler', () => {
 
     const cjs = await run(
       'node',
-      ['-e', "const t=require('taskmeter'); const u=t.measureSync(()=>1).usage; console.log(JSON.stringify({rss:t.snapshot().rssBytes, wall:u.wallTimeMs, gpu:t.hasGpu}))"],
+      [
+        '-e',
+        "const t=require('taskmeter'); const u=t.measureSync(()=>1).usage; console.log(JSON.stringify({rss:t.snapshot().rssBytes, wall:u.wallTimeMs, gpu:t.hasGpu}))",
+      ],
       { cwd: app, env },
     );
     expect(cjs.code, cjs.stderr).toBe(0);
@@ -93,7 +106,10 @@ describe('npm pack + install without a compiler', () => {
     // the prebuilt exec helper is found and runs: a tiny command's exact peak, not the Node parent's
     const cmd = await run(
       'node',
-      ['-e', "require('taskmeter').measureCommand('/bin/true').then((r)=>console.log(JSON.stringify({code:r.exitCode,rss:r.usage.maxRssBytes,src:r.usage.maxRssSource})))"],
+      [
+        '-e',
+        "require('taskmeter').measureCommand('/bin/true').then((r)=>console.log(JSON.stringify({code:r.exitCode,rss:r.usage.maxRssBytes,src:r.usage.maxRssSource})))",
+      ],
       { cwd: app, env },
     );
     expect(cmd.code, cmd.stderr).toBe(0);
@@ -102,7 +118,11 @@ describe('npm pack + install without a compiler', () => {
     expect(c.rss).toBeLessThan(8 * 1024 * 1024);
     const esm = await run(
       'node',
-      ['--input-type=module', '-e', "import { snapshot, measure, toRecord } from 'taskmeter'; const { usage } = await measure(async () => 1); console.log(JSON.stringify({ rss: snapshot().rssBytes, rec: toRecord(usage).schema_version }))"],
+      [
+        '--input-type=module',
+        '-e',
+        "import { snapshot, measure, toRecord } from 'taskmeter'; const { usage } = await measure(async () => 1); console.log(JSON.stringify({ rss: snapshot().rssBytes, rec: toRecord(usage).schema_version }))",
+      ],
       { cwd: app, env },
     );
     expect(esm.code, esm.stderr).toBe(0);

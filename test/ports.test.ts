@@ -11,40 +11,72 @@ import { lastJson, requireSystemTool, root, run } from './helpers';
 
 const noMingw = requireSystemTool('mingw-w64');
 describe('ports', () => {
-  it.skipIf(noMingw)(`the win32 addon compiles and links with mingw-w64, importing only Windows and node.exe${noMingw ? ` (skipped: ${noMingw})` : ''}`, async () => {
-    const r = await run(process.execPath, [join(root, 'scripts/cross-win32.mjs')], { timeoutMs: 300_000 });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).not.toMatch(/warning:/);
-    const out = lastJson(r.stdout);
-    expect(out.exportsNapi).toBe(true);
-    expect(out.imports.map((s: string) => s.toUpperCase()).sort()).toEqual(['KERNEL32.DLL', 'MSVCRT.DLL', 'NODE.EXE']);
-    expect(readFileSync(out.dll).subarray(0, 2).toString()).toBe('MZ');
-  }, 300_000);
+  it.skipIf(noMingw)(
+    `the win32 addon compiles and links with mingw-w64, importing only Windows and node.exe${noMingw ? ` (skipped: ${noMingw})` : ''}`,
+    async () => {
+      const r = await run(process.execPath, [join(root, 'scripts/cross-win32.mjs')], { timeoutMs: 300_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toMatch(/warning:/);
+      const out = lastJson(r.stdout);
+      expect(out.exportsNapi).toBe(true);
+      expect(out.imports.map((s: string) => s.toUpperCase()).sort()).toEqual([
+        'KERNEL32.DLL',
+        'MSVCRT.DLL',
+        'NODE.EXE',
+      ]);
+      expect(readFileSync(out.dll).subarray(0, 2).toString()).toBe('MZ');
+    },
+    300_000,
+  );
 
   const hasArmGcc = spawnSync('sh', ['-c', 'command -v aarch64-linux-gnu-g++']).status === 0;
   // skipped only where Debian's g++-aarch64-linux-gnu is not installed (scripts/system-deps.sh installs it)
-  it.skipIf(!hasArmGcc)('the linux-arm64 addon cross-compiles: an aarch64 shared object needing only libc, libstdc++, libgcc, and its exec helper needing only libc', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'taskmeter-arm64-'));
-    const r = await run(process.execPath, ['-e', `import(${JSON.stringify(join(root, 'scripts/cross-targets.mjs'))}).then((m) => console.log(JSON.stringify(m.buildTarget('linux-arm64', ${JSON.stringify(out)}))))`], { timeoutMs: 300_000 });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).not.toMatch(/warning:/);
-    const [file, helper] = lastJson(r.stdout);
-    const needs = (f: string) => {
-      const elf = readFileSync(f);
-      expect(elf.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
-      expect(elf.readUInt16LE(18)).toBe(183); // e_machine: EM_AARCH64
-      const needed = spawnSync('aarch64-linux-gnu-readelf', ['-d', f], { encoding: 'utf8' }).stdout;
-      return [...needed.matchAll(/Shared library: \[([^\]]+)\]/g)].map((m) => m[1]).sort();
-    };
-    expect(needs(file)).toEqual(['libc.so.6', 'libgcc_s.so.1', 'libstdc++.so.6']);
-    // the exec helper beside it, named as the addon looks for it, is a C program: libc only
-    expect(helper).toMatch(/taskmeter\.glibc-exec$/);
-    expect(needs(helper)).toEqual(['libc.so.6']);
-  }, 300_000);
+  it.skipIf(!hasArmGcc)(
+    'the linux-arm64 addon cross-compiles: an aarch64 shared object needing only libc, libstdc++, libgcc, and its exec helper needing only libc',
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), 'taskmeter-arm64-'));
+      const r = await run(
+        process.execPath,
+        [
+          '-e',
+          `import(${JSON.stringify(join(root, 'scripts/cross-targets.mjs'))}).then((m) => console.log(JSON.stringify(m.buildTarget('linux-arm64', ${JSON.stringify(out)}))))`,
+        ],
+        { timeoutMs: 300_000 },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toMatch(/warning:/);
+      const [file, helper] = lastJson(r.stdout);
+      const needs = (f: string) => {
+        const elf = readFileSync(f);
+        expect(elf.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+        expect(elf.readUInt16LE(18)).toBe(183); // e_machine: EM_AARCH64
+        const needed = spawnSync('aarch64-linux-gnu-readelf', ['-d', f], { encoding: 'utf8' }).stdout;
+        return [...needed.matchAll(/Shared library: \[([^\]]+)\]/g)].map((m) => m[1]).sort();
+      };
+      expect(needs(file)).toEqual(['libc.so.6', 'libgcc_s.so.1', 'libstdc++.so.6']);
+      // the exec helper beside it, named as the addon looks for it, is a C program: libc only
+      expect(helper).toMatch(/taskmeter\.glibc-exec$/);
+      expect(needs(helper)).toEqual(['libc.so.6']);
+    },
+    300_000,
+  );
 
   it('Windows command lines are quoted by the MSVC rules (spaces, quotes, trailing backslashes, empty args)', async () => {
     const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-quote-')), 'quote-test');
-    const c = await run('g++', ['-std=c++17', '-Wall', '-Wextra', '-Werror', `-I${join(root, 'native')}`, '-o', exe, join(root, 'test/ports/quote-test.cc')], { timeoutMs: 120_000 });
+    const c = await run(
+      'g++',
+      [
+        '-std=c++17',
+        '-Wall',
+        '-Wextra',
+        '-Werror',
+        `-I${join(root, 'native')}`,
+        '-o',
+        exe,
+        join(root, 'test/ports/quote-test.cc'),
+      ],
+      { timeoutMs: 120_000 },
+    );
     expect(c.code, c.stderr).toBe(0);
     const r = await run(exe, []);
     expect(r.stdout.trim()).toBe('ok 12');
@@ -53,7 +85,20 @@ describe('ports', () => {
 
   it('Windows trees drop a parent pid that now belongs to a younger process (pid reuse)', async () => {
     const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-edges-')), 'parent-edges-test');
-    const c = await run('g++', ['-std=c++17', '-Wall', '-Wextra', '-Werror', `-I${join(root, 'native')}`, '-o', exe, join(root, 'test/ports/parent-edges-test.cc')], { timeoutMs: 120_000 });
+    const c = await run(
+      'g++',
+      [
+        '-std=c++17',
+        '-Wall',
+        '-Wextra',
+        '-Werror',
+        `-I${join(root, 'native')}`,
+        '-o',
+        exe,
+        join(root, 'test/ports/parent-edges-test.cc'),
+      ],
+      { timeoutMs: 120_000 },
+    );
     expect(c.code, c.stderr).toBe(0);
     const r = await run(exe, []);
     expect(r.stdout.trim()).toBe('ok 6');
@@ -73,7 +118,13 @@ describe('ports', () => {
       const r = spawnSync(process.execPath, ['-p', `require('node-gyp-build').path(${JSON.stringify(pkg)})`], {
         cwd: root,
         encoding: 'utf8',
-        env: { ...process.env, npm_config_platform: platform, npm_config_arch: arch, LIBC: 'glibc', PREBUILDS_ONLY: '1' },
+        env: {
+          ...process.env,
+          npm_config_platform: platform,
+          npm_config_arch: arch,
+          LIBC: 'glibc',
+          PREBUILDS_ONLY: '1',
+        },
       });
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(join(pkg, 'prebuilds', name, addon.file));
@@ -82,7 +133,15 @@ describe('ports', () => {
 
   it('the prebuild matrix covers linux x64/arm64 (glibc and musl), win32 x64 and darwin arm64/x64', () => {
     const wf = readFileSync(join(root, '.github/workflows/prebuild.yml'), 'utf8');
-    for (const target of ['linux-x64', 'linux-arm64', 'linuxmusl-x64', 'linuxmusl-arm64', 'win32-x64', 'darwin-arm64', 'darwin-x64']) {
+    for (const target of [
+      'linux-x64',
+      'linux-arm64',
+      'linuxmusl-x64',
+      'linuxmusl-arm64',
+      'win32-x64',
+      'darwin-arm64',
+      'darwin-x64',
+    ]) {
       expect(wf, target).toContain(target);
     }
     expect(wf).toMatch(/npm run prebuild/);

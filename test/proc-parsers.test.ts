@@ -21,7 +21,9 @@ function buildDriver(): string {
   const out = join(dir, 'parse-driver');
   const src = [join(root, 'native/proc/parse_linux.cc'), join(root, 'test/native/parse-driver.cc')];
   const base = ['-std=c++17', '-O1', '-g', '-o', out, ...src];
-  const sanitized = spawnSync('g++', ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', ...base], { encoding: 'utf8' });
+  const sanitized = spawnSync('g++', ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', ...base], {
+    encoding: 'utf8',
+  });
   if (sanitized.status !== 0) execFileSync('g++', base); // no sanitizer runtime: still tests every value
   return out;
 }
@@ -41,22 +43,36 @@ function parse(inputs: [Kind, Buffer][]): Out[] {
     head.writeUInt32LE(data.length, 1);
     frames.push(head, data);
   }
-  const r = spawnSync(driver, [], { input: Buffer.concat(frames), maxBuffer: 1 << 28, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0' } });
-  if (r.status !== 0) throw new Error(`parse driver failed (status ${r.status}, signal ${r.signal}):\n${String(r.stderr).slice(0, 4000)}`);
+  const r = spawnSync(driver, [], {
+    input: Buffer.concat(frames),
+    maxBuffer: 1 << 28,
+    env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0' },
+  });
+  if (r.status !== 0)
+    throw new Error(
+      `parse driver failed (status ${r.status}, signal ${r.signal}):\n${String(r.stderr).slice(0, 4000)}`,
+    );
   const lines = String(r.stdout).trim().split('\n');
   expect(lines.length).toBe(inputs.length);
   return lines.map((l) => JSON.parse(l) as Out);
 }
 
-const sample = <T>(arb: fc.Arbitrary<T>, n = RUNS, offset = 0): T[] => fc.sample(arb, { numRuns: n, seed: SEED + offset });
+const sample = <T>(arb: fc.Arbitrary<T>, n = RUNS, offset = 0): T[] =>
+  fc.sample(arb, { numRuns: n, seed: SEED + offset });
 const hex = (s: Buffer) => s.toString('hex');
 
 const MAX_EXACT = 2 ** 53;
-const u53 = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 1000 }), fc.maxSafeInteger().map((v) => Math.min(Math.abs(v), MAX_EXACT)));
+const u53 = fc.oneof(
+  fc.constant(0),
+  fc.integer({ min: 0, max: 1000 }),
+  fc.maxSafeInteger().map((v) => Math.min(Math.abs(v), MAX_EXACT)),
+);
 const pidArb = fc.integer({ min: 1, max: 4194304 });
 // comm: up to 15 bytes of anything a process may call itself, weighted to the troublesome ones
 const commArb = fc
-  .array(fc.oneof(fc.constantFrom(' ', ')', '(', '\n', ') S 1 ', ')\n', '\t', 'é'), fc.string({ maxLength: 4 })), { maxLength: 6 })
+  .array(fc.oneof(fc.constantFrom(' ', ')', '(', '\n', ') S 1 ', ')\n', '\t', 'é'), fc.string({ maxLength: 4 })), {
+    maxLength: 6,
+  })
   .map((parts) => {
     let b = Buffer.from(parts.join(''), 'utf8');
     if (b.length > 15) b = b.subarray(0, 15);
@@ -92,7 +108,10 @@ const statArb: fc.Arbitrary<Stat> = fc.record({
   start: u53,
   rss: u53,
   // the fields we skip may be negative (tty, tpgid, priority, nice) or huge
-  others: fc.array(fc.oneof(fc.integer({ min: -100, max: 100 }), fc.constant(-1), u53), { minLength: 30, maxLength: 30 }),
+  others: fc.array(fc.oneof(fc.integer({ min: -100, max: 100 }), fc.constant(-1), u53), {
+    minLength: 30,
+    maxLength: 30,
+  }),
 });
 
 function statLine(s: Stat, override: Record<number, string> = {}): Buffer {
@@ -101,7 +120,16 @@ function statLine(s: Stat, override: Record<number, string> = {}): Buffer {
   const o = s.others;
   for (let field = 3; field <= 52; field++) {
     const v: Record<number, string | number> = {
-      3: s.state, 4: s.ppid, 9: s.flags, 14: s.utime, 15: s.stime, 16: s.cutime, 17: s.cstime, 20: s.threads, 22: s.start, 24: s.rss,
+      3: s.state,
+      4: s.ppid,
+      9: s.flags,
+      14: s.utime,
+      15: s.stime,
+      16: s.cutime,
+      17: s.cstime,
+      20: s.threads,
+      22: s.start,
+      24: s.rss,
     };
     f.push(override[field] ?? String(v[field] ?? o[field % o.length]));
   }
@@ -124,8 +152,18 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     stats.forEach((s, i) => {
       const o = outs[i];
       expect(o, hex(statLine(s))).toMatchObject({
-        e: 'ok', pid: s.pid, state: s.state.charCodeAt(0), ppid: s.ppid, flags: s.flags, utime: s.utime, stime: s.stime,
-        cutime: s.cutime, cstime: s.cstime, threads: s.threads, start: s.start, rss: s.rss,
+        e: 'ok',
+        pid: s.pid,
+        state: s.state.charCodeAt(0),
+        ppid: s.ppid,
+        flags: s.flags,
+        utime: s.utime,
+        stime: s.stime,
+        cutime: s.cutime,
+        cstime: s.cstime,
+        threads: s.threads,
+        start: s.start,
+        rss: s.rss,
       });
       expect(o.comm).toBe(hex(s.comm));
     });
@@ -147,7 +185,17 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
   it('a number in stat too large to be true, or negative where it cannot be, is refused (out of range / malformed)', () => {
     const fields = [4, 9, 14, 15, 16, 17, 20, 22, 24];
     const bad = fc.oneof(
-      fc.constantFrom('9007199254740993', '18446744073709551615', '18446744073709551616', '99999999999999999999999999', '-1', '-0', '1e3', '0x10', ''),
+      fc.constantFrom(
+        '9007199254740993',
+        '18446744073709551615',
+        '18446744073709551616',
+        '99999999999999999999999999',
+        '-1',
+        '-0',
+        '1e3',
+        '0x10',
+        '',
+      ),
       fc.bigInt({ min: BigInt(MAX_EXACT) + 1n, max: 10n ** 30n }).map(String),
     );
     const cases = sample(fc.tuple(statArb, fc.constantFrom(...fields), bad), RUNS, 2);
@@ -162,9 +210,18 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
   });
 
   it('random bytes never crash the stat, statm, status and children parsers', () => {
-    const blobs = sample(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), RUNS, 3);
+    const blobs = sample(
+      fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+      RUNS,
+      3,
+    );
     const mixed = sample(
-      fc.array(fc.constantFrom('1', '0', ' ', '\n', '(', ')', 'VmHWM:', 'VmRSS:', ' kB', '\t', '-', '99999999999999999999'), { maxLength: 40 }).map((a) => Buffer.from(a.join(''))),
+      fc
+        .array(
+          fc.constantFrom('1', '0', ' ', '\n', '(', ')', 'VmHWM:', 'VmRSS:', ' kB', '\t', '-', '99999999999999999999'),
+          { maxLength: 40 },
+        )
+        .map((a) => Buffer.from(a.join(''))),
       RUNS,
       4,
     );
@@ -173,7 +230,9 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     const outs = parse(inputs);
     for (const o of outs) expect(typeof o.e).toBe('string');
     // whatever parsed is a plain, exact integer
-    for (const o of outs) for (const v of Object.values(o)) if (typeof v === 'number') expect(Number.isSafeInteger(v) || v === MAX_EXACT).toBe(true);
+    for (const o of outs)
+      for (const v of Object.values(o))
+        if (typeof v === 'number') expect(Number.isSafeInteger(v) || v === MAX_EXACT).toBe(true);
   });
 
   it('VmRSS and VmHWM are found after a Groups: line of thousands of groups, and a cut-short status is an error', () => {
@@ -191,8 +250,12 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       const text = Buffer.concat([
         Buffer.from('Name:\t'),
         c.name.toString('latin1').includes('\n') ? Buffer.from('x') : c.name,
-        Buffer.from(`\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPid:\t42\nPPid:\t1\nFDSize:\t64\nGroups:\t${c.groups.join(' ')} \n`),
-        Buffer.from(`NStgid:\t42\nVmPeak:\t  999999 kB\nVmSize:\t  123 kB\nVmHWM:\t${String(c.hwmKb).padStart(8)} kB\nVmRSS:\t${String(c.rssKb).padStart(8)} kB\nRssAnon:\t 1 kB\nThreads:\t1\n`),
+        Buffer.from(
+          `\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPid:\t42\nPPid:\t1\nFDSize:\t64\nGroups:\t${c.groups.join(' ')} \n`,
+        ),
+        Buffer.from(
+          `NStgid:\t42\nVmPeak:\t  999999 kB\nVmSize:\t  123 kB\nVmHWM:\t${String(c.hwmKb).padStart(8)} kB\nVmRSS:\t${String(c.rssKb).padStart(8)} kB\nRssAnon:\t 1 kB\nThreads:\t1\n`,
+        ),
       ]);
       const len = c.cut === undefined ? text.length : Math.floor(c.cut * text.length);
       const buf = text.subarray(0, len);
@@ -219,7 +282,10 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
 
   it('a children list of thousands of pids reads back whole; a cut-short last entry is reported, never read as a smaller pid', () => {
     const cases = sample(
-      fc.record({ pids: fc.array(pidArb, { maxLength: 5000 }), cut: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined }) }),
+      fc.record({
+        pids: fc.array(pidArb, { maxLength: 5000 }),
+        cut: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined }),
+      }),
       120,
       6,
     );
@@ -230,14 +296,22 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     const outs = parse(inputs);
     outs.forEach((o, i) => {
       const text = inputs[i][1].toString();
-      const complete = text.slice(0, text.lastIndexOf(' ') + 1).split(' ').filter(Boolean).map(Number);
+      const complete = text
+        .slice(0, text.lastIndexOf(' ') + 1)
+        .split(' ')
+        .filter(Boolean)
+        .map(Number);
       expect(o.pids).toEqual(complete);
       expect(o.e).toBe(text.length === 0 || text.endsWith(' ') ? 'ok' : 'truncated');
     });
   });
 
   it('schedstat reads time on CPU and times run exactly; a cut-short, garbled or overlong one is an error', () => {
-    const cases = sample(fc.tuple(u53, u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })), RUNS, 8);
+    const cases = sample(
+      fc.tuple(u53, u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })),
+      RUNS,
+      8,
+    );
     const inputs = cases.map(([a, b, c, cut]): [Kind, Buffer] => {
       const text = Buffer.from(`${a} ${b} ${c}\n`);
       return ['d', cut === undefined ? text : text.subarray(0, Math.floor(cut * (text.length - 1)))];
@@ -257,7 +331,11 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
   });
 
   it('statm reads size and resident exactly; a cut-short or garbled statm is an error', () => {
-    const cases = sample(fc.tuple(u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })), RUNS, 7);
+    const cases = sample(
+      fc.tuple(u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })),
+      RUNS,
+      7,
+    );
     const inputs = cases.map(([a, b, cut]): [Kind, Buffer] => {
       const text = Buffer.from(`${a} ${b} 3 4 0 5 0\n`);
       return ['m', cut === undefined ? text : text.subarray(0, Math.floor(cut * text.length))];

@@ -54,7 +54,8 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, every
 describe.runIf(linux)('trackProcess on real trees', () => {
   it('does not count the CPU a child used before tracking began when its parent reaps it', async () => {
     // the child burns ≥ 400 ms, then sleeps; tracking starts after the burn; the parent reaps it, then lives on
-    const burn = 'const t=Date.now(); const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setTimeout(()=>{},1000)';
+    const burn =
+      'const t=Date.now(); const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setTimeout(()=>{},1000)';
     const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 0.4`]);
     let kid = 0;
     await until(
@@ -67,12 +68,17 @@ describe.runIf(linux)('trackProcess on real trees', () => {
     );
     // settled: asleep (a burner that is merely preempted reads 'R'), and no more CPU over 100 ms
     let last = -1;
-    await until(() => {
-      const now = cpuTicksMs(kid);
-      const still = now === last && statFields(kid)[0] === 'S';
-      last = now;
-      return still;
-    }, 10_000, 'the child to sleep', 100);
+    await until(
+      () => {
+        const now = cpuTicksMs(kid);
+        const still = now === last && statFields(kid)[0] === 'S';
+        last = now;
+        return still;
+      },
+      10_000,
+      'the child to sleep',
+      100,
+    );
     const t = tm.trackProcess(parent.pid!);
     const u = await t.exited;
     expect(u.processes).toBeGreaterThanOrEqual(2);
@@ -116,14 +122,21 @@ describe.runIf(linux)('trackProcess on real trees', () => {
 
   it('keeps tracking a process whose /proc status has a Groups: line of thousands of groups, with its RSS and peak', async () => {
     const groups = Array.from({ length: 3000 }, (_, i) => 200000 + i);
-    const p = start('python3', ['-c', `import os; os.setgroups(${JSON.stringify(groups)}); os.execvp("sleep", ["sleep", "3"])`]);
-    await until(() => {
-      try {
-        return readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep';
-      } catch {
-        return false;
-      }
-    }, 10_000, 'the exec');
+    const p = start('python3', [
+      '-c',
+      `import os; os.setgroups(${JSON.stringify(groups)}); os.execvp("sleep", ["sleep", "3"])`,
+    ]);
+    await until(
+      () => {
+        try {
+          return readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep';
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      'the exec',
+    );
     expect(readFileSync(`/proc/${p.pid}/status`, 'utf8').length).toBeGreaterThan(16384);
     const t = tm.trackProcess(p.pid!);
     await sleep(300);
@@ -205,7 +218,13 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
       expect(r.code, r.stderr).toBe(cmd[0] === 'true' ? 0 : 3);
       const rec = JSON.parse(readFileSync(out, 'utf8'));
       expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
-      for (const k of ['peak_memory_bytes', 'rss_start_bytes', 'rss_end_bytes', 'max_rss_bytes', 'tree_peak_rss_bytes']) {
+      for (const k of [
+        'peak_memory_bytes',
+        'rss_start_bytes',
+        'rss_end_bytes',
+        'max_rss_bytes',
+        'tree_peak_rss_bytes',
+      ]) {
         expect(rec[k], k).not.toBe(0);
         if (rec[k] !== null) expect(rec[k], k).toBeLessThan(16 * 1024 * 1024); // a shell's size, not Node's
       }
@@ -217,14 +236,43 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
 
   it('a usage that nothing measured goes into a record as null, and the schema says so', () => {
     const u = {
-      startedAt: Date.now(), endedAt: Date.now() + 2, wallTimeMs: 2, cpuUserMs: 1, cpuSystemMs: 0, cpuTimeMs: 1, cpuPercent: 50,
-      rssStartBytes: null, rssEndBytes: null, peakRssBytes: null, peakRssSource: null, samples: 0, sampleIntervalMs: 10,
-      gpus: [], gpuMemoryPeakBytes: null, gpuMemoryPeakSource: null, gpuEnergyJoules: null, gpuStale: false, gpuStaleReason: null,
-      pid: 42, maxRssBytes: null, maxRssSource: null, maxRssPid: null, maxRssCommand: null, treePeakRssBytes: null, processes: 0,
-      cpuSource: 'rusage', effectiveSampleIntervalMs: null,
+      startedAt: Date.now(),
+      endedAt: Date.now() + 2,
+      wallTimeMs: 2,
+      cpuUserMs: 1,
+      cpuSystemMs: 0,
+      cpuTimeMs: 1,
+      cpuPercent: 50,
+      rssStartBytes: null,
+      rssEndBytes: null,
+      peakRssBytes: null,
+      peakRssSource: null,
+      samples: 0,
+      sampleIntervalMs: 10,
+      gpus: [],
+      gpuMemoryPeakBytes: null,
+      gpuMemoryPeakSource: null,
+      gpuEnergyJoules: null,
+      gpuStale: false,
+      gpuStaleReason: null,
+      pid: 42,
+      maxRssBytes: null,
+      maxRssSource: null,
+      maxRssPid: null,
+      maxRssCommand: null,
+      treePeakRssBytes: null,
+      processes: 0,
+      cpuSource: 'rusage',
+      effectiveSampleIntervalMs: null,
     } as unknown as tm.ProcessUsage;
     const rec = tm.toRecord(u);
-    expect(rec).toMatchObject({ peak_memory_bytes: null, peak_memory_mb: null, peak_memory_source: null, rss_start_bytes: null, rss_end_bytes: null });
+    expect(rec).toMatchObject({
+      peak_memory_bytes: null,
+      peak_memory_mb: null,
+      peak_memory_source: null,
+      rss_start_bytes: null,
+      rss_end_bytes: null,
+    });
     expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
     const schema = readFileSync(join(root, 'schema/record.schema.json'), 'utf8');
     expect(schema).toMatch(/peak_memory_bytes[^}]*null only/);
@@ -237,7 +285,11 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
     const { createTaskmeterCollector } = await import('../dist/exporters/prometheus.js');
     const registry = new prom.Registry();
     const c = createTaskmeterCollector({ registry });
-    const usage = { ...(await tm.measureCommand('true')).usage, peakRssBytes: null, peakRssSource: null } as tm.ProcessUsage;
+    const usage = {
+      ...(await tm.measureCommand('true')).usage,
+      peakRssBytes: null,
+      peakRssSource: null,
+    } as tm.ProcessUsage;
     try {
       c.observeUsage(usage, { task: 'true' });
       const text = await registry.metrics();
@@ -254,7 +306,9 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
     expect(line).toMatch(/--no-gpu/);
     expect(off.stderr).not.toContain('TASKMETER_DISABLE_GPU');
     if (!tm.hasGpu) {
-      const on = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--', 'true'], { env: { ...process.env, TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' } });
+      const on = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--', 'true'], {
+        env: { ...process.env, TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' },
+      });
       const gpu = on.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
       expect(gpu.length).toBeLessThan(80);
     }

@@ -82,7 +82,9 @@ describe('properties', () => {
   it('usageBetween(random snapshots) → a clear error or a schema-valid record', () => {
     fc.assert(
       fc.property(fc.oneof(snapshotArb, goodSnapshot), fc.oneof(snapshotArb, goodSnapshot), (a, b) => {
-        const u = clearError(() => tm.usageBetween(a as unknown as tm.Snapshot, b as unknown as tm.Snapshot)) as tm.ResourceUsage | undefined;
+        const u = clearError(() => tm.usageBetween(a as unknown as tm.Snapshot, b as unknown as tm.Snapshot)) as
+          | tm.ResourceUsage
+          | undefined;
         if (!u) return;
         expect(u.wallTimeMs).toBeGreaterThanOrEqual(0);
         const rec = clearError(() => tm.toRecord(u));
@@ -109,7 +111,11 @@ describe('properties', () => {
       error: anything,
     });
     // mostly plausible numbers (so that most records get built), sometimes anything at all
-    const n = () => fc.oneof({ arbitrary: fc.double({ min: 0, max: 1e300, noNaN: true }), weight: 12 }, { arbitrary: anything, weight: 1 });
+    const n = () =>
+      fc.oneof(
+        { arbitrary: fc.double({ min: 0, max: 1e300, noNaN: true }), weight: 12 },
+        { arbitrary: anything, weight: 1 },
+      );
     const time = () =>
       fc.oneof(
         { arbitrary: fc.double({ min: 0, max: 4e12, noNaN: true }), weight: 12 },
@@ -200,12 +206,30 @@ describe('invariants', () => {
 
   it("a window's peak is never below its start, its end or any sample it took", () => {
     const snap = (rss: number, peak: number, t: number) => ({
-      timeMs: t, epochMs: t, cpuUserMs: 0, cpuSystemMs: 0, rssBytes: rss, vmsBytes: rss, peakRssBytes: peak, threadCpuMs: 0, gpus: [],
+      timeMs: t,
+      epochMs: t,
+      cpuUserMs: 0,
+      cpuSystemMs: 0,
+      rssBytes: rss,
+      vmsBytes: rss,
+      peakRssBytes: peak,
+      threadCpuMs: 0,
+      gpus: [],
     });
     const pos = fc.double({ min: 0, max: 2 ** 50, noNaN: true });
     fc.assert(
       fc.property(pos, pos, pos, pos, pos, fc.integer({ min: 0, max: 1000 }), (rs, ps, re, pe, maxRss, samples) => {
-        const win = { maxRssBytes: samples > 0 ? maxRss : NaN, samples, intervalMs: 10, gpuSamples: 0, gpuIntervalMs: NaN, gpuStaleMs: 0, samplerCpuMs: 0, gpus: [], tree: {} } as unknown as WindowStats;
+        const win = {
+          maxRssBytes: samples > 0 ? maxRss : NaN,
+          samples,
+          intervalMs: 10,
+          gpuSamples: 0,
+          gpuIntervalMs: NaN,
+          gpuStaleMs: 0,
+          samplerCpuMs: 0,
+          gpus: [],
+          tree: {},
+        } as unknown as WindowStats;
         const u = buildUsage(snap(rs, ps, 0), snap(re, pe, 100), win);
         expect(u.peakRssBytes).toBeGreaterThanOrEqual(rs);
         expect(u.peakRssBytes).toBeGreaterThanOrEqual(re);
@@ -217,20 +241,24 @@ describe('invariants', () => {
 
   it('cpuPercent is null with a reason below the clock resolution, else within 0 … cores × 100', () => {
     fc.assert(
-      fc.property(fc.double({ min: 0, max: 1e7, noNaN: true }), fc.double({ min: 0, max: 1e7, noNaN: true }), (cpu, wall) => {
-        const r = cpuRate(cpu, wall);
-        if (wall < CPU_CLOCK_RESOLUTION_MS) {
-          expect(r.cpuPercent).toBeNull();
-          expect(r.cpuPercentReason).toMatch(/shorter than the CPU clock's resolution/);
-        } else if (r.cpuPercent === null) {
-          expect(cpu / wall * 100).toBeGreaterThan(cores() * 100);
-          expect(r.cpuPercentReason).toMatch(/more than \d+ cores/);
-        } else {
-          expect(r.cpuPercent).toBeGreaterThanOrEqual(0);
-          expect(r.cpuPercent).toBeLessThanOrEqual(cores() * 100);
-          expect(r.cpuPercentReason).toBeNull();
-        }
-      }),
+      fc.property(
+        fc.double({ min: 0, max: 1e7, noNaN: true }),
+        fc.double({ min: 0, max: 1e7, noNaN: true }),
+        (cpu, wall) => {
+          const r = cpuRate(cpu, wall);
+          if (wall < CPU_CLOCK_RESOLUTION_MS) {
+            expect(r.cpuPercent).toBeNull();
+            expect(r.cpuPercentReason).toMatch(/shorter than the CPU clock's resolution/);
+          } else if (r.cpuPercent === null) {
+            expect((cpu / wall) * 100).toBeGreaterThan(cores() * 100);
+            expect(r.cpuPercentReason).toMatch(/more than \d+ cores/);
+          } else {
+            expect(r.cpuPercent).toBeGreaterThanOrEqual(0);
+            expect(r.cpuPercent).toBeLessThanOrEqual(cores() * 100);
+            expect(r.cpuPercentReason).toBeNull();
+          }
+        },
+      ),
       { numRuns: 3000 },
     );
   });
@@ -259,12 +287,15 @@ describe('invariants', () => {
   it("an outer window's peak is never below the peak of a window nested in it", () => {
     for (let run = 0; run < 6; run++) {
       const outer = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
-      const { usage: inner } = tm.measureSync(() => {
-        const bufs: Buffer[] = [];
-        const end = Date.now() + 30;
-        while (Date.now() < end) bufs.push(Buffer.alloc(64 * 1024, 2));
-        return bufs.length;
-      }, { sampleIntervalMs: 1 });
+      const { usage: inner } = tm.measureSync(
+        () => {
+          const bufs: Buffer[] = [];
+          const end = Date.now() + 30;
+          while (Date.now() < end) bufs.push(Buffer.alloc(64 * 1024, 2));
+          return bufs.length;
+        },
+        { sampleIntervalMs: 1 },
+      );
       const o = outer.stop();
       expect(o.peakRssBytes).toBeGreaterThanOrEqual(inner.peakRssBytes);
     }

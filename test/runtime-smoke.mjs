@@ -14,7 +14,9 @@ async function check(name, fn) {
     checks.push({ name, ok: false, detail: String(e?.stack ? e.stack : e).slice(0, 400) });
   }
 }
-const assert = (c, m) => { if (!c) throw new Error(m); };
+const assert = (c, m) => {
+  if (!c) throw new Error(m);
+};
 
 await check('esm import + snapshot', () => {
   const s = tm.snapshot();
@@ -27,7 +29,10 @@ await check('cjs require', () => {
 });
 await check('measureSync peak', () => {
   const { usage } = tm.measureSync(() => Buffer.alloc(64 << 20, 1).length);
-  assert(usage.peakRssBytes >= usage.rssStartBytes + (60 << 20), `peak ${usage.peakRssBytes} start ${usage.rssStartBytes}`);
+  assert(
+    usage.peakRssBytes >= usage.rssStartBytes + (60 << 20),
+    `peak ${usage.peakRssBytes} start ${usage.rssStartBytes}`,
+  );
   return usage.peakRssSource;
 });
 await check('measure async + sampler', async () => {
@@ -49,11 +54,20 @@ await check('measureCommand', async () => {
   const r = await tm.measureCommand('sh', ['-c', 'exit 7']);
   assert(r.exitCode === 7 && r.usage.cpuSource === 'rusage', JSON.stringify(r.exitCode));
   // the prebuilt exec helper ran: the command's own exact peak, not the runtime's
-  assert(r.usage.maxRssSource === 'rusage' && r.usage.maxRssBytes < 8 * 1024 * 1024, `maxRss ${r.usage.maxRssBytes} ${r.usage.maxRssSource}`);
+  assert(
+    r.usage.maxRssSource === 'rusage' && r.usage.maxRssBytes < 8 * 1024 * 1024,
+    `maxRss ${r.usage.maxRssBytes} ${r.usage.maxRssSource}`,
+  );
 });
 await check('worker_threads', async () => {
-  const w = new Worker("const { parentPort } = require('node:worker_threads'); const t = require('taskmeter'); parentPort.postMessage(t.measureSync(() => 1).usage.wallTimeMs >= 0);", { eval: true });
-  const ok = await new Promise((res, rej) => { w.on('message', res); w.on('error', rej); });
+  const w = new Worker(
+    "const { parentPort } = require('node:worker_threads'); const t = require('taskmeter'); parentPort.postMessage(t.measureSync(() => 1).usage.wallTimeMs >= 0);",
+    { eval: true },
+  );
+  const ok = await new Promise((res, rej) => {
+    w.on('message', res);
+    w.on('error', rej);
+  });
   await w.terminate();
   assert(ok === true, 'worker');
 });

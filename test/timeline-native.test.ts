@@ -13,8 +13,19 @@ describe('native timeline building', () => {
     try {
       const bin = join(dir, 'timeline_test');
       const cxx = process.env.CXX || 'c++';
-      execFileSync(cxx, ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Werror', '-I', join(root, 'native'),
-        join(root, 'native/timeline.cc'), join(root, 'test/native/timeline_test.cc'), '-o', bin]);
+      execFileSync(cxx, [
+        '-std=c++17',
+        '-O1',
+        '-Wall',
+        '-Wextra',
+        '-Werror',
+        '-I',
+        join(root, 'native'),
+        join(root, 'native/timeline.cc'),
+        join(root, 'test/native/timeline_test.cc'),
+        '-o',
+        bin,
+      ]);
       const out = execFileSync(bin).toString();
       expect(out).toMatch(/^ok \d+/);
       expect(Number(out.split(' ')[1])).toBeGreaterThan(40);

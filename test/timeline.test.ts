@@ -67,11 +67,20 @@ describe('renderTimeline()', () => {
     const html = tm.renderTimeline({ timeline: synthetic }, { format: 'html' });
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).toContain('<svg');
-    for (const external of [/\bsrc=/, /\bhref=/, /url\(/, /<script/, /<link/, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/]) {
+    for (const external of [
+      /\bsrc=/,
+      /\bhref=/,
+      /url\(/,
+      /<script/,
+      /<link/,
+      /https?:\/\/(?!www\.w3\.org\/2000\/svg)/,
+    ]) {
       expect(html).not.toMatch(external);
     }
     const csv = tm.renderTimeline(synthetic, { format: 'csv' }).trim().split('\n');
-    expect(csv[0]).toBe('t_seconds,rss_bytes,tree_rss_bytes,gpu_process_memory_bytes,gpu_utilization_percent,cpu_percent');
+    expect(csv[0]).toBe(
+      't_seconds,rss_bytes,tree_rss_bytes,gpu_process_memory_bytes,gpu_utilization_percent,cpu_percent',
+    );
     expect(csv).toHaveLength(251);
     // rss_bytes is the task's memory: here a process tree's, so the tree's summed RSS
     expect(csv[121]).toBe(`1.200,${500 * MiB},${500 * MiB},${2048 * MiB},80.0,95.0`);
@@ -138,11 +147,30 @@ describe("a command's timeline shows the command, never taskmeter's own process"
 
   it("the CSV's rss_bytes column is the command tree's RSS", async () => {
     const csvFile = join(work, 'z.csv');
-    const r = await cli(['-i', '5', '-t', csvFile, '--', python, '-c', "b = b'\\x01' * (60 << 20)\nimport time; time.sleep(0.4)"]);
+    const r = await cli([
+      '-i',
+      '5',
+      '-t',
+      csvFile,
+      '--',
+      python,
+      '-c',
+      "b = b'\\x01' * (60 << 20)\nimport time; time.sleep(0.4)",
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const rows = readFileSync(csvFile, 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
-    const rss = rows.map((c) => c[1]).filter((v) => v !== '').map(Number);
-    const tree = rows.map((c) => c[2]).filter((v) => v !== '').map(Number);
+    const rows = readFileSync(csvFile, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(','));
+    const rss = rows
+      .map((c) => c[1])
+      .filter((v) => v !== '')
+      .map(Number);
+    const tree = rows
+      .map((c) => c[2])
+      .filter((v) => v !== '')
+      .map(Number);
     expect(rss.length).toBeGreaterThan(5);
     expect(rss).toEqual(tree); // the same figure: the command's, not taskmeter's
     expect(Math.max(...rss)).toBeGreaterThan(60 * MiB);
@@ -151,46 +179,49 @@ describe("a command's timeline shows the command, never taskmeter's own process"
 });
 
 const noChromium = requireSystemTool('chromium');
-describe.skipIf(noChromium)(`the CLI timeline in headless Chromium${noChromium ? ` (skipped: ${noChromium})` : ''}`, () => {
-  it('has chromium installed (scripts/system-deps.sh)', () => {
-    expect(findSystemTool('chromium')).not.toBeNull();
-  });
+describe.skipIf(noChromium)(
+  `the CLI timeline in headless Chromium${noChromium ? ` (skipped: ${noChromium})` : ''}`,
+  () => {
+    it('has chromium installed (scripts/system-deps.sh)', () => {
+      expect(findSystemTool('chromium')).not.toBeNull();
+    });
 
-  it('renders the chart: elements in the DOM, a non-blank screenshot with the series drawn', async () => {
-    const page = join(work, 'run.html');
-    const cli = await run(process.execPath, [
-      join(root, 'bin/taskmeter.js'),
-      '-q',
-      '--timeline',
-      page,
-      '--',
-      python,
-      '-c',
-      "import time\nb = b'\\x01' * (120 << 20)\ntime.sleep(0.4)\ndel b\ntime.sleep(0.3)",
-    ]);
-    expect(cli.code, cli.stderr).toBe(0);
-    const dom = await chromium(['--dump-dom', `file://${page}`]);
-    expect(dom.code, dom.stderr).toBe(0);
-    expect(dom.stdout).toMatch(/<svg[^>]*role="img"/);
-    expect(dom.stdout).toContain('class="series series-treeRssBytes"');
-    expect(dom.stdout).toContain('class="peak peak-treeRssBytes"');
-    expect(dom.stdout).toContain('id="legend"');
-    expect(dom.stdout).toContain('memory (MiB)');
-    const shot = join(work, 'shot.png');
-    const r = await chromium(['--window-size=960,520', `--screenshot=${shot}`, `file://${page}`]);
-    expect(r.code, r.stderr).toBe(0);
-    const png = PNG.sync.read(readFileSync(shot));
-    expect(png.width).toBe(960);
-    let nonWhite = 0;
-    let seriesBlue = 0;
-    for (let i = 0; i < png.data.length; i += 4) {
-      const [rr, g, b] = [png.data[i], png.data[i + 1], png.data[i + 2]];
-      if (rr < 245 || g < 245 || b < 245) nonWhite++;
-      // #1f6feb, the memory line, allowing for anti-aliasing
-      if (Math.abs(rr - 31) < 40 && Math.abs(g - 111) < 40 && Math.abs(b - 235) < 30) seriesBlue++;
-    }
-    const total = png.width * png.height;
-    expect(nonWhite / total).toBeGreaterThan(0.01);
-    expect(seriesBlue).toBeGreaterThan(300);
-  }, 120_000);
-});
+    it('renders the chart: elements in the DOM, a non-blank screenshot with the series drawn', async () => {
+      const page = join(work, 'run.html');
+      const cli = await run(process.execPath, [
+        join(root, 'bin/taskmeter.js'),
+        '-q',
+        '--timeline',
+        page,
+        '--',
+        python,
+        '-c',
+        "import time\nb = b'\\x01' * (120 << 20)\ntime.sleep(0.4)\ndel b\ntime.sleep(0.3)",
+      ]);
+      expect(cli.code, cli.stderr).toBe(0);
+      const dom = await chromium(['--dump-dom', `file://${page}`]);
+      expect(dom.code, dom.stderr).toBe(0);
+      expect(dom.stdout).toMatch(/<svg[^>]*role="img"/);
+      expect(dom.stdout).toContain('class="series series-treeRssBytes"');
+      expect(dom.stdout).toContain('class="peak peak-treeRssBytes"');
+      expect(dom.stdout).toContain('id="legend"');
+      expect(dom.stdout).toContain('memory (MiB)');
+      const shot = join(work, 'shot.png');
+      const r = await chromium(['--window-size=960,520', `--screenshot=${shot}`, `file://${page}`]);
+      expect(r.code, r.stderr).toBe(0);
+      const png = PNG.sync.read(readFileSync(shot));
+      expect(png.width).toBe(960);
+      let nonWhite = 0;
+      let seriesBlue = 0;
+      for (let i = 0; i < png.data.length; i += 4) {
+        const [rr, g, b] = [png.data[i], png.data[i + 1], png.data[i + 2]];
+        if (rr < 245 || g < 245 || b < 245) nonWhite++;
+        // #1f6feb, the memory line, allowing for anti-aliasing
+        if (Math.abs(rr - 31) < 40 && Math.abs(g - 111) < 40 && Math.abs(b - 235) < 30) seriesBlue++;
+      }
+      const total = png.width * png.height;
+      expect(nonWhite / total).toBeGreaterThan(0.01);
+      expect(seriesBlue).toBeGreaterThan(300);
+    }, 120_000);
+  },
+);

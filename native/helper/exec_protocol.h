@@ -4,9 +4,9 @@
 #include <stdint.h>
 
 enum {
-  kExecStarted = 1,   /* the command was exec'd: pid */
-  kExecFailed = 2,    /* its exec failed: err (errno); the helper exits next */
-  kExecExited = 3     /* it ended: status (wait status), utime_us, stime_us, maxrss_bytes from wait4 */
+  kExecStarted = 1, /* the command was exec'd: pid */
+  kExecFailed = 2,  /* its exec failed: err (errno); the helper exits next */
+  kExecExited = 3   /* it ended: status (wait status), utime_us, stime_us, maxrss_bytes from wait4 */
 };
 
 struct ExecReport {

@@ -157,8 +157,7 @@ bool CudaOrderFromHelper(const Env& env, int timeout_ms, std::vector<std::string
   close(fds[0]);
   if (timed_out) kill(pid, SIGKILL);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   if (timed_out) {
     *why = "the CUDA helper did not answer within " + std::to_string(timeout_ms) + " ms";
     return false;

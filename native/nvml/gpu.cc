@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <cstdio>
-#include <cstring>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #ifdef __linux__
 #include <unistd.h>
@@ -100,7 +100,8 @@ void ReadStatic(const Api& api, DeviceStatic* d) {
   if (api.device_get_memory_info_v2) {
     MemoryV2 mem{};
     mem.version = kMemoryV2Version;
-    if (api.device_get_memory_info_v2(d->handle, &mem) == kSuccess) d->memory_total_bytes = static_cast<double>(mem.total);
+    if (api.device_get_memory_info_v2(d->handle, &mem) == kSuccess)
+      d->memory_total_bytes = static_cast<double>(mem.total);
   }
   if (d->memory_total_bytes < 0 && api.device_get_memory_info) {
     Memory mem{};
@@ -319,8 +320,10 @@ bool Gpus::SelectVisible(const Env& env, const std::vector<DeviceStatic>& whole,
     bool all = chosen.size() == whole.size();
     for (const auto* d : chosen) all &= !d->mig;
     if (!all) {
-      reason_ = "CUDA_VISIBLE_DEVICES=\"" + list + "\" names GPUs by index, but CUDA's order of these GPUs is "
-                "unknown: " + device_order_note_;
+      reason_ = "CUDA_VISIBLE_DEVICES=\"" + list +
+                "\" names GPUs by index, but CUDA's order of these GPUs is "
+                "unknown: " +
+                device_order_note_;
       reason_code_ = "GPU_CUDA_ORDER_UNKNOWN";
       return false;
     }
@@ -566,7 +569,8 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
     }
     if (d.accounting == 1 && api.device_get_accounting_stats) {
       AccountingStats st{};
-      if (api.device_get_accounting_stats(d.handle, self_pid_, &st) == kSuccess && st.maxMemoryUsage != kValueNotAvailable)
+      if (api.device_get_accounting_stats(d.handle, self_pid_, &st) == kSuccess &&
+          st.maxMemoryUsage != kValueNotAvailable)
         out->accounting_max_bytes = static_cast<double>(st.maxMemoryUsage);
     }
   }

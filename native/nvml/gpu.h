@@ -14,15 +14,15 @@ namespace nvml {
 // Why a process's GPU memory is null (exported as layouts.ProcReason; src/gpu.ts has a sentence per name).
 #define TASKMETER_PROC_REASONS(X) \
   X(ProcOk) \
-  X(ProcPidNamespace)  /* this process is in its own PID namespace and the driver reports host PIDs */ \
-  X(ProcNotAvailable)  /* NVML_VALUE_NOT_AVAILABLE (e.g. Windows WDDM, or no permission to see it) */ \
-  X(ProcCallFailed)  /* the process-list call returned an error */ \
-  X(ProcMalformed)  /* the list failed validation (pid 0, memory above the device total, bad count, stride) */ \
-  X(ProcNoFunction)  /* the library has no process-list function */ \
-  X(ProcNoData)  /* no reading yet */ \
-  X(ProcNsMemoryNotMatched)  /* own PID namespace, driver 535.113–565.56: PIDs translated, per-PID memory not */ \
-  X(ProcHostPids)  /* own PID namespace: a listed PID does not exist in this namespace's /proc */ \
-  X(ProcAbsenceUncertain)  /* in no list, but absence is not proof of 0 here (no MPS list, a MIG slice, WDDM) */ \
+  X(ProcPidNamespace)       /* this process is in its own PID namespace and the driver reports host PIDs */ \
+  X(ProcNotAvailable)       /* NVML_VALUE_NOT_AVAILABLE (e.g. Windows WDDM, or no permission to see it) */ \
+  X(ProcCallFailed)         /* the process-list call returned an error */ \
+  X(ProcMalformed)          /* the list failed validation (pid 0, memory above the device total, bad count, stride) */ \
+  X(ProcNoFunction)         /* the library has no process-list function */ \
+  X(ProcNoData)             /* no reading yet */ \
+  X(ProcNsMemoryNotMatched) /* own PID namespace, driver 535.113–565.56: PIDs translated, per-PID memory not */ \
+  X(ProcHostPids)           /* own PID namespace: a listed PID does not exist in this namespace's /proc */ \
+  X(ProcAbsenceUncertain)   /* in no list, but absence is not proof of 0 here (no MPS list, a MIG slice, WDDM) */ \
   /* end */
 TASKMETER_ENUM(ProcReason, TASKMETER_PROC_REASONS, kProcReasons)
 
@@ -47,8 +47,8 @@ struct DeviceStatic {
   std::string parent_name;
   unsigned gpu_instance_id = kNoInstanceId;
   unsigned compute_instance_id = kNoInstanceId;
-  bool mig_mode = false;  // a whole GPU with MIG mode on (its process-list entries carry instance ids)
-  int accounting = -1;    // accounting mode: 1 enabled, 0 disabled, -1 unsupported or unknown
+  bool mig_mode = false;       // a whole GPU with MIG mode on (its process-list entries carry instance ids)
+  int accounting = -1;         // accounting mode: 1 enabled, 0 disabled, -1 unsupported or unknown
   bool power_instant = false;  // NVML_FI_DEV_POWER_INSTANT answers on this device
 };
 
@@ -69,8 +69,8 @@ struct ProcessUtil {
 
 #define TASKMETER_POWER_SOURCES(X) \
   X(PowerNone) \
-  X(PowerInstant)  /* NVML_FI_DEV_POWER_INSTANT */ \
-  X(PowerAverage)  /* nvmlDeviceGetPowerUsage (averaged by the driver) */ \
+  X(PowerInstant) /* NVML_FI_DEV_POWER_INSTANT */ \
+  X(PowerAverage) /* nvmlDeviceGetPowerUsage (averaged by the driver) */ \
   /* end */
 TASKMETER_ENUM(PowerSource, TASKMETER_POWER_SOURCES, kPowerSources)
 
@@ -81,13 +81,13 @@ struct DeviceReading {
   double utilization_percent = -1;
   double power_watts = -1;
   int power_source = kPowerNone;
-  double energy_counter_mj = -1;   // the device's total-energy counter (Volta+), -1 if absent
+  double energy_counter_mj = -1;     // the device's total-energy counter (Volta+), -1 if absent
   double accounting_max_bytes = -1;  // this process's accounting high-water mark (accounting mode), -1 if none
-  bool has_processes = false;      // this reading includes the process lists (read at their own, slower pace)
+  bool has_processes = false;        // this reading includes the process lists (read at their own, slower pace)
   ProcessList processes;
-  double process_list_ms = 0;      // what the process-list calls cost
+  double process_list_ms = 0;  // what the process-list calls cost
   // Per-process utilization samples since the previous reading (nvmlDeviceGetProcessUtilization).
-  int process_util_error = -1;     // -1: not read; 0 ok; else the nvmlReturn_t (NOT_SUPPORTED on a MIG slice…)
+  int process_util_error = -1;  // -1: not read; 0 ok; else the nvmlReturn_t (NOT_SUPPORTED on a MIG slice…)
   std::vector<ProcessUtil> process_util;
 };
 

@@ -51,8 +51,9 @@ std::string Describe(Return r) {
     case kErrorDriverNotLoaded: what = "the NVIDIA driver is not loaded"; break;
     case kErrorNoPermission: what = "insufficient permissions to talk to the NVIDIA driver"; break;
     case kErrorLibRmVersionMismatch:
-      what = "the NVML library does not match the loaded NVIDIA driver version (driver/library version mismatch; "
-             "a reboot after a driver update usually fixes it)";
+      what =
+          "the NVML library does not match the loaded NVIDIA driver version (driver/library version mismatch; "
+          "a reboot after a driver update usually fixes it)";
       break;
     case kErrorGpuIsLost: what = "the GPU has fallen off the bus or is otherwise lost"; break;
     case kErrorNotSupported: what = "not supported by this GPU or driver"; break;
@@ -87,8 +88,12 @@ void* DynOpen(const char* path, bool absolute) {
 void* DynSym(void* h, const char* name) {
   return reinterpret_cast<void*>(GetProcAddress(reinterpret_cast<HMODULE>(h), name));
 }
-void DynClose(void* h) { FreeLibrary(reinterpret_cast<HMODULE>(h)); }
-std::string DynError() { return "Windows error " + std::to_string(GetLastError()); }
+void DynClose(void* h) {
+  FreeLibrary(reinterpret_cast<HMODULE>(h));
+}
+std::string DynError() {
+  return "Windows error " + std::to_string(GetLastError());
+}
 std::string DynPath(void* h, void*) {
   wchar_t buf[MAX_PATH];
   DWORD n = GetModuleFileNameW(reinterpret_cast<HMODULE>(h), buf, MAX_PATH);
@@ -98,13 +103,21 @@ std::string DynPath(void* h, void*) {
   WideCharToMultiByte(CP_UTF8, 0, buf, static_cast<int>(n), &out[0], len, nullptr, nullptr);
   return out;
 }
-bool IsAbsolute(const char* p) { return (p[0] && p[1] == ':' && (p[2] == '\\' || p[2] == '/')) || (p[0] == '\\' && p[1] == '\\'); }
+bool IsAbsolute(const char* p) {
+  return (p[0] && p[1] == ':' && (p[2] == '\\' || p[2] == '/')) || (p[0] == '\\' && p[1] == '\\');
+}
 const char* const kCandidates[] = {"nvml.dll", "C:\\Program Files\\NVIDIA Corporation\\NVSMI\\nvml.dll"};
 const char* const kLookedIn = "nvml.dll in System32 and C:\\Program Files\\NVIDIA Corporation\\NVSMI";
 #else
-void* DynOpen(const char* path, bool) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
-void* DynSym(void* h, const char* name) { return dlsym(h, name); }
-void DynClose(void* h) { dlclose(h); }
+void* DynOpen(const char* path, bool) {
+  return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+}
+void* DynSym(void* h, const char* name) {
+  return dlsym(h, name);
+}
+void DynClose(void* h) {
+  dlclose(h);
+}
 std::string DynError() {
   const char* e = dlerror();
   return e ? e : "unknown error";
@@ -114,7 +127,9 @@ std::string DynPath(void*, void* sym) {
   if (sym != nullptr && dladdr(sym, &info) != 0 && info.dli_fname != nullptr) return info.dli_fname;
   return "";
 }
-bool IsAbsolute(const char* p) { return p[0] == '/'; }
+bool IsAbsolute(const char* p) {
+  return p[0] == '/';
+}
 const char* const kWslLibrary = "/usr/lib/wsl/lib/libnvidia-ml.so.1";
 const char* const kCandidates[] = {"libnvidia-ml.so.1", kWslLibrary};
 const char* const kLookedIn =
@@ -149,8 +164,7 @@ Env ReadEnv() {
     return true;
   };
   std::string disabled;
-  if (get("TASKMETER_DISABLE_GPU", &disabled))
-    e.disabled = !disabled.empty() && disabled != "0" && disabled != "false";
+  if (get("TASKMETER_DISABLE_GPU", &disabled)) e.disabled = !disabled.empty() && disabled != "0" && disabled != "false";
   get("TASKMETER_NVML_LIBRARY", &e.library);
   e.cvd_set = get("CUDA_VISIBLE_DEVICES", &e.cvd);
   get("CUDA_DEVICE_ORDER", &e.device_order);
@@ -237,8 +251,7 @@ bool Library::Resolve(std::string* why) {
   api_.device_get_compute_instance_id = Sym<DeviceGetUintFn>(handle_, "nvmlDeviceGetComputeInstanceId");
   api_.device_get_accounting_mode = Sym<DeviceGetIntFn>(handle_, "nvmlDeviceGetAccountingMode");
   api_.device_get_accounting_stats = Sym<DeviceGetAccountingStatsFn>(handle_, "nvmlDeviceGetAccountingStats");
-  api_.device_get_process_utilization =
-      Sym<DeviceGetProcessUtilizationFn>(handle_, "nvmlDeviceGetProcessUtilization");
+  api_.device_get_process_utilization = Sym<DeviceGetProcessUtilizationFn>(handle_, "nvmlDeviceGetProcessUtilization");
   api_.device_get_field_values = Sym<DeviceGetFieldValuesFn>(handle_, "nvmlDeviceGetFieldValues");
   return true;
 }

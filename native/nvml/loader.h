@@ -25,7 +25,7 @@ struct Api {
   DeviceGetMemoryInfoFn device_get_memory_info = nullptr;
   DeviceGetProcessesFn compute_processes = nullptr;
   DeviceGetProcessesFn graphics_processes = nullptr;
-  int process_list_version = 0;  // 3, 2 or 1: which symbols were found (both lists use the same version)
+  int process_list_version = 0;   // 3, 2 or 1: which symbols were found (both lists use the same version)
   size_t process_entry_size = 0;  // 24 for _v3/_v2, 16 for v1
   DeviceGetUtilizationRatesFn device_get_utilization_rates = nullptr;
   DeviceGetUintFn device_get_power_usage = nullptr;
@@ -52,13 +52,13 @@ struct Api {
 // The environment variables the GPU code reads, captured once on the JS thread (at the addon's load): the GPU thread
 // never calls getenv, which races with `process.env.X = …` on the JS thread (glibc may move `environ`).
 struct Env {
-  bool disabled = false;       // TASKMETER_DISABLE_GPU
-  std::string library;         // TASKMETER_NVML_LIBRARY ("" unset)
-  bool cvd_set = false;        // CUDA_VISIBLE_DEVICES set (even empty)
+  bool disabled = false;  // TASKMETER_DISABLE_GPU
+  std::string library;    // TASKMETER_NVML_LIBRARY ("" unset)
+  bool cvd_set = false;   // CUDA_VISIBLE_DEVICES set (even empty)
   std::string cvd;
-  std::string device_order;    // CUDA_DEVICE_ORDER
-  std::string pid_namespace;   // TASKMETER_PID_NAMESPACE
-  bool wsl = false;            // /dev/dxg exists
+  std::string device_order;   // CUDA_DEVICE_ORDER
+  std::string pid_namespace;  // TASKMETER_PID_NAMESPACE
+  bool wsl = false;           // /dev/dxg exists
   // For the CUDA-order helper (cuda_order.h): this node executable and this addon's file;
   // TASKMETER_CUDA_ORDER_HELPER=0 turns the helper off (the helper reads TASKMETER_CUDA_LIBRARY itself).
   std::string node_path;

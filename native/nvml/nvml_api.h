@@ -127,7 +127,7 @@ struct FieldValue {
 constexpr int kValueTypeUnsignedInt = 1;  // NVML_VALUE_TYPE_UNSIGNED_INT
 // NVML_FI_DEV_POWER_INSTANT (CUDA 12.x headers; not in the 11.8-era header the ABI check compiles against).
 constexpr unsigned int kFieldPowerInstant = 186;
-constexpr int kEnableStateEnabled = 1;  // NVML_FEATURE_ENABLED
+constexpr int kEnableStateEnabled = 1;       // NVML_FEATURE_ENABLED
 constexpr unsigned int kMigModeEnabled = 1;  // NVML_DEVICE_MIG_ENABLE
 // gpuInstanceId/computeInstanceId of an entry on a GPU without MIG.
 constexpr unsigned int kNoInstanceId = 0xFFFFFFFFu;

@@ -81,7 +81,15 @@ int ParseStat(const char* buf, size_t len, StatFields* out) {
         if (q - p != 1 || *p < 'A' || *p > 'z') return kParseMalformed;
         out->state = *p;
         break;
-      case 4: case 9: case 14: case 15: case 16: case 17: case 20: case 22: case 24:
+      case 4:
+      case 9:
+      case 14:
+      case 15:
+      case 16:
+      case 17:
+      case 20:
+      case 22:
+      case 24:
         if ((e = ParseU64(p, q, &v)) != kParseOk) return e;
         break;
       default:

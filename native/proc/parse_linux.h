@@ -12,11 +12,11 @@ namespace proc {
 
 enum ParseError : int {
   kParseOk = 0,
-  kParseEmpty,        // nothing was read
-  kParseTruncated,    // the text ends before the field (or the line) does
-  kParseMalformed,    // not the expected shape
-  kParseOutOfRange,   // a number too large to be true (or to be held exactly)
-  kParseMissing,      // the key is absent
+  kParseEmpty,       // nothing was read
+  kParseTruncated,   // the text ends before the field (or the line) does
+  kParseMalformed,   // not the expected shape
+  kParseOutOfRange,  // a number too large to be true (or to be held exactly)
+  kParseMissing,     // the key is absent
 };
 const char* ParseErrorName(int e);
 

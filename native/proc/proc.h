@@ -13,13 +13,13 @@ namespace proc {
 // Fixed slot order shared with src/binding.ts (SNAPSHOT_* constants). Doubles hold every value exactly
 // (byte counts stay far below 2^53).
 #define TASKMETER_SNAPSHOT_SLOTS(X) \
-  X(TimeMs)  /* monotonic clock, ms */ \
-  X(EpochMs)  /* wall clock (Unix epoch), ms */ \
-  X(CpuUserMs)  /* this process, all threads */ \
+  X(TimeMs)    /* monotonic clock, ms */ \
+  X(EpochMs)   /* wall clock (Unix epoch), ms */ \
+  X(CpuUserMs) /* this process, all threads */ \
   X(CpuSystemMs) \
   X(RssBytes) \
   X(VmsBytes) \
-  X(PeakRssBytes)  /* process-lifetime high-water mark (ru_maxrss) */ \
+  X(PeakRssBytes) /* process-lifetime high-water mark (ru_maxrss) */ \
   X(ThreadCpuMs)  /* the calling thread's own CPU time (user + system), ms */ \
   /* end */
 TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
@@ -56,14 +56,14 @@ void NameThisThread(const char* name);
 struct ProcessInfo {
   uint32_t pid = 0;
   uint32_t ppid = 0;
-  bool alive = false;          // false: gone, or a zombie (its memory is already released)
+  bool alive = false;              // false: gone, or a zombie (its memory is already released)
   bool forked_not_execed = false;  // still the forked copy of its parent (PF_FORKNOEXEC): its memory is the parent's
-  double cpu_user_ms = 0;      // utime + cutime (its own and its reaped children's), ms
-  double cpu_system_ms = 0;    // stime + cstime
-  double rss_bytes = -1;       // VmRSS
-  double hwm_bytes = -1;       // VmHWM: the process's own peak so far (exact, per process); -1 when not read
-  double start_ticks = 0;      // start time since boot, clock ticks: tells a reused pid apart
-  uint32_t threads = 1;        // threads in the process (Linux; 1 elsewhere)
+  double cpu_user_ms = 0;          // utime + cutime (its own and its reaped children's), ms
+  double cpu_system_ms = 0;        // stime + cstime
+  double rss_bytes = -1;           // VmRSS
+  double hwm_bytes = -1;           // VmHWM: the process's own peak so far (exact, per process); -1 when not read
+  double start_ticks = 0;          // start time since boot, clock ticks: tells a reused pid apart
+  uint32_t threads = 1;            // threads in the process (Linux; 1 elsewhere)
   char comm[17] = {0};
 };
 
@@ -104,7 +104,7 @@ class ProcessReader {
   uint32_t threads_ = 1;
 #ifdef __linux__
   int stat_fd_ = -1;
-  int children_fd_ = -1;  // the main thread's
+  int children_fd_ = -1;                                // the main thread's
   bool stat_pinned_ = false, children_pinned_ = false;  // counted against the descriptor budget
   struct ThreadList {
     uint32_t tid;
@@ -140,7 +140,9 @@ inline double ProcessReader::ReadPeakBytes() {
   ProcessInfo info;
   return Read(true, &info) ? info.hwm_bytes : -1;
 }
-inline bool ProcessReader::Children(std::vector<uint32_t>* out) { return ListChildren(pid_, out); }
+inline bool ProcessReader::Children(std::vector<uint32_t>* out) {
+  return ListChildren(pid_, out);
+}
 #endif
 
 }  // namespace proc

@@ -43,13 +43,21 @@ bool SelfMemory(double* rss, double* vms) {
 
 }  // namespace
 
-double MonotonicMs() { return posix::ClockMs(CLOCK_MONOTONIC); }
+double MonotonicMs() {
+  return posix::ClockMs(CLOCK_MONOTONIC);
+}
 
-double EpochMs() { return posix::ClockMs(CLOCK_REALTIME); }
+double EpochMs() {
+  return posix::ClockMs(CLOCK_REALTIME);
+}
 
-uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
+uint32_t SelfPid() {
+  return static_cast<uint32_t>(getpid());
+}
 
-void NameThisThread(const char* name) { pthread_setname_np(name); }  // macOS names the calling thread only
+void NameThisThread(const char* name) {
+  pthread_setname_np(name);
+}  // macOS names the calling thread only
 
 bool ReadSelf(double* out, bool thread_cpu) {
   bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
@@ -67,10 +75,13 @@ int64_t ReadSelfRssBytes() {
   return SelfMemory(&rss, nullptr) ? static_cast<int64_t>(rss) : -1;
 }
 
-int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
+int64_t ReadSelfPeakRssBytes() {
+  return posix::PeakRssBytes();
+}
 
-double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
-
+double SelfThreadCpuMs() {
+  return posix::SelfThreadCpuMs();
+}
 
 bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   *out = ProcessInfo();

@@ -1,6 +1,6 @@
+#include "parse_linux.h"
 #include "proc.h"
 #include "proc_posix.h"
-#include "parse_linux.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +12,12 @@
 #include <dirent.h>
 #include <pthread.h>
 
-#include <atomic>
-#include <cstring>
-#include <cmath>
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace taskmeter {
 namespace proc {
@@ -60,13 +60,21 @@ bool ReadStatm(double* vms_bytes, double* rss_bytes) {
 
 }  // namespace
 
-double MonotonicMs() { return posix::ClockMs(CLOCK_MONOTONIC); }
+double MonotonicMs() {
+  return posix::ClockMs(CLOCK_MONOTONIC);
+}
 
-double EpochMs() { return posix::ClockMs(CLOCK_REALTIME); }
+double EpochMs() {
+  return posix::ClockMs(CLOCK_REALTIME);
+}
 
-uint32_t SelfPid() { return static_cast<uint32_t>(getpid()); }
+uint32_t SelfPid() {
+  return static_cast<uint32_t>(getpid());
+}
 
-void NameThisThread(const char* name) { pthread_setname_np(pthread_self(), name); }
+void NameThisThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
+}
 
 bool ReadSelf(double* out, bool thread_cpu) {
   bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
@@ -88,10 +96,13 @@ int64_t ReadSelfRssBytes() {
   return static_cast<int64_t>(rss);
 }
 
-int64_t ReadSelfPeakRssBytes() { return posix::PeakRssBytes(); }
+int64_t ReadSelfPeakRssBytes() {
+  return posix::PeakRssBytes();
+}
 
-double SelfThreadCpuMs() { return posix::SelfThreadCpuMs(); }
-
+double SelfThreadCpuMs() {
+  return posix::SelfThreadCpuMs();
+}
 
 namespace {
 
@@ -154,7 +165,9 @@ bool TryPin() {
   g_pinned_fds.fetch_sub(1, std::memory_order_relaxed);
   return false;
 }
-void Unpin() { g_pinned_fds.fetch_sub(1, std::memory_order_relaxed); }
+void Unpin() {
+  g_pinned_fds.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void FillInfo(const StatFields& f, ProcessInfo* out) {
   out->pid = f.pid;
@@ -314,8 +327,10 @@ bool ProcessReader::Children(std::vector<uint32_t>* out) {
   snprintf(path, sizeof(path), "/proc/%u/task/%u/children", pid_, pid_);
   if (children_fd_ < 0 && !children_pinned_ && TryPin()) {
     children_fd_ = open(path, O_RDONLY | O_CLOEXEC);
-    if (children_fd_ >= 0) children_pinned_ = true;
-    else Unpin();
+    if (children_fd_ >= 0)
+      children_pinned_ = true;
+    else
+      Unpin();
   }
   bool ok = ReadChildrenFile(children_fd_, path, out, &missing);
   if (!ok && missing) {

@@ -56,8 +56,8 @@ constexpr double kMaxRssUnit = 1.0;
 constexpr double kMaxRssUnit = 1024.0;
 #endif
 
-// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs (NaN unless thread_cpu); false if getrusage failed
-// (NaN there).
+// Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs (NaN unless thread_cpu); false if
+// getrusage failed (NaN there).
 inline bool ReadClocksAndRusage(double* out, bool thread_cpu) {
   out[kTimeMs] = ClockMs(CLOCK_MONOTONIC);
   out[kEpochMs] = ClockMs(CLOCK_REALTIME);
@@ -81,7 +81,6 @@ inline int64_t PeakRssBytes() {
 }
 
 }  // namespace posix
-
 
 }  // namespace proc
 }  // namespace taskmeter

@@ -2,6 +2,7 @@
 // per-process high-water mark), QueryPerformanceCounter; for process trees, every process's parent from one
 // NtQuerySystemInformation call (Toolhelp where that fails) and each member's from NtQueryInformationProcess.
 #include <windows.h>
+// after windows.h, which they need
 #include <psapi.h>
 #include <tlhelp32.h>
 
@@ -72,7 +73,9 @@ double EpochMs() {
   return FiletimeMs(ft) - 11644473600000.0;  // 1601 → 1970
 }
 
-uint32_t SelfPid() { return static_cast<uint32_t>(GetCurrentProcessId()); }
+uint32_t SelfPid() {
+  return static_cast<uint32_t>(GetCurrentProcessId());
+}
 
 void NameThisThread(const char* name) {
   // SetThreadDescription exists from Windows 10 1607: looked up, not linked.
@@ -118,8 +121,9 @@ double ThreadTimesMs(HANDLE h) {
 }
 }  // namespace
 
-double SelfThreadCpuMs() { return ThreadTimesMs(GetCurrentThread()); }
-
+double SelfThreadCpuMs() {
+  return ThreadTimesMs(GetCurrentThread());
+}
 
 void CloseSelfFiles() {}  // nothing kept open
 
@@ -245,7 +249,9 @@ bool ListAllParents(std::vector<std::pair<uint32_t, uint32_t>>* out) {
 
 // No per-process children list on Windows: false sends the tree walk to one ListAllParents (one Toolhelp snapshot
 // per sample instead of one per member).
-bool ListChildren(uint32_t, std::vector<uint32_t>*) { return false; }
+bool ListChildren(uint32_t, std::vector<uint32_t>*) {
+  return false;
+}
 
 }  // namespace proc
 }  // namespace taskmeter

@@ -20,13 +20,27 @@ if (!isMainThread) {
     parentPort.postMessage({ ok: true, gpuNull, gpus: usage.gpus.length, samples: usage.samples });
   };
   if (o.workerWindowMs > 0) {
-    tm.measure(() => new Promise((r) => setTimeout(r, o.workerWindowMs)), { sampleIntervalMs: 1 }).then(({ usage }) => report(usage));
+    tm.measure(() => new Promise((r) => setTimeout(r, o.workerWindowMs)), { sampleIntervalMs: 1 }).then(({ usage }) =>
+      report(usage),
+    );
   } else {
-    const { usage } = tm.measureSync(() => { let x = 0; for (let i = 0; i < 1e4; i++) x += i; return x; });
+    const { usage } = tm.measureSync(() => {
+      let x = 0;
+      for (let i = 0; i < 1e4; i++) x += i;
+      return x;
+    });
     report(usage);
   }
 } else {
-  const o = { durationMs: 3000, concurrency: 12, mainLoads: false, mainWindows: 0, workerWindowMs: 0, gpu: false, ...JSON.parse(process.argv[2] || '{}') };
+  const o = {
+    durationMs: 3000,
+    concurrency: 12,
+    mainLoads: false,
+    mainWindows: 0,
+    workerWindowMs: 0,
+    gpu: false,
+    ...JSON.parse(process.argv[2] || '{}'),
+  };
   const count = (dir) => readdirSync(dir).length;
   let tm = null;
   const mainTrackers = [];
@@ -81,7 +95,9 @@ if (!isMainThread) {
     const main = mainTrackers.map((t) => t.stop());
     await settle();
     const after = { threads: count('/proc/self/task'), fds: count('/proc/self/fd') };
-    const mainGpuNull = main.filter((u) => u.gpus.length === 0 || u.gpus.some((g) => g.memoryUsedPeakBytes === null)).length;
+    const mainGpuNull = main.filter(
+      (u) => u.gpus.length === 0 || u.gpus.some((g) => g.memoryUsedPeakBytes === null),
+    ).length;
     const state = tm ? require('../../dist/binding.js').native.samplerState() : null;
     console.log(
       JSON.stringify({

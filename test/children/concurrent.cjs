@@ -13,13 +13,26 @@ async function main() {
   const results = await Promise.all(
     Array.from({ length: 100 }, async (_, i) => {
       const delay = 20 + (i % 10) * 15;
-      const { result, usage } = await tm.measure(async () => {
-        await sleep(delay / 2);
-        let inner = null;
-        if (i % 3 === 0) inner = (await tm.measure(async () => { burn(2); await sleep(delay / 4); return i; }, { sampleIntervalMs: 2 })).usage;
-        await sleep(delay / 4);
-        return { inner };
-      }, { sampleIntervalMs: 1 + (i % 5) });
+      const { result, usage } = await tm.measure(
+        async () => {
+          await sleep(delay / 2);
+          let inner = null;
+          if (i % 3 === 0)
+            inner = (
+              await tm.measure(
+                async () => {
+                  burn(2);
+                  await sleep(delay / 4);
+                  return i;
+                },
+                { sampleIntervalMs: 2 },
+              )
+            ).usage;
+          await sleep(delay / 4);
+          return { inner };
+        },
+        { sampleIntervalMs: 1 + (i % 5) },
+      );
       return { i, delay, usage, inner: result.inner };
     }),
   );

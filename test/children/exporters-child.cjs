@@ -4,7 +4,12 @@ const http = require('node:http');
 const mode = process.argv[2];
 
 async function otel() {
-  const { MeterProvider, PeriodicExportingMetricReader, InMemoryMetricExporter, AggregationTemporality } = require('@opentelemetry/sdk-metrics');
+  const {
+    MeterProvider,
+    PeriodicExportingMetricReader,
+    InMemoryMetricExporter,
+    AggregationTemporality,
+  } = require('@opentelemetry/sdk-metrics');
   const { registerTaskmeterMetrics } = require('../../dist/exporters/otel.js');
   const tm = require('../../dist/index.js');
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
@@ -58,7 +63,13 @@ async function prometheus() {
   server.close();
   collector.unregister();
   const after = await registry.metrics();
-  return { status: resp.status, contentType: resp.headers.get('content-type'), text, afterHasTaskmeter: after.includes('taskmeter_'), hasGpu: tm.hasGpu };
+  return {
+    status: resp.status,
+    contentType: resp.headers.get('content-type'),
+    text,
+    afterHasTaskmeter: after.includes('taskmeter_'),
+    hasGpu: tm.hasGpu,
+  };
 }
 
 (mode === 'otel' ? otel() : prometheus()).then(

@@ -33,13 +33,16 @@ const cases = {
   spike() {
     write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(() => {
-      sleep(100);
-      write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
-      sleep(200);
-      write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
-      sleep(150);
-    }, { sampleIntervalMs: 10 });
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(100);
+        write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
+        sleep(200);
+        write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
+        sleep(150);
+      },
+      { sampleIntervalMs: 10 },
+    );
     return { usage, record: tm.toRecord(usage) };
   },
   // Accounting mode: the process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window
@@ -47,36 +50,45 @@ const cases = {
   accountingSpike() {
     write(base + `\ndev0.acct=self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(() => {
-      sleep(150);
-      write(base + `\ndev0.acct=self:${512 * MiB}\n`);
-      sleep(150);
-    }, { sampleIntervalMs: 10 });
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+        sleep(150);
+      },
+      { sampleIntervalMs: 10 },
+    );
     const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
     return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
   },
   // The energy counter is missing for a stretch mid-window, then back: no interval may be counted twice.
   energyGap() {
     sleep(100);
-    const { usage } = tm.measureSync(() => {
-      sleep(150);
-      write(base + '\nfail.nvmlDeviceGetTotalEnergyConsumption=3\n');
-      sleep(200);
-      write(base + '\n');
-      sleep(250);
-    }, { sampleIntervalMs: 10 });
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + '\nfail.nvmlDeviceGetTotalEnergyConsumption=3\n');
+        sleep(200);
+        write(base + '\n');
+        sleep(250);
+      },
+      { sampleIntervalMs: 10 },
+    );
     return { usage };
   },
   // Process lists cost 5 ms a call; the device's used memory spikes for 250 ms inside a 1.5 s window.
   costly() {
     sleep(300);
-    const { usage } = tm.measureSync(() => {
-      sleep(600);
-      write(base + `\ndev0.used=${40 * 1024 * MiB}\n`);
-      sleep(250);
-      write(base + '\n');
-      sleep(650);
-    }, { sampleIntervalMs: 10 });
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(600);
+        write(base + `\ndev0.used=${40 * 1024 * MiB}\n`);
+        sleep(250);
+        write(base + '\n');
+        sleep(650);
+      },
+      { sampleIntervalMs: 10 },
+    );
     return { usage, record: tm.toRecord(usage) };
   },
   // process.env written on the JS thread while the GPU thread reads: the GPU side uses what was set at load.
@@ -87,11 +99,14 @@ const cases = {
   },
   // Something changes mid-window (text in FAULT), the window goes on.
   midWindow() {
-    const { usage } = tm.measureSync(() => {
-      sleep(150);
-      write(base + '\n' + process.env.FAULT.replace(/;/g, '\n') + '\n');
-      sleep(250);
-    }, { sampleIntervalMs: 10 });
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + '\n' + process.env.FAULT.replace(/;/g, '\n') + '\n');
+        sleep(250);
+      },
+      { sampleIntervalMs: 10 },
+    );
     const after = tm.measureSync(() => sleep(100));
     return { usage, record: tm.toRecord(usage), after: after.usage, snap: tm.snapshot() };
   },

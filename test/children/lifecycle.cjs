@@ -10,7 +10,11 @@ if (!isMainThread) {
   void t;
   parentPort.postMessage({ ready: true, gpus: tm.snapshot().gpus.length });
   if (workerData.which === 'workers-finish') {
-    const { usage } = tm.measureSync(() => { let x = 0; for (let i = 0; i < 1e6; i++) x += i; return x; });
+    const { usage } = tm.measureSync(() => {
+      let x = 0;
+      for (let i = 0; i < 1e6; i++) x += i;
+      return x;
+    });
     parentPort.postMessage({ done: true, wall: usage.wallTimeMs });
   } else {
     setInterval(() => tm.measureSync(() => 0), 1);
@@ -29,7 +33,10 @@ if (!isMainThread) {
         console.log(JSON.stringify({ codes, openWindowsAfter: state.openWindows, mainWorks: usage.wallTimeMs >= 0 }));
       }
     });
-    w.on('error', (e) => { console.error(e); process.exit(1); });
+    w.on('error', (e) => {
+      console.error(e);
+      process.exit(1);
+    });
   }
 } else if (which === 'workers-finish') {
   // workers that end by themselves with an open window: environment teardown closes it
@@ -50,7 +57,10 @@ if (!isMainThread) {
 } else if (which === 'sigterm-window') {
   new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
   void tm.measure(() => new Promise(() => {}));
-  process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(0); });
+  process.on('SIGTERM', () => {
+    console.log('got SIGTERM');
+    process.exit(0);
+  });
   console.log('ready');
   setInterval(() => {}, 1000);
 } else if (which === 'sigterm-default') {
@@ -62,14 +72,20 @@ if (!isMainThread) {
   const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
   globalThis.keep = t;
   setTimeout(() => console.log(JSON.stringify({ threadRunning: native.samplerState().threadRunning })), 20);
-}
-else if (which === 'thread-start-fails') {
+} else if (which === 'thread-start-fails') {
   // std::thread throws std::system_error (EAGAIN) under a pids limit; the test hook makes the next start do so.
   native.testHook('failThreadStarts', 1);
   let first;
   let error = null;
   try {
-    first = tm.measureSync(() => { const end = Date.now() + 20; while (Date.now() < end); return 1; }, { sampleIntervalMs: 1 }).usage;
+    first = tm.measureSync(
+      () => {
+        const end = Date.now() + 20;
+        while (Date.now() < end);
+        return 1;
+      },
+      { sampleIntervalMs: 1 },
+    ).usage;
   } catch (e) {
     error = String(e);
   }
@@ -78,7 +94,16 @@ else if (which === 'thread-start-fails') {
   const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
   setTimeout(() => {
     const second = t.stop();
-    console.log(JSON.stringify({ error, firstSamples: first && first.samples, firstWall: first && first.wallTimeMs, stateAfterFailure, threadRunning: native.samplerState().threadRunning, secondSamples: second.samples }));
+    console.log(
+      JSON.stringify({
+        error,
+        firstSamples: first && first.samples,
+        firstWall: first && first.wallTimeMs,
+        stateAfterFailure,
+        threadRunning: native.samplerState().threadRunning,
+        secondSamples: second.samples,
+      }),
+    );
   }, 50);
 } else if (which === 'ids') {
   // Window ids: past 2^32 (where 32-bit ids wrapped onto open windows) and at the 2^53 wrap, never an open window's.
@@ -99,10 +124,17 @@ else if (which === 'thread-start-fails') {
   // An idle window: the sampler thread works at 1 ms all along, but none of its CPU is the task's.
   const ms = Number(process.argv[3] || 1000);
   tm.measure(() => new Promise((r) => setTimeout(r, ms)), { sampleIntervalMs: 1 }).then(({ usage }) => {
-    console.log(JSON.stringify({ cpuTimeMs: usage.cpuTimeMs, samplerCpuMs: usage.samplerCpuMs, samples: usage.samples, threadCpuMs: usage.threadCpuMs, ownCpuMs: native.samplerState().ownCpuMs }));
+    console.log(
+      JSON.stringify({
+        cpuTimeMs: usage.cpuTimeMs,
+        samplerCpuMs: usage.samplerCpuMs,
+        samples: usage.samples,
+        threadCpuMs: usage.threadCpuMs,
+        ownCpuMs: native.samplerState().ownCpuMs,
+      }),
+    );
   });
-}
-else if (which === 'gpu-thread-start-fails') {
+} else if (which === 'gpu-thread-start-fails') {
   // Loaded with the GPU off; then the GPU is allowed, the next thread start fails (as under a pids limit), and a
   // worker's load tries to start the GPU thread: its gpuInfo() says why there is no GPU, and it still measures.
   delete process.env.TASKMETER_DISABLE_GPU;
@@ -115,5 +147,8 @@ else if (which === 'gpu-thread-start-fails') {
     parentPort.postMessage({ available: info.available, reason: info.reason, reasonCode: info.reasonCode, wall: usage.wallTimeMs });`;
   const w = new Worker(src, { eval: true });
   w.on('message', (m) => console.log(JSON.stringify(m)));
-  w.on('error', (e) => { console.error(e); process.exit(1); });
+  w.on('error', (e) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

@@ -24,13 +24,19 @@ function spike(bytes, holdMs) {
 
 settle(Infinity);
 const base = snapshot().rssBytes;
-const w1 = measureSync(() => {
-  spike(256 * MiB, 5);
-  settle(base + 64 * MiB);
-}, { sampleIntervalMs: 5 });
+const w1 = measureSync(
+  () => {
+    spike(256 * MiB, 5);
+    settle(base + 64 * MiB);
+  },
+  { sampleIntervalMs: 5 },
+);
 const mid = snapshot().rssBytes;
-const w2 = measureSync(() => {
-  spike(128 * MiB, 120);
-  settle(mid + 32 * MiB);
-}, { sampleIntervalMs: 5 });
+const w2 = measureSync(
+  () => {
+    spike(128 * MiB, 120);
+    settle(mid + 32 * MiB);
+  },
+  { sampleIntervalMs: 5 },
+);
 console.log(JSON.stringify({ w1: w1.usage, w2: w2.usage, lifetimePeak: snapshot().peakRssBytes }));

@@ -32,7 +32,9 @@ const processesWith = (needle) =>
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 if (!isMainThread) {
-  tm.measureCommand('sleep', ['0.4'], { onSpawn: (pid) => parentPort.postMessage({ pid }) }).then(() => parentPort.postMessage({ done: true }));
+  tm.measureCommand('sleep', ['0.4'], { onSpawn: (pid) => parentPort.postMessage({ pid }) }).then(() =>
+    parentPort.postMessage({ done: true }),
+  );
 } else {
   const mode = process.argv[2];
   if (mode === 'wakeups') {
@@ -53,14 +55,29 @@ if (!isMainThread) {
       const alive = !isZombieOrGone(pid);
       await w.terminate();
       setTimeout(() => {
-        out({ pendingWhileRunning: pending, aliveWhenTerminated: alive, pendingAfter: native.spawnPending(), reaped: isZombieOrGone(pid) && !existsSync(`/proc/${pid}`) });
+        out({
+          pendingWhileRunning: pending,
+          aliveWhenTerminated: alive,
+          pendingAfter: native.spawnPending(),
+          reaped: isZombieOrGone(pid) && !existsSync(`/proc/${pid}`),
+        });
       }, 800);
     });
   } else if (mode === 'thread-fails') {
     tm.measureCommand('sleep', ['31.4159'], { stdio: 'ignore', onSpawn: (pid) => out({ spawned: pid }) }).then(
       () => out({ resolved: true }),
       (e) => {
-        setTimeout(() => out({ code: e.code, syscall: e.syscall, message: e.message, left: processesWith('31.4159'), pending: native.spawnPending() }), 100);
+        setTimeout(
+          () =>
+            out({
+              code: e.code,
+              syscall: e.syscall,
+              message: e.message,
+              left: processesWith('31.4159'),
+              pending: native.spawnPending(),
+            }),
+          100,
+        );
       },
     );
   } else if (mode === 'no-path') {

@@ -17,13 +17,20 @@ async function main() {
   tm.gpuInfo();
   native.samplerState();
   native.nvmlErrorText(15);
-  try { native.snapshot(123); } catch {}
-  try { native.windowRead(1, new Float64Array(1)); } catch {}
+  try {
+    native.snapshot(123);
+  } catch {}
+  try {
+    native.windowRead(1, new Float64Array(1));
+  } catch {}
   const r = await tm.measureCommand('sh', ['-c', 'echo hi; sleep 0.05'], { stdio: 'pipe', sampleIntervalMs: 2 });
   if (r.stdout.toString() !== 'hi\n') throw new Error('spawn output');
   await tm.measureCommand('no-such-command-xyz').catch(() => {});
   const w = new Worker(__filename);
-  await new Promise((res, rej) => { w.on('message', res); w.on('error', rej); });
+  await new Promise((res, rej) => {
+    w.on('message', res);
+    w.on('error', rej);
+  });
   await w.terminate();
   const open = new tm.ResourceTracker().start(); // left open: closed at teardown
   void open;
@@ -31,7 +38,10 @@ async function main() {
 }
 
 if (isMainThread) {
-  main().catch((e) => { console.error(e); process.exit(1); });
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 } else {
   tm.measureSync(() => 1);
   new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();

@@ -26,5 +26,10 @@ if (isMainThread) {
     for (let i = 0; i < 2e6; i++) x += i;
     return x;
   });
-  parentPort.postMessage({ i: workerData.i, rss: tm.snapshot().rssBytes, wall: usage.wallTimeMs, cpu: usage.cpuTimeMs });
+  parentPort.postMessage({
+    i: workerData.i,
+    rss: tm.snapshot().rssBytes,
+    wall: usage.wallTimeMs,
+    cpu: usage.cpuTimeMs,
+  });
 }

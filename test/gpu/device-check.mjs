@@ -35,7 +35,11 @@ const compare = (ours, theirs, tolerance) => {
   const ratio = theirs === 0 ? (ours === 0 ? 1 : Infinity) : ours / theirs;
   return { ours, theirs, ratio, verdict: Math.abs(ratio - 1) <= tolerance ? 'agrees' : 'DIFFERS' };
 };
-const csv = (text) => text.split('\n').filter((l) => l && !l.startsWith('error')).map((l) => l.split(',').map((s) => s.trim()));
+const csv = (text) =>
+  text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('error'))
+    .map((l) => l.split(',').map((s) => s.trim()));
 
 // 0. The host: driver, persistence mode, MIG, accounting mode, PID namespace.
 out.smiGpus = smi([
@@ -59,7 +63,9 @@ out.host = {
   deviceOrder: out.info.deviceOrder,
   deviceOrderCertain: out.info.deviceOrderCertain,
   deviceOrderNote: out.info.deviceOrderNote,
-  migDevicesOurs: out.info.devices.filter((d) => d.mig).map((d) => ({ uuid: d.uuid, ...d.mig, memoryTotalBytes: d.memoryTotalBytes })),
+  migDevicesOurs: out.info.devices
+    .filter((d) => d.mig)
+    .map((d) => ({ uuid: d.uuid, ...d.mig, memoryTotalBytes: d.memoryTotalBytes })),
 };
 if (!tm.hasGpu) {
   console.log(`no GPU: ${out.info.reason}`);
@@ -72,7 +78,11 @@ const smiRows = csv(out.smiGpus);
 out.devices = out.info.devices.map((d) => {
   if (d.mig) return { ours: d, smiListed: out.smiList.includes(d.uuid) };
   const row = smiRows.find((r) => r[1] === d.uuid);
-  return { ours: d, nameMatches: row ? row[2] === d.name : 'not compared', totalMiB: compare(d.memoryTotalBytes / 2 ** 20, Number(row?.[4]), 0.01) };
+  return {
+    ours: d,
+    nameMatches: row ? row[2] === d.name : 'not compared',
+    totalMiB: compare(d.memoryTotalBytes / 2 ** 20, Number(row?.[4]), 0.01),
+  };
 });
 
 // 2. Costs on the JS thread with the GPU loaded.
@@ -127,7 +137,9 @@ out.hold = held.map((u, i) => {
 const busy =
   "import torch,time\na=torch.randn(8192,8192,device='cuda'); torch.cuda.synchronize(); print('ready',flush=True); t=time.time()\nwhile time.time()-t<8: a=a@a; a/=a.norm()\ntorch.cuda.synchronize()";
 const powers = [];
-const smiPower = spawn('nvidia-smi', ['--query-gpu=power.draw', '--format=csv,noheader,nounits', '-lms', '100'], { stdio: ['ignore', 'pipe', 'ignore'] });
+const smiPower = spawn('nvidia-smi', ['--query-gpu=power.draw', '--format=csv,noheader,nounits', '-lms', '100'], {
+  stdio: ['ignore', 'pipe', 'ignore'],
+});
 createInterface({ input: smiPower.stdout }).on('line', (l) => {
   const w = Number(l.split(',')[0]);
   if (Number.isFinite(w)) powers.push(w);
@@ -154,14 +166,24 @@ out.busy = {
   smiPowerSamples: powers.length,
   powerReported: b.gpus.map((g) => g.powerSource),
   utilizationAvg: b.gpus.map((g) => g.utilizationAvgPercent),
-  processSmPercent: compare(b.gpuProcessUtilizationPercent, pmonSm.length ? pmonSm.reduce((a, x) => a + x, 0) / pmonSm.length : null, 0.2),
+  processSmPercent: compare(
+    b.gpuProcessUtilizationPercent,
+    pmonSm.length ? pmonSm.reduce((a, x) => a + x, 0) / pmonSm.length : null,
+    0.2,
+  ),
   processUtilizationReason: b.gpus.map((g) => g.processUtilizationReason),
 };
 
 // 5. The sampler's own CPU while a window is open (threads taskmeter-rss / taskmeter-gpu).
 const threadCpu = () => {
   const r = {};
-  for (const line of execFileSync('sh', ['-c', `for t in /proc/${process.pid}/task/*; do echo "$(cat $t/comm) $(cut -d' ' -f14,15 $t/stat)"; done`], { encoding: 'utf8' }).trim().split('\n')) {
+  for (const line of execFileSync(
+    'sh',
+    ['-c', `for t in /proc/${process.pid}/task/*; do echo "$(cat $t/comm) $(cut -d' ' -f14,15 $t/stat)"; done`],
+    { encoding: 'utf8' },
+  )
+    .trim()
+    .split('\n')) {
     const [comm, u, s] = line.split(' ');
     if (comm.startsWith('taskmeter-')) r[comm] = (Number(u) + Number(s)) * 10;
   }
@@ -179,7 +201,16 @@ out.samplerGpuProcessIntervalMs = idle.gpuProcessSampleIntervalMs;
 save();
 console.log(
   JSON.stringify(
-    { importMs, host: out.host, snapshotNs: out.snapshotNs, measureSyncNs: out.measureSyncNs, devices: out.devices, hold: out.hold, busy: out.busy, sampler: out.samplerCpuMsPerS },
+    {
+      importMs,
+      host: out.host,
+      snapshotNs: out.snapshotNs,
+      measureSyncNs: out.measureSyncNs,
+      devices: out.devices,
+      hold: out.hold,
+      busy: out.busy,
+      sampler: out.samplerCpuMsPerS,
+    },
     null,
     1,
   ),

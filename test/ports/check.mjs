@@ -50,12 +50,18 @@ if (mode === 'core') {
   });
   await check('no GPU: hasGpu false with the reason', () => {
     const g = tm.gpuInfo();
-    assert(tm.hasGpu === false && g.available === false && typeof g.reason === 'string' && g.reason.length > 10, JSON.stringify(g));
+    assert(
+      tm.hasGpu === false && g.available === false && typeof g.reason === 'string' && g.reason.length > 10,
+      JSON.stringify(g),
+    );
     return g.reason;
   });
   await check('measureSync sees a 64 MiB buffer in the peak', () => {
     const { usage } = tm.measureSync(() => Buffer.alloc(64 << 20, 1).length);
-    assert(usage.peakRssBytes >= usage.rssStartBytes + (60 << 20), `peak ${usage.peakRssBytes} start ${usage.rssStartBytes}`);
+    assert(
+      usage.peakRssBytes >= usage.rssStartBytes + (60 << 20),
+      `peak ${usage.peakRssBytes} start ${usage.rssStartBytes}`,
+    );
     result.records.push(tm.toRecord(usage, { name: 'measureSync' }));
     return { peak: usage.peakRssBytes, start: usage.rssStartBytes, source: usage.peakRssSource };
   });
@@ -78,7 +84,10 @@ if (mode === 'core') {
     return { wall: usage.wallTimeMs, cpu: usage.cpuTimeMs };
   });
   await check('worker_threads load the addon too', async () => {
-    const w = new Worker("const { parentPort } = require('node:worker_threads'); const t = require('taskmeter'); parentPort.postMessage(t.measureSync(() => 1).usage.wallTimeMs >= 0);", { eval: true });
+    const w = new Worker(
+      "const { parentPort } = require('node:worker_threads'); const t = require('taskmeter'); parentPort.postMessage(t.measureSync(() => 1).usage.wallTimeMs >= 0);",
+      { eval: true },
+    );
     const ok = await new Promise((res, rej) => {
       w.on('message', res);
       w.on('error', rej);
@@ -87,8 +96,13 @@ if (mode === 'core') {
     assert(ok === true, 'worker');
   });
   await check('measureCommand: exit code and exact CPU source', async () => {
-    const r = win ? await tm.measureCommand('cmd.exe', ['/c', 'exit 7']) : await tm.measureCommand('/bin/sh', ['-c', 'exit 7']);
-    assert(r.exitCode === 7 && r.signal === null && r.usage.cpuSource === 'rusage', JSON.stringify({ code: r.exitCode, src: r.usage.cpuSource }));
+    const r = win
+      ? await tm.measureCommand('cmd.exe', ['/c', 'exit 7'])
+      : await tm.measureCommand('/bin/sh', ['-c', 'exit 7']);
+    assert(
+      r.exitCode === 7 && r.signal === null && r.usage.cpuSource === 'rusage',
+      JSON.stringify({ code: r.exitCode, src: r.usage.cpuSource }),
+    );
     result.records.push(tm.toRecord(r.usage, { name: 'command' }));
     return { code: r.exitCode, wall: r.usage.wallTimeMs };
   });
@@ -107,13 +121,22 @@ if (mode === 'core') {
         JSON.stringify({ code: r.exitCode, max: u.maxRssBytes, src: u.maxRssSource, ours }),
       );
       result.records.push(tm.toRecord(u, { name: 'true' }));
-      return { helpers, via: process.env.TASKMETER_EXEC_HELPER ?? null, maxRssBytes: u.maxRssBytes, nodeRssBytes: ours };
+      return {
+        helpers,
+        via: process.env.TASKMETER_EXEC_HELPER ?? null,
+        maxRssBytes: u.maxRssBytes,
+        nodeRssBytes: ours,
+      };
     });
   }
   await check('trackProcess follows descendants (a child and its grandchild)', async () => {
     // A child that starts a grandchild; both live ~3 s. The tree must hold both.
     const child = win
-      ? spawn(node, ['-e', "require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 3000)'])"], { stdio: 'ignore' })
+      ? spawn(
+          node,
+          ['-e', "require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 3000)'])"],
+          { stdio: 'ignore' },
+        )
       : spawn('/bin/sh', ['-c', 'sleep 3 & wait'], { stdio: 'ignore' });
     await sleep(win ? 1500 : 500);
     const tracker = tm.trackProcess(child.pid, { sampleIntervalMs: 20 });
@@ -126,7 +149,10 @@ if (mode === 'core') {
 } else if (mode === 'gpu') {
   await check('fake NVML: hasGpu and gpuInfo', () => {
     const g = tm.gpuInfo();
-    assert(tm.hasGpu === true && g.available && g.devices.length === 1 && g.devices[0].name === 'Fake GH200', JSON.stringify(g));
+    assert(
+      tm.hasGpu === true && g.available && g.devices.length === 1 && g.devices[0].name === 'Fake GH200',
+      JSON.stringify(g),
+    );
     return { library: g.library, devices: g.devices, driver: g.driverVersion };
   });
   await check('snapshot().gpus reads the device', () => {
@@ -138,7 +164,10 @@ if (mode === 'core') {
     const { usage } = await tm.measure(() => sleep(400), { sampleIntervalMs: 10 });
     const g = usage.gpus[0];
     assert(g && g.memoryUsedPeakBytes === 3 * 2 ** 30, JSON.stringify(g));
-    assert(g.processMemoryPeakBytes === 96 * 2 ** 20, `process memory ${g.processMemoryPeakBytes} (${g.processMemoryReason})`);
+    assert(
+      g.processMemoryPeakBytes === 96 * 2 ** 20,
+      `process memory ${g.processMemoryPeakBytes} (${g.processMemoryReason})`,
+    );
     assert(g.energyJoules !== null && g.energyJoules >= 0, `energy ${g.energyJoules}`);
     result.records.push(tm.toRecord(usage, { name: 'gpu window' }));
     return g;
@@ -146,7 +175,12 @@ if (mode === 'core') {
 } else if (mode === 'win32') {
   const exitOf = async (cmd) => (await tm.measureCommand('cmd.exe', ['/c', cmd])).exitCode;
   await check('exit codes pass through (0, 3, 255, 70000)', async () => {
-    const codes = [await exitOf('exit 0'), await exitOf('exit 3'), await exitOf('exit 255'), await exitOf('exit 70000')];
+    const codes = [
+      await exitOf('exit 0'),
+      await exitOf('exit 3'),
+      await exitOf('exit 255'),
+      await exitOf('exit 70000'),
+    ];
     assert(JSON.stringify(codes) === '[0,3,255,70000]', JSON.stringify(codes));
     return codes;
   });
@@ -186,9 +220,15 @@ if (mode === 'core') {
     mkdirSync(dir, { recursive: true });
     const file = join(process.cwd(), 'cwd-env.txt');
     rmSync(file, { force: true });
-    const r = await tm.measureCommand('cmd.exe', ['/c', `cd > ${file} & echo %TASKMETER_PORTS_VAR%>> ${file}`], { cwd: dir, env: { ...process.env, TASKMETER_PORTS_VAR: 'from-env-42' } });
+    const r = await tm.measureCommand('cmd.exe', ['/c', `cd > ${file} & echo %TASKMETER_PORTS_VAR%>> ${file}`], {
+      cwd: dir,
+      env: { ...process.env, TASKMETER_PORTS_VAR: 'from-env-42' },
+    });
     const lines = readFileSync(file, 'utf8').split(/\r?\n/).filter(Boolean);
-    assert(r.exitCode === 0 && lines[0].toLowerCase() === dir.toLowerCase() && lines[1] === 'from-env-42', JSON.stringify(lines));
+    assert(
+      r.exitCode === 0 && lines[0].toLowerCase() === dir.toLowerCase() && lines[1] === 'from-env-42',
+      JSON.stringify(lines),
+    );
     return lines;
   });
   await check('a file that is not a program is EACCES (the CLI turns it into 126)', async () => {
@@ -201,10 +241,28 @@ if (mode === 'core') {
     throw new Error('no error');
   });
   await check('arguments reach the child exactly (MSVC command-line quoting)', async () => {
-    const args = ['plain', 'two words', '', 'quote"inside', 'trail\\', 'trail space\\', 'back\\\\"slash', '\\\\server\\share', 'tab\there', '%PATH%', 'a&b|c', 'ünï©ødé'];
+    const args = [
+      'plain',
+      'two words',
+      '',
+      'quote"inside',
+      'trail\\',
+      'trail space\\',
+      'back\\\\"slash',
+      '\\\\server\\share',
+      'tab\there',
+      '%PATH%',
+      'a&b|c',
+      'ünï©ødé',
+    ];
     const file = join(process.cwd(), 'argv.json');
     rmSync(file, { force: true });
-    const r = await tm.measureCommand(node, ['-e', "require('fs').writeFileSync(process.argv[1], JSON.stringify(process.argv.slice(2)))", file, ...args]);
+    const r = await tm.measureCommand(node, [
+      '-e',
+      "require('fs').writeFileSync(process.argv[1], JSON.stringify(process.argv.slice(2)))",
+      file,
+      ...args,
+    ]);
     const got = JSON.parse(readFileSync(file, 'utf8'));
     assert(r.exitCode === 0 && JSON.stringify(got) === JSON.stringify(args), `got ${JSON.stringify(got)}`);
     return got;
@@ -219,27 +277,54 @@ if (mode === 'core') {
     // control: started by Node (libuv) detached, i.e. outside any job
     const ctl = spawn(probe, [c], { detached: true, stdio: 'ignore' });
     await new Promise((res) => ctl.on('exit', res));
-    const seen = { pid: r.pid, a: readFileSync(a, 'utf8').trim(), b: readFileSync(b, 'utf8').trim(), control: readFileSync(c, 'utf8').trim() };
+    const seen = {
+      pid: r.pid,
+      a: readFileSync(a, 'utf8').trim(),
+      b: readFileSync(b, 'utf8').trim(),
+      control: readFileSync(c, 'utf8').trim(),
+    };
     assert(/in_job=1/.test(seen.a) && /in_job=1/.test(seen.b) && /in_job=0/.test(seen.control), JSON.stringify(seen));
     assert(seen.a.includes(`parent=${r.pid} `), `a's parent is the command: ${JSON.stringify(seen)}`);
     return seen;
   });
   await check('a tree of processes is sampled (ppid on Windows) and its CPU comes from the job', async () => {
-    const r = await tm.measureCommand(node, ['-e', "const t = Date.now(); while (Date.now() - t < 300); require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 1200)'])"], { sampleIntervalMs: 20 });
+    const r = await tm.measureCommand(
+      node,
+      [
+        '-e',
+        "const t = Date.now(); while (Date.now() - t < 300); require('child_process').spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 1200)'])",
+      ],
+      { sampleIntervalMs: 20 },
+    );
     const u = r.usage;
-    assert(r.exitCode === 0 && u.processes >= 2 && u.cpuSource === 'rusage', JSON.stringify({ code: r.exitCode, processes: u.processes, src: u.cpuSource }));
+    assert(
+      r.exitCode === 0 && u.processes >= 2 && u.cpuSource === 'rusage',
+      JSON.stringify({ code: r.exitCode, processes: u.processes, src: u.cpuSource }),
+    );
     assert(u.wallTimeMs >= 1200, `wall ${u.wallTimeMs}: the command returns only after its 1.2 s grandchild`);
     if (real) {
       // the job's accounting: at least the 300 ms busy loop; commit peaks of a Node process are many MiB
       assert(u.cpuTimeMs >= 250 && u.cpuTimeMs <= u.wallTimeMs * 4, `cpu ${u.cpuTimeMs} wall ${u.wallTimeMs}`);
-      assert(u.maxRssBytes > 8 * 2 ** 20 && u.treePeakRssBytes >= u.maxRssBytes, `maxRss ${u.maxRssBytes} treePeak ${u.treePeakRssBytes}`);
+      assert(
+        u.maxRssBytes > 8 * 2 ** 20 && u.treePeakRssBytes >= u.maxRssBytes,
+        `maxRss ${u.maxRssBytes} treePeak ${u.treePeakRssBytes}`,
+      );
     }
-    return { processes: u.processes, cpuMs: u.cpuTimeMs, maxRss: u.maxRssBytes, maxRssSource: u.maxRssSource, treePeak: u.treePeakRssBytes, wall: u.wallTimeMs };
+    return {
+      processes: u.processes,
+      cpuMs: u.cpuTimeMs,
+      maxRss: u.maxRssBytes,
+      maxRssSource: u.maxRssSource,
+      treePeak: u.treePeakRssBytes,
+      wall: u.wallTimeMs,
+    };
   });
 } else {
   throw new Error(`unknown mode ${mode}`);
 }
 result.done = true;
 process.exitCode = result.checks.every((c) => c.ok) ? 0 : 1;
-result.prebuildDir = existsSync(join(process.cwd(), 'node_modules/taskmeter/build')) ? 'build/ exists: compiled, not prebuilt' : 'prebuilds only';
+result.prebuildDir = existsSync(join(process.cwd(), 'node_modules/taskmeter/build'))
+  ? 'build/ exists: compiled, not prebuilt'
+  : 'prebuilds only';
 save();
