@@ -1,5 +1,7 @@
 // Checks the linter does not cover: no line of src/ over 120 columns, no suppression comment for a linter that is not
-// installed, and no reference to a path outside the repository. Part of `npm run lint`.
+// installed, no reference to a path outside the repository, and native/ formatted by clang-format (.clang-format).
+// Part of `npm run lint`.
+import { spawnSync } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +52,19 @@ for (const p of files(root)) {
       problems.push(`${at}: refers to a path outside the repository`);
     }
   });
+}
+// native/ as clang-format writes it. clang-format is a system package: without it this check is skipped with a note,
+// and fails under TASKMETER_REQUIRE_SYSTEM_DEPS=1 (CI), as the tests that need system packages do.
+const nativeFiles = [...files(join(root, 'native'))].filter((p) => /\.(cc|h)$/.test(p));
+const cf = spawnSync('clang-format', ['--dry-run', '-Werror', ...nativeFiles], { encoding: 'utf8' });
+if (cf.error) {
+  const note = 'clang-format not found: native/ formatting not checked (sudo bash scripts/system-deps.sh installs it)';
+  if (process.env.TASKMETER_REQUIRE_SYSTEM_DEPS === '1') problems.push(note);
+  else console.warn(`lint: ${note}`);
+} else if (cf.status !== 0) {
+  problems.push(
+    `native/ is not clang-formatted (npm run format:native):\n${cf.stderr.split('\n').slice(0, 20).join('\n')}`,
+  );
 }
 if (problems.length > 0) {
   console.error(problems.join('\n'));
