@@ -20,19 +20,23 @@ export interface NativeGpuInfo {
   devices: NativeGpuDevice[];
 }
 
+/** A MIG slice's parent GPU and instance ids. */
+export interface NativeMigSlice {
+  parentIndex: number;
+  parentUuid: string;
+  parentName: string;
+  /** The slice's index under its parent (nvmlDeviceGetMigDeviceHandleByIndex). */
+  index: number;
+  gpuInstanceId: number | null;
+  computeInstanceId: number | null;
+}
+
 export interface NativeGpuDevice {
   index: number;
   uuid: string;
   name: string;
   memoryTotalBytes: number | null;
-  mig: {
-    parentIndex: number;
-    parentUuid: string;
-    parentName: string;
-    index: number;
-    gpuInstanceId: number | null;
-    computeInstanceId: number | null;
-  } | null;
+  mig: NativeMigSlice | null;
   accountingMode: 'enabled' | 'disabled' | 'unsupported' | null;
   powerInstant: boolean;
 }

@@ -44,6 +44,7 @@ import {
   expectedLayouts,
   native,
   NativeGpuDevice,
+  NativeMigSlice,
   NativeGpuInfo,
 } from './binding';
 
@@ -56,15 +57,7 @@ export interface GpuDevice {
   /** For a MIG slice: the slice's own memory, not the parent's. */
   memoryTotalBytes: number | null;
   /** A MIG slice (a device of its own): its parent GPU and instance ids; null for a whole GPU. */
-  mig: {
-    parentIndex: number;
-    parentUuid: string;
-    parentName: string;
-    /** The slice's index under its parent (nvmlDeviceGetMigDeviceHandleByIndex). */
-    index: number;
-    gpuInstanceId: number | null;
-    computeInstanceId: number | null;
-  } | null;
+  mig: NativeMigSlice | null;
   /** Accounting mode ('enabled': exact per-process GPU memory peaks); null for a MIG slice. */
   accountingMode: 'enabled' | 'disabled' | 'unsupported' | null;
   /** What gpuInfo() advises about accounting mode, or null. */
