@@ -67,6 +67,38 @@ export function runChild(
   return run(process.execPath, [...(options.nodeArgs ?? []), join(root, 'test/children', script), ...args], options);
 }
 
+/** What a scenario gets in its child process (test/children/scenario.cjs). */
+export interface ScenarioContext {
+  /** taskmeter as a user loads it (dist/index.js), in the child. */
+  tm: typeof import('../dist/index.js');
+  /** The child's require, resolving from test/children/. */
+  require: NodeJS.Require;
+  MiB: number;
+  /** The fake NVML's scenario file (FAKE_NVML_SCENARIO) as it was when the child started; '' without one. */
+  base: string;
+  /** Replaces the fake NVML's scenario file atomically (the fake re-reads it when it changes). */
+  write(text: string): void;
+  /** Blocks the JS thread for `ms` milliseconds. */
+  sleep(ms: number): void;
+}
+
+/**
+ * A scenario run in a fresh process: its source is sent to the child, so it may use only `ctx` and globals (no
+ * imports or variables of the test file). What it returns is printed as JSON, with the child's `pid`.
+ */
+export type Scenario<T extends object = object> = (ctx: ScenarioContext) => T | Promise<T>;
+
+/** Runs a scenario in a fresh node process (optionally under a wrapper command such as `unshare`); never rejects. */
+export function runScenario(
+  scenario: Scenario,
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; wrapper?: string[] } = {},
+): Promise<ChildResult> {
+  const { wrapper = [], ...rest } = options;
+  const args = [join(root, 'test/children/scenario.cjs'), scenario.toString()];
+  if (wrapper.length === 0) return run(process.execPath, args, rest);
+  return run(wrapper[0], [...wrapper.slice(1), process.execPath, ...args], rest);
+}
+
 /** Parses the last JSON line a child printed. */
 export function lastJson<T = any>(out: string): T {
   const lines = out
