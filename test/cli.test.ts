@@ -6,14 +6,28 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fakeNvml, findSystemTool, gpuEnv, MiB, root, run, recordValidator, requireSystemTool } from './helpers';
+import {
+  type ChildResult,
+  cliPath,
+  fakeNvml,
+  findSystemTool,
+  gpuEnv,
+  MiB,
+  python3Path,
+  root,
+  run,
+  runCli,
+  recordValidator,
+  requireSystemTool,
+  writeFakeNvmlScenario,
+} from './helpers';
 import * as tm from '../dist/index.js';
 
-const cli = join(root, 'bin/taskmeter.js');
+const cli = cliPath;
 const noGnuTime = requireSystemTool('gnu-time');
 const GNU_TIME = findSystemTool('gnu-time') ?? '/usr/bin/time';
 // The real interpreter, not a version-manager shim (a shim would add its own processes to both measurements).
-const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+const python = python3Path();
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const validate = recordValidator();
@@ -31,9 +45,8 @@ async function gnuTime(cmd: string[]): Promise<GnuTime> {
   if (!kb || !user || !sys) throw new Error(`GNU time output not understood:\n${r.stderr}`);
   return { maxRssBytes: Number(kb[1]) * 1024, cpuMs: (Number(user[1]) + Number(sys[1])) * 1000, exit: r.code };
 }
-async function taskmeter(args: string[], env?: NodeJS.ProcessEnv) {
-  const r = await run(process.execPath, [cli, ...args], { timeoutMs: 60_000, env });
-  return r;
+async function taskmeter(args: string[], env?: NodeJS.ProcessEnv): Promise<ChildResult> {
+  return runCli(args, { timeoutMs: 60_000, env });
 }
 async function taskmeterJson(cmd: string[], env?: NodeJS.ProcessEnv) {
   const r = await taskmeter(['--json', '-q', '--', ...cmd], env);
@@ -232,9 +245,8 @@ describe('exit codes and signals', () => {
 
 describe('GPU rows through the fake NVML', () => {
   it('a child that holds GPU memory shows in the report and in --json', async () => {
-    const scenario = join(work, 'gpu-scenario.txt');
-    writeFileSync(
-      scenario,
+    const scenario = writeFakeNvmlScenario(
+      work,
       `count=1\ndev0.name=Fake H100\ndev0.used=${4096 * MiB}\ndev0.util=75\ndev0.power_mw=250000\n`,
     );
     // The command writes its own pid into the scenario: the fake then lists it as holding 500 MiB.
@@ -377,7 +389,6 @@ describe('errors are clear and lose nothing', () => {
     await expect(tm.measureCommand(script)).rejects.toMatchObject({ code: 'EACCES', syscall: 'execve' });
   });
 
-
   it('an -o or -t path that cannot be written is refused before the command starts (exit 2)', async () => {
     for (const flag of ['-o', '-t']) {
       const marker = join(work, `ran${flag}`);
@@ -394,7 +405,6 @@ describe('errors are clear and lose nothing', () => {
       expect(existsSync(marker)).toBe(false);
     }
   });
-
 });
 
 // Signals and the terminal as under GNU time (issue 9, item 3), in a real pseudo-terminal.

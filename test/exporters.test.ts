@@ -1,21 +1,20 @@
 // The exporters on the real SDKs: @opentelemetry/sdk-metrics with an in-memory exporter, and prom-client behind a
 // real HTTP server on 127.0.0.1 — with the fake NVML for the GPU instruments, and on a GPU-less host. Each scenario
 // runs in a child process (runScenario), so the GPU environment of the test applies.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as tm from '../dist/index.js';
-import { fakeNvml, gpuEnv, lastJson, MiB, runScenario, type Scenario } from './helpers';
+import { fakeNvml, gpuEnv, lastJson, MiB, runScenario, type Scenario, writeFakeNvmlScenario } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-exporters-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const UUID = 'GPU-11111111-2222-3333-4444-555555555555';
 
 function envWithGpu(): NodeJS.ProcessEnv {
-  const scenario = join(work, 'scenario.txt');
-  writeFileSync(
-    scenario,
+  const scenario = writeFakeNvmlScenario(
+    work,
     [
       'count=1',
       'dev0.name=Fake H100',

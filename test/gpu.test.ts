@@ -1,7 +1,7 @@
 // The GPU path without a GPU: a fake NVML (test/fixtures/fake-nvml) driven by scenario files, fault injection and
 // symbol-less builds; Debian's real libnvidia-ml with no driver; and the environment switches. Each case runs a
 // scenario (a function beside its assertions) in a child process, so the GPU environment of the test applies.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   requireSystemTool,
   runScenario,
   type Scenario,
+  writeFakeNvmlScenario,
 } from './helpers';
 
 const validate = recordValidator();
@@ -25,13 +26,7 @@ function expectValidRecord(rec: unknown): void {
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-gpu-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-let n = 0;
-/** A fresh fake NVML scenario file holding `text`. */
-function scenarioFile(text: string): string {
-  const file = join(work, `scenario-${n++}.txt`);
-  writeFileSync(file, text);
-  return file;
-}
+const scenarioFile = (text: string): string => writeFakeNvmlScenario(work, text);
 
 const BASE = [
   'count=2',

@@ -1,9 +1,12 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { ValidateFunction } from 'ajv';
 import { delimiter, join } from 'node:path';
 
 export const root = join(__dirname, '..');
 export const distEntry = join(root, 'dist/index.js');
+/** The `taskmeter` command as installed (bin/taskmeter.js). */
+export const cliPath = join(root, 'bin/taskmeter.js');
 
 export interface ChildResult {
   code: number | null;
@@ -14,12 +17,18 @@ export interface ChildResult {
   timedOut: boolean;
 }
 
+export interface RunOptions {
+  /** Killed with SIGKILL after this long (default 20 s); `timedOut` says so. */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Default: the repository root. */
+  cwd?: string;
+  /** Written to the child's stdin (else stdin is /dev/null). */
+  input?: string;
+}
+
 /** Runs a command with a hard timeout; never rejects. */
-export function run(
-  command: string,
-  args: string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
-): Promise<ChildResult> {
+export function run(command: string, args: string[], options: RunOptions = {}): Promise<ChildResult> {
   const started = performance.now();
   return new Promise((resolve) => {
     const child = spawn(command, args, {
@@ -56,6 +65,18 @@ export function run(
       child.stdin.end(options.input);
     }
   });
+}
+
+/** Runs the `taskmeter` command (bin/taskmeter.js) in a fresh node process; never rejects. */
+export function runCli(args: string[], options: RunOptions = {}): Promise<ChildResult> {
+  return run(process.execPath, [cliPath, ...args], options);
+}
+
+let python3: string | undefined;
+/** The real python3 interpreter (sys.executable), not a version-manager shim that would add processes of its own. */
+export function python3Path(): string {
+  python3 ??= execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+  return python3;
 }
 
 /** Runs a script from test/children/ in a fresh node process. */
@@ -208,11 +229,19 @@ export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.Proces
   return env;
 }
 
+let scenarioFiles = 0;
+/** Writes a new fake NVML scenario file (test/fixtures/fake-nvml) holding `text` in `dir`; returns its path. */
+export function writeFakeNvmlScenario(dir: string, text: string): string {
+  const file = join(dir, `scenario-${process.pid}-${scenarioFiles++}.txt`);
+  writeFileSync(file, text);
+  return file;
+}
+
 /** A real JSON Schema validator (ajv, draft 2020-12) for schema/record.schema.json. */
-export function recordValidator() {
+export function recordValidator(): ValidateFunction {
   const Ajv2020 = require('ajv/dist/2020').default;
   const addFormats = require('ajv-formats').default;
   const ajv = new Ajv2020({ allErrors: true, strict: true });
   addFormats(ajv);
-  return ajv.compile(JSON.parse(require('node:fs').readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+  return ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
 }

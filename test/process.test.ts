@@ -2,20 +2,17 @@
 // process trees: CPU from before tracking began is never counted, a reused root pid is never adopted, /proc files of
 // any size are read whole, big trees are sampled whole at a bounded cost, and every figure of a command's record
 // describes the command, never taskmeter's own process. Then argument checks, spawn errors and waiting without polling.
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { MiB, root, run } from './helpers';
+import { type ChildResult, cliPath, MiB, python3Path, recordValidator, root, run, runChild, runCli } from './helpers';
 import * as tm from '../dist/index.js';
 import { resolveCommand } from '../dist/process.js';
 
 const linux = process.platform === 'linux';
-const cli = join(root, 'bin/taskmeter.js');
-const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+const python = python3Path();
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-process-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -213,14 +210,12 @@ describe.runIf(linux)('trackProcess on real trees', () => {
 });
 
 describe.runIf(linux)('a command record describes the command, never taskmeter', () => {
-  const ajv = new Ajv2020({ strict: true, allErrors: true });
-  addFormats(ajv);
-  const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+  const validate = recordValidator();
 
   it('`taskmeter --json -- true` writes no 0 for what it did not measure, and counts samples only of the command', async () => {
     for (const cmd of [['true'], ['sh', '-c', 'exit 3']]) {
       const out = join(mkdtempSync(join(tmpdir(), 'taskmeter-tree-')), 'record.json');
-      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '-q', '-o', out, '--', ...cmd]);
+      const r = await runCli(['-q', '-o', out, '--', ...cmd]);
       expect(r.code, r.stderr).toBe(cmd[0] === 'true' ? 0 : 3);
       const rec = JSON.parse(readFileSync(out, 'utf8'));
       expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
@@ -307,12 +302,12 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
   });
 
   it('--no-gpu is reported as --no-gpu, and a GPU-less host gets one short GPU line', async () => {
-    const off = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--no-gpu', '--', 'true']);
+    const off = await runCli(['--no-gpu', '--', 'true']);
     const line = off.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
     expect(line).toMatch(/--no-gpu/);
     expect(off.stderr).not.toContain('TASKMETER_DISABLE_GPU');
     if (!tm.hasGpu) {
-      const on = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--', 'true'], {
+      const on = await runCli(['--', 'true'], {
         env: { ...process.env, TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' },
       });
       const gpu = on.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
@@ -322,7 +317,7 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
 
   it('usage messages quote options in balanced quotes', async () => {
     for (const args of [['--foo', '--', 'true'], ['-x'], ['-i'], ['--json=1', '--', 'true']]) {
-      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), ...args]);
+      const r = await runCli(args);
       expect(r.code).toBe(2);
       const first = r.stderr.split('\n')[0];
       for (const q of ["'", '"']) expect(first.split(q).length % 2, `${first}`).toBe(1);
@@ -401,11 +396,8 @@ describe('trackProcess()', () => {
   });
 });
 
-const spawnChild = (mode: string, env?: NodeJS.ProcessEnv) =>
-  run(process.execPath, [join(root, 'test/children/spawn-child.cjs'), mode], {
-    timeoutMs: 30_000,
-    env: { ...process.env, ...env },
-  });
+const spawnChild = (mode: string, env?: NodeJS.ProcessEnv): Promise<ChildResult> =>
+  runChild('spawn-child.cjs', [mode], { timeoutMs: 30_000, env: { ...process.env, ...env } });
 const lines = (s: string) =>
   s
     .trim()
@@ -420,7 +412,7 @@ describe('errors are clear and lose nothing', () => {
     expect(err.path).toBe(missing);
     expect(err.message).toContain(missing);
     expect(err.message).not.toMatch(/command not found/);
-    const notDir = await tm.measureCommand('true', [], { cwd: cli }).catch((e) => e);
+    const notDir = await tm.measureCommand('true', [], { cwd: cliPath }).catch((e) => e);
     expect(notDir.code).toBe('ENOTDIR');
   });
 

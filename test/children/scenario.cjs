@@ -4,6 +4,7 @@
 // FAKE_NVML_SCENARIO names the fake NVML's scenario file: ctx.base is its text at start, ctx.write replaces it
 // mid-run to inject faults.
 const fs = require('node:fs');
+const vm = require('node:vm');
 
 // Vitest compiles test files with esbuild's keepNames, which may wrap a function inside the scenario in __name(…).
 globalThis.__name ??= (fn) => fn;
@@ -29,7 +30,7 @@ function print(result) {
   console.log(JSON.stringify({ pid: process.pid, ...result }));
   if (process.env.EXIT_NOW) process.exit(0);
 }
-const scenario = (0, eval)(`(${process.argv[2]})`);
+const scenario = vm.runInThisContext(`(${process.argv[2]})`, { filename: 'scenario' });
 const result = scenario(ctx); // a synchronous scenario runs and prints in this same turn, as it was written
 if (result && typeof result.then === 'function') {
   result.then(print, (e) => {
