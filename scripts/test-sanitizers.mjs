@@ -33,11 +33,10 @@ const files = [
   'test/core.test.ts',
   'test/gpu.test.ts',
   'test/lifecycle.test.ts',
-  'test/churn.test.ts',
   'test/cli.test.ts',
   'test/exporters.test.ts',
   'test/properties.test.ts',
-  'test/process-tree.test.ts',
+  'test/process.test.ts',
 ];
 run(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], env);
 console.log('test:asan: clean (AddressSanitizer + UndefinedBehaviorSanitizer)');

@@ -1,20 +1,33 @@
-// The CLI and process tracking against GNU time (Debian's `time`, installed by scripts/system-deps.sh) on the same
+// The `taskmeter` command against GNU time (Debian's `time`, installed by scripts/system-deps.sh) on the same
 // commands, exit codes and signals, and GPU rows through the fake NVML.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fakeNvml, findSystemTool, gpuEnv, MiB, root, run, recordValidator, requireSystemTool } from './helpers';
+import {
+  type ChildResult,
+  cliPath,
+  fakeNvml,
+  findSystemTool,
+  gpuEnv,
+  MiB,
+  python3Path,
+  root,
+  run,
+  runCli,
+  recordValidator,
+  requireSystemTool,
+  writeFakeNvmlScenario,
+} from './helpers';
 import * as tm from '../dist/index.js';
-import { resolveCommand } from '../dist/process.js';
 
-const cli = join(root, 'bin/taskmeter.js');
+const cli = cliPath;
 const noGnuTime = requireSystemTool('gnu-time');
 const GNU_TIME = findSystemTool('gnu-time') ?? '/usr/bin/time';
 // The real interpreter, not a version-manager shim (a shim would add its own processes to both measurements).
-const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+const python = python3Path();
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const validate = recordValidator();
@@ -32,9 +45,8 @@ async function gnuTime(cmd: string[]): Promise<GnuTime> {
   if (!kb || !user || !sys) throw new Error(`GNU time output not understood:\n${r.stderr}`);
   return { maxRssBytes: Number(kb[1]) * 1024, cpuMs: (Number(user[1]) + Number(sys[1])) * 1000, exit: r.code };
 }
-async function taskmeter(args: string[], env?: NodeJS.ProcessEnv) {
-  const r = await run(process.execPath, [cli, ...args], { timeoutMs: 60_000, env });
-  return r;
+async function taskmeter(args: string[], env?: NodeJS.ProcessEnv): Promise<ChildResult> {
+  return runCli(args, { timeoutMs: 60_000, env });
 }
 async function taskmeterJson(cmd: string[], env?: NodeJS.ProcessEnv) {
   const r = await taskmeter(['--json', '-q', '--', ...cmd], env);
@@ -233,9 +245,8 @@ describe('exit codes and signals', () => {
 
 describe('GPU rows through the fake NVML', () => {
   it('a child that holds GPU memory shows in the report and in --json', async () => {
-    const scenario = join(work, 'gpu-scenario.txt');
-    writeFileSync(
-      scenario,
+    const scenario = writeFakeNvmlScenario(
+      work,
       `count=1\ndev0.name=Fake H100\ndev0.used=${4096 * MiB}\ndev0.util=75\ndev0.power_mw=250000\n`,
     );
     // The command writes its own pid into the scenario: the fake then lists it as holding 500 MiB.
@@ -275,52 +286,6 @@ describe('GPU rows through the fake NVML', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stderr).gpu_available).toBe(false);
     expect(() => readFileSync(log)).toThrow();
-  });
-});
-
-describe('trackProcess()', () => {
-  it('follows a running process tree until it exits', async () => {
-    const { spawn } = await import('node:child_process');
-    const child = spawn(
-      'sh',
-      ['-c', `sleep 0.3; ${python} -c "b = b'\\x01' * (50 << 20); import time; time.sleep(0.3)"; sleep 0.1`],
-      { stdio: 'ignore' },
-    );
-    const t = tm.trackProcess(child.pid!, { sampleIntervalMs: 5 });
-    expect(t.running).toBe(true);
-    const u = await t.exited;
-    expect(t.running).toBe(false);
-    expect(u.pid).toBe(child.pid);
-    expect(u.processes).toBeGreaterThanOrEqual(2);
-    expect(u.maxRssBytes).toBeGreaterThan(50 * MiB);
-    expect(u.maxRssCommand).toMatch(/python/);
-    expect(u.treePeakRssBytes).toBeGreaterThanOrEqual(u.maxRssBytes!);
-    expect(u.cpuSource).toBe('sampled');
-    expect(u.wallTimeMs).toBeGreaterThan(600);
-    expect(u.timeline!.points.length).toBeGreaterThan(20);
-    expect(t.stop()).toBe(u);
-  });
-
-  it('validates its arguments', async () => {
-    expect(() => tm.trackProcess('1' as any)).toThrow(TypeError);
-    expect(() => tm.trackProcess(0)).toThrow(RangeError);
-    expect(() => tm.trackProcess(1.5)).toThrow(RangeError);
-    expect(() => tm.trackProcess(4_000_000)).toThrow(/no such process/);
-    expect(() => tm.trackProcess(process.pid, { includeChildren: 'yes' } as any)).toThrow(/includeChildren/);
-    await expect(tm.measureCommand('')).rejects.toThrow(TypeError);
-    await expect(tm.measureCommand('true', 'x' as any)).rejects.toThrow(TypeError);
-    await expect(tm.measureCommand('true', [], { stdio: 'pipes' } as any)).rejects.toThrow(RangeError);
-    await expect(tm.measureCommand('true', [], { sampleIntervalMs: 0 })).rejects.toThrow(/sampleIntervalMs/);
-  });
-
-  it('measureCommand captures output with stdio pipe and reports exact CPU', async () => {
-    const r = await tm.measureCommand('sh', ['-c', 'echo out; echo err >&2; exit 5'], { stdio: 'pipe' });
-    expect(r.exitCode).toBe(5);
-    expect(r.signal).toBeNull();
-    expect(r.stdout!.toString()).toBe('out\n');
-    expect(r.stderr!.toString()).toBe('err\n');
-    expect(r.usage.cpuSource).toBe('rusage');
-    await expect(tm.measureCommand('no-such-command-xyz')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
@@ -414,29 +379,7 @@ describe('the command keeps its stdin, stdout and stderr', () => {
   });
 });
 
-const spawnChild = (mode: string, env?: NodeJS.ProcessEnv) =>
-  run(process.execPath, [join(root, 'test/children/spawn-child.cjs'), mode], {
-    timeoutMs: 30_000,
-    env: { ...process.env, ...env },
-  });
-const lines = (s: string) =>
-  s
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-
 describe('errors are clear and lose nothing', () => {
-  it('a missing cwd is an error that names the directory, not "command not found"', async () => {
-    const missing = join(work, 'no-such-dir');
-    const err = await tm.measureCommand('true', [], { cwd: missing }).catch((e) => e);
-    expect(err.code).toBe('ENOENT');
-    expect(err.path).toBe(missing);
-    expect(err.message).toContain(missing);
-    expect(err.message).not.toMatch(/command not found/);
-    const notDir = await tm.measureCommand('true', [], { cwd: cli }).catch((e) => e);
-    expect(notDir.code).toBe('ENOTDIR');
-  });
-
   it('permission denied → 126, with EACCES from measureCommand', async () => {
     const script = join(work, 'not-executable.sh');
     writeFileSync(script, '#!/bin/sh\necho no\n', { mode: 0o644 });
@@ -461,63 +404,6 @@ describe('errors are clear and lose nothing', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
       expect(existsSync(marker)).toBe(false);
     }
-  });
-
-  it('an env without PATH finds the command the way child_process does (/usr/bin:/bin)', async () => {
-    const r = lines((await spawnChild('no-path')).stdout)[0];
-    expect(r).toMatchObject({ exitCode: 0 });
-    expect(r.lines).toBeGreaterThan(5);
-    expect(resolveCommand('ls', {}, '/')).toMatch(/^\/usr\/bin\/ls$|^\/bin\/ls$/);
-  });
-
-  it('a waiter thread that cannot be created: the command is killed and reaped, the promise rejects with EAGAIN', async () => {
-    const r = await spawnChild('thread-fails', { TASKMETER_TEST_FAIL_WAITER_THREAD: '1' });
-    expect(r.code, r.stderr).toBe(0);
-    const [res] = lines(r.stdout);
-    expect(res).toMatchObject({ code: 'EAGAIN', syscall: 'pthread_create', left: [], pending: 0 });
-  });
-
-  it('errno names are the real ones (no invented codes): an executable that is no program is ENOEXEC', async () => {
-    const junk = join(work, 'not-a-program');
-    writeFileSync(junk, Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 10]), { mode: 0o755 });
-    const err = await tm.measureCommand(junk).then(
-      () => null,
-      (e: NodeJS.ErrnoException) => e,
-    );
-    expect(err).toMatchObject({ code: 'ENOEXEC', errno: osConstants.errno.ENOEXEC, syscall: 'execve', path: junk });
-    const denied = await tm.measureCommand(work).then(
-      () => null,
-      (e: NodeJS.ErrnoException) => e,
-    );
-    expect(denied).toMatchObject({ code: 'EACCES', errno: osConstants.errno.EACCES });
-  });
-});
-
-describe('waiting for the command without polling', () => {
-  it('the JS thread sleeps while the command runs (a handful of wakeups over 1 s, not one per 10 ms)', async () => {
-    const r = await spawnChild('wakeups');
-    const [res] = lines(r.stdout);
-    expect(res.exitCode).toBe(0);
-    expect(res.wallTimeMs).toBeGreaterThan(950);
-    expect(res.switches).toBeLessThan(20);
-  });
-
-  it('a running command keeps the event loop alive, and nothing else does', async () => {
-    const r = await spawnChild('alive');
-    const [done, exit] = lines(r.stdout);
-    expect(done.exitCode).toBe(0);
-    expect(done.atMs).toBeGreaterThan(290);
-    expect(exit.exitAtMs - done.atMs).toBeLessThan(200);
-  });
-
-  it('a worker that ends while its command runs leaks no spawn record and leaves no zombie', async () => {
-    const r = await spawnChild('worker-ends');
-    expect(r.code, r.stderr).toBe(0);
-    const [res] = lines(r.stdout);
-    expect(res.pendingWhileRunning).toBe(1);
-    expect(res.aliveWhenTerminated).toBe(true);
-    expect(res.pendingAfter).toBe(0);
-    expect(res.reaped).toBe(true);
   });
 });
 

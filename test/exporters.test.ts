@@ -1,20 +1,20 @@
 // The exporters on the real SDKs: @opentelemetry/sdk-metrics with an in-memory exporter, and prom-client behind a
-// real HTTP server on 127.0.0.1 — with the fake NVML for the GPU instruments, and on a GPU-less host.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// real HTTP server on 127.0.0.1 — with the fake NVML for the GPU instruments, and on a GPU-less host. Each scenario
+// runs in a child process (runScenario), so the GPU environment of the test applies.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as tm from '../dist/index.js';
-import { fakeNvml, gpuEnv, lastJson, MiB, runChild } from './helpers';
+import { fakeNvml, gpuEnv, lastJson, MiB, runScenario, type Scenario, writeFakeNvmlScenario } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-exporters-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const UUID = 'GPU-11111111-2222-3333-4444-555555555555';
 
 function envWithGpu(): NodeJS.ProcessEnv {
-  const scenario = join(work, 'scenario.txt');
-  writeFileSync(
-    scenario,
+  const scenario = writeFakeNvmlScenario(
+    work,
     [
       'count=1',
       'dev0.name=Fake H100',
@@ -31,8 +31,9 @@ function envWithGpu(): NodeJS.ProcessEnv {
 }
 const envWithoutGpu = () => gpuEnv({ TASKMETER_DISABLE_GPU: '1' });
 
-async function child(mode: 'otel' | 'prometheus', env: NodeJS.ProcessEnv) {
-  const r = await runChild('exporters-child.cjs', [mode], { env, timeoutMs: 30_000 });
+/** Runs an exporter scenario in a fresh process (so the GPU environment of the test applies); returns its JSON. */
+async function child(scenario: Scenario, env: NodeJS.ProcessEnv): Promise<any> {
+  const r = await runScenario(scenario, { env, timeoutMs: 30_000 });
   expect(r.code, r.stderr).toBe(0);
   return lastJson(r.stdout);
 }
@@ -43,9 +44,48 @@ const OBSERVABLE_UP_DOWN_COUNTER = 'OBSERVABLE_UP_DOWN_COUNTER';
 const OBSERVABLE_GAUGE = 'OBSERVABLE_GAUGE';
 const HISTOGRAM = 'HISTOGRAM';
 
+// The real SDK with an in-memory exporter: what one measured task and the observable instruments export.
+const otel: Scenario = async ({ tm, require }) => {
+  const {
+    MeterProvider,
+    PeriodicExportingMetricReader,
+    InMemoryMetricExporter,
+    AggregationTemporality,
+  } = require('@opentelemetry/sdk-metrics');
+  const { registerTaskmeterMetrics } = require('../../dist/exporters/otel.js');
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+  const provider = new MeterProvider({ readers: [reader] });
+  const errors: string[] = [];
+  process.on('uncaughtException', (e) => errors.push(String(e)));
+  const metrics = registerTaskmeterMetrics(provider.getMeter('taskmeter-test'), { gpuIntervalMs: 20 });
+  await new Promise((r) => setTimeout(r, 200));
+  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 100)));
+  metrics.recordUsage(usage, { task: 'sleep' });
+  await reader.forceFlush();
+  const out = [];
+  for (const rm of exporter.getMetrics()) {
+    for (const sm of rm.scopeMetrics) {
+      for (const m of sm.metrics) {
+        out.push({
+          name: m.descriptor.name,
+          unit: m.descriptor.unit,
+          type: m.descriptor.type,
+          dataPointType: m.dataPointType,
+          isMonotonic: m.isMonotonic,
+          points: m.dataPoints.map((p: any) => ({ attributes: p.attributes, value: p.value })),
+        });
+      }
+    }
+  }
+  metrics.unregister();
+  await provider.shutdown();
+  return { metrics: out, errors, hasGpu: tm.hasGpu };
+};
+
 describe('OpenTelemetry (taskmeter/otel)', () => {
   it('exports the semantic-convention names, units and instrument kinds, GPU ones through the fake NVML', async () => {
-    const { metrics, errors, hasGpu } = await child('otel', envWithGpu());
+    const { metrics, errors, hasGpu } = await child(otel, envWithGpu());
     expect(hasGpu).toBe(true);
     expect(errors).toEqual([]);
     const by = Object.fromEntries(metrics.map((m: any) => [m.name, m]));
@@ -91,7 +131,7 @@ describe('OpenTelemetry (taskmeter/otel)', () => {
   });
 
   it('a GPU-less host exports no GPU series and raises no errors', async () => {
-    const { metrics, errors, hasGpu } = await child('otel', envWithoutGpu());
+    const { metrics, errors, hasGpu } = await child(otel, envWithoutGpu());
     expect(hasGpu).toBe(false);
     expect(errors).toEqual([]);
     for (const m of metrics) {
@@ -139,9 +179,40 @@ function parseExposition(text: string) {
   return { types, samples };
 }
 
+// prom-client behind a real HTTP server on 127.0.0.1, beside collectDefaultMetrics: what a scrape gets.
+const prometheus: Scenario = async ({ tm, require }) => {
+  const http = require('node:http');
+  const prom = require('prom-client');
+  const { createTaskmeterCollector } = require('../../dist/exporters/prometheus.js');
+  const registry = new prom.Registry();
+  prom.collectDefaultMetrics({ register: registry });
+  const collector = createTaskmeterCollector({ registry, gpuIntervalMs: 20 });
+  await new Promise((r) => setTimeout(r, 200));
+  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 50)));
+  collector.observeUsage(usage, { task: 'sleep' });
+  const server = http.createServer(async (_req: unknown, res: any) => {
+    res.setHeader('content-type', registry.contentType);
+    res.end(await registry.metrics());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  const resp = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await resp.text();
+  server.close();
+  collector.unregister();
+  const after = await registry.metrics();
+  return {
+    status: resp.status,
+    contentType: resp.headers.get('content-type'),
+    text,
+    afterHasTaskmeter: after.includes('taskmeter_'),
+    hasGpu: tm.hasGpu,
+  };
+};
+
 describe('Prometheus (taskmeter/prometheus)', () => {
   it('serves parseable metrics with the GPU series, beside collectDefaultMetrics', async () => {
-    const { status, contentType, text, afterHasTaskmeter, hasGpu } = await child('prometheus', envWithGpu());
+    const { status, contentType, text, afterHasTaskmeter, hasGpu } = await child(prometheus, envWithGpu());
     expect(hasGpu).toBe(true);
     expect(status).toBe(200);
     expect(contentType).toMatch(/text\/plain/);
@@ -171,7 +242,7 @@ describe('Prometheus (taskmeter/prometheus)', () => {
   });
 
   it('a GPU-less host exports no GPU series and raises no errors', async () => {
-    const { text, hasGpu } = await child('prometheus', envWithoutGpu());
+    const { text, hasGpu } = await child(prometheus, envWithoutGpu());
     expect(hasGpu).toBe(false);
     const { samples } = parseExposition(text);
     expect(samples.filter((s) => s.name.startsWith('taskmeter_gpu_'))).toEqual([]);

@@ -1,6 +1,7 @@
 // The GPU path without a GPU: a fake NVML (test/fixtures/fake-nvml) driven by scenario files, fault injection and
-// symbol-less builds; Debian's real libnvidia-ml with no driver; and the environment switches.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// symbol-less builds; Debian's real libnvidia-ml with no driver; and the environment switches. Each case runs a
+// scenario (a function beside its assertions) in a child process, so the GPU environment of the test applies.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,10 +12,11 @@ import {
   gpuEnv,
   lastJson,
   MiB,
-  run,
-  runChild,
   recordValidator,
   requireSystemTool,
+  runScenario,
+  type Scenario,
+  writeFakeNvmlScenario,
 } from './helpers';
 
 const validate = recordValidator();
@@ -24,7 +26,7 @@ function expectValidRecord(rec: unknown): void {
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-gpu-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-let n = 0;
+const scenarioFile = (text: string): string => writeFakeNvmlScenario(work, text);
 
 const BASE = [
   'count=2',
@@ -42,26 +44,32 @@ const BASE = [
   'dev1.power_mw=100000',
 ].join('\n');
 
-/** Runs test/children/gpu-child.cjs with a scenario; returns its JSON. */
+// Each scenario runs in a child process (runScenario) against whatever NVML the environment points at: the fake,
+// Debian's real library, none. Those used throughout are here; the others sit beside the test that checks them.
+const readInfo: Scenario = ({ tm }) => ({ hasGpu: tm.hasGpu, info: tm.gpuInfo(), snap: tm.snapshot() });
+const measureWindow: Scenario = ({ tm, sleep }) => {
+  const { usage } = tm.measureSync(() => sleep(300), { sampleIntervalMs: 10 });
+  return { usage, record: tm.toRecord(usage), snap: tm.snapshot(), info: tm.gpuInfo() };
+};
+
+/** Runs a scenario against the fake NVML with a scenario file (BASE unless given); returns its JSON. */
 async function gpuCase(
-  name: string,
+  scenarioCode: Scenario,
   opts: { scenario?: string; variant?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
 ): Promise<any> {
-  const scenario = join(work, `scenario-${n++}.txt`);
-  writeFileSync(scenario, opts.scenario ?? BASE);
   const env = gpuEnv({
     TASKMETER_NVML_LIBRARY: fakeNvml(opts.variant ?? 'full'),
-    FAKE_NVML_SCENARIO: scenario,
+    FAKE_NVML_SCENARIO: scenarioFile(opts.scenario ?? BASE),
     ...opts.env,
   });
-  const r = await runChild('gpu-child.cjs', [name], { env, timeoutMs: opts.timeoutMs ?? 20_000 });
+  const r = await runScenario(scenarioCode, { env, timeoutMs: opts.timeoutMs ?? 20_000 });
   expect(r.code, r.stderr + r.stdout).toBe(0);
   return { ...lastJson(r.stdout), elapsedMs: r.elapsedMs };
 }
 
 describe('detection', () => {
   it('finds the fake GPUs: hasGpu, gpuInfo() and snapshot().gpus', async () => {
-    const { hasGpu, info, snap } = await gpuCase('info');
+    const { hasGpu, info, snap } = await gpuCase(readInfo);
     expect(hasGpu).toBe(true);
     expect(info).toMatchObject({
       available: true,
@@ -163,7 +171,7 @@ describe('detection', () => {
   for (const [what, env, scenario, reason, code] of unavailable) {
     it(`reports hasGpu=false with a reason and its code: ${what}`, async () => {
       const { variant, ...rest } = env as Record<string, string | undefined> & { variant?: string };
-      const { hasGpu, info, snap } = await gpuCase('info', { variant, env: rest, scenario: scenario ?? BASE });
+      const { hasGpu, info, snap } = await gpuCase(readInfo, { variant, env: rest, scenario: scenario ?? BASE });
       expect(hasGpu).toBe(false);
       expect(info.available).toBe(false);
       expect(info.reason).toMatch(reason);
@@ -175,7 +183,7 @@ describe('detection', () => {
   }
 
   it('says where it looked when no library is found', async () => {
-    const r = await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ LD_LIBRARY_PATH: '/nonexistent' }) });
+    const r = await runScenario(readInfo, { env: gpuEnv({ LD_LIBRARY_PATH: '/nonexistent' }) });
     const { hasGpu, info } = lastJson(r.stdout);
     if (info.library === null) {
       expect(hasGpu).toBe(false);
@@ -190,13 +198,13 @@ describe('detection', () => {
 
   it('honours CUDA_VISIBLE_DEVICES by index (CUDA_DEVICE_ORDER=PCI_BUS_ID) and by UUID (prefix)', async () => {
     const pci = { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
-    const byIndex = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...pci } });
+    const byIndex = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '1', ...pci } });
     expect(byIndex.info.devices.map((d: any) => d.index)).toEqual([1]);
     expect(byIndex.info).toMatchObject({ deviceOrder: 'PCI_BUS_ID', deviceOrderCertain: true });
     expect(byIndex.snap.gpus.map((g: any) => g.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
-    const byUuid = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: 'GPU-99999999,GPU-1111' } });
+    const byUuid = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: 'GPU-99999999,GPU-1111' } });
     expect(byUuid.info.devices.map((d: any) => d.index)).toEqual([1, 0]);
-    const stops = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,7,1', ...pci } }); // CUDA stops at an invalid entry
+    const stops = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '0,7,1', ...pci } }); // CUDA stops at an invalid entry
     expect(stops.info.devices.map((d: any) => d.index)).toEqual([0]);
   });
 
@@ -210,32 +218,32 @@ describe('detection', () => {
   const noCuda = { TASKMETER_GPU_DETECT_TIMEOUT_MS: '30000', TASKMETER_CUDA_LIBRARY: '/nonexistent/libcuda.so.1' };
 
   it("a bare index on two different GPUs with CUDA's default order: CUDA is asked in a helper process and the right GPU picked", async () => {
-    const zero = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });
+    const zero = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '0', ...cuda } });
     expect(zero.hasGpu).toBe(true);
     expect(zero.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']); // CUDA's 0, NVML's 1
     expect(zero.info).toMatchObject({
       deviceOrderCertain: true,
       deviceOrderNote: expect.stringMatching(/helper process/),
     });
-    const one = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...cuda } });
+    const one = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '1', ...cuda } });
     expect(one.info.devices.map((d: any) => d.name)).toEqual(['Fake H100']);
     expect(one.snap.gpus[0].processMemoryBytes).toBe(64 * MiB); // readings of the right GPU: ours is on the H100
   });
 
   it("a bare index on two different GPUs with CUDA's default order and no CUDA to ask: says it cannot tell, attributes nothing", async () => {
-    const { hasGpu, info, snap } = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
+    const { hasGpu, info, snap } = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
     expect(hasGpu).toBe(false);
     expect(info.reason).toMatch(/names GPUs by index, but CUDA's order of these GPUs is unknown/);
     expect(info.reasonCode).toBe('GPU_CUDA_ORDER_UNKNOWN');
     expect(info.reason).toMatch(/CUDA_DEVICE_ORDER=PCI_BUS_ID/);
     expect(snap.gpus).toEqual([]);
     expect(info.reason).toMatch(/asking CUDA in a helper process failed: the CUDA driver library could not be loaded/);
-    const { record } = await gpuCase('window', { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
+    const { record } = await gpuCase(measureWindow, { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
     expect(record.gpus).toEqual([]);
     expect(record.gpu_reason).toMatch(/order of these GPUs is unknown/);
     expectValidRecord(record);
     // every GPU named by index: the set is certain, only CUDA's labels are not
-    const all = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0,1', ...noCuda } });
+    const all = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '0,1', ...noCuda } });
     expect(all.info.devices).toHaveLength(2);
     expect(all.info.deviceOrderCertain).toBe(false);
     expect(all.info.deviceOrderNote).toMatch(/different GPU models/);
@@ -243,7 +251,7 @@ describe('detection', () => {
 
   it('a bare index on identical GPUs follows FASTEST_FIRST (= PCI order for one model)', async () => {
     const same = BASE.replace('dev1.name=Fake A100', 'dev1.name=Fake H100');
-    const { hasGpu, info } = await gpuCase('info', { scenario: same, env: { CUDA_VISIBLE_DEVICES: '1' } });
+    const { hasGpu, info } = await gpuCase(readInfo, { scenario: same, env: { CUDA_VISIBLE_DEVICES: '1' } });
     expect(hasGpu).toBe(true);
     expect(info.deviceOrderCertain).toBe(true);
     expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-99999999-8888-7777-6666-555555555555']);
@@ -255,13 +263,11 @@ describe.skipIf(noDebianNvml)(
   `Debian's real libnvidia-ml (no driver here)${noDebianNvml ? ` (skipped: ${noDebianNvml})` : ''}`,
   () => {
     it('loads it and reports hasGpu=false with a reason naming the driver', async () => {
-      const r = await runChild('gpu-child.cjs', ['window'], {
-        env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }),
-      });
+      const r = await runScenario(measureWindow, { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) });
       expect(r.code, r.stderr).toBe(0);
       const { usage, record } = lastJson(r.stdout);
       const info = lastJson(
-        (await runChild('gpu-child.cjs', ['info'], { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) })).stdout,
+        (await runScenario(readInfo, { env: gpuEnv({ TASKMETER_NVML_LIBRARY: debianNvml }) })).stdout,
       );
       expect(info.hasGpu).toBe(false);
       expect(info.info.library).toBe(debianNvml);
@@ -277,7 +283,7 @@ describe.skipIf(noDebianNvml)(
 
 describe('windows with a GPU', () => {
   it('report per-GPU peaks, energy and utilization, and the GPU record fields', async () => {
-    const { usage, record } = await gpuCase('window');
+    const { usage, record } = await gpuCase(measureWindow);
     expect(usage.gpus).toHaveLength(2);
     const [g0, g1] = usage.gpus;
     expect(g0).toMatchObject({
@@ -316,16 +322,37 @@ describe('windows with a GPU', () => {
     });
   });
 
+  // The process's GPU memory spikes to 512 MiB for 200 ms inside the window, then falls back to 64 MiB.
+  const spike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+    write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
+    sleep(100);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(100);
+        write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
+        sleep(200);
+        write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
+        sleep(150);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    return { usage, record: tm.toRecord(usage) };
+  };
   it('a transient spike of the process GPU memory inside a window is its peak', async () => {
-    const { usage, record } = await gpuCase('spike');
+    const { usage, record } = await gpuCase(spike);
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(512 * MiB);
     expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
     expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
     expect(record.gpu_memory_peak_mb).toBe(512);
   });
 
+  const short: Scenario = ({ tm, sleep }) => {
+    sleep(50);
+    const { usage } = tm.measureSync(() => 0);
+    return { usage, record: tm.toRecord(usage) };
+  };
   it('a window too short for a GPU reading reports the latest reading', async () => {
-    const { usage, record } = await gpuCase('short');
+    const { usage, record } = await gpuCase(short);
     expect(usage.gpuSamples).toBeLessThanOrEqual(1); // opening a window may trigger one reading at once
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
     expect(usage.gpus[0].energyJoules).toBeGreaterThanOrEqual(0);
@@ -333,7 +360,7 @@ describe('windows with a GPU', () => {
   });
 
   it('integrates power where there is no energy counter', async () => {
-    const { usage } = await gpuCase('window', { variant: 'no-energy' });
+    const { usage } = await gpuCase(measureWindow, { variant: 'no-energy' });
     const expected = 300 * (usage.wallTimeMs / 1000);
     expect(usage.gpus[0].energyJoules).toBeGreaterThan(0.8 * expected);
     expect(usage.gpus[0].energyJoules).toBeLessThan(1.2 * expected);
@@ -348,7 +375,7 @@ describe('versioned symbols and entry layouts', () => {
     ['v1-only', 1, 16],
   ] as const) {
     it(`reads the process list from the ${variant} build (v${version}, ${entry}-byte entries)`, async () => {
-      const { info, snap } = await gpuCase('info', { variant });
+      const { info, snap } = await gpuCase(readInfo, { variant });
       expect(info.processListVersion).toBe(version);
       expect(info.processEntryBytes).toBe(entry);
       expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
@@ -357,13 +384,13 @@ describe('versioned symbols and entry layouts', () => {
   }
 
   it('reads the 32-byte _v3 entries that drivers 535.43–535.86 wrote', async () => {
-    const { info, snap } = await gpuCase('info', { scenario: BASE + '\ndriver=535.54.03\nv3_entry=32\n' });
+    const { info, snap } = await gpuCase(readInfo, { scenario: BASE + '\ndriver=535.54.03\nv3_entry=32\n' });
     expect(info.processEntryBytes).toBe(32);
     expect(snap.gpus[0].processMemoryBytes).toBe(64 * MiB);
   });
 
   it('a list in a layout it did not expect is discarded with a reason, never read as garbage', async () => {
-    const { snap } = await gpuCase('info', { scenario: BASE + '\ndriver=550.54.15\nv3_entry=32\n' });
+    const { snap } = await gpuCase(readInfo, { scenario: BASE + '\ndriver=550.54.15\nv3_entry=32\n' });
     expect(snap.gpus[0].processMemoryBytes).toBeNull();
     expect(snap.gpus[0].processMemoryReason).toMatch(/malformed/);
   });
@@ -371,7 +398,7 @@ describe('versioned symbols and entry layouts', () => {
 
 describe('fault matrix: measurement keeps working, with nulls and reasons', () => {
   it('NVML_VALUE_NOT_AVAILABLE for our process → null with the reason', async () => {
-    const { usage, record } = await gpuCase('window', { scenario: BASE.replace(`self:${64 * MiB}`, 'self:na') });
+    const { usage, record } = await gpuCase(measureWindow, { scenario: BASE.replace(`self:${64 * MiB}`, 'self:na') });
     expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
     expect(usage.gpus[0].processMemoryReason).toMatch(/NVML_VALUE_NOT_AVAILABLE/);
     // not attributable → the device level, named
@@ -382,7 +409,7 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   it('a failing process-list call → null with the reason; the other values stay', async () => {
-    const { usage } = await gpuCase('window', {
+    const { usage } = await gpuCase(measureWindow, {
       scenario: BASE + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=3\n',
     });
     expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
@@ -392,14 +419,14 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   it('INSUFFICIENT_SIZE while the list grows between calls → retried, the right value', async () => {
-    const { usage } = await gpuCase('window', { scenario: BASE + '\ndev0.grow=7\n' });
+    const { usage } = await gpuCase(measureWindow, { scenario: BASE + '\ndev0.grow=7\n' });
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
     expect(usage.gpus[0].processMemoryReason).toBeNull();
   });
 
   it('pid 0 or memory above the device total in the list → malformed, null', async () => {
     for (const procs of [`0:${MiB},self:${64 * MiB}`, `4242:${200 * 1024 * MiB},self:${64 * MiB}`]) {
-      const { usage, record } = await gpuCase('window', { scenario: BASE + `\ndev0.procs=${procs}\n` });
+      const { usage, record } = await gpuCase(measureWindow, { scenario: BASE + `\ndev0.procs=${procs}\n` });
       expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
       expect(usage.gpus[0].processMemoryReason).toMatch(/malformed/);
       expectValidRecord(record);
@@ -407,17 +434,30 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   it('memory used above total is not reported', async () => {
-    const { usage } = await gpuCase('window', { scenario: BASE + `\ndev0.used=${100 * 1024 * MiB}\n` });
+    const { usage } = await gpuCase(measureWindow, { scenario: BASE + `\ndev0.used=${100 * 1024 * MiB}\n` });
     expect(usage.gpus[0].memoryUsedPeakBytes).toBeNull();
   });
 
   it('a memory _v2 call that fails falls back to v1', async () => {
-    const { usage } = await gpuCase('window', { scenario: BASE + '\nfail.nvmlDeviceGetMemoryInfo_v2=25\n' });
+    const { usage } = await gpuCase(measureWindow, { scenario: BASE + '\nfail.nvmlDeviceGetMemoryInfo_v2=25\n' });
     expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
   });
 
+  // Something changes mid-window (the scenario lines in FAULT, `;`-separated), the window goes on.
+  const midWindow: Scenario = ({ tm, sleep, write, base }) => {
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + '\n' + process.env.FAULT!.replace(/;/g, '\n') + '\n');
+        sleep(250);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    const after = tm.measureSync(() => sleep(100));
+    return { usage, record: tm.toRecord(usage), after: after.usage, snap: tm.snapshot() };
+  };
   it('GPU_IS_LOST mid-window: the window closes, the error is named, later windows work', async () => {
-    const { usage, record, after, snap } = await gpuCase('midWindow', { env: { FAULT: 'dev0.lost=1' } });
+    const { usage, record, after, snap } = await gpuCase(midWindow, { env: { FAULT: 'dev0.lost=1' } });
     expect(usage.gpus[0].error).toMatch(/NVML_ERROR_GPU_IS_LOST/);
     expect(usage.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB); // readings before the loss are kept
     expect(usage.gpus[1].error).toBeNull();
@@ -430,7 +470,7 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   it('an energy counter that goes backwards (driver reload) → integrated power for that stretch, with the reason', async () => {
-    const { usage, record } = await gpuCase('midWindow', { env: { FAULT: 'dev0.energy_mj=0' } });
+    const { usage, record } = await gpuCase(midWindow, { env: { FAULT: 'dev0.energy_mj=0' } });
     const e = usage.gpus[0].energyJoules;
     expect(e).toBeGreaterThan(0);
     expect(e).toBeLessThan(1.3 * 300 * (usage.wallTimeMs / 1000));
@@ -440,16 +480,16 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
 
   it('in its own PID namespace the process memory is null with the reason, and the peak is device-level', async () => {
     // TASKMETER_PID_NAMESPACE=own stands in for a container here (this machine runs in the initial namespace).
-    const { usage, record } = await gpuCase('window', { env: { TASKMETER_PID_NAMESPACE: 'own' } });
+    const { usage, record } = await gpuCase(measureWindow, { env: { TASKMETER_PID_NAMESPACE: 'own' } });
     expect(usage.gpus[0].processMemoryPeakBytes).toBeNull();
     expect(usage.gpus[0].processMemoryReason).toMatch(/own PID namespace/);
     expect(usage.gpuMemoryPeakSource).toBe('device');
     expectValidRecord(record);
-    const info = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'own' } });
+    const info = await gpuCase(readInfo, { env: { TASKMETER_PID_NAMESPACE: 'own' } });
     expect(info.info.processAttribution).toBe(false);
     expect(info.info.processAttributionReason).toMatch(/own PID namespace/);
     expect(info.info.processAttributionReasonCode).toBe('PROC_PID_NAMESPACE');
-    const host = await gpuCase('info', { env: { TASKMETER_PID_NAMESPACE: 'host' } });
+    const host = await gpuCase(readInfo, { env: { TASKMETER_PID_NAMESPACE: 'host' } });
     expect(host.info.processAttribution).toBe(true);
     expect(host.info.processAttributionReasonCode).toBeNull();
   });
@@ -475,7 +515,7 @@ const MIG = [
 
 describe('MIG slices', () => {
   it("CUDA_VISIBLE_DEVICES=MIG-<uuid>: one device, the slice, with its own memory and this process's memory on it", async () => {
-    const { hasGpu, info, snap } = await gpuCase('info', { scenario: MIG, env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
+    const { hasGpu, info, snap } = await gpuCase(readInfo, { scenario: MIG, env: { CUDA_VISIBLE_DEVICES: MIG_UUID } });
     expect(hasGpu).toBe(true);
     expect(info.devices).toHaveLength(1);
     expect(info.devices[0]).toMatchObject({
@@ -505,7 +545,7 @@ describe('MIG slices', () => {
   });
 
   it('accepts the older MIG-GPU-<uuid>/<gi>/<ci> form', async () => {
-    const { info } = await gpuCase('info', {
+    const { info } = await gpuCase(readInfo, {
       scenario: MIG,
       env: { CUDA_VISIBLE_DEVICES: 'MIG-GPU-11111111-2222-3333-4444-555555555555/5/0' },
     });
@@ -513,7 +553,7 @@ describe('MIG slices', () => {
   });
 
   it("a window on a slice: utilization, energy and per-process utilization null with the reason, never the parent's", async () => {
-    const { usage, record } = await gpuCase('window', {
+    const { usage, record } = await gpuCase(measureWindow, {
       scenario: MIG + '\ndev0.util=77\ndev0.putil=self:40:10',
       env: { CUDA_VISIBLE_DEVICES: MIG_UUID },
     });
@@ -531,7 +571,7 @@ describe('MIG slices', () => {
   });
 
   it('without CUDA_VISIBLE_DEVICES a GPU in MIG mode is seen as its slices, and a slice where we are in no list is null, not 0', async () => {
-    const { info, snap } = await gpuCase('info', { scenario: MIG });
+    const { info, snap } = await gpuCase(readInfo, { scenario: MIG });
     expect(info.devices.map((d: any) => d.uuid)).toEqual([
       MIG_UUID,
       'MIG-11111111-2222-3333-4444-000000000001',
@@ -544,7 +584,7 @@ describe('MIG slices', () => {
 
 describe('MIG slices without privileges', () => {
   it("an unprivileged user's slice: process memory null with the permission reason, the slice's memory still read", async () => {
-    const { snap } = await gpuCase('info', {
+    const { snap } = await gpuCase(readInfo, {
       scenario: MIG + '\nfail.nvmlDeviceGetComputeRunningProcesses_v3=4\n',
       env: { CUDA_VISIBLE_DEVICES: MIG_UUID },
     });
@@ -555,8 +595,24 @@ describe('MIG slices without privileges', () => {
 });
 
 describe('accounting mode', () => {
+  // The process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window (an allocation
+  // spike between two list readings) — and a second window where it does not rise.
+  const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+    write(base + `\ndev0.acct=self:${64 * MiB}\n`);
+    sleep(100);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+        sleep(150);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
+    return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
+  };
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
-    const { usage, record, flat, info } = await gpuCase('accountingSpike', {
+    const { usage, record, flat, info } = await gpuCase(accountingSpike, {
       scenario: BASE + '\ndev0.accounting=1\n',
     });
     expect(info.devices[0]).toMatchObject({ accountingMode: 'enabled', accountingHint: null });
@@ -574,7 +630,7 @@ describe('accounting mode', () => {
   });
 
   it('when disabled, gpuInfo() says so and how to enable it', async () => {
-    const { info } = await gpuCase('info');
+    const { info } = await gpuCase(readInfo);
     expect(info.devices[0].accountingMode).toBe('disabled');
     expect(info.devices[0].accountingHint).toMatch(/nvidia-smi -am 1/);
   });
@@ -583,20 +639,20 @@ describe('accounting mode', () => {
 describe('MPS, entry layouts by symbols, stride check', () => {
   it("an MPS client's memory is found in the MPS list, never 0", async () => {
     const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}\ndev0.mps=self:${96 * MiB}`);
-    const { snap } = await gpuCase('info', { scenario });
+    const { snap } = await gpuCase(readInfo, { scenario });
     expect(snap.gpus[0].processMemoryBytes).toBe(96 * MiB);
     expect(snap.gpus[1].processMemoryBytes).toBe(0); // in no list, MPS list read, no MIG: certainly 0
   });
 
   it('in no list and no MPS list to check: null with the reason, never 0', async () => {
     const scenario = BASE.replace(/dev0\.procs=.*/, `dev0.procs=4242:${100 * MiB}`) + '\nmps_list=0\n';
-    const { snap } = await gpuCase('info', { scenario });
+    const { snap } = await gpuCase(readInfo, { scenario });
     expect(snap.gpus[0].processMemoryBytes).toBeNull();
     expect(snap.gpus[0].processMemoryReason).toMatch(/no MPS client list/);
   });
 
   it('detects the 32-byte _v3 entries by symbols, whatever the version string says (Windows numbering)', async () => {
-    const { info, snap } = await gpuCase('info', {
+    const { info, snap } = await gpuCase(readInfo, {
       variant: 'wide-v3-symbols',
       scenario: BASE + '\ndriver=536.25\nv3_entry=32\n',
     });
@@ -605,7 +661,7 @@ describe('MPS, entry layouts by symbols, stride check', () => {
   });
 
   it('instance ids other than 0xFFFFFFFF on a GPU without MIG mean a wrong stride: discarded with the reason', async () => {
-    const { snap } = await gpuCase('info', { scenario: BASE + '\ndev0.instance_ids=7\n' });
+    const { snap } = await gpuCase(readInfo, { scenario: BASE + '\ndev0.instance_ids=7\n' });
     expect(snap.gpus[0].processMemoryBytes).toBeNull();
     expect(snap.gpus[0].processMemoryReason).toMatch(/malformed/);
   });
@@ -613,7 +669,7 @@ describe('MPS, entry layouts by symbols, stride check', () => {
 
 describe('per-process utilization, power, energy', () => {
   it("reports this process's SM and memory utilization averaged over the window, in usage and record", async () => {
-    const { usage, record } = await gpuCase('window', { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
+    const { usage, record } = await gpuCase(measureWindow, { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
     expect(usage.gpus[0].processSmUtilizationPercent).toBe(35);
     expect(usage.gpus[0].processMemoryUtilizationPercent).toBe(12);
     expect(usage.gpus[1].processSmUtilizationPercent).toBe(0); // no sample of ours on that GPU
@@ -624,22 +680,37 @@ describe('per-process utilization, power, energy', () => {
   });
 
   it('prefers instant power (NVML_FI_DEV_POWER_INSTANT) and says which power it reports', async () => {
-    const { info, snap } = await gpuCase('info', {
+    const { info, snap } = await gpuCase(readInfo, {
       scenario: BASE + '\npower_instant=1\ndev0.power_instant_mw=250000\n',
     });
     expect(info.devices[0].powerReported).toBe('instant');
     expect(snap.gpus[0]).toMatchObject({ powerWatts: 250, powerSource: 'instant' });
-    const avg = await gpuCase('info');
+    const avg = await gpuCase(readInfo);
     expect(avg.snap.gpus[0]).toMatchObject({ powerWatts: 300, powerSource: 'average' });
   });
 
   it('flags the utilization of a window shorter than the driver sample period', async () => {
-    const { usage } = await gpuCase('window');
+    const { usage } = await gpuCase(measureWindow);
     expect(usage.gpus[0].utilizationNote).toMatch(/sample period/);
   });
 
+  // The energy counter is missing for a stretch mid-window, then back: no interval may be counted twice.
+  const energyGap: Scenario = ({ tm, sleep, write, base }) => {
+    sleep(100);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(150);
+        write(base + '\nfail.nvmlDeviceGetTotalEnergyConsumption=3\n');
+        sleep(200);
+        write(base + '\n');
+        sleep(250);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    return { usage };
+  };
   it('an energy counter missing for a stretch is integrated from power once, never counted twice', async () => {
-    const { usage } = await gpuCase('energyGap', { scenario: BASE });
+    const { usage } = await gpuCase(energyGap, { scenario: BASE });
     const expected = (300 * usage.wallTimeMs) / 1000; // the fake's counter advances at 300 W
     expect(usage.gpus[0].energyJoules).toBeGreaterThan(expected * 0.8);
     expect(usage.gpus[0].energyJoules).toBeLessThan(expected * 1.2);
@@ -647,8 +718,23 @@ describe('per-process utilization, power, energy', () => {
 });
 
 describe('cost-aware sampling', () => {
+  // Process lists cost 5 ms a call (the scenario); the device's used memory spikes for 250 ms inside a 1.5 s window.
+  const costly: Scenario = ({ tm, sleep, write, base, MiB }) => {
+    sleep(300);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(600);
+        write(base + `\ndev0.used=${40 * 1024 * MiB}\n`);
+        sleep(250);
+        write(base + '\n');
+        sleep(650);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    return { usage, record: tm.toRecord(usage) };
+  };
   it('process lists costing 5 ms are read at a slower pace of their own; device-memory peaks still caught', async () => {
-    const { usage, record } = await gpuCase('costly', {
+    const { usage, record } = await gpuCase(costly, {
       scenario: BASE + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n',
       timeoutMs: 30_000,
     });
@@ -673,14 +759,12 @@ const canUnshare = (() => {
   }
 })();
 async function inPidNamespace(scenarioText: string, extra: Record<string, string> = {}): Promise<any> {
-  const scenario = join(work, `scenario-${n++}.txt`);
-  writeFileSync(scenario, scenarioText);
-  const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario, ...extra });
-  const r = await run(
-    'unshare',
-    ['--pid', '--fork', '--mount-proc', process.execPath, join(__dirname, 'children/gpu-child.cjs'), 'window'],
-    { env },
-  );
+  const env = gpuEnv({
+    TASKMETER_NVML_LIBRARY: fakeNvml('full'),
+    FAKE_NVML_SCENARIO: scenarioFile(scenarioText),
+    ...extra,
+  });
+  const r = await runScenario(measureWindow, { env, wrapper: ['unshare', '--pid', '--fork', '--mount-proc'] });
   expect(r.code, r.stderr + r.stdout).toBe(0);
   return lastJson(r.stdout);
 }
@@ -726,8 +810,23 @@ describe.skipIf(!canUnshare)(
 );
 
 describe('a hanging NVML call', () => {
+  // A process-list call that hangs for seconds: the JS thread must not wait on it.
+  const hang: Scenario = ({ tm, sleep, write, base }) => {
+    sleep(100); // detection and the first reading done
+    write(base + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=3000\n');
+    const long = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(1300); // the GPU thread is now stuck in the call
+    const t0 = performance.now();
+    const quick = tm.measureSync(() => 0);
+    const quickMs = performance.now() - t0;
+    const t1 = performance.now();
+    const snap = tm.snapshot();
+    const snapMs = performance.now() - t1;
+    const usage = long.stop();
+    return { quickMs, snapMs, quick: quick.usage, usage, record: tm.toRecord(usage), snapAge: snap.gpus[0]?.ageMs };
+  };
   it('never stalls the JS thread; the window says its GPU data is stale; exit stays prompt', async () => {
-    const r = await gpuCase('hang', { env: { EXIT_NOW: '1' }, timeoutMs: 15_000 });
+    const r = await gpuCase(hang, { env: { EXIT_NOW: '1' }, timeoutMs: 15_000 });
     expect(r.quickMs).toBeLessThan(500); // bench: well under 50 ms
     expect(r.snapMs).toBeLessThan(100);
     expect(r.usage.gpuStale).toBe(true);
@@ -753,8 +852,14 @@ describe('environment variables are read on the JS thread', () => {
     expect(src('native/addon.cc')).toMatch(/Sampler::Instance\(\)\.Retain\(nvml::ReadEnv\(\)\)/);
   });
 
+  // process.env written on the JS thread while the GPU thread reads: the GPU side uses what was set at load.
+  const lateEnv: Scenario = ({ tm, sleep }) => {
+    for (let i = 0; i < 2000; i++) process.env.CUDA_VISIBLE_DEVICES = i % 2 ? 'GPU-9999' : '';
+    const { usage } = tm.measureSync(() => sleep(100), { sampleIntervalMs: 10 });
+    return { info: tm.gpuInfo(), usage };
+  };
   it('a CUDA_VISIBLE_DEVICES set after loading changes nothing (read once, at load)', async () => {
-    const { info } = await gpuCase('lateEnv', { env: { CUDA_VISIBLE_DEVICES: 'GPU-1111' } });
+    const { info } = await gpuCase(lateEnv, { env: { CUDA_VISIBLE_DEVICES: 'GPU-1111' } });
     expect(info.devices.map((d: any) => d.uuid)).toEqual(['GPU-11111111-2222-3333-4444-555555555555']);
   });
 });
@@ -762,7 +867,7 @@ describe('environment variables are read on the JS thread', () => {
 describe('the JS thread never calls NVML', () => {
   it('every NVML call comes from the GPU thread', async () => {
     const log = join(work, 'calls.log');
-    const { pid } = await gpuCase('window', { env: { FAKE_NVML_LOG: log } });
+    const { pid } = await gpuCase(measureWindow, { env: { FAKE_NVML_LOG: log } });
     const lines = readFileSync(log, 'utf8').trim().split('\n');
     expect(lines.length).toBeGreaterThan(10);
     expect(lines.some((l) => l.endsWith(' nvmlInit_v2'))).toBe(true);

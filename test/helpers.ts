@@ -1,9 +1,12 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { ValidateFunction } from 'ajv';
 import { delimiter, join } from 'node:path';
 
 export const root = join(__dirname, '..');
 export const distEntry = join(root, 'dist/index.js');
+/** The `taskmeter` command as installed (bin/taskmeter.js). */
+export const cliPath = join(root, 'bin/taskmeter.js');
 
 export interface ChildResult {
   code: number | null;
@@ -14,12 +17,18 @@ export interface ChildResult {
   timedOut: boolean;
 }
 
+export interface RunOptions {
+  /** Killed with SIGKILL after this long (default 20 s); `timedOut` says so. */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Default: the repository root. */
+  cwd?: string;
+  /** Written to the child's stdin (else stdin is /dev/null). */
+  input?: string;
+}
+
 /** Runs a command with a hard timeout; never rejects. */
-export function run(
-  command: string,
-  args: string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
-): Promise<ChildResult> {
+export function run(command: string, args: string[], options: RunOptions = {}): Promise<ChildResult> {
   const started = performance.now();
   return new Promise((resolve) => {
     const child = spawn(command, args, {
@@ -58,6 +67,18 @@ export function run(
   });
 }
 
+/** Runs the `taskmeter` command (bin/taskmeter.js) in a fresh node process; never rejects. */
+export function runCli(args: string[], options: RunOptions = {}): Promise<ChildResult> {
+  return run(process.execPath, [cliPath, ...args], options);
+}
+
+let python3: string | undefined;
+/** The real python3 interpreter (sys.executable), not a version-manager shim that would add processes of its own. */
+export function python3Path(): string {
+  python3 ??= execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+  return python3;
+}
+
 /** Runs a script from test/children/ in a fresh node process. */
 export function runChild(
   script: string,
@@ -65,6 +86,38 @@ export function runChild(
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
 ): Promise<ChildResult> {
   return run(process.execPath, [...(options.nodeArgs ?? []), join(root, 'test/children', script), ...args], options);
+}
+
+/** What a scenario gets in its child process (test/children/scenario.cjs). */
+export interface ScenarioContext {
+  /** taskmeter as a user loads it (dist/index.js), in the child. */
+  tm: typeof import('../dist/index.js');
+  /** The child's require, resolving from test/children/. */
+  require: NodeJS.Require;
+  MiB: number;
+  /** The fake NVML's scenario file (FAKE_NVML_SCENARIO) as it was when the child started; '' without one. */
+  base: string;
+  /** Replaces the fake NVML's scenario file atomically (the fake re-reads it when it changes). */
+  write(text: string): void;
+  /** Blocks the JS thread for `ms` milliseconds. */
+  sleep(ms: number): void;
+}
+
+/**
+ * A scenario run in a fresh process: its source is sent to the child, so it may use only `ctx` and globals (no
+ * imports or variables of the test file). What it returns is printed as JSON, with the child's `pid`.
+ */
+export type Scenario<T extends object = object> = (ctx: ScenarioContext) => T | Promise<T>;
+
+/** Runs a scenario in a fresh node process (optionally under a wrapper command such as `unshare`); never rejects. */
+export function runScenario(
+  scenario: Scenario,
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; wrapper?: string[] } = {},
+): Promise<ChildResult> {
+  const { wrapper = [], ...rest } = options;
+  const args = [join(root, 'test/children/scenario.cjs'), scenario.toString()];
+  if (wrapper.length === 0) return run(process.execPath, args, rest);
+  return run(wrapper[0], [...wrapper.slice(1), process.execPath, ...args], rest);
 }
 
 /** Parses the last JSON line a child printed. */
@@ -176,11 +229,19 @@ export function gpuEnv(extra: Record<string, string | undefined>): NodeJS.Proces
   return env;
 }
 
+let scenarioFiles = 0;
+/** Writes a new fake NVML scenario file (test/fixtures/fake-nvml) holding `text` in `dir`; returns its path. */
+export function writeFakeNvmlScenario(dir: string, text: string): string {
+  const file = join(dir, `scenario-${process.pid}-${scenarioFiles++}.txt`);
+  writeFileSync(file, text);
+  return file;
+}
+
 /** A real JSON Schema validator (ajv, draft 2020-12) for schema/record.schema.json. */
-export function recordValidator() {
+export function recordValidator(): ValidateFunction {
   const Ajv2020 = require('ajv/dist/2020').default;
   const addFormats = require('ajv-formats').default;
   const ajv = new Ajv2020({ allErrors: true, strict: true });
   addFormats(ajv);
-  return ajv.compile(JSON.parse(require('node:fs').readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+  return ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
 }

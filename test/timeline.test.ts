@@ -1,17 +1,16 @@
 // The timeline: its rendering (SVG, HTML, CSV), and the page the CLI writes, opened in real headless Chromium
 // (Debian's chromium, installed by scripts/system-deps.sh; never a downloaded browser).
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findSystemTool, MiB, requireSystemTool, root, run } from './helpers';
+import { type ChildResult, findSystemTool, MiB, python3Path, requireSystemTool, run, runCli } from './helpers';
 import * as tm from '../dist/index.js';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-timeline-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)']).toString().trim();
+const python = python3Path();
 
 const synthetic: tm.Timeline = {
   startedAt: Date.UTC(2026, 0, 1),
@@ -128,7 +127,7 @@ describe('renderTimeline()', () => {
 });
 
 describe("a command's timeline shows the command, never taskmeter's own process", () => {
-  const cli = (args: string[]) => run(process.execPath, [join(root, 'bin/taskmeter.js'), '-q', ...args]);
+  const cli = (args: string[]): Promise<ChildResult> => runCli(['-q', ...args]);
 
   it('`taskmeter -t z.svg -- true` draws no "RSS" series (that was taskmeter\'s own) and no peak of it', async () => {
     const svgFile = join(work, 'z.svg');
@@ -188,8 +187,7 @@ describe.skipIf(noChromium)(
 
     it('renders the chart: elements in the DOM, a non-blank screenshot with the series drawn', async () => {
       const page = join(work, 'run.html');
-      const cli = await run(process.execPath, [
-        join(root, 'bin/taskmeter.js'),
+      const cli = await runCli([
         '-q',
         '--timeline',
         page,

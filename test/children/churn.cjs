@@ -1,5 +1,5 @@
 // Worker churn: `concurrency` worker_threads created and ended continuously for `durationMs`, each loading
-// taskmeter and measuring once. Used by test/churn.test.ts, by `npm run test:tsan` and by hand:
+// taskmeter and measuring once. Used by test/lifecycle.test.ts (worker churn), by `npm run test:tsan` and by hand:
 //   node test/children/churn.cjs '{"durationMs":10000}'
 // Options (JSON argument): durationMs, concurrency (12), mainLoads (the main thread loads taskmeter too),
 // mainWindows (windows the main thread keeps open during the churn), workerWindowMs (each worker measures an

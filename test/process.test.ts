@@ -1,17 +1,20 @@
-// trackProcess and measureCommand on real process trees: CPU from before tracking began is never counted, a reused
-// root pid is never adopted, /proc files of any size are read whole, big trees are sampled whole at a bounded cost,
-// and every figure of a command's record describes the command, never taskmeter's own process.
+// trackProcess and measureCommand, the library API (the `taskmeter` command itself is test/cli.test.ts). On real
+// process trees: CPU from before tracking began is never counted, a reused root pid is never adopted, /proc files of
+// any size are read whole, big trees are sampled whole at a bounded cost, and every figure of a command's record
+// describes the command, never taskmeter's own process. Then argument checks, spawn errors and waiting without polling.
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
-import { afterEach, describe, expect, it } from 'vitest';
-import { root, run } from './helpers';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type ChildResult, cliPath, MiB, python3Path, recordValidator, root, run, runChild, runCli } from './helpers';
 import * as tm from '../dist/index.js';
+import { resolveCommand } from '../dist/process.js';
 
 const linux = process.platform === 'linux';
+const python = python3Path();
+const work = mkdtempSync(join(tmpdir(), 'taskmeter-process-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const spawned: ChildProcess[] = [];
 afterEach(() => {
@@ -207,14 +210,12 @@ describe.runIf(linux)('trackProcess on real trees', () => {
 });
 
 describe.runIf(linux)('a command record describes the command, never taskmeter', () => {
-  const ajv = new Ajv2020({ strict: true, allErrors: true });
-  addFormats(ajv);
-  const validate = ajv.compile(JSON.parse(readFileSync(join(root, 'schema/record.schema.json'), 'utf8')));
+  const validate = recordValidator();
 
   it('`taskmeter --json -- true` writes no 0 for what it did not measure, and counts samples only of the command', async () => {
     for (const cmd of [['true'], ['sh', '-c', 'exit 3']]) {
       const out = join(mkdtempSync(join(tmpdir(), 'taskmeter-tree-')), 'record.json');
-      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '-q', '-o', out, '--', ...cmd]);
+      const r = await runCli(['-q', '-o', out, '--', ...cmd]);
       expect(r.code, r.stderr).toBe(cmd[0] === 'true' ? 0 : 3);
       const rec = JSON.parse(readFileSync(out, 'utf8'));
       expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
@@ -301,12 +302,12 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
   });
 
   it('--no-gpu is reported as --no-gpu, and a GPU-less host gets one short GPU line', async () => {
-    const off = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--no-gpu', '--', 'true']);
+    const off = await runCli(['--no-gpu', '--', 'true']);
     const line = off.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
     expect(line).toMatch(/--no-gpu/);
     expect(off.stderr).not.toContain('TASKMETER_DISABLE_GPU');
     if (!tm.hasGpu) {
-      const on = await run(process.execPath, [join(root, 'bin/taskmeter.js'), '--', 'true'], {
+      const on = await runCli(['--', 'true'], {
         env: { ...process.env, TASKMETER_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1' },
       });
       const gpu = on.stderr.split('\n').find((l) => l.trim().startsWith('GPU'))!;
@@ -316,7 +317,7 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
 
   it('usage messages quote options in balanced quotes', async () => {
     for (const args of [['--foo', '--', 'true'], ['-x'], ['-i'], ['--json=1', '--', 'true']]) {
-      const r = await run(process.execPath, [join(root, 'bin/taskmeter.js'), ...args]);
+      const r = await runCli(args);
       expect(r.code).toBe(2);
       const first = r.stderr.split('\n')[0];
       for (const q of ["'", '"']) expect(first.split(q).length % 2, `${first}`).toBe(1);
@@ -347,4 +348,128 @@ describe.runIf(linux)('the tree sampler', () => {
     await sleep(200);
     expect(fds()).toBe(before);
   }, 60_000);
+});
+
+describe('trackProcess()', () => {
+  it('follows a running process tree until it exits', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      'sh',
+      ['-c', `sleep 0.3; ${python} -c "b = b'\\x01' * (50 << 20); import time; time.sleep(0.3)"; sleep 0.1`],
+      { stdio: 'ignore' },
+    );
+    const t = tm.trackProcess(child.pid!, { sampleIntervalMs: 5 });
+    expect(t.running).toBe(true);
+    const u = await t.exited;
+    expect(t.running).toBe(false);
+    expect(u.pid).toBe(child.pid);
+    expect(u.processes).toBeGreaterThanOrEqual(2);
+    expect(u.maxRssBytes).toBeGreaterThan(50 * MiB);
+    expect(u.maxRssCommand).toMatch(/python/);
+    expect(u.treePeakRssBytes).toBeGreaterThanOrEqual(u.maxRssBytes!);
+    expect(u.cpuSource).toBe('sampled');
+    expect(u.wallTimeMs).toBeGreaterThan(600);
+    expect(u.timeline!.points.length).toBeGreaterThan(20);
+    expect(t.stop()).toBe(u);
+  });
+
+  it('validates its arguments', async () => {
+    expect(() => tm.trackProcess('1' as any)).toThrow(TypeError);
+    expect(() => tm.trackProcess(0)).toThrow(RangeError);
+    expect(() => tm.trackProcess(1.5)).toThrow(RangeError);
+    expect(() => tm.trackProcess(4_000_000)).toThrow(/no such process/);
+    expect(() => tm.trackProcess(process.pid, { includeChildren: 'yes' } as any)).toThrow(/includeChildren/);
+    await expect(tm.measureCommand('')).rejects.toThrow(TypeError);
+    await expect(tm.measureCommand('true', 'x' as any)).rejects.toThrow(TypeError);
+    await expect(tm.measureCommand('true', [], { stdio: 'pipes' } as any)).rejects.toThrow(RangeError);
+    await expect(tm.measureCommand('true', [], { sampleIntervalMs: 0 })).rejects.toThrow(/sampleIntervalMs/);
+  });
+
+  it('measureCommand captures output with stdio pipe and reports exact CPU', async () => {
+    const r = await tm.measureCommand('sh', ['-c', 'echo out; echo err >&2; exit 5'], { stdio: 'pipe' });
+    expect(r.exitCode).toBe(5);
+    expect(r.signal).toBeNull();
+    expect(r.stdout!.toString()).toBe('out\n');
+    expect(r.stderr!.toString()).toBe('err\n');
+    expect(r.usage.cpuSource).toBe('rusage');
+    await expect(tm.measureCommand('no-such-command-xyz')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+const spawnChild = (mode: string, env?: NodeJS.ProcessEnv): Promise<ChildResult> =>
+  runChild('spawn-child.cjs', [mode], { timeoutMs: 30_000, env: { ...process.env, ...env } });
+const lines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+
+describe('errors are clear and lose nothing', () => {
+  it('a missing cwd is an error that names the directory, not "command not found"', async () => {
+    const missing = join(work, 'no-such-dir');
+    const err = await tm.measureCommand('true', [], { cwd: missing }).catch((e) => e);
+    expect(err.code).toBe('ENOENT');
+    expect(err.path).toBe(missing);
+    expect(err.message).toContain(missing);
+    expect(err.message).not.toMatch(/command not found/);
+    const notDir = await tm.measureCommand('true', [], { cwd: cliPath }).catch((e) => e);
+    expect(notDir.code).toBe('ENOTDIR');
+  });
+
+  it('an env without PATH finds the command the way child_process does (/usr/bin:/bin)', async () => {
+    const r = lines((await spawnChild('no-path')).stdout)[0];
+    expect(r).toMatchObject({ exitCode: 0 });
+    expect(r.lines).toBeGreaterThan(5);
+    expect(resolveCommand('ls', {}, '/')).toMatch(/^\/usr\/bin\/ls$|^\/bin\/ls$/);
+  });
+
+  it('a waiter thread that cannot be created: the command is killed and reaped, the promise rejects with EAGAIN', async () => {
+    const r = await spawnChild('thread-fails', { TASKMETER_TEST_FAIL_WAITER_THREAD: '1' });
+    expect(r.code, r.stderr).toBe(0);
+    const [res] = lines(r.stdout);
+    expect(res).toMatchObject({ code: 'EAGAIN', syscall: 'pthread_create', left: [], pending: 0 });
+  });
+
+  it('errno names are the real ones (no invented codes): an executable that is no program is ENOEXEC', async () => {
+    const junk = join(work, 'not-a-program');
+    writeFileSync(junk, Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 10]), { mode: 0o755 });
+    const err = await tm.measureCommand(junk).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    expect(err).toMatchObject({ code: 'ENOEXEC', errno: osConstants.errno.ENOEXEC, syscall: 'execve', path: junk });
+    const denied = await tm.measureCommand(work).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    expect(denied).toMatchObject({ code: 'EACCES', errno: osConstants.errno.EACCES });
+  });
+});
+
+describe('waiting for the command without polling', () => {
+  it('the JS thread sleeps while the command runs (a handful of wakeups over 1 s, not one per 10 ms)', async () => {
+    const r = await spawnChild('wakeups');
+    const [res] = lines(r.stdout);
+    expect(res.exitCode).toBe(0);
+    expect(res.wallTimeMs).toBeGreaterThan(950);
+    expect(res.switches).toBeLessThan(20);
+  });
+
+  it('a running command keeps the event loop alive, and nothing else does', async () => {
+    const r = await spawnChild('alive');
+    const [done, exit] = lines(r.stdout);
+    expect(done.exitCode).toBe(0);
+    expect(done.atMs).toBeGreaterThan(290);
+    expect(exit.exitAtMs - done.atMs).toBeLessThan(200);
+  });
+
+  it('a worker that ends while its command runs leaks no spawn record and leaves no zombie', async () => {
+    const r = await spawnChild('worker-ends');
+    expect(r.code, r.stderr).toBe(0);
+    const [res] = lines(r.stdout);
+    expect(res.pendingWhileRunning).toBe(1);
+    expect(res.aliveWhenTerminated).toBe(true);
+    expect(res.pendingAfter).toBe(0);
+    expect(res.reaped).toBe(true);
+  });
 });
