@@ -24,8 +24,11 @@ Options:
       --no-gpu        do not load NVML (no GPU readings)
   -t, --timeline FILE write a timeline chart: .html, .svg or .csv
   -q, --quiet         no report on stderr (--json still prints the record)
+  -v, --verbose       accepted for GNU time's -v (the report is always the verbose one)
   -h, --help          show this help
-  -v, --version       show the version
+  -V, --version       show the version
+
+Unlike GNU time, -o FILE writes the JSON record (not the report) to FILE.
 `;
 
 class UsageError extends Error {}
@@ -76,7 +79,8 @@ function parse(argv: string[]) {
         timeline: { type: 'string', short: 't' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'v' },
+        verbose: { type: 'boolean', short: 'v' },
+        version: { type: 'boolean', short: 'V' },
       },
     }));
   } catch (e) {
@@ -107,10 +111,18 @@ const fmtS = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 function sampledEvery(u: Taskmeter.ProcessUsage): string {
   const eff = u.effectiveSampleIntervalMs;
   if (u.samples === 0) return 'seen only at its end';
-  if (eff !== null && u.sampleIntervalMs !== null && eff > u.sampleIntervalMs) {
+  // stretched: more than a tenth over the asked interval (a mean of 10.04 ms is 10 ms, not a stretch)
+  if (eff !== null && u.sampleIntervalMs !== null && eff > u.sampleIntervalMs * 1.1) {
     return `sampled every ${u.sampleIntervalMs} ms, stretched to ${+eff.toFixed(1)} ms for a big tree`;
   }
   return `sampled every ${u.sampleIntervalMs} ms`;
+}
+
+// Why the report has no CPU %, in a few words (the record's cpu_percent_reason has the sentence).
+function cpuNa(u: Taskmeter.ProcessUsage): string {
+  // cpuRate() refuses a rate for a run shorter than the CPU clock's resolution (10 ms; 15.6 ms on Windows) and for a
+  // clock step (more CPU than the cores can give); the second needs a long run to be told apart.
+  return u.wallTimeMs < 1000 ? 'too short a run for a rate' : 'a CPU clock step, see cpu_percent_reason in --json';
 }
 
 function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandResult, noGpu: boolean): string {
@@ -122,7 +134,7 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     ['Wall clock time', fmtS(u.wallTimeMs)],
     ['User time', fmtS(u.cpuUserMs)],
     ['System time', fmtS(u.cpuSystemMs)],
-    ['CPU', u.cpuPercent === null ? 'n/a' : `${u.cpuPercent.toFixed(0)} %`],
+    ['CPU', u.cpuPercent === null ? `n/a (${cpuNa(u)})` : `${u.cpuPercent.toFixed(0)} %`],
     [
       'Maximum resident set size',
       `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}` +
@@ -138,7 +150,9 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
       'Peak RSS, process tree',
       u.treePeakRssBytes === null
         ? `n/a (the command ended before the first sample)`
-        : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ${sampledEvery(u)})`,
+        : u.samples === 0 || u.processes === 0
+          ? `${b(u.treePeakRssBytes)}  (the kernel's account at exit: no sample saw the command)`
+          : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ${sampledEvery(u)})`,
     ],
   ];
   if (u.gpus.length === 0) {

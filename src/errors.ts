@@ -2,6 +2,8 @@
 // never the wording. Argument errors use Node's own codes; system errors carry the errno's name (ENOENT, EACCES…),
 // set by the addon (native/errors.h).
 
+import { constants as osConstants } from 'node:os';
+
 export type TaskmeterErrorCode =
   /** A wrong type (TypeError), naming the option or argument. */
   | 'ERR_INVALID_ARG_TYPE'
@@ -40,6 +42,19 @@ export function codedError<E extends Error>(
 ): CodedError<E> {
   const e = new Kind(message) as CodedError<E>;
   e.code = code;
+  return e;
+}
+
+/**
+ * A system error made in JavaScript (a command not on PATH, a cwd that cannot be used, no such pid), shaped like the
+ * addon's and Node's own: `code` the errno's name, `errno` its number on this platform, `syscall` the step, `path`.
+ */
+export function systemError(message: string, code: string, syscall: string, path?: string): NodeJS.ErrnoException {
+  const e = new Error(message) as NodeJS.ErrnoException;
+  e.code = code;
+  e.errno = (osConstants.errno as Record<string, number | undefined>)[code];
+  e.syscall = syscall;
+  if (path !== undefined) e.path = path;
   return e;
 }
 

@@ -24,7 +24,7 @@ import {
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
 import { ClosedWindow, Window } from './window';
-import { rangeError, typeError } from './errors';
+import { rangeError, systemError, typeError } from './errors';
 
 /**
  * What a tracked process tree (or a started command) cost. Every figure describes the tree, never taskmeter's own
@@ -287,9 +287,7 @@ export function trackProcess(pid: number, options?: TrackProcessOptions): Proces
   checkPid('trackProcess', pid);
   const opts = resolveTrackOptions('trackProcess', options);
   if (!processExists(pid)) {
-    const e = new Error(`taskmeter: trackProcess(${pid}): no such process`) as NodeJS.ErrnoException;
-    e.code = 'ESRCH';
-    throw e;
+    throw systemError(`taskmeter: trackProcess(${pid}): no such process`, 'ESRCH', 'kill');
   }
   return new ProcessTracker(pid, opts, true, true);
 }
@@ -393,22 +391,20 @@ function checkCwd(cwd: string): NodeJS.ErrnoException | null {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
     const why = code === 'ENOENT' ? 'no such directory' : (err as Error).message;
-    const e = new Error(
+    return systemError(
       `taskmeter: measureCommand: the working directory ${cwd} cannot be used (${code}: ${why})`,
-    ) as NodeJS.ErrnoException;
-    e.code = code;
-    e.path = cwd;
-    e.syscall = 'chdir';
-    return e;
+      code,
+      'chdir',
+      cwd,
+    );
   }
   if (isDir) return null;
-  const e = new Error(
+  return systemError(
     `taskmeter: measureCommand: the working directory ${cwd} is not a directory`,
-  ) as NodeJS.ErrnoException;
-  e.code = 'ENOTDIR';
-  e.path = cwd;
-  e.syscall = 'chdir';
-  return e;
+    'ENOTDIR',
+    'chdir',
+    cwd,
+  );
 }
 
 // What the addon's spawn error (.code: the errno's name, native/errors.h; .errno; .stage) becomes for the caller.
@@ -508,10 +504,8 @@ export function measureCommand(
     if (cwdError) throw cwdError;
     const file = resolveCommand(command, env, cwd);
     if (file === null) {
-      const e = new Error(`taskmeter: command not found: ${command}`) as NodeJS.ErrnoException;
-      e.code = 'ENOENT';
-      e.path = command;
-      throw e;
+      // as child_process reports it: spawn <command>
+      throw systemError(`taskmeter: command not found: ${command}`, 'ENOENT', `spawn ${command}`, command);
     }
     if (process.platform === 'win32') {
       // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe'), and

@@ -25,6 +25,7 @@ import * as tm from '../dist/index.js';
 
 const cli = cliPath;
 const noGnuTime = requireSystemTool('gnu-time');
+const noLess = requireSystemTool('less');
 const GNU_TIME = findSystemTool('gnu-time') ?? '/usr/bin/time';
 // The real interpreter, not a version-manager shim (a shim would add its own processes to both measurements).
 const python = python3Path();
@@ -194,6 +195,28 @@ describe('exit codes and signals', () => {
     expect(sig).toBeNull(); // taskmeter itself was not killed: it forwarded the signal and reported
     expect(code).toBe(143);
     expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it("-v is GNU time's verbose flag: the command runs and is reported (the version is -V)", async () => {
+    for (const args of [
+      ['-v', '--', 'echo', 'hi'],
+      ['-v', 'echo', 'hi'],
+    ]) {
+      const r = await taskmeter(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).toBe('hi\n');
+      expect(r.stderr).toMatch(/taskmeter report/);
+    }
+    const v = await taskmeter(['-V']);
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
+  });
+
+  it('a command no sample saw: its CPU rate and tree peak say why, never "0 processes"', async () => {
+    const r = await taskmeter(['--', 'true']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/CPU:\s+(n\/a \(too short a run for a rate\)|\d+ %)/);
+    expect(r.stderr).not.toMatch(/\b0 processes/);
   });
 
   it('rejects bad options with a usage message and exit 2', async () => {
@@ -477,23 +500,26 @@ describe('signals and the terminal', () => {
     expect(r.output).toMatch(/Exit status:\s+4/);
   });
 
-  it('a pager pages in the terminal: less shows a page, space shows the next, q quits', async () => {
-    const text = join(work, 'pages.txt');
-    writeFileSync(text, Array.from({ length: 200 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
-    const r = await drive(
-      [
-        ['expect', 'line 20'],
-        ['send', ' '],
-        ['expect', 'line 40'],
-        ['send', 'q'],
-        ['expect', 'taskmeter report'],
-      ],
-      ['env', 'TERM=xterm', process.execPath, cli, '--', 'less', text],
-    );
-    expect(r.failed, r.output).toBeNull();
-    expect(r.exitCode).toBe(0);
-    expect(r.output).not.toMatch(/line 120/); // it paged, it did not dump the file
-  });
+  it.skipIf(noLess)(
+    `a pager pages in the terminal: less shows a page, space shows the next, q quits${noLess ? ` (skipped: ${noLess})` : ''}`,
+    async () => {
+      const text = join(work, 'pages.txt');
+      writeFileSync(text, Array.from({ length: 200 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
+      const r = await drive(
+        [
+          ['expect', 'line 20'],
+          ['send', ' '],
+          ['expect', 'line 40'],
+          ['send', 'q'],
+          ['expect', 'taskmeter report'],
+        ],
+        ['env', 'TERM=xterm', process.execPath, cli, '--', 'less', text],
+      );
+      expect(r.failed, r.output).toBeNull();
+      expect(r.exitCode).toBe(0);
+      expect(r.output).not.toMatch(/line 120/); // it paged, it did not dump the file
+    },
+  );
 
   it('job control under an interactive bash: Ctrl-Z stops taskmeter and the command, fg resumes both', async () => {
     const r = await drive(

@@ -1,7 +1,7 @@
 // The native↔JS boundary (one definition of every layout, checked at load) and the error contract: every error has a
 // stable `code`, and tests match codes, not wording.
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkLayouts, expectedLayouts, native } from '../dist/binding.js';
@@ -138,8 +138,23 @@ describe('every error carries a stable code', () => {
     expect(code(() => native.windowOpen('x' as any))).toBe('ERR_INVALID_ARG_TYPE');
   });
 
-  it('a command that cannot run: the errno name from the system (ENOENT, EACCES), never an invented code', async () => {
-    await expect(tm.measureCommand('no-such-command-xyz')).rejects.toMatchObject({ code: 'ENOENT' });
+  it('a command that cannot run: the errno name, number and step from the system (ENOENT, EACCES, ESRCH), never an invented code', async () => {
+    await expect(tm.measureCommand('no-such-command-xyz')).rejects.toMatchObject({
+      code: 'ENOENT',
+      errno: osConstants.errno.ENOENT,
+      syscall: 'spawn no-such-command-xyz',
+      path: 'no-such-command-xyz',
+    });
+    let gone = 4_194_000;
+    while (existsSync(`/proc/${gone}`)) gone--;
+    expect(() => tm.trackProcess(gone)).toThrow(
+      expect.objectContaining({ code: 'ESRCH', errno: osConstants.errno.ESRCH, syscall: 'kill' }),
+    );
+    await expect(tm.measureCommand('true', [], { cwd: '/no/such/dir' })).rejects.toMatchObject({
+      code: 'ENOENT',
+      errno: osConstants.errno.ENOENT,
+      syscall: 'chdir',
+    });
     const dir = mkdtempSync(join(tmpdir(), 'taskmeter-eacces-'));
     const file = join(dir, 'not-executable.sh');
     writeFileSync(file, '#!/bin/sh\nexit 0\n');

@@ -140,7 +140,7 @@ export const debianNvml = join(depsDir, 'nvml/lib/libnvidia-ml.so.1');
 export const nvidiaHeaderDir = join(depsDir, 'nvml/include');
 
 /** The system packages some tests need beyond Node and a C++ toolchain (scripts/system-deps.sh installs them all). */
-export type SystemTool = 'gnu-time' | 'chromium' | 'nvml-library' | 'nvml-header' | 'mingw-w64';
+export type SystemTool = 'gnu-time' | 'chromium' | 'nvml-library' | 'nvml-header' | 'mingw-w64' | 'xz' | 'less';
 
 export const INSTALL_SYSTEM_DEPS = 'sudo bash scripts/system-deps.sh';
 /** Set by .ci/run: a missing system package fails the run instead of skipping its tests. */
@@ -181,6 +181,8 @@ const systemTools: Record<SystemTool, { what: string; find: () => string | null 
     what: 'mingw-w64 (`x86_64-w64-mingw32-g++-posix` on PATH, Debian package g++-mingw-w64-x86-64-posix)',
     find: () => onPath('x86_64-w64-mingw32-g++-posix'),
   },
+  xz: { what: 'xz (`xz` on PATH, Debian package xz-utils)', find: () => onPath('xz') },
+  less: { what: 'less (`less` on PATH, Debian package less)', find: () => onPath('less') },
 };
 
 /** Where a system tool is (its path), or null. */
