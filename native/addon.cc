@@ -407,6 +407,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       ThrowErrnoError(env, EAGAIN, "taskmeter: could not create the exit notifier", kStageSetup);
       return env.Undefined();
     }
+    // The waiter thread is detached and calls SpawnWaitState::Done when the child ends, possibly after this
+    // environment (the last one using the addon) is gone and Node unloaded the module: keep it loaded.
+    PinThisModule();
     r = Spawn(o, SpawnWaitState::Done, state);
     if (r.pid < 0) {
       state->Drop();  // the waiter's share: there is no waiter

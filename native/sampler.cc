@@ -39,23 +39,6 @@ struct StopAtExitHook {
   ~StopAtExitHook() { Sampler::Instance().StopAtExit(std::chrono::milliseconds(400)); }
 } g_stop_at_exit;
 
-// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
-void PinThisModule() {
-  static bool pinned = false;
-  if (pinned) return;
-  pinned = true;
-#ifdef _WIN32
-  HMODULE h;
-  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
-                     reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
-#else
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
-  }
-#endif
-}
-
 // Ids stay exact in a JS number (L6).
 constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
 
@@ -64,6 +47,23 @@ std::chrono::steady_clock::time_point DeadlineIn(double ms) {
 }
 
 }  // namespace
+
+// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
+void PinThisModule() {
+  static std::once_flag pinned;
+  std::call_once(pinned, [] {
+#ifdef _WIN32
+    HMODULE h;
+    GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                       reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
+#else
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
+    }
+#endif
+  });
+}
 
 namespace {
 // Constant-initialized (no write when the addon is loaded): Node unloads the addon after the last environment that

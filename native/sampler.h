@@ -54,6 +54,11 @@
 
 namespace taskmeter {
 
+// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a detached
+// thread is started (the GPU thread on a hung driver, a spawn's waiter): it may return into this module's code after
+// Node has unloaded the addon.
+void PinThisModule();
+
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
   X(WinMaxRssBytes)   /* largest RSS the sampler saw in the window; NaN before the first sample */ \
