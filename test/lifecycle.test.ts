@@ -24,6 +24,24 @@ describe('lifecycle', () => {
     });
   }
 
+  it('a worker that spawned a command and is terminated before it ends: the process survives the unload', async () => {
+    // the main thread never loads taskmeter, so terminating the worker unloads the addon while `sleep 1` runs
+    const r = await runChild('worker-unload.cjs', ['spawn', '1', '1500'], { timeoutMs: 30_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson(r.stdout).codes).toEqual([1]);
+  });
+
+  for (const which of ['sampler-state', 'window-close'] as const) {
+    it(`a worker terminated while it calls ${which === 'sampler-state' ? 'samplerState()' : 'windowClose()'} in a loop: no abort`, async () => {
+      const r = await runChild('worker-unload.cjs', [which, '10', '0'], { timeoutMs: 30_000 });
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toContain('FATAL ERROR');
+      expect(lastJson(r.stdout).codes).toHaveLength(10);
+    });
+  }
+
   it('workers that end by themselves with open windows leave none behind', async () => {
     const r = await runChild('lifecycle.cjs', ['workers-finish'], { env: withFakeGpu, timeoutMs: 30_000 });
     expect(r.signal).toBeNull();
