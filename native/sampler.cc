@@ -27,6 +27,9 @@ constexpr double kCheapCostFactor = 500;
 constexpr double kListCostFactor = 125;
 // An NVML reading in flight for longer than this is treated as hung: GPU data is marked stale.
 constexpr double kHangMs = 1000;
+// Detection (nvmlInit, the device walk, the CUDA-order helper which is killed after 20 s) and nvmlShutdown may be
+// slow without being hung: a stop treats such a call as hung only past this.
+constexpr double kSlowCallHangMs = 25000;
 // With no window open, snapshot() asks for a fresh GPU reading when the cache is older than this.
 constexpr double kIdleRefreshMs = 500;
 constexpr double kIdleIntervalMs = 1000;
@@ -192,9 +195,18 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
     if (gpu_.active_gen != 0) return;
     if (gpu_abandoned_) {
       gpu_state_ = GpuState::kUnavailable;
-      gpu_info_.state = GpuState::kUnavailable;
-      gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
-      gpu_info_.reason_code = "GPU_HUNG";
+      gpu_info_ = GpuInfoSnapshot{GpuState::kUnavailable,
+                                  "an earlier NVML call never returned; GPU readings are off for the rest of this process",
+                                  "",
+                                  "",
+                                  "",
+                                  {},
+                                  false,
+                                  0,
+                                  0,
+                                  "GPU_HUNG"};
+      gpu_cache_.clear();
+      for (auto& kv : windows_) kv.second.gpu.clear();
       return;
     }
     // L8: only the Retain that starts a GPU thread hands its environment over, before the thread exists.
@@ -526,7 +538,22 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   t.active_gen = 0;
   cv_.notify_all();
   gpu_cv_.notify_all();
-  bool done = state_cv_.wait_until(lock, deadline, [&t, gen] { return t.exited_gen >= gen; });
+  auto exited = [&t, gen] { return t.exited_gen >= gen; };
+  bool done = state_cv_.wait_until(lock, deadline, exited);
+  if (!done && &t == &gpu_ && !exiting_) {
+    // Slow is not hung: the GPU thread is abandoned (detached, never replaced) only when its call in flight has
+    // really been running past its bound. Otherwise wait on, bounded: the thread ends as soon as the call returns.
+    double cap = proc::MonotonicMs() + kSlowCallHangMs + kHangMs;
+    while (!done) {
+      double now = proc::MonotonicMs();
+      double hung_at = !std::isnan(gpu_slow_call_started_ms_) ? gpu_slow_call_started_ms_ + kSlowCallHangMs
+                       : !std::isnan(gpu_poll_started_ms_)    ? gpu_poll_started_ms_ + kHangMs
+                                                              : now + kHangMs;
+      hung_at = std::min(hung_at, cap);
+      if (now >= hung_at) break;
+      done = state_cv_.wait_until(lock, DeadlineIn(hung_at - now), exited);
+    }
+  }
   std::thread th = std::move(t.thread);
   if (!done && &t == &gpu_) gpu_abandoned_ = true;
   lock.unlock();
@@ -781,29 +808,39 @@ void Sampler::RunGpu(uint64_t gen) {
     self_pid = self_pid_;
     env = gpu_env_;  // L8: written before this thread existed
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    gpu_slow_call_started_ms_ = proc::MonotonicMs();
+  }
   bool ok = gpus_.Detect(env, self_pid);
   std::unique_lock<std::mutex> lock(mu_);
-  gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
-  gpu_info_.reason = ok ? "" : gpus_.reason();
-  gpu_info_.reason_code = ok ? "" : gpus_.reason_code();
-  gpu_info_.library = gpus_.library().path();
-  gpu_info_.driver_version = gpus_.driver_version();
-  gpu_info_.nvml_version = gpus_.nvml_version();
-  gpu_info_.devices = ok ? gpus_.devices() : std::vector<nvml::DeviceStatic>();
-  gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
-  gpu_info_.process_list_version = gpus_.library().api().process_list_version;
-  gpu_info_.process_entry_stride = gpus_.process_entry_stride();
-  gpu_info_.pid_match = gpus_.pid_match();
-  gpu_info_.device_order = gpus_.device_order();
-  gpu_info_.device_order_certain = gpus_.device_order_certain();
-  gpu_info_.device_order_note = gpus_.device_order_note();
-  gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
-  for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
-  gpu_state_ = gpu_info_.state;
-  last_gpu_poll_ms_ = NAN;
-  last_list_ms_ = NAN;
-  gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
-  state_cv_.notify_all();
+  gpu_slow_call_started_ms_ = NAN;
+  // Published only by the thread still wanted: one stopped meanwhile (its last environment ended during detection)
+  // must not overwrite what a stop or a later thread set.
+  ok = ok && gpu_.active_gen == gen;
+  if (gpu_.active_gen == gen) {
+    gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
+    gpu_info_.reason = ok ? "" : gpus_.reason();
+    gpu_info_.reason_code = ok ? "" : gpus_.reason_code();
+    gpu_info_.library = gpus_.library().path();
+    gpu_info_.driver_version = gpus_.driver_version();
+    gpu_info_.nvml_version = gpus_.nvml_version();
+    gpu_info_.devices = ok ? gpus_.devices() : std::vector<nvml::DeviceStatic>();
+    gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
+    gpu_info_.process_list_version = gpus_.library().api().process_list_version;
+    gpu_info_.process_entry_stride = gpus_.process_entry_stride();
+    gpu_info_.pid_match = gpus_.pid_match();
+    gpu_info_.device_order = gpus_.device_order();
+    gpu_info_.device_order_certain = gpus_.device_order_certain();
+    gpu_info_.device_order_note = gpus_.device_order_note();
+    gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
+    for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
+    gpu_state_ = gpu_info_.state;
+    last_gpu_poll_ms_ = NAN;
+    last_list_ms_ = NAN;
+    gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
+    state_cv_.notify_all();
+  }
   std::vector<nvml::DeviceReading> readings;
   // Without a usable GPU the thread ends here: nothing is left for it to do, and every extra thread makes
   // getrusage(RUSAGE_SELF) (which sums over threads) a little slower.
@@ -835,6 +872,7 @@ void Sampler::RunGpu(uint64_t gen) {
     double t1 = proc::MonotonicMs();
     lock.lock();
     gpu_poll_started_ms_ = NAN;
+    if (gpu_.active_gen != gen) break;  // stopped (or abandoned) meanwhile: the cache may no longer be ours
     double list_ms = 0;
     for (const auto& r : readings) list_ms += r.process_list_ms;
     cheap_costs_.Add(std::max(0.0, t1 - now - list_ms));
@@ -850,9 +888,11 @@ void Sampler::RunGpu(uint64_t gen) {
   }
   bool unload = unload_on_stop_;
   gpu_cache_.clear();
+  gpu_slow_call_started_ms_ = proc::MonotonicMs();
   lock.unlock();
   gpus_.Shutdown(unload);
   lock.lock();
+  gpu_slow_call_started_ms_ = NAN;
   ThreadExiting(gpu_, gen);
   if (gen > gpu_.exited_gen) gpu_.exited_gen = gen;
   state_cv_.notify_all();

@@ -310,6 +310,7 @@ class Sampler {
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
   double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
+  double gpu_slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
   double gpu_cost_ms_ = 0;            // what a round of cheap readings (device memory, power…) costs (median)
   double list_cost_ms_ = 0;           // what a round of process-list readings costs (median)
   gpuwin::CostEstimate cheap_costs_;

@@ -726,6 +726,19 @@ describe.skipIf(!canUnshare)(
 );
 
 describe('a hanging NVML call', () => {
+  it('slow detection is not a hung driver: the last environment ending during a 800 ms nvmlInit leaves the GPU usable', async () => {
+    const scenario = join(work, `scenario-${n++}.txt`);
+    writeFileSync(scenario, `${BASE}\ninit_delay_ms=800\n`);
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const r = await runChild('gpu-slow-detect.cjs', [], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.info.available, JSON.stringify(out.info)).toBe(true);
+    expect(out.info.reasonCode).toBeNull();
+    expect(out.hasGpu).toBe(true);
+    expect(out.gpus).toHaveLength(2);
+    expect(out.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+  });
   it('never stalls the JS thread; the window says its GPU data is stale; exit stays prompt', async () => {
     const r = await gpuCase('hang', { env: { EXIT_NOW: '1' }, timeoutMs: 15_000 });
     expect(r.quickMs).toBeLessThan(500); // bench: well under 50 ms
