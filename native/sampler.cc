@@ -671,7 +671,9 @@ void Sampler::RunRss(uint64_t gen) {
       if (w.pids.empty()) w.pids = {t.root};
       std::sort(w.pids.begin(), w.pids.end());
     }
-    now = proc::MonotonicMs();
+    // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
+    // tree read was not read for, and keeps its tick for the next round.
+    double done_ms = proc::MonotonicMs();
     for (auto& kv : windows_) {
       Window& w = kv.second;
       // A reading is an observation for every window open at the time, due or not: so a window's peak is never
@@ -682,7 +684,7 @@ void Sampler::RunRss(uint64_t gen) {
         w.samples++;
       }
       if (w.next_due_ms > now) continue;
-      if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
+      if (w.timeline) AppendTimelineLocked(w, done_ms, static_cast<double>(rss), self_cpu);
       double step = w.interval_ms;
       bool ramping = w.ramp_ms > 0;
       if (w.ramp_ms > 0) {
@@ -700,7 +702,7 @@ void Sampler::RunRss(uint64_t gen) {
       }
       // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
       w.next_due_ms += step;
-      if (w.next_due_ms <= now) w.next_due_ms = now + step;
+      if (w.next_due_ms <= done_ms) w.next_due_ms = done_ms + step;
     }
   }
   ThreadExiting(rss_, gen);
@@ -708,9 +710,12 @@ void Sampler::RunRss(uint64_t gen) {
   state_cv_.notify_all();
 }
 
-void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings) {
+void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now,
+                                     std::vector<nvml::DeviceReading>& readings) {
+  // A reading counts for the windows open when it started (t_start); one opened while it was in flight gets only
+  // its share of the energy up to its end (t_now).
   for (auto& kv : windows_) {
-    if (t_now > kv.second.open_ms) kv.second.gpu_samples++;
+    if (kv.second.open_ms <= t_start) kv.second.gpu_samples++;
   }
   double cheap_iv = GpuIntervalLocked();
   for (size_t i = 0; i < readings.size() && i < gpu_cache_.size(); i++) {
@@ -734,11 +739,30 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
       c.process_util_error = r.process_util_error;
       c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
     }
+    // The window's share of the energy since the previous reading, up to this reading's end.
+    auto add_energy = [&](const Window& w, GpuWindow& g) {
+      if (have_prev) {
+        double frac = gpuwin::WindowShare(t_prev, t_now, w.open_ms);
+        if (std::isnan(inc)) {
+          g.energy_valid = false;
+        } else {
+          g.energy_j += inc * frac;
+        }
+      } else if (r.power_watts >= 0) {
+        g.energy_j += r.power_watts * (t_now - w.open_ms) / 1000.0;
+      } else {
+        g.energy_valid = false;
+      }
+    };
     for (auto& kv : windows_) {
       Window& w = kv.second;
       if (t_now <= w.open_ms) continue;
       if (w.gpu.size() < gpu_cache_.size()) w.gpu.resize(gpu_cache_.size());
       GpuWindow& g = w.gpu[i];
+      if (w.open_ms > t_start) {  // opened during the reading: energy only
+        add_energy(w, g);
+        continue;
+      }
       g.device_error = r.device_error;
       g.power_source = r.power_source;
       if (r.memory_used_bytes >= 0)
@@ -779,18 +803,7 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
         g.util_n++;
       }
       if (step.reason) g.energy_reason = step.reason;
-      if (have_prev) {
-        double frac = gpuwin::WindowShare(t_prev, t_now, w.open_ms);
-        if (std::isnan(inc)) {
-          g.energy_valid = false;
-        } else {
-          g.energy_j += inc * frac;
-        }
-      } else if (r.power_watts >= 0) {
-        g.energy_j += r.power_watts * (t_now - w.open_ms) / 1000.0;
-      } else {
-        g.energy_valid = false;
-      }
+      add_energy(w, g);
     }
     c.reading = std::move(r);
     c.t_ms = t_now;
@@ -884,7 +897,7 @@ void Sampler::RunGpu(uint64_t gen) {
     }
     double t_prev = last_gpu_poll_ms_;
     last_gpu_poll_ms_ = t1;
-    ApplyGpuReadingsLocked(t_prev, t1, readings);
+    ApplyGpuReadingsLocked(t_prev, now, t1, readings);
   }
   bool unload = unload_on_stop_;
   gpu_cache_.clear();

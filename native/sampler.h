@@ -273,7 +273,7 @@ class Sampler {
   void RunRss(uint64_t gen);
   void RunGpu(uint64_t gen);
   void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
-  void ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings);
+  void ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
   void FillStatsLocked(const Window& w, double* out, size_t len);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
   double GpuIntervalLocked() const;
