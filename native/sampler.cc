@@ -792,10 +792,17 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now
       }
       if (!g.acct_base_set) {
         // The accounting maximum before the window: the previous reading's, when it was taken close to the window's
-        // opening; else this first reading's (a rise before it is then not attributed to the window: conservative).
+        // opening and succeeded; else this reading's (a rise before it is then not attributed to the window:
+        // conservative); when this one failed too, the next reading's. A failed read is never a base of 0: the
+        // lifetime maximum would then count as a rise.
         bool prev_close = !std::isnan(c.t_ms) && c.t_ms >= w.open_ms - 2 * cheap_iv;
-        g.acct_base = prev_close ? c.reading.accounting_max_bytes : r.accounting_max_bytes;
-        g.acct_base_set = true;
+        if (prev_close && c.reading.accounting_max_bytes >= 0) {
+          g.acct_base = c.reading.accounting_max_bytes;
+          g.acct_base_set = true;
+        } else if (r.accounting_max_bytes >= 0) {
+          g.acct_base = r.accounting_max_bytes;
+          g.acct_base_set = true;
+        }
       }
       if (r.accounting_max_bytes >= 0) g.acct_end = r.accounting_max_bytes;
       if (r.utilization_percent >= 0) {

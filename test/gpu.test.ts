@@ -555,6 +555,12 @@ describe('MIG slices without privileges', () => {
 });
 
 describe('accounting mode', () => {
+  it('a failed accounting read before the window is no base of 0: the lifetime maximum from before is no rise', async () => {
+    const { usage } = await gpuCase('accountingFailedBefore', { scenario: BASE + '\ndev0.accounting=1\n' });
+    const g = usage.gpus[0];
+    expect(g.processMemoryPeakSource).toBe('sampled');
+    expect(g.processMemoryPeakBytes).toBe(64 * MiB);
+  });
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
     const { usage, record, flat, info } = await gpuCase('accountingSpike', {
       scenario: BASE + '\ndev0.accounting=1\n',

@@ -569,9 +569,11 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
     }
     if (d.accounting == 1 && api.device_get_accounting_stats) {
       AccountingStats st{};
-      if (api.device_get_accounting_stats(d.handle, self_pid_, &st) == kSuccess &&
-          st.maxMemoryUsage != kValueNotAvailable)
+      int rc = api.device_get_accounting_stats(d.handle, self_pid_, &st);
+      if (rc == kSuccess && st.maxMemoryUsage != kValueNotAvailable)
         out->accounting_max_bytes = static_cast<double>(st.maxMemoryUsage);
+      else if (rc == kErrorNotFound)
+        out->accounting_max_bytes = 0;  // no record: this process has not used the GPU yet (a failure stays -1)
     }
   }
   if (!with_processes) return;

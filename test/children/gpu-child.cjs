@@ -61,6 +61,22 @@ const cases = {
     const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
     return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
   },
+  // The accounting read fails up to and into the window, then reads a lifetime maximum (512 MiB) from before it.
+  accountingFailedBefore() {
+    const outer = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start(); // keeps the GPU readings going
+    write(base + `\ndev0.acct=self:${512 * MiB}\nfail.nvmlDeviceGetAccountingStats=999\n`);
+    sleep(150);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(100);
+        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+        sleep(200);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    outer.stop();
+    return { usage };
+  },
   // The energy counter is missing for a stretch mid-window, then back: no interval may be counted twice.
   energyGap() {
     sleep(100);
