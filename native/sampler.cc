@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <system_error>
 
 #include "gpu_window.h"
@@ -597,7 +598,7 @@ void Sampler::FailThreadStartsForTest(int n) {
   fail_thread_starts_ = n;
 }
 
-void Sampler::RunRss(uint64_t gen) {
+void Sampler::RunRssLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-rss");
   std::unique_lock<std::mutex> lock(mu_);
   ThreadStarted(rss_, gen);
@@ -621,6 +622,10 @@ void Sampler::RunRss(uint64_t gen) {
       ThreadParking(rss_);
       cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
+    }
+    if (throw_in_threads_ & 1) {
+      throw_in_threads_ &= ~1;
+      throw std::bad_alloc();
     }
     // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
     bool want_cpu = false;
@@ -817,7 +822,7 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now
   }
 }
 
-void Sampler::RunGpu(uint64_t gen) {
+void Sampler::RunGpuLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-gpu");
   nvml::Env env;
   uint32_t self_pid;
@@ -880,6 +885,10 @@ void Sampler::RunGpu(uint64_t gen) {
       gpu_cv_.wait_until(lock, DeadlineIn(due - now));
       continue;
     }
+    if (throw_in_threads_ & 2) {
+      throw_in_threads_ &= ~2;
+      throw std::bad_alloc();
+    }
     // The process lists at their own pace (their cost can be milliseconds on real drivers), the rest every round.
     bool with_lists =
         std::isnan(last_list_ms_) || gpu_refresh_requested_ || now - last_list_ms_ >= ProcessIntervalLocked() - 1;
@@ -916,6 +925,64 @@ void Sampler::RunGpu(uint64_t gen) {
   ThreadExiting(gpu_, gen);
   if (gen > gpu_.exited_gen) gpu_.exited_gen = gen;
   state_cv_.notify_all();
+}
+
+// No exception may end a thread through std::terminate (a std::bad_alloc in a reading, say): it is reported through
+// samplerState().threadError (and gpuInfo() for the GPU thread) and the thread ends as it would when stopped.
+void Sampler::RunRss(uint64_t gen) {
+  try {
+    RunRssLoop(gen);
+  } catch (const std::exception& e) {
+    ThreadFailed(rss_, gen, e.what());
+  } catch (...) {
+    ThreadFailed(rss_, gen, "unknown exception");
+  }
+}
+
+void Sampler::RunGpu(uint64_t gen) {
+  try {
+    RunGpuLoop(gen);
+  } catch (const std::exception& e) {
+    ThreadFailed(gpu_, gen, e.what());
+  } catch (...) {
+    ThreadFailed(gpu_, gen, "unknown exception");
+  }
+}
+
+void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
+  bool gpu = &t == &gpu_;
+  try {
+    std::lock_guard<std::mutex> lock(mu_);
+    thread_error_ = std::string("the ") + (gpu ? "GPU" : "RSS sampler") + " thread failed: " + what;
+    if (gpu && (gpu_.active_gen == gen || gpu_.active_gen == 0)) {
+      gpu_state_ = GpuState::kUnavailable;
+      gpu_info_.state = GpuState::kUnavailable;
+      gpu_info_.reason = thread_error_;
+      gpu_info_.reason_code = "GPU_THREAD_FAILED";
+      gpu_info_.devices.clear();
+      gpu_cache_.clear();
+      for (auto& kv : windows_) kv.second.gpu.clear();
+    }
+  } catch (...) {
+    // no memory for the message: the thread still ends cleanly below
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gpu) {
+    gpu_poll_started_ms_ = NAN;
+    gpu_slow_call_started_ms_ = NAN;
+    gpu_parked_ = false;
+  }
+  ThreadExiting(t, gen);
+  if (gen > t.exited_gen) t.exited_gen = gen;
+  state_cv_.notify_all();
+}
+
+void Sampler::ThrowInThreadsForTest(int which) {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw_in_threads_ = which;
+  cv_.notify_all();
+  gpu_refresh_requested_ = (which & 2) != 0 || gpu_refresh_requested_;
+  gpu_cv_.notify_all();
 }
 
 }  // namespace taskmeter

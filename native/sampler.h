@@ -181,6 +181,8 @@ class Sampler {
   // thread starts fail as std::thread does under a pids limit.
   void SetNextIdForTest(uint64_t id);
   void FailThreadStartsForTest(int n);
+  // Makes the RSS thread (bit 1) and/or the GPU thread (bit 2) throw std::bad_alloc at its next round.
+  void ThrowInThreadsForTest(int which);
 
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
@@ -270,8 +272,11 @@ class Sampler {
   void ThreadExiting(Thread& t, uint64_t gen);  // on the thread, under mu_, last
   double OwnCpuMsLocked();
   void StopLocked(std::chrono::milliseconds wait, bool unload);  // lifecycle_mu_ held
-  void RunRss(uint64_t gen);
-  void RunGpu(uint64_t gen);
+  void RunRss(uint64_t gen);  // RunRssLoop, ending cleanly on an exception (ThreadFailed)
+  void RunGpu(uint64_t gen);  // RunGpuLoop, likewise
+  void RunRssLoop(uint64_t gen);
+  void RunGpuLoop(uint64_t gen);
+  void ThreadFailed(Thread& t, uint64_t gen, const char* what);
   void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
   void ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
   void FillStatsLocked(const Window& w, double* out, size_t len);
@@ -292,6 +297,7 @@ class Sampler {
   uint64_t next_id_ = 1;  // L6
   std::string thread_error_;
   int fail_thread_starts_ = 0;
+  int throw_in_threads_ = 0;  // ThrowInThreadsForTest
   double retired_cpu_ms_ = 0;  // L7
   int refs_ = 0;
   uint64_t last_gen_ = 0;

@@ -112,6 +112,17 @@ describe('lifecycle', () => {
     expect(out.secondSamples).toBeGreaterThan(0);
   });
 
+  it('an exception inside the RSS or GPU thread (std::bad_alloc) is reported through samplerState()/gpuInfo(), never an abort', async () => {
+    const r = await runChild('lifecycle.cjs', ['thread-throws'], { env: withFakeGpu, timeoutMs: 20_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.wall).toBeGreaterThan(50);
+    expect(out.state.threadError).toMatch(/thread failed: std::bad_alloc/);
+    expect(out.gpu.state).toBe('unavailable');
+    expect(out.gpu.reasonCode).toBe('GPU_THREAD_FAILED');
+  });
+
   it('a GPU thread that cannot be started leaves gpuInfo() saying why, and measuring works', async () => {
     const env = gpuEnv({ TASKMETER_DISABLE_GPU: '1', TASKMETER_NVML_LIBRARY: fakeNvml('full') });
     const r = await runChild('lifecycle.cjs', ['gpu-thread-start-fails'], { env, timeoutMs: 10_000 });
