@@ -740,6 +740,19 @@ describe.skipIf(!canUnshare)(
 );
 
 describe('a hanging NVML call', () => {
+  it('a second detection in the same process starts afresh: a failed one reports no driver version from the first', async () => {
+    const scenario = join(work, `scenario-${n++}.txt`);
+    writeFileSync(scenario, BASE);
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const r = await runChild('gpu-slow-detect.cjs', ['redetect'], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const [first, second] = lastJson(r.stdout).infos;
+    expect(first.available).toBe(true);
+    expect(first.driverVersion).not.toBeNull();
+    expect(second.available).toBe(false);
+    expect(second.driverVersion).toBeNull();
+    expect(second.nvmlVersion).toBeNull();
+  });
   it('slow detection is not a hung driver: the last environment ending during a 800 ms nvmlInit leaves the GPU usable', async () => {
     const scenario = join(work, `scenario-${n++}.txt`);
     writeFileSync(scenario, `${BASE}\ninit_delay_ms=800\n`);

@@ -122,7 +122,20 @@ void ReadStatic(const Api& api, DeviceStatic* d) {
 }  // namespace
 
 bool Gpus::Detect(const Env& env, uint32_t self_pid) {
+  // A detection starts from nothing: no value of an earlier one (a driver version after a failed load, a device
+  // order note appended to) may survive into this one's result.
   devices_.clear();
+  util_last_seen_us_.clear();
+  reason_.clear();
+  reason_code_ = "";
+  driver_version_.clear();
+  nvml_version_.clear();
+  own_pid_namespace_ = false;
+  pid_match_ = kPidsHost;
+  process_stride_ = 0;
+  device_order_ = "PCI_BUS_ID";
+  device_order_certain_ = true;
+  device_order_note_.clear();
   self_pid_ = self_pid;
   if (!lib_.Open(env)) {
     reason_ = lib_.reason();
