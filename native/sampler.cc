@@ -107,6 +107,9 @@ void Sampler::Release() {
 }
 
 void Sampler::StopAtExit(std::chrono::milliseconds wait) {
+  // L5 first: even when lifecycle_mu_ cannot be taken in time below, no thread starts after this point (every start
+  // checks it under lifecycle_mu_, and a stop in progress bounds its waits by it).
+  exiting_.store(true);
   auto deadline = std::chrono::steady_clock::now() + wait;
   // Another thread may be in the middle of a bounded stop (its own release); wait for it, but not past the bound.
   // Polled with try_lock rather than a timed mutex: pthread_mutex_clocklock is invisible to ThreadSanitizer's
@@ -117,7 +120,6 @@ void Sampler::StopAtExit(std::chrono::milliseconds wait) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     life.try_lock();
   }
-  exiting_ = true;  // L5
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   StopLocked(std::max(left, std::chrono::milliseconds(1)), false);
   // No environment left (the module is being unloaded, or every one ended before exit) and the RSS thread was
@@ -545,14 +547,14 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
     // Slow is not hung: the GPU thread is abandoned (detached, never replaced) only when its call in flight has
     // really been running past its bound. Otherwise wait on, bounded: the thread ends as soon as the call returns.
     double cap = proc::MonotonicMs() + kSlowCallHangMs + kHangMs;
-    while (!done) {
+    while (!done && !exiting_) {  // at exit, the exit's own bound applies
       double now = proc::MonotonicMs();
       double hung_at = !std::isnan(gpu_slow_call_started_ms_) ? gpu_slow_call_started_ms_ + kSlowCallHangMs
                        : !std::isnan(gpu_poll_started_ms_)    ? gpu_poll_started_ms_ + kHangMs
                                                               : now + kHangMs;
       hung_at = std::min(hung_at, cap);
       if (now >= hung_at) break;
-      done = state_cv_.wait_until(lock, DeadlineIn(hung_at - now), exited);
+      done = state_cv_.wait_until(lock, DeadlineIn(std::min(hung_at - now, 100.0)), exited);
     }
   }
   std::thread th = std::move(t.thread);

@@ -287,7 +287,7 @@ class Sampler {
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
   std::mutex lifecycle_mu_;
-  bool exiting_ = false;                  // L5 (under lifecycle_mu_)
+  std::atomic<bool> exiting_{false};      // L5: set first thing at exit, even when lifecycle_mu_ cannot be taken
   std::atomic<bool> rss_started_{false};  // rss_.active_gen != 0; lets Open skip lifecycle_mu_
   std::mutex mu_;                         // the data: windows, thread generations, GPU cache
   std::condition_variable cv_;            // wakes the RSS thread
