@@ -198,16 +198,17 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
     if (gpu_.active_gen != 0) return;
     if (gpu_abandoned_) {
       gpu_state_ = GpuState::kUnavailable;
-      gpu_info_ = GpuInfoSnapshot{GpuState::kUnavailable,
-                                  "an earlier NVML call never returned; GPU readings are off for the rest of this process",
-                                  "",
-                                  "",
-                                  "",
-                                  {},
-                                  false,
-                                  0,
-                                  0,
-                                  "GPU_HUNG"};
+      gpu_info_ =
+          GpuInfoSnapshot{GpuState::kUnavailable,
+                          "an earlier NVML call never returned; GPU readings are off for the rest of this process",
+                          "",
+                          "",
+                          "",
+                          {},
+                          false,
+                          0,
+                          0,
+                          "GPU_HUNG"};
       gpu_cache_.clear();
       for (auto& kv : windows_) kv.second.gpu.clear();
       return;

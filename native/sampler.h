@@ -297,7 +297,7 @@ class Sampler {
   uint64_t next_id_ = 1;  // L6
   std::string thread_error_;
   int fail_thread_starts_ = 0;
-  int throw_in_threads_ = 0;  // ThrowInThreadsForTest
+  int throw_in_threads_ = 0;   // ThrowInThreadsForTest
   double retired_cpu_ms_ = 0;  // L7
   int refs_ = 0;
   uint64_t last_gen_ = 0;
@@ -315,10 +315,10 @@ class Sampler {
   GpuInfoSnapshot gpu_info_;
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
-  double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
+  double gpu_poll_started_ms_ = NAN;       // NaN: no NVML reading in flight (the watchdog looks at this)
   double gpu_slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
-  double gpu_cost_ms_ = 0;            // what a round of cheap readings (device memory, power…) costs (median)
-  double list_cost_ms_ = 0;           // what a round of process-list readings costs (median)
+  double gpu_cost_ms_ = 0;                 // what a round of cheap readings (device memory, power…) costs (median)
+  double list_cost_ms_ = 0;                // what a round of process-list readings costs (median)
   gpuwin::CostEstimate cheap_costs_;
   gpuwin::CostEstimate list_costs_;
   double last_list_ms_ = NAN;

@@ -225,9 +225,14 @@ describe('detection', () => {
   it('the CUDA-order helper ignores NODE_OPTIONS: a --require that prints does not break its answer', async () => {
     const preload = join(work, 'prints.cjs');
     writeFileSync(preload, "console.log('GPU-printed-by-a-preload');\n");
-    const r = await gpuCase('info', { env: { CUDA_VISIBLE_DEVICES: '0', NODE_OPTIONS: `--require ${preload}`, ...cuda } });
+    const r = await gpuCase('info', {
+      env: { CUDA_VISIBLE_DEVICES: '0', NODE_OPTIONS: `--require ${preload}`, ...cuda },
+    });
     expect(r.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']);
-    expect(r.info).toMatchObject({ deviceOrderCertain: true, deviceOrderNote: expect.stringMatching(/helper process/) });
+    expect(r.info).toMatchObject({
+      deviceOrderCertain: true,
+      deviceOrderNote: expect.stringMatching(/helper process/),
+    });
   });
 
   it("a bare index on two different GPUs with CUDA's default order and no CUDA to ask: says it cannot tell, attributes nothing", async () => {
