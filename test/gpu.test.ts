@@ -337,6 +337,14 @@ describe('windows with a GPU', () => {
     expect(record.gpu_memory_peak_mb).toBe(512);
   });
 
+  it("a GPU reading already in flight when a window opens is not one of the window's samples", async () => {
+    const { usage } = await gpuCase('openedDuringReading', {
+      scenario: 'count=1\ndev0.name=A\ndev0.power_mw=300000\ndelay.nvmlDeviceGetPowerUsage=300\n',
+    });
+    // the only reading (cost-paced: the next one would come minutes later) started ~100 ms before the window
+    expect(usage.gpuSamples).toBe(0);
+  });
+
   it('a window too short for a GPU reading reports the latest reading', async () => {
     const { usage, record } = await gpuCase('short');
     expect(usage.gpuSamples).toBeLessThanOrEqual(1); // opening a window may trigger one reading at once

@@ -61,6 +61,12 @@ const cases = {
     const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
     return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
   },
+  // A window opened while a slow GPU reading (300 ms) is in flight: that reading started before the window.
+  openedDuringReading() {
+    sleep(100); // the first reading (asked for right after detection) is in flight
+    const { usage } = tm.measureSync(() => sleep(500), { sampleIntervalMs: 10 });
+    return { usage };
+  },
   // The accounting read fails up to and into the window, then reads a lifetime maximum (512 MiB) from before it.
   accountingFailedBefore() {
     const outer = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start(); // keeps the GPU readings going
