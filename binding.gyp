@@ -4,7 +4,7 @@
       "target_name": "taskmeter",
       "sources": [ "<!@(node -p \"require('./sources.json').common.join(' ')\")" ],
       "include_dirs": [ "<!(node -p \"require('node-addon-api').include_dir\")", "native" ],
-      "defines": [ "NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED" ],
+      "defines": [ "NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS" ],
       "cflags_cc!": [ "-fno-exceptions" ],
       "cflags_cc": [ "-std=c++17", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter" ],
       "conditions": [

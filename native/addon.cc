@@ -407,6 +407,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       ThrowErrnoError(env, EAGAIN, "taskmeter: could not create the exit notifier", kStageSetup);
       return env.Undefined();
     }
+    // The waiter thread is detached and calls SpawnWaitState::Done when the child ends, possibly after this
+    // environment (the last one using the addon) is gone and Node unloaded the module: keep it loaded.
+    PinThisModule();
     r = Spawn(o, SpawnWaitState::Done, state);
     if (r.pid < 0) {
       state->Drop();  // the waiter's share: there is no waiter
@@ -474,7 +477,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   }
 
   // testHook(name, value): for the tests only. "nextWindowId": the id the next window gets; "failThreadStarts": the
-  // next n thread starts fail as they do under a pids limit.
+  // next n thread starts fail as they do under a pids limit; "throwInThreads": the RSS (1) and/or GPU (2) thread
+  // throws std::bad_alloc at its next round.
   Napi::Value TestHook(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "testHook(name, value)");
@@ -486,6 +490,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Sampler::Instance().SetNextIdForTest(static_cast<uint64_t>(v));
     } else if (name == "failThreadStarts" && v >= 0 && v <= 1000) {
       Sampler::Instance().FailThreadStartsForTest(static_cast<int>(v));
+    } else if (name == "throwInThreads" && v >= 0 && v <= 3) {
+      Sampler::Instance().ThrowInThreadsForTest(static_cast<int>(v));
     } else {
       ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_INVALID_ARG_VALUE", "testHook: unknown hook or value");
     }

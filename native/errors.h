@@ -12,13 +12,19 @@ namespace taskmeter {
 
 enum class ErrorKind { kError, kTypeError, kRangeError };
 
-// Sets a pending JS exception (the caller returns right after); never throws a C++ exception.
+// Sets a pending JS exception (the caller returns right after); never throws a C++ exception. Plain N-API calls whose
+// failures are ignored: in a worker that is being terminated JS can no longer run, napi_throw fails, and
+// node-addon-api's Error::ThrowAsJavaScriptException / Object::Set would then abort the whole process.
 inline void ThrowCodeError(Napi::Env env, ErrorKind kind, const char* code, const std::string& message) {
-  Napi::Error e = kind == ErrorKind::kTypeError    ? Napi::TypeError::New(env, message)
-                  : kind == ErrorKind::kRangeError ? Napi::RangeError::New(env, message)
-                                                   : Napi::Error::New(env, message);
-  e.Set("code", Napi::String::New(env, code));
-  e.ThrowAsJavaScriptException();
+  napi_value msg, error, value;
+  if (napi_create_string_utf8(env, message.c_str(), message.size(), &msg) != napi_ok) return;
+  napi_status made = kind == ErrorKind::kTypeError    ? napi_create_type_error(env, nullptr, msg, &error)
+                     : kind == ErrorKind::kRangeError ? napi_create_range_error(env, nullptr, msg, &error)
+                                                      : napi_create_error(env, nullptr, msg, &error);
+  if (made != napi_ok) return;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &value) == napi_ok)
+    napi_set_named_property(env, error, "code", value);
+  napi_throw(env, error);
 }
 
 // The symbolic name of an errno value ("ENOENT"), or "UNKNOWN" (libuv's name for one it does not know).

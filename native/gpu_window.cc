@@ -82,7 +82,9 @@ bool ProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std
 
 double AccountingPeak(double base_bytes, double end_bytes) {
   if (!(end_bytes >= 0)) return NAN;
-  if (!(base_bytes >= 0)) base_bytes = 0;  // the process had no accounting record before: any value is a rise
+  // A base that was never read is unknown, not 0 (a lifetime maximum would count as a rise). A process with no
+  // record before the window has a base of 0 (nvml/gpu.h): any value is then a rise.
+  if (!(base_bytes >= 0)) return NAN;
   return end_bytes > base_bytes ? end_bytes : NAN;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <system_error>
 
 #include "gpu_window.h"
@@ -27,6 +28,9 @@ constexpr double kCheapCostFactor = 500;
 constexpr double kListCostFactor = 125;
 // An NVML reading in flight for longer than this is treated as hung: GPU data is marked stale.
 constexpr double kHangMs = 1000;
+// Detection (nvmlInit, the device walk, the CUDA-order helper which is killed after 20 s) and nvmlShutdown may be
+// slow without being hung: a stop treats such a call as hung only past this.
+constexpr double kSlowCallHangMs = 25000;
 // With no window open, snapshot() asks for a fresh GPU reading when the cache is older than this.
 constexpr double kIdleRefreshMs = 500;
 constexpr double kIdleIntervalMs = 1000;
@@ -39,23 +43,6 @@ struct StopAtExitHook {
   ~StopAtExitHook() { Sampler::Instance().StopAtExit(std::chrono::milliseconds(400)); }
 } g_stop_at_exit;
 
-// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
-void PinThisModule() {
-  static bool pinned = false;
-  if (pinned) return;
-  pinned = true;
-#ifdef _WIN32
-  HMODULE h;
-  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
-                     reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
-#else
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
-  }
-#endif
-}
-
 // Ids stay exact in a JS number (L6).
 constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
 
@@ -64,6 +51,23 @@ std::chrono::steady_clock::time_point DeadlineIn(double ms) {
 }
 
 }  // namespace
+
+// Keeps this module loaded for the life of the process (L3): a detached thread will return into its code.
+void PinThisModule() {
+  static std::once_flag pinned;
+  std::call_once(pinned, [] {
+#ifdef _WIN32
+    HMODULE h;
+    GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                       reinterpret_cast<LPCWSTR>(&PinThisModule), &h);
+#else
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinThisModule), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // one more reference, never released
+    }
+#endif
+  });
+}
 
 namespace {
 // Constant-initialized (no write when the addon is loaded): Node unloads the addon after the last environment that
@@ -103,6 +107,9 @@ void Sampler::Release() {
 }
 
 void Sampler::StopAtExit(std::chrono::milliseconds wait) {
+  // L5 first: even when lifecycle_mu_ cannot be taken in time below, no thread starts after this point (every start
+  // checks it under lifecycle_mu_, and a stop in progress bounds its waits by it).
+  exiting_.store(true);
   auto deadline = std::chrono::steady_clock::now() + wait;
   // Another thread may be in the middle of a bounded stop (its own release); wait for it, but not past the bound.
   // Polled with try_lock rather than a timed mutex: pthread_mutex_clocklock is invisible to ThreadSanitizer's
@@ -113,7 +120,6 @@ void Sampler::StopAtExit(std::chrono::milliseconds wait) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     life.try_lock();
   }
-  exiting_ = true;  // L5
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   StopLocked(std::max(left, std::chrono::milliseconds(1)), false);
   // No environment left (the module is being unloaded, or every one ended before exit) and the RSS thread was
@@ -192,9 +198,19 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
     if (gpu_.active_gen != 0) return;
     if (gpu_abandoned_) {
       gpu_state_ = GpuState::kUnavailable;
-      gpu_info_.state = GpuState::kUnavailable;
-      gpu_info_.reason = "an earlier NVML call never returned; GPU readings are off for the rest of this process";
-      gpu_info_.reason_code = "GPU_HUNG";
+      gpu_info_ =
+          GpuInfoSnapshot{GpuState::kUnavailable,
+                          "an earlier NVML call never returned; GPU readings are off for the rest of this process",
+                          "",
+                          "",
+                          "",
+                          {},
+                          false,
+                          0,
+                          0,
+                          "GPU_HUNG"};
+      gpu_cache_.clear();
+      for (auto& kv : windows_) kv.second.gpu.clear();
       return;
     }
     // L8: only the Retain that starts a GPU thread hands its environment over, before the thread exists.
@@ -526,7 +542,22 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   t.active_gen = 0;
   cv_.notify_all();
   gpu_cv_.notify_all();
-  bool done = state_cv_.wait_until(lock, deadline, [&t, gen] { return t.exited_gen >= gen; });
+  auto exited = [&t, gen] { return t.exited_gen >= gen; };
+  bool done = state_cv_.wait_until(lock, deadline, exited);
+  if (!done && &t == &gpu_ && !exiting_) {
+    // Slow is not hung: the GPU thread is abandoned (detached, never replaced) only when its call in flight has
+    // really been running past its bound. Otherwise wait on, bounded: the thread ends as soon as the call returns.
+    double cap = proc::MonotonicMs() + kSlowCallHangMs + kHangMs;
+    while (!done && !exiting_) {  // at exit, the exit's own bound applies
+      double now = proc::MonotonicMs();
+      double hung_at = !std::isnan(gpu_slow_call_started_ms_) ? gpu_slow_call_started_ms_ + kSlowCallHangMs
+                       : !std::isnan(gpu_poll_started_ms_)    ? gpu_poll_started_ms_ + kHangMs
+                                                              : now + kHangMs;
+      hung_at = std::min(hung_at, cap);
+      if (now >= hung_at) break;
+      done = state_cv_.wait_until(lock, DeadlineIn(std::min(hung_at - now, 100.0)), exited);
+    }
+  }
   std::thread th = std::move(t.thread);
   if (!done && &t == &gpu_) gpu_abandoned_ = true;
   lock.unlock();
@@ -570,7 +601,7 @@ void Sampler::FailThreadStartsForTest(int n) {
   fail_thread_starts_ = n;
 }
 
-void Sampler::RunRss(uint64_t gen) {
+void Sampler::RunRssLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-rss");
   std::unique_lock<std::mutex> lock(mu_);
   ThreadStarted(rss_, gen);
@@ -594,6 +625,10 @@ void Sampler::RunRss(uint64_t gen) {
       ThreadParking(rss_);
       cv_.wait_until(lock, DeadlineIn(next_due - now));
       continue;
+    }
+    if (throw_in_threads_ & 1) {
+      throw_in_threads_ &= ~1;
+      throw std::bad_alloc();
     }
     // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
     bool want_cpu = false;
@@ -644,7 +679,9 @@ void Sampler::RunRss(uint64_t gen) {
       if (w.pids.empty()) w.pids = {t.root};
       std::sort(w.pids.begin(), w.pids.end());
     }
-    now = proc::MonotonicMs();
+    // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
+    // tree read was not read for, and keeps its tick for the next round.
+    double done_ms = proc::MonotonicMs();
     for (auto& kv : windows_) {
       Window& w = kv.second;
       // A reading is an observation for every window open at the time, due or not: so a window's peak is never
@@ -655,7 +692,7 @@ void Sampler::RunRss(uint64_t gen) {
         w.samples++;
       }
       if (w.next_due_ms > now) continue;
-      if (w.timeline) AppendTimelineLocked(w, now, static_cast<double>(rss), self_cpu);
+      if (w.timeline) AppendTimelineLocked(w, done_ms, static_cast<double>(rss), self_cpu);
       double step = w.interval_ms;
       bool ramping = w.ramp_ms > 0;
       if (w.ramp_ms > 0) {
@@ -673,7 +710,7 @@ void Sampler::RunRss(uint64_t gen) {
       }
       // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
       w.next_due_ms += step;
-      if (w.next_due_ms <= now) w.next_due_ms = now + step;
+      if (w.next_due_ms <= done_ms) w.next_due_ms = done_ms + step;
     }
   }
   ThreadExiting(rss_, gen);
@@ -681,9 +718,12 @@ void Sampler::RunRss(uint64_t gen) {
   state_cv_.notify_all();
 }
 
-void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings) {
+void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now,
+                                     std::vector<nvml::DeviceReading>& readings) {
+  // A reading counts for the windows open when it started (t_start); one opened while it was in flight gets only
+  // its share of the energy up to its end (t_now).
   for (auto& kv : windows_) {
-    if (t_now > kv.second.open_ms) kv.second.gpu_samples++;
+    if (kv.second.open_ms <= t_start) kv.second.gpu_samples++;
   }
   double cheap_iv = GpuIntervalLocked();
   for (size_t i = 0; i < readings.size() && i < gpu_cache_.size(); i++) {
@@ -707,11 +747,30 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
       c.process_util_error = r.process_util_error;
       c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
     }
+    // The window's share of the energy since the previous reading, up to this reading's end.
+    auto add_energy = [&](const Window& w, GpuWindow& g) {
+      if (have_prev) {
+        double frac = gpuwin::WindowShare(t_prev, t_now, w.open_ms);
+        if (std::isnan(inc)) {
+          g.energy_valid = false;
+        } else {
+          g.energy_j += inc * frac;
+        }
+      } else if (r.power_watts >= 0) {
+        g.energy_j += r.power_watts * (t_now - w.open_ms) / 1000.0;
+      } else {
+        g.energy_valid = false;
+      }
+    };
     for (auto& kv : windows_) {
       Window& w = kv.second;
       if (t_now <= w.open_ms) continue;
       if (w.gpu.size() < gpu_cache_.size()) w.gpu.resize(gpu_cache_.size());
       GpuWindow& g = w.gpu[i];
+      if (w.open_ms > t_start) {  // opened during the reading: energy only
+        add_energy(w, g);
+        continue;
+      }
       g.device_error = r.device_error;
       g.power_source = r.power_source;
       if (r.memory_used_bytes >= 0)
@@ -741,10 +800,17 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
       }
       if (!g.acct_base_set) {
         // The accounting maximum before the window: the previous reading's, when it was taken close to the window's
-        // opening; else this first reading's (a rise before it is then not attributed to the window: conservative).
+        // opening and succeeded; else this reading's (a rise before it is then not attributed to the window:
+        // conservative); when this one failed too, the next reading's. A failed read is never a base of 0: the
+        // lifetime maximum would then count as a rise.
         bool prev_close = !std::isnan(c.t_ms) && c.t_ms >= w.open_ms - 2 * cheap_iv;
-        g.acct_base = prev_close ? c.reading.accounting_max_bytes : r.accounting_max_bytes;
-        g.acct_base_set = true;
+        if (prev_close && c.reading.accounting_max_bytes >= 0) {
+          g.acct_base = c.reading.accounting_max_bytes;
+          g.acct_base_set = true;
+        } else if (r.accounting_max_bytes >= 0) {
+          g.acct_base = r.accounting_max_bytes;
+          g.acct_base_set = true;
+        }
       }
       if (r.accounting_max_bytes >= 0) g.acct_end = r.accounting_max_bytes;
       if (r.utilization_percent >= 0) {
@@ -752,25 +818,14 @@ void Sampler::ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nv
         g.util_n++;
       }
       if (step.reason) g.energy_reason = step.reason;
-      if (have_prev) {
-        double frac = gpuwin::WindowShare(t_prev, t_now, w.open_ms);
-        if (std::isnan(inc)) {
-          g.energy_valid = false;
-        } else {
-          g.energy_j += inc * frac;
-        }
-      } else if (r.power_watts >= 0) {
-        g.energy_j += r.power_watts * (t_now - w.open_ms) / 1000.0;
-      } else {
-        g.energy_valid = false;
-      }
+      add_energy(w, g);
     }
     c.reading = std::move(r);
     c.t_ms = t_now;
   }
 }
 
-void Sampler::RunGpu(uint64_t gen) {
+void Sampler::RunGpuLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-gpu");
   nvml::Env env;
   uint32_t self_pid;
@@ -781,29 +836,39 @@ void Sampler::RunGpu(uint64_t gen) {
     self_pid = self_pid_;
     env = gpu_env_;  // L8: written before this thread existed
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    gpu_slow_call_started_ms_ = proc::MonotonicMs();
+  }
   bool ok = gpus_.Detect(env, self_pid);
   std::unique_lock<std::mutex> lock(mu_);
-  gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
-  gpu_info_.reason = ok ? "" : gpus_.reason();
-  gpu_info_.reason_code = ok ? "" : gpus_.reason_code();
-  gpu_info_.library = gpus_.library().path();
-  gpu_info_.driver_version = gpus_.driver_version();
-  gpu_info_.nvml_version = gpus_.nvml_version();
-  gpu_info_.devices = ok ? gpus_.devices() : std::vector<nvml::DeviceStatic>();
-  gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
-  gpu_info_.process_list_version = gpus_.library().api().process_list_version;
-  gpu_info_.process_entry_stride = gpus_.process_entry_stride();
-  gpu_info_.pid_match = gpus_.pid_match();
-  gpu_info_.device_order = gpus_.device_order();
-  gpu_info_.device_order_certain = gpus_.device_order_certain();
-  gpu_info_.device_order_note = gpus_.device_order_note();
-  gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
-  for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
-  gpu_state_ = gpu_info_.state;
-  last_gpu_poll_ms_ = NAN;
-  last_list_ms_ = NAN;
-  gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
-  state_cv_.notify_all();
+  gpu_slow_call_started_ms_ = NAN;
+  // Published only by the thread still wanted: one stopped meanwhile (its last environment ended during detection)
+  // must not overwrite what a stop or a later thread set.
+  ok = ok && gpu_.active_gen == gen;
+  if (gpu_.active_gen == gen) {
+    gpu_info_.state = ok ? GpuState::kReady : GpuState::kUnavailable;
+    gpu_info_.reason = ok ? "" : gpus_.reason();
+    gpu_info_.reason_code = ok ? "" : gpus_.reason_code();
+    gpu_info_.library = gpus_.library().path();
+    gpu_info_.driver_version = gpus_.driver_version();
+    gpu_info_.nvml_version = gpus_.nvml_version();
+    gpu_info_.devices = ok ? gpus_.devices() : std::vector<nvml::DeviceStatic>();
+    gpu_info_.own_pid_namespace = gpus_.own_pid_namespace();
+    gpu_info_.process_list_version = gpus_.library().api().process_list_version;
+    gpu_info_.process_entry_stride = gpus_.process_entry_stride();
+    gpu_info_.pid_match = gpus_.pid_match();
+    gpu_info_.device_order = gpus_.device_order();
+    gpu_info_.device_order_certain = gpus_.device_order_certain();
+    gpu_info_.device_order_note = gpus_.device_order_note();
+    gpu_cache_.assign(ok ? gpus_.devices().size() : 0, GpuCache());
+    for (auto& kv : windows_) kv.second.gpu.resize(gpu_cache_.size());
+    gpu_state_ = gpu_info_.state;
+    last_gpu_poll_ms_ = NAN;
+    last_list_ms_ = NAN;
+    gpu_refresh_requested_ = ok;  // a first reading right away, so snapshot() has values early
+    state_cv_.notify_all();
+  }
   std::vector<nvml::DeviceReading> readings;
   // Without a usable GPU the thread ends here: nothing is left for it to do, and every extra thread makes
   // getrusage(RUSAGE_SELF) (which sums over threads) a little slower.
@@ -823,6 +888,10 @@ void Sampler::RunGpu(uint64_t gen) {
       gpu_cv_.wait_until(lock, DeadlineIn(due - now));
       continue;
     }
+    if (throw_in_threads_ & 2) {
+      throw_in_threads_ &= ~2;
+      throw std::bad_alloc();
+    }
     // The process lists at their own pace (their cost can be milliseconds on real drivers), the rest every round.
     bool with_lists =
         std::isnan(last_list_ms_) || gpu_refresh_requested_ || now - last_list_ms_ >= ProcessIntervalLocked() - 1;
@@ -835,6 +904,7 @@ void Sampler::RunGpu(uint64_t gen) {
     double t1 = proc::MonotonicMs();
     lock.lock();
     gpu_poll_started_ms_ = NAN;
+    if (gpu_.active_gen != gen) break;  // stopped (or abandoned) meanwhile: the cache may no longer be ours
     double list_ms = 0;
     for (const auto& r : readings) list_ms += r.process_list_ms;
     cheap_costs_.Add(std::max(0.0, t1 - now - list_ms));
@@ -846,16 +916,76 @@ void Sampler::RunGpu(uint64_t gen) {
     }
     double t_prev = last_gpu_poll_ms_;
     last_gpu_poll_ms_ = t1;
-    ApplyGpuReadingsLocked(t_prev, t1, readings);
+    ApplyGpuReadingsLocked(t_prev, now, t1, readings);
   }
   bool unload = unload_on_stop_;
   gpu_cache_.clear();
+  gpu_slow_call_started_ms_ = proc::MonotonicMs();
   lock.unlock();
   gpus_.Shutdown(unload);
   lock.lock();
+  gpu_slow_call_started_ms_ = NAN;
   ThreadExiting(gpu_, gen);
   if (gen > gpu_.exited_gen) gpu_.exited_gen = gen;
   state_cv_.notify_all();
+}
+
+// No exception may end a thread through std::terminate (a std::bad_alloc in a reading, say): it is reported through
+// samplerState().threadError (and gpuInfo() for the GPU thread) and the thread ends as it would when stopped.
+void Sampler::RunRss(uint64_t gen) {
+  try {
+    RunRssLoop(gen);
+  } catch (const std::exception& e) {
+    ThreadFailed(rss_, gen, e.what());
+  } catch (...) {
+    ThreadFailed(rss_, gen, "unknown exception");
+  }
+}
+
+void Sampler::RunGpu(uint64_t gen) {
+  try {
+    RunGpuLoop(gen);
+  } catch (const std::exception& e) {
+    ThreadFailed(gpu_, gen, e.what());
+  } catch (...) {
+    ThreadFailed(gpu_, gen, "unknown exception");
+  }
+}
+
+void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
+  bool gpu = &t == &gpu_;
+  try {
+    std::lock_guard<std::mutex> lock(mu_);
+    thread_error_ = std::string("the ") + (gpu ? "GPU" : "RSS sampler") + " thread failed: " + what;
+    if (gpu && (gpu_.active_gen == gen || gpu_.active_gen == 0)) {
+      gpu_state_ = GpuState::kUnavailable;
+      gpu_info_.state = GpuState::kUnavailable;
+      gpu_info_.reason = thread_error_;
+      gpu_info_.reason_code = "GPU_THREAD_FAILED";
+      gpu_info_.devices.clear();
+      gpu_cache_.clear();
+      for (auto& kv : windows_) kv.second.gpu.clear();
+    }
+  } catch (...) {
+    // no memory for the message: the thread still ends cleanly below
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (gpu) {
+    gpu_poll_started_ms_ = NAN;
+    gpu_slow_call_started_ms_ = NAN;
+    gpu_parked_ = false;
+  }
+  ThreadExiting(t, gen);
+  if (gen > t.exited_gen) t.exited_gen = gen;
+  state_cv_.notify_all();
+}
+
+void Sampler::ThrowInThreadsForTest(int which) {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw_in_threads_ = which;
+  cv_.notify_all();
+  gpu_refresh_requested_ = (which & 2) != 0 || gpu_refresh_requested_;
+  gpu_cv_.notify_all();
 }
 
 }  // namespace taskmeter

@@ -54,6 +54,11 @@
 
 namespace taskmeter {
 
+// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a detached
+// thread is started (the GPU thread on a hung driver, a spawn's waiter): it may return into this module's code after
+// Node has unloaded the addon.
+void PinThisModule();
+
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
   X(WinMaxRssBytes)   /* largest RSS the sampler saw in the window; NaN before the first sample */ \
@@ -176,6 +181,8 @@ class Sampler {
   // thread starts fail as std::thread does under a pids limit.
   void SetNextIdForTest(uint64_t id);
   void FailThreadStartsForTest(int n);
+  // Makes the RSS thread (bit 1) and/or the GPU thread (bit 2) throw std::bad_alloc at its next round.
+  void ThrowInThreadsForTest(int which);
 
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
@@ -265,10 +272,13 @@ class Sampler {
   void ThreadExiting(Thread& t, uint64_t gen);  // on the thread, under mu_, last
   double OwnCpuMsLocked();
   void StopLocked(std::chrono::milliseconds wait, bool unload);  // lifecycle_mu_ held
-  void RunRss(uint64_t gen);
-  void RunGpu(uint64_t gen);
+  void RunRss(uint64_t gen);  // RunRssLoop, ending cleanly on an exception (ThreadFailed)
+  void RunGpu(uint64_t gen);  // RunGpuLoop, likewise
+  void RunRssLoop(uint64_t gen);
+  void RunGpuLoop(uint64_t gen);
+  void ThreadFailed(Thread& t, uint64_t gen, const char* what);
   void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
-  void ApplyGpuReadingsLocked(double t_prev, double t_now, std::vector<nvml::DeviceReading>& readings);
+  void ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
   void FillStatsLocked(const Window& w, double* out, size_t len);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
   double GpuIntervalLocked() const;
@@ -277,7 +287,7 @@ class Sampler {
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
   std::mutex lifecycle_mu_;
-  bool exiting_ = false;                  // L5 (under lifecycle_mu_)
+  std::atomic<bool> exiting_{false};      // L5: set first thing at exit, even when lifecycle_mu_ cannot be taken
   std::atomic<bool> rss_started_{false};  // rss_.active_gen != 0; lets Open skip lifecycle_mu_
   std::mutex mu_;                         // the data: windows, thread generations, GPU cache
   std::condition_variable cv_;            // wakes the RSS thread
@@ -287,6 +297,7 @@ class Sampler {
   uint64_t next_id_ = 1;  // L6
   std::string thread_error_;
   int fail_thread_starts_ = 0;
+  int throw_in_threads_ = 0;   // ThrowInThreadsForTest
   double retired_cpu_ms_ = 0;  // L7
   int refs_ = 0;
   uint64_t last_gen_ = 0;
@@ -304,9 +315,10 @@ class Sampler {
   GpuInfoSnapshot gpu_info_;
   std::vector<GpuCache> gpu_cache_;
   uint32_t self_pid_ = 0;
-  double gpu_poll_started_ms_ = NAN;  // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_cost_ms_ = 0;            // what a round of cheap readings (device memory, power…) costs (median)
-  double list_cost_ms_ = 0;           // what a round of process-list readings costs (median)
+  double gpu_poll_started_ms_ = NAN;       // NaN: no NVML reading in flight (the watchdog looks at this)
+  double gpu_slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
+  double gpu_cost_ms_ = 0;                 // what a round of cheap readings (device memory, power…) costs (median)
+  double list_cost_ms_ = 0;                // what a round of process-list readings costs (median)
   gpuwin::CostEstimate cheap_costs_;
   gpuwin::CostEstimate list_costs_;
   double last_list_ms_ = NAN;

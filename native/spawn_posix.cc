@@ -167,12 +167,17 @@ void* WaitMain(void* arg) {
   std::memset(&ru, 0, sizeof(ru));
   if (w->report_fd >= 0) {
     ExecReport r;
-    bool got = ReadFull(w->report_fd, &r, sizeof(r)) && r.kind == kExecExited && r.err == 0;
+    bool read = ReadFull(w->report_fd, &r, sizeof(r)) && r.kind == kExecExited;
+    bool got = read && r.err == 0;
     close(w->report_fd);
     Reap(w->pid, &status, &ru);  // the helper exits right after its report
     s[kSpEndMonoMs] = proc::MonotonicMs();
     s[kSpEndEpochMs] = proc::EpochMs();
-    if (got) {
+    if (read && !got) {
+      // The helper's wait4 failed: the command's status and usage are unknown (its own exit status, 0, is not
+      // the command's).
+      s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
+    } else if (got) {
       FillFromStatus(s, r.status);
       s[kSpUserMs] = r.utime_us / 1e3;
       s[kSpSystemMs] = r.stime_us / 1e3;

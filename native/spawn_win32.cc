@@ -15,6 +15,7 @@
 #include <windows.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cwctype>
@@ -34,6 +35,9 @@ struct Waiter {
   SpawnDoneFn done;
   void* context;
   double slots[kSpawnSlots];
+  // Set by Spawn before it terminates a command that never ran (ResumeThread failed): Spawn reports the error, so
+  // the waiter only cleans up and never calls `done` (spawn.h: never called when Spawn fails).
+  std::atomic<bool> cancelled{false};
 };
 
 std::wstring Wide(const std::string& s) {
@@ -114,6 +118,10 @@ void Wait(HANDLE process, HANDLE job, Waiter* w) {
   }
   CloseHandle(process);
   CloseHandle(job);  // without KILL_ON_JOB_CLOSE: processes the command left running keep running, as on POSIX
+  if (w->cancelled.load()) {
+    delete w;
+    return;
+  }
   double* s = w->slots;
   s[kSpExited] = 1;
   s[kSpEndMonoMs] = end_mono;
@@ -221,6 +229,11 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
     close_std();
     return res;
   }
+  // Processes the command starts may leave the job when they ask to (CREATE_BREAKAWAY_FROM_JOB), as they could
+  // without us; without BREAKAWAY_OK their CreateProcess would fail with access denied.
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION job_limits = {};
+  job_limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_BREAKAWAY_OK;
+  SetInformationJobObject(job, JobObjectExtendedLimitInformation, &job_limits, sizeof(job_limits));
   w->slots[kSpStartMonoMs] = proc::MonotonicMs();
   PROCESS_INFORMATION pi = {};
   BOOL ok = CreateProcessW(file.c_str(), &cmdline[0], nullptr, nullptr, inherit.empty() ? FALSE : TRUE, flags, &env[0],
@@ -247,8 +260,9 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
     return res;
   }
   // The waiter before the command runs a single instruction: without one, nobody would report it.
+  Waiter* waiter = w.get();
   try {
-    std::thread t(Wait, pi.hProcess, job, w.get());  // it owns both handles and the Waiter
+    std::thread t(Wait, pi.hProcess, job, waiter);  // it owns both handles and the Waiter
     w.release();
     t.detach();
   } catch (...) {  // no thread (resource limits): nothing may throw across N-API; the command never ran
@@ -261,8 +275,17 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
     res.stage = kStageThread;
     return res;
   }
+  if (ResumeThread(pi.hThread) == static_cast<DWORD>(-1)) {
+    // The command never ran: end it (the waiter, told first, only cleans up) and report the error.
+    DWORD e = GetLastError();
+    waiter->cancelled.store(true);
+    TerminateJobObject(job, 1);  // the waiter still holds the job handle: it closes it after the process ended
+    CloseHandle(pi.hThread);
+    res.error = ErrnoOf(e);
+    res.stage = kStageExec;
+    return res;
+  }
   res.pid = static_cast<int>(pi.dwProcessId);
-  ResumeThread(pi.hThread);
   CloseHandle(pi.hThread);
   return res;
 }

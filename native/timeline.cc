@@ -19,6 +19,7 @@ bool IsMeanColumn(int c) {
 
 Timeline::Timeline() : last_cpu_ms(NAN), last_tick_ms(NAN), mid_cpu_ms(NAN), mid_tick_ms(NAN) {
   for (double& a : acc) a = NAN;
+  for (uint32_t& n : acc_values) n = 0;
 }
 
 double TimelineCpuPercent(Timeline* t, double now_ms, double cpu_ms) {
@@ -40,15 +41,22 @@ double TimelineCpuPercent(Timeline* t, double now_ms, double cpu_ms) {
 
 void TimelineAppend(Timeline* t, const double* p) {
   if (t->acc_n == 0) {
-    for (int i = 0; i < kTimelineColumns; i++) t->acc[i] = p[i];
+    for (int i = 0; i < kTimelineColumns; i++) {
+      t->acc[i] = p[i];
+      t->acc_values[i] = std::isnan(p[i]) ? 0 : 1;
+    }
   } else {
     for (int i = kTlTimeMs + 1; i < kTimelineColumns; i++) {
       if (!IsMeanColumn(i)) {
         t->acc[i] = MaxIgnoringNan(t->acc[i], p[i]);
-      } else if (std::isnan(t->acc[i])) {
+      } else if (std::isnan(p[i])) {
+        // a tick without a value is not part of the mean
+      } else if (t->acc_values[i] == 0) {
         t->acc[i] = p[i];
-      } else if (!std::isnan(p[i])) {
-        t->acc[i] = (t->acc[i] * t->acc_n + p[i]) / (t->acc_n + 1);
+        t->acc_values[i] = 1;
+      } else {
+        t->acc[i] = (t->acc[i] * t->acc_values[i] + p[i]) / (t->acc_values[i] + 1);
+        t->acc_values[i]++;
       }
     }
   }
@@ -88,6 +96,7 @@ void TimelineTake(Timeline* t, std::vector<double>* out) {
   *out = std::move(t->points);
   t->points.clear();
   if (t->acc_n > 0) out->insert(out->end(), t->acc, t->acc + kTimelineColumns);
+  t->acc_n = 0;  // emitted: the next tick starts a new group
 }
 
 }  // namespace taskmeter

@@ -32,6 +32,7 @@ struct Timeline {
   uint32_t stride = 1;         // ticks merged into one point
   uint32_t acc_n = 0;          // ticks merged into `acc` so far
   double acc[kTimelineColumns];
+  uint32_t acc_values[kTimelineColumns];  // ticks with a value (not NaN) in each column of `acc`: a mean's weight
   // Two CPU references for the trailing rate: the rate is taken from the older (last_*).
   double last_cpu_ms;
   double last_tick_ms;
@@ -52,7 +53,8 @@ void TimelineAppend(Timeline* t, const double* point);
 // Merges neighbouring points pairwise the same way (an odd last point is kept as is).
 void TimelineHalve(std::vector<double>* points);
 
-// Moves the points out, followed by the partial point still being merged (if any). The timeline keeps its stride.
+// Moves the points out, followed by the partial point still being merged (if any), which then starts afresh. The
+// timeline keeps its stride.
 void TimelineTake(Timeline* t, std::vector<double>* out);
 
 }  // namespace taskmeter

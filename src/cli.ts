@@ -130,7 +130,10 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
   const b = (v: number | null) => (v === null ? 'n/a' : tm.formatBytes(v));
   const rows: [string, string][] = [
     ['Command', command.map((a) => (/[\s"'$`\\]/.test(a) ? JSON.stringify(a) : a)).join(' ')],
-    ['Exit status', r.signal ? `killed by ${r.signal}` : String(r.exitCode)],
+    [
+      'Exit status',
+      r.signal ? `killed by ${r.signal}` : r.exitCode === null ? 'unknown (not reported)' : String(r.exitCode),
+    ],
     ['Wall clock time', fmtS(u.wallTimeMs)],
     ['User time', fmtS(u.cpuUserMs)],
     ['System time', fmtS(u.cpuSystemMs)],

@@ -307,7 +307,8 @@ export interface MeasureCommandOptions extends TrackProcessOptions {
 }
 
 export interface CommandResult {
-  /** The exit code, or null when the command was killed by a signal. */
+  /** The exit code, or null when the command was killed by a signal (then `signal` says which) or its status could
+   *  not be read (both null). */
   exitCode: number | null;
   /** The signal that killed it (e.g. 'SIGTERM'), or null. */
   signal: string | null;

@@ -1,7 +1,7 @@
 // The GPU path without a GPU: a fake NVML (test/fixtures/fake-nvml) driven by scenario files, fault injection and
 // symbol-less builds; Debian's real libnvidia-ml with no driver; and the environment switches. Each case runs a
 // scenario (a function beside its assertions) in a child process, so the GPU environment of the test applies.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import {
   MiB,
   recordValidator,
   requireSystemTool,
+  runChild,
   runScenario,
   type Scenario,
   writeFakeNvmlScenario,
@@ -230,6 +231,19 @@ describe('detection', () => {
     expect(one.snap.gpus[0].processMemoryBytes).toBe(64 * MiB); // readings of the right GPU: ours is on the H100
   });
 
+  it('the CUDA-order helper ignores NODE_OPTIONS: a --require that prints does not break its answer', async () => {
+    const preload = join(work, 'prints.cjs');
+    writeFileSync(preload, "console.log('GPU-printed-by-a-preload');\n");
+    const r = await gpuCase(readInfo, {
+      env: { CUDA_VISIBLE_DEVICES: '0', NODE_OPTIONS: `--require ${preload}`, ...cuda },
+    });
+    expect(r.info.devices.map((d: any) => d.name)).toEqual(['Fake A100']);
+    expect(r.info).toMatchObject({
+      deviceOrderCertain: true,
+      deviceOrderNote: expect.stringMatching(/helper process/),
+    });
+  });
+
   it("a bare index on two different GPUs with CUDA's default order and no CUDA to ask: says it cannot tell, attributes nothing", async () => {
     const { hasGpu, info, snap } = await gpuCase(readInfo, { env: { CUDA_VISIBLE_DEVICES: '1', ...noCuda } });
     expect(hasGpu).toBe(false);
@@ -344,6 +358,20 @@ describe('windows with a GPU', () => {
     expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
     expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
     expect(record.gpu_memory_peak_mb).toBe(512);
+  });
+
+  // A window opened while a slow GPU reading (300 ms) is in flight: that reading started before the window.
+  const openedDuringReading: Scenario = ({ tm, sleep }) => {
+    sleep(100); // the first reading (asked for right after detection) is in flight
+    const { usage } = tm.measureSync(() => sleep(500), { sampleIntervalMs: 10 });
+    return { usage };
+  };
+  it("a GPU reading already in flight when a window opens is not one of the window's samples", async () => {
+    const { usage } = await gpuCase(openedDuringReading, {
+      scenario: 'count=1\ndev0.name=A\ndev0.power_mw=300000\ndelay.nvmlDeviceGetPowerUsage=300\n',
+    });
+    // the only reading (cost-paced: the next one would come minutes later) started ~100 ms before the window
+    expect(usage.gpuSamples).toBe(0);
   });
 
   const short: Scenario = ({ tm, sleep }) => {
@@ -595,6 +623,28 @@ describe('MIG slices without privileges', () => {
 });
 
 describe('accounting mode', () => {
+  // The accounting read fails up to and into the window, then reads a lifetime maximum (512 MiB) from before it.
+  const accountingFailedBefore: Scenario = ({ tm, sleep, write, base, MiB }) => {
+    const outer = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start(); // keeps the GPU readings going
+    write(base + `\ndev0.acct=self:${512 * MiB}\nfail.nvmlDeviceGetAccountingStats=999\n`);
+    sleep(150);
+    const { usage } = tm.measureSync(
+      () => {
+        sleep(100);
+        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+        sleep(200);
+      },
+      { sampleIntervalMs: 10 },
+    );
+    outer.stop();
+    return { usage };
+  };
+  it('a failed accounting read before the window is no base of 0: the lifetime maximum from before is no rise', async () => {
+    const { usage } = await gpuCase(accountingFailedBefore, { scenario: BASE + '\ndev0.accounting=1\n' });
+    const g = usage.gpus[0];
+    expect(g.processMemoryPeakSource).toBe('sampled');
+    expect(g.processMemoryPeakBytes).toBe(64 * MiB);
+  });
   // The process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window (an allocation
   // spike between two list readings) — and a second window where it does not rise.
   const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB }) => {
@@ -810,6 +860,30 @@ describe.skipIf(!canUnshare)(
 );
 
 describe('a hanging NVML call', () => {
+  it('a second detection in the same process starts afresh: a failed one reports no driver version from the first', async () => {
+    const scenario = writeFakeNvmlScenario(work, BASE);
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const r = await runChild('gpu-slow-detect.cjs', ['redetect'], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const [first, second] = lastJson(r.stdout).infos;
+    expect(first.available).toBe(true);
+    expect(first.driverVersion).not.toBeNull();
+    expect(second.available).toBe(false);
+    expect(second.driverVersion).toBeNull();
+    expect(second.nvmlVersion).toBeNull();
+  });
+  it('slow detection is not a hung driver: the last environment ending during a 800 ms nvmlInit leaves the GPU usable', async () => {
+    const scenario = writeFakeNvmlScenario(work, `${BASE}\ninit_delay_ms=800\n`);
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const r = await runChild('gpu-slow-detect.cjs', [], { env, timeoutMs: 30_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.info.available, JSON.stringify(out.info)).toBe(true);
+    expect(out.info.reasonCode).toBeNull();
+    expect(out.hasGpu).toBe(true);
+    expect(out.gpus).toHaveLength(2);
+    expect(out.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+  });
   // A process-list call that hangs for seconds: the JS thread must not wait on it.
   const hang: Scenario = ({ tm, sleep, write, base }) => {
     sleep(100); // detection and the first reading done

@@ -30,6 +30,24 @@ describe('lifecycle', () => {
     });
   }
 
+  it('a worker that spawned a command and is terminated before it ends: the process survives the unload', async () => {
+    // the main thread never loads taskmeter, so terminating the worker unloads the addon while `sleep 1` runs
+    const r = await runChild('worker-unload.cjs', ['spawn', '1', '1500'], { timeoutMs: 30_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson(r.stdout).codes).toEqual([1]);
+  });
+
+  for (const which of ['sampler-state', 'window-close'] as const) {
+    it(`a worker terminated while it calls ${which === 'sampler-state' ? 'samplerState()' : 'windowClose()'} in a loop: no abort`, async () => {
+      const r = await runChild('worker-unload.cjs', [which, '10', '0'], { timeoutMs: 30_000 });
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toContain('FATAL ERROR');
+      expect(lastJson(r.stdout).codes).toHaveLength(10);
+    });
+  }
+
   it('workers that end by themselves with open windows leave none behind', async () => {
     const r = await runChild('lifecycle.cjs', ['workers-finish'], { env: withFakeGpu, timeoutMs: 30_000 });
     expect(r.signal).toBeNull();
@@ -98,6 +116,17 @@ describe('lifecycle', () => {
     // the next window starts the thread and is sampled
     expect(out.threadRunning).toBe(true);
     expect(out.secondSamples).toBeGreaterThan(0);
+  });
+
+  it('an exception inside the RSS or GPU thread (std::bad_alloc) is reported through samplerState()/gpuInfo(), never an abort', async () => {
+    const r = await runChild('lifecycle.cjs', ['thread-throws'], { env: withFakeGpu, timeoutMs: 20_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.wall).toBeGreaterThan(50);
+    expect(out.state.threadError).toMatch(/thread failed: std::bad_alloc/);
+    expect(out.gpu.state).toBe('unavailable');
+    expect(out.gpu.reasonCode).toBe('GPU_THREAD_FAILED');
   });
 
   it('a GPU thread that cannot be started leaves gpuInfo() saying why, and measuring works', async () => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { root } from './helpers';
 
 describe('native timeline building', () => {
-  it('appends, merges neighbours keeping maxima and means, halves at 2048 points, and computes the CPU rate', () => {
+  it('appends, merges neighbours keeping maxima and means (over the ticks that had a value), halves at 2048 points, never repeats a partial point at a second take, and computes the CPU rate', () => {
     const dir = mkdtempSync(join(tmpdir(), 'taskmeter-timeline-'));
     try {
       const bin = join(dir, 'timeline_test');

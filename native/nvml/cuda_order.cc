@@ -108,26 +108,52 @@ bool CudaOrderFromHelper(const Env& env, int timeout_ms, std::vector<std::string
   // The helper's environment: the measured process's, as captured on the JS thread (this thread never reads
   // environ), so that CUDA sees what the process's own CUDA would; only the helper's own GPU code is turned off.
   std::vector<std::string> envs;
+  // NODE_OPTIONS is dropped: a --require that prints would mix its output into the helper's answer.
   for (const auto& e : env.environment)
-    if (e.rfind("TASKMETER_DISABLE_GPU=", 0) != 0) envs.push_back(e);
+    if (e.rfind("TASKMETER_DISABLE_GPU=", 0) != 0 && e.rfind("NODE_OPTIONS=", 0) != 0) envs.push_back(e);
   envs.push_back("TASKMETER_DISABLE_GPU=1");
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-  // fork + execve; between them only async-signal-safe calls, on arrays prepared above.
+  // fork + execve; between them only async-signal-safe calls, on arrays prepared above. All signals are blocked
+  // across the fork so that no handler of Node's runs in the copy; the child resets every disposition, then unblocks.
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old_mask);
   pid_t pid = fork();
   if (pid == 0) {
-    int in = open("/dev/null", O_RDONLY);
-    int err = open("/dev/null", O_WRONLY);
-    if (in >= 0) dup2(in, 0);
-    if (err >= 0) dup2(err, 2);
-    dup2(fds[1], 1);
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) {
+      if (s == SIGKILL || s == SIGSTOP) continue;
+      sigaction(s, &sa, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Close-on-exec: only 0, 1 and 2 reach the helper (dup2 clears the flag on its target; a descriptor that
+    // already is its target keeps it, so it is cleared by hand).
+    auto place = [](int from, int to) {
+      if (from < 0) return;
+      if (from == to) {
+        fcntl(to, F_SETFD, 0);
+      } else {
+        dup2(from, to);
+      }
+    };
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int err = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    place(in, 0);
+    place(err, 2);
+    place(fds[1], 1);
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);

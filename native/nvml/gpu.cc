@@ -122,7 +122,20 @@ void ReadStatic(const Api& api, DeviceStatic* d) {
 }  // namespace
 
 bool Gpus::Detect(const Env& env, uint32_t self_pid) {
+  // A detection starts from nothing: no value of an earlier one (a driver version after a failed load, a device
+  // order note appended to) may survive into this one's result.
   devices_.clear();
+  util_last_seen_us_.clear();
+  reason_.clear();
+  reason_code_ = "";
+  driver_version_.clear();
+  nvml_version_.clear();
+  own_pid_namespace_ = false;
+  pid_match_ = kPidsHost;
+  process_stride_ = 0;
+  device_order_ = "PCI_BUS_ID";
+  device_order_certain_ = true;
+  device_order_note_.clear();
   self_pid_ = self_pid;
   if (!lib_.Open(env)) {
     reason_ = lib_.reason();
@@ -569,9 +582,11 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
     }
     if (d.accounting == 1 && api.device_get_accounting_stats) {
       AccountingStats st{};
-      if (api.device_get_accounting_stats(d.handle, self_pid_, &st) == kSuccess &&
-          st.maxMemoryUsage != kValueNotAvailable)
+      int rc = api.device_get_accounting_stats(d.handle, self_pid_, &st);
+      if (rc == kSuccess && st.maxMemoryUsage != kValueNotAvailable)
         out->accounting_max_bytes = static_cast<double>(st.maxMemoryUsage);
+      else if (rc == kErrorNotFound)
+        out->accounting_max_bytes = 0;  // no record: this process has not used the GPU yet (a failure stays -1)
     }
   }
   if (!with_processes) return;

@@ -82,7 +82,8 @@ struct DeviceReading {
   double power_watts = -1;
   int power_source = kPowerNone;
   double energy_counter_mj = -1;     // the device's total-energy counter (Volta+), -1 if absent
-  double accounting_max_bytes = -1;  // this process's accounting high-water mark (accounting mode), -1 if none
+  double accounting_max_bytes = -1;  // this process's accounting high-water mark (accounting mode; 0 when it has no
+                                     // record yet), -1 when not read
   bool has_processes = false;        // this reading includes the process lists (read at their own, slower pace)
   ProcessList processes;
   double process_list_ms = 0;  // what the process-list calls cost

@@ -62,12 +62,13 @@ struct ProcessInfo {
   double cpu_system_ms = 0;        // stime + cstime
   double rss_bytes = -1;           // VmRSS
   double hwm_bytes = -1;           // VmHWM: the process's own peak so far (exact, per process); -1 when not read
-  double start_ticks = 0;          // start time since boot, clock ticks: tells a reused pid apart
+  double start_ticks = 0;          // start time since boot, clock ticks: tells a reused pid apart (-1: unknown)
   uint32_t threads = 1;            // threads in the process (Linux; 1 elsewhere)
   char comm[17] = {0};
 };
 
-// Reads one process. False if it does not exist (or cannot be read).
+// Reads one process. False if it does not exist (or cannot be read; on Windows a process we may not open is alive
+// with nothing read and start_ticks -1).
 bool ReadProcess(uint32_t pid, ProcessInfo* out);
 
 // Appends the direct children of pid (all its threads' children). False if the children list cannot be read, in
@@ -131,8 +132,10 @@ inline ProcessReader::~ProcessReader() {}
 inline bool ProcessReader::Read(bool, ProcessInfo* out) {
   gone_ = true;
   if (!ReadProcess(pid_, out)) return false;
-  if (start_ticks_ < 0) start_ticks_ = out->start_ticks;
-  if (out->start_ticks != start_ticks_) return false;
+  if (out->start_ticks >= 0) {  // -1: a process we may not open (Windows: access denied), its start time unknown
+    if (start_ticks_ < 0) start_ticks_ = out->start_ticks;
+    if (out->start_ticks != start_ticks_) return false;
+  }
   gone_ = false;
   return true;
 }

@@ -142,7 +142,14 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   out->pid = pid;
   HANDLE h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_VM_READ, FALSE, pid);
   if (h == nullptr) h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
-  if (h == nullptr) return false;
+  if (h == nullptr) {
+    // Only ERROR_INVALID_PARAMETER means there is no such process. Access denied (another user's, a protected
+    // process) is a process that lives on: alive, nothing read, its start time unknown (-1).
+    if (GetLastError() == ERROR_INVALID_PARAMETER) return false;
+    out->alive = true;
+    out->start_ticks = -1;
+    return true;
+  }
   FILETIME created, exited, kernel, user;
   if (GetProcessTimes(h, &created, &exited, &kernel, &user)) {
     out->cpu_user_ms = FiletimeMs(user);

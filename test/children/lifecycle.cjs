@@ -105,6 +105,14 @@ if (!isMainThread) {
       }),
     );
   }, 50);
+} else if (which === 'thread-throws') {
+  // std::bad_alloc inside the RSS and GPU threads: reported, never std::terminate
+  const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  tm.measureSync(() => sleep(20), { sampleIntervalMs: 1 }); // both threads running
+  native.testHook('throwInThreads', 3);
+  const { usage } = tm.measureSync(() => sleep(100), { sampleIntervalMs: 1 });
+  sleep(100);
+  console.log(JSON.stringify({ wall: usage.wallTimeMs, state: native.samplerState(), gpu: native.gpuInfo() }));
 } else if (which === 'ids') {
   // Window ids: past 2^32 (where 32-bit ids wrapped onto open windows) and at the 2^53 wrap, never an open window's.
   const out = new Float64Array(native.WINDOW_SLOTS);

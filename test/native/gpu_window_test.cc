@@ -87,7 +87,9 @@ int main() {
   // Accounting.
   CHECK("accounting peak: rose inside the window", gpuwin::AccountingPeak(64, 512) == 512);
   CHECK("accounting peak: no rise → NaN (use the sampled peak)", std::isnan(gpuwin::AccountingPeak(512, 512)));
-  CHECK("accounting peak: first record inside the window", gpuwin::AccountingPeak(-1, 128) == 128);
+  CHECK("accounting peak: first record inside the window", gpuwin::AccountingPeak(0, 128) == 128);
+  CHECK("accounting peak: a base never read is no base of 0", std::isnan(gpuwin::AccountingPeak(-1, 128)));
+  CHECK("accounting peak: a base never read (NaN)", std::isnan(gpuwin::AccountingPeak(NAN, 128)));
   CHECK("accounting peak: no record", std::isnan(gpuwin::AccountingPeak(64, -1)));
 
   // PID matching by driver version.

@@ -110,6 +110,40 @@ int main() {
     CHECK(out[kTimelineColumns + kTlTimeMs] == 4);
     CHECK(out[kTimelineColumns + kTlRssBytes] == 5);
   }
+  {  // a mean column averages the ticks that had a value: {NaN, 50, 100, 100} → 83.3, not 75
+    Timeline t;
+    t.stride = 4;
+    double p[kTimelineColumns];
+    const double util[4] = {NAN, 50, 100, 100};
+    for (int i = 0; i < 4; i++) {
+      Point(p, i, 1, NAN, NAN, util[i], i == 3 ? 30 : NAN);
+      TimelineAppend(&t, p);
+    }
+    CHECK(Points(t) == 1);
+    CHECK(std::fabs(t.points[kTlGpuUtilPercent] - 250.0 / 3) < 1e-9);
+    CHECK(t.points[kTlCpuPercent] == 30);
+  }
+  {  // a second TimelineTake never repeats the partial point the first one emitted
+    Timeline t;
+    t.stride = 4;
+    double p[kTimelineColumns];
+    for (int i = 0; i < 2; i++) {
+      Point(p, i, i, NAN, NAN, 10, NAN);
+      TimelineAppend(&t, p);
+    }
+    std::vector<double> out;
+    TimelineTake(&t, &out);
+    CHECK(out.size() == kTimelineColumns);
+    TimelineTake(&t, &out);
+    CHECK(out.empty());
+    Point(p, 9, 7, NAN, NAN, 30, NAN);  // the next group starts afresh
+    TimelineAppend(&t, p);
+    TimelineTake(&t, &out);
+    CHECK(out.size() == kTimelineColumns);
+    CHECK(out[kTlTimeMs] == 9);
+    CHECK(out[kTlRssBytes] == 7);
+    CHECK(out[kTlGpuUtilPercent] == 30);
+  }
   {  // TimelineHalve: an odd last point is kept as it is
     std::vector<double> v;
     for (int i = 0; i < 3; i++)
