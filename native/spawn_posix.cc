@@ -17,6 +17,7 @@
 #include <new>
 
 #include "helper/exec_protocol.h"
+#include "posix_child.h"
 #include "proc/proc.h"
 
 // How a command is started (Linux, macOS):
@@ -83,19 +84,7 @@ struct ChildError {
 [[noreturn]] void ChildExec(const char* exec_file, const char* const* argv, const char* const* envp, const char* cwd,
                             const int fds[3], int report_fd, int err_fd) {
   ChildError ce = {kStageSetup, 0};
-  // Default dispositions for every signal (Node ignores SIGPIPE and SIGXFSZ; ignored ones would stay ignored across
-  // exec; caught ones are reset by exec anyway, but Node's handlers must not run here). The mask was set to "all
-  // blocked" before the fork, so no handler of Node's can run in this copy before this loop; then unblock.
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = SIG_DFL;
-  for (int s = 1; s < NSIG; s++) {
-    if (s == SIGKILL || s == SIGSTOP) continue;
-    sigaction(s, &sa, nullptr);
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ChildResetSignals();  // posix_child.h
   // Move the wanted descriptors to 0, 1, 2 (via high numbers first, so one cannot clobber another).
   int moved[3];
   for (int i = 0; i < 3; i++) {

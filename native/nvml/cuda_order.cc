@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../posix_child.h"
 #endif
 
 namespace taskmeter {
@@ -124,16 +126,7 @@ bool CudaOrderFromHelper(const Env& env, int timeout_ms, std::vector<std::string
   pthread_sigmask(SIG_SETMASK, &all, &old_mask);
   pid_t pid = fork();
   if (pid == 0) {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++) {
-      if (s == SIGKILL || s == SIGSTOP) continue;
-      sigaction(s, &sa, nullptr);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    ChildResetSignals();  // posix_child.h
     // Close-on-exec: only 0, 1 and 2 reach the helper (dup2 clears the flag on its target; a descriptor that
     // already is its target keeps it, so it is cleared by hand).
     auto place = [](int from, int to) {
