@@ -10,6 +10,31 @@ import { describe, expect, it } from 'vitest';
 import { lastJson, requireSystemTool, root, run } from './helpers';
 
 const noMingw = requireSystemTool('mingw-w64');
+
+// A host-compiled C++ unit test of native/ code shared with another platform (test/ports/*.cc): builds, runs,
+// and expects its one "ok N" line.
+async function hostUnitTest(source: string, expected: string): Promise<void> {
+  const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-host-test-')), source.replace(/\.cc$/, ''));
+  const c = await run(
+    'g++',
+    [
+      '-std=c++17',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      `-I${join(root, 'native')}`,
+      '-o',
+      exe,
+      join(root, `test/ports/${source}`),
+    ],
+    { timeoutMs: 120_000 },
+  );
+  expect(c.code, c.stderr).toBe(0);
+  const r = await run(exe, []);
+  expect(r.stdout.trim()).toBe(expected);
+  expect(r.code).toBe(0);
+}
+
 describe('ports', () => {
   it.skipIf(noMingw)(
     `the win32 addon compiles and links with mingw-w64, importing only Windows and node.exe${noMingw ? ` (skipped: ${noMingw})` : ''}`,
@@ -62,47 +87,11 @@ describe('ports', () => {
   );
 
   it('Windows command lines are quoted by the MSVC rules (spaces, quotes, trailing backslashes, empty args)', async () => {
-    const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-quote-')), 'quote-test');
-    const c = await run(
-      'g++',
-      [
-        '-std=c++17',
-        '-Wall',
-        '-Wextra',
-        '-Werror',
-        `-I${join(root, 'native')}`,
-        '-o',
-        exe,
-        join(root, 'test/ports/quote-test.cc'),
-      ],
-      { timeoutMs: 120_000 },
-    );
-    expect(c.code, c.stderr).toBe(0);
-    const r = await run(exe, []);
-    expect(r.stdout.trim()).toBe('ok 12');
-    expect(r.code).toBe(0);
+    await hostUnitTest('quote-test.cc', 'ok 12');
   }, 120_000);
 
   it('Windows trees drop a parent pid that now belongs to a younger process (pid reuse)', async () => {
-    const exe = join(mkdtempSync(join(tmpdir(), 'taskmeter-edges-')), 'parent-edges-test');
-    const c = await run(
-      'g++',
-      [
-        '-std=c++17',
-        '-Wall',
-        '-Wextra',
-        '-Werror',
-        `-I${join(root, 'native')}`,
-        '-o',
-        exe,
-        join(root, 'test/ports/parent-edges-test.cc'),
-      ],
-      { timeoutMs: 120_000 },
-    );
-    expect(c.code, c.stderr).toBe(0);
-    const r = await run(exe, []);
-    expect(r.stdout.trim()).toBe('ok 6');
-    expect(r.code).toBe(0);
+    await hostUnitTest('parent-edges-test.cc', 'ok 6');
   }, 120_000);
 
   it('node-gyp-build, asked as each cross platform, finds the file its cross target writes', async () => {
