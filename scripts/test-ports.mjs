@@ -17,7 +17,6 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
-  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -213,7 +212,7 @@ try {
     return { res, stdout, stderr, status: r.status };
   }
   function expectChecks(platform, mode, res, want) {
-    if (!res || !res.done) return void failures.push(`${platform} ${mode}: no complete result file`);
+    if (!res?.done) return void failures.push(`${platform} ${mode}: no complete result file`);
     if (res.prebuildDir !== 'prebuilds only') failures.push(`${platform} ${mode}: ${res.prebuildDir}`);
     for (const c of res.checks) if (!c.ok) failures.push(`${platform} ${mode}: ${c.name}: ${c.seen}`);
     if (res.checks.length < want) failures.push(`${platform} ${mode}: ${res.checks.length} checks ran, want ${want}`);

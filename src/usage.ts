@@ -329,7 +329,7 @@ export function windowStats(buf: Float64Array): WindowStats {
     gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
     gpuStaleMs: buf[WIN_GPU_STALE_MS],
     gpuProcessIntervalMs: buf[WIN_GPU_PROCESS_INTERVAL_MS],
-    samplerCpuMs: buf[WIN_SAMPLER_CPU_MS] >= 0 ? buf[WIN_SAMPLER_CPU_MS] : 0,
+    samplerCpuMs: Math.max(buf[WIN_SAMPLER_CPU_MS], 0),
     gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
   };
 }

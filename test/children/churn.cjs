@@ -55,7 +55,7 @@ if (!isMainThread) {
       const w = new Worker(__filename, { workerData: o });
       let msg = null;
       w.on('message', (m) => (msg = m));
-      w.on('error', (e) => (msg = { ok: false, error: String(e && e.stack) }));
+      w.on('error', (e) => (msg = { ok: false, error: String(e?.stack) }));
       w.on('exit', () => resolve(msg ?? { ok: false, error: 'worker ended without a result' }));
     });
   (async () => {

@@ -97,8 +97,8 @@ if (!isMainThread) {
     console.log(
       JSON.stringify({
         error,
-        firstSamples: first && first.samples,
-        firstWall: first && first.wallTimeMs,
+        firstSamples: first?.samples,
+        firstWall: first?.wallTimeMs,
         stateAfterFailure,
         threadRunning: native.samplerState().threadRunning,
         secondSamples: second.samples,

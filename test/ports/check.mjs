@@ -26,7 +26,7 @@ async function check(name, fn) {
     const seen = await fn();
     result.checks.push({ name, ok: true, seen: seen ?? null });
   } catch (e) {
-    result.checks.push({ name, ok: false, seen: String(e && e.stack ? e.stack : e).slice(0, 800) });
+    result.checks.push({ name, ok: false, seen: String(e?.stack ? e.stack : e).slice(0, 800) });
   }
   save();
 }
