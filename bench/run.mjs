@@ -201,3 +201,9 @@ try {
 // The process-tree sampler's own cost (issue 9, item 6): bench/tree.mjs.
 const { treeBench } = await import('./tree.mjs');
 treeBench();
+
+// Per-task CPU (issue 19): the candidates side by side (bench/taskcpu.mjs), then the server (bench/server.mjs).
+const { taskCpuBench } = await import('./taskcpu.mjs');
+taskCpuBench();
+const { serverBench } = await import('./server.mjs');
+await serverBench();

@@ -213,6 +213,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
                     InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
                     InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
+                    InstanceMethod("threadCpuMs", &TaskmeterAddon::G<&TaskmeterAddon::ThreadCpuMs>),
                     InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
                     InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
                     InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
@@ -293,6 +294,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Sampler::Instance().ReadGpuCache(snap_.data + proc::kSnapshotSlots, snap_.len - proc::kSnapshotSlots);
     }
     return info.Env().Undefined();
+  }
+
+  // threadCpuMs(): the calling thread's CPU time, ms (NaN if unreadable). Read at every task switch of a taskCpu
+  // window (src/taskcpu.ts): one clock read and nothing else.
+  Napi::Value ThreadCpuMs(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), proc::SelfThreadCpuMs());
   }
 
   Napi::Value WindowOpen(const Napi::CallbackInfo& info) {

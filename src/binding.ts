@@ -55,6 +55,8 @@ export interface NativeBinding {
   bindSnapshotBuffer(out: Float64Array): void;
   /** snapshot() into the bound buffer. */
   snapshotBound(): void;
+  /** The calling thread's CPU time (user + system), ms; NaN if unreadable. */
+  threadCpuMs(): number;
   /** Where windowClose(id) writes the window's stats. */
   bindWindowBuffer(out: Float64Array): void;
   /** Opens a sampler window; fills `startSnapshot` (or the bound snapshot buffer) right after opening. */

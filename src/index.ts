@@ -7,7 +7,7 @@ export type { UsageRecord, GpuRecord } from './record';
 export { hasGpu, gpuInfo } from './gpu';
 export type { GpuInfo, GpuDevice, GpuSnapshot, GpuUsage } from './gpu';
 export { DEFAULT_SAMPLE_INTERVAL_MS } from './options';
-export type { MeasureOptions } from './options';
+export type { MeasureOptions, TaskMeasureOptions } from './options';
 export { trackProcess, measureCommand, ProcessTracker } from './process';
 export type { ProcessUsage, TrackProcessOptions, MeasureCommandOptions, CommandResult, StdioMode } from './process';
 export { renderTimeline, formatBytes } from './timeline';

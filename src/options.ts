@@ -13,9 +13,19 @@ export interface MeasureOptions {
   timeline?: boolean;
 }
 
+/** Options of measure() and measureSync(). */
+export interface TaskMeasureOptions extends MeasureOptions {
+  /**
+   * Measure the task's own CPU on this thread (usage.taskCpuMs), apart from other tasks running concurrently on the
+   * same event loop. Costs a thread-clock read at each switch into and out of the task. Default false.
+   */
+  taskCpu?: boolean;
+}
+
 export interface ResolvedOptions {
   sampleIntervalMs: number;
   timeline: boolean;
+  taskCpu: boolean;
 }
 
 export function boolOption(name: string, value: unknown, fallback: boolean): boolean {
@@ -75,10 +85,21 @@ export function optionsObject(where: string, options: unknown, known: readonly s
   return options as Record<string, unknown>;
 }
 
-const DEFAULTS: ResolvedOptions = Object.freeze({ sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS, timeline: false });
+const DEFAULTS: ResolvedOptions = Object.freeze({
+  sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS,
+  timeline: false,
+  taskCpu: false,
+});
+const TRACKER_OPTIONS = ['sampleIntervalMs', 'timeline'];
+const TASK_OPTIONS = ['sampleIntervalMs', 'timeline', 'taskCpu'];
 
-export function resolveMeasureOptions(where: string, options: unknown): ResolvedOptions {
+/** The options of measure()/measureSync() (withTaskCpu) or of a ResourceTracker, which has no task to follow. */
+export function resolveMeasureOptions(where: string, options: unknown, withTaskCpu = false): ResolvedOptions {
   if (options === undefined) return DEFAULTS;
-  const o = optionsObject(where, options, ['sampleIntervalMs', 'timeline']);
-  return { sampleIntervalMs: intervalOption(o), timeline: boolOption('timeline', o.timeline, false) };
+  const o = optionsObject(where, options, withTaskCpu ? TASK_OPTIONS : TRACKER_OPTIONS);
+  return {
+    sampleIntervalMs: intervalOption(o),
+    timeline: boolOption('timeline', o.timeline, false),
+    taskCpu: withTaskCpu && boolOption('taskCpu', o.taskCpu, false),
+  };
 }

@@ -23,7 +23,7 @@ import {
 } from './binding';
 import { boolOption, describe, intervalOption, optionsObject } from './options';
 import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
-import { ClosedWindow, Window } from './window';
+import { ClosedWindow, PROCESS_WINDOW, Window } from './window';
 import { rangeError, systemError, typeError } from './errors';
 
 /**
@@ -91,7 +91,7 @@ function resolveTrackOptions(where: string, options: unknown) {
 }
 
 function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): ProcessUsage {
-  const base = buildUsage(c.start, c.end, c.stats);
+  const base = buildUsage(c.start, c.end, c.stats, null, c.node);
   const t = (c.stats as WindowStats | null)?.tree;
   const sampledMax = t ? nn(t.maxHwmBytes) : null;
   let maxRssBytes = sampledMax;
@@ -256,7 +256,15 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    const closed = { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null };
+    const closed = {
+      start: w.start,
+      end,
+      stats,
+      timeline: null,
+      maxHwmComm: null,
+      threadCpuMs: null,
+      node: PROCESS_WINDOW,
+    };
     return processUsage(this.pid, closed, null);
   }
 

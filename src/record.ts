@@ -43,6 +43,16 @@ export interface UsageRecord {
   cpu_percent_reason: string | null;
   /** The measuring thread's own CPU (see README "Concurrency"); null where it was not measured. */
   thread_cpu_seconds: number | null;
+  /** The task's own CPU on its thread (measure(fn, { taskCpu: true })); null where not measured. */
+  task_cpu_seconds: number | null;
+  /** Other in-process windows open on this thread at some moment of this one; null where not counted. */
+  overlapping_windows: number | null;
+  /** Event-loop utilization between the window's edges, 0–1; null where not measured. */
+  event_loop_utilization: number | null;
+  heap_used_start_bytes: number | null;
+  heap_used_end_bytes: number | null;
+  /** The largest V8 heap used read while the window was open (sampled); null where no reading fell inside. */
+  heap_used_peak_bytes: number | null;
   /** null only for a tracked process or command that nothing measured (see the schema) */
   peak_memory_bytes: number | null;
   peak_memory_mb: number | null;
@@ -194,6 +204,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   const cpuTimeMs = user + sys;
   const rate = cpuRate(cpuTimeMs, wall);
   const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
+  const taskCpu = numOrNull(u, 'taskCpuMs', 'usage');
+  const overlapping = numOrNull(u, 'overlappingWindows', 'usage');
+  const loop = numOrNull(u, 'eventLoopUtilization', 'usage', 1);
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -205,6 +218,12 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
+    task_cpu_seconds: taskCpu === null ? null : round(taskCpu / 1000, 6),
+    overlapping_windows: intOrNull(overlapping),
+    event_loop_utilization: loop === null ? null : round(loop, 4),
+    heap_used_start_bytes: intOrNull(numOrNull(u, 'heapUsedStartBytes', 'usage')),
+    heap_used_end_bytes: intOrNull(numOrNull(u, 'heapUsedEndBytes', 'usage')),
+    heap_used_peak_bytes: intOrNull(numOrNull(u, 'heapUsedPeakBytes', 'usage')),
     peak_memory_bytes: intOrNull(peak),
     peak_memory_mb: mibOrNull(peak),
     peak_memory_source: peak === null ? null : source,

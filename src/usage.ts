@@ -33,6 +33,7 @@ import { describe } from './options';
 import type { Timeline } from './timeline';
 import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
 import { rangeError, typeError } from './errors';
+import type { NodeFigures } from './nodefigures';
 
 export type { GpuSnapshot, GpuUsage } from './gpu';
 
@@ -79,6 +80,32 @@ export interface ResourceUsage {
   threadCpuMs: number | null;
   /** CPU taskmeter's own sampler threads used during the window, ms: left out of cpuTimeMs. 0 without a sampler. */
   samplerCpuMs: number;
+  /**
+   * With measure(fn, { taskCpu: true }): the CPU this thread spent running the task's own code — its synchronous part
+   * and every callback and continuation that runs in its async context (AsyncLocalStorage's propagation), not the
+   * other tasks' in flight at the same time. null otherwise, with taskCpuReason saying why.
+   */
+  taskCpuMs: number | null;
+  taskCpuReason: string | null;
+  /**
+   * How many other in-process windows (measure, measureSync, ResourceTracker) were open on this thread at some
+   * moment of this one: when > 0, cpuTimeMs and threadCpuMs include their work too. null for usageBetween() and
+   * tracked processes.
+   */
+  overlappingWindows: number | null;
+  /** performance.eventLoopUtilization() between the window's edges (0–1); null with the reason where not measured. */
+  eventLoopUtilization: number | null;
+  eventLoopUtilizationReason: string | null;
+  /** V8 heap used (v8.getHeapStatistics().used_heap_size) at the window's start and end, bytes. */
+  heapUsedStartBytes: number | null;
+  heapUsedEndBytes: number | null;
+  /**
+   * The largest heap used read on this thread while the window was open (its edges, other windows' edges, taskCpu
+   * switches): sampled, so a peak that a garbage collection undid between two readings is missed. null, with
+   * heapUsedPeakReason, when no reading fell inside the window.
+   */
+  heapUsedPeakBytes: number | null;
+  heapUsedPeakReason: string | null;
   rssStartBytes: number;
   rssEndBytes: number;
   peakRssBytes: number;
@@ -406,12 +433,29 @@ function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
   };
 }
 
+const TASK_CPU_NOT_REQUESTED = 'not requested: measure(fn, { taskCpu: true }) measures it';
+
+/** Node's figures of a usage that has none (two snapshots, another process), each null with `reason`. */
+export function noNodeFigures(reason: string): NodeFigures {
+  return {
+    overlappingWindows: null,
+    eventLoopUtilization: null,
+    eventLoopUtilizationReason: reason,
+    heapUsedStartBytes: null,
+    heapUsedEndBytes: null,
+    heapUsedPeakBytes: null,
+    heapUsedPeakReason: reason,
+  };
+}
+const NO_WINDOW = noNodeFigures('not measured: a usage between two snapshots has no window');
+
 /** Builds the usage of a window from its endpoint snapshots and, when it had one, the sampler's record. */
 export function buildUsage(
   start: Snapshot,
   end: Snapshot,
   win: WindowStats | null,
   threadCpuMs: number | null = null,
+  node: NodeFigures = NO_WINDOW,
 ): ResourceUsage {
   // Clamp at 0: CPU counters and clocks are monotonic, but a user-made snapshot pair may round the other way.
   const wallTimeMs = Math.max(0, end.timeMs - start.timeMs);
@@ -450,6 +494,15 @@ export function buildUsage(
     cpuPercentReason: rate.cpuPercentReason,
     threadCpuMs,
     samplerCpuMs,
+    taskCpuMs: null,
+    taskCpuReason: TASK_CPU_NOT_REQUESTED,
+    overlappingWindows: node.overlappingWindows,
+    eventLoopUtilization: node.eventLoopUtilization,
+    eventLoopUtilizationReason: node.eventLoopUtilizationReason,
+    heapUsedStartBytes: node.heapUsedStartBytes,
+    heapUsedEndBytes: node.heapUsedEndBytes,
+    heapUsedPeakBytes: node.heapUsedPeakBytes,
+    heapUsedPeakReason: node.heapUsedPeakReason,
     rssStartBytes: start.rssBytes,
     rssEndBytes: end.rssBytes,
     peakRssBytes,

@@ -2,11 +2,13 @@
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
 import { native, SNAP_THREAD_CPU_MS } from './binding';
 import { codedError } from './errors';
+import { heapSampler, NodeFigures, nodeFigures, NodeStart, nodeStart } from './nodefigures';
 import { Timeline, timelineFrom } from './timeline';
 import {
   boundSnapshotBuffer,
   boundWindowBuffer,
   buildUsage,
+  noNodeFigures,
   ResourceUsage,
   Snapshot,
   snapshotFrom,
@@ -34,12 +36,18 @@ export interface ClosedWindow {
   maxHwmComm: string | null;
   /** The calling thread's CPU in the window (its clock read at open and close), or null. */
   threadCpuMs: number | null;
+  /** Node's figures: an in-process window's, or nulls with the reason for a process window. */
+  node: NodeFigures;
 }
+
+/** Node's figures describe this process's event loop and heap: nothing of another process. */
+export const PROCESS_WINDOW = noNodeFigures('not measured for another process: it describes this event loop and heap');
 
 // A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
 // owner is collected keeps the window table bounded.
-const abandoned = new FinalizationRegistry<number>((id) => {
+const abandoned = new FinalizationRegistry<{ id: number; inProcess: boolean }>(({ id, inProcess }) => {
   native.windowClose(id, new Float64Array(windowBufferLength()));
+  if (inProcess) heapSampler.openWindows--;
 });
 
 export class Window {
@@ -47,10 +55,14 @@ export class Window {
   readonly id: number;
   readonly config: WindowConfig;
   private readonly startThreadCpuMs: number;
+  /** An in-process window's opening readings of Node's figures (before the native window opens: their cost is not
+   *  the task's); null for a process window. */
+  private readonly node: NodeStart | null;
   private closed = false;
 
   constructor(config: WindowConfig) {
     this.config = config;
+    this.node = config.rootPid ? null : nodeStart();
     const snap = boundSnapshotBuffer();
     this.id = native.windowOpen(config.intervalMs);
     this.start = snapshotFrom(snap);
@@ -72,7 +84,7 @@ export class Window {
 
   /** Closes the window when `owner` is garbage-collected while it is still open. */
   guard(owner: object): void {
-    abandoned.register(owner, this.id, this);
+    abandoned.register(owner, { id: this.id, inProcess: this.node !== null }, this);
   }
 
   /** The stats so far, leaving the window open. */
@@ -90,7 +102,7 @@ export class Window {
 
   peek(): ResourceUsage {
     const { end, stats, threadCpuMs } = this.read();
-    return buildUsage(this.start, end, stats, threadCpuMs);
+    return buildUsage(this.start, end, stats, threadCpuMs, this.node ? nodeFigures(this.node, false) : PROCESS_WINDOW);
   }
 
   closeRaw(): ClosedWindow {
@@ -111,19 +123,22 @@ export class Window {
     const buf = boundWindowBuffer();
     const ok = native.windowClose(this.id);
     const threadCpuMs = threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]);
+    const end = snapshotFrom(snap);
+    const stats = ok ? windowStats(buf) : null;
     return {
       start: this.start,
-      end: snapshotFrom(snap),
-      stats: ok ? windowStats(buf) : null,
+      end,
+      stats,
       timeline,
       maxHwmComm,
       threadCpuMs,
+      node: this.node ? nodeFigures(this.node, true) : PROCESS_WINDOW,
     };
   }
 
   close(): ResourceUsage {
     const c = this.closeRaw();
-    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs);
+    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs, c.node);
     if (c.timeline) usage.timeline = c.timeline;
     return usage;
   }

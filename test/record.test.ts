@@ -44,6 +44,15 @@ describe('toRecord()', () => {
       cpuPercentReason: null,
       threadCpuMs: 900,
       samplerCpuMs: 0.5,
+      taskCpuMs: 412.3456789,
+      taskCpuReason: null,
+      overlappingWindows: 3,
+      eventLoopUtilization: 0.123456,
+      eventLoopUtilizationReason: null,
+      heapUsedStartBytes: 5_000_000,
+      heapUsedEndBytes: 6_000_000,
+      heapUsedPeakBytes: 9_000_000.4,
+      heapUsedPeakReason: null,
       rssStartBytes: 10 * 2 ** 20,
       rssEndBytes: 12.5 * 2 ** 20,
       peakRssBytes: 3 * 2 ** 30 + 123,
@@ -79,6 +88,12 @@ describe('toRecord()', () => {
       rss_end_mb: 12.5,
       samples: 150,
       sample_interval_ms: 10,
+      task_cpu_seconds: 0.412346,
+      overlapping_windows: 3,
+      event_loop_utilization: 0.1235,
+      heap_used_start_bytes: 5_000_000,
+      heap_used_end_bytes: 6_000_000,
+      heap_used_peak_bytes: 9_000_000,
     });
   });
 
