@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -318,11 +319,13 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       snap = Float64Out(info, 1, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
-    uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
-    if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data(), true);
-    } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
+    Sampler& sampler = Sampler::Instance();
+    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this);
+    double* start = !snap.IsEmpty() ? snap.Data() : snap_.data;
+    if (start != nullptr) {
+      proc::ReadSelf(start, true);  // the process slots only: a window's endpoints need no GPU cache
+      // The window's start is an observation for every window open now (an outer window's peak covers it).
+      sampler.ObserveRss(start[proc::kRssBytes]);
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -437,12 +440,21 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return Napi::Number::New(info.Env(), SpawnWaitState::live.load());
   }
 
+  // windowRead(id, out[, snapshot]): the window's stats so far; with `snapshot`, a snapshot taken first (its RSS
+  // counts for every open window).
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {
     uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength()));
+    double rss = NAN;
+    if (info.Length() > 2) {
+      Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
+      if (snap.IsEmpty()) return info.Env().Undefined();
+      proc::ReadSelf(snap.Data(), true);
+      rss = snap.Data()[proc::kRssBytes];
+    }
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), rss));
   }
 
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
@@ -456,17 +468,21 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         return info.Env().Undefined();
       }
       proc::ReadSelf(snap_.data, true);
-      return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
+      return Napi::Boolean::New(info.Env(),
+                                Sampler::Instance().Close(id, win_.data, win_.len, snap_.data[proc::kRssBytes]));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    // Optional: the end snapshot, taken before the window closes so that the window covers it.
+    // Optional: the end snapshot, taken before the window closes so that the window covers it (and, as every
+    // window end, counts for the windows open around it).
+    double rss = NAN;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
       proc::ReadSelf(snap.Data(), true);
+      rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), rss));
   }
 
   Bound snap_;

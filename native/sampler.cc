@@ -199,18 +199,77 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   while (windows_.count(id) != 0) id = id >= kMaxWindowId ? 1 : id + 1;  // L6: skip ids still in use
   next_id_ = id >= kMaxWindowId ? 1 : id + 1;
   double now = proc::MonotonicMs();
-  double due = now + interval_ms;
   Window& w = windows_[id];
+  w.id = id;
   w.owner = owner;
   w.own_cpu_open_ms = OwnCpuMsLocked();
   w.interval_ms = interval_ms;
   w.open_ms = now;
-  w.next_due_ms = due;
-  w.max_rss_bytes = NAN;
-  w.samples = 0;
+  w.rss_seq = rss_seq_;
+  w.rss_samples = rss_samples_ + (rss_in_flight_ ? 1 : 0);
+  w.older = newest_;
+  w.newer = nullptr;
+  if (newest_ != nullptr) newest_->newer = &w;
+  newest_ = &w;
+  if (oldest_ == nullptr) oldest_ = &w;
+  Group& g = groups_[interval_ms];
+  if (g.windows++ == 0) {
+    // The group's ticks fall on the multiples of its interval, so groups of different intervals share ticks.
+    g.next_due_ms = (std::floor(now / interval_ms) + 1) * interval_ms;
+    if (g.next_due_ms < thread_wake_ms_) cv_.notify_all();
+  }
   gpu_.OpenLocked(id, now, interval_ms);
-  if (due < thread_wake_ms_) cv_.notify_all();
   return id;
+}
+
+void Sampler::ObserveRss(double rss_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  AddRssLocked(rss_seq_++, rss_bytes);
+}
+
+void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
+  if (oldest_ == nullptr) {
+    rss_max_.Clear();
+    return;
+  }
+  if (!(rss_bytes >= 0)) return;
+  rss_max_.Add(seq, rss_bytes);
+  rss_max_.DropBefore(oldest_->rss_seq);
+}
+
+void Sampler::MakeSpecialLocked(Window& w) {
+  if (w.special) return;
+  auto g = groups_.find(static_cast<uint32_t>(w.interval_ms));
+  if (g != groups_.end() && --g->second.windows == 0) groups_.erase(g);
+  w.special = true;
+  w.special_index = specials_.size();
+  specials_.push_back(&w);
+  w.next_due_ms = (std::floor(proc::MonotonicMs() / w.interval_ms) + 1) * w.interval_ms;  // on the groups' grid
+}
+
+void Sampler::UnscheduleLocked(Window& w) {
+  if (w.special) {
+    Window* last = specials_.back();
+    specials_[w.special_index] = last;
+    last->special_index = w.special_index;
+    specials_.pop_back();
+  } else {
+    auto g = groups_.find(static_cast<uint32_t>(w.interval_ms));
+    if (g != groups_.end() && --g->second.windows == 0) groups_.erase(g);
+  }
+  (w.older != nullptr ? w.older->newer : oldest_) = w.newer;
+  (w.newer != nullptr ? w.newer->older : newest_) = w.older;
+  if (oldest_ == nullptr) {
+    rss_max_.Clear();
+  } else {
+    rss_max_.DropBefore(oldest_->rss_seq);
+  }
+}
+
+void Sampler::EraseLocked(std::unordered_map<uint64_t, Window>::iterator it) {
+  UnscheduleLocked(it->second);
+  gpu_.CloseLocked(it->first);
+  windows_.erase(it);  // no wake-up needed: the threads park by themselves if nothing is left
 }
 
 bool Sampler::SetPids(uint64_t id, std::vector<uint32_t> pids) {
@@ -228,6 +287,7 @@ bool Sampler::Configure(uint64_t id, uint32_t root_pid, bool baseline_existing, 
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
   Window& w = it->second;
+  if (root_pid != 0 || timeline) MakeSpecialLocked(w);
   if (root_pid != 0) {
     w.tree.reset(new TreeState());
     w.tree->root = root_pid;
@@ -273,8 +333,8 @@ void Sampler::AppendTimelineLocked(uint64_t id, Window& w, double now, double rs
 
 void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len) {
   double now = proc::MonotonicMs();
-  out[kWinMaxRssBytes] = w.max_rss_bytes;
-  out[kWinSamples] = w.samples;
+  out[kWinMaxRssBytes] = rss_max_.Since(w.rss_seq);
+  out[kWinSamples] = static_cast<double>(rss_samples_ > w.rss_samples ? rss_samples_ - w.rss_samples : 0);
   for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
   out[kWinTreeIntervalMs] = NAN;
   if (w.is_tree) {
@@ -296,33 +356,31 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   gpu_.FillLocked(id, now, out, len);
 }
 
-bool Sampler::Read(uint64_t id, double* out, size_t len) {
+bool Sampler::Read(uint64_t id, double* out, size_t len, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
+  AddRssLocked(rss_seq_++, rss_bytes);
   FillStatsLocked(id, it->second, out, len);
   return true;
 }
 
-bool Sampler::Close(uint64_t id, double* out, size_t len) {
+bool Sampler::Close(uint64_t id, double* out, size_t len, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
+  AddRssLocked(rss_seq_++, rss_bytes);  // the window's end counts for every window open with it
   if (out) FillStatsLocked(id, it->second, out, len);
-  windows_.erase(it);
-  gpu_.CloseLocked(id);  // no wake-up needed: the threads park by themselves if nothing is left
+  EraseLocked(it);
   return true;
 }
 
 void Sampler::CloseOwnedBy(const void* owner) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = windows_.begin(); it != windows_.end();) {
-    if (it->second.owner == owner) {
-      gpu_.CloseLocked(it->first);
-      it = windows_.erase(it);
-    } else {
-      ++it;
-    }
+    auto next = std::next(it);
+    if (it->second.owner == owner) EraseLocked(it);
+    it = next;
   }
 }
 
@@ -422,6 +480,7 @@ void Sampler::RunRssLoop(uint64_t gen) {
     std::unique_ptr<TreeState> state;
   };
   std::vector<TreeJob> jobs;
+  std::vector<uint64_t> due_specials;  // ids: a window may close while the lock is released
   while (rss_.active_gen == gen) {
     if (windows_.empty()) {
       thread_wake_ms_ = INFINITY;
@@ -429,9 +488,12 @@ void Sampler::RunRssLoop(uint64_t gen) {
       cv_.wait(lock, [this, gen] { return rss_.active_gen != gen || !windows_.empty(); });
       continue;
     }
+    // What is due: a group (O(distinct intervals)) or a window with a schedule of its own; never a walk over the
+    // plain windows.
     double now = proc::MonotonicMs();
     double next_due = INFINITY;
-    for (auto& kv : windows_) next_due = std::min(next_due, kv.second.next_due_ms);
+    for (const auto& kv : groups_) next_due = std::min(next_due, kv.second.next_due_ms);
+    for (const Window* w : specials_) next_due = std::min(next_due, w->next_due_ms);
     if (now < next_due) {
       thread_wake_ms_ = next_due;
       ThreadParking(rss_);
@@ -442,22 +504,30 @@ void Sampler::RunRssLoop(uint64_t gen) {
       throw_in_threads_ &= ~1;
       throw std::bad_alloc();
     }
-    // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
-    bool want_cpu = false;
     bool want_rss = false;  // this process's RSS: not wanted by a tree window, which describes the tree
+    bool want_cpu = false;
+    for (const auto& kv : groups_) want_rss |= kv.second.next_due_ms <= now;
+    // Take the due trees out so that /proc is read without the lock (window ends never wait for it).
     jobs.clear();
-    for (auto& kv : windows_) {
-      Window& w = kv.second;
-      if (w.next_due_ms > now) continue;
-      want_cpu |= w.timeline && !w.is_tree;
-      want_rss |= !w.is_tree;
-      if (w.tree && !w.tree_busy) {
-        w.tree_busy = true;
-        jobs.push_back(TreeJob{kv.first, std::move(w.tree)});
+    due_specials.clear();
+    for (Window* w : specials_) {
+      if (w->next_due_ms > now) continue;
+      due_specials.push_back(w->id);
+      want_cpu |= w->timeline && !w->is_tree;
+      want_rss |= !w->is_tree;
+      if (w->tree && !w->tree_busy) {
+        w->tree_busy = true;
+        jobs.push_back(TreeJob{w->id, std::move(w->tree)});
       }
     }
+    // The reading's number is taken now: a window opened while it is read without the lock comes after it, so a
+    // reading from before a window opened is never that window's.
+    uint64_t seq = rss_seq_;
+    if (want_rss) {
+      rss_seq_++;
+      rss_in_flight_ = true;
+    }
     lock.unlock();
-    double read_ms = proc::MonotonicMs();  // windows opened after this did not exist at the reading
     int64_t rss = want_rss ? proc::ReadSelfRssBytes() : -1;
     double self_cpu = NAN;
     if (want_cpu) {
@@ -467,6 +537,11 @@ void Sampler::RunRssLoop(uint64_t gen) {
     }
     for (auto& job : jobs) SampleTree(job.state.get());
     lock.lock();
+    if (want_rss) {
+      rss_in_flight_ = false;
+      rss_samples_++;
+      AddRssLocked(seq, rss >= 0 ? static_cast<double>(rss) : NAN);
+    }
     for (auto& job : jobs) {
       auto it = windows_.find(job.id);
       if (it == windows_.end()) continue;  // closed meanwhile
@@ -492,37 +567,38 @@ void Sampler::RunRssLoop(uint64_t gen) {
       gpu_.SetPidsLocked(job.id, std::move(pids));
     }
     // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
-    // tree read was not read for, and keeps its tick for the next round.
+    // tree read was not read for, and keeps its tick for the next round. Keep each cadence; after falling behind
+    // (suspended, overloaded), skip the missed ticks instead of bursting.
     double done_ms = proc::MonotonicMs();
-    for (auto& kv : windows_) {
-      Window& w = kv.second;
-      // A reading is an observation for every window open at the time, due or not: so a window's peak is never
-      // below one its nested windows saw (windows keep their own cadence, but share every reading).
-      if (rss >= 0 && w.open_ms <= read_ms) {
-        double r = static_cast<double>(rss);
-        if (std::isnan(w.max_rss_bytes) || r > w.max_rss_bytes) w.max_rss_bytes = r;
-        w.samples++;
+    for (auto& kv : groups_) {
+      Group& g = kv.second;
+      if (g.next_due_ms > now) continue;
+      double step = kv.first;
+      g.next_due_ms += step;
+      if (g.next_due_ms <= done_ms) g.next_due_ms = (std::floor(done_ms / step) + 1) * step;
+    }
+    for (uint64_t id : due_specials) {
+      auto it = windows_.find(id);
+      if (it == windows_.end() || !it->second.special) continue;  // closed meanwhile
+      Window* w = &it->second;
+      if (w->timeline) AppendTimelineLocked(w->id, *w, done_ms, static_cast<double>(rss), self_cpu);
+      double step = w->interval_ms;
+      bool ramping = w->ramp_ms > 0;
+      if (w->ramp_ms > 0) {
+        step = w->ramp_ms;
+        w->ramp_ms *= 2;
+        if (w->ramp_ms >= w->interval_ms) w->ramp_ms = 0;
       }
-      if (w.next_due_ms > now) continue;
-      if (w.timeline) AppendTimelineLocked(kv.first, w, done_ms, static_cast<double>(rss), self_cpu);
-      double step = w.interval_ms;
-      bool ramping = w.ramp_ms > 0;
-      if (w.ramp_ms > 0) {
-        step = w.ramp_ms;
-        w.ramp_ms *= 2;
-        if (w.ramp_ms >= w.interval_ms) w.ramp_ms = 0;
-      }
-      if (w.tree) {
+      if (w->tree) {
         // A big tree stretches the interval so that sampling stays within its CPU budget (tree.h).
-        step = EffectiveIntervalMs(*w.tree, step);
+        step = EffectiveIntervalMs(*w->tree, step);
         if (!ramping) {
-          w.tree_step_sum_ms += step;
-          w.tree_steps++;
+          w->tree_step_sum_ms += step;
+          w->tree_steps++;
         }
       }
-      // Keep the cadence; if we fell behind (suspended, overloaded), skip the missed ticks instead of bursting.
-      w.next_due_ms += step;
-      if (w.next_due_ms <= done_ms) w.next_due_ms = done_ms + step;
+      w->next_due_ms += step;
+      if (w->next_due_ms <= done_ms) w->next_due_ms = done_ms + step;
     }
   }
   ThreadExiting(rss_, gen);
@@ -573,6 +649,7 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (gpu) gpu_.ClearInFlightLocked();
+  if (!gpu) rss_in_flight_ = false;
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();

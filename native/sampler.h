@@ -1,7 +1,13 @@
 // The sampler: process-wide background threads shared by every open window of every addon instance (main thread and
 // worker threads). They never touch JS or libuv, so they cannot keep the event loop alive.
 //
-// - The RSS thread reads RSS at each window's interval; it is parked on a condition variable while no window is open.
+// - The RSS thread reads RSS for the open windows; it is parked on a condition variable while no window is open. Its
+//   cost does not grow with the number of open windows: windows are grouped by interval, each group is due on the
+//   multiples of its interval (phase-aligned, so a 10 ms and a 100 ms group share every 10th tick), and one reading
+//   serves every window open at the time, due or not. A window's peak is the largest reading since it opened, kept
+//   in one structure for all windows (native/max_since.h), and its sample count the difference of one counter, both
+//   read when the window is read or closed. Only windows with per-window work (a process tree to read, a timeline
+//   to append to) keep a schedule of their own. Opening and closing a window is O(1), whatever is open.
 // - The GPU thread owns every NVML call: detection at load, then device and process readings while a window is open
 //   (or when snapshot() finds the cache old). Its work and the GPU state are native/gpu_sampler.h; this class starts,
 //   stops and abandons it like the RSS thread.
@@ -47,6 +53,7 @@
 
 #include "gpu_sampler.h"
 #include "layout.h"
+#include "max_since.h"
 #include "nvml/gpu.h"
 #include "proc/proc.h"
 #include "timeline.h"
@@ -110,9 +117,13 @@ class Sampler final : private GpuSampler::Host {
   bool Configure(uint64_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline);
   // Moves the window's timeline out (kTimelineColumns per point) and the command name of its largest process.
   bool TakeTimeline(uint64_t id, std::vector<double>* points, std::string* max_hwm_comm);
-  // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id.
-  bool Read(uint64_t id, double* out, size_t len);
-  bool Close(uint64_t id, double* out, size_t len);
+  // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id. rss_bytes
+  // (NaN: none) is this process's RSS, read on the caller's thread just before: like every reading, it counts for
+  // every window open now (ObserveRss), so the window's endpoints are in the peak of every window around it.
+  bool Read(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
+  bool Close(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
+  // An RSS reading taken on a JS thread (a window's start snapshot): an observation for every window open now.
+  void ObserveRss(double rss_bytes);
   void CloseOwnedBy(const void* owner);
   size_t OpenCount();
   bool ThreadRunning();
@@ -143,13 +154,20 @@ class Sampler final : private GpuSampler::Host {
  private:
   Sampler() = default;
   struct Window {
+    uint64_t id;
     const void* owner;
     double own_cpu_open_ms;  // OwnCpuMsLocked() at open
     double interval_ms;
     double open_ms;
-    double next_due_ms;
-    double max_rss_bytes;
-    uint32_t samples;
+    uint64_t rss_seq;      // the number the next RSS reading had when the window opened (its peak: rss_max_ since)
+    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window)
+    // Open windows in the order they opened (so by rss_seq): the oldest bounds what rss_max_ must keep.
+    Window* older = nullptr;
+    Window* newer = nullptr;
+    // A window with work of its own (a tree, a timeline) keeps its own schedule; the others are in groups_.
+    bool special = false;
+    size_t special_index = 0;  // in specials_
+    double next_due_ms = INFINITY;
     double ramp_ms = 0;               // > 0: the next interval while ramping up to interval_ms
     std::unique_ptr<TreeState> tree;  // moved out while the RSS thread samples it
     bool is_tree = false;
@@ -160,6 +178,11 @@ class Sampler final : private GpuSampler::Host {
     TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
+  };
+  // The plain windows of one interval: due together on the multiples of the interval.
+  struct Group {
+    uint32_t windows = 0;
+    double next_due_ms = INFINITY;
   };
   struct Thread {
     std::thread thread;
@@ -187,6 +210,12 @@ class Sampler final : private GpuSampler::Host {
   void ThreadFailed(Thread& t, uint64_t gen, const char* what);
   void AppendTimelineLocked(uint64_t id, Window& w, double now, double rss, double self_cpu_ms);
   void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
+  // Records an RSS reading as number seq; drops what no open window can ask for any more.
+  void AddRssLocked(uint64_t seq, double rss_bytes);
+  // Takes the window out of its group (a plain window) or of specials_; and out of the open-order list.
+  void UnscheduleLocked(Window& w);
+  void EraseLocked(std::unordered_map<uint64_t, Window>::iterator it);
+  void MakeSpecialLocked(Window& w);
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
@@ -196,8 +225,16 @@ class Sampler final : private GpuSampler::Host {
   std::mutex mu_;                         // the data: windows, thread generations, GPU cache
   std::condition_variable cv_;            // wakes the RSS thread
   std::condition_variable state_cv_;      // thread exits, detection done
-  std::unordered_map<uint64_t, Window> windows_;
-  uint64_t next_id_ = 1;  // L6
+  std::unordered_map<uint64_t, Window> windows_;  // node-based: a Window's address is stable while it is open
+  uint64_t next_id_ = 1;                          // L6
+  std::unordered_map<uint32_t, Group> groups_;    // plain windows by interval (a few entries: distinct intervals)
+  std::vector<Window*> specials_;                 // windows with a schedule of their own
+  Window* oldest_ = nullptr;                      // the open-order list
+  Window* newest_ = nullptr;
+  MaxSince rss_max_;            // every RSS reading, for each window's peak since it opened
+  uint64_t rss_seq_ = 0;        // the number the next RSS reading gets
+  uint64_t rss_samples_ = 0;    // readings the RSS thread has taken
+  bool rss_in_flight_ = false;  // the RSS thread holds a number and reads without the lock
   std::string thread_error_;
   int fail_thread_starts_ = 0;
   int throw_in_threads_ = 0;   // ThrowInThreadsForTest

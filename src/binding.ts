@@ -63,7 +63,9 @@ export interface NativeBinding {
   windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
   /** The pids whose GPU memory the window counts (default: this process). */
   windowSetPids(id: number, pids: number[]): boolean;
-  windowRead(id: number, out: Float64Array): boolean;
+  /** The window's stats so far; with `snapshot`, a snapshot (with the thread clock) taken first, whose RSS counts
+   *  for every open window. */
+  windowRead(id: number, out: Float64Array, snapshot?: Float64Array): boolean;
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;

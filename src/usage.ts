@@ -57,8 +57,9 @@ export interface Snapshot {
 /**
  * How the window's peak RSS was found:
  * - 'hwm': the process high-water mark rose during the window, so the new mark is the exact peak;
- * - 'sampled': the largest of the sampler's readings and the endpoints;
- * - 'endpoints': no sample fell inside the window; the larger endpoint.
+ * - 'sampled': the largest of the sampler's readings (its thread's samples and the edges of windows that opened or
+ *   closed meanwhile) and the endpoints;
+ * - 'endpoints': nothing was read inside the window; the larger endpoint.
  */
 export type PeakRssSource = 'hwm' | 'sampled' | 'endpoints';
 
@@ -471,13 +472,16 @@ export function buildUsage(
   const endpointsMax = Math.max(start.rssBytes, end.rssBytes);
   let peakRssBytes: number;
   let peakRssSource: PeakRssSource;
-  const samples = win && Number.isFinite(win.maxRssBytes) ? win.samples : 0;
+  // The sampler's largest reading since the window opened: its thread's samples and every window edge on any thread
+  // meanwhile (a nested window's endpoints are its enclosing windows' observations too).
+  const observed = win ? win.maxRssBytes : NaN;
+  const samples = win && Number.isFinite(observed) ? win.samples : 0;
   if (end.peakRssBytes > start.peakRssBytes) {
     // The lifetime high-water mark rose inside the window, so the window holds the new mark: exact.
-    peakRssBytes = peakAtLeast(end.peakRssBytes, endpointsMax, samples > 0 ? win!.maxRssBytes : NaN);
+    peakRssBytes = peakAtLeast(end.peakRssBytes, endpointsMax, observed);
     peakRssSource = 'hwm';
-  } else if (win && samples > 0) {
-    peakRssBytes = peakAtLeast(win.maxRssBytes, endpointsMax);
+  } else if (samples > 0 || observed > endpointsMax) {
+    peakRssBytes = peakAtLeast(observed, endpointsMax);
     peakRssSource = 'sampled';
   } else {
     peakRssBytes = endpointsMax;

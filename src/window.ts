@@ -90,9 +90,8 @@ export class Window {
   /** The stats so far, leaving the window open. */
   read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null } {
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
-    native.snapshot(snap, true);
     const buf = new Float64Array(windowBufferLength());
-    const ok = native.windowRead(this.id, buf);
+    const ok = native.windowRead(this.id, buf, snap);
     return {
       end: snapshotFrom(snap),
       stats: ok ? windowStats(buf) : null,

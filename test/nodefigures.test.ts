@@ -1,8 +1,10 @@
 // Node's own figures for an in-process window: event-loop utilization between its edges, and the V8 heap used at
 // its start and end with a sampled peak (null, with the reason, where no reading fell inside the window).
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as tm from '../dist/index.js';
 import { native } from '../dist/binding.js';
+import { MaxSince } from '../dist/nodefigures.js';
 import { MiB, recordValidator, run } from './helpers';
 
 function burn(ms: number): void {
@@ -93,5 +95,30 @@ describe('heapUsedStartBytes, heapUsedEndBytes, heapUsedPeakBytes', () => {
     const done = t.stop();
     expect(live.heapUsedEndBytes).toBeGreaterThan(0);
     expect(done.heapUsedPeakBytes).not.toBeNull(); // the live read fell inside the window
+  });
+});
+
+describe('MaxSince (the heap readings shared by the windows of a thread)', () => {
+  it("answers each window's largest reading since it opened as brute force does; past its cap, never higher", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 1e9, noNaN: true }), { maxLength: 300 }),
+        fc.integer({ min: 2, max: 400 }),
+        (values, cap) => {
+          const m = new MaxSince(cap);
+          for (const v of values) m.push(v);
+          expect(m.size).toBeLessThanOrEqual(cap);
+          for (let from = 0; from <= values.length; from++) {
+            const rest = values.slice(from);
+            const got = m.maxSince(from);
+            if (rest.length === 0) expect(got).toBeNaN();
+            else if (cap >= values.length) expect(got).toBe(Math.max(...rest));
+            else expect(got).toBeLessThanOrEqual(Math.max(...rest));
+          }
+          if (values.length > 0) expect(m.maxSince(values.length - 1)).toBe(values[values.length - 1]);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
