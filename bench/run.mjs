@@ -202,6 +202,10 @@ try {
 const { treeBench } = await import('./tree.mjs');
 treeBench();
 
+// Open windows and what they cost (issue 19): bench/sampler-scale.mjs (BENCH_COMPARE_ROOT: another build beside it).
+const { samplerScaleBench } = await import('./sampler-scale.mjs');
+samplerScaleBench();
+
 // Per-task CPU (issue 19): the candidates side by side (bench/taskcpu.mjs), then the server (bench/server.mjs).
 const { taskCpuBench } = await import('./taskcpu.mjs');
 taskCpuBench();

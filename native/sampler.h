@@ -68,8 +68,8 @@ void PinThisModule();
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
-  X(WinMaxRssBytes)   /* largest RSS the sampler saw in the window; NaN before the first sample */ \
-  X(WinSamples)       /* RSS samples taken in the window */ \
+  X(WinMaxRssBytes)   /* largest RSS read since the window opened (RSS thread, window edges); NaN: none */ \
+  X(WinSamples)       /* readings the RSS thread took while the window was open */ \
   X(WinIntervalMs)    /* the window's requested interval */ \
   X(WinGpuSamples)    /* GPU readings that fell inside the window */ \
   X(WinGpuIntervalMs) /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
