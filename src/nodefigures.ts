@@ -69,6 +69,15 @@ export class MaxSince {
   }
 }
 
+function heapUsedBytes(): number {
+  try {
+    const v = getHeapStatistics().used_heap_size;
+    return typeof v === 'number' && v >= 0 ? v : NaN;
+  } catch {
+    return NaN; // a runtime whose node:v8 has no heap statistics
+  }
+}
+
 /** Minimum thread CPU between two heap readings taken at task switches, ms. */
 const HEAP_SAMPLE_EVERY_CPU_MS = 1;
 
@@ -83,9 +92,10 @@ export class HeapSampler {
   openWindows = 0;
   openedWindows = 0;
 
-  /** Reads the heap used now and records it for every open window; returns the reading and its sequence number. */
+  /** Reads the heap used now and records it for every open window; returns the reading (NaN where the runtime has
+   *  no V8 heap statistics) and its sequence number. */
   read(): { bytes: number; seq: number } {
-    const bytes = getHeapStatistics().used_heap_size;
+    const bytes = heapUsedBytes();
     return { bytes, seq: this.readings.push(bytes) };
   }
 
@@ -141,13 +151,16 @@ const NO_HEAP_SAMPLE =
   'no heap reading fell inside the window: the heap is read on this thread at the edges of its windows and, while ' +
   'a taskCpu task runs, at most once per ms of CPU at its switches; nothing else wakes the thread to read it';
 
+const NO_HEAP_STATISTICS = "this runtime's node:v8 has no heap statistics (v8.getHeapStatistics())";
+
 /** The figures between the window's opening and now; `closing` also takes the window out of the open count. */
 export function nodeFigures(s: NodeStart, closing: boolean): NodeFigures {
   const h = heapSampler;
   const insideBefore = h.readings.next - s.heapSeq - 1; // readings since this window's own start reading
   const end = h.read();
   const overlapping = s.openBefore + (h.openedWindows - s.openedAfter);
-  const peak = insideBefore > 0 ? h.readings.maxSince(s.heapSeq) : NaN;
+  const noHeap = !Number.isFinite(s.heapUsedBytes) || !Number.isFinite(end.bytes);
+  const peak = insideBefore > 0 && !noHeap ? h.readings.maxSince(s.heapSeq) : NaN;
   if (closing && --h.openWindows === 0) h.readings.clear();
   let utilization: number | null = null;
   let eluReason: string | null = null;
@@ -165,9 +178,9 @@ export function nodeFigures(s: NodeStart, closing: boolean): NodeFigures {
     overlappingWindows: overlapping,
     eventLoopUtilization: utilization,
     eventLoopUtilizationReason: eluReason,
-    heapUsedStartBytes: s.heapUsedBytes,
-    heapUsedEndBytes: end.bytes,
+    heapUsedStartBytes: noHeap ? null : s.heapUsedBytes,
+    heapUsedEndBytes: noHeap ? null : end.bytes,
     heapUsedPeakBytes: Number.isFinite(peak) ? Math.max(peak, s.heapUsedBytes, end.bytes) : null,
-    heapUsedPeakReason: Number.isFinite(peak) ? null : NO_HEAP_SAMPLE,
+    heapUsedPeakReason: Number.isFinite(peak) ? null : noHeap ? NO_HEAP_STATISTICS : NO_HEAP_SAMPLE,
   };
 }

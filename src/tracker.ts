@@ -96,8 +96,8 @@ function checkFn(where: string, fn: unknown): void {
 export function measureSync<T>(fn: () => T, options?: TaskMeasureOptions): Measured<T> {
   checkFn('measureSync', fn);
   const { sampleIntervalMs, timeline, taskCpu } = resolveMeasureOptions('measureSync', options, true);
-  const task = taskCpu ? openTask(heapSampler) : null;
   const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const task = taskCpu ? openTask(heapSampler) : null;
   let result: T;
   try {
     result = task ? runAsTask(task, fn) : fn();
@@ -151,8 +151,8 @@ export async function measure<T>(
 ): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
   const { sampleIntervalMs, timeline, taskCpu } = resolveMeasureOptions('measure', options, true);
-  const task = taskCpu ? openTask(heapSampler) : null;
   const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const task = taskCpu ? openTask(heapSampler) : null;
   let result: Awaited<T>;
   try {
     // The task's code runs as the task; this function's own continuation (the await) does not.

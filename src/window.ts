@@ -64,7 +64,12 @@ export class Window {
     this.config = config;
     this.node = config.rootPid ? null : nodeStart();
     const snap = boundSnapshotBuffer();
-    this.id = native.windowOpen(config.intervalMs);
+    try {
+      this.id = native.windowOpen(config.intervalMs);
+    } catch (err) {
+      if (this.node) nodeFigures(this.node, true); // out of this thread's open count again
+      throw err;
+    }
     this.start = snapshotFrom(snap);
     this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
     if (config.timeline || config.rootPid) {
