@@ -233,8 +233,10 @@ void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
     return;
   }
   if (!(rss_bytes >= 0)) return;
-  rss_max_.Add(seq, rss_bytes);
+  // First the floor: a reading numbered before the oldest open window opened is no window's, and is not added (it
+  // would sit in front of that window's answer, which compaction keeps only while it is the front entry).
   rss_max_.DropBefore(oldest_->rss_seq);
+  rss_max_.Add(seq, rss_bytes);
 }
 
 void Sampler::MakeSpecialLocked(Window& w) {
