@@ -320,12 +320,15 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
     Sampler& sampler = Sampler::Instance();
-    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this);
     double* start = !snap.IsEmpty() ? snap.Data() : snap_.data;
+    // The start reading's number is reserved as the window opens (a window opened by another thread meanwhile comes
+    // after it); it is read without the sampler's lock.
+    uint64_t seq = 0;
+    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this, start != nullptr ? &seq : nullptr);
     if (start != nullptr) {
       proc::ReadSelf(start, true);  // the process slots only: a window's endpoints need no GPU cache
       // The window's start is an observation for every window open now (an outer window's peak covers it).
-      sampler.ObserveRss(start[proc::kRssBytes]);
+      sampler.ObserveRss(seq, start[proc::kRssBytes]);
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -448,13 +451,15 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     double rss = NAN;
+    uint64_t seq = 0;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
+      seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
       proc::ReadSelf(snap.Data(), true);
       rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), rss));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), seq, rss));
   }
 
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
@@ -467,22 +472,25 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
+      uint64_t seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
       proc::ReadSelf(snap_.data, true);
       return Napi::Boolean::New(info.Env(),
-                                Sampler::Instance().Close(id, win_.data, win_.len, snap_.data[proc::kRssBytes]));
+                                Sampler::Instance().Close(id, win_.data, win_.len, seq, snap_.data[proc::kRssBytes]));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     // Optional: the end snapshot, taken before the window closes so that the window covers it (and, as every
     // window end, counts for the windows open around it).
     double rss = NAN;
+    uint64_t seq = 0;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
+      seq = Sampler::Instance().ReserveRssSeq();
       proc::ReadSelf(snap.Data(), true);
       rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), rss));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), seq, rss));
   }
 
   Bound snap_;

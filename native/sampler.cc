@@ -188,7 +188,7 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
   }
 }
 
-uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
+uint64_t Sampler::Open(uint32_t interval_ms, const void* owner, uint64_t* edge_seq) {
   if (!rss_started_.load(std::memory_order_acquire)) {
     // The caller's environment holds a reference, so no Release can be stopping the threads meanwhile (L2).
     std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
@@ -205,7 +205,9 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   w.own_cpu_open_ms = OwnCpuMsLocked();
   w.interval_ms = interval_ms;
   w.open_ms = now;
-  w.rss_seq = rss_seq_;
+  // The window's number: readings reserved from now on are its (its own start reading first, when edge_seq asks).
+  w.rss_seq = edge_seq != nullptr ? rss_seq_.fetch_add(1) : rss_seq_.load();
+  if (edge_seq != nullptr) *edge_seq = w.rss_seq;
   w.rss_samples = rss_samples_ + (rss_in_flight_ ? 1 : 0);
   w.older = newest_;
   w.newer = nullptr;
@@ -222,9 +224,9 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   return id;
 }
 
-void Sampler::ObserveRss(double rss_bytes) {
+void Sampler::ObserveRss(uint64_t seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  AddRssLocked(rss_seq_++, rss_bytes);
+  AddRssLocked(seq, rss_bytes);
 }
 
 void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
@@ -358,20 +360,20 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   gpu_.FillLocked(id, now, out, len);
 }
 
-bool Sampler::Read(uint64_t id, double* out, size_t len, double rss_bytes) {
+bool Sampler::Read(uint64_t id, double* out, size_t len, uint64_t rss_seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  AddRssLocked(rss_seq_++, rss_bytes);
+  AddRssLocked(rss_seq, rss_bytes);
   FillStatsLocked(id, it->second, out, len);
   return true;
 }
 
-bool Sampler::Close(uint64_t id, double* out, size_t len, double rss_bytes) {
+bool Sampler::Close(uint64_t id, double* out, size_t len, uint64_t rss_seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  AddRssLocked(rss_seq_++, rss_bytes);  // the window's end counts for every window open with it
+  AddRssLocked(rss_seq, rss_bytes);  // the window's end counts for every window open with it
   if (out) FillStatsLocked(id, it->second, out, len);
   EraseLocked(it);
   return true;
@@ -524,9 +526,9 @@ void Sampler::RunRssLoop(uint64_t gen) {
     }
     // The reading's number is taken now: a window opened while it is read without the lock comes after it, so a
     // reading from before a window opened is never that window's.
-    uint64_t seq = rss_seq_;
+    uint64_t seq = 0;
     if (want_rss) {
-      rss_seq_++;
+      seq = rss_seq_.fetch_add(1);
       rss_in_flight_ = true;
     }
     lock.unlock();

@@ -109,7 +109,8 @@ class Sampler final : private GpuSampler::Host {
   // Opens a window sampled every interval_ms; owner identifies the addon instance so its windows close at teardown.
   // Starts the RSS thread if it is not running; if it cannot be started the window still opens, unsampled (its
   // stats then show 0 samples) and ThreadError() says why. Never throws.
-  uint64_t Open(uint32_t interval_ms, const void* owner);
+  // *edge_seq (if given) is the number of the window's own start reading, reserved in the same step (ObserveRss).
+  uint64_t Open(uint32_t interval_ms, const void* owner, uint64_t* edge_seq = nullptr);
   // Which pids the window's GPU process memory counts (empty: this process).
   bool SetPids(uint64_t id, std::vector<uint32_t> pids);
   // Makes the window follow the process tree rooted at root_pid (0: none) and/or record a timeline. A tree window
@@ -118,12 +119,17 @@ class Sampler final : private GpuSampler::Host {
   // Moves the window's timeline out (kTimelineColumns per point) and the command name of its largest process.
   bool TakeTimeline(uint64_t id, std::vector<double>* points, std::string* max_hwm_comm);
   // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id. rss_bytes
-  // (NaN: none) is this process's RSS, read on the caller's thread just before: like every reading, it counts for
-  // every window open now (ObserveRss), so the window's endpoints are in the peak of every window around it.
-  bool Read(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
-  bool Close(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
-  // An RSS reading taken on a JS thread (a window's start snapshot): an observation for every window open now.
-  void ObserveRss(double rss_bytes);
+  // (NaN: none) is this process's RSS, read on the caller's thread just before, as reading number rss_seq
+  // (ReserveRssSeq): like every reading, it counts for every window open now, so the window's endpoints are in the
+  // peak of every window around it.
+  bool Read(uint64_t id, double* out, size_t len, uint64_t rss_seq = 0, double rss_bytes = NAN);
+  bool Close(uint64_t id, double* out, size_t len, uint64_t rss_seq = 0, double rss_bytes = NAN);
+  // The number of an RSS reading about to be taken on a JS thread, reserved before it is taken (no lock: one atomic
+  // increment). A window that opens later gets a later number, so a reading taken before a window opened never
+  // counts for it, whichever thread adds its reading first.
+  uint64_t ReserveRssSeq() { return rss_seq_.fetch_add(1); }
+  // An RSS reading taken on a JS thread (a window's start snapshot) as number seq: for every window open now.
+  void ObserveRss(uint64_t seq, double rss_bytes);
   void CloseOwnedBy(const void* owner);
   size_t OpenCount();
   bool ThreadRunning();
@@ -231,10 +237,10 @@ class Sampler final : private GpuSampler::Host {
   std::vector<Window*> specials_;                 // windows with a schedule of their own
   Window* oldest_ = nullptr;                      // the open-order list
   Window* newest_ = nullptr;
-  MaxSince rss_max_;            // every RSS reading, for each window's peak since it opened
-  uint64_t rss_seq_ = 0;        // the number the next RSS reading gets
-  uint64_t rss_samples_ = 0;    // readings the RSS thread has taken
-  bool rss_in_flight_ = false;  // the RSS thread holds a number and reads without the lock
+  MaxSince rss_max_;                  // every RSS reading, for each window's peak since it opened
+  std::atomic<uint64_t> rss_seq_{0};  // the number the next RSS reading gets (Open takes it under mu_)
+  uint64_t rss_samples_ = 0;          // readings the RSS thread has taken
+  bool rss_in_flight_ = false;        // the RSS thread holds a number and reads without the lock
   std::string thread_error_;
   int fail_thread_starts_ = 0;
   int throw_in_threads_ = 0;   // ThrowInThreadsForTest
