@@ -29,7 +29,12 @@ struct StopAtExitHook {
 // Ids stay exact in a JS number (L6).
 constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
 
+// ms from now; NaN, infinite or past a day is a day (the int64 conversion of an infinite value is undefined). Callers
+// that may have nothing due wait without a deadline instead.
 std::chrono::steady_clock::time_point DeadlineIn(double ms) {
+  constexpr double kMaxMs = 24 * 3600 * 1000.0;
+  if (!(ms < kMaxMs)) ms = kMaxMs;
+  if (!(ms > 0)) ms = 0;
   return std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0) + 1);
 }
 
@@ -197,9 +202,29 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner, uint64_t* edge_s
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t id = next_id_;
   while (windows_.count(id) != 0) id = id >= kMaxWindowId ? 1 : id + 1;  // L6: skip ids still in use
-  next_id_ = id >= kMaxWindowId ? 1 : id + 1;
   double now = proc::MonotonicMs();
-  Window& w = windows_[id];
+  // What allocates comes first, each step undone if a later one throws (std::bad_alloc reaches JS as an error): a
+  // window that fails to open leaves the tables as they were. Linking and counting, which cannot throw, come last.
+  auto git = groups_.find(interval_ms);
+  bool new_group = git == groups_.end();
+  if (new_group) git = groups_.emplace(interval_ms, Group{}).first;
+  std::unordered_map<uint64_t, Window>::iterator it;
+  try {
+    it = windows_.try_emplace(id).first;
+    try {
+      MaybeThrowBadAllocLocked(kBadAllocOpen);
+      gpu_.OpenLocked(id, now, interval_ms);
+    } catch (...) {
+      gpu_.CloseLocked(id);
+      windows_.erase(it);
+      throw;
+    }
+  } catch (...) {
+    if (new_group) groups_.erase(git);
+    throw;
+  }
+  next_id_ = id >= kMaxWindowId ? 1 : id + 1;
+  Window& w = it->second;
   w.id = id;
   w.owner = owner;
   w.own_cpu_open_ms = OwnCpuMsLocked();
@@ -214,13 +239,12 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner, uint64_t* edge_s
   if (newest_ != nullptr) newest_->newer = &w;
   newest_ = &w;
   if (oldest_ == nullptr) oldest_ = &w;
-  Group& g = groups_[interval_ms];
+  Group& g = git->second;
   if (g.windows++ == 0) {
     // The group's ticks fall on the multiples of its interval, so groups of different intervals share ticks.
     g.next_due_ms = (std::floor(now / interval_ms) + 1) * interval_ms;
     if (g.next_due_ms < thread_wake_ms_) cv_.notify_all();
   }
-  gpu_.OpenLocked(id, now, interval_ms);
   return id;
 }
 
@@ -501,7 +525,11 @@ void Sampler::RunRssLoop(uint64_t gen) {
     if (now < next_due) {
       thread_wake_ms_ = next_due;
       ThreadParking(rss_);
-      cv_.wait_until(lock, DeadlineIn(next_due - now));
+      if (std::isfinite(next_due)) {
+        cv_.wait_until(lock, DeadlineIn(next_due - now));
+      } else {
+        cv_.wait(lock);  // open windows, none scheduled (never while the tables agree): until a change wakes it
+      }
       continue;
     }
     if (throw_in_threads_ & 1) {
@@ -657,6 +685,11 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();
+}
+
+void Sampler::ThrowBadAllocForTest(int sites) {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw_bad_alloc_ = sites;
 }
 
 void Sampler::ThrowInThreadsForTest(int which) {

@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -144,6 +145,10 @@ class Sampler final : private GpuSampler::Host {
   void FailThreadStartsForTest(int n);
   // Makes the RSS thread (bit 1) and/or the GPU thread (bit 2) throw std::bad_alloc at its next round.
   void ThrowInThreadsForTest(int which);
+  // Makes the next allocation at these sites throw std::bad_alloc, once each: Open's (bit 1), the next RSS reading's
+  // add (bit 2).
+  enum BadAllocSite { kBadAllocOpen = 1, kBadAllocRssAdd = 2 };
+  void ThrowBadAllocForTest(int sites);
 
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
@@ -243,7 +248,13 @@ class Sampler final : private GpuSampler::Host {
   bool rss_in_flight_ = false;        // the RSS thread holds a number and reads without the lock
   std::string thread_error_;
   int fail_thread_starts_ = 0;
-  int throw_in_threads_ = 0;   // ThrowInThreadsForTest
+  int throw_in_threads_ = 0;  // ThrowInThreadsForTest
+  int throw_bad_alloc_ = 0;   // ThrowBadAllocForTest
+  void MaybeThrowBadAllocLocked(BadAllocSite site) {
+    if ((throw_bad_alloc_ & site) == 0) return;
+    throw_bad_alloc_ &= ~site;
+    throw std::bad_alloc();
+  }
   double retired_cpu_ms_ = 0;  // L7
   int refs_ = 0;
   uint64_t last_gen_ = 0;

@@ -1,6 +1,7 @@
 // The RSS sampler's cost does not grow with the windows open: windows of one interval share each reading.
 import { describe, expect, it } from 'vitest';
 import * as tm from '../dist/index.js';
+import { lastJson, runScenario } from './helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,5 +33,43 @@ describe('the RSS sampler with many windows open', () => {
     // the 20 ms group's ticks fall on the 10 ms group's: the readings are the 10 ms ones, no extra phase
     expect(f.samples).toBeLessThanOrEqual(Math.floor(f.wallTimeMs / 10) + 2);
     expect(s.samples).toBeLessThanOrEqual(f.samples);
+  });
+});
+
+describe('the sampler when memory runs out', () => {
+  it('a window that fails to open for want of memory leaves nothing behind: the others sample on, and with none left the thread parks', async () => {
+    const r = await runScenario(async ({ require, sleep }) => {
+      const { native } = require('../../dist/binding.js');
+      const out = new Float64Array(native.WINDOW_SLOTS + 64);
+      const a = native.windowOpen(7);
+      let code = null;
+      for (const interval of [7, 9]) {
+        // the failing window shares a's group (7), or is the first of its own (9)
+        native.testHook('throwBadAlloc', 1);
+        try {
+          native.windowOpen(interval);
+        } catch (e) {
+          code = (e as { code?: string }).code;
+        }
+      }
+      const openAfterFailure = native.samplerState().openWindows;
+      sleep(100);
+      native.windowRead(a, out);
+      const samples = out[native.layouts.WindowSlot.WIN_SAMPLES];
+      native.windowClose(a, out);
+      const openAfterClose = native.samplerState().openWindows;
+      sleep(50);
+      const cpu0 = native.samplerState().ownCpuMs;
+      sleep(300);
+      const cpu1 = native.samplerState().ownCpuMs;
+      return { code, openAfterFailure, openAfterClose, samples, idleCpuMs: cpu1 - cpu0 };
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.code).toBe('ERR_TASKMETER_NATIVE');
+    expect(out.openAfterFailure).toBe(1);
+    expect(out.openAfterClose).toBe(0);
+    expect(out.samples).toBeGreaterThan(0); // a's group was not taken down by the failed window
+    expect(out.idleCpuMs).toBeLessThan(20); // parked: no window left to schedule (it spun on an infinite deadline)
   });
 });
