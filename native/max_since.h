@@ -12,7 +12,8 @@
 // (DropBefore, which also refuses later readings numbered below it), so the front entry is that window's answer,
 // exact however long it stays open.
 //
-// Not thread-safe: the sampler calls it with its mutex held.
+// Not thread-safe: the sampler calls it with its mutex held. If Add throws (std::bad_alloc), the stack is still
+// valid: at most the new reading and readings it dominated are missing, which can only lower an answer.
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -262,7 +262,13 @@ void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
   // First the floor: a reading numbered before the oldest open window opened is no window's, and is not added (it
   // would sit in front of that window's answer, which compaction keeps only while it is the front entry).
   rss_max_.DropBefore(oldest_->rss_seq);
-  rss_max_.Add(seq, rss_bytes);
+  // Out of memory (the stack grows, or compacts into a new one): the reading is dropped, which can only lower a
+  // window's peak. Thrown on, it would reach JS at a window's edge: a close after JS marked the window closed (the
+  // native window would stay open), an open whose id never came back.
+  try {
+    MaybeThrowBadAllocLocked(kBadAllocRssAdd);
+    rss_max_.Add(seq, rss_bytes);
+  } catch (const std::bad_alloc&) {}
 }
 
 void Sampler::MakeSpecialLocked(Window& w) {

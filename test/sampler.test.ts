@@ -72,4 +72,47 @@ describe('the sampler when memory runs out', () => {
     expect(out.samples).toBeGreaterThan(0); // a's group was not taken down by the failed window
     expect(out.idleCpuMs).toBeLessThan(20); // parked: no window left to schedule (it spun on an infinite deadline)
   });
+
+  it('an RSS reading that cannot be kept for want of memory is dropped: the window still opens and closes', async () => {
+    const r = await runScenario(({ tm, require }) => {
+      const { native } = require('../../dist/binding.js');
+      native.testHook('failThreadStarts', 1000); // no RSS thread: the windows' edges are the only readings
+      const t = new tm.ResourceTracker().start();
+      native.testHook('throwBadAlloc', 2); // its end reading
+      let stopError = null;
+      let usage = null;
+      try {
+        usage = t.stop();
+      } catch (e) {
+        stopError = (e as { code?: string }).code;
+      }
+      const openAfterStop = native.samplerState().openWindows;
+      native.testHook('throwBadAlloc', 2); // a window's start reading
+      let openError = null;
+      let id = null;
+      try {
+        id = native.windowOpen(10, new Float64Array(native.SNAPSHOT_SLOTS));
+      } catch (e) {
+        openError = (e as { code?: string }).code;
+      }
+      const closed = id !== null && native.windowClose(id, new Float64Array(native.WINDOW_SLOTS + 64));
+      return {
+        stopError,
+        openAfterStop,
+        peak: usage?.peakRssBytes,
+        end: usage?.rssEndBytes,
+        openError,
+        closed,
+        openAfterClose: native.samplerState().openWindows,
+      };
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.stopError).toBeNull();
+    expect(out.openAfterStop).toBe(0); // the native window closed with the tracker
+    expect(out.peak).toBeGreaterThanOrEqual(out.end); // the dropped reading only lowers a peak; the endpoints stand
+    expect(out.openError).toBeNull();
+    expect(out.closed).toBe(true); // its id came back
+    expect(out.openAfterClose).toBe(0);
+  });
 });
