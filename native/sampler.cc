@@ -253,6 +253,17 @@ void Sampler::ObserveRss(uint64_t seq, double rss_bytes) {
   AddRssLocked(seq, rss_bytes);
 }
 
+void Sampler::RssReadingDoneLocked(bool counted) {
+  rss_in_flight_ = false;
+  if (counted) {
+    rss_samples_++;
+    return;
+  }
+  // Not counted: the windows that opened while it was in flight counted it as taken before them (one more in their
+  // rss_samples); they take it back. They are the newest ones, numbered after it: amortized O(1) per window opened.
+  for (Window* w = newest_; w != nullptr && w->rss_seq > rss_flight_seq_; w = w->older) w->rss_samples--;
+}
+
 void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
   if (oldest_ == nullptr) {
     rss_max_.Clear();
@@ -564,9 +575,16 @@ void Sampler::RunRssLoop(uint64_t gen) {
     if (want_rss) {
       seq = rss_seq_.fetch_add(1);
       rss_in_flight_ = true;
+      rss_flight_seq_ = seq;
     }
+    bool fail_read = want_rss && fail_rss_reads_ > 0;
+    if (fail_read) fail_rss_reads_--;
     lock.unlock();
     int64_t rss = want_rss ? proc::ReadSelfRssBytes() : -1;
+    if (fail_read) {  // a slow failure, so that windows open while it is in flight
+      rss = -1;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     double self_cpu = NAN;
     if (want_cpu) {
       double s[proc::kSnapshotSlots];
@@ -576,8 +594,7 @@ void Sampler::RunRssLoop(uint64_t gen) {
     for (auto& job : jobs) SampleTree(job.state.get());
     lock.lock();
     if (want_rss) {
-      rss_in_flight_ = false;
-      rss_samples_++;
+      RssReadingDoneLocked(rss >= 0);
       AddRssLocked(seq, rss >= 0 ? static_cast<double>(rss) : NAN);
     }
     for (auto& job : jobs) {
@@ -687,10 +704,15 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (gpu) gpu_.ClearInFlightLocked();
-  if (!gpu) rss_in_flight_ = false;
+  if (!gpu && rss_in_flight_) RssReadingDoneLocked(false);
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();
+}
+
+void Sampler::FailRssReadsForTest(uint64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fail_rss_reads_ = n;
 }
 
 void Sampler::ThrowBadAllocForTest(int sites) {

@@ -70,7 +70,7 @@ void PinThisModule();
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
   X(WinMaxRssBytes)   /* largest RSS read since the window opened (RSS thread, window edges); NaN: none */ \
-  X(WinSamples)       /* readings the RSS thread took while the window was open */ \
+  X(WinSamples)       /* RSS readings the RSS thread took (successfully) while the window was open */ \
   X(WinIntervalMs)    /* the window's requested interval */ \
   X(WinGpuSamples)    /* GPU readings that fell inside the window */ \
   X(WinGpuIntervalMs) /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
@@ -149,6 +149,8 @@ class Sampler final : private GpuSampler::Host {
   // add (bit 2).
   enum BadAllocSite { kBadAllocOpen = 1, kBadAllocRssAdd = 2 };
   void ThrowBadAllocForTest(int sites);
+  // Makes the RSS thread's next n readings fail, as an unreadable /proc/self/statm does, after 200 µs.
+  void FailRssReadsForTest(uint64_t n);
 
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
@@ -171,7 +173,8 @@ class Sampler final : private GpuSampler::Host {
     double interval_ms;
     double open_ms;
     uint64_t rss_seq;      // the number the next RSS reading had when the window opened (its peak: rss_max_ since)
-    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window)
+    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window; taken
+                           // back if that reading fails, RssReadingDoneLocked)
     // Open windows in the order they opened (so by rss_seq): the oldest bounds what rss_max_ must keep.
     Window* older = nullptr;
     Window* newer = nullptr;
@@ -223,6 +226,8 @@ class Sampler final : private GpuSampler::Host {
   void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
   // Records an RSS reading as number seq; drops what no open window can ask for any more.
   void AddRssLocked(uint64_t seq, double rss_bytes);
+  // The RSS thread's reading in flight is done: counted (it read RSS), or not (it failed, or the thread did).
+  void RssReadingDoneLocked(bool counted);
   // Takes the window out of its group (a plain window) or of specials_; and out of the open-order list.
   void UnscheduleLocked(Window& w);
   void EraseLocked(std::unordered_map<uint64_t, Window>::iterator it);
@@ -244,12 +249,14 @@ class Sampler final : private GpuSampler::Host {
   Window* newest_ = nullptr;
   MaxSince rss_max_;                  // every RSS reading, for each window's peak since it opened
   std::atomic<uint64_t> rss_seq_{0};  // the number the next RSS reading gets (Open takes it under mu_)
-  uint64_t rss_samples_ = 0;          // readings the RSS thread has taken
+  uint64_t rss_samples_ = 0;          // readings the RSS thread has taken (successful ones)
   bool rss_in_flight_ = false;        // the RSS thread holds a number and reads without the lock
+  uint64_t rss_flight_seq_ = 0;       // that number
   std::string thread_error_;
   int fail_thread_starts_ = 0;
-  int throw_in_threads_ = 0;  // ThrowInThreadsForTest
-  int throw_bad_alloc_ = 0;   // ThrowBadAllocForTest
+  int throw_in_threads_ = 0;     // ThrowInThreadsForTest
+  int throw_bad_alloc_ = 0;      // ThrowBadAllocForTest
+  uint64_t fail_rss_reads_ = 0;  // FailRssReadsForTest
   void MaybeThrowBadAllocLocked(BadAllocSite site) {
     if ((throw_bad_alloc_ & site) == 0) return;
     throw_bad_alloc_ &= ~site;

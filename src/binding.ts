@@ -75,8 +75,11 @@ export interface NativeBinding {
   /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
    *  fail as they do under a pids limit), 'throwInThreads' (the RSS (1) and/or GPU (2) thread throws at its next
    *  round), 'throwBadAlloc' (the next allocation in a window's opening (1) and/or in adding the next RSS reading (2)
-   *  throws std::bad_alloc). */
-  testHook(name: 'nextWindowId' | 'failThreadStarts' | 'throwInThreads' | 'throwBadAlloc', value: number): void;
+   *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail). */
+  testHook(
+    name: 'nextWindowId' | 'failThreadStarts' | 'throwInThreads' | 'throwBadAlloc' | 'failRssReads',
+    value: number,
+  ): void;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */

@@ -116,3 +116,30 @@ describe('the sampler when memory runs out', () => {
     expect(out.openAfterClose).toBe(0);
   });
 });
+
+describe("a window's sample count", () => {
+  it('counts the readings that read RSS, not the ones that failed, also for windows opened while one was taken', async () => {
+    const r = await runScenario(({ tm, require, sleep }) => {
+      const { native } = require('../../dist/binding.js');
+      native.testHook('failRssReads', 1e9); // as when /proc/self/statm cannot be read
+      const failing = tm.measureSync(() => sleep(150), { sampleIntervalMs: 5 }).usage;
+      // Many windows opened back to back while readings fail, some while a reading is being taken (in flight)
+      const during = [];
+      const until = Date.now() + 100;
+      while (Date.now() < until) during.push(new tm.ResourceTracker({ sampleIntervalMs: 1 }).start());
+      native.testHook('failRssReads', 0);
+      sleep(100); // readings succeed: every one of them counts for all these windows
+      native.testHook('failRssReads', 1e9);
+      sleep(20); // the last good reading is in
+      const samples = during.map((t) => t.stop().samples);
+      return { failing: failing.samples, samples, windows: during.length };
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.failing).toBe(0);
+    // the same successful readings fell inside each window: the same count, whether or not a failing reading was in
+    // flight when it opened
+    expect(out.samples[0]).toBeGreaterThan(0);
+    expect(new Set(out.samples)).toEqual(new Set([out.samples[0]]));
+  });
+});
