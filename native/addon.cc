@@ -221,6 +221,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
                     InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
                     InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
@@ -423,6 +424,21 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     for (uint32_t i = 0; i < 3; i++) fds[i] = Napi::Number::New(env, r.parent_fds[i]);
     out.Set("fds", fds);
     return out;
+  }
+
+  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).
+  Napi::Value KillTreeJs(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "killTree(pid, signo)");
+      return info.Env().Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(info.Env(), -ENOSYS);
+#else
+    int pid = info[0].As<Napi::Number>().Int32Value();
+    int signo = info[1].As<Napi::Number>().Int32Value();
+    return Napi::Number::New(info.Env(), KillTree(pid, signo));
+#endif
   }
 
   // How many spawned commands still have a waiter or an undelivered result (for the leak tests).

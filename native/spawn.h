@@ -58,4 +58,11 @@ using SpawnDoneFn = void (*)(void* context, const double* slots);
 // Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
+#ifndef _WIN32
+// Sends `signo` to `root` and every descendant it has now, frozen first (SIGSTOP) so that none can fork a process the
+// listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
+// or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.
+int KillTree(int root, int signo);
+#endif
+
 }  // namespace taskmeter

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "helper/exec_protocol.h"
 #include "posix_child.h"
@@ -94,12 +95,13 @@ struct ChildError {
   for (int i = 0; i < 3; i++) {
     if (moved[i] >= 0) {
       if (dup2(moved[i], i) < 0) goto fail;  // dup2 clears close-on-exec on the new descriptor
-    } else {
-      // inherited: keep it across exec, blocking (as libuv does for inherited stdio)
-      if (fcntl(i, F_SETFD, 0) < 0) goto fail;
-      int fl = fcntl(i, F_GETFL);
-      if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+    } else if (fcntl(i, F_SETFD, 0) < 0) {   // inherited: keep it across exec
+      goto fail;
     }
+    // Blocking, as libuv makes every stdio descriptor of a child (a descriptor the caller passed may be a
+    // non-blocking socket or pipe of Node's; /dev/null and our own pipes already are).
+    int fl = fcntl(i, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
   }
   if (report_fd >= 0 && fcntl(report_fd, F_SETFD, 0) < 0) goto fail;
   if (cwd && chdir(cwd) != 0) {
@@ -230,6 +232,52 @@ bool HelperCannotRun(int err) {
 SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed);
 
 }  // namespace
+
+int KillTree(int root, int signo) {
+  if (root <= 1 || signo <= 0) return -EINVAL;
+  // Freeze first: a stopped process cannot fork, so the listing below is complete once every process in it is
+  // stopped (a fork in progress when SIGSTOP arrives is restarted after the stop). Two passes catch children forked
+  // between a parent's listing and its stop.
+  std::vector<uint32_t> tree;
+  std::vector<std::pair<uint32_t, uint32_t>> parents;  // (pid, ppid) of all, where children lists are missing
+  try {
+    for (int pass = 0; pass < 2; pass++) {
+      bool all_listed = false;
+      auto children = [&](uint32_t pid, std::vector<uint32_t>* out) {
+        if (proc::ListChildren(pid, out)) return;
+        if (!all_listed) {
+          parents.clear();
+          proc::ListAllParents(&parents);
+          all_listed = true;
+        }
+        for (const auto& pp : parents) {
+          if (pp.second == pid) out->push_back(pp.first);
+        }
+      };
+      std::vector<uint32_t> queue = {static_cast<uint32_t>(root)};
+      while (!queue.empty()) {
+        uint32_t pid = queue.back();
+        queue.pop_back();
+        if (std::find(tree.begin(), tree.end(), pid) == tree.end()) {
+          if (kill(static_cast<pid_t>(pid), SIGSTOP) != 0) continue;  // gone (or not ours: EPERM)
+          tree.push_back(pid);
+        }
+        children(pid, &queue);
+      }
+    }
+  } catch (...) {  // std::bad_alloc: signal what was found
+  }
+  if (tree.empty()) return -ESRCH;
+  int signalled = 0;
+  for (uint32_t pid : tree) {
+    if (kill(static_cast<pid_t>(pid), signo) == 0) signalled++;
+  }
+  // Let them run again so that the signal is acted on (a handler for SIGTERM runs; SIGKILL needs no help).
+  if (signo != SIGSTOP) {
+    for (uint32_t pid : tree) kill(static_cast<pid_t>(pid), SIGCONT);
+  }
+  return signalled;
+}
 
 SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   bool use_helper = !HelperPath().empty() && !g_helper_unusable.load();

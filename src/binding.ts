@@ -99,6 +99,8 @@ export interface NativeBinding {
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
+  /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
+  killTree(pid: number, signo: number): number;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;

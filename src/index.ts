@@ -9,6 +9,14 @@ export type { GpuInfo, GpuDevice, GpuSnapshot, GpuUsage } from './gpu';
 export { DEFAULT_SAMPLE_INTERVAL_MS } from './options';
 export type { MeasureOptions } from './options';
 export { trackProcess, measureCommand, ProcessTracker } from './process';
-export type { ProcessUsage, TrackProcessOptions, MeasureCommandOptions, CommandResult, StdioMode } from './process';
+export type {
+  ProcessUsage,
+  TrackProcessOptions,
+  MeasureCommandOptions,
+  CommandResult,
+  StdioMode,
+  StdioEntry,
+  EndedBy,
+} from './process';
 export { renderTimeline, formatBytes } from './timeline';
 export type { Timeline, TimelinePoint, RenderOptions } from './timeline';
