@@ -45,6 +45,13 @@ bool WindowId(const Napi::CallbackInfo& info, uint64_t* id) {
   return true;
 }
 
+// A window's edge: the process's figures with the calling thread's CPU and the I/O bytes, less what taskmeter's own
+// threads added to the getrusage counters (as their CPU is left out of a window's: usage.samplerCpuMs).
+void ReadEdge(double* out) {
+  proc::ReadSelf(out, true);
+  Sampler::Instance().SubtractOwnCounters(out);
+}
+
 // No C++ exception may cross into N-API (it would reach std::terminate): every exported function runs inside this.
 // What it catches (std::bad_alloc, std::system_error from a thread start) becomes a JS Error with a code.
 template <typename Fn>
@@ -256,7 +263,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (out.IsEmpty()) return info.Env().Undefined();
     // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
     bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
-    proc::ReadSelf(out.Data(), thread_cpu);
+    if (thread_cpu) {
+      ReadEdge(out.Data());
+    } else {
+      proc::ReadSelf(out.Data());
+    }
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -314,9 +325,9 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     }
     uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
     if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data(), true);
+      ReadEdge(snap.Data());
     } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
+      ReadEdge(snap_.data);  // the process slots only: a window's endpoints need no GPU cache
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -464,7 +475,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
-      proc::ReadSelf(snap_.data, true);
+      ReadEdge(snap_.data);
       return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
@@ -473,7 +484,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
-      proc::ReadSelf(snap.Data(), true);
+      ReadEdge(snap.Data());
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
   }

@@ -24,6 +24,15 @@ namespace taskmeter {
   /* below it may be our copy's, not theirs; 0 with the exec helper */ \
   X(SpContaminationBytes) \
   X(SpTreePeakBytes) /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
+  /* the rest of the reaped rusage (POSIX; NaN where unknown), and rchar/wchar (Linux, helper/proc_io.h) */ \
+  X(SpMinorFaults) \
+  X(SpMajorFaults) \
+  X(SpVoluntaryCtxSwitches) \
+  X(SpInvoluntaryCtxSwitches) \
+  X(SpFsInputBlocks) /* 512-byte blocks */ \
+  X(SpFsOutputBlocks) \
+  X(SpIoReadBytes) \
+  X(SpIoWriteBytes) \
   /* end */
 TASKMETER_ENUM(SpawnSlot, TASKMETER_SPAWN_SLOTS, kSpawnSlots)
 

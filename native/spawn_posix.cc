@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "helper/exec_protocol.h"
+#include "helper/proc_io.h"
 #include "posix_child.h"
 #include "proc/proc.h"
 
@@ -150,6 +151,20 @@ void FillFromStatus(double* s, int status) {
   s[kSpSignal] = WIFSIGNALED(status) ? WTERMSIG(status) : NAN;
 }
 
+// The rusage counters beyond CPU and memory, and the I/O bytes (-1: unknown → NaN).
+void FillCounters(double* s, int64_t minflt, int64_t majflt, int64_t nvcsw, int64_t nivcsw, int64_t inblock,
+                  int64_t oublock, int64_t io_read, int64_t io_write) {
+  auto v = [](int64_t x) { return x >= 0 ? static_cast<double>(x) : NAN; };
+  s[kSpMinorFaults] = v(minflt);
+  s[kSpMajorFaults] = v(majflt);
+  s[kSpVoluntaryCtxSwitches] = v(nvcsw);
+  s[kSpInvoluntaryCtxSwitches] = v(nivcsw);
+  s[kSpFsInputBlocks] = v(inblock);
+  s[kSpFsOutputBlocks] = v(oublock);
+  s[kSpIoReadBytes] = v(io_read);
+  s[kSpIoWriteBytes] = v(io_write);
+}
+
 void* WaitMain(void* arg) {
   Waiter* w = static_cast<Waiter*>(arg);
   double* s = w->slots;
@@ -173,6 +188,7 @@ void* WaitMain(void* arg) {
       s[kSpUserMs] = r.utime_us / 1e3;
       s[kSpSystemMs] = r.stime_us / 1e3;
       s[kSpMaxRssBytes] = static_cast<double>(r.maxrss_bytes);
+      FillCounters(s, r.minflt, r.majflt, r.nvcsw, r.nivcsw, r.inblock, r.oublock, r.io_read_bytes, r.io_write_bytes);
     } else if (status != -1) {
       // The helper died without a report (SIGKILL): its status is all there is; the command's usage is lost.
       FillFromStatus(s, status);
@@ -181,6 +197,8 @@ void* WaitMain(void* arg) {
       s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
     }
   } else {
+    int64_t io_read = -1, io_write = -1;
+    taskmeter_exited_io(w->pid, &io_read, &io_write);  // before Reap: the zombie's (proc_io.h)
     Reap(w->pid, &status, &ru);
     s[kSpEndMonoMs] = proc::MonotonicMs();
     s[kSpEndEpochMs] = proc::EpochMs();
@@ -195,6 +213,8 @@ void* WaitMain(void* arg) {
 #else
       s[kSpMaxRssBytes] = static_cast<double>(ru.ru_maxrss) * 1024.0;
 #endif
+      FillCounters(s, ru.ru_minflt, ru.ru_majflt, ru.ru_nvcsw, ru.ru_nivcsw, ru.ru_inblock, ru.ru_oublock, io_read,
+                   io_write);
     }
   }
   s[kSpExited] = 1;

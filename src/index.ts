@@ -1,5 +1,5 @@
 export { snapshot, usageBetween } from './usage';
-export type { Snapshot, ResourceUsage, PeakRssSource } from './usage';
+export type { Snapshot, ResourceUsage, PeakRssSource, UsageCounters } from './usage';
 export { measure, measureSync, ResourceTracker } from './tracker';
 export type { Measured, TrackerError } from './tracker';
 export { toRecord, RECORD_SCHEMA_VERSION } from './record';

@@ -12,7 +12,15 @@ import {
   SP_END_EPOCH_MS,
   SP_END_MONO_MS,
   SP_EXIT_CODE,
+  SP_FS_INPUT_BLOCKS,
+  SP_FS_OUTPUT_BLOCKS,
+  SP_INVOLUNTARY_CTX_SWITCHES,
+  SP_IO_READ_BYTES,
+  SP_IO_WRITE_BYTES,
+  SP_MAJOR_FAULTS,
   SP_MAX_RSS_BYTES,
+  SP_MINOR_FAULTS,
+  SP_VOLUNTARY_CTX_SWITCHES,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
@@ -23,7 +31,8 @@ import {
   SPAWN_STAGE_THREAD,
 } from './binding';
 import { boolOption, describe, intOption, intervalOption, optionsObject } from './options';
-import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
+import { buildUsage, COUNTER_KEYS, cpuRate, NO_COUNTERS, ResourceUsage, UsageCounters, WindowStats } from './usage';
+import { shellCommand } from './shell';
 import { ClosedWindow, Window } from './window';
 import { codedError, rangeError, systemError, typeError } from './errors';
 
@@ -97,9 +106,16 @@ function resolveTrackOptions(where: string, options: unknown) {
   };
 }
 
+/** A command's counters from wait4 and its zombie's /proc/<pid>/io; else the tree sampler's; else null. */
+function processCounters(t: WindowStats['tree'] | undefined, exact: SpawnRecord | null): UsageCounters {
+  const out: Record<string, number | null> = {};
+  for (const k of COUNTER_KEYS) out[k] = exact?.counters[k] ?? (t ? nn(t.counters[k]) : null);
+  return out as unknown as UsageCounters;
+}
+
 function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): ProcessUsage {
-  const base = buildUsage(c.start, c.end, c.stats);
   const t = (c.stats as WindowStats | null)?.tree;
+  const base = buildUsage(c.start, c.end, c.stats, null, processCounters(t, exact));
   const sampledMax = t ? nn(t.maxHwmBytes) : null;
   let maxRssBytes = sampledMax;
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
@@ -194,6 +210,8 @@ interface SpawnRecord {
   contaminationBytes: number;
   wallTimeMs: number;
   endEpochMs: number;
+  /** From the reaped rusage and the zombie's /proc/<pid>/io; null where unknown. */
+  counters: UsageCounters;
 }
 
 function checkPid(where: string, pid: unknown): number {
@@ -263,7 +281,15 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    const closed = { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null };
+    const closed = {
+      start: w.start,
+      end,
+      stats,
+      timeline: null,
+      maxHwmComm: null,
+      threadCpuMs: null,
+      counters: NO_COUNTERS,
+    };
     return processUsage(this.pid, closed, null);
   }
 
@@ -342,6 +368,8 @@ export interface MeasureCommandOptions extends TrackProcessOptions {
 }
 
 export interface CommandResult {
+  /** The command as given: [command, ...args] (toRecord(result) writes it as `command`). */
+  command: string[];
   /** The exit code, or null when the command was killed by a signal (then `signal` says which) or its status could
    *  not be read (both null). */
   exitCode: number | null;
@@ -795,11 +823,30 @@ export function measureCommand(
         contaminationBytes: buf[SP_CONTAMINATION_BYTES],
         wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),
         endEpochMs: buf[SP_END_EPOCH_MS],
+        counters: {
+          minorPageFaults: nn(buf[SP_MINOR_FAULTS]),
+          majorPageFaults: nn(buf[SP_MAJOR_FAULTS]),
+          voluntaryContextSwitches: nn(buf[SP_VOLUNTARY_CTX_SWITCHES]),
+          involuntaryContextSwitches: nn(buf[SP_INVOLUNTARY_CTX_SWITCHES]),
+          fsInputBlocks: nn(buf[SP_FS_INPUT_BLOCKS]),
+          fsOutputBlocks: nn(buf[SP_FS_OUTPUT_BLOCKS]),
+          ioReadBytes: nn(buf[SP_IO_READ_BYTES]),
+          ioWriteBytes: nn(buf[SP_IO_WRITE_BYTES]),
+        },
       };
       const usage = tracker.finish(record);
       // the window opened right after the fork; the command's own start is the fork
       usage.startedAt = Math.min(usage.startedAt, record.endEpochMs - record.wallTimeMs);
-      const result: CommandResult = { exitCode: record.exitCode, signal: record.signal, endedBy, pid, usage };
+      // the chart's title: the command line as a shell user types it
+      if (usage.timeline) usage.timeline.title = shellCommand([command, ...args]);
+      const result: CommandResult = {
+        command: [command, ...args],
+        exitCode: record.exitCode,
+        signal: record.signal,
+        endedBy,
+        pid,
+        usage,
+      };
       if (captures.length === 0) {
         resolvePromise(result);
         return;

@@ -90,6 +90,7 @@ function byteUnit(max: number): [number, string] {
 }
 export function formatBytes(bytes: number): string {
   const [div, unit] = byteUnit(bytes);
+  if (div === 1) return `${Math.round(bytes)} B`; // whole bytes: "0 B", never "0.00 B"
   const v = bytes / div;
   return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`;
 }

@@ -7,6 +7,9 @@ import {
   boundSnapshotBuffer,
   boundWindowBuffer,
   buildUsage,
+  countersBetween,
+  edgeCounters,
+  UsageCounters,
   ResourceUsage,
   Snapshot,
   snapshotFrom,
@@ -34,6 +37,8 @@ export interface ClosedWindow {
   maxHwmComm: string | null;
   /** The calling thread's CPU in the window (its clock read at open and close), or null. */
   threadCpuMs: number | null;
+  /** getrusage's counters and the I/O bytes between the window's edges. */
+  counters: UsageCounters;
 }
 
 // A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
@@ -47,6 +52,7 @@ export class Window {
   readonly id: number;
   readonly config: WindowConfig;
   private readonly startThreadCpuMs: number;
+  private readonly startCounters: Float64Array;
   private closed = false;
 
   constructor(config: WindowConfig) {
@@ -55,6 +61,7 @@ export class Window {
     this.id = native.windowOpen(config.intervalMs);
     this.start = snapshotFrom(snap);
     this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
+    this.startCounters = edgeCounters(snap);
     if (config.timeline || config.rootPid) {
       native.windowConfigure(
         this.id,
@@ -76,7 +83,7 @@ export class Window {
   }
 
   /** The stats so far, leaving the window open. */
-  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null } {
+  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null; counters: UsageCounters } {
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
     native.snapshot(snap, true);
     const buf = new Float64Array(windowBufferLength());
@@ -85,12 +92,13 @@ export class Window {
       end: snapshotFrom(snap),
       stats: ok ? windowStats(buf) : null,
       threadCpuMs: threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]),
+      counters: countersBetween(this.startCounters, snap),
     };
   }
 
   peek(): ResourceUsage {
-    const { end, stats, threadCpuMs } = this.read();
-    return buildUsage(this.start, end, stats, threadCpuMs);
+    const { end, stats, threadCpuMs, counters } = this.read();
+    return buildUsage(this.start, end, stats, threadCpuMs, counters);
   }
 
   closeRaw(): ClosedWindow {
@@ -118,12 +126,13 @@ export class Window {
       timeline,
       maxHwmComm,
       threadCpuMs,
+      counters: countersBetween(this.startCounters, snap),
     };
   }
 
   close(): ResourceUsage {
     const c = this.closeRaw();
-    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs);
+    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs, c.counters);
     if (c.timeline) usage.timeline = c.timeline;
     return usage;
   }

@@ -59,13 +59,18 @@ void NameThisThread(const char* name) {
   pthread_setname_np(name);
 }  // macOS names the calling thread only
 
-bool ReadSelf(double* out, bool thread_cpu) {
-  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
+bool ReadSelf(double* out, bool edge) {
+  bool ok = posix::ReadClocksAndRusage(out, edge);
   if (!SelfMemory(&out[kRssBytes], &out[kVmsBytes])) {
     out[kRssBytes] = out[kVmsBytes] = NAN;
     ok = false;
   }
+  out[kIoReadBytes] = out[kIoWriteBytes] = NAN;  // no /proc/self/io
   return ok;
+}
+
+bool SelfThreadCounters(double* out) {
+  return posix::ThreadCounters(out);  // no RUSAGE_THREAD on macOS: false
 }
 
 void CloseSelfFiles() {}  // nothing kept open

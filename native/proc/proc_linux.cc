@@ -1,3 +1,4 @@
+#include "../helper/proc_io.h"
 #include "parse_linux.h"
 #include "proc.h"
 #include "proc_posix.h"
@@ -41,6 +42,22 @@ int StatmFd() {
   return opened;
 }
 
+// /proc/self/io, likewise kept open (read at window edges only).
+std::atomic<int> g_io_fd{-1};
+
+int IoFd() {
+  int fd = g_io_fd.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  int opened = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
+  if (opened < 0) return -1;
+  int expected = -1;
+  if (!g_io_fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+    close(opened);
+    return expected;
+  }
+  return opened;
+}
+
 // statm: "size resident shared text lib data dt" in pages.
 bool ReadStatm(double* vms_bytes, double* rss_bytes) {
   int fd = StatmFd();
@@ -76,18 +93,33 @@ void NameThisThread(const char* name) {
   pthread_setname_np(pthread_self(), name);
 }
 
-bool ReadSelf(double* out, bool thread_cpu) {
-  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
+bool ReadSelf(double* out, bool edge) {
+  bool ok = posix::ReadClocksAndRusage(out, edge);
   if (!ReadStatm(&out[kVmsBytes], &out[kRssBytes])) {
     out[kVmsBytes] = out[kRssBytes] = NAN;
     ok = false;
   }
+  out[kIoReadBytes] = out[kIoWriteBytes] = NAN;
+  if (edge) {
+    int fd = IoFd();
+    int64_t rchar, wchar;
+    if (fd >= 0 && taskmeter_read_proc_io(fd, &rchar, &wchar) == 0) {
+      out[kIoReadBytes] = static_cast<double>(rchar);
+      out[kIoWriteBytes] = static_cast<double>(wchar);
+    }
+  }
   return ok;
 }
 
+bool SelfThreadCounters(double* out) {
+  return posix::ThreadCounters(out);
+}
+
 void CloseSelfFiles() {
-  int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
-  if (fd >= 0) close(fd);
+  for (std::atomic<int>* f : {&g_statm_fd, &g_io_fd}) {
+    int fd = f->exchange(-1, std::memory_order_acq_rel);
+    if (fd >= 0) close(fd);
+  }
 }
 
 int64_t ReadSelfRssBytes() {

@@ -110,7 +110,13 @@ bool ReadSelf(double* out, bool thread_cpu) {
     ok = false;
   }
   out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
+  // getrusage's counters and /proc's I/O bytes have no reading here yet
+  for (int i = kMinorFaults; i <= kIoWriteBytes; i++) out[i] = NAN;
   return ok;
+}
+
+bool SelfThreadCounters(double*) {
+  return false;
 }
 
 namespace {
