@@ -45,8 +45,8 @@ bool WindowId(const Napi::CallbackInfo& info, uint64_t* id) {
   return true;
 }
 
-// A window's edge: the process's figures with the calling thread's CPU and the I/O bytes, less what taskmeter's own
-// threads added to the getrusage counters (as their CPU is left out of a window's: usage.samplerCpuMs).
+// A window's edge: the process's figures with the calling thread's CPU, less what taskmeter's own threads added to the
+// getrusage counters (as their CPU is left out of a window's: usage.samplerCpuMs).
 void ReadEdge(double* out) {
   proc::ReadSelf(out, true);
   Sampler::Instance().SubtractOwnCounters(out);
@@ -229,6 +229,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
                     InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
+                    InstanceMethod("readSelfIo", &TaskmeterAddon::G<&TaskmeterAddon::ReadSelfIo>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
                     InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
                     InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
@@ -435,6 +436,14 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     for (uint32_t i = 0; i < 3; i++) fds[i] = Napi::Number::New(env, r.parent_fds[i]);
     out.Set("fds", fds);
     return out;
+  }
+
+  // readSelfIo(out): out[0], out[1] = this process's rchar and wchar (NaN where unreadable).
+  Napi::Value ReadSelfIo(const Napi::CallbackInfo& info) {
+    Napi::Float64Array out = Float64Out(info, 0, 2);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    proc::ReadSelfIo(&out.Data()[0], &out.Data()[1]);
+    return info.Env().Undefined();
   }
 
   // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).

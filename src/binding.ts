@@ -101,6 +101,8 @@ export interface NativeBinding {
   spawnPending(): number;
   /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
   killTree(pid: number, signo: number): number;
+  /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
+  readSelfIo(out: Float64Array): void;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -138,8 +140,6 @@ export const SNAP_VOLUNTARY_CTX_SWITCHES = snap('SNAP_VOLUNTARY_CTX_SWITCHES');
 export const SNAP_INVOLUNTARY_CTX_SWITCHES = snap('SNAP_INVOLUNTARY_CTX_SWITCHES');
 export const SNAP_FS_INPUT_BLOCKS = snap('SNAP_FS_INPUT_BLOCKS');
 export const SNAP_FS_OUTPUT_BLOCKS = snap('SNAP_FS_OUTPUT_BLOCKS');
-export const SNAP_IO_READ_BYTES = snap('SNAP_IO_READ_BYTES');
-export const SNAP_IO_WRITE_BYTES = snap('SNAP_IO_WRITE_BYTES');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');

@@ -18,7 +18,7 @@ function trackerError(code: TrackerError['code'], message: string): TrackerError
  * sampler window is closed by stop(), by dispose, or at process/worker teardown.
  */
 export class ResourceTracker {
-  private readonly options: { sampleIntervalMs: number; timeline: boolean };
+  private readonly options: { sampleIntervalMs: number; timeline: boolean; ioBytes: boolean };
   private window: Window | null = null;
   private result: ResourceUsage | null = null;
 
@@ -30,7 +30,11 @@ export class ResourceTracker {
   start(): this {
     if (this.window) throw trackerError('ERR_TRACKER_RUNNING', 'taskmeter: ResourceTracker.start(): already running');
     this.result = null;
-    this.window = new Window({ intervalMs: this.options.sampleIntervalMs, timeline: this.options.timeline });
+    this.window = new Window({
+      intervalMs: this.options.sampleIntervalMs,
+      timeline: this.options.timeline,
+      ioBytes: this.options.ioBytes,
+    });
     this.window.guard(this);
     return this;
   }
@@ -93,8 +97,8 @@ function checkFn(where: string, fn: unknown): void {
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
 export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<T> {
   checkFn('measureSync', fn);
-  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measureSync', options);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, ioBytes } = resolveMeasureOptions('measureSync', options);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
   let result: T;
   try {
     result = fn();
@@ -134,8 +138,8 @@ export async function measure<T>(
   options?: MeasureOptions,
 ): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
-  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measure', options);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, ioBytes } = resolveMeasureOptions('measure', options);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
   let result: Awaited<T>;
   try {
     result = await fn();

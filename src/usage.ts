@@ -148,8 +148,9 @@ export interface UsageCounters {
   fsOutputBlocks: number | null;
   /**
    * Bytes passed to read()- and write()-like calls, whatever they reached (files, the page cache, pipes, sockets,
-   * terminals): rchar and wchar of /proc/<pid>/io (Linux). In-process windows count every thread, taskmeter's own
-   * reads of /proc included (tens of bytes per sample).
+   * terminals): rchar and wchar of /proc/<pid>/io (Linux). In-process windows read them only with the option
+   * `ioBytes: true` (a /proc/self/io read at each edge, ~2 µs), and count every thread, taskmeter's own reads of /proc
+   * included (tens of bytes per sample).
    */
   ioReadBytes: number | null;
   ioWriteBytes: number | null;
@@ -167,7 +168,7 @@ export const NO_COUNTERS: Readonly<UsageCounters> = Object.freeze({
   ioWriteBytes: null,
 });
 
-/** The counter slots of a window-edge snapshot, in SNAP_MINOR_FAULTS … SNAP_IO_WRITE_BYTES order. */
+/** Every counter; the first SNAP_COUNTERS are a snapshot's slots from SNAP_MINOR_FAULTS on, in this order. */
 export const COUNTER_KEYS = [
   'minorPageFaults',
   'majorPageFaults',
@@ -179,19 +180,25 @@ export const COUNTER_KEYS = [
   'ioWriteBytes',
 ] as const satisfies readonly (keyof UsageCounters)[];
 
-/** A copy of an edge snapshot's counter slots (kept by a window from its start). */
-export function edgeCounters(snap: Float64Array): Float64Array {
-  return snap.slice(SNAP_MINOR_FAULTS, SNAP_MINOR_FAULTS + COUNTER_KEYS.length);
+/** A copy of an edge snapshot's counter slots (kept by a window from its start; a plain array is the cheapest). */
+export function edgeCounters(snap: Float64Array): number[] {
+  const i = SNAP_MINOR_FAULTS;
+  return [snap[i], snap[i + 1], snap[i + 2], snap[i + 3], snap[i + 4], snap[i + 5]];
 }
 
-/** The counters between a window's start (edgeCounters) and an end snapshot; null where either was not read. */
-export function countersBetween(start: Float64Array, end: Float64Array): UsageCounters {
+/**
+ * The counters between a window's start (edgeCounters) and an end snapshot, and the I/O bytes between two
+ * readSelfIo() readings when the window took them; null where either edge was not read.
+ */
+export function countersBetween(
+  start: readonly number[],
+  end: Float64Array,
+  io: { start: Float64Array; end: Float64Array } | null = null,
+): UsageCounters {
   // Taskmeter's own threads' counts are published when they park, so a window's edges can each be one off: never
   // below 0.
-  const d = (i: number): number | null => {
-    const v = end[SNAP_MINOR_FAULTS + i] - start[i];
-    return Number.isFinite(v) ? Math.max(0, Math.round(v)) : null;
-  };
+  const delta = (v: number): number | null => (Number.isFinite(v) ? Math.max(0, Math.round(v)) : null);
+  const d = (i: number) => delta(end[SNAP_MINOR_FAULTS + i] - start[i]);
   return {
     minorPageFaults: d(0),
     majorPageFaults: d(1),
@@ -199,8 +206,8 @@ export function countersBetween(start: Float64Array, end: Float64Array): UsageCo
     involuntaryContextSwitches: d(3),
     fsInputBlocks: d(4),
     fsOutputBlocks: d(5),
-    ioReadBytes: d(6),
-    ioWriteBytes: d(7),
+    ioReadBytes: io ? delta(io.end[0] - io.start[0]) : null,
+    ioWriteBytes: io ? delta(io.end[1] - io.start[1]) : null,
   };
 }
 

@@ -22,6 +22,8 @@ import {
 export interface WindowConfig {
   intervalMs: number;
   timeline: boolean;
+  /** read /proc/self/io at the edges (usage.ioReadBytes, ioWriteBytes) */
+  ioBytes?: boolean;
   /** follow this process (and its descendants) instead of only this process */
   rootPid?: number;
   /** CPU the tracked processes used before tracking began is not counted */
@@ -52,7 +54,8 @@ export class Window {
   readonly id: number;
   readonly config: WindowConfig;
   private readonly startThreadCpuMs: number;
-  private readonly startCounters: Float64Array;
+  private readonly startCounters: number[];
+  private readonly startIo: Float64Array | null = null;
   private closed = false;
 
   constructor(config: WindowConfig) {
@@ -62,6 +65,10 @@ export class Window {
     this.start = snapshotFrom(snap);
     this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
     this.startCounters = edgeCounters(snap);
+    if (config.ioBytes) {
+      this.startIo = new Float64Array(2);
+      native.readSelfIo(this.startIo);
+    }
     if (config.timeline || config.rootPid) {
       native.windowConfigure(
         this.id,
@@ -84,6 +91,7 @@ export class Window {
 
   /** The stats so far, leaving the window open. */
   read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null; counters: UsageCounters } {
+    const io = this.endIo();
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
     native.snapshot(snap, true);
     const buf = new Float64Array(windowBufferLength());
@@ -92,7 +100,7 @@ export class Window {
       end: snapshotFrom(snap),
       stats: ok ? windowStats(buf) : null,
       threadCpuMs: threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]),
-      counters: countersBetween(this.startCounters, snap),
+      counters: countersBetween(this.startCounters, snap, io),
     };
   }
 
@@ -115,6 +123,7 @@ export class Window {
           timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
       }
     }
+    const io = this.endIo();
     const snap = boundSnapshotBuffer();
     const buf = boundWindowBuffer();
     const ok = native.windowClose(this.id);
@@ -126,8 +135,16 @@ export class Window {
       timeline,
       maxHwmComm,
       threadCpuMs,
-      counters: countersBetween(this.startCounters, snap),
+      counters: countersBetween(this.startCounters, snap, io),
     };
+  }
+
+  /** The I/O bytes now, with the window's start reading (null for a window that does not read them). */
+  private endIo(): { start: Float64Array; end: Float64Array } | null {
+    if (!this.startIo) return null;
+    const end = new Float64Array(2);
+    native.readSelfIo(end);
+    return { start: this.startIo, end };
   }
 
   close(): ResourceUsage {

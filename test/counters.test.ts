@@ -93,18 +93,36 @@ describe.runIf(posix)("an in-process window's counters", () => {
     },
   );
 
-  it.runIf(linux)("count the bytes the window's code wrote and read (rchar and wchar of /proc/self/io)", async () => {
+  it.runIf(linux)("with ioBytes: true, count the bytes the window's code wrote and read (/proc/self/io)", async () => {
     const { writeFileSync, readFileSync } = await import('node:fs');
     const file = join(work, 'window.bin');
     const data = Buffer.alloc(4 << 20, 7);
-    const { usage } = tm.measureSync(() => {
+    const work4MiB = () => {
       writeFileSync(file, data);
       return readFileSync(file).length;
-    });
+    };
+    const { usage } = tm.measureSync(work4MiB, { ioBytes: true });
     expect(usage.ioWriteBytes).toBeGreaterThanOrEqual(4 << 20);
     expect(usage.ioReadBytes).toBeGreaterThanOrEqual(4 << 20);
     // and little else: the sampler's reads of /proc/self/statm are tens of bytes each
     expect(usage.ioWriteBytes).toBeLessThan((4 << 20) + (1 << 20));
+    // a tracker and measure() too
+    const t = new tm.ResourceTracker({ ioBytes: true }).start();
+    work4MiB();
+    expect(t.usage!.ioWriteBytes).toBeGreaterThanOrEqual(4 << 20); // live, while it runs
+    expect(t.stop().ioReadBytes).toBeGreaterThanOrEqual(4 << 20);
+    const m = await tm.measure(async () => work4MiB(), { ioBytes: true });
+    expect(m.usage.ioWriteBytes).toBeGreaterThanOrEqual(4 << 20);
+  });
+
+  it('without ioBytes a window reads no I/O bytes: they are null, not 0 (each read costs ~2 µs at each edge)', () => {
+    const { usage } = tm.measureSync(() => 0);
+    expect(usage.ioReadBytes).toBeNull();
+    expect(usage.ioWriteBytes).toBeNull();
+    expect(usage.minorPageFaults).not.toBeNull(); // getrusage's counters come with every window: the same call as CPU
+    expect(() => tm.measureSync(() => 0, { ioBytes: 'yes' as unknown as boolean })).toThrow(
+      /"ioBytes" must be a boolean/,
+    );
   });
 
   it('are null where nothing measured them: usageBetween of two snapshots', () => {

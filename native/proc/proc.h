@@ -28,9 +28,6 @@ namespace proc {
   X(InvoluntaryCtxSwitches) \
   X(FsInputBlocks) /* 512-byte blocks */ \
   X(FsOutputBlocks) \
-  /* rchar and wchar of /proc/self/io (Linux), read only at a window's edges (edge = true); NaN otherwise */ \
-  X(IoReadBytes) \
-  X(IoWriteBytes) \
   /* end */
 TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
 
@@ -38,9 +35,14 @@ TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
 constexpr int kCounterSlots = kFsOutputBlocks - kMinorFaults + 1;
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
-// kThreadCpuMs, kIoReadBytes and kIoWriteBytes are read only at a window's edges (edge true: a syscall each, which
-// window endpoints pay and snapshot() does not); NaN otherwise.
-bool ReadSelf(double* out, bool edge = false);
+// kThreadCpuMs is read only when thread_cpu is true (one more syscall, which window endpoints pay and snapshot() does
+// not); NaN otherwise.
+bool ReadSelf(double* out, bool thread_cpu = false);
+
+// This process's I/O bytes: rchar and wchar of /proc/self/io (kept open, read with pread; see helper/proc_io.h), for
+// the windows that ask for them (about 2 µs a read in a Node process: the kernel sums every thread). False (NaN)
+// where there is no such file (macOS, Windows) or it cannot be read.
+bool ReadSelfIo(double* read_bytes, double* write_bytes);
 
 // The calling thread's own getrusage counters (kCounterSlots values, in snapshot slot order from kMinorFaults), where
 // the OS counts per thread (Linux: RUSAGE_THREAD); false elsewhere.

@@ -59,14 +59,18 @@ void NameThisThread(const char* name) {
   pthread_setname_np(name);
 }  // macOS names the calling thread only
 
-bool ReadSelf(double* out, bool edge) {
-  bool ok = posix::ReadClocksAndRusage(out, edge);
+bool ReadSelf(double* out, bool thread_cpu) {
+  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
   if (!SelfMemory(&out[kRssBytes], &out[kVmsBytes])) {
     out[kRssBytes] = out[kVmsBytes] = NAN;
     ok = false;
   }
-  out[kIoReadBytes] = out[kIoWriteBytes] = NAN;  // no /proc/self/io
   return ok;
+}
+
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;  // no /proc/self/io
+  return false;
 }
 
 bool SelfThreadCounters(double* out) {

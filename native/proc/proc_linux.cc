@@ -42,7 +42,7 @@ int StatmFd() {
   return opened;
 }
 
-// /proc/self/io, likewise kept open (read at window edges only).
+// /proc/self/io, likewise kept open (read at the edges of the windows that ask for I/O bytes).
 std::atomic<int> g_io_fd{-1};
 
 int IoFd() {
@@ -93,22 +93,23 @@ void NameThisThread(const char* name) {
   pthread_setname_np(pthread_self(), name);
 }
 
-bool ReadSelf(double* out, bool edge) {
-  bool ok = posix::ReadClocksAndRusage(out, edge);
+bool ReadSelf(double* out, bool thread_cpu) {
+  bool ok = posix::ReadClocksAndRusage(out, thread_cpu);
   if (!ReadStatm(&out[kVmsBytes], &out[kRssBytes])) {
     out[kVmsBytes] = out[kRssBytes] = NAN;
     ok = false;
   }
-  out[kIoReadBytes] = out[kIoWriteBytes] = NAN;
-  if (edge) {
-    int fd = IoFd();
-    int64_t rchar, wchar;
-    if (fd >= 0 && taskmeter_read_proc_io(fd, &rchar, &wchar) == 0) {
-      out[kIoReadBytes] = static_cast<double>(rchar);
-      out[kIoWriteBytes] = static_cast<double>(wchar);
-    }
-  }
   return ok;
+}
+
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;
+  int fd = IoFd();
+  int64_t rchar, wchar;
+  if (fd < 0 || taskmeter_read_proc_io(fd, &rchar, &wchar) != 0) return false;
+  *read_bytes = static_cast<double>(rchar);
+  *write_bytes = static_cast<double>(wchar);
+  return true;
 }
 
 bool SelfThreadCounters(double* out) {
