@@ -3,8 +3,8 @@
 //
 // - The RSS thread reads RSS at each window's interval; it is parked on a condition variable while no window is open.
 // - The GPU thread owns every NVML call: detection at load, then device and process readings while a window is open
-//   (or when snapshot() finds the cache old). It is separate so that a driver call that hangs can never delay RSS
-//   sampling, a window's end or process exit: a hung call only makes GPU data stale, which the usage reports.
+//   (or when snapshot() finds the cache old). Its work and the GPU state are native/gpu_sampler.h; this class starts,
+//   stops and abandons it like the RSS thread.
 //
 // Lifecycle invariants (the process-wide threads; each one is checked where the code relies on it):
 // L1. Retain, Release, Stop and every thread start run under lifecycle_mu_, taken before mu_ and never while mu_ is
@@ -28,10 +28,10 @@
 //     being taken at that very moment (then it lags by that one sample's work, a few µs). Reading the published
 //     values costs nothing on the hot path, where reading another thread's clock would be a syscall per thread.
 // L8. The GPU thread never calls getenv (it races with `process.env.X = …` on a JS thread). Its environment
-//     (gpu_env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written only
-//     there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
+//     (GpuSampler's env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written
+//     only there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
 //     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, or GPU
-//     detection disabled, leaves gpu_env_ alone.
+//     detection disabled, leaves it alone.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -45,7 +45,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gpu_window.h"
+#include "gpu_sampler.h"
 #include "layout.h"
 #include "nvml/gpu.h"
 #include "proc/proc.h"
@@ -84,65 +84,9 @@ void PinThisModule();
   X(WinSamplerCpuMs)         /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
-// Timeline columns: native/timeline.h.
-#define TASKMETER_GPU_WINDOW_SLOTS(X) \
-  X(GwMemoryUsedPeakBytes) \
-  X(GwProcessMemoryPeakBytes) \
-  X(GwProcessMemoryEndBytes) \
-  X(GwEnergyJoules) \
-  X(GwUtilizationAvgPercent) \
-  X(GwProcessReason)             /* nvml::ProcReason of the last reading when the process memory is null */ \
-  X(GwDeviceError)               /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
-  X(GwEnergyReason)              /* a gpuwin::EnergyReason (gpu_window.h) */ \
-  X(GwProcessPeakFromAccounting) /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
-  X(GwProcessUtilSmPercent)      /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
-  X(GwProcessUtilMemPercent) \
-  X(GwProcessUtilError) /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
-  X(GwPowerSource)      /* nvml::PowerSource of the last reading */ \
-  X(GwProcessSamples)   /* process-list readings inside the window */ \
-  /* end */
-TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
-// Snapshot slots per GPU, after proc::kSnapshotSlots.
-#define TASKMETER_GPU_SNAPSHOT_SLOTS(X) \
-  X(GsMemoryUsedBytes) \
-  X(GsMemoryTotalBytes) \
-  X(GsProcessMemoryBytes) \
-  X(GsUtilizationPercent) \
-  X(GsPowerWatts) \
-  X(GsEnergyJoules) /* cumulative since taskmeter first read this GPU */ \
-  X(GsAgeMs) \
-  X(GsProcessReason) \
-  X(GsPowerSource) /* nvml::PowerSource */ \
-  /* end */
-TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
+// Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.
 
-// Where GPU detection stands (gpuInfo().state is the lower-case name).
-#define TASKMETER_GPU_STATES(X) \
-  X(Pending) \
-  X(Ready) \
-  X(Unavailable) \
-  X(Disabled) \
-  /* end */
-enum class GpuState : int { TASKMETER_GPU_STATES(TASKMETER_ENUM_ENTRY) };
-
-struct GpuInfoSnapshot {
-  GpuState state;
-  std::string reason;
-  std::string library;
-  std::string driver_version;
-  std::string nvml_version;
-  std::vector<nvml::DeviceStatic> devices;
-  bool own_pid_namespace;
-  int process_list_version;
-  size_t process_entry_stride;
-  std::string reason_code;  // gpuInfo().reasonCode
-  int pid_match = 0;        // nvml::PidMatch
-  std::string device_order = "PCI_BUS_ID";
-  bool device_order_certain = true;
-  std::string device_order_note = "";
-};
-
-class Sampler {
+class Sampler final : private GpuSampler::Host {
  public:
   // The process-wide instance. Deliberately never destroyed: a thread may still be running (stuck in a driver call)
   // while static destructors run at exit().
@@ -202,26 +146,6 @@ class Sampler {
 
  private:
   Sampler() = default;
-  struct GpuWindow {
-    double memory_used_peak = NAN;
-    double process_peak = NAN;
-    double process_end = NAN;
-    double energy_j = 0;
-    bool energy_valid = true;
-    int energy_reason = 0;
-    double util_sum = 0;
-    uint32_t util_n = 0;
-    int process_reason = nvml::kProcNoData;
-    int device_error = 0;
-    uint32_t process_samples = 0;
-    bool acct_base_set = false;
-    double acct_base = NAN;
-    double acct_end = NAN;
-    double putil_sm_sum = 0, putil_mem_sum = 0;
-    uint32_t putil_n = 0;
-    int putil_error = -1;
-    int power_source = 0;
-  };
   struct Window {
     const void* owner;
     double own_cpu_open_ms;  // OwnCpuMsLocked() at open
@@ -230,9 +154,6 @@ class Sampler {
     double next_due_ms;
     double max_rss_bytes;
     uint32_t samples;
-    uint32_t gpu_samples;
-    std::vector<uint32_t> pids;
-    std::vector<GpuWindow> gpu;
     double ramp_ms = 0;               // > 0: the next interval while ramping up to interval_ms
     std::unique_ptr<TreeState> tree;  // moved out while the RSS thread samples it
     bool is_tree = false;
@@ -243,19 +164,6 @@ class Sampler {
     TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
-  };
-  struct GpuCache {
-    double t_ms = NAN;
-    nvml::DeviceReading reading;
-    nvml::ProcessList processes;  // from the last reading that read the lists
-    double processes_t_ms = NAN;
-    std::vector<nvml::ProcessUtil> process_util;  // and its per-process utilization samples
-    int process_util_error = -1;
-    double self_process_bytes = NAN;
-    int self_reason = nvml::kProcNoData;
-    double energy_total_j = 0;  // integrated since the first reading
-    bool energy_known = false;
-    double last_counter_mj = -1;
   };
   struct Thread {
     std::thread thread;
@@ -282,12 +190,8 @@ class Sampler {
   void RunRssLoop(uint64_t gen);
   void RunGpuLoop(uint64_t gen);
   void ThreadFailed(Thread& t, uint64_t gen, const char* what);
-  void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
-  void ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
-  void FillStatsLocked(const Window& w, double* out, size_t len);
-  double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
-  double GpuIntervalLocked() const;
-  double ProcessIntervalLocked() const;
+  void AppendTimelineLocked(uint64_t id, Window& w, double now, double rss, double self_cpu_ms);
+  void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
@@ -296,7 +200,6 @@ class Sampler {
   std::atomic<bool> rss_started_{false};  // rss_.active_gen != 0; lets Open skip lifecycle_mu_
   std::mutex mu_;                         // the data: windows, thread generations, GPU cache
   std::condition_variable cv_;            // wakes the RSS thread
-  std::condition_variable gpu_cv_;        // wakes the GPU thread
   std::condition_variable state_cv_;      // thread exits, detection done
   std::unordered_map<uint64_t, Window> windows_;
   uint64_t next_id_ = 1;  // L6
@@ -308,31 +211,25 @@ class Sampler {
   int refs_ = 0;
   uint64_t last_gen_ = 0;
   Thread rss_;
-  Thread gpu_;
+  Thread gpu_thread_;
   bool unload_on_stop_ = true;
   bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
   // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;
 
-  // GPU state: written by the GPU thread under mu_ (except gpus_, which only that thread touches while detecting).
-  nvml::Gpus gpus_;
-  GpuState gpu_state_ = GpuState::kPending;
-  GpuInfoSnapshot gpu_info_;
-  std::vector<GpuCache> gpu_cache_;
-  uint32_t self_pid_ = 0;
-  double gpu_poll_started_ms_ = NAN;       // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
-  double gpu_cost_ms_ = 0;                 // what a round of cheap readings (device memory, power…) costs (median)
-  double list_cost_ms_ = 0;                // what a round of process-list readings costs (median)
-  gpuwin::CostEstimate cheap_costs_;
-  gpuwin::CostEstimate list_costs_;
-  double last_list_ms_ = NAN;
-  nvml::Env gpu_env_;  // L8
-  double last_gpu_poll_ms_ = NAN;
-  bool gpu_refresh_requested_ = false;
-  bool gpu_parked_ = false;  // the GPU thread waits for a window (Open() wakes it only then)
-  double last_refresh_request_ms_ = -INFINITY;
+  // The GPU thread's work and GPU state (gpu_sampler.h), under mu_.
+  GpuSampler gpu_{mu_, *this};
+
+  // GpuSampler::Host
+  bool GpuThreadWanted(uint64_t gen) override { return gpu_thread_.active_gen == gen; }
+  void GpuThreadParking() override { ThreadParking(gpu_thread_); }
+  bool TakeGpuThrowForTest() override {
+    bool t = (throw_in_threads_ & 2) != 0;
+    throw_in_threads_ &= ~2;
+    return t;
+  }
+  bool GpuUnloadOnStop() override { return unload_on_stop_; }
 };
 
 }  // namespace taskmeter

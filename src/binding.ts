@@ -204,7 +204,7 @@ export const TL_GPU_PROCESS_BYTES = tl('TL_GPU_PROCESS_BYTES');
 export const TL_GPU_UTIL_PERCENT = tl('TL_GPU_UTIL_PERCENT');
 export const TL_CPU_PERCENT = tl('TL_CPU_PERCENT');
 
-// native/sampler.h GpuWindowSlot
+// native/gpu_sampler.h GpuWindowSlot
 const gw = layout('GpuWindowSlot');
 export const GW_MEMORY_USED_PEAK_BYTES = gw('GW_MEMORY_USED_PEAK_BYTES');
 export const GW_PROCESS_MEMORY_PEAK_BYTES = gw('GW_PROCESS_MEMORY_PEAK_BYTES');
@@ -221,7 +221,7 @@ export const GW_PROCESS_UTIL_ERROR = gw('GW_PROCESS_UTIL_ERROR');
 export const GW_POWER_SOURCE = gw('GW_POWER_SOURCE');
 export const GW_PROCESS_SAMPLES = gw('GW_PROCESS_SAMPLES');
 
-// native/sampler.h GpuSnapshotSlot
+// native/gpu_sampler.h GpuSnapshotSlot
 const gs = layout('GpuSnapshotSlot');
 export const GS_MEMORY_USED_BYTES = gs('GS_MEMORY_USED_BYTES');
 export const GS_MEMORY_TOTAL_BYTES = gs('GS_MEMORY_TOTAL_BYTES');
