@@ -166,7 +166,7 @@ void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
 void Sampler::SubtractOwnCounters(double* snapshot) {
   std::lock_guard<std::mutex> lock(mu_);
   for (int i = 0; i < proc::kCounterSlots; i++) {
-    double own = retired_counters_[i] + rss_.parked_counters[i] + gpu_.parked_counters[i];
+    double own = retired_counters_[i] + rss_.parked_counters[i] + gpu_thread_.parked_counters[i];
     snapshot[proc::kMinorFaults + i] -= own;
   }
 }
