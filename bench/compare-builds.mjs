@@ -25,7 +25,10 @@ function ns(fn, n) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const res = {};
-const add = (k, v) => (res[k] ??= []).push(v);
+const add = (k, v) => {
+  res[k] ??= [];
+  res[k].push(v);
+};
 for (let r = 0; r < ROUNDS; r++) {
   for (const [name, tm] of r % 2 ? [...builds].reverse() : builds) {
     add(

@@ -783,7 +783,13 @@ export function measureCommand(
     let endedBy: EndedBy | null = null;
     // Ends the command's whole tree, once, and only while it has not been reaped (its pid could be reused after).
     const end = (why: EndedBy) => {
-      if (exited || endedBy !== null) return;
+      if (exited) {
+        // Ended by itself; what is left is a wait for its pipes (a background process holding them): that wait ends
+        // here, and nothing is signalled (the command's pid is no longer its own).
+        for (const c of captures) c.drainAndClose();
+        return;
+      }
+      if (endedBy !== null) return;
       endedBy = why;
       if (process.platform === 'win32') {
         try {
@@ -799,7 +805,7 @@ export function measureCommand(
     const piped = [1, 2].map((i) =>
       spawned.fds[i] >= 0 ? new Capture(spawned.fds[i], maxBuffer, () => end('maxBuffer')) : null,
     );
-    const captures = piped.filter((c): c is Capture => c !== null);
+    const captures: Capture[] = piped.filter((c): c is Capture => c !== null);
     const onAbort = () => end('abort');
     abortSignal?.addEventListener('abort', onAbort, { once: true });
     const timer = timeoutMs > 0 ? setTimeout(() => end('timeout'), timeoutMs) : null;
@@ -808,10 +814,13 @@ export function measureCommand(
     } catch (err) {
       reject(err);
     }
-    onExit = (buf) => {
-      exited = true;
+    // The signal and the timeout stay armed while the promise waits for the pipes after the exit (resolveOn 'close').
+    const disarm = () => {
       if (timer) clearTimeout(timer);
       abortSignal?.removeEventListener('abort', onAbort);
+    };
+    onExit = (buf) => {
+      exited = true;
       const signalNo = buf[SP_SIGNAL];
       const record: SpawnRecord = {
         exitCode: Number.isFinite(buf[SP_EXIT_CODE]) ? buf[SP_EXIT_CODE] : null,
@@ -848,12 +857,14 @@ export function measureCommand(
         usage,
       };
       if (captures.length === 0) {
+        disarm();
         resolvePromise(result);
         return;
       }
       // Once taskmeter has ended the command, nothing is left to wait for: its pipes are closed like with 'exit'.
       if (resolveOn === 'exit' || endedBy !== null) for (const c of captures) c.drainAndClose();
       Promise.all(captures.map((c) => c.closed)).then(() => {
+        disarm();
         const full: CommandResult = { ...result };
         if (piped[0]) full.stdout = piped[0].data;
         if (piped[1]) full.stderr = piped[1].data;

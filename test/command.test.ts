@@ -233,6 +233,24 @@ describe.runIf(posix)('maxBuffer and when the promise resolves', () => {
     }
   });
 
+  it('a timeout or an abort also bounds the wait for pipes a background process holds after the command exited', async () => {
+    const pids = pidsFile('bounded-pids');
+    const script = `sleep 30 & echo $! > ${pids.file}; echo done`;
+    const t0 = performance.now();
+    const r = await tm.measureCommand('sh', ['-c', script], { stdio: 'pipe', timeout: 400 });
+    try {
+      // sleep 30 holds the pipes: without the timeout this would wait 30 s
+      expect(performance.now() - t0).toBeLessThan(30_000);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout!.toString()).toBe('done\n');
+      // the command ended by itself: taskmeter ended only its wait, and signalled nothing
+      expect(r.endedBy).toBeNull();
+      expect(alive(pids.read()[0])).toBe(true);
+    } finally {
+      for (const p of pids.read()) process.kill(p, 'SIGKILL');
+    }
+  });
+
   it("by default ('close') the promise waits until every holder of the pipes has closed them", async () => {
     const pids = pidsFile('close-pids');
     const script = `(sleep 0.5; echo late) & echo $! > ${pids.file}; echo early`;
