@@ -392,6 +392,10 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       // stdin: the child reads p[0] and we write p[1]; stdout/stderr the other way round.
       child_fds[i] = to_close[i] = i == 0 ? p[0] : p[1];
       res.parent_fds[i] = i == 0 ? p[1] : p[0];
+      // Our end non-blocking (a separate open file from the child's end, which stays blocking): JavaScript reads it
+      // through libuv, and drains it synchronously at the command's exit (resolveOn 'exit'), which must never block.
+      int fl = fcntl(res.parent_fds[i], F_GETFL);
+      if (fl >= 0) fcntl(res.parent_fds[i], F_SETFL, fl | O_NONBLOCK);
     }
   }
   if (MakePipe(err_pipe) != 0) {
