@@ -46,6 +46,13 @@ bool WindowId(const Napi::CallbackInfo& info, uint64_t* id) {
   return true;
 }
 
+// A window's edge: the process's figures with the calling thread's CPU, less what taskmeter's own threads added to the
+// getrusage counters (as their CPU is left out of a window's: usage.samplerCpuMs).
+void ReadEdge(double* out) {
+  proc::ReadSelf(out, true);
+  Sampler::Instance().SubtractOwnCounters(out);
+}
+
 // No C++ exception may cross into N-API (it would reach std::terminate): every exported function runs inside this.
 // What it catches (std::bad_alloc, std::system_error from a thread start) becomes a JS Error with a code.
 template <typename Fn>
@@ -223,6 +230,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
+                    InstanceMethod("readSelfIo", &TaskmeterAddon::G<&TaskmeterAddon::ReadSelfIo>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
                     InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
                     InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
@@ -257,7 +266,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (out.IsEmpty()) return info.Env().Undefined();
     // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
     bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
-    proc::ReadSelf(out.Data(), thread_cpu);
+    if (thread_cpu) {
+      ReadEdge(out.Data());
+    } else {
+      proc::ReadSelf(out.Data());
+    }
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -326,7 +339,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     uint64_t seq = 0;
     uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this, start != nullptr ? &seq : nullptr);
     if (start != nullptr) {
-      proc::ReadSelf(start, true);  // the process slots only: a window's endpoints need no GPU cache
+      ReadEdge(start);  // the process slots only: a window's endpoints need no GPU cache
       // The window's start is an observation for every window open now (an outer window's peak covers it).
       sampler.ObserveRss(seq, start[proc::kRssBytes]);
     }
@@ -438,6 +451,29 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return out;
   }
 
+  // readSelfIo(out): out[0], out[1] = this process's rchar and wchar (NaN where unreadable).
+  Napi::Value ReadSelfIo(const Napi::CallbackInfo& info) {
+    Napi::Float64Array out = Float64Out(info, 0, 2);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    proc::ReadSelfIo(&out.Data()[0], &out.Data()[1]);
+    return info.Env().Undefined();
+  }
+
+  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).
+  Napi::Value KillTreeJs(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "killTree(pid, signo)");
+      return info.Env().Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(info.Env(), -ENOSYS);
+#else
+    int pid = info[0].As<Napi::Number>().Int32Value();
+    int signo = info[1].As<Napi::Number>().Int32Value();
+    return Napi::Number::New(info.Env(), KillTree(pid, signo));
+#endif
+  }
+
   // How many spawned commands still have a waiter or an undelivered result (for the leak tests).
   Napi::Value SpawnPending(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), SpawnWaitState::live.load());
@@ -473,7 +509,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         return info.Env().Undefined();
       }
       uint64_t seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
-      proc::ReadSelf(snap_.data, true);
+      ReadEdge(snap_.data);
       return Napi::Boolean::New(info.Env(),
                                 Sampler::Instance().Close(id, win_.data, win_.len, seq, snap_.data[proc::kRssBytes]));
     }
@@ -487,7 +523,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
       seq = Sampler::Instance().ReserveRssSeq();
-      proc::ReadSelf(snap.Data(), true);
+      ReadEdge(snap.Data());
       rss = snap.Data()[proc::kRssBytes];
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), seq, rss));

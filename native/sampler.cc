@@ -143,12 +143,17 @@ void Sampler::ThreadStarted(Thread& t, uint64_t gen) {
   // A detached predecessor's last published CPU stays counted (it adds nothing more).
   retired_cpu_ms_ += t.parked_cpu_ms;
   t.parked_cpu_ms = 0;
+  for (int i = 0; i < proc::kCounterSlots; i++) {
+    retired_counters_[i] += t.parked_counters[i];
+    t.parked_counters[i] = 0;
+  }
   t.cpu_gen = gen;
 }
 
 void Sampler::ThreadParking(Thread& t) {
   double ms = proc::SelfThreadCpuMs();
   if (!std::isnan(ms)) t.parked_cpu_ms = ms;
+  proc::SelfThreadCounters(t.parked_counters);  // unchanged where the OS has none
 }
 
 void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
@@ -156,6 +161,19 @@ void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
   double ms = proc::SelfThreadCpuMs();
   retired_cpu_ms_ += std::isnan(ms) ? t.parked_cpu_ms : ms;
   t.parked_cpu_ms = 0;
+  proc::SelfThreadCounters(t.parked_counters);
+  for (int i = 0; i < proc::kCounterSlots; i++) {
+    retired_counters_[i] += t.parked_counters[i];
+    t.parked_counters[i] = 0;
+  }
+}
+
+void Sampler::SubtractOwnCounters(double* snapshot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int i = 0; i < proc::kCounterSlots; i++) {
+    double own = retired_counters_[i] + rss_.parked_counters[i] + gpu_thread_.parked_counters[i];
+    snapshot[proc::kMinorFaults + i] -= own;
+  }
 }
 
 double Sampler::OwnCpuMsLocked() {

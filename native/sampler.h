@@ -138,6 +138,10 @@ class Sampler final : private GpuSampler::Host {
   std::string ThreadError();
   // CPU time of taskmeter's own threads (RSS and GPU) since the process loaded the addon, ms.
   double OwnCpuMs();
+  // Takes what taskmeter's own threads added to the process's getrusage counters (their wake-ups are voluntary
+  // context switches: one per sample) out of a snapshot's (proc::kMinorFaults …), as OwnCpuMs is out of its CPU.
+  // Where the OS has no per-thread counters nothing is taken out.
+  void SubtractOwnCounters(double* snapshot);
 
   // Test hooks: the id the next window gets (ids wrap to 1 past 2^53 - 1, skipping ids in use); make the next n
   // thread starts fail as std::thread does under a pids limit.
@@ -202,8 +206,9 @@ class Sampler final : private GpuSampler::Host {
     std::thread thread;
     uint64_t active_gen = 0;  // 0: should not run
     uint64_t exited_gen = 0;
-    double parked_cpu_ms = 0;  // L7: its own CPU time when it last parked
-    uint64_t cpu_gen = 0;      // the generation that published parked_cpu_ms
+    double parked_cpu_ms = 0;                          // L7: its own CPU time when it last parked
+    uint64_t cpu_gen = 0;                              // the generation that published parked_cpu_ms
+    double parked_counters[proc::kCounterSlots] = {};  // L7, likewise: its getrusage counters (faults, switches…)
   };
 
   // Both need lifecycle_mu_ held (L1) and take mu_ themselves.
@@ -263,6 +268,7 @@ class Sampler final : private GpuSampler::Host {
     throw std::bad_alloc();
   }
   double retired_cpu_ms_ = 0;  // L7
+  double retired_counters_[proc::kCounterSlots] = {};
   int refs_ = 0;
   uint64_t last_gen_ = 0;
   Thread rss_;

@@ -108,6 +108,10 @@ export interface NativeBinding {
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
+  /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
+  killTree(pid: number, signo: number): number;
+  /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
+  readSelfIo(out: Float64Array): void;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -139,6 +143,12 @@ export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
 export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
 export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
 export const SNAP_THREAD_CPU_MS = snap('SNAP_THREAD_CPU_MS');
+export const SNAP_MINOR_FAULTS = snap('SNAP_MINOR_FAULTS');
+export const SNAP_MAJOR_FAULTS = snap('SNAP_MAJOR_FAULTS');
+export const SNAP_VOLUNTARY_CTX_SWITCHES = snap('SNAP_VOLUNTARY_CTX_SWITCHES');
+export const SNAP_INVOLUNTARY_CTX_SWITCHES = snap('SNAP_INVOLUNTARY_CTX_SWITCHES');
+export const SNAP_FS_INPUT_BLOCKS = snap('SNAP_FS_INPUT_BLOCKS');
+export const SNAP_FS_OUTPUT_BLOCKS = snap('SNAP_FS_OUTPUT_BLOCKS');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');
@@ -177,6 +187,15 @@ export const SP_END_EPOCH_MS = sp('SP_END_EPOCH_MS');
 export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
 export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
+/** The rest of the reaped rusage and the I/O bytes (native/spawn.h); NaN where unknown. */
+export const SP_MINOR_FAULTS = sp('SP_MINOR_FAULTS');
+export const SP_MAJOR_FAULTS = sp('SP_MAJOR_FAULTS');
+export const SP_VOLUNTARY_CTX_SWITCHES = sp('SP_VOLUNTARY_CTX_SWITCHES');
+export const SP_INVOLUNTARY_CTX_SWITCHES = sp('SP_INVOLUNTARY_CTX_SWITCHES');
+export const SP_FS_INPUT_BLOCKS = sp('SP_FS_INPUT_BLOCKS');
+export const SP_FS_OUTPUT_BLOCKS = sp('SP_FS_OUTPUT_BLOCKS');
+export const SP_IO_READ_BYTES = sp('SP_IO_READ_BYTES');
+export const SP_IO_WRITE_BYTES = sp('SP_IO_WRITE_BYTES');
 
 // native/spawn.h SpawnStage: where a failed start failed.
 const stage = layout('SpawnStage');

@@ -20,7 +20,7 @@ function trackerError(code: TrackerError['code'], message: string): TrackerError
  * sampler window is closed by stop(), by dispose, or at process/worker teardown.
  */
 export class ResourceTracker {
-  private readonly options: { sampleIntervalMs: number; timeline: boolean; taskCpu: boolean };
+  private readonly options: { sampleIntervalMs: number; timeline: boolean; taskCpu: boolean; ioBytes: boolean };
   private window: Window | null = null;
   private result: ResourceUsage | null = null;
 
@@ -32,7 +32,11 @@ export class ResourceTracker {
   start(): this {
     if (this.window) throw trackerError('ERR_TRACKER_RUNNING', 'taskmeter: ResourceTracker.start(): already running');
     this.result = null;
-    this.window = new Window({ intervalMs: this.options.sampleIntervalMs, timeline: this.options.timeline });
+    this.window = new Window({
+      intervalMs: this.options.sampleIntervalMs,
+      timeline: this.options.timeline,
+      ioBytes: this.options.ioBytes,
+    });
     this.window.guard(this);
     return this;
   }
@@ -95,8 +99,8 @@ function checkFn(where: string, fn: unknown): void {
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
 export function measureSync<T>(fn: () => T, options?: TaskMeasureOptions): Measured<T> {
   checkFn('measureSync', fn);
-  const { sampleIntervalMs, timeline, taskCpu } = resolveMeasureOptions('measureSync', options, true);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, taskCpu, ioBytes } = resolveMeasureOptions('measureSync', options, true);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
   const task = taskCpu ? openTask(heapSampler) : null;
   let result: T;
   try {
@@ -150,8 +154,8 @@ export async function measure<T>(
   options?: TaskMeasureOptions,
 ): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
-  const { sampleIntervalMs, timeline, taskCpu } = resolveMeasureOptions('measure', options, true);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, taskCpu, ioBytes } = resolveMeasureOptions('measure', options, true);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
   const task = taskCpu ? openTask(heapSampler) : null;
   let result: Awaited<T>;
   try {

@@ -24,6 +24,7 @@ import {
   WIN_SAMPLER_CPU_MS,
   SNAP_TIME_MS,
   SNAP_VMS_BYTES,
+  SNAP_MINOR_FAULTS,
   WIN_INTERVAL_MS,
   WIN_MAX_RSS_BYTES,
   WIN_SAMPLES,
@@ -144,6 +145,98 @@ export interface ResourceUsage {
   gpuStaleReason: string | null;
   /** The window's timeline, when asked for (option `timeline`); see renderTimeline(). */
   timeline?: Timeline;
+  // The rest of GNU time's -v (UsageCounters): each null where it was not measured.
+  majorPageFaults: number | null;
+  minorPageFaults: number | null;
+  voluntaryContextSwitches: number | null;
+  involuntaryContextSwitches: number | null;
+  fsInputBlocks: number | null;
+  fsOutputBlocks: number | null;
+  ioReadBytes: number | null;
+  ioWriteBytes: number | null;
+}
+
+/**
+ * The rest of GNU time's -v, counted over a window (the process, all threads, less taskmeter's own threads where the
+ * OS counts per thread: Linux) or a command (it and every descendant it reaped, from wait4). null where nothing
+ * measured it: usageBetween() of two snapshots, a platform without the counter (Windows; I/O bytes outside Linux), a
+ * tracked process whose tree sampler does not read it.
+ */
+export interface UsageCounters {
+  /** Page faults that had to read from storage (GNU time's %F, ru_majflt). */
+  majorPageFaults: number | null;
+  /** Page faults served without I/O (%R, ru_minflt). */
+  minorPageFaults: number | null;
+  /** Times it gave up the CPU to wait, e.g. for I/O or a sleep (%w, ru_nvcsw). */
+  voluntaryContextSwitches: number | null;
+  /** Times it was preempted (%c, ru_nivcsw). */
+  involuntaryContextSwitches: number | null;
+  /** File-system inputs and outputs, in 512-byte blocks (%I and %O, ru_inblock and ru_oublock): storage I/O. */
+  fsInputBlocks: number | null;
+  fsOutputBlocks: number | null;
+  /**
+   * Bytes passed to read()- and write()-like calls, whatever they reached (files, the page cache, pipes, sockets,
+   * terminals): rchar and wchar of /proc/<pid>/io (Linux). In-process windows read them only with the option
+   * `ioBytes: true` (a /proc/self/io read at each edge, ~2 µs), and count every thread, taskmeter's own reads of /proc
+   * included (tens of bytes per sample).
+   */
+  ioReadBytes: number | null;
+  ioWriteBytes: number | null;
+}
+
+/** Nothing measured. */
+export const NO_COUNTERS: Readonly<UsageCounters> = Object.freeze({
+  majorPageFaults: null,
+  minorPageFaults: null,
+  voluntaryContextSwitches: null,
+  involuntaryContextSwitches: null,
+  fsInputBlocks: null,
+  fsOutputBlocks: null,
+  ioReadBytes: null,
+  ioWriteBytes: null,
+});
+
+/** Every counter; the first SNAP_COUNTERS are a snapshot's slots from SNAP_MINOR_FAULTS on, in this order. */
+export const COUNTER_KEYS = [
+  'minorPageFaults',
+  'majorPageFaults',
+  'voluntaryContextSwitches',
+  'involuntaryContextSwitches',
+  'fsInputBlocks',
+  'fsOutputBlocks',
+  'ioReadBytes',
+  'ioWriteBytes',
+] as const satisfies readonly (keyof UsageCounters)[];
+
+/** A copy of an edge snapshot's counter slots (kept by a window from its start; a plain array is the cheapest). */
+export function edgeCounters(snap: Float64Array): number[] {
+  const i = SNAP_MINOR_FAULTS;
+  return [snap[i], snap[i + 1], snap[i + 2], snap[i + 3], snap[i + 4], snap[i + 5]];
+}
+
+/**
+ * The counters between a window's start (edgeCounters) and an end snapshot, and the I/O bytes between two
+ * readSelfIo() readings when the window took them; null where either edge was not read.
+ */
+export function countersBetween(
+  start: readonly number[],
+  end: Float64Array,
+  io: { start: Float64Array; end: Float64Array } | null = null,
+): UsageCounters {
+  // Taskmeter's own threads' counts are published when they park, so a window's edges can each be one off: never
+  // below 0.
+  const delta = (v: number): number | null => (Number.isFinite(v) ? Math.max(0, Math.round(v)) : null);
+  const d = (i: number) => delta(end[SNAP_MINOR_FAULTS + i] - start[i]);
+  return {
+    minorPageFaults: d(0),
+    majorPageFaults: d(1),
+    voluntaryContextSwitches: d(2),
+    involuntaryContextSwitches: d(3),
+    fsInputBlocks: d(4),
+    fsOutputBlocks: d(5),
+    ioReadBytes: io ? delta(io.end[0] - io.start[0]) : null,
+    ioWriteBytes: io ? delta(io.end[1] - io.start[1]) : null,
+  };
 }
 
 // The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes). They live on
@@ -312,6 +405,11 @@ export interface TreeStats {
   samples: number;
   /** the tree sampler's mean interval, stretched to its cost budget, ms */
   intervalMs: number;
+  /**
+   * The tree's counters (UsageCounters' names), summed over its processes since tracking began; NaN where the tree
+   * sampler does not read them. The trees lane fills these from its sampling (/proc/<pid>/stat, status, io).
+   */
+  counters: Record<keyof UsageCounters, number>;
 }
 
 export interface WindowStats {
@@ -349,6 +447,17 @@ export function windowStats(buf: Float64Array): WindowStats {
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
       intervalMs: buf[WIN_TREE_INTERVAL_MS],
+      // not sampled yet (no window slots): see TreeStats.counters
+      counters: {
+        minorPageFaults: NaN,
+        majorPageFaults: NaN,
+        voluntaryContextSwitches: NaN,
+        involuntaryContextSwitches: NaN,
+        fsInputBlocks: NaN,
+        fsOutputBlocks: NaN,
+        ioReadBytes: NaN,
+        ioWriteBytes: NaN,
+      },
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
@@ -457,6 +566,7 @@ export function buildUsage(
   win: WindowStats | null,
   threadCpuMs: number | null = null,
   node: NodeFigures = NO_WINDOW,
+  counters: UsageCounters | null = null,
 ): ResourceUsage {
   // Clamp at 0: CPU counters and clocks are monotonic, but a user-made snapshot pair may round the other way.
   const wallTimeMs = Math.max(0, end.timeMs - start.timeMs);
@@ -525,6 +635,14 @@ export function buildUsage(
     gpuStaleReason: g.gpuStaleReason,
     gpuProcessUtilizationPercent: g.gpuProcessUtilizationPercent,
     gpuProcessSampleIntervalMs: g.gpuProcessSampleIntervalMs,
+    majorPageFaults: counters ? counters.majorPageFaults : null,
+    minorPageFaults: counters ? counters.minorPageFaults : null,
+    voluntaryContextSwitches: counters ? counters.voluntaryContextSwitches : null,
+    involuntaryContextSwitches: counters ? counters.involuntaryContextSwitches : null,
+    fsInputBlocks: counters ? counters.fsInputBlocks : null,
+    fsOutputBlocks: counters ? counters.fsOutputBlocks : null,
+    ioReadBytes: counters ? counters.ioReadBytes : null,
+    ioWriteBytes: counters ? counters.ioWriteBytes : null,
   };
 }
 

@@ -8,7 +8,10 @@ import {
   boundSnapshotBuffer,
   boundWindowBuffer,
   buildUsage,
+  countersBetween,
+  edgeCounters,
   noNodeFigures,
+  UsageCounters,
   ResourceUsage,
   Snapshot,
   snapshotFrom,
@@ -21,6 +24,8 @@ import {
 export interface WindowConfig {
   intervalMs: number;
   timeline: boolean;
+  /** read /proc/self/io at the edges (usage.ioReadBytes, ioWriteBytes) */
+  ioBytes?: boolean;
   /** follow this process (and its descendants) instead of only this process */
   rootPid?: number;
   /** CPU the tracked processes used before tracking began is not counted */
@@ -38,6 +43,8 @@ export interface ClosedWindow {
   threadCpuMs: number | null;
   /** Node's figures: an in-process window's, or nulls with the reason for a process window. */
   node: NodeFigures;
+  /** getrusage's counters and the I/O bytes between the window's edges. */
+  counters: UsageCounters;
 }
 
 /** Node's figures describe this process's event loop and heap: nothing of another process. */
@@ -58,6 +65,8 @@ export class Window {
   /** An in-process window's opening readings of Node's figures (before the native window opens: their cost is not
    *  the task's); null for a process window. */
   private readonly node: NodeStart | null;
+  private readonly startCounters: number[];
+  private readonly startIo: Float64Array | null = null;
   private closed = false;
 
   constructor(config: WindowConfig) {
@@ -72,6 +81,11 @@ export class Window {
     }
     this.start = snapshotFrom(snap);
     this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
+    this.startCounters = edgeCounters(snap);
+    if (config.ioBytes) {
+      this.startIo = new Float64Array(2);
+      native.readSelfIo(this.startIo);
+    }
     if (config.timeline || config.rootPid) {
       native.windowConfigure(
         this.id,
@@ -93,7 +107,8 @@ export class Window {
   }
 
   /** The stats so far, leaving the window open. */
-  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null } {
+  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null; counters: UsageCounters } {
+    const io = this.endIo();
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
     const buf = new Float64Array(windowBufferLength());
     const ok = native.windowRead(this.id, buf, snap);
@@ -101,12 +116,14 @@ export class Window {
       end: snapshotFrom(snap),
       stats: ok ? windowStats(buf) : null,
       threadCpuMs: threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]),
+      counters: countersBetween(this.startCounters, snap, io),
     };
   }
 
   peek(): ResourceUsage {
-    const { end, stats, threadCpuMs } = this.read();
-    return buildUsage(this.start, end, stats, threadCpuMs, this.node ? nodeFigures(this.node, false) : PROCESS_WINDOW);
+    const { end, stats, threadCpuMs, counters } = this.read();
+    const node = this.node ? nodeFigures(this.node, false) : PROCESS_WINDOW;
+    return buildUsage(this.start, end, stats, threadCpuMs, node, counters);
   }
 
   closeRaw(): ClosedWindow {
@@ -123,6 +140,7 @@ export class Window {
           timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
       }
     }
+    const io = this.endIo();
     const snap = boundSnapshotBuffer();
     const buf = boundWindowBuffer();
     const ok = native.windowClose(this.id);
@@ -137,12 +155,21 @@ export class Window {
       maxHwmComm,
       threadCpuMs,
       node: this.node ? nodeFigures(this.node, true) : PROCESS_WINDOW,
+      counters: countersBetween(this.startCounters, snap, io),
     };
+  }
+
+  /** The I/O bytes now, with the window's start reading (null for a window that does not read them). */
+  private endIo(): { start: Float64Array; end: Float64Array } | null {
+    if (!this.startIo) return null;
+    const end = new Float64Array(2);
+    native.readSelfIo(end);
+    return { start: this.startIo, end };
   }
 
   close(): ResourceUsage {
     const c = this.closeRaw();
-    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs, c.node);
+    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs, c.node, c.counters);
     if (c.timeline) usage.timeline = c.timeline;
     return usage;
   }

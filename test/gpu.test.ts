@@ -324,7 +324,7 @@ describe('windows with a GPU', () => {
     expect(record).toMatchObject({
       gpu_available: true,
       gpu_memory_peak_bytes: 64 * MiB,
-      gpu_memory_peak_mb: 64,
+      gpu_memory_peak_mib: 64,
       gpu_memory_peak_source: 'process',
       gpu_stale: false,
     });
@@ -357,7 +357,7 @@ describe('windows with a GPU', () => {
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(512 * MiB);
     expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
     expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
-    expect(record.gpu_memory_peak_mb).toBe(512);
+    expect(record.gpu_memory_peak_mib).toBe(512);
   });
 
   // A window opened while a slow GPU reading (300 ms) is in flight: that reading started before the window.
