@@ -18,6 +18,14 @@ export interface GpuRecord {
   process_memory_peak_mb: number | null;
   process_memory_end_bytes: number | null;
   process_memory_reason: string | null;
+  /** GPU_NOT_SAMPLED or a PROC_* name when process_memory_peak_bytes is null, else null. */
+  process_memory_reason_code: string | null;
+  /** Process-list readings that saw the window's processes or looked for them while they lived. */
+  process_samples: number;
+  /** Device readings of this GPU inside the window. */
+  samples: number;
+  /** GPU_NOT_SAMPLED when no reading fell inside the window, else null. */
+  reason_code: 'GPU_NOT_SAMPLED' | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
   /** A MIG slice: its parent GPU's index (null for a whole GPU). */
@@ -63,6 +71,8 @@ export interface UsageRecord {
   /** Why no GPU is in the record (no driver, disabled, CUDA's device order cannot be established…), or null. */
   gpu_reason: string | null;
   gpu_stale: boolean;
+  /** Which GPU readings ran slower than wanted to stay within 1 % of a core, or null. */
+  gpu_sampling_note: string | null;
   gpus: GpuRecord[];
   /** Process tracking (trackProcess, measureCommand, the CLI) only: */
   pid?: number;
@@ -105,6 +115,8 @@ function numOrNull(o: Record<string, unknown>, key: string, where: string, max =
 }
 
 const intOrNull = (v: number | null): number | null => (v === null ? null : Math.round(v));
+// A count the usage may lack (a usage from an older version): 0.
+const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.round(v) : 0);
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 function gpuRecord(g: GpuUsage, i: number): GpuRecord {
@@ -125,6 +137,10 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     process_memory_peak_mb: mibOrNull(proc),
     process_memory_end_bytes: intOrNull(numOrNull(o, 'processMemoryEndBytes', where)),
     process_memory_reason: strOrNull(o.processMemoryReason),
+    process_memory_reason_code: proc === null ? strOrNull(o.processMemoryReasonCode) : null,
+    process_samples: count(o.processSamples),
+    samples: count(o.samples),
+    reason_code: o.reasonCode === 'GPU_NOT_SAMPLED' ? 'GPU_NOT_SAMPLED' : null,
     energy_joules: energy === null ? null : round(energy, 3),
     utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
     mig_parent_index:
@@ -226,6 +242,7 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
           )
         : null,
     gpu_stale: u.gpuStale === true,
+    gpu_sampling_note: strOrNull(u.gpuSamplingNote),
     gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
     gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
     gpu_reason: gpus.length > 0 ? null : info.reason,

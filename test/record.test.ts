@@ -62,6 +62,9 @@ describe('toRecord()', () => {
       gpuStaleReason: null,
       gpuProcessUtilizationPercent: null,
       gpuProcessSampleIntervalMs: null,
+      gpuEnergyIntervalMs: null,
+      gpuProcessUtilizationIntervalMs: null,
+      gpuSamplingNote: null,
     };
     const rec = tm.toRecord(usage);
     expectValid(rec);
