@@ -22,10 +22,12 @@ namespace taskmeter {
 namespace {
 
 // The device readings want the shortest open window's interval (at least kMinDeviceMs); the other periods and the
-// stretch stages are gpuwin::DefaultSchedule's. The first energy and per-process utilization readings of the GPUs
-// are spread over a second.
+// stretch stages are gpuwin::DefaultSchedule's.
 constexpr double kMinDeviceMs = 1;
-constexpr double kFirstSpreadMs = 1000;
+// Until a kind's cost is measured, the schedule assumes what it cost per GPU on an H200 (issue 16): so the first
+// readings of 8 GPUs' energy counters (each ~20 ms the first time) are spread over the stretched period, not
+// bunched into the first second.
+constexpr double kPriorCostMs[gpuwin::kGpuKinds] = {3.0, 1.8, 0.06};  // energy, process utilization, device
 // With no window open, snapshot() asks for a fresh GPU reading when the cache is older than this.
 constexpr double kIdleRefreshMs = 500;
 constexpr double kIdleIntervalMs = 1000;
@@ -124,6 +126,8 @@ double GpuSampler::HungAtLocked(double now) const {
 }
 
 void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
+  // No GPU (none found, disabled, or its thread failed): nothing to keep for the window.
+  if (state_ == GpuState::kUnavailable || state_ == GpuState::kDisabled) return;
   Window& w = windows_[id];
   w.open_ms = open_ms;
   w.open_epoch_us = open_ms * 1000.0 + epoch_offset_us_;
@@ -132,7 +136,8 @@ void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
   w.pids.clear();
   w.gpu.assign(cache_.size(), PerGpu());
   w.tl_max = w.tl_last = NAN;
-  if (intervals_[interval_ms]++ == 0 && interval_ms <= intervals_.begin()->first) ReplanLocked();
+  // The shortest interval sets the device readings' period: the GPU thread plans anew (not this JS thread).
+  if (intervals_[interval_ms]++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
   InitEnergyLocked(w, open_ms);
   RequestEdgeLocked(open_ms);
 }
@@ -173,9 +178,8 @@ void GpuSampler::CloseLocked(uint64_t id) {
   if (it == windows_.end()) return;
   auto iv = intervals_.find(it->second.interval_ms);
   if (iv != intervals_.end() && --iv->second == 0) {
-    bool was_shortest = iv == intervals_.begin();
+    if (iv == intervals_.begin()) plan_dirty_ = true;
     intervals_.erase(iv);
-    if (was_shortest) ReplanLocked();
   }
   windows_.erase(it);
   RequestEdgeLocked(proc::MonotonicMs());
@@ -202,11 +206,14 @@ void GpuSampler::ReplanLocked() {
   double n = static_cast<double>(cache_.size());
   gpuwin::ScheduleInput in =
       gpuwin::DefaultSchedule(intervals_.empty() ? kIdleIntervalMs : std::max(kMinDeviceMs, intervals_.begin()->first));
-  in.cost_ms[gpuwin::kKindDevice] = costs_[gpuwin::kKindDevice].Ms();
-  in.cost_ms[gpuwin::kKindEnergy] = costs_[gpuwin::kKindEnergy].Ms() * n;  // a round: every GPU once
-  in.cost_ms[gpuwin::kKindProcessUtil] = costs_[gpuwin::kKindProcessUtil].Ms() * n;
+  // A round: every GPU once (the device readings of all GPUs are one round already).
+  for (int k = 0; k < gpuwin::kGpuKinds; k++) {
+    double per = costs_[k].count() > 0 ? costs_[k].Ms() : kPriorCostMs[k] * (k == gpuwin::kKindDevice ? n : 1);
+    in.cost_ms[k] = k == gpuwin::kKindDevice ? per : per * n;
+  }
   in.budget = kBudget;
   plan_ = gpuwin::PlanSchedule(in);
+  plan_dirty_ = false;
 }
 
 double GpuSampler::ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const {
@@ -512,8 +519,8 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     double now = proc::MonotonicMs();
     for (size_t i = 0; i < cache_.size(); i++) {
       double frac = static_cast<double>(i) / static_cast<double>(cache_.size());
-      cache_[i].energy_due_ms = now + frac * kFirstSpreadMs;
-      cache_[i].putil_due_ms = now + frac * kFirstSpreadMs;
+      cache_[i].energy_due_ms = now + frac * plan_.period_ms[gpuwin::kKindEnergy];
+      cache_[i].putil_due_ms = now + frac * plan_.period_ms[gpuwin::kKindProcessUtil];
     }
   }
   // Without a usable GPU the thread ends here: nothing is left for it to do, and every extra thread makes
@@ -526,6 +533,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       cv_.wait(lock, [this, gen] { return !host_.GpuThreadWanted(gen) || !windows_.empty() || edge_pending_; });
       continue;
     }
+    if (plan_dirty_) ReplanLocked();
     double now = proc::MonotonicMs();
     const gpuwin::Schedule& plan = plan_;
     // Device readings at their period while a window is open, and for an edge (a window opening or closing, an old

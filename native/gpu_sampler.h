@@ -247,6 +247,7 @@ class GpuSampler {
   double last_device_ms_ = NAN;
   double last_eval_ms_ = -INFINITY;  // the latest time a window read E at: readings apply at or after it (causal E)
   gpuwin::Schedule plan_{};
+  bool plan_dirty_ = false;  // the open windows' shortest interval changed: ReplanLocked on the GPU thread
   bool edge_pending_ = false;
   double edge_ms_ = NAN;
   double wake_at_ms_ = INFINITY;  // when the waiting GPU thread wakes by itself (INFINITY: parked)

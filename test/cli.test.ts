@@ -280,7 +280,8 @@ describe('GPU rows through the fake NVML', () => {
       `printf 'count=1\\ndev0.name=Fake H100\\ndev0.used=${4096 * MiB}\\ndev0.util=75\\ndev0.power_mw=250000\\ndev0.procs=4242:1000,%s:${500 * MiB}\\ndev0.putil=%s:35:12,4242:90:90\\n' $$ $$ > ${scenario}.tmp && mv ${scenario}.tmp ${scenario}; sleep 1.5`,
     ];
     const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
-    const r = await taskmeter(['-o', join(work, 'gpu-rec.json'), '--', ...child], env);
+    // -i 50: room in the GPU thread's budget for per-process utilization every second even on a loaded machine
+    const r = await taskmeter(['-i', '50', '-o', join(work, 'gpu-rec.json'), '--', ...child], env);
     expect(r.code, r.stderr).toBe(0);
     const rec = JSON.parse(readFileSync(join(work, 'gpu-rec.json'), 'utf8'));
     expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
