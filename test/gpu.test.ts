@@ -503,8 +503,12 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
       },
       { sampleIntervalMs: 10 },
     );
-    const after = tm.measureSync(() => sleep(100));
-    return { usage, record: tm.toRecord(usage), after: after.usage, snap: tm.snapshot() };
+    // a later window, open until a GPU reading fell inside it (a slow machine may space readings past 100 ms)
+    const later = new tm.ResourceTracker().start();
+    sleep(100);
+    for (const t0 = Date.now(); later.usage!.gpuSamples === 0 && Date.now() - t0 < 5000; ) sleep(10);
+    const after = later.stop();
+    return { usage, record: tm.toRecord(usage), after, snap: tm.snapshot() };
   };
   it('GPU_IS_LOST mid-window: the window closes, the error is named, later windows work', async () => {
     const { usage, record, after, snap } = await gpuCase(midWindow, { env: { FAULT: 'dev0.lost=1' } });
