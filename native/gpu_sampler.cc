@@ -130,7 +130,7 @@ void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
   if (state_ == GpuState::kUnavailable || state_ == GpuState::kDisabled) return;
   Window& w = windows_[id];
   w.open_ms = open_ms;
-  w.open_epoch_us = open_ms * 1000.0 + epoch_offset_us_;
+  w.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
   w.interval_ms = interval_ms;
   w.samples = 0;
   w.pids.clear();
@@ -454,7 +454,7 @@ void GpuSampler::ApplyEnergyLocked(size_t i, double t, double mj) {
 
 void GpuSampler::ApplyProcessUtilLocked(size_t i, int error, const std::vector<nvml::ProcessUtil>& samples) {
   if (i >= cache_.size()) return;
-  double now_us = proc::MonotonicMs() * 1000.0 + epoch_offset_us_;
+  double now_us = proc::EpochMs() * 1000.0;
   for (auto& kv : windows_) {
     Window& w = kv.second;
     if (w.gpu.size() < cache_.size()) w.gpu.resize(cache_.size());
@@ -603,11 +603,9 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       putil_error = gpus_.ReadProcessUtilization(pick, &putil);
     }
     double t1 = proc::MonotonicMs();
-    double epoch_offset_us = proc::EpochMs() * 1000.0 - t1 * 1000.0;
     lock.lock();
     poll_started_ms_ = NAN;
     if (!host_.GpuThreadWanted(gen)) break;  // stopped (or abandoned) meanwhile: the cache may no longer be ours
-    epoch_offset_us_ = epoch_offset_us;
     if (device) {
       last_device_ms_ = t0;
       ApplyDeviceLocked(t0, t1, readings, alive);

@@ -242,8 +242,7 @@ class GpuSampler {
   double slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
   bool detecting_ = false;
   gpuwin::CostEstimate costs_[gpuwin::kGpuKinds];  // device: a round of every GPU; energy, process util: one GPU
-  double epoch_offset_us_ = 0;  // the driver's clock (epoch µs) − monotonic µs, refreshed at each reading
-  nvml::Env env_;               // sampler.h L8
+  nvml::Env env_;                                  // sampler.h L8
   double last_device_ms_ = NAN;
   double last_eval_ms_ = -INFINITY;  // the latest time a window read E at: readings apply at or after it (causal E)
   gpuwin::Schedule plan_{};
