@@ -48,8 +48,13 @@ const BASE = [
 // Each scenario runs in a child process (runScenario) against whatever NVML the environment points at: the fake,
 // Debian's real library, none. Those used throughout are here; the others sit beside the test that checks them.
 const readInfo: Scenario = ({ tm }) => ({ hasGpu: tm.hasGpu, info: tm.gpuInfo(), snap: tm.snapshot() });
-const measureWindow: Scenario = ({ tm, sleep }) => {
-  const { usage } = tm.measureSync(() => sleep(300), { sampleIntervalMs: 10 });
+// A window of 300 ms, longer if need be until it holds a few GPU readings: on a loaded machine the GPU thread's
+// measured costs (and so its pace) grow, and a window's figures come only from readings inside it.
+const measureWindow: Scenario = ({ tm, sleep, waitFor }) => {
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+  sleep(300);
+  waitFor(() => t.usage!.gpuSamples >= 4);
+  const usage = t.stop();
   return { usage, record: tm.toRecord(usage), snap: tm.snapshot(), info: tm.gpuInfo() };
 };
 
@@ -339,19 +344,20 @@ describe('windows with a GPU', () => {
   });
 
   // The process's GPU memory spikes to 512 MiB for 200 ms inside the window, then falls back to 64 MiB.
-  const spike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  // The process's GPU memory spikes to 512 MiB for 200 ms inside the window (longer, until a reading saw it, on a
+  // loaded machine), then falls back to 64 MiB.
+  const spike: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(100);
-        write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
-        sleep(200);
-        write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
-        sleep(150);
-      },
-      { sampleIntervalMs: 10 },
-    );
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(100);
+    write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
+    sleep(200);
+    waitFor(() => t.usage!.gpus[0]?.processMemoryPeakBytes === 512 * MiB);
+    write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
+    sleep(150);
+    waitFor(() => t.usage!.gpus[0]?.processMemoryEndBytes === 64 * MiB);
+    const usage = t.stop();
     return { usage, record: tm.toRecord(usage) };
   };
   it('a transient spike of the process GPU memory inside a window is its peak', async () => {
@@ -494,15 +500,15 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   // Something changes mid-window (the scenario lines in FAULT, `;`-separated), the window goes on.
-  const midWindow: Scenario = ({ tm, sleep, write, base }) => {
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(150);
-        write(base + '\n' + process.env.FAULT!.replace(/;/g, '\n') + '\n');
-        sleep(250);
-      },
-      { sampleIntervalMs: 10 },
-    );
+  const midWindow: Scenario = ({ tm, sleep, write, base, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(150);
+    waitFor(() => t.usage!.gpuSamples > 0); // a reading before the fault (a loaded machine may need longer)
+    write(base + '\n' + process.env.FAULT!.replace(/;/g, '\n') + '\n');
+    sleep(250);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen); // and one after it
+    const usage = t.stop();
     // a later window, open until a GPU reading fell inside it (a slow machine may space readings past 100 ms)
     const later = new tm.ResourceTracker().start();
     sleep(100);
@@ -526,15 +532,14 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   // The counter is read about once a second: the window lasts long enough for readings after the reload. At a 50 ms
   // interval the device readings leave the budget room for that even on a loaded machine (at 10 ms the energy
   // counter is the first reading stretched when wake-ups cost more than usual).
-  const reload: Scenario = ({ tm, sleep, write, base }) => {
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(150);
-        write(base + '\ndev0.energy_mj=0\n');
-        sleep(2500);
-      },
-      { sampleIntervalMs: 50 },
-    );
+  const reload: Scenario = ({ tm, sleep, write, base, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+    sleep(150);
+    write(base + '\ndev0.energy_mj=0\n');
+    sleep(2500);
+    // stretched further on a loaded machine (to 30 s at most): until a counter reading saw the reload
+    waitFor(() => /went backwards/.test(t.usage!.gpus[0]?.energyReason ?? ''), 40_000);
+    const usage = t.stop();
     return { usage, record: tm.toRecord(usage) };
   };
   it('an energy counter that goes backwards (driver reload) → integrated power for that stretch, with the reason', async () => {
@@ -664,18 +669,18 @@ describe('MIG slices without privileges', () => {
 
 describe('accounting mode', () => {
   // The accounting read fails up to and into the window, then reads a lifetime maximum (512 MiB) from before it.
-  const accountingFailedBefore: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  const accountingFailedBefore: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     const outer = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start(); // keeps the GPU readings going
     write(base + `\ndev0.acct=self:${512 * MiB}\nfail.nvmlDeviceGetAccountingStats=999\n`);
     sleep(150);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(100);
-        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
-        sleep(200);
-      },
-      { sampleIntervalMs: 10 },
-    );
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(100);
+    waitFor(() => t.usage!.gpuSamples > 0); // a failed read inside the window first
+    write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+    sleep(200);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen + 1); // then successful ones
+    const usage = t.stop();
     outer.stop();
     return { usage };
   };
@@ -687,19 +692,22 @@ describe('accounting mode', () => {
   });
   // The process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window (an allocation
   // spike between two list readings) — and a second window where it does not rise.
-  const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     write(base + `\ndev0.acct=self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(150);
-        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
-        sleep(150);
-      },
-      { sampleIntervalMs: 10 },
-    );
-    const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
-    return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(150);
+    waitFor(() => t.usage!.gpuSamples > 0); // the base read inside the window
+    write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+    sleep(150);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen + 1); // and the rise read
+    const usage = t.stop();
+    const f = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(200);
+    waitFor(() => f.usage!.gpuSamples > 1);
+    const flat = f.stop();
+    return { usage, record: tm.toRecord(usage), flat, info: tm.gpuInfo() };
   };
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
     const { usage, record, flat, info } = await gpuCase(accountingSpike, {
@@ -761,8 +769,18 @@ describe('per-process utilization, power, energy', () => {
   // Per-process utilization is read about once a second per GPU (it costs ~2 ms on an H200; the driver keeps the
   // samples in between): a window of 1.5 s holds a reading of each GPU (at a 50 ms interval, which leaves the budget
   // room for it even on a loaded machine).
-  const putilWindow: Scenario = ({ tm, sleep }) => {
-    const { usage } = tm.measureSync(() => sleep(1500), { sampleIntervalMs: 50 });
+  const putilWindow: Scenario = ({ tm, sleep, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+    sleep(1500);
+    // on a loaded machine the readings may be stretched further: until each GPU had one inside the window
+    waitFor(
+      () =>
+        t.usage!.gpus.every(
+          (g: any) => g.processUtilizationReason === null || /no sample/.test(g.processUtilizationReason),
+        ),
+      15_000,
+    );
+    const usage = t.stop();
     return { usage, record: tm.toRecord(usage) };
   };
   it("reports this process's SM and memory utilization averaged over the window, in usage and record", async () => {
