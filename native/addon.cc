@@ -105,6 +105,7 @@ constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_R
 constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
 constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
 constexpr const char* kPowerSourceNames[] = TASKMETER_ENUM_NAMES(TASKMETER_POWER_SOURCES);
+constexpr const char* kGpuKindNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_KINDS);
 static_assert(sizeof(kSnapshotSlotNames) / sizeof(char*) == proc::kSnapshotSlots, "SnapshotSlot list");
 static_assert(sizeof(kWindowSlotNames) / sizeof(char*) == kWindowSlots, "WindowSlot list");
 static_assert(sizeof(kTimelineColumnNames) / sizeof(char*) == kTimelineColumns, "TimelineColumn list");
@@ -126,6 +127,7 @@ Napi::Object Layouts(Napi::Env env) {
   o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
   o.Set("GpuState", LayoutMap(env, kGpuStateNames));
   o.Set("PowerSource", LayoutMap(env, kPowerSourceNames));
+  o.Set("GpuKind", LayoutMap(env, kGpuKindNames));
   return o;
 }
 

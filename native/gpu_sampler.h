@@ -5,11 +5,23 @@
 //
 // The GPU thread owns every NVML call. It is separate from the RSS thread so that a driver call that hangs can never
 // delay RSS sampling, a window's end or process exit: a hung call only makes GPU data stale, which the usage reports.
+//
+// The schedule (measured on an H200, issue 16: a device reading costs ~30–60 µs a GPU, the energy counter ~3 ms of
+// CPU, per-process utilization ~1.8 ms): each kind of reading (gpu_window.h GpuKind) has its own period and its own
+// cost estimate (the thread's CPU clock around its calls). Device readings (memory, utilization, power, process
+// lists) come at the window's interval, the energy counter every second, per-process utilization every second (with
+// lastSeen: no sample lost between reads); PlanSchedule stretches them, cheapest to lose first, so that the thread
+// stays within kBudget of one core. Opening or closing a window asks for a device reading (an edge) without waiting
+// for it; extra edge readings use only the budget the periods leave.
+//
+// A window's figures come only from readings taken after it opened: with none, memory and utilization are null
+// (GPU_NOT_SAMPLED). Its energy is E(close) − E(open) of the GPU's energy model (gpu_window.h EnergyModel).
 #pragma once
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -33,9 +45,11 @@ namespace taskmeter {
   X(GwProcessPeakFromAccounting) /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
   X(GwProcessUtilSmPercent)      /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
   X(GwProcessUtilMemPercent) \
-  X(GwProcessUtilError) /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
-  X(GwPowerSource)      /* nvml::PowerSource of the last reading */ \
-  X(GwProcessSamples)   /* process-list readings inside the window */ \
+  X(GwProcessUtilError)   /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
+  X(GwPowerSource)        /* nvml::PowerSource of the last reading */ \
+  X(GwProcessSamples)     /* process-list readings inside the window taken while its processes lived (or saw them) */ \
+  X(GwSamples)            /* device readings inside the window (0: memory and utilization not sampled) */ \
+  X(GwProcessUtilSamples) /* the driver's per-process utilization samples of the window's pids */ \
   /* end */
 TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
 // Snapshot slots per GPU, after proc::kSnapshotSlots.
@@ -115,18 +129,27 @@ class GpuSampler {
   // When a stop may treat the call in flight as hung (ms, monotonic): a reading past kHangMs, detection or shutdown
   // past kSlowCallHangMs; with nothing in flight, now + kHangMs (it ends as soon as it looks).
   double HungAtLocked(double now) const;
+  // Detection in flight (sampler.h L9), and since when.
+  bool DetectingLocked() const { return detecting_; }
+  double DetectingSinceLocked() const { return slow_call_started_ms_; }
   static constexpr double kHangMs = 1000;
   static constexpr double kSlowCallHangMs = 25000;
+  // The share of one core the GPU thread's readings may take (PlanSchedule), a little under 1 % for what the cost
+  // estimates do not see (wake-ups, clock reads).
+  static constexpr double kBudget = 0.009;
   // ThrowInThreadsForTest: a reading right away, so the thread reaches its throw.
   void RequestReadingLocked() {
-    refresh_requested_ = true;
+    RequestEdgeLocked(-INFINITY);
     cv_.notify_all();
   }
+  // A window edge: asks for a device reading now (or as soon as the budget allows); never waits for it.
+  void RequestEdgeLocked(double now);
 
   // --- Windows (with the mutex held) ---
   void OpenLocked(uint64_t id, double open_ms, double interval_ms);
-  // Which pids the window's GPU process memory counts (sorted, unique; empty: this process).
-  void SetPidsLocked(uint64_t id, std::vector<uint32_t> pids);
+  // Which pids the window's GPU process memory counts (sorted, unique; empty: this process). fresh: the window
+  // starts following them now (a process tree): process figures of earlier readings are dropped.
+  void SetPidsLocked(uint64_t id, std::vector<uint32_t> pids, bool fresh = false);
   void CloseLocked(uint64_t id);
   // The window's GPU figures into a window buffer of len doubles (sampler.h): its kWinGpu* slots, then
   // kGpuWindowSlots per GPU after kWindowSlots (the rest NaN).
@@ -145,57 +168,70 @@ class GpuSampler {
   size_t CountLocked() const { return cache_.size(); }
 
  private:
+  // A window's figures on one GPU.
   struct PerGpu {
+    uint32_t samples = 0;  // device readings inside the window
     double memory_used_peak = NAN;
-    double process_peak = NAN;
-    double process_end = NAN;
-    double energy_j = 0;
-    bool energy_valid = true;
-    int energy_reason = 0;
     double util_sum = 0;
     uint32_t util_n = 0;
-    int process_reason = nvml::kProcNoData;
+    double util_last = NAN;
     int device_error = 0;
-    uint32_t process_samples = 0;
+    int power_source = 0;
+    double process_peak = NAN;
+    double process_end = NAN;
+    int process_reason = nvml::kProcNotSampled;
+    uint32_t process_samples = 0;  // list readings that saw the pids, or looked while they lived
+    uint32_t list_reads = 0;       // list readings inside the window, whatever they found
     bool acct_base_set = false;
     double acct_base = NAN;
     double acct_end = NAN;
-    double putil_sm_sum = 0, putil_mem_sum = 0;
-    uint32_t putil_n = 0;
+    gpuwin::UtilAcc putil;
     int putil_error = -1;
-    int power_source = 0;
+    double e_open = NAN;  // E(open), J; NaN until known (no reading before the window opened)
+    uint32_t backwards_open = 0;
+    uint32_t no_source_open = 0;
+    bool source_at_open = false;
   };
   struct Window {
     double open_ms;
+    double open_epoch_us;  // the driver's clock at open, for per-process utilization samples
     double interval_ms;
-    uint32_t samples = 0;  // readings that fell inside the window
+    uint32_t samples = 0;  // device rounds inside the window
     std::vector<uint32_t> pids;
     std::vector<PerGpu> gpu;
+    double tl_max = NAN;   // the timeline: the largest process memory (all GPUs) since its last tick
+    double tl_last = NAN;  // and the last one, held while no reading comes
   };
   struct Cache {
-    double t_ms = NAN;
+    double t_ms = NAN;  // the last device reading (its end)
     nvml::DeviceReading reading;
-    nvml::ProcessList processes;  // from the last reading that read the lists
-    double processes_t_ms = NAN;
-    std::vector<nvml::ProcessUtil> process_util;  // and its per-process utilization samples
-    int process_util_error = -1;
     double self_process_bytes = NAN;
     int self_reason = nvml::kProcNoData;
-    double energy_total_j = 0;  // integrated since the first reading
-    bool energy_known = false;
-    double last_counter_mj = -1;
+    gpuwin::EnergyModel energy;
+    double energy_due_ms = NAN;  // the next energy-counter reading (staggered over the GPUs)
+    bool energy_edge = false;    // a window edge asked for a counter reading
+    bool energy_read_once = false;
+    double putil_due_ms = NAN;
+    bool putil_read_once = false;
   };
 
-  void ApplyReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
+  void ApplyDeviceLocked(double t_start, double t_end, std::vector<nvml::DeviceReading>& readings,
+                         const std::vector<uint32_t>& alive);
+  void ApplyEnergyLocked(size_t i, double t, double mj);
+  void ApplyProcessUtilLocked(size_t i, int error, const std::vector<nvml::ProcessUtil>& samples);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
-  double IntervalLocked() const;
-  double ProcessIntervalLocked() const;
+  void ReplanLocked();  // plan_ from the cost estimates and the shortest open window
+  double EvalTimeLocked(double t) const { return std::max(t, last_eval_ms_); }
+  void InitEnergyLocked(Window& w, double now);
+  // The pids whose liveness a device round checks (those of windows that follow processes), sorted.
+  void ProbePidsLocked(std::vector<uint32_t>* out) const;
 
   std::mutex& mu_;  // the sampler's: guards everything below except gpus_
   Host& host_;
   std::condition_variable cv_;           // wakes the GPU thread
   std::condition_variable detected_cv_;  // detection finished
   std::unordered_map<uint64_t, Window> windows_;
+  std::map<double, uint32_t> intervals_;  // the open windows' intervals, counted (the device readings' pace)
 
   nvml::Gpus gpus_;  // only the GPU thread touches it
   GpuState state_ = GpuState::kPending;
@@ -204,15 +240,16 @@ class GpuSampler {
   uint32_t self_pid_ = 0;
   double poll_started_ms_ = NAN;       // NaN: no NVML reading in flight (the watchdog looks at this)
   double slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
-  double cost_ms_ = 0;                 // what a round of cheap readings (device memory, power…) costs (median)
-  double list_cost_ms_ = 0;            // what a round of process-list readings costs (median)
-  gpuwin::CostEstimate cheap_costs_;
-  gpuwin::CostEstimate list_costs_;
-  double last_list_ms_ = NAN;
-  nvml::Env env_;  // sampler.h L8
-  double last_poll_ms_ = NAN;
-  bool refresh_requested_ = false;
-  bool parked_ = false;  // the GPU thread waits for a window (OpenLocked wakes it only then)
+  bool detecting_ = false;
+  gpuwin::CostEstimate costs_[gpuwin::kGpuKinds];  // device: a round of every GPU; energy, process util: one GPU
+  nvml::Env env_;                                  // sampler.h L8
+  double last_device_ms_ = NAN;
+  double last_eval_ms_ = -INFINITY;  // the latest time a window read E at: readings apply at or after it (causal E)
+  gpuwin::Schedule plan_{};
+  bool plan_dirty_ = false;  // the open windows' shortest interval changed: ReplanLocked on the GPU thread
+  bool edge_pending_ = false;
+  double edge_ms_ = NAN;
+  double wake_at_ms_ = INFINITY;  // when the waiting GPU thread wakes by itself (INFINITY: parked)
   double last_refresh_request_ms_ = -INFINITY;
 };
 

@@ -197,6 +197,17 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (gpu_thread_.active_gen != 0) return;
+    // L9: a GPU thread left to finish its detection is adopted while it still detects (it keeps its environment),
+    // unless its detection has run past the hang bound.
+    if (gpu_orphan_gen_ != 0 && gpu_thread_.exited_gen < gpu_orphan_gen_ && gpu_.DetectingLocked()) {
+      if (proc::MonotonicMs() - gpu_.DetectingSinceLocked() > GpuSampler::kSlowCallHangMs) {
+        gpu_abandoned_ = true;
+      } else {
+        gpu_thread_.active_gen = gpu_orphan_gen_;
+        gpu_orphan_gen_ = 0;
+        return;
+      }
+    }
     if (gpu_abandoned_) {
       gpu_.SetHungLocked();
       return;
@@ -358,7 +369,7 @@ bool Sampler::Configure(uint64_t id, uint32_t root_pid, bool baseline_existing, 
     w.tree->descendants = descendants;
     w.is_tree = true;
     w.last_tree.root = root_pid;
-    gpu_.SetPidsLocked(id, {root_pid});
+    gpu_.SetPidsLocked(id, {root_pid}, true);
     // Sample at once, then every 1, 2, 4 … ms up to the interval: a command that lives 20 ms is still seen.
     w.ramp_ms = std::min(1.0, w.interval_ms);
     w.next_due_ms = proc::MonotonicMs();
@@ -478,6 +489,17 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   t.active_gen = 0;
   cv_.notify_all();
   gpu_.WakeLocked();
+  if (&t == &gpu_thread_ && gpu_.DetectingLocked()) {
+    // L9: exit and worker.terminate() never wait for detection (nvmlInit takes seconds without persistence mode).
+    // The thread goes on, detached; finding itself unwanted it publishes nothing and shuts NVML down.
+    gpu_orphan_gen_ = gen;
+    std::thread th = std::move(t.thread);
+    lock.unlock();
+    PinThisModule();
+    if (th.joinable()) th.detach();
+    lock.lock();
+    return;
+  }
   auto exited = [&t, gen] { return t.exited_gen >= gen; };
   bool done = state_cv_.wait_until(lock, deadline, exited);
   if (!done && &t == &gpu_thread_ && !exiting_) {
@@ -494,7 +516,9 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   std::thread th = std::move(t.thread);
   if (!done && &t == &gpu_thread_) gpu_abandoned_ = true;
   lock.unlock();
-  if (done) {
+  if (!th.joinable()) {
+    // an adopted thread (L9), detached already
+  } else if (done) {
     th.join();
   } else {
     PinThisModule();
@@ -683,7 +707,14 @@ void Sampler::RunGpuLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-gpu");
   std::unique_lock<std::mutex> lock(mu_);
   ThreadStarted(gpu_thread_, gen);
-  gpu_.Run(gen, lock);
+  // L9: a predecessor left to finish its detection owns the NVML state until it exits.
+  state_cv_.wait(lock, [this, gen] {
+    return gpu_orphan_gen_ == 0 || gpu_thread_.exited_gen >= gpu_orphan_gen_ || gpu_thread_.active_gen != gen;
+  });
+  if (gpu_thread_.active_gen == gen) {
+    gpu_orphan_gen_ = 0;
+    gpu_.Run(gen, lock);
+  }
   ThreadExiting(gpu_thread_, gen);
   if (gen > gpu_thread_.exited_gen) gpu_thread_.exited_gen = gen;
   state_cv_.notify_all();

@@ -38,6 +38,10 @@
 //     only there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
 //     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, or GPU
 //     detection disabled, leaves it alone.
+// L9. Stopping never waits for GPU detection: a GPU thread still detecting is detached (the module pinned, L3) and
+//     left to finish; it then finds itself unwanted, publishes nothing and shuts NVML down. A Retain that comes while
+//     it still detects adopts it (active_gen becomes its generation again; it keeps its environment); one that comes
+//     later starts a new thread, which waits for the old one to exit before it touches NVML.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -72,10 +76,10 @@ void PinThisModule();
   X(WinMaxRssBytes)   /* largest RSS read since the window opened (RSS thread, window edges); NaN: none */ \
   X(WinSamples)       /* RSS readings the RSS thread took (successfully) while the window was open */ \
   X(WinIntervalMs)    /* the window's requested interval */ \
-  X(WinGpuSamples)    /* GPU readings that fell inside the window */ \
-  X(WinGpuIntervalMs) /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
+  X(WinGpuSamples)    /* GPU device readings that fell inside the window */ \
+  X(WinGpuIntervalMs) /* the device readings' period (stretched to the budget: gpu_sampler.h); NaN without GPU */ \
   X(WinGpuStaleMs)    /* > 0: an NVML call has been hanging this long at the window's end (GPU data is stale) */ \
-  X(WinGpuFromCache)  /* 1: no reading fell inside the window; GPU values are the latest cached ones */ \
+  X(WinGpuEnergyIntervalMs) /* the energy counter's period (each GPU); NaN without GPU */ \
   /* Process-tree windows (see Configure); NaN otherwise. */ \
   X(WinTreeRssBytes)     /* the tree's summed RSS at the last sample */ \
   X(WinTreeRssPeakBytes) /* the largest summed RSS sampled */ \
@@ -88,8 +92,10 @@ void PinThisModule();
   X(WinTreeSamples) \
   X(WinTreeRssFirstBytes) /* the summed RSS at the first sample that saw any */ \
   X(WinTreeIntervalMs)    /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
-  X(WinGpuProcessIntervalMs) /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
-  X(WinSamplerCpuMs)         /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinGpuProcessIntervalMs)     /* the process lists' period (read with the device readings); NaN without GPU */ \
+  X(WinSamplerCpuMs)             /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinGpuProcessUtilIntervalMs) /* per-process utilization's period (each GPU); NaN without GPU */ \
+  X(WinGpuStretched)             /* bit per gpuwin::GpuKind read slower than wanted, to stay within the budget */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.
@@ -274,7 +280,8 @@ class Sampler final : private GpuSampler::Host {
   Thread rss_;
   Thread gpu_thread_;
   bool unload_on_stop_ = true;
-  bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
+  bool gpu_abandoned_ = false;   // a GPU thread was left stuck in a driver call: never start another
+  uint64_t gpu_orphan_gen_ = 0;  // L9: the generation of a GPU thread left to finish its detection (0: none)
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
   // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;

@@ -158,7 +158,7 @@ export const WIN_INTERVAL_MS = win('WIN_INTERVAL_MS');
 export const WIN_GPU_SAMPLES = win('WIN_GPU_SAMPLES');
 export const WIN_GPU_INTERVAL_MS = win('WIN_GPU_INTERVAL_MS');
 export const WIN_GPU_STALE_MS = win('WIN_GPU_STALE_MS');
-export const WIN_GPU_FROM_CACHE = win('WIN_GPU_FROM_CACHE');
+export const WIN_GPU_ENERGY_INTERVAL_MS = win('WIN_GPU_ENERGY_INTERVAL_MS');
 export const WIN_TREE_RSS_BYTES = win('WIN_TREE_RSS_BYTES');
 export const WIN_TREE_RSS_PEAK_BYTES = win('WIN_TREE_RSS_PEAK_BYTES');
 export const WIN_TREE_MAX_HWM_BYTES = win('WIN_TREE_MAX_HWM_BYTES');
@@ -172,6 +172,8 @@ export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
 export const WIN_TREE_INTERVAL_MS = win('WIN_TREE_INTERVAL_MS');
 export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
 export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
+export const WIN_GPU_PROCESS_UTIL_INTERVAL_MS = win('WIN_GPU_PROCESS_UTIL_INTERVAL_MS');
+export const WIN_GPU_STRETCHED = win('WIN_GPU_STRETCHED');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
@@ -229,6 +231,8 @@ export const GW_PROCESS_UTIL_MEM_PERCENT = gw('GW_PROCESS_UTIL_MEM_PERCENT');
 export const GW_PROCESS_UTIL_ERROR = gw('GW_PROCESS_UTIL_ERROR');
 export const GW_POWER_SOURCE = gw('GW_POWER_SOURCE');
 export const GW_PROCESS_SAMPLES = gw('GW_PROCESS_SAMPLES');
+export const GW_SAMPLES = gw('GW_SAMPLES');
+export const GW_PROCESS_UTIL_SAMPLES = gw('GW_PROCESS_UTIL_SAMPLES');
 
 // native/gpu_sampler.h GpuSnapshotSlot
 const gs = layout('GpuSnapshotSlot');
@@ -254,6 +258,7 @@ export const PROC_NO_DATA = procReason('PROC_NO_DATA');
 export const PROC_NS_MEMORY_NOT_MATCHED = procReason('PROC_NS_MEMORY_NOT_MATCHED');
 export const PROC_HOST_PIDS = procReason('PROC_HOST_PIDS');
 export const PROC_ABSENCE_UNCERTAIN = procReason('PROC_ABSENCE_UNCERTAIN');
+export const PROC_NOT_SAMPLED = procReason('PROC_NOT_SAMPLED');
 
 // native/gpu_window.h EnergyReason
 const energyReason = layout('EnergyReason');
@@ -261,6 +266,13 @@ export const ENERGY_OK = energyReason('ENERGY_OK');
 export const ENERGY_NO_SOURCE = energyReason('ENERGY_NO_SOURCE');
 export const ENERGY_COUNTER_BACKWARDS = energyReason('ENERGY_COUNTER_BACKWARDS');
 export const ENERGY_MIG = energyReason('ENERGY_MIG');
+export const ENERGY_NOT_SAMPLED = energyReason('ENERGY_NOT_SAMPLED');
+
+// native/gpu_window.h GpuKind: bits of WIN_GPU_STRETCHED
+const gpuKind = layout('GpuKind');
+export const KIND_ENERGY = gpuKind('KIND_ENERGY');
+export const KIND_PROCESS_UTIL = gpuKind('KIND_PROCESS_UTIL');
+export const KIND_DEVICE = gpuKind('KIND_DEVICE');
 
 // native/nvml/gpu.h PowerSource
 const powerSource = layout('PowerSource');

@@ -211,10 +211,16 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
     rows.push(['GPU', gpuLine(tm, noGpu)]);
   }
   for (const g of u.gpus) {
+    const notSampled = (v: number | null) =>
+      v === null && g.reasonCode === 'GPU_NOT_SAMPLED' ? 'n/a (not sampled)' : b(v);
     const parts = [
       'process peak ' +
-        (g.processMemoryPeakBytes === null ? `n/a (${g.processMemoryReason})` : b(g.processMemoryPeakBytes)),
-      `device peak ${b(g.memoryUsedPeakBytes)}`,
+        (g.processMemoryPeakBytes !== null
+          ? b(g.processMemoryPeakBytes)
+          : g.processMemoryReasonCode === 'GPU_NOT_SAMPLED'
+            ? 'n/a (not sampled)'
+            : `n/a (${g.processMemoryReason})`),
+      `device peak ${notSampled(g.memoryUsedPeakBytes)}`,
       `energy ${g.energyJoules === null ? 'n/a' : `${g.energyJoules.toFixed(1)} J`}`,
       `utilization ${g.utilizationAvgPercent === null ? 'n/a' : `${g.utilizationAvgPercent.toFixed(0)} %`}`,
     ];

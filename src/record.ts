@@ -22,6 +22,14 @@ export interface GpuRecord {
   process_memory_peak_mib: number | null;
   process_memory_end_bytes: number | null;
   process_memory_reason: string | null;
+  /** GPU_NOT_SAMPLED or a PROC_* name when process_memory_peak_bytes is null, else null. */
+  process_memory_reason_code: string | null;
+  /** Process-list readings that saw the window's processes or looked for them while they lived. */
+  process_samples: number;
+  /** Device readings of this GPU inside the window. */
+  samples: number;
+  /** GPU_NOT_SAMPLED when no reading fell inside the window, else null. */
+  reason_code: 'GPU_NOT_SAMPLED' | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
   /** A MIG slice: its parent GPU's index (null for a whole GPU). */
@@ -79,6 +87,8 @@ export interface UsageRecord {
   /** gpuInfo().reasonCode beside gpu_reason (e.g. NVML_LIBRARY_NOT_FOUND), to group records by; null with it. */
   gpu_reason_code: string | null;
   gpu_stale: boolean;
+  /** Which GPU readings ran slower than wanted to stay within 1 % of a core, or null. */
+  gpu_sampling_note: string | null;
   gpus: GpuRecord[];
   /** GNU time's %F, %R, %w, %c, %I, %O (see UsageCounters); null where not measured. */
   major_page_faults: number | null;
@@ -136,6 +146,8 @@ function numOrNull(o: Record<string, unknown>, key: string, where: string, max =
 }
 
 const intOrNull = (v: number | null): number | null => (v === null ? null : Math.round(v));
+// A count the usage may lack (a usage from an older version): 0.
+const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.round(v) : 0);
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 function gpuRecord(g: GpuUsage, i: number): GpuRecord {
@@ -156,6 +168,10 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     process_memory_peak_mib: mibOrNull(proc),
     process_memory_end_bytes: intOrNull(numOrNull(o, 'processMemoryEndBytes', where)),
     process_memory_reason: strOrNull(o.processMemoryReason),
+    process_memory_reason_code: proc === null ? strOrNull(o.processMemoryReasonCode) : null,
+    process_samples: count(o.processSamples),
+    samples: count(o.samples),
+    reason_code: o.reasonCode === 'GPU_NOT_SAMPLED' ? 'GPU_NOT_SAMPLED' : null,
     energy_joules: energy === null ? null : round(energy, 3),
     utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
     mig_parent_index:
@@ -276,25 +292,26 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
           )
         : null,
     gpu_stale: u.gpuStale === true,
+    gpu_sampling_note: strOrNull(u.gpuSamplingNote),
     gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
     gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
     gpu_reason: gpus.length > 0 ? null : info.reason,
     gpu_reason_code: gpus.length > 0 || info.reason === null ? null : info.reasonCode,
     gpus: gpus.map(zeroes),
-    major_page_faults: count(u, 'majorPageFaults'),
-    minor_page_faults: count(u, 'minorPageFaults'),
-    voluntary_context_switches: count(u, 'voluntaryContextSwitches'),
-    involuntary_context_switches: count(u, 'involuntaryContextSwitches'),
-    fs_input_blocks: count(u, 'fsInputBlocks'),
-    fs_output_blocks: count(u, 'fsOutputBlocks'),
-    io_read_bytes: count(u, 'ioReadBytes'),
-    io_write_bytes: count(u, 'ioWriteBytes'),
+    major_page_faults: counter(u, 'majorPageFaults'),
+    minor_page_faults: counter(u, 'minorPageFaults'),
+    voluntary_context_switches: counter(u, 'voluntaryContextSwitches'),
+    involuntary_context_switches: counter(u, 'involuntaryContextSwitches'),
+    fs_input_blocks: counter(u, 'fsInputBlocks'),
+    fs_output_blocks: counter(u, 'fsOutputBlocks'),
+    io_read_bytes: counter(u, 'ioReadBytes'),
+    io_write_bytes: counter(u, 'ioWriteBytes'),
     ...processFields(u),
   });
 }
 
 /** A counter of the usage (UsageCounters) as a whole number, or null (also for usages made before it existed). */
-const count = (u: Record<string, unknown>, key: string): number | null => intOrNull(numOrNull(u, key, 'usage'));
+const counter = (u: Record<string, unknown>, key: string): number | null => intOrNull(numOrNull(u, key, 'usage'));
 
 function commandRecord(r: CommandResult): UsageRecord {
   const rec = toRecord(r.usage);

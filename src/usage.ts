@@ -1,8 +1,13 @@
 import {
+  KIND_DEVICE,
+  KIND_ENERGY,
+  KIND_PROCESS_UTIL,
   native,
-  WIN_GPU_FROM_CACHE,
+  WIN_GPU_ENERGY_INTERVAL_MS,
   WIN_GPU_INTERVAL_MS,
   WIN_GPU_PROCESS_INTERVAL_MS,
+  WIN_GPU_PROCESS_UTIL_INTERVAL_MS,
+  WIN_GPU_STRETCHED,
   WIN_GPU_SAMPLES,
   WIN_GPU_STALE_MS,
   WIN_TREE_CPU_SYSTEM_MS,
@@ -127,19 +132,26 @@ export interface ResourceUsage {
    */
   gpuMemoryPeakBytes: number | null;
   gpuMemoryPeakSource: 'accounting' | 'process' | 'device' | null;
-  /** This process's (or the tracked tree's) SM utilization of the GPUs, mean over GPUs that report it and over the
-   *  window's readings (nvmlDeviceGetProcessUtilization); null where no GPU reports it
-   *  (see gpus[].processUtilizationReason). */
+  /** This process's (or the tracked tree's) SM utilization of the GPUs: per GPU the mean of the driver's samples
+   *  in the window (nvmlDeviceGetProcessUtilization, the question `nvidia-smi pmon` answers), then the mean over GPUs
+   *  that report it; null where none does (see gpus[].processUtilizationReason). */
   gpuProcessUtilizationPercent: number | null;
-  /** The effective interval of the process-list readings (process memory, per-process utilization), ms: paced by
-   *  what the calls cost, separately from the device readings; null without a GPU. */
+  /** How often the process lists were read, ms: with the device readings (gpuSampleIntervalMs); null without a GPU. */
   gpuProcessSampleIntervalMs: number | null;
   /** Energy of all GPUs in the window, J (null without GPU data). */
   gpuEnergyJoules: number | null;
-  /** GPU readings inside the window; 0 for a short window, whose GPU values are then the latest reading. */
+  /** GPU device readings (memory, utilization, power, process lists) inside the window; with none, the GPU memory and
+   *  utilization figures are null (reason code GPU_NOT_SAMPLED): no value from before a window is its value. */
   gpuSamples: number;
-  /** The effective GPU reading interval (stretched when NVML is slow), ms; null without a GPU. */
+  /** How often the device readings came, ms: the window's interval unless stretched to the GPU thread's budget
+   *  (see gpuSamplingNote); null without a GPU. */
   gpuSampleIntervalMs: number | null;
+  /** How often each GPU's energy counter was read, ms (energy between readings follows the power draw). */
+  gpuEnergyIntervalMs: number | null;
+  /** How often each GPU's per-process utilization was read, ms (the driver keeps the samples in between). */
+  gpuProcessUtilizationIntervalMs: number | null;
+  /** Which readings ran slower than wanted to keep the GPU thread within 1 % of a core, or null. */
+  gpuSamplingNote: string | null;
   /** True when an NVML call had hung at the window's end: GPU values stop at the last good reading. */
   gpuStale: boolean;
   gpuStaleReason: string | null;
@@ -421,6 +433,10 @@ export interface WindowStats {
   gpuIntervalMs: number;
   gpuStaleMs: number;
   gpuProcessIntervalMs: number;
+  gpuEnergyIntervalMs: number;
+  gpuProcessUtilIntervalMs: number;
+  /** bit per GpuKind (binding.ts KIND_*) read slower than wanted */
+  gpuStretched: number;
   /** CPU taskmeter's own threads used while the window was open, ms. */
   samplerCpuMs: number;
   gpus: GpuUsage[];
@@ -462,10 +478,13 @@ export function windowStats(buf: Float64Array): WindowStats {
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
     intervalMs: buf[WIN_INTERVAL_MS],
-    gpuSamples: buf[WIN_GPU_FROM_CACHE] === 1 ? 0 : buf[WIN_GPU_SAMPLES],
+    gpuSamples: buf[WIN_GPU_SAMPLES],
     gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
     gpuStaleMs: buf[WIN_GPU_STALE_MS],
     gpuProcessIntervalMs: buf[WIN_GPU_PROCESS_INTERVAL_MS],
+    gpuEnergyIntervalMs: buf[WIN_GPU_ENERGY_INTERVAL_MS],
+    gpuProcessUtilIntervalMs: buf[WIN_GPU_PROCESS_UTIL_INTERVAL_MS],
+    gpuStretched: buf[WIN_GPU_STRETCHED] || 0,
     samplerCpuMs: Math.max(buf[WIN_SAMPLER_CPU_MS], 0),
     gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
   };
@@ -488,7 +507,27 @@ type GpuSummary = Pick<
   | 'gpuStaleReason'
   | 'gpuProcessUtilizationPercent'
   | 'gpuProcessSampleIntervalMs'
+  | 'gpuEnergyIntervalMs'
+  | 'gpuProcessUtilizationIntervalMs'
+  | 'gpuSamplingNote'
 >;
+
+const finiteOrNull = (v: number | undefined): number | null => (v !== undefined && Number.isFinite(v) ? v : null);
+
+function gpuSamplingNote(win: WindowStats, gpus: number): string | null {
+  const parts: string[] = [];
+  const ms = (v: number) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+  if (win.gpuStretched & (1 << KIND_DEVICE))
+    parts.push(`memory, utilization, power and process lists every ${ms(win.gpuIntervalMs)}`);
+  if (win.gpuStretched & (1 << KIND_PROCESS_UTIL))
+    parts.push(`per-process utilization every ${ms(win.gpuProcessUtilIntervalMs)}`);
+  if (win.gpuStretched & (1 << KIND_ENERGY)) parts.push(`the energy counter every ${ms(win.gpuEnergyIntervalMs)}`);
+  if (parts.length === 0) return null;
+  return (
+    `to keep NVML within 1 % of a core with ${gpus} GPU${gpus === 1 ? '' : 's'}, read slower than wanted ` +
+    `(cheapest to lose first): ${parts.reverse().join('; ')}`
+  );
+}
 
 function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
   const gpus = (win ? win.gpus : []).map((g) =>
@@ -513,6 +552,9 @@ function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
       gpuStaleReason: null,
       gpuProcessUtilizationPercent: null,
       gpuProcessSampleIntervalMs: null,
+      gpuEnergyIntervalMs: null,
+      gpuProcessUtilizationIntervalMs: null,
+      gpuSamplingNote: null,
     };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
@@ -540,6 +582,9 @@ function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
       ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; ` +
         'GPU values stop at the last reading'
       : null,
+    gpuEnergyIntervalMs: finiteOrNull(win?.gpuEnergyIntervalMs),
+    gpuProcessUtilizationIntervalMs: finiteOrNull(win?.gpuProcessUtilIntervalMs),
+    gpuSamplingNote: win ? gpuSamplingNote(win, gpus.length) : null,
   };
 }
 
@@ -643,6 +688,9 @@ export function buildUsage(
     fsOutputBlocks: counters ? counters.fsOutputBlocks : null,
     ioReadBytes: counters ? counters.ioReadBytes : null,
     ioWriteBytes: counters ? counters.ioWriteBytes : null,
+    gpuEnergyIntervalMs: g.gpuEnergyIntervalMs,
+    gpuProcessUtilizationIntervalMs: g.gpuProcessUtilizationIntervalMs,
+    gpuSamplingNote: g.gpuSamplingNote,
   };
 }
 

@@ -79,6 +79,9 @@ describe('toRecord()', () => {
       fsOutputBlocks: 97656,
       ioReadBytes: 4096,
       ioWriteBytes: 50_000_000,
+      gpuEnergyIntervalMs: null,
+      gpuProcessUtilizationIntervalMs: null,
+      gpuSamplingNote: null,
     };
     const rec = tm.toRecord(usage);
     expectValid(rec);

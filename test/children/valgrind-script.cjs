@@ -40,6 +40,11 @@ async function main() {
     w.on('error', rej);
   });
   await w.terminate();
+  // a window long enough for the GPU thread's energy-counter and per-process utilization readings (paced apart from
+  // the device readings) and for window edges
+  const long = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+  await new Promise((r) => setTimeout(r, 1500));
+  tm.toRecord(long.stop());
   const open = new tm.ResourceTracker().start(); // left open: closed at teardown
   void open;
   console.log(JSON.stringify({ ok: true, gpus: tm.snapshot().gpus.length, samples: u.samples }));
