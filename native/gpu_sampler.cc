@@ -128,16 +128,27 @@ double GpuSampler::HungAtLocked(double now) const {
 void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
   // No GPU (none found, disabled, or its thread failed): nothing to keep for the window.
   if (state_ == GpuState::kUnavailable || state_ == GpuState::kDisabled) return;
-  Window& w = windows_[id];
+  // All or nothing: what allocates comes first, undone if a later step throws (std::bad_alloc), so that a window
+  // that fails to open (Sampler::Open) leaves no count behind.
+  auto iv = intervals_.try_emplace(interval_ms, 0).first;
+  auto it = windows_.end();
+  try {
+    it = windows_.try_emplace(id).first;
+    it->second.gpu.assign(cache_.size(), PerGpu());
+  } catch (...) {
+    if (it != windows_.end()) windows_.erase(it);
+    if (iv->second == 0) intervals_.erase(iv);
+    throw;
+  }
+  Window& w = it->second;
   w.open_ms = open_ms;
   w.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
   w.interval_ms = interval_ms;
   w.samples = 0;
   w.pids.clear();
-  w.gpu.assign(cache_.size(), PerGpu());
   w.tl_max = w.tl_last = NAN;
   // The shortest interval sets the device readings' period: the GPU thread plans anew (not this JS thread).
-  if (intervals_[interval_ms]++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
+  if (iv->second++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
   InitEnergyLocked(w, open_ms);
   RequestEdgeLocked(open_ms);
 }

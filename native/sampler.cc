@@ -242,9 +242,8 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner, uint64_t* edge_s
     it = windows_.try_emplace(id).first;
     try {
       MaybeThrowBadAllocLocked(kBadAllocOpen);
-      gpu_.OpenLocked(id, now, interval_ms);
+      gpu_.OpenLocked(id, now, interval_ms);  // all or nothing
     } catch (...) {
-      gpu_.CloseLocked(id);
       windows_.erase(it);
       throw;
     }
