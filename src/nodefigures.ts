@@ -137,7 +137,8 @@ export class HeapSampler {
   /** A window opens: its start reading, whose number is the window's (its peak is the largest reading since). */
   open(): { bytes: number; seq: number } {
     this.openedWindows++;
-    if (this.openWindows === 0) this.readings.clear(); // readings taken while none was open are no window's
+    // readings taken while none was open are no window's
+    if (this.readings.size > 0 && this.openWindows === 0) this.readings.clear();
     const r = this.read();
     this.openSeqs.push(r.seq);
     return r;
@@ -152,17 +153,13 @@ export class HeapSampler {
     } else {
       this.closedEarly.add(seq);
     }
-    if (this.head === this.openSeqs.length) {
-      this.openSeqs.length = 0;
-      this.head = 0;
-      this.readings.clear();
-      return;
-    }
     if (this.head > 64 && this.head * 2 > this.openSeqs.length) {
+      // the closed ones go now and then (amortized O(1)): not at every close, which would reallocate the array
       this.openSeqs.splice(0, this.head);
       this.head = 0;
     }
-    this.readings.dropBefore(this.openSeqs[this.head]);
+    if (this.head === this.openSeqs.length) this.readings.clear();
+    else this.readings.dropBefore(this.openSeqs[this.head]);
   }
 
   maybeSample(cpuMs: number): void {
