@@ -28,7 +28,7 @@ function buildDriver(): string {
   return out;
 }
 
-type Kind = 's' | 'm' | 'h' | 'r' | 'd' | 'c';
+type Kind = 's' | 'm' | 'h' | 'r' | 'p' | 'd' | 'c' | 'i';
 interface Out {
   e: string;
   [k: string]: unknown;
@@ -209,7 +209,7 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     expect(big.e).toBe('out of range');
   });
 
-  it('random bytes never crash the stat, statm, status and children parsers', () => {
+  it('random bytes never crash the stat, statm, status, smaps_rollup, io and children parsers', () => {
     const blobs = sample(
       fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
       RUNS,
@@ -218,7 +218,23 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     const mixed = sample(
       fc
         .array(
-          fc.constantFrom('1', '0', ' ', '\n', '(', ')', 'VmHWM:', 'VmRSS:', ' kB', '\t', '-', '99999999999999999999'),
+          fc.constantFrom(
+            '1',
+            '0',
+            ' ',
+            '\n',
+            '(',
+            ')',
+            'VmHWM:',
+            'VmRSS:',
+            'Pss:',
+            'read_bytes:',
+            'write_bytes:',
+            ' kB',
+            '\t',
+            '-',
+            '99999999999999999999',
+          ),
           { maxLength: 40 },
         )
         .map((a) => Buffer.from(a.join(''))),
@@ -226,7 +242,8 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       4,
     );
     const inputs: [Kind, Buffer][] = [];
-    for (const b of [...blobs, ...mixed]) for (const k of ['s', 'm', 'h', 'r', 'd', 'c'] as Kind[]) inputs.push([k, b]);
+    for (const b of [...blobs, ...mixed])
+      for (const k of ['s', 'm', 'h', 'r', 'p', 'd', 'c', 'i'] as Kind[]) inputs.push([k, b]);
     const outs = parse(inputs);
     for (const o of outs) expect(typeof o.e).toBe('string');
     // whatever parsed is a plain, exact integer
@@ -328,6 +345,60 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       ['d', Buffer.from('99999999999999999999 2 3\n')],
     ]);
     expect(bad.map((o) => o.e)).toEqual(['malformed', 'malformed', 'out of range']);
+  });
+
+  it('io reads read_bytes and write_bytes exactly; a cut-short or garbled one is an error, never a smaller count', () => {
+    const cases = sample(
+      fc.tuple(u53, u53, u53, fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined })),
+      RUNS,
+      9,
+    );
+    const text = (r: number, w: number, c: number) =>
+      `rchar: 12\nwchar: 34\nsyscr: 5\nsyscw: 6\nread_bytes: ${r}\nwrite_bytes: ${w}\ncancelled_write_bytes: ${c}\n`;
+    const inputs = cases.map(([r, w, c, cut]): [Kind, Buffer] => {
+      const t = Buffer.from(text(r, w, c));
+      return ['i', cut === undefined ? t : t.subarray(0, Math.floor(cut * t.length))];
+    });
+    const outs = parse(inputs);
+    outs.forEach((o, i) => {
+      const [r, w, , cut] = cases[i];
+      const got = inputs[i][1].toString();
+      // whole when the write_bytes line is complete
+      const whole = cut === undefined || got.includes(`write_bytes: ${w}\n`);
+      if (whole) expect(o).toEqual({ e: 'ok', read: r, write: w });
+      else expect(o.e).toMatch(/truncated|empty|missing/);
+    });
+    const bad = parse([
+      ['i', Buffer.from('read_bytes: -1\nwrite_bytes: 2\n')],
+      ['i', Buffer.from('read_bytes: 1\nwrite_bytes: 99999999999999999999\n')],
+      ['i', Buffer.from('read_bytes: 1\n')],
+    ]);
+    expect(bad.map((o) => o.e)).toEqual(['malformed', 'out of range', 'missing']);
+  });
+
+  it('smaps_rollup: Pss is found past the rollup line and never read from Pss_Anon or Pss_Dirty', () => {
+    const cases = sample(
+      fc.tuple(
+        u53.map((v) => Math.floor(v / 1024)),
+        u53.map((v) => Math.floor(v / 1024)),
+      ),
+      RUNS,
+      10,
+    );
+    const outs = parse(
+      cases.map(([rss, pss]): [Kind, Buffer] => [
+        'p',
+        Buffer.from(
+          `55d0c0000000-7ffc00000000 ---p 00000000 00:00 0                          [rollup]\nRss:   ${rss} kB\n` +
+            `Pss:   ${pss} kB\nPss_Dirty:   7 kB\nPss_Anon:   8 kB\nPss_File:   9 kB\n`,
+        ),
+      ]),
+    );
+    outs.forEach((o, i) => {
+      expect(o).toEqual({ e: 'ok', bytes: cases[i][1] * 1024 });
+    });
+    const [only] = parse([['p', Buffer.from('x [rollup]\nPss_Anon:   8 kB\nPss_File:   9 kB\n')]]);
+    expect(only.e).toBe('missing');
   });
 
   it('statm reads size and resident exactly; a cut-short or garbled statm is an error', () => {

@@ -164,6 +164,36 @@ int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes)
   return kParseMissing;
 }
 
+int ParseKeyValue(const char* buf, size_t len, const char* key, uint64_t* value) {
+  if (len == 0) return kParseEmpty;
+  size_t klen = strlen(key);
+  const char* end = buf + len;
+  const char* line = buf;
+  while (line < end) {
+    const char* nl = static_cast<const char*>(memchr(line, '\n', static_cast<size_t>(end - line)));
+    const char* line_end = nl ? nl : end;
+    if (static_cast<size_t>(line_end - line) >= klen && memcmp(line, key, klen) == 0) {
+      if (nl == nullptr) return kParseTruncated;  // a number cut short reads as a smaller one
+      const char* p = line + klen;
+      while (p < line_end && *p == ' ') p++;
+      return ParseU64(p, line_end, value);
+    }
+    if (nl == nullptr) return kParseTruncated;
+    line = nl + 1;
+  }
+  return kParseMissing;
+}
+
+int ParseIo(const char* buf, size_t len, uint64_t* read_bytes, uint64_t* write_bytes) {
+  uint64_t r, w;
+  int e = ParseKeyValue(buf, len, "read_bytes:", &r);
+  if (e != kParseOk) return e;
+  if ((e = ParseKeyValue(buf, len, "write_bytes:", &w)) != kParseOk) return e;
+  *read_bytes = r;
+  *write_bytes = w;
+  return kParseOk;
+}
+
 int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices) {
   if (len == 0) return kParseEmpty;
   if (buf[len - 1] != '\n') return kParseTruncated;

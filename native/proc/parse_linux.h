@@ -47,6 +47,13 @@ int ParseStatm(const char* buf, size_t len, uint64_t* size_pages, uint64_t* resi
 // line; the value must be followed by " kB\n". Returns bytes in *bytes.
 int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes);
 
+// One "key: <n>\n" line of a /proc file of plain counters (/proc/<pid>/io), key given with its colon. The key must
+// start a line; the value must end the line.
+int ParseKeyValue(const char* buf, size_t len, const char* key, uint64_t* value);
+
+// /proc/<pid>/io: read_bytes and write_bytes (bytes the process caused to be fetched from and sent to storage).
+int ParseIo(const char* buf, size_t len, uint64_t* read_bytes, uint64_t* write_bytes);
+
 // /proc/<pid>/schedstat: "<ns on CPU> <ns waiting> <times run>\n" (the thread group leader's).
 int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices);
 

@@ -100,6 +100,8 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
     // a child used once that child is waited for.
     out->cpu_user_ms = MachToMs(ri.ri_user_time) + MachToMs(ri.ri_child_user_time);
     out->cpu_system_ms = MachToMs(ri.ri_system_time) + MachToMs(ri.ri_child_system_time);
+    out->children_user_ms = MachToMs(ri.ri_child_user_time);
+    out->children_system_ms = MachToMs(ri.ri_child_system_time);
     if (out->alive) {
       out->rss_bytes = static_cast<double>(ri.ri_resident_size);
       out->hwm_bytes = static_cast<double>(ri.ri_lifetime_max_phys_footprint);

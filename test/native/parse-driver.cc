@@ -1,6 +1,6 @@
 // Test driver for native/proc/parse_linux.cc (built by test/proc-parsers.test.ts, with ASan and UBSan where the
 // compiler has them). stdin: records of [kind: 1 byte][length: uint32 LE][bytes]; kinds: 's' stat, 'm' statm,
-// 'h' status VmHWM:, 'r' status VmRSS:, 'd' schedstat, 'c' children. stdout: one JSON object per record. Each input is copied into
+// 'h' status VmHWM:, 'r' status VmRSS:, 'p' smaps_rollup Pss:, 'd' schedstat, 'c' children, 'i' io. stdout: one JSON object per record. Each input is copied into
 // a heap block of exactly its length, so a read past the end is caught by the sanitizer.
 #include <cstdint>
 #include <cstdio>
@@ -49,10 +49,16 @@ int main() {
       snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"size\":%llu,\"resident\":%llu}", ParseErrorName(e),
                (unsigned long long)size, (unsigned long long)res);
       line = tmp;
-    } else if (kind == 'h' || kind == 'r') {
+    } else if (kind == 'h' || kind == 'r' || kind == 'p') {
       uint64_t bytes = 0;
-      int e = ParseStatusKb(buf, len, kind == 'h' ? "VmHWM:" : "VmRSS:", &bytes);
+      int e = ParseStatusKb(buf, len, kind == 'h' ? "VmHWM:" : kind == 'r' ? "VmRSS:" : "Pss:", &bytes);
       snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"bytes\":%llu}", ParseErrorName(e), (unsigned long long)bytes);
+      line = tmp;
+    } else if (kind == 'i') {
+      uint64_t r = 0, w = 0;
+      int e = ParseIo(buf, len, &r, &w);
+      snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"read\":%llu,\"write\":%llu}", ParseErrorName(e),
+               (unsigned long long)r, (unsigned long long)w);
       line = tmp;
     } else if (kind == 'd') {
       uint64_t run = 0, slices = 0;
