@@ -354,13 +354,14 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
   out[kWinTreeIntervalMs] = NAN;
   if (w.is_tree) {
-    const TreeState& t = w.last_tree;
+    const TreeResults& t = w.last_tree;
     out[kWinTreeRssBytes] = t.rss_last_bytes >= 0 ? t.rss_last_bytes : NAN;  // the last sample that saw the tree
     out[kWinTreeRssPeakBytes] = t.rss_sum_peak_bytes >= 0 ? t.rss_sum_peak_bytes : NAN;
     out[kWinTreeMaxHwmBytes] = t.max_hwm_bytes >= 0 ? t.max_hwm_bytes : NAN;
     out[kWinTreeMaxHwmPid] = t.max_hwm_pid ? t.max_hwm_pid : NAN;
-    out[kWinTreeCpuUserMs] = t.cpu_user_ms;
-    out[kWinTreeCpuSystemMs] = t.cpu_system_ms;
+    // CPU only once a sample has read a process of the tree: never a 0 for what nothing saw.
+    out[kWinTreeCpuUserMs] = t.processes_seen > 0 ? t.cpu_user_ms : NAN;
+    out[kWinTreeCpuSystemMs] = t.processes_seen > 0 ? t.cpu_system_ms : NAN;
     out[kWinTreeProcesses] = t.processes_seen;
     out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
     out[kWinTreeSamples] = w.tree_samples;
@@ -369,6 +370,17 @@ void Sampler::FillStatsLocked(const Window& w, double* out, size_t len) {
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
+  for (int i = kWinTreePssPeakBytes; i <= kWinTreeIoWriteBytes; i++) out[i] = NAN;
+  if (w.is_tree) {
+    const TreeResults& t = w.last_tree;
+    out[kWinTreePssPeakBytes] = t.pss_sum_peak_bytes >= 0 ? t.pss_sum_peak_bytes : NAN;
+    out[kWinTreePssSamples] = t.pss_passes;
+    out[kWinTreePssIntervalMs] = PssIntervalMs(t);
+    out[kWinTreePssDenied] = t.pss_denied ? 1 : 0;
+    out[kWinTreeUnreadable] = t.processes_unreadable;
+    out[kWinTreeIoReadBytes] = t.io_read_bytes >= 0 ? t.io_read_bytes : NAN;
+    out[kWinTreeIoWriteBytes] = t.io_write_bytes >= 0 ? t.io_write_bytes : NAN;
+  }
   out[kWinGpuSamples] = w.gpu_samples;
   out[kWinGpuIntervalMs] = gpu_cache_.empty() ? NAN : GpuIntervalLocked();
   out[kWinGpuProcessIntervalMs] = gpu_cache_.empty() ? NAN : ProcessIntervalLocked();
@@ -664,19 +676,11 @@ void Sampler::RunRssLoop(uint64_t gen) {
       w.tree_samples++;
       // Publish the results (everything but the per-process tracks) for readers that come while it is out.
       const TreeState& t = *w.tree;
-      w.last_tree.rss_sum_bytes = t.rss_sum_bytes;
-      w.last_tree.rss_first_bytes = t.rss_first_bytes;
-      w.last_tree.rss_last_bytes = t.rss_last_bytes;
-      w.last_tree.rss_sum_peak_bytes = t.rss_sum_peak_bytes;
-      w.last_tree.max_hwm_bytes = t.max_hwm_bytes;
-      w.last_tree.max_hwm_pid = t.max_hwm_pid;
-      w.last_tree.max_hwm_comm = t.max_hwm_comm;
-      w.last_tree.cpu_user_ms = t.cpu_user_ms;
-      w.last_tree.cpu_system_ms = t.cpu_system_ms;
-      w.last_tree.processes_seen = t.processes_seen;
-      w.last_tree.root_alive = t.root_alive;
+      w.last_tree = t;
       w.pids = t.live_pids;
-      if (w.pids.empty()) w.pids = {t.root};
+      // No live process: the root while its pid is still its own, else pid 0, which names no process (an empty
+      // list would mean this process).
+      if (w.pids.empty()) w.pids = {t.root_gone ? 0u : t.root};
       std::sort(w.pids.begin(), w.pids.end());
     }
     // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long

@@ -82,6 +82,13 @@ void PinThisModule();
   X(WinTreeIntervalMs)    /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
   X(WinGpuProcessIntervalMs) /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
   X(WinSamplerCpuMs)         /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinTreePssPeakBytes)     /* the largest summed PSS of the tree's PSS passes (tree.h); NaN: none */ \
+  X(WinTreePssSamples)       /* PSS passes that gave a figure */ \
+  X(WinTreePssIntervalMs)    /* their mean interval, paced by their cost; NaN with fewer than two */ \
+  X(WinTreePssDenied)        /* 1: a live process's PSS was not ours to read (such a pass gives no figure) */ \
+  X(WinTreeUnreadable)       /* processes alive but unreadable (EPERM, hidepid) at the last sample */ \
+  X(WinTreeIoReadBytes)      /* storage bytes read by the tree since tracking began (/proc/<pid>/io); NaN: none */ \
+  X(WinTreeIoWriteBytes) \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h.
@@ -236,7 +243,7 @@ class Sampler {
     uint32_t tree_samples = 0;
     double tree_step_sum_ms = 0;  // the tree's intervals after the ramp, stretched (see tree.h), and their count
     uint32_t tree_steps = 0;
-    TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
+    TreeResults last_tree;  // the results of the last sample: what readers see
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
   };

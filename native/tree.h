@@ -1,12 +1,26 @@
-// A process and its descendants, followed from sample to sample: summed RSS, each process's own peak (VmHWM) and
-// CPU time. Used by the RSS thread for windows that track a process tree; touches no shared state.
+// A process and its descendants, followed from sample to sample: summed RSS, each process's own peak (VmHWM), the
+// tree's proportional set size (PSS), CPU time and storage I/O. Used by the RSS thread for windows that track a
+// process tree; touches no shared state.
+//
+// Every process of the tree counts, those forked without exec (worker pools) included; only this process's own
+// copies between fork and exec (spawn_posix.cc, own_forks.h) are left out of memory, by pid.
 //
 // Cost: each process is read through a proc::ProcessReader that keeps its /proc files open (Linux: one pread of
-// `schedstat`, then of `stat` — CPU, parent, flags, RSS — only if the process ran since the last one (or every 16th
-// sample), and one of its children list per sample; `status`, for the peak, only when the
+// `schedstat`, then of `stat` — CPU, parent, flags, RSS — and `io` only if the process ran since the last one (or
+// every 16th sample), and one of its children list per sample; `status`, for the peak, only when the
 // process is first seen, when its RSS fell since the last sample (the kernel has just folded a higher peak into
 // VmHWM) and every kHwmEvery samples). The sample's own CPU cost is measured, and the caller stretches the interval
 // so that sampling stays within kTreeCpuBudget of one core (EffectiveIntervalMs).
+//
+// PSS (Linux: `smaps_rollup`) makes the kernel walk every page table of the process, about 16 µs per MiB resident
+// (35 µs for a small process, 5 ms for one of 300 MiB): it has a budget of its own, kPssCpuBudget of a core, spent
+// as a token bucket — a pass over the whole tree when the tree's RSS reaches a new high (so the peak is seen while
+// the budget lasts) and at least every kPssMinIntervalMs otherwise, each only while the balance is not in debt.
+//
+// CPU: each process counts its own time (utime, stime) since tracking began, and the part of its children's
+// counters (cutime, cstime: children it waited for) that no departed child of the tree explains. A child that left
+// is taken as waited for (its time already in its parent's counters) only when those counters grew by about its
+// total; a child reaped by nobody (SIGCHLD ignored), by init, or under a zombie parent keeps its own time.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -23,32 +37,15 @@ constexpr double kTreeCpuBudget = 0.01;
 // The most a stretched interval may become, ms.
 constexpr double kTreeMaxIntervalMs = 10000;
 constexpr uint32_t kHwmEvery = 32;
+// PSS: the share of a core its passes may take (on top of kTreeCpuBudget), what the bucket holds when full (ms of
+// CPU: a few passes in a row while the tree grows), and the longest wait between passes while it is not in debt.
+constexpr double kPssCpuBudget = 0.005;
+constexpr double kPssBucketMs = 50;
+constexpr double kPssMinIntervalMs = 100;
 
-struct TreeState {
+// The results of a tree's samples: what readers of a window see (copied out under the sampler's lock).
+struct TreeResults {
   uint32_t root = 0;
-  // For a process that already ran when tracking began, CPU before the first sample is not counted.
-  bool baseline_existing = true;
-  bool descendants = true;  // false: the root alone
-  bool first = true;
-  struct Track {
-    double start_ticks = 0;
-    double baseline_user_ms = 0, baseline_system_ms = 0;
-    double last_user_ms = 0, last_system_ms = 0;
-    double last_rss_bytes = -1;
-    double hwm_bytes = -1;   // this process's peak so far (VmHWM, raised by every RSS seen)
-    uint32_t since_hwm = 0;  // samples since VmHWM was read
-    uint32_t last_ppid = 0;
-    uint32_t queued_gen = 0, seen_gen = 0;  // the sample (TreeState::gen) that queued it, that read it
-    std::shared_ptr<proc::ProcessReader> reader;
-  };
-  std::unordered_map<uint32_t, Track> tracks;
-  // CPU of processes that left without a tracked parent to absorb it
-  double departed_user_ms = 0, departed_system_ms = 0;
-  // The root's identity (start time): once it is gone, a new process under its pid is someone else.
-  double root_start_ticks = -1;
-  bool root_gone = false;
-
-  // Results, kept across samples.
   double rss_sum_bytes = -1;    // this sample
   double rss_first_bytes = -1;  // the first sample with any RSS
   double rss_last_bytes = -1;   // the last sample with any RSS
@@ -56,15 +53,77 @@ struct TreeState {
   double max_hwm_bytes = -1;  // the largest single-process peak seen
   uint32_t max_hwm_pid = 0;
   std::string max_hwm_comm;
-  double cpu_user_ms = 0;  // sampled CPU of the tree since tracking began
+  double pss_sum_peak_bytes = -1;              // the largest summed PSS of a pass (-1: no pass read any)
+  uint32_t pss_passes = 0;                     // passes that read a PSS
+  bool pss_denied = false;                     // a pass found a live process whose PSS is not ours to read (EACCES)
+  double pss_first_ms = -1, pss_last_ms = -1;  // monotonic time of the first and last such pass
+  // CPU of the tree since tracking began (ms, clock-tick resolution); meaningful once processes_seen > 0.
+  double cpu_user_ms = 0;
   double cpu_system_ms = 0;
-  uint32_t processes_seen = 0;
-  uint32_t processes_now = 0;  // live processes at this sample
+  // Storage I/O of the tree since tracking began (bytes); -1 until a process's counters were read.
+  double io_read_bytes = -1;
+  double io_write_bytes = -1;
+  uint32_t processes_seen = 0;        // processes read at least once
+  uint32_t processes_now = 0;         // live processes at this sample
+  uint32_t processes_unreadable = 0;  // processes alive but not readable (EPERM, hidepid) at this sample
   bool root_alive = true;
+  bool root_gone = false;  // the root has ended (its pid may now name another process)
+};
+
+struct TreeState : TreeResults {
+  // For a process that already ran when tracking began, CPU before the first sample is not counted.
+  bool baseline_existing = true;
+  bool descendants = true;  // false: the root alone
+  bool first = true;
+  struct Counters {
+    double own_user = 0, own_system = 0;      // utime, stime, ms
+    double child_user = 0, child_system = 0;  // cutime, cstime: children it waited for, ms
+    double io_read = -1, io_write = -1;       // read_bytes, write_bytes (own and waited-for children's); -1 unread
+  };
+  struct Track {
+    double start_ticks = 0;
+    Counters last, base;  // as last read; at the start of tracking (0 for a process born since)
+    // The part of the growth of last.child_* and last.io_* that departed children of the tree explain.
+    double claimed_user = 0, claimed_system = 0, claimed_io_read = 0, claimed_io_write = 0;
+    double last_rss_bytes = -1;
+    double hwm_bytes = -1;   // this process's peak so far (VmHWM, raised by every RSS seen)
+    uint32_t since_hwm = 0;  // samples since VmHWM was read
+    uint32_t last_ppid = 0;
+    uint32_t queued_gen = 0, seen_gen = 0;  // the sample (TreeState::gen) that queued it, that read it
+    uint32_t fresh_gen = 0;                 // the last sample that read it afresh (not an unchanged copy)
+    uint32_t dead_gen = 0;                  // the first sample that saw it a zombie (it waits for nobody since)
+    bool alive = false;                     // at the last read
+    bool read_once = false;                 // read at least once (else only ever denied)
+    bool baseline = false;                  // it existed when tracking began: base holds what it had used
+    bool denied = false;                    // alive but unreadable at the last sample
+    bool own_fork = false;                  // this process's copy between fork and exec: no memory of its own
+    std::shared_ptr<proc::ProcessReader> reader;
+  };
+  std::unordered_map<uint32_t, Track> tracks;
+  // A child that left while its parent lives on: is its time in the parent's counters (waited for) or not?
+  struct Departed {
+    uint32_t parent;
+    uint32_t gen;       // the sample that found it gone (or moved it to this parent)
+    uint32_t seen_gen;  // the last sample that read it
+    Counters total;     // its lifetime counters as last read (own + its children's)
+  };
+  std::vector<Departed> departed;
+  // CPU and I/O of processes that left (theirs and their unexplained children's), ms and bytes.
+  double gone_user_ms = 0, gone_system_ms = 0, gone_io_read = 0, gone_io_write = 0;
+  bool any_io = false;
+  // The root's identity (start time): once it is gone, a new process under its pid is someone else.
+  double root_start_ticks = -1;
+
   std::vector<uint32_t> live_pids;  // for GPU attribution
-  double cost_ms = 0;               // CPU time the last samples took (smoothed), ms
+  double cost_ms = 0;               // CPU time the last samples took (smoothed, PSS passes left out), ms
   uint32_t samples_taken = 0;
   uint32_t gen = 0;  // this sample's number (marks on the tracks instead of per-sample sets)
+  // PSS pacing (see above).
+  double pss_tokens_ms = kPssBucketMs;
+  double pss_refill_ms = -1;     // when the bucket was last topped up
+  double pss_rss_at_last = -1;   // the RSS sum when the last pass ran
+  double pss_last_try_ms = -1;   // when the last pass ran (whatever it read)
+  bool pss_unsupported = false;  // no smaps_rollup (not Linux, or a kernel before 4.14)
 };
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
@@ -72,5 +131,8 @@ bool SampleTree(TreeState* st);
 
 // The interval to use after a sample: the requested one, stretched so that sampling costs at most kTreeCpuBudget.
 double EffectiveIntervalMs(const TreeState& st, double requested_ms);
+
+// The mean interval between the PSS passes that read one, ms (NaN with fewer than two).
+double PssIntervalMs(const TreeResults& r);
 
 }  // namespace taskmeter

@@ -153,6 +153,13 @@ export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
 export const WIN_TREE_INTERVAL_MS = win('WIN_TREE_INTERVAL_MS');
 export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
 export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
+export const WIN_TREE_PSS_PEAK_BYTES = win('WIN_TREE_PSS_PEAK_BYTES');
+export const WIN_TREE_PSS_SAMPLES = win('WIN_TREE_PSS_SAMPLES');
+export const WIN_TREE_PSS_INTERVAL_MS = win('WIN_TREE_PSS_INTERVAL_MS');
+export const WIN_TREE_PSS_DENIED = win('WIN_TREE_PSS_DENIED');
+export const WIN_TREE_UNREADABLE = win('WIN_TREE_UNREADABLE');
+export const WIN_TREE_IO_READ_BYTES = win('WIN_TREE_IO_READ_BYTES');
+export const WIN_TREE_IO_WRITE_BYTES = win('WIN_TREE_IO_WRITE_BYTES');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');

@@ -32,7 +32,20 @@ import { rangeError, systemError, typeError } from './errors';
  * whose kernel accounting was not exact).
  */
 export interface ProcessUsage
-  extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
+  extends Omit<
+    ResourceUsage,
+    'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource' | 'cpuUserMs' | 'cpuSystemMs' | 'cpuTimeMs'
+  > {
+  /**
+   * CPU of the tree, ms: exact from wait4 for a command taskmeter started ('rusage'), else sampled. null (cpuReason
+   * says why), never 0, when nothing read it: the tree ended before the first sample, or no process of it could be
+   * read (see unreadableProcesses).
+   */
+  cpuUserMs: number | null;
+  cpuSystemMs: number | null;
+  cpuTimeMs: number | null;
+  /** Why the CPU figures are null; null when they are not. */
+  cpuReason: string | null;
   /** The tree's summed RSS at the first sample that saw it; null if no sample did. */
   rssStartBytes: number | null;
   /** The tree's summed RSS at the last sample that saw it; null if no sample did. */
@@ -60,6 +73,35 @@ export interface ProcessUsage
   maxRssCommand: string | null;
   /** The peak of the tree's summed RSS (sampled), never below maxRssBytes. */
   treePeakRssBytes: number | null;
+  /**
+   * The peak of the tree's summed PSS (proportional set size, Linux): each page shared between processes of the
+   * tree — a forked pool's copy-on-write pages, shared libraries — counted once in all, divided among them, where
+   * the RSS sum counts it once per process. Read in passes over the whole tree, paced by what they cost (the kernel
+   * walks every page table: ~16 µs per MiB resident), so it can miss a peak shorter than its interval. null, with
+   * treePeakPssReason, where no pass read one.
+   */
+  treePeakPssBytes: number | null;
+  /** 'sampled': the largest PSS sum of the passes; null with treePeakPssBytes. */
+  treePeakPssSource: 'sampled' | null;
+  /** Why treePeakPssBytes is null; null when it is not. */
+  treePeakPssReason: string | null;
+  /** The mean interval between PSS passes, ms (paced by their cost; null with fewer than two). */
+  treePssSampleIntervalMs: number | null;
+  /** PSS passes that gave a figure. */
+  treePssSamples: number;
+  /**
+   * Processes of the tree alive but not readable at the last sample: another user's process, seen through kill(pid,
+   * 0)'s EPERM, under /proc's hidepid (or with /proc of another PID namespace). They count for nothing measured:
+   * the tree's figures leave them out.
+   */
+  unreadableProcesses: number;
+  /**
+   * Bytes the tree caused to be read from and written to storage since tracking began (Linux /proc/<pid>/io
+   * read_bytes, write_bytes; a departed child's count moves into its parent's when the parent waits for it, and is
+   * counted once); null where nothing read them (not Linux, or no process of the tree was ours to read).
+   */
+  ioReadBytes: number | null;
+  ioWriteBytes: number | null;
   /** Processes seen in the tree. */
   processes: number;
   /** 'rusage': exact, from wait4 of a command taskmeter started; 'sampled': /proc, in clock ticks (10 ms). */
@@ -98,9 +140,10 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
   let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
   const maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
-  let cpuUserMs = t ? (nn(t.cpuUserMs) ?? 0) : 0;
-  let cpuSystemMs = t ? (nn(t.cpuSystemMs) ?? 0) : 0;
+  let cpuUserMs = t ? nn(t.cpuUserMs) : null;
+  let cpuSystemMs = t ? nn(t.cpuSystemMs) : null;
   let cpuSource: ProcessUsage['cpuSource'] = 'sampled';
+  const unreadable = t && Number.isFinite(t.unreadable) ? t.unreadable : 0;
   let wallTimeMs = base.wallTimeMs;
   let endedAt = base.endedAt;
   if (exact) {
@@ -138,8 +181,25 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
         : maxRssBytes === null
           ? treePeakSampled
           : Math.max(treePeakSampled, maxRssBytes);
-  const cpuTimeMs = cpuUserMs + cpuSystemMs;
-  const rate = cpuRate(cpuTimeMs, wallTimeMs);
+  const cpuKnown = cpuUserMs !== null && cpuSystemMs !== null;
+  const cpuTimeMs = cpuKnown ? cpuUserMs! + cpuSystemMs! : null;
+  const cpuReason = cpuKnown
+    ? null
+    : unreadable > 0
+      ? `process ${pid} lives but may not be read (EPERM: another user's process, or /proc mounted with hidepid)`
+      : `no sample read process ${pid}: it ended before the first one`;
+  const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wallTimeMs);
+  const pssPeak = t ? nn(t.pssPeakBytes) : null;
+  const pssReason =
+    pssPeak !== null
+      ? null
+      : process.platform !== 'linux'
+        ? 'PSS is read on Linux only'
+        : t?.pssDenied || unreadable > 0
+          ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
+          : t && t.samples > 0 && t.processes > 0
+            ? 'no PSS pass read the tree (it ended first, or the kernel has no /proc/<pid>/smaps_rollup)'
+            : 'no sample saw the tree';
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   // The window's own figures (base) describe this process; only the tree's are kept.
@@ -151,6 +211,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
+    cpuReason,
     cpuPercent: rate.cpuPercent,
     cpuPercentReason: rate.cpuPercentReason,
     // Another process's CPU: the calling thread's clock says nothing about it.
@@ -168,6 +229,14 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     maxRssPid,
     maxRssCommand: maxRssCommand ?? null,
     treePeakRssBytes: treePeak,
+    treePeakPssBytes: pssPeak,
+    treePeakPssSource: pssPeak === null ? null : 'sampled',
+    treePeakPssReason: pssReason,
+    treePssSampleIntervalMs: t ? nn(t.pssIntervalMs) : null,
+    treePssSamples: t && Number.isFinite(t.pssSamples) ? t.pssSamples : 0,
+    unreadableProcesses: unreadable,
+    ioReadBytes: t ? nn(t.ioReadBytes) : null,
+    ioWriteBytes: t ? nn(t.ioWriteBytes) : null,
     processes,
     cpuSource,
     ...(c.timeline

@@ -35,9 +35,11 @@ export interface UsageRecord {
   started_at: string;
   ended_at: string;
   wall_time_seconds: number;
-  cpu_user_seconds: number;
-  cpu_system_seconds: number;
-  cpu_time_seconds: number;
+  /** null only for a tracked process or command whose CPU nothing measured (cpu_reason says why) */
+  cpu_user_seconds: number | null;
+  cpu_system_seconds: number | null;
+  cpu_time_seconds: number | null;
+  cpu_reason?: string | null;
   /** null for a window shorter than the CPU clock's resolution; cpu_percent_reason says why. */
   cpu_percent: number | null;
   cpu_percent_reason: string | null;
@@ -71,6 +73,12 @@ export interface UsageRecord {
   max_rss_source?: 'rusage' | 'sampled' | null;
   tree_peak_rss_bytes?: number | null;
   tree_peak_rss_mb?: number | null;
+  tree_peak_pss_bytes?: number | null;
+  tree_peak_pss_mb?: number | null;
+  tree_peak_pss_source?: 'sampled' | null;
+  tree_peak_pss_reason?: string | null;
+  tree_pss_sample_interval_ms?: number | null;
+  unreadable_processes?: number;
   processes?: number;
   cpu_source?: 'rusage' | 'sampled';
   effective_sample_interval_ms?: number | null;
@@ -163,10 +171,11 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     Math.floor(u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : time(u, 'endedAt')),
   );
   const wall = num(u, 'wallTimeMs');
-  const user = num(u, 'cpuUserMs');
-  const sys = num(u, 'cpuSystemMs');
-  // A process usage may lack memory figures (nothing measured them): null, never 0. A window's always has them.
+  // A process usage may lack CPU and memory figures (nothing measured them): null, never 0. A window's always has
+  // them.
   const isProcess = u.pid !== undefined;
+  const user = isProcess && u.cpuUserMs === null ? null : num(u, 'cpuUserMs');
+  const sys = isProcess && u.cpuSystemMs === null ? null : num(u, 'cpuSystemMs');
   const mem = (key: string) => (isProcess && u[key] === null ? null : num(u, key));
   const peak = mem('peakRssBytes');
   const rssStart = mem('rssStartBytes');
@@ -191,17 +200,18 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   const info = gpuInfo();
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
-  const cpuTimeMs = user + sys;
-  const rate = cpuRate(cpuTimeMs, wall);
+  const cpuTimeMs = user === null || sys === null ? null : user + sys;
+  const cpuReason = cpuTimeMs === null ? (strOrNull(u.cpuReason) ?? 'not measured') : null;
+  const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wall);
   const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
     ended_at: iso(Math.max(endedAt, startedAt)),
     wall_time_seconds: round(wall / 1000, 6),
-    cpu_user_seconds: round(user / 1000, 6),
-    cpu_system_seconds: round(sys / 1000, 6),
-    cpu_time_seconds: round(cpuTimeMs / 1000, 6),
+    cpu_user_seconds: user === null ? null : round(user / 1000, 6),
+    cpu_system_seconds: sys === null ? null : round(sys / 1000, 6),
+    cpu_time_seconds: cpuTimeMs === null ? null : round(cpuTimeMs / 1000, 6),
     cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
@@ -249,6 +259,7 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
     throw rangeError(`taskmeter: toRecord(usage): usage.pid must be a positive integer, got ${u.pid}`);
   const maxRss = numOrNull(u, 'maxRssBytes', 'usage');
   const tree = numOrNull(u, 'treePeakRssBytes', 'usage');
+  const pss = numOrNull(u, 'treePeakPssBytes', 'usage');
   const src = u.maxRssSource === 'rusage' || u.maxRssSource === 'sampled' ? u.maxRssSource : null;
   return {
     pid: u.pid,
@@ -257,6 +268,16 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
     max_rss_source: maxRss === null ? null : src,
     tree_peak_rss_bytes: intOrNull(tree),
     tree_peak_rss_mb: mibOrNull(tree),
+    tree_peak_pss_bytes: intOrNull(pss),
+    tree_peak_pss_mb: mibOrNull(pss),
+    tree_peak_pss_source: pss === null ? null : 'sampled',
+    tree_peak_pss_reason: pss === null ? (strOrNull(u.treePeakPssReason) ?? 'not measured') : null,
+    tree_pss_sample_interval_ms: numOrNull(u, 'treePssSampleIntervalMs', 'usage'),
+    unreadable_processes:
+      typeof u.unreadableProcesses === 'number' && Number.isInteger(u.unreadableProcesses) && u.unreadableProcesses >= 0
+        ? u.unreadableProcesses
+        : 0,
+    cpu_reason: strOrNull(u.cpuReason),
     processes: typeof u.processes === 'number' && Number.isInteger(u.processes) && u.processes >= 0 ? u.processes : 0,
     cpu_source: u.cpuSource === 'rusage' ? 'rusage' : 'sampled',
     effective_sample_interval_ms: numOrNull(u, 'effectiveSampleIntervalMs', 'usage'),

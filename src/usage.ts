@@ -16,6 +16,13 @@ import {
   WIN_TREE_RSS_PEAK_BYTES,
   WIN_TREE_INTERVAL_MS,
   WIN_TREE_SAMPLES,
+  WIN_TREE_IO_READ_BYTES,
+  WIN_TREE_IO_WRITE_BYTES,
+  WIN_TREE_PSS_DENIED,
+  WIN_TREE_PSS_INTERVAL_MS,
+  WIN_TREE_PSS_PEAK_BYTES,
+  WIN_TREE_PSS_SAMPLES,
+  WIN_TREE_UNREADABLE,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
   SNAP_EPOCH_MS,
@@ -284,6 +291,17 @@ export interface TreeStats {
   samples: number;
   /** the tree sampler's mean interval, stretched to its cost budget, ms */
   intervalMs: number;
+  /** the largest summed PSS of the tree's PSS passes, their count and mean interval (paced by their cost) */
+  pssPeakBytes: number;
+  pssSamples: number;
+  pssIntervalMs: number;
+  /** a live process's PSS was not ours to read (such a pass gives no figure) */
+  pssDenied: boolean;
+  /** processes alive but unreadable (EPERM, hidepid) at the last sample */
+  unreadable: number;
+  /** storage bytes the tree read and wrote since tracking began (/proc/<pid>/io read_bytes, write_bytes) */
+  ioReadBytes: number;
+  ioWriteBytes: number;
 }
 
 export interface WindowStats {
@@ -321,6 +339,13 @@ export function windowStats(buf: Float64Array): WindowStats {
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
       intervalMs: buf[WIN_TREE_INTERVAL_MS],
+      pssPeakBytes: buf[WIN_TREE_PSS_PEAK_BYTES],
+      pssSamples: buf[WIN_TREE_PSS_SAMPLES],
+      pssIntervalMs: buf[WIN_TREE_PSS_INTERVAL_MS],
+      pssDenied: buf[WIN_TREE_PSS_DENIED] === 1,
+      unreadable: buf[WIN_TREE_UNREADABLE],
+      ioReadBytes: buf[WIN_TREE_IO_READ_BYTES],
+      ioWriteBytes: buf[WIN_TREE_IO_WRITE_BYTES],
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
