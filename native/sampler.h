@@ -86,7 +86,7 @@ void PinThisModule();
   X(WinTreePssSamples)       /* PSS passes that gave a figure */ \
   X(WinTreePssIntervalMs)    /* their mean interval, paced by their cost; NaN with fewer than two */ \
   X(WinTreePssDenied)        /* 1: a live process's PSS was not ours to read (such a pass gives no figure) */ \
-  X(WinTreeUnreadable)       /* processes alive but unreadable (EPERM, hidepid) at the last sample */ \
+  X(WinTreeUnreadable)       /* processes found alive but unreadable (EPERM, hidepid) */ \
   X(WinTreeIoReadBytes)      /* storage bytes read by the tree since tracking began (/proc/<pid>/io); NaN: none */ \
   X(WinTreeIoWriteBytes) \
   /* end */

@@ -179,7 +179,7 @@ bool SampleTree(TreeState* st) {
   double rss_sum = 0;
   bool any_rss = false;
   bool root_alive = false;
-  uint32_t live = 0, unreadable = 0;
+  uint32_t live = 0;
   const double rss_peak_before = st->rss_sum_peak_bytes;
 
   // One process read (info), new or followed: its counters, memory and marks.
@@ -267,10 +267,13 @@ bool SampleTree(TreeState* st) {
       t.queued_gen = gen;
       it = st->tracks.emplace(pid, std::move(t)).first;
     }
+    if (!it->second.denied_once) {
+      it->second.denied_once = true;
+      st->processes_unreadable++;
+    }
     it->second.denied = true;
     it->second.seen_gen = gen;
     seen_count++;
-    unreadable++;
     if (pid == st->root) root_alive = true;
   };
 
@@ -295,7 +298,6 @@ bool SampleTree(TreeState* st) {
         if (it != st->tracks.end() && it->second.seen_gen != gen) {
           it->second.seen_gen = gen;
           seen_count++;
-          if (it->second.denied) unreadable++;
         }
         if (pid == st->root) root_alive = st->root_alive;  // unknown: as it was (alive, before the first read)
       } else if (pid == st->root && st->root_start_ticks < 0) {
@@ -334,7 +336,6 @@ bool SampleTree(TreeState* st) {
       }
     }
   }
-  st->processes_unreadable = unreadable;
   double sample_cost_end = ThreadCpuMs();
 
   // Processes that are gone. Each leaves what it added (Contribution); a child whose parent is followed may have been

@@ -65,7 +65,7 @@ struct TreeResults {
   double io_write_bytes = -1;
   uint32_t processes_seen = 0;        // processes read at least once
   uint32_t processes_now = 0;         // live processes at this sample
-  uint32_t processes_unreadable = 0;  // processes alive but not readable (EPERM, hidepid) at this sample
+  uint32_t processes_unreadable = 0;  // processes found alive but not readable (EPERM, hidepid)
   bool root_alive = true;
   bool root_gone = false;  // the root has ended (its pid may now name another process)
 };
@@ -96,6 +96,7 @@ struct TreeState : TreeResults {
     bool read_once = false;                 // read at least once (else only ever denied)
     bool baseline = false;                  // it existed when tracking began: base holds what it had used
     bool denied = false;                    // alive but unreadable at the last sample
+    bool denied_once = false;               // counted in processes_unreadable
     bool own_fork = false;                  // this process's copy between fork and exec: no memory of its own
     std::shared_ptr<proc::ProcessReader> reader;
   };

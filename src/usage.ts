@@ -297,7 +297,7 @@ export interface TreeStats {
   pssIntervalMs: number;
   /** a live process's PSS was not ours to read (such a pass gives no figure) */
   pssDenied: boolean;
-  /** processes alive but unreadable (EPERM, hidepid) at the last sample */
+  /** processes found alive but unreadable (EPERM, hidepid) */
   unreadable: number;
   /** storage bytes the tree read and wrote since tracking began (/proc/<pid>/io read_bytes, write_bytes) */
   ioReadBytes: number;
