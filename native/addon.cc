@@ -221,6 +221,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("spawnSignal", &TaskmeterAddon::G<&TaskmeterAddon::SpawnSignal>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
                     InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
                     InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
@@ -423,6 +424,24 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     for (uint32_t i = 0; i < 3; i++) fds[i] = Napi::Number::New(env, r.parent_fds[i]);
     out.Set("fds", fds);
     return out;
+  }
+
+  // spawnSignal(pid, signo) → 0 when sent, else an errno: ESRCH once the command has ended (its pid may name another
+  // process soon), ENOSYS where commands are not signalled this way (Windows).
+  Napi::Value SpawnSignal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawnSignal(pid, signo)");
+      return env.Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(env, ENOSYS);
+#else
+    double pid = info[0].As<Napi::Number>().DoubleValue();
+    double sig = info[1].As<Napi::Number>().DoubleValue();
+    if (!(pid >= 1 && pid <= 4194304) || !(sig >= 0 && sig < 128)) return Napi::Number::New(env, EINVAL);
+    return Napi::Number::New(env, SignalCommand(static_cast<uint32_t>(pid), static_cast<int>(sig)));
+#endif
   }
 
   // How many spawned commands still have a waiter or an undelivered result (for the leak tests).

@@ -58,4 +58,11 @@ using SpawnDoneFn = void (*)(void* context, const double* slots);
 // Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
+#ifndef _WIN32
+// Sends sig to a command Spawn started, while it has not ended: once it has (even before it is reaped), its pid may
+// soon name another process, and nothing is sent. 0 when sent, ESRCH when the command has ended (or is not one of
+// ours), else kill's errno.
+int SignalCommand(uint32_t pid, int sig);
+#endif
+
 }  // namespace taskmeter

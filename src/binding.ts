@@ -99,6 +99,9 @@ export interface NativeBinding {
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
+  /** Sends signal `signo` to a spawned command while it has not ended: 0 when sent, ESRCH (3) once it has ended (its
+   *  pid may soon be another process's), ENOSYS on Windows, else kill's errno. */
+  spawnSignal(pid: number, signo: number): number;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
