@@ -277,15 +277,11 @@ async function runCommand(
 ): Promise<number> {
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
   const tm: typeof Taskmeter = require('./index');
+  const { signalCommand } = require('./process') as typeof import('./process');
   let childPid = 0;
+  // Only while the command has not ended: after that its pid may already name another process.
   const forward = (sig: NodeJS.Signals) => () => {
-    if (childPid) {
-      try {
-        process.kill(childPid, sig);
-      } catch {
-        // already gone
-      }
-    }
+    if (childPid) signalCommand(childPid, sig);
   };
   const ignore = () => {};
   // POSIX: forward what was sent to taskmeter alone, ignore what a terminal sends to the whole foreground process

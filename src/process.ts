@@ -90,9 +90,9 @@ export interface ProcessUsage
   /** PSS passes that gave a figure. */
   treePssSamples: number;
   /**
-   * Processes of the tree alive but not readable at the last sample: another user's process, seen through kill(pid,
-   * 0)'s EPERM, under /proc's hidepid (or with /proc of another PID namespace). They count for nothing measured:
-   * the tree's figures leave them out.
+   * Processes of the tree found alive but not readable: another user's process, seen through kill(pid, 0)'s EPERM,
+   * under /proc's hidepid (or with /proc of another PID namespace). They count for nothing measured: the tree's
+   * figures leave them out.
    */
   unreadableProcesses: number;
   /**
@@ -523,6 +523,26 @@ function readAll(fd: number): Promise<Buffer> {
     s.on('close', () => res(Buffer.concat(chunks)));
   });
 }
+
+/**
+ * Sends a signal to a command measureCommand() started, only while it has not ended: once it has, even before the
+ * result is delivered, its pid may be given to another process, which must not get the signal. Returns true when
+ * the signal was sent. (Windows: process.kill, which holds the command's process handle.)
+ * @internal for the CLI's signal forwarding
+ */
+export function signalCommand(pid: number, signal: NodeJS.Signals): boolean {
+  const signo = (constants.signals as Record<string, number>)[signal];
+  if (signo === undefined) throw rangeError(`taskmeter: unknown signal ${describe(signal)}`, 'ERR_INVALID_ARG_VALUE');
+  const r = native.spawnSignal(pid, signo);
+  if (r === 0) return true;
+  if (r !== ENOSYS) return false;
+  try {
+    return process.kill(pid, signal);
+  } catch {
+    return false;
+  }
+}
+const ENOSYS = (constants.errno as Record<string, number>).ENOSYS ?? 38;
 
 /** Starts a command, tracks it and its descendants, and resolves when it exits. */
 export function measureCommand(
