@@ -2,12 +2,13 @@
 // a DataLoader), shared pages (PSS next to the RSS sum), children reaped by nobody or by init, trees never seen,
 // other users' processes, storage I/O. Each scenario holds its processes until the test has seen the sampler read
 // them (its sample and PSS counts), so a busy machine slows it down but cannot change its figures.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { MiB, python3Path, root } from './helpers';
+import { cliPath, MiB, python3Path, recordValidator, root, run } from './helpers';
 import * as tm from '../dist/index.js';
+import { ProcessTracker, signalCommand } from '../dist/process.js';
 
 const linux = process.platform === 'linux';
 const python = linux ? python3Path() : 'python3';
@@ -320,5 +321,161 @@ line()  # exit
     expect(u.ioWriteBytes).toBeGreaterThanOrEqual(16 * MiB);
     expect(u.ioWriteBytes).toBeLessThan(24 * MiB); // the child's 8 MiB once, not again in its parent's count
     expect(u.ioReadBytes).not.toBeNull();
+  }, 60_000);
+});
+
+describe.runIf(linux)('null, never 0, for what nothing read', () => {
+  it('a tree that ended before its first sample: CPU null with a reason (and null in its record), not 0', async () => {
+    const c = spawn('true', [], { stdio: 'ignore' });
+    await new Promise((r) => c.once('exit', r));
+    const pid = c.pid!;
+    expect(existsSync(`/proc/${pid}`)).toBe(false); // reaped: nothing is left to read
+    // trackProcess() itself refuses a pid that is gone; its tracker meets the same tree when the process ends between
+    // that check and the first sample.
+    const t = new ProcessTracker(pid, { intervalMs: 10, descendants: true, timeline: false }, true, true);
+    const u = await t.exited;
+    expect(u.processes).toBe(0);
+    expect(u.cpuTimeMs).toBeNull(); // before: 0
+    expect(u.cpuUserMs).toBeNull();
+    expect(u.cpuReason).toMatch(/ended before the first/);
+    expect(u.cpuPercent).toBeNull();
+    const rec = tm.toRecord(u);
+    expect(rec.cpu_time_seconds).toBeNull();
+    expect(rec.cpu_reason).toBe(u.cpuReason);
+    const validate = recordValidator();
+    expect(validate(rec), JSON.stringify(validate.errors)).toBe(true);
+  });
+});
+
+// hidepid needs a /proc of our own (a mount namespace) and another user to look from: root, unshare and setpriv.
+const hidepidMissing = (() => {
+  if (!linux) return 'Linux only';
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'setpriv', '--reuid=65534', 'true']);
+  return r.status === 0 ? null : 'needs root, unshare and setpriv (a mount namespace and another user)';
+})();
+
+describe.skipIf(hidepidMissing !== null)(
+  `another user's process under /proc's hidepid${hidepidMissing ? ` (skipped: ${hidepidMissing})` : ''}`,
+  () => {
+    it('is alive and unreadable (EPERM from kill(pid, 0)), counted as such, and followed until it ends', async () => {
+      const target = spawn('sleep', ['2'], { stdio: 'ignore' });
+      spawned.push(target);
+      const script = `
+        const tm = require(${JSON.stringify(join(root, 'dist/index.js'))});
+        const t = tm.trackProcess(${target.pid});
+        const iv = setInterval(() => {
+          const u = t.usage;
+          if (u.unreadableProcesses < 1) return; // a sample has found it
+          clearInterval(iv);
+          const during = { running: t.running, unreadable: u.unreadableProcesses, processes: u.processes };
+          t.exited.then((f) => console.log(JSON.stringify({ during, cpu: f.cpuTimeMs, reason: f.cpuReason,
+            unreadable: f.unreadableProcesses, processes: f.processes, pss: f.treePeakPssBytes })));
+        }, 20);`;
+      const r = await run(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          'mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" -e "$1"',
+          process.execPath,
+          script,
+        ],
+        { timeoutMs: 30_000 },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      // before: /proc/<pid> looked missing, the process was taken for gone, and tracking ended at the first sample
+      expect(o.during).toEqual({ running: true, unreadable: 1, processes: 0 });
+      expect(o.processes).toBe(0);
+      expect(o.cpu).toBeNull();
+      expect(o.reason).toMatch(/EPERM/);
+      expect(o.pss).toBeNull();
+    }, 40_000);
+  },
+);
+
+describe.runIf(linux)('the exec helper and signals', () => {
+  it('a SIGKILLed exec helper: the status is unknown (not the helper’s own), and the command is killed, not orphaned', async () => {
+    let cmd = 0;
+    const done = tm.measureCommand('sleep', ['30'], { stdio: 'ignore', onSpawn: (pid) => (cmd = pid) });
+    await until(() => state(cmd) === 'S', 10_000, 'the command');
+    const helper = Number(stat(cmd)![1]);
+    expect(readFileSync(`/proc/${helper}/comm`, 'utf8')).toMatch(/-exec/);
+    process.kill(helper, 'SIGKILL');
+    const r = await done;
+    expect(r.exitCode).toBeNull(); // before: the helper's SIGKILL, reported as the command's
+    expect(r.signal).toBeNull();
+    await until(() => state(cmd) === 'gone' || state(cmd) === 'Z', 10_000, 'the command to die with its helper');
+  }, 30_000);
+
+  it('the CLI says the status is unknown and exits 1 when its exec helper is killed', async () => {
+    const c = spawn(process.execPath, [cliPath, '--', 'sleep', '30'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    spawned.push(c);
+    let err = '';
+    c.stderr!.on('data', (d) => (err += d));
+    let helper = 0;
+    let cmd = 0;
+    await until(
+      () => {
+        helper = childrenOf(c.pid!)[0] ?? 0;
+        cmd = helper ? (childrenOf(helper)[0] ?? 0) : 0;
+        return cmd > 0 && state(cmd) === 'S';
+      },
+      20_000,
+      'the command',
+    );
+    process.kill(helper, 'SIGKILL');
+    const code = await new Promise((r) => c.once('exit', r));
+    expect(err).toMatch(/Exit status:\s+unknown/);
+    expect(code).toBe(1); // before: 137, as if the command had been killed by SIGKILL
+    await until(() => state(cmd) === 'gone' || state(cmd) === 'Z', 10_000, 'the command to die with its helper');
+  }, 30_000);
+
+  it('no signal goes to a command once it has ended, even when its pid names a new process', async () => {
+    let cmd = 0;
+    const running = tm.measureCommand('sleep', ['30'], { stdio: 'ignore', onSpawn: (pid) => (cmd = pid) });
+    await until(() => cmd > 0, 10_000, 'the command');
+    expect(signalCommand(cmd, 'SIGTERM')).toBe(true); // while it runs
+    expect((await running).signal).toBe('SIGTERM');
+    for (let attempt = 0; attempt < 15; attempt++) {
+      let pid = 0;
+      await tm.measureCommand('true', [], { stdio: 'ignore', onSpawn: (p) => (pid = p) });
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1)); // the kernel hands out ns_last_pid + 1
+      const q = spawn('sleep', ['30'], { stdio: 'ignore', detached: true });
+      spawned.push(q);
+      if (q.pid !== pid) continue; // another process on the machine took it first: again
+      expect(signalCommand(pid, 'SIGTERM')).toBe(false);
+      await sleep(100);
+      expect(q.exitCode).toBeNull();
+      expect(q.signalCode).toBeNull();
+      return;
+    }
+    expect.fail('no attempt got the same pid back');
+  }, 60_000);
+
+  it('a command that has ended gets no signal even before its result reaches JavaScript (what the CLI forwards)', async () => {
+    for (let attempt = 0; attempt < 15; attempt++) {
+      let cmd = 0;
+      const done = tm.measureCommand('sleep', ['0.2'], { stdio: 'ignore', onSpawn: (p) => (cmd = p) });
+      // This thread is held from here to the check: the command's result cannot be delivered meanwhile, and the
+      // CLI's signal handlers would still hold its pid.
+      while (existsSync(`/proc/${cmd}`)) {
+        /* until the helper has reaped it */
+      }
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(cmd - 1));
+      const q = spawn('sleep', ['30'], { stdio: 'ignore', detached: true });
+      spawned.push(q);
+      const sent = signalCommand(cmd, 'SIGTERM');
+      await done;
+      if (q.pid !== cmd) continue; // another process on the machine took the pid first: again
+      expect(sent).toBe(false); // before: process.kill(pid) reached the newcomer
+      await sleep(100);
+      expect(q.signalCode).toBeNull();
+      return;
+    }
+    expect.fail('no attempt got the same pid back');
   }, 60_000);
 });
