@@ -107,18 +107,21 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   if (st->pss_refill_ms >= 0)
     st->pss_tokens_ms = std::min(kPssBucketMs, st->pss_tokens_ms + (now - st->pss_refill_ms) * kPssCpuBudget);
   st->pss_refill_ms = now;
-  if (st->pss_tokens_ms < 0) return;
+  double estimate = st->pss_cost_per_process_ms * static_cast<double>(st->live_pids.size());
+  if (st->pss_tokens_ms < std::min(estimate, kPssBucketMs)) return;
   bool new_high = any_rss && rss_sum > rss_peak_before && rss_sum > st->pss_rss_at_last * 1.125;
   bool due = st->pss_last_try_ms < 0 || now - st->pss_last_try_ms >= kPssMinIntervalMs || new_high;
   if (!due) return;
   double cost_start = ThreadCpuMs();
   double pss_sum = 0, rollup_rss_sum = 0;
   bool complete = true, any = false;
+  size_t read = 0;
   for (uint32_t pid : st->live_pids) {
     auto it = st->tracks.find(pid);
     if (it == st->tracks.end()) continue;
     double pss = 0, rss = 0;
     int e = it->second.reader->ReadPss(&pss, &rss);
+    read++;
     if (e == 0) {
       pss_sum += pss;
       rollup_rss_sum += rss;
@@ -131,7 +134,9 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
       st->pss_denied = true;
     }
   }
-  st->pss_tokens_ms -= std::max(0.0, ThreadCpuMs() - cost_start);
+  double cost = std::max(0.0, ThreadCpuMs() - cost_start);
+  st->pss_tokens_ms -= cost;
+  if (read > 0) st->pss_cost_per_process_ms = cost / static_cast<double>(read);
   st->pss_last_try_ms = now;
   st->pss_rss_at_last = any_rss ? rss_sum : st->pss_rss_at_last;
   if (!any || !complete) return;

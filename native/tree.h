@@ -13,9 +13,12 @@
 // so that sampling stays within kTreeCpuBudget of one core (EffectiveIntervalMs).
 //
 // PSS (Linux: `smaps_rollup`) makes the kernel walk every page table of the process, about 16 µs per MiB resident
-// (35 µs for a small process, 5 ms for one of 300 MiB): it has a budget of its own, kPssCpuBudget of a core, spent
-// as a token bucket — a pass over the whole tree when the tree's RSS reaches a new high (so the peak is seen while
-// the budget lasts) and at least every kPssMinIntervalMs otherwise, each only while the balance is not in debt.
+// (40–60 µs for a small process, 5 ms for one of 300 MiB; 60 ms for a tree of 1,000 `sleep`s): it has a budget of
+// its own, kPssCpuBudget of a core, earned as a token bucket that starts empty. A pass over the whole tree runs once
+// the bucket holds its estimated cost (the last pass's cost per process × the processes now; at most a full bucket
+// is waited for, a dearer pass then leaves it in debt), when the tree's RSS has reached a new high 1/8 above the
+// last pass's (so a peak is seen while the budget lasts), and otherwise every kPssMinIntervalMs at most. A tree of
+// one small process is read every second (~0.01 % of a core); 1,000 processes every ~25 s; one of 300 MiB, ~2 s.
 //
 // CPU: each process counts its own time (utime, stime) since tracking began, and the part of its children's
 // counters (cutime, cstime: children it waited for) that no departed child of the tree explains. A child that left
@@ -38,10 +41,12 @@ constexpr double kTreeCpuBudget = 0.01;
 constexpr double kTreeMaxIntervalMs = 10000;
 constexpr uint32_t kHwmEvery = 32;
 // PSS: the share of a core its passes may take (on top of kTreeCpuBudget), what the bucket holds when full (ms of
-// CPU: a few passes in a row while the tree grows), and the longest wait between passes while it is not in debt.
-constexpr double kPssCpuBudget = 0.005;
-constexpr double kPssBucketMs = 50;
-constexpr double kPssMinIntervalMs = 100;
+// CPU), the shortest interval between passes that no new RSS high brings forward, and the cost of reading one
+// process assumed before a pass has measured it (a small process, cold caches).
+constexpr double kPssCpuBudget = 0.0025;
+constexpr double kPssBucketMs = 30;
+constexpr double kPssMinIntervalMs = 1000;
+constexpr double kPssPriorPerProcessMs = 0.06;
 
 // The results of a tree's samples: what readers of a window see (copied out under the sampler's lock).
 struct TreeResults {
@@ -120,11 +125,12 @@ struct TreeState : TreeResults {
   uint32_t samples_taken = 0;
   uint32_t gen = 0;  // this sample's number (marks on the tracks instead of per-sample sets)
   // PSS pacing (see above).
-  double pss_tokens_ms = kPssBucketMs;
-  double pss_refill_ms = -1;     // when the bucket was last topped up
-  double pss_rss_at_last = -1;   // the RSS sum when the last pass ran
-  double pss_last_try_ms = -1;   // when the last pass ran (whatever it read)
-  bool pss_unsupported = false;  // no smaps_rollup (not Linux, or a kernel before 4.14)
+  double pss_tokens_ms = 0;
+  double pss_cost_per_process_ms = kPssPriorPerProcessMs;  // measured by the last pass
+  double pss_refill_ms = -1;                               // when the bucket was last topped up
+  double pss_rss_at_last = -1;                             // the RSS sum when the last pass ran
+  double pss_last_try_ms = -1;                             // when the last pass ran (whatever it read)
+  bool pss_unsupported = false;                            // no smaps_rollup (not Linux, or a kernel before 4.14)
 };
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
