@@ -667,9 +667,13 @@ void Sampler::RunRssLoop(uint64_t gen) {
     }
     for (auto& job : jobs) SampleTree(job.state.get());
     lock.lock();
+    bool orphaned = false;
     for (auto& job : jobs) {
       auto it = windows_.find(job.id);
-      if (it == windows_.end()) continue;  // closed meanwhile
+      if (it == windows_.end()) {
+        orphaned = true;  // closed meanwhile
+        continue;
+      }
       Window& w = it->second;
       w.tree = std::move(job.state);
       w.tree_busy = false;
@@ -682,6 +686,13 @@ void Sampler::RunRssLoop(uint64_t gen) {
       // list would mean this process).
       if (w.pids.empty()) w.pids = {t.root_gone ? 0u : t.root};
       std::sort(w.pids.begin(), w.pids.end());
+    }
+    if (orphaned) {
+      // The trees of windows closed while they were sampled end now, outside the lock: their kept-open /proc
+      // descriptors must not wait for the next round, which may be a long interval away or never come (parked).
+      lock.unlock();
+      jobs.clear();
+      lock.lock();
     }
     // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
     // tree read was not read for, and keeps its tick for the next round.
