@@ -94,6 +94,7 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   out->start_ticks = static_cast<double>(bsd.pbi_start_tvsec) * 1e6 + bsd.pbi_start_tvusec;
   std::strncpy(out->comm, bsd.pbi_comm, sizeof(out->comm) - 1);
   out->alive = bsd.pbi_status != SZOMB;
+  out->zombie = bsd.pbi_status == SZOMB;
   rusage_info_v4 ri;
   if (proc_pid_rusage(static_cast<int>(pid), RUSAGE_INFO_V4, reinterpret_cast<rusage_info_t*>(&ri)) == 0) {
     // Its own CPU and that of its reaped children (like utime + cutime on Linux): a tree's CPU must not lose what
