@@ -37,6 +37,7 @@ const files = [
   'test/exporters.test.ts',
   'test/properties.test.ts',
   'test/process.test.ts',
+  'test/trees.test.ts',
 ];
 run(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], env);
 console.log('test:asan: clean (AddressSanitizer + UndefinedBehaviorSanitizer)');
