@@ -161,25 +161,32 @@ struct Waiter {
   pid_t pid;      // what we reap: the helper, or the command itself
   int report_fd;  // the helper's report channel, or -1
   pid_t command_pid;
-  bool ended = false;  // the command has ended (under g_commands_mu): no signal goes to its pid any more
+  bool ended = false;  // the command has ended (under CommandsMu()): no signal goes to its pid any more
   SpawnDoneFn done;
   void* context;
   double slots[kSpawnSlots];
 };
 
-// The commands started and not yet reaped, by pid (SignalCommand).
-std::mutex g_commands_mu;
-std::unordered_map<pid_t, Waiter*> g_commands;
+// The commands started and not yet reaped, by pid (SignalCommand), under CommandsMu(). Both are leaked on purpose:
+// a detached waiter thread may still use them while the process exits and static objects are destroyed.
+std::mutex& CommandsMu() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+std::unordered_map<pid_t, Waiter*>& Commands() {
+  static auto* commands = new std::unordered_map<pid_t, Waiter*>();
+  return *commands;
+}
 
 void MarkEnded(Waiter* w) {
-  std::lock_guard<std::mutex> lock(g_commands_mu);
+  std::lock_guard<std::mutex> lock(CommandsMu());
   w->ended = true;
 }
 
 void Unregister(Waiter* w) {
-  std::lock_guard<std::mutex> lock(g_commands_mu);
-  auto it = g_commands.find(w->command_pid);
-  if (it != g_commands.end() && it->second == w) g_commands.erase(it);
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  auto it = Commands().find(w->command_pid);
+  if (it != Commands().end() && it->second == w) Commands().erase(it);
 }
 
 // Reads the helper's end of the command: an kExecEnding report (the command is a zombie, its pid still its own) is
@@ -297,9 +304,9 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
 }  // namespace
 
 int SignalCommand(uint32_t pid, int sig) {
-  std::lock_guard<std::mutex> lock(g_commands_mu);
-  auto it = g_commands.find(static_cast<pid_t>(pid));
-  if (it == g_commands.end() || it->second->ended) return ESRCH;
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  auto it = Commands().find(static_cast<pid_t>(pid));
+  if (it == Commands().end() || it->second->ended) return ESRCH;
   return kill(static_cast<pid_t>(pid), sig) == 0 ? 0 : errno;
 }
 
@@ -475,8 +482,8 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   w->report_fd = report[0];
   report[0] = -1;
   {
-    std::lock_guard<std::mutex> lock(g_commands_mu);
-    g_commands[command_pid] = w;  // a former entry under this pid is a command already reaped
+    std::lock_guard<std::mutex> lock(CommandsMu());
+    Commands()[command_pid] = w;  // a former entry under this pid is a command already reaped
   }
   pthread_attr_t attr;
   pthread_attr_init(&attr);
