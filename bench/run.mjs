@@ -31,6 +31,7 @@ try {
 }
 
 let sink = 0;
+const IO_BYTES = { ioBytes: true };
 const cases = {
   'snapshot()': () => {
     sink += tm.snapshot().rssBytes;
@@ -40,6 +41,10 @@ const cases = {
   },
   'measureSync(() => 0)': () => {
     sink += tm.measureSync(() => 0).result;
+  },
+  // the I/O bytes read at both edges (/proc/self/io): what the option costs
+  'measureSync(() => 0, { ioBytes: true })': () => {
+    sink += tm.measureSync(() => 0, IO_BYTES).result;
   },
   '(() => 0)() direct': () => {
     sink += (() => 0)();
@@ -69,6 +74,11 @@ const targets = [
   [`snapshot() / C floor = ${(snap / floorNs).toFixed(2)}×`, 'target ≤ 1.4×', snap / floorNs <= 1.4],
   [`built-ins / snapshot() = ${(builtins / snap).toFixed(2)}×`, 'target ≥ 4×', builtins / snap >= 4],
   [`measureSync overhead = ${(overhead / 1000).toFixed(2)} µs`, 'target ≤ 5 µs', overhead <= 5000],
+  [
+    `ioBytes: true adds ${((med['measureSync(() => 0, { ioBytes: true })'] - med['measureSync(() => 0)']) / 1000).toFixed(2)} µs`,
+    '(two reads of /proc/self/io)',
+    true,
+  ],
 ];
 console.log('\n| ratio | target | met |\n|---|---|---|');
 for (const [a, b, ok] of targets) console.log(`| ${a} | ${b} | ${ok ? 'yes' : 'NO'} |`);
@@ -201,3 +211,13 @@ try {
 // The process-tree sampler's own cost (issue 9, item 6): bench/tree.mjs.
 const { treeBench } = await import('./tree.mjs');
 treeBench();
+
+// Open windows and what they cost (issue 19): bench/sampler-scale.mjs (BENCH_COMPARE_ROOT: another build beside it).
+const { samplerScaleBench } = await import('./sampler-scale.mjs');
+samplerScaleBench();
+
+// Per-task CPU (issue 19): the candidates side by side (bench/taskcpu.mjs), then the server (bench/server.mjs).
+const { taskCpuBench } = await import('./taskcpu.mjs');
+taskCpuBench();
+const { serverBench } = await import('./server.mjs');
+await serverBench();

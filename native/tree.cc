@@ -33,55 +33,69 @@ constexpr double kAbsorbSlackMs = 20;
 using Track = TreeState::Track;
 using Counters = TreeState::Counters;
 
-Counters CountersOf(const proc::ProcessInfo& info) {
-  Counters c;
-  c.child_user = info.children_user_ms;
-  c.child_system = info.children_system_ms;
-  c.own_user = std::max(0.0, info.cpu_user_ms - info.children_user_ms);
-  c.own_system = std::max(0.0, info.cpu_system_ms - info.children_system_ms);
-  return c;
+// What a read of the process says (I/O: read apart, see SetIo).
+void SetCounters(const proc::ProcessInfo& info, Counters* c) {
+  c->reaped[kTcUserMs] = info.children_user_ms;
+  c->reaped[kTcSystemMs] = info.children_system_ms;
+  c->own[kTcUserMs] = std::max(0.0, info.cpu_user_ms - info.children_user_ms);
+  c->own[kTcSystemMs] = std::max(0.0, info.cpu_system_ms - info.children_system_ms);
+  c->own[kTcMinorFaults] = info.minor_faults;
+  c->reaped[kTcMinorFaults] = info.children_minor_faults;
+  c->own[kTcMajorFaults] = info.major_faults;
+  c->reaped[kTcMajorFaults] = info.children_major_faults;
+}
+
+// /proc/<pid>/io: rchar, wchar, read_bytes, write_bytes (ProcessReader::ReadIo), each one count of its own and its
+// waited-for children's.
+void SetIo(const double io[4], Counters* c) {
+  for (int i = 0; i < 4; i++) {
+    c->own[kTcIoReadBytes + i] = 0;
+    c->reaped[kTcIoReadBytes + i] = io[i];
+  }
 }
 
 double Pos(double v) {
   return v > 0 ? v : 0;
 }
-
-// What one process adds to the tree's CPU and I/O: its own time since tracking began, and the growth of its
-// children's counters that no departed child of the tree explains.
-struct Amount {
-  double user = 0, system = 0, io_read = 0, io_write = 0;
-};
-Amount Contribution(const Track& t) {
-  Amount a;
-  a.user = Pos(t.last.own_user - t.base.own_user) + Pos(t.last.child_user - t.base.child_user - t.claimed_user);
-  a.system =
-      Pos(t.last.own_system - t.base.own_system) + Pos(t.last.child_system - t.base.child_system - t.claimed_system);
-  if (t.last.io_read >= 0) a.io_read = Pos(t.last.io_read - Pos(t.base.io_read) - t.claimed_io_read);
-  if (t.last.io_write >= 0) a.io_write = Pos(t.last.io_write - Pos(t.base.io_write) - t.claimed_io_write);
-  return a;
+double Or0(double v) {
+  return std::isnan(v) ? 0 : v;
 }
 
-// Did parent p wait for the departed child d (its counters grew by about d's total)? If so, the growth that d
-// explains is claimed, so that it is not counted a second time as p's.
+// What one process adds to the tree's counter k: its own count since tracking began, and the growth of the count
+// its waited-for children move into that no departed child of the tree explains. 0 where not read.
+double Contribution(const Track& t, int k) {
+  double own = std::isnan(t.last.own[k]) ? 0 : Pos(t.last.own[k] - Or0(t.base.own[k]));
+  double reaped = std::isnan(t.last.reaped[k]) ? 0 : Pos(t.last.reaped[k] - Or0(t.base.reaped[k]) - t.claimed[k]);
+  return own + reaped;
+}
+
+// A departed child's whole count of kind k as last read (what moves into its parent's when it is waited for); NaN
+// where not read.
+double Total(const TreeState::Departed& d, int k) {
+  if (std::isnan(d.total.own[k]) && std::isnan(d.total.reaped[k])) return NAN;
+  return Or0(d.total.own[k]) + Or0(d.total.reaped[k]);
+}
+
+// Did parent p wait for the departed child d (its children's CPU grew by about d's total, and each other count it
+// keeps by at least d's)? If so, the growth that d explains is claimed, so that it is not counted a second time as
+// p's.
 bool Absorb(Track& p, const TreeState::Departed& d) {
   // A parent already a zombie in a sample before the last one that read the child waited for nothing since. In the
   // same sample it may have been read after the wait: the growth decides.
   if (p.dead_gen != 0 && p.dead_gen < d.seen_gen) return false;
-  double avail_user = Pos(p.last.child_user - p.base.child_user - p.claimed_user);
-  double avail_system = Pos(p.last.child_system - p.base.child_system - p.claimed_system);
-  double need_user = d.total.own_user + d.total.child_user;
-  double need_system = d.total.own_system + d.total.child_system;
-  if (avail_user + avail_system < need_user + need_system - kAbsorbSlackMs) return false;
-  // I/O moves into the parent's counters at the same moment (the kernel's wait4): when both are known, they must
-  // agree too (a parent's own I/O makes this a weaker test than the CPU one, never a stricter one).
-  double avail_read = p.last.io_read >= 0 ? Pos(p.last.io_read - Pos(p.base.io_read) - p.claimed_io_read) : -1;
-  double avail_write = p.last.io_write >= 0 ? Pos(p.last.io_write - Pos(p.base.io_write) - p.claimed_io_write) : -1;
-  if (avail_read >= 0 && d.total.io_read > avail_read) return false;
-  if (avail_write >= 0 && d.total.io_write > avail_write) return false;
-  p.claimed_user += std::min(need_user, avail_user);
-  p.claimed_system += std::min(need_system, avail_system);
-  if (avail_read >= 0) p.claimed_io_read += std::min(Pos(d.total.io_read), avail_read);
-  if (avail_write >= 0) p.claimed_io_write += std::min(Pos(d.total.io_write), avail_write);
+  double avail[kTreeCounters], need[kTreeCounters];
+  for (int k = 0; k < kTreeCounters; k++) {
+    avail[k] = std::isnan(p.last.reaped[k]) ? NAN : Pos(p.last.reaped[k] - Or0(p.base.reaped[k]) - p.claimed[k]);
+    need[k] = Total(d, k);
+  }
+  if (Or0(avail[kTcUserMs]) + Or0(avail[kTcSystemMs]) < Or0(need[kTcUserMs]) + Or0(need[kTcSystemMs]) - kAbsorbSlackMs)
+    return false;
+  // Faults and I/O move into the parent's counts at the same moment (the kernel's wait4): where both are known, they
+  // must agree too (a parent's own I/O makes that a weaker test than the CPU one, never a stricter one).
+  for (int k = kTcMinorFaults; k < kTreeCounters; k++)
+    if (!std::isnan(avail[k]) && !std::isnan(need[k]) && need[k] > avail[k]) return false;
+  for (int k = 0; k < kTreeCounters; k++)
+    if (!std::isnan(avail[k]) && !std::isnan(need[k])) p.claimed[k] += std::min(need[k], avail[k]);
   return true;
 }
 
@@ -206,30 +220,22 @@ bool SampleTree(TreeState* st) {
       st->processes_seen++;
       if (st->first && st->baseline_existing) {
         tr.baseline = true;
-        tr.base = CountersOf(info);
+        SetCounters(info, &tr.base);  // (a NaN base counts as 0: a process born since tracking began)
       }
     }
     tr.seen_gen = gen;
     seen_count++;
     if (fresh) tr.fresh_gen = gen;
-    Counters now = CountersOf(info);
-    now.io_read = tr.last.io_read;
-    now.io_write = tr.last.io_write;
-    tr.last = now;
+    SetCounters(info, &tr.last);
     tr.last_ppid = info.ppid;
     tr.alive = info.alive;
     if (info.zombie && tr.dead_gen == 0) tr.dead_gen = gen;
     if (fresh) {
-      // Storage I/O moves only while the process runs (its own, or its wait for a child): read when it ran.
-      double r, w;
-      if (reader->ReadIo(&r, &w) == 0) {
-        if (tr.base.io_read < 0) {
-          tr.base.io_read = tr.baseline ? r : 0;
-          tr.base.io_write = tr.baseline ? w : 0;
-        }
-        tr.last.io_read = r;
-        tr.last.io_write = w;
-        st->any_io = true;
+      // I/O counts move only while the process runs (its own calls, or its wait for a child): read when it ran.
+      double io[4];
+      if (reader->ReadIo(io) == 0) {
+        if (tr.baseline && std::isnan(tr.base.reaped[kTcIoReadBytes])) SetIo(io, &tr.base);
+        SetIo(io, &tr.last);
       }
     }
     if (pid == st->root) root_alive = info.alive;
@@ -388,32 +394,27 @@ bool SampleTree(TreeState* st) {
     }
     if (!moved) break;
   }
+  auto note_known = [&](const Track& t) {
+    for (int k = 0; k < kTreeCounters; k++)
+      if (!std::isnan(t.last.own[k]) || !std::isnan(t.last.reaped[k])) st->known[k] = true;
+  };
   for (uint32_t pid : leaving) {
-    Amount a = Contribution(st->tracks[pid]);
-    st->gone_user_ms += a.user;
-    st->gone_system_ms += a.system;
-    st->gone_io_read += a.io_read;
-    st->gone_io_write += a.io_write;
+    const Track& t = st->tracks[pid];
+    note_known(t);
+    for (int k = 0; k < kTreeCounters; k++) st->gone[k] += Contribution(t, k);
     st->tracks.erase(pid);
   }
   if (st->root_start_ticks >= 0 && !seen(st->root)) st->root_gone = true;
-  Amount total;
-  total.user = st->gone_user_ms;
-  total.system = st->gone_system_ms;
-  total.io_read = st->gone_io_read;
-  total.io_write = st->gone_io_write;
+  double total[kTreeCounters];
+  for (int k = 0; k < kTreeCounters; k++) total[k] = st->gone[k];
   for (const auto& kv : st->tracks) {
-    Amount a = Contribution(kv.second);
-    total.user += a.user;
-    total.system += a.system;
-    total.io_read += a.io_read;
-    total.io_write += a.io_write;
+    note_known(kv.second);
+    for (int k = 0; k < kTreeCounters; k++) total[k] += Contribution(kv.second, k);
   }
   // No clamp: a figure that fell would be a bug to fix, and a clamp would hide later CPU behind it.
-  st->cpu_user_ms = total.user;
-  st->cpu_system_ms = total.system;
-  st->io_read_bytes = st->any_io ? total.io_read : -1;
-  st->io_write_bytes = st->any_io ? total.io_write : -1;
+  for (int k = 0; k < kTreeCounters; k++) st->totals[k] = st->known[k] ? total[k] : NAN;
+  st->cpu_user_ms = total[kTcUserMs];
+  st->cpu_system_ms = total[kTcSystemMs];
   st->rss_sum_bytes = any_rss ? rss_sum : -1;
   if (any_rss && st->rss_first_bytes < 0) st->rss_first_bytes = rss_sum;
   if (any_rss) st->rss_last_bytes = rss_sum;

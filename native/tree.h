@@ -20,11 +20,13 @@
 // last pass's (so a peak is seen while the budget lasts), and otherwise every kPssMinIntervalMs at most. A tree of
 // one small process is read every second (~0.01 % of a core); 1,000 processes every ~25 s; one of 300 MiB, ~2 s.
 //
-// CPU: each process counts its own time (utime, stime) since tracking began, and the part of its children's
-// counters (cutime, cstime: children it waited for) that no departed child of the tree explains. A child that left
-// is taken as waited for (its time already in its parent's counters) only when those counters grew by about its
-// total; a child reaped by nobody (SIGCHLD ignored), by init, or under a zombie parent keeps its own time.
+// CPU, page faults and I/O (TreeCounter): each process counts its own since tracking began, and the part of its
+// children's counters (cutime, cmin_flt…: children it waited for; for I/O, which the kernel keeps as one count, the
+// whole count) that no departed child of the tree explains. A child that left is taken as waited for (its counts
+// already in its parent's) only when its parent's children's CPU grew by about its total (and its faults and I/O by
+// at least theirs); a child reaped by nobody (SIGCHLD ignored), by init, or under a zombie parent keeps its own.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -48,6 +50,20 @@ constexpr double kPssBucketMs = 30;
 constexpr double kPssMinIntervalMs = 1000;
 constexpr double kPssPriorPerProcessMs = 0.06;
 
+// The counters a tree sums. I/O: rchar and wchar (bytes through read- and write-like calls), read_bytes and
+// write_bytes (bytes from and to storage), of /proc/<pid>/io.
+enum TreeCounter : int {
+  kTcUserMs,
+  kTcSystemMs,
+  kTcMinorFaults,
+  kTcMajorFaults,
+  kTcIoReadBytes,
+  kTcIoWriteBytes,
+  kTcFsReadBytes,
+  kTcFsWriteBytes,
+  kTreeCounters
+};
+
 // The results of a tree's samples: what readers of a window see (copied out under the sampler's lock).
 struct TreeResults {
   uint32_t root = 0;
@@ -65,9 +81,8 @@ struct TreeResults {
   // CPU of the tree since tracking began (ms, clock-tick resolution); meaningful once processes_seen > 0.
   double cpu_user_ms = 0;
   double cpu_system_ms = 0;
-  // Storage I/O of the tree since tracking began (bytes); -1 until a process's counters were read.
-  double io_read_bytes = -1;
-  double io_write_bytes = -1;
+  // Every TreeCounter of the tree since tracking began; NaN until a process's count of that kind was read.
+  double totals[kTreeCounters] = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
   uint32_t processes_seen = 0;        // processes read at least once
   uint32_t processes_now = 0;         // live processes at this sample
   uint32_t processes_unreadable = 0;  // processes found alive but not readable (EPERM, hidepid)
@@ -80,16 +95,20 @@ struct TreeState : TreeResults {
   bool baseline_existing = true;
   bool descendants = true;  // false: the root alone
   bool first = true;
+  // A process's counts: its own (utime, min_flt…; 0 for I/O) and the count into which a waited-for child's whole
+  // count moves (cutime, cmin_flt…; the I/O count itself). NaN: not read.
   struct Counters {
-    double own_user = 0, own_system = 0;      // utime, stime, ms
-    double child_user = 0, child_system = 0;  // cutime, cstime: children it waited for, ms
-    double io_read = -1, io_write = -1;       // read_bytes, write_bytes (own and waited-for children's); -1 unread
+    double own[kTreeCounters];
+    double reaped[kTreeCounters];
+    Counters() {
+      for (int k = 0; k < kTreeCounters; k++) own[k] = reaped[k] = NAN;
+    }
   };
   struct Track {
     double start_ticks = 0;
     Counters last, base;  // as last read; at the start of tracking (0 for a process born since)
-    // The part of the growth of last.child_* and last.io_* that departed children of the tree explain.
-    double claimed_user = 0, claimed_system = 0, claimed_io_read = 0, claimed_io_write = 0;
+    double claimed[kTreeCounters] = {0, 0, 0, 0, 0, 0, 0, 0};  // the growth of last.reaped that departed children
+                                                               // of the tree explain
     double last_rss_bytes = -1;
     double hwm_bytes = -1;   // this process's peak so far (VmHWM, raised by every RSS seen)
     uint32_t since_hwm = 0;  // samples since VmHWM was read
@@ -114,9 +133,9 @@ struct TreeState : TreeResults {
     Counters total;     // its lifetime counters as last read (own + its children's)
   };
   std::vector<Departed> departed;
-  // CPU and I/O of processes that left (theirs and their unexplained children's), ms and bytes.
-  double gone_user_ms = 0, gone_system_ms = 0, gone_io_read = 0, gone_io_write = 0;
-  bool any_io = false;
+  // What processes that left added (theirs and their unexplained children's), and which kinds were ever read.
+  double gone[kTreeCounters] = {0, 0, 0, 0, 0, 0, 0, 0};
+  bool known[kTreeCounters] = {false, false, false, false, false, false, false, false};
   // The root's identity (start time): once it is gone, a new process under its pid is someone else.
   double root_start_ticks = -1;
 

@@ -55,13 +55,17 @@ export interface NativeBinding {
   bindSnapshotBuffer(out: Float64Array): void;
   /** snapshot() into the bound buffer. */
   snapshotBound(): void;
+  /** The calling thread's CPU time (user + system), ms; NaN if unreadable. */
+  threadCpuMs(): number;
   /** Where windowClose(id) writes the window's stats. */
   bindWindowBuffer(out: Float64Array): void;
   /** Opens a sampler window; fills `startSnapshot` (or the bound snapshot buffer) right after opening. */
   windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
   /** The pids whose GPU memory the window counts (default: this process). */
   windowSetPids(id: number, pids: number[]): boolean;
-  windowRead(id: number, out: Float64Array): boolean;
+  /** The window's stats so far; with `snapshot`, a snapshot (with the thread clock) taken first, whose RSS counts
+   *  for every open window. */
+  windowRead(id: number, out: Float64Array, snapshot?: Float64Array): boolean;
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
@@ -102,6 +106,11 @@ export interface NativeBinding {
   /** Sends signal `signo` to a spawned command while it has not ended: 0 when sent, ESRCH (3) once it has ended (its
    *  pid may soon be another process's), ENOSYS on Windows, else kill's errno. */
   spawnSignal(pid: number, signo: number): number;
+  /** Sends signo to a spawned command that has not ended and all its descendants (frozen first); how many were
+   *  signalled, or -errno (-ESRCH: ended, or not a command of ours). POSIX only. */
+  killTree(pid: number, signo: number): number;
+  /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
+  readSelfIo(out: Float64Array): void;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -133,6 +142,12 @@ export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
 export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
 export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
 export const SNAP_THREAD_CPU_MS = snap('SNAP_THREAD_CPU_MS');
+export const SNAP_MINOR_FAULTS = snap('SNAP_MINOR_FAULTS');
+export const SNAP_MAJOR_FAULTS = snap('SNAP_MAJOR_FAULTS');
+export const SNAP_VOLUNTARY_CTX_SWITCHES = snap('SNAP_VOLUNTARY_CTX_SWITCHES');
+export const SNAP_INVOLUNTARY_CTX_SWITCHES = snap('SNAP_INVOLUNTARY_CTX_SWITCHES');
+export const SNAP_FS_INPUT_BLOCKS = snap('SNAP_FS_INPUT_BLOCKS');
+export const SNAP_FS_OUTPUT_BLOCKS = snap('SNAP_FS_OUTPUT_BLOCKS');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');
@@ -163,6 +178,10 @@ export const WIN_TREE_PSS_DENIED = win('WIN_TREE_PSS_DENIED');
 export const WIN_TREE_UNREADABLE = win('WIN_TREE_UNREADABLE');
 export const WIN_TREE_IO_READ_BYTES = win('WIN_TREE_IO_READ_BYTES');
 export const WIN_TREE_IO_WRITE_BYTES = win('WIN_TREE_IO_WRITE_BYTES');
+export const WIN_TREE_MINOR_FAULTS = win('WIN_TREE_MINOR_FAULTS');
+export const WIN_TREE_MAJOR_FAULTS = win('WIN_TREE_MAJOR_FAULTS');
+export const WIN_TREE_FS_IN_BLOCKS = win('WIN_TREE_FS_IN_BLOCKS');
+export const WIN_TREE_FS_OUT_BLOCKS = win('WIN_TREE_FS_OUT_BLOCKS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
@@ -178,6 +197,15 @@ export const SP_END_EPOCH_MS = sp('SP_END_EPOCH_MS');
 export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
 export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
+/** The rest of the reaped rusage and the I/O bytes (native/spawn.h); NaN where unknown. */
+export const SP_MINOR_FAULTS = sp('SP_MINOR_FAULTS');
+export const SP_MAJOR_FAULTS = sp('SP_MAJOR_FAULTS');
+export const SP_VOLUNTARY_CTX_SWITCHES = sp('SP_VOLUNTARY_CTX_SWITCHES');
+export const SP_INVOLUNTARY_CTX_SWITCHES = sp('SP_INVOLUNTARY_CTX_SWITCHES');
+export const SP_FS_INPUT_BLOCKS = sp('SP_FS_INPUT_BLOCKS');
+export const SP_FS_OUTPUT_BLOCKS = sp('SP_FS_OUTPUT_BLOCKS');
+export const SP_IO_READ_BYTES = sp('SP_IO_READ_BYTES');
+export const SP_IO_WRITE_BYTES = sp('SP_IO_WRITE_BYTES');
 
 // native/spawn.h SpawnStage: where a failed start failed.
 const stage = layout('SpawnStage');
@@ -195,7 +223,7 @@ export const TL_GPU_PROCESS_BYTES = tl('TL_GPU_PROCESS_BYTES');
 export const TL_GPU_UTIL_PERCENT = tl('TL_GPU_UTIL_PERCENT');
 export const TL_CPU_PERCENT = tl('TL_CPU_PERCENT');
 
-// native/sampler.h GpuWindowSlot
+// native/gpu_sampler.h GpuWindowSlot
 const gw = layout('GpuWindowSlot');
 export const GW_MEMORY_USED_PEAK_BYTES = gw('GW_MEMORY_USED_PEAK_BYTES');
 export const GW_PROCESS_MEMORY_PEAK_BYTES = gw('GW_PROCESS_MEMORY_PEAK_BYTES');
@@ -212,7 +240,7 @@ export const GW_PROCESS_UTIL_ERROR = gw('GW_PROCESS_UTIL_ERROR');
 export const GW_POWER_SOURCE = gw('GW_POWER_SOURCE');
 export const GW_PROCESS_SAMPLES = gw('GW_PROCESS_SAMPLES');
 
-// native/sampler.h GpuSnapshotSlot
+// native/gpu_sampler.h GpuSnapshotSlot
 const gs = layout('GpuSnapshotSlot');
 export const GS_MEMORY_USED_BYTES = gs('GS_MEMORY_USED_BYTES');
 export const GS_MEMORY_TOTAL_BYTES = gs('GS_MEMORY_TOTAL_BYTES');

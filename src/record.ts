@@ -4,18 +4,22 @@ import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
 import { rangeError, typeError } from './errors';
-import type { ProcessUsage } from './process';
+import type { CommandResult, EndedBy, ProcessUsage } from './process';
 
-export const RECORD_SCHEMA_VERSION = 2;
+/**
+ * 3: every `*_mb` field renamed `*_mib` (they hold MiB, 2^20 bytes; the `_mb` names are gone), and new fields:
+ * getrusage's counters and I/O bytes, gpu_reason_code, ended_by.
+ */
+export const RECORD_SCHEMA_VERSION = 3;
 
 export interface GpuRecord {
   index: number;
   uuid: string;
   name: string;
   memory_used_peak_bytes: number | null;
-  memory_used_peak_mb: number | null;
+  memory_used_peak_mib: number | null;
   process_memory_peak_bytes: number | null;
-  process_memory_peak_mb: number | null;
+  process_memory_peak_mib: number | null;
   process_memory_end_bytes: number | null;
   process_memory_reason: string | null;
   energy_joules: number | null;
@@ -45,36 +49,58 @@ export interface UsageRecord {
   cpu_percent_reason: string | null;
   /** The measuring thread's own CPU (see README "Concurrency"); null where it was not measured. */
   thread_cpu_seconds: number | null;
+  /** The task's own CPU on its thread (measure(fn, { taskCpu: true })); null where not measured. */
+  task_cpu_seconds: number | null;
+  /** Other in-process windows open on this thread at some moment of this one; null where not counted. */
+  overlapping_windows: number | null;
+  /** Event-loop utilization between the window's edges, 0–1; null where not measured. */
+  event_loop_utilization: number | null;
+  heap_used_start_bytes: number | null;
+  heap_used_end_bytes: number | null;
+  /** The largest V8 heap used read while the window was open (sampled); null where no reading fell inside. */
+  heap_used_peak_bytes: number | null;
   /** null only for a tracked process or command that nothing measured (see the schema) */
   peak_memory_bytes: number | null;
-  peak_memory_mb: number | null;
+  peak_memory_mib: number | null;
   peak_memory_source: 'hwm' | 'sampled' | 'endpoints' | null;
   rss_start_bytes: number | null;
-  rss_start_mb: number | null;
+  rss_start_mib: number | null;
   rss_end_bytes: number | null;
-  rss_end_mb: number | null;
+  rss_end_mib: number | null;
   samples: number;
   sample_interval_ms: number | null;
   gpu_available: boolean;
   gpu_memory_peak_bytes: number | null;
-  gpu_memory_peak_mb: number | null;
+  gpu_memory_peak_mib: number | null;
   gpu_memory_peak_source: 'accounting' | 'process' | 'device' | null;
   gpu_energy_joules: number | null;
   gpu_process_utilization_percent: number | null;
   gpu_process_sample_interval_ms: number | null;
   /** Why no GPU is in the record (no driver, disabled, CUDA's device order cannot be established…), or null. */
   gpu_reason: string | null;
+  /** gpuInfo().reasonCode beside gpu_reason (e.g. NVML_LIBRARY_NOT_FOUND), to group records by; null with it. */
+  gpu_reason_code: string | null;
   gpu_stale: boolean;
   gpus: GpuRecord[];
+  /** GNU time's %F, %R, %w, %c, %I, %O (see UsageCounters); null where not measured. */
+  major_page_faults: number | null;
+  minor_page_faults: number | null;
+  voluntary_context_switches: number | null;
+  involuntary_context_switches: number | null;
+  fs_input_blocks: number | null;
+  fs_output_blocks: number | null;
+  /** rchar and wchar (Linux /proc/<pid>/io): bytes passed to read()/write()-like calls. */
+  io_read_bytes: number | null;
+  io_write_bytes: number | null;
   /** Process tracking (trackProcess, measureCommand, the CLI) only: */
   pid?: number;
   max_rss_bytes?: number | null;
-  max_rss_mb?: number | null;
+  max_rss_mib?: number | null;
   max_rss_source?: 'rusage' | 'sampled' | null;
   tree_peak_rss_bytes?: number | null;
-  tree_peak_rss_mb?: number | null;
+  tree_peak_rss_mib?: number | null;
   tree_peak_pss_bytes?: number | null;
-  tree_peak_pss_mb?: number | null;
+  tree_peak_pss_mib?: number | null;
   tree_peak_pss_source?: 'sampled' | null;
   tree_peak_pss_reason?: string | null;
   tree_pss_sample_interval_ms?: number | null;
@@ -82,6 +108,11 @@ export interface UsageRecord {
   processes?: number;
   cpu_source?: 'rusage' | 'sampled';
   effective_sample_interval_ms?: number | null;
+  /** A command's record (toRecord(commandResult), the CLI) only: */
+  command?: string[];
+  exit_code?: number | null;
+  signal?: string | null;
+  ended_by?: EndedBy | null;
 }
 
 const round = (v: number, digits: number): number => {
@@ -128,9 +159,9 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     uuid: String(g.uuid ?? ''),
     name: String(g.name ?? ''),
     memory_used_peak_bytes: peak,
-    memory_used_peak_mb: mibOrNull(peak),
+    memory_used_peak_mib: mibOrNull(peak),
     process_memory_peak_bytes: proc,
-    process_memory_peak_mb: mibOrNull(proc),
+    process_memory_peak_mib: mibOrNull(proc),
     process_memory_end_bytes: intOrNull(numOrNull(o, 'processMemoryEndBytes', where)),
     process_memory_reason: strOrNull(o.processMemoryReason),
     energy_joules: energy === null ? null : round(energy, 3),
@@ -159,11 +190,21 @@ function time(u: Record<string, unknown>, key: string): number {
   return v;
 }
 
-/** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
-export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
+/** A CommandResult (measureCommand's), told from a usage by its `usage` object and `exitCode`. */
+function isCommandResult(v: object): v is CommandResult {
+  const o = v as Record<string, unknown>;
+  return o.usage !== null && typeof o.usage === 'object' && 'exitCode' in o && 'pid' in o;
+}
+
+/**
+ * Turns a ResourceUsage (or measureCommand's result: then with command, exit_code, signal and ended_by) into a
+ * JSON-safe record: seconds, MiB next to exact bytes, snake_case keys.
+ */
+export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): UsageRecord {
   if (usage === null || typeof usage !== 'object') {
     throw typeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
   }
+  if (isCommandResult(usage)) return commandRecord(usage);
   const u = usage as unknown as Record<string, unknown>;
   const startedAt = time(u, 'startedAt');
   const endedAt = Math.min(
@@ -204,6 +245,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   const cpuReason = cpuTimeMs === null ? (strOrNull(u.cpuReason) ?? 'not measured') : null;
   const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wall);
   const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
+  const taskCpu = numOrNull(u, 'taskCpuMs', 'usage');
+  const overlapping = numOrNull(u, 'overlappingWindows', 'usage');
+  const loop = numOrNull(u, 'eventLoopUtilization', 'usage', 1);
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -215,18 +259,24 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
+    task_cpu_seconds: taskCpu === null ? null : round(taskCpu / 1000, 6),
+    overlapping_windows: intOrNull(overlapping),
+    event_loop_utilization: loop === null ? null : round(loop, 4),
+    heap_used_start_bytes: intOrNull(numOrNull(u, 'heapUsedStartBytes', 'usage')),
+    heap_used_end_bytes: intOrNull(numOrNull(u, 'heapUsedEndBytes', 'usage')),
+    heap_used_peak_bytes: intOrNull(numOrNull(u, 'heapUsedPeakBytes', 'usage')),
     peak_memory_bytes: intOrNull(peak),
-    peak_memory_mb: mibOrNull(peak),
+    peak_memory_mib: mibOrNull(peak),
     peak_memory_source: peak === null ? null : source,
     rss_start_bytes: intOrNull(rssStart),
-    rss_start_mb: mibOrNull(rssStart),
+    rss_start_mib: mibOrNull(rssStart),
     rss_end_bytes: intOrNull(rssEnd),
-    rss_end_mb: mibOrNull(rssEnd),
+    rss_end_mib: mibOrNull(rssEnd),
     samples: Math.round(samples),
     sample_interval_ms: interval,
     gpu_available: gpus.length > 0 || info.available,
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
-    gpu_memory_peak_mb: mibOrNull(gpuPeak),
+    gpu_memory_peak_mib: mibOrNull(gpuPeak),
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
     gpu_energy_joules:
       energies.length > 0
@@ -239,9 +289,42 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
     gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
     gpu_reason: gpus.length > 0 ? null : info.reason,
+    gpu_reason_code: gpus.length > 0 || info.reason === null ? null : info.reasonCode,
     gpus: gpus.map(zeroes),
+    major_page_faults: count(u, 'majorPageFaults'),
+    minor_page_faults: count(u, 'minorPageFaults'),
+    voluntary_context_switches: count(u, 'voluntaryContextSwitches'),
+    involuntary_context_switches: count(u, 'involuntaryContextSwitches'),
+    fs_input_blocks: count(u, 'fsInputBlocks'),
+    fs_output_blocks: count(u, 'fsOutputBlocks'),
+    io_read_bytes: count(u, 'ioReadBytes'),
+    io_write_bytes: count(u, 'ioWriteBytes'),
     ...processFields(u),
   });
+}
+
+/** A counter of the usage (UsageCounters) as a whole number, or null (also for usages made before it existed). */
+const count = (u: Record<string, unknown>, key: string): number | null => intOrNull(numOrNull(u, key, 'usage'));
+
+function commandRecord(r: CommandResult): UsageRecord {
+  const rec = toRecord(r.usage);
+  const o = r as unknown as Record<string, unknown>;
+  if (o.command !== undefined) {
+    if (!Array.isArray(o.command) || !o.command.every((a) => typeof a === 'string'))
+      throw typeError(
+        `taskmeter: toRecord(result): result.command must be an array of strings, got ${describe(o.command)}`,
+      );
+    rec.command = [...o.command];
+  }
+  const code = o.exitCode;
+  if (code !== null && (typeof code !== 'number' || !Number.isInteger(code)))
+    throw typeError(`taskmeter: toRecord(result): result.exitCode must be an integer or null, got ${describe(code)}`);
+  if (o.signal !== null && typeof o.signal !== 'string')
+    throw typeError(`taskmeter: toRecord(result): result.signal must be a string or null, got ${describe(o.signal)}`);
+  rec.exit_code = code;
+  rec.signal = o.signal;
+  rec.ended_by = o.endedBy === 'abort' || o.endedBy === 'timeout' || o.endedBy === 'maxBuffer' ? o.endedBy : null;
+  return rec;
 }
 
 /** -0 reads back from JSON as 0: write 0. */
@@ -264,12 +347,12 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
   return {
     pid: u.pid,
     max_rss_bytes: intOrNull(maxRss),
-    max_rss_mb: mibOrNull(maxRss),
+    max_rss_mib: mibOrNull(maxRss),
     max_rss_source: maxRss === null ? null : src,
     tree_peak_rss_bytes: intOrNull(tree),
-    tree_peak_rss_mb: mibOrNull(tree),
+    tree_peak_rss_mib: mibOrNull(tree),
     tree_peak_pss_bytes: intOrNull(pss),
-    tree_peak_pss_mb: mibOrNull(pss),
+    tree_peak_pss_mib: mibOrNull(pss),
     tree_peak_pss_source: pss === null ? null : 'sampled',
     tree_peak_pss_reason: pss === null ? (strOrNull(u.treePeakPssReason) ?? 'not measured') : null,
     tree_pss_sample_interval_ms: numOrNull(u, 'treePssSampleIntervalMs', 'usage'),

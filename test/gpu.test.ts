@@ -324,7 +324,7 @@ describe('windows with a GPU', () => {
     expect(record).toMatchObject({
       gpu_available: true,
       gpu_memory_peak_bytes: 64 * MiB,
-      gpu_memory_peak_mb: 64,
+      gpu_memory_peak_mib: 64,
       gpu_memory_peak_source: 'process',
       gpu_stale: false,
     });
@@ -357,7 +357,7 @@ describe('windows with a GPU', () => {
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(512 * MiB);
     expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
     expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
-    expect(record.gpu_memory_peak_mb).toBe(512);
+    expect(record.gpu_memory_peak_mib).toBe(512);
   });
 
   // A window opened while a slow GPU reading (300 ms) is in flight: that reading started before the window.
@@ -920,7 +920,8 @@ describe('environment variables are read on the JS thread', () => {
     const readEnv = /Env ReadEnv\(\) \{[\s\S]*?\n\}/.exec(loader);
     expect(readEnv).not.toBeNull();
     expect(loader.replace(readEnv![0], '')).not.toMatch(/getenv/);
-    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc']) expect(src(f)).not.toMatch(/getenv/);
+    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc', 'native/gpu_sampler.cc'])
+      expect(src(f)).not.toMatch(/getenv/);
     // The sampler takes the environment through Retain (sampler.h, L8), read by the addon on its JS thread.
     expect(src('native/sampler.cc')).not.toMatch(/getenv/);
     expect(src('native/addon.cc')).toMatch(/Sampler::Instance\(\)\.Retain\(nvml::ReadEnv\(\)\)/);

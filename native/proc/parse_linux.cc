@@ -83,6 +83,10 @@ int ParseStat(const char* buf, size_t len, StatFields* out) {
         break;
       case 4:
       case 9:
+      case 10:
+      case 11:
+      case 12:
+      case 13:
       case 14:
       case 15:
       case 16:
@@ -101,6 +105,10 @@ int ParseStat(const char* buf, size_t len, StatFields* out) {
         out->ppid = static_cast<uint32_t>(v);
         break;
       case 9: out->flags = v; break;
+      case 10: out->minflt = v; break;
+      case 11: out->cminflt = v; break;
+      case 12: out->majflt = v; break;
+      case 13: out->cmajflt = v; break;
       case 14: out->utime = v; break;
       case 15: out->stime = v; break;
       case 16: out->cutime = v; break;
@@ -162,36 +170,6 @@ int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes)
     line = nl + 1;
   }
   return kParseMissing;
-}
-
-int ParseKeyValue(const char* buf, size_t len, const char* key, uint64_t* value) {
-  if (len == 0) return kParseEmpty;
-  size_t klen = strlen(key);
-  const char* end = buf + len;
-  const char* line = buf;
-  while (line < end) {
-    const char* nl = static_cast<const char*>(memchr(line, '\n', static_cast<size_t>(end - line)));
-    const char* line_end = nl ? nl : end;
-    if (static_cast<size_t>(line_end - line) >= klen && memcmp(line, key, klen) == 0) {
-      if (nl == nullptr) return kParseTruncated;  // a number cut short reads as a smaller one
-      const char* p = line + klen;
-      while (p < line_end && *p == ' ') p++;
-      return ParseU64(p, line_end, value);
-    }
-    if (nl == nullptr) return kParseTruncated;
-    line = nl + 1;
-  }
-  return kParseMissing;
-}
-
-int ParseIo(const char* buf, size_t len, uint64_t* read_bytes, uint64_t* write_bytes) {
-  uint64_t r, w;
-  int e = ParseKeyValue(buf, len, "read_bytes:", &r);
-  if (e != kParseOk) return e;
-  if ((e = ParseKeyValue(buf, len, "write_bytes:", &w)) != kParseOk) return e;
-  *read_bytes = r;
-  *write_bytes = w;
-  return kParseOk;
 }
 
 int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices) {

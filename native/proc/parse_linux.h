@@ -33,7 +33,8 @@ struct StatFields {
   char state = 0;
   uint32_t ppid = 0;
   uint64_t flags = 0;
-  uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;  // clock ticks
+  uint64_t minflt = 0, cminflt = 0, majflt = 0, cmajflt = 0;  // page faults: its own, its waited-for children's
+  uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;      // clock ticks
   uint64_t num_threads = 0;
   uint64_t starttime = 0;  // clock ticks since boot
   uint64_t rss_pages = 0;  // field 24: same count as statm's resident and status's VmRSS
@@ -46,13 +47,6 @@ int ParseStatm(const char* buf, size_t len, uint64_t* size_pages, uint64_t* resi
 // One "Key:   <n> kB" line of /proc/<pid>/status (key given with its colon, e.g. "VmHWM:"). The key must start a
 // line; the value must be followed by " kB\n". Returns bytes in *bytes.
 int ParseStatusKb(const char* buf, size_t len, const char* key, uint64_t* bytes);
-
-// One "key: <n>\n" line of a /proc file of plain counters (/proc/<pid>/io), key given with its colon. The key must
-// start a line; the value must end the line.
-int ParseKeyValue(const char* buf, size_t len, const char* key, uint64_t* value);
-
-// /proc/<pid>/io: read_bytes and write_bytes (bytes the process caused to be fetched from and sent to storage).
-int ParseIo(const char* buf, size_t len, uint64_t* read_bytes, uint64_t* write_bytes);
 
 // /proc/<pid>/schedstat: "<ns on CPU> <ns waiting> <times run>\n" (the thread group leader's).
 int ParseSchedstat(const char* buf, size_t len, uint64_t* run_ns, uint64_t* timeslices);

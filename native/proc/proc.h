@@ -2,6 +2,7 @@
 // an OS header for these numbers.
 #pragma once
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -22,13 +23,32 @@ namespace proc {
   X(VmsBytes) \
   X(PeakRssBytes) /* process-lifetime high-water mark (ru_maxrss) */ \
   X(ThreadCpuMs)  /* the calling thread's own CPU time (user + system), ms */ \
+  /* getrusage's counters (POSIX; NaN elsewhere): this process, all threads */ \
+  X(MinorFaults) \
+  X(MajorFaults) \
+  X(VoluntaryCtxSwitches) \
+  X(InvoluntaryCtxSwitches) \
+  X(FsInputBlocks) /* 512-byte blocks */ \
+  X(FsOutputBlocks) \
   /* end */
 TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
+
+// The counters that taskmeter's own threads add to the process's (kMinorFaults … kFsOutputBlocks, in that order).
+constexpr int kCounterSlots = kFsOutputBlocks - kMinorFaults + 1;
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
 // kThreadCpuMs is read only when thread_cpu is true (one more syscall, which window endpoints pay and snapshot() does
 // not); NaN otherwise.
 bool ReadSelf(double* out, bool thread_cpu = false);
+
+// This process's I/O bytes: rchar and wchar of /proc/self/io (kept open, read with pread; see helper/proc_io.h), for
+// the windows that ask for them (about 2 µs a read in a Node process: the kernel sums every thread). False (NaN)
+// where there is no such file (macOS, Windows) or it cannot be read.
+bool ReadSelfIo(double* read_bytes, double* write_bytes);
+
+// The calling thread's own getrusage counters (kCounterSlots values, in snapshot slot order from kMinorFaults), where
+// the OS counts per thread (Linux: RUSAGE_THREAD); false elsewhere.
+bool SelfThreadCounters(double* out);
 
 // Closes what ReadSelf keeps open (Linux: /proc/self/statm). Only when nothing can read any more: Node unloads the
 // addon (dlclose) after the last environment that used it and loads it afresh for the next, and each load would
@@ -64,10 +84,13 @@ struct ProcessInfo {
   double cpu_system_ms = 0;        // stime + cstime
   double children_user_ms = 0;     // cutime: the part of cpu_user_ms that children it waited for used (0 where the
   double children_system_ms = 0;   // OS keeps no such count); cstime
-  double rss_bytes = -1;           // VmRSS
-  double hwm_bytes = -1;           // VmHWM: the process's own peak so far (exact, per process); -1 when not read
-  double start_ticks = 0;          // start time since boot, clock ticks: tells a reused pid apart (-1: unknown)
-  uint32_t threads = 1;            // threads in the process (Linux; 1 elsewhere)
+  // Page faults (Linux stat): its own, and its waited-for children's (cmin_flt, cmaj_flt); NaN where not read.
+  double minor_faults = NAN, children_minor_faults = NAN;
+  double major_faults = NAN, children_major_faults = NAN;
+  double rss_bytes = -1;   // VmRSS
+  double hwm_bytes = -1;   // VmHWM: the process's own peak so far (exact, per process); -1 when not read
+  double start_ticks = 0;  // start time since boot, clock ticks: tells a reused pid apart (-1: unknown)
+  uint32_t threads = 1;    // threads in the process (Linux; 1 elsewhere)
   char comm[17] = {0};
 };
 
@@ -107,10 +130,11 @@ class ProcessReader {
   // True when the last successful Read read the process afresh (not the unchanged copy of a process that has not run
   // since): counters that only move while the process runs (I/O) need reading only then.
   bool Fresh() const { return fresh_; }
-  // The bytes the process (and the children it waited for) caused to be read from and written to storage
-  // (Linux: read_bytes and write_bytes of /proc/<pid>/io, kept open). 0, or an errno: EACCES for another user's
-  // process, ENOSYS where the OS has no such count.
-  int ReadIo(double* read_bytes, double* write_bytes);
+  // The process's I/O counts, its own and those of the children it waited for (Linux /proc/<pid>/io, kept open):
+  // out[0], out[1] = rchar, wchar (bytes passed to read- and write-like calls), out[2], out[3] = read_bytes,
+  // write_bytes (bytes fetched from and sent to storage). 0, or an errno: EACCES for another user's process, ENOSYS
+  // where the OS has no such count.
+  int ReadIo(double out[4]);
   // The process's proportional set size (Linux: Pss of /proc/<pid>/smaps_rollup): its private pages plus its share
   // of each page it shares; and its RSS from the same walk of its page tables (about 16 µs per MiB resident, so it
   // is asked for sparingly). 0, or an errno (EACCES: not ours to read, ESRCH: gone, ENOSYS: no such figure here).
@@ -168,7 +192,7 @@ inline double ProcessReader::ReadPeakBytes() {
 inline bool ProcessReader::Children(std::vector<uint32_t>* out) {
   return ListChildren(pid_, out);
 }
-inline int ProcessReader::ReadIo(double*, double*) {
+inline int ProcessReader::ReadIo(double*) {
   return ENOSYS;
 }
 inline int ProcessReader::ReadPss(double*, double*) {

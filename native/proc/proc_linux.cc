@@ -1,3 +1,4 @@
+#include "../helper/proc_io.h"
 #include "parse_linux.h"
 #include "proc.h"
 #include "proc_posix.h"
@@ -37,6 +38,22 @@ int StatmFd() {
   int expected = -1;
   if (!g_statm_fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
     close(opened);  // another thread won the race
+    return expected;
+  }
+  return opened;
+}
+
+// /proc/self/io, likewise kept open (read at the edges of the windows that ask for I/O bytes).
+std::atomic<int> g_io_fd{-1};
+
+int IoFd() {
+  int fd = g_io_fd.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  int opened = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
+  if (opened < 0) return -1;
+  int expected = -1;
+  if (!g_io_fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+    close(opened);
     return expected;
   }
   return opened;
@@ -86,9 +103,25 @@ bool ReadSelf(double* out, bool thread_cpu) {
   return ok;
 }
 
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;
+  int fd = IoFd();
+  int64_t rchar, wchar;
+  if (fd < 0 || taskmeter_read_proc_io(fd, &rchar, &wchar) != 0) return false;
+  *read_bytes = static_cast<double>(rchar);
+  *write_bytes = static_cast<double>(wchar);
+  return true;
+}
+
+bool SelfThreadCounters(double* out) {
+  return posix::ThreadCounters(out);
+}
+
 void CloseSelfFiles() {
-  int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
-  if (fd >= 0) close(fd);
+  for (std::atomic<int>* f : {&g_statm_fd, &g_io_fd}) {
+    int fd = f->exchange(-1, std::memory_order_acq_rel);
+    if (fd >= 0) close(fd);
+  }
 }
 
 int64_t ReadSelfRssBytes() {
@@ -179,6 +212,10 @@ void FillInfo(const StatFields& f, ProcessInfo* out) {
   out->cpu_system_ms = static_cast<double>(f.stime + f.cstime) * kTickMs;
   out->children_user_ms = static_cast<double>(f.cutime) * kTickMs;
   out->children_system_ms = static_cast<double>(f.cstime) * kTickMs;
+  out->minor_faults = static_cast<double>(f.minflt);
+  out->children_minor_faults = static_cast<double>(f.cminflt);
+  out->major_faults = static_cast<double>(f.majflt);
+  out->children_major_faults = static_cast<double>(f.cmajflt);
   out->start_ticks = static_cast<double>(f.starttime);
   out->threads = f.num_threads > 0 ? static_cast<uint32_t>(std::min<uint64_t>(f.num_threads, 1u << 22)) : 1;
   out->zombie = f.state == 'Z' || f.state == 'X' || f.state == 'x';
@@ -335,7 +372,7 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
   return true;
 }
 
-int ProcessReader::ReadIo(double* read_bytes, double* write_bytes) {
+int ProcessReader::ReadIo(double out[4]) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%u/io", pid_);
   if (io_fd_ < 0 && !io_pinned_ && TryPin()) {
@@ -353,10 +390,13 @@ int ProcessReader::ReadIo(double* read_bytes, double* write_bytes) {
   std::vector<char>& buf = ReadBuffer();
   ssize_t n = io_fd_ >= 0 ? PreadAll(io_fd_, buf, false) : ReadFileAt(path, buf, false);
   if (n < 0) return errno;
-  uint64_t r, w;
-  if (ParseIo(buf.data(), static_cast<size_t>(n), &r, &w) != kParseOk) return EIO;
-  *read_bytes = static_cast<double>(r);
-  *write_bytes = static_cast<double>(w);
+  static const char* const kKeys[4] = {"rchar", "wchar", "read_bytes", "write_bytes"};
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    v[i] = taskmeter_proc_io_field(buf.data(), static_cast<size_t>(n), kKeys[i]);
+    if (v[i] < 0) return EIO;
+  }
+  for (int i = 0; i < 4; i++) out[i] = static_cast<double>(v[i]);
   return 0;
 }
 

@@ -26,6 +26,14 @@ async function main() {
   const r = await tm.measureCommand('sh', ['-c', 'echo hi; sleep 0.05'], { stdio: 'pipe', sampleIntervalMs: 2 });
   if (r.stdout.toString() !== 'hi\n') throw new Error('spawn output');
   await tm.measureCommand('no-such-command-xyz').catch(() => {});
+  // ending a command's tree (native killTree), a maxBuffer overflow, the I/O bytes of a window (readSelfIo)
+  const ended = await tm.measureCommand('sh', ['-c', 'sleep 5 & sleep 5'], { timeout: 200, stdio: 'ignore' });
+  if (ended.endedBy !== 'timeout') throw new Error('timeout');
+  await tm.measureCommand('yes', [], { stdio: 'pipe', maxBuffer: 4096 }).catch(() => {});
+  if (tm.measureSync(() => 0, { ioBytes: true }).usage.ioReadBytes === null) throw new Error('ioBytes');
+  try {
+    native.readSelfIo(new Float64Array(1));
+  } catch {}
   // a tracked tree with a forked child: CPU matching at its departure, storage I/O, a PSS pass
   const { spawn } = require('node:child_process');
   const c = spawn('sh', ['-c', 'sleep 0.3 & sleep 0.3; wait'], { stdio: 'ignore' });

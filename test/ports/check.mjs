@@ -79,7 +79,7 @@ if (mode === 'core') {
     const usage = t.stop();
     assert(usage.wallTimeMs >= 25 && x > 0, `wall ${usage.wallTimeMs}`);
     const rec = tm.toRecord(usage, { name: 'tracker' });
-    assert(rec.schema_version === 2 && rec.gpu_available === false, JSON.stringify(rec));
+    assert(rec.schema_version === tm.RECORD_SCHEMA_VERSION && rec.gpu_available === false, JSON.stringify(rec));
     result.records.push(rec);
     return { wall: usage.wallTimeMs, cpu: usage.cpuTimeMs };
   });
