@@ -232,6 +232,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("spawnSignal", &TaskmeterAddon::G<&TaskmeterAddon::SpawnSignal>),
                     InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
                     InstanceMethod("readSelfIo", &TaskmeterAddon::G<&TaskmeterAddon::ReadSelfIo>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
@@ -453,6 +454,24 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return out;
   }
 
+  // spawnSignal(pid, signo) → 0 when sent, else an errno: ESRCH once the command has ended (its pid may name another
+  // process soon), ENOSYS where commands are not signalled this way (Windows).
+  Napi::Value SpawnSignal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawnSignal(pid, signo)");
+      return env.Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(env, ENOSYS);
+#else
+    double pid = info[0].As<Napi::Number>().DoubleValue();
+    double sig = info[1].As<Napi::Number>().DoubleValue();
+    if (!(pid >= 1 && pid <= 4194304) || !(sig >= 0 && sig < 128)) return Napi::Number::New(env, EINVAL);
+    return Napi::Number::New(env, SignalCommand(static_cast<uint32_t>(pid), static_cast<int>(sig)));
+#endif
+  }
+
   // readSelfIo(out): out[0], out[1] = this process's rchar and wchar (NaN where unreadable).
   Napi::Value ReadSelfIo(const Napi::CallbackInfo& info) {
     Napi::Float64Array out = Float64Out(info, 0, 2);
@@ -461,7 +480,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return info.Env().Undefined();
   }
 
-  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).
+  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h). Only a command
+  // spawn() started and that has not ended (-ESRCH otherwise).
   Napi::Value KillTreeJs(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "killTree(pid, signo)");

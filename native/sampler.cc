@@ -411,13 +411,14 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
   out[kWinTreeIntervalMs] = NAN;
   if (w.is_tree) {
-    const TreeState& t = w.last_tree;
+    const TreeResults& t = w.last_tree;
     out[kWinTreeRssBytes] = t.rss_last_bytes >= 0 ? t.rss_last_bytes : NAN;  // the last sample that saw the tree
     out[kWinTreeRssPeakBytes] = t.rss_sum_peak_bytes >= 0 ? t.rss_sum_peak_bytes : NAN;
     out[kWinTreeMaxHwmBytes] = t.max_hwm_bytes >= 0 ? t.max_hwm_bytes : NAN;
     out[kWinTreeMaxHwmPid] = t.max_hwm_pid ? t.max_hwm_pid : NAN;
-    out[kWinTreeCpuUserMs] = t.cpu_user_ms;
-    out[kWinTreeCpuSystemMs] = t.cpu_system_ms;
+    // CPU only once a sample has read a process of the tree: never a 0 for what nothing saw.
+    out[kWinTreeCpuUserMs] = t.processes_seen > 0 ? t.cpu_user_ms : NAN;
+    out[kWinTreeCpuSystemMs] = t.processes_seen > 0 ? t.cpu_system_ms : NAN;
     out[kWinTreeProcesses] = t.processes_seen;
     out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
     out[kWinTreeSamples] = w.tree_samples;
@@ -426,6 +427,21 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
+  for (int i = kWinTreePssPeakBytes; i <= kWinTreeFsOutBlocks; i++) out[i] = NAN;
+  if (w.is_tree) {
+    const TreeResults& t = w.last_tree;
+    out[kWinTreePssPeakBytes] = t.pss_sum_peak_bytes >= 0 ? t.pss_sum_peak_bytes : NAN;
+    out[kWinTreePssSamples] = t.pss_passes;
+    out[kWinTreePssIntervalMs] = PssIntervalMs(t);
+    out[kWinTreePssDenied] = t.pss_denied ? 1 : 0;
+    out[kWinTreeUnreadable] = t.processes_unreadable;
+    out[kWinTreeIoReadBytes] = t.totals[kTcIoReadBytes];
+    out[kWinTreeIoWriteBytes] = t.totals[kTcIoWriteBytes];
+    out[kWinTreeMinorFaults] = t.totals[kTcMinorFaults];
+    out[kWinTreeMajorFaults] = t.totals[kTcMajorFaults];
+    out[kWinTreeFsInBlocks] = std::floor(t.totals[kTcFsReadBytes] / 512);
+    out[kWinTreeFsOutBlocks] = std::floor(t.totals[kTcFsWriteBytes] / 512);
+  }
   gpu_.FillLocked(id, now, out, len);
 }
 
@@ -638,29 +654,32 @@ void Sampler::RunRssLoop(uint64_t gen) {
       RssReadingDoneLocked(rss >= 0);
       AddRssLocked(seq, rss >= 0 ? static_cast<double>(rss) : NAN);
     }
+    bool orphaned = false;
     for (auto& job : jobs) {
       auto it = windows_.find(job.id);
-      if (it == windows_.end()) continue;  // closed meanwhile
+      if (it == windows_.end()) {
+        orphaned = true;  // closed meanwhile
+        continue;
+      }
       Window& w = it->second;
       w.tree = std::move(job.state);
       w.tree_busy = false;
       w.tree_samples++;
       // Publish the results (everything but the per-process tracks) for readers that come while it is out.
       const TreeState& t = *w.tree;
-      w.last_tree.rss_sum_bytes = t.rss_sum_bytes;
-      w.last_tree.rss_first_bytes = t.rss_first_bytes;
-      w.last_tree.rss_last_bytes = t.rss_last_bytes;
-      w.last_tree.rss_sum_peak_bytes = t.rss_sum_peak_bytes;
-      w.last_tree.max_hwm_bytes = t.max_hwm_bytes;
-      w.last_tree.max_hwm_pid = t.max_hwm_pid;
-      w.last_tree.max_hwm_comm = t.max_hwm_comm;
-      w.last_tree.cpu_user_ms = t.cpu_user_ms;
-      w.last_tree.cpu_system_ms = t.cpu_system_ms;
-      w.last_tree.processes_seen = t.processes_seen;
-      w.last_tree.root_alive = t.root_alive;
-      std::vector<uint32_t> pids = t.live_pids.empty() ? std::vector<uint32_t>{t.root} : t.live_pids;
+      w.last_tree = t;
+      // No live process: the root while its pid is still its own, else pid 0, which names no process (an empty
+      // list would mean this process).
+      std::vector<uint32_t> pids = t.live_pids.empty() ? std::vector<uint32_t>{t.root_gone ? 0u : t.root} : t.live_pids;
       std::sort(pids.begin(), pids.end());
       gpu_.SetPidsLocked(job.id, std::move(pids));
+    }
+    if (orphaned) {
+      // The trees of windows closed while they were sampled end now, outside the lock: their kept-open /proc
+      // descriptors must not wait for the next round, which may be a long interval away or never come (parked).
+      lock.unlock();
+      jobs.clear();
+      lock.lock();
     }
     // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
     // tree read was not read for, and keeps its tick for the next round. Keep each cadence; after falling behind

@@ -96,6 +96,17 @@ void PinThisModule();
   X(WinSamplerCpuMs)             /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
   X(WinGpuProcessUtilIntervalMs) /* per-process utilization's period (each GPU); NaN without GPU */ \
   X(WinGpuStretched)             /* bit per gpuwin::GpuKind read slower than wanted, to stay within the budget */ \
+  X(WinTreePssPeakBytes)         /* the largest summed PSS of the tree's PSS passes (tree.h); NaN: none */ \
+  X(WinTreePssSamples)           /* PSS passes that gave a figure */ \
+  X(WinTreePssIntervalMs)        /* their mean interval, paced by their cost; NaN with fewer than two */ \
+  X(WinTreePssDenied)            /* 1: a live process's PSS was not ours to read (such a pass gives no figure) */ \
+  X(WinTreeUnreadable)           /* processes found alive but unreadable (EPERM, hidepid) */ \
+  X(WinTreeIoReadBytes)          /* the tree's rchar since tracking began (/proc/<pid>/io); NaN: none read */ \
+  X(WinTreeIoWriteBytes)         /* wchar */ \
+  X(WinTreeMinorFaults)          /* the tree's page faults since tracking began (stat); NaN: none read */ \
+  X(WinTreeMajorFaults) \
+  X(WinTreeFsInBlocks)  /* read_bytes / 512 (ru_inblock's unit) */ \
+  X(WinTreeFsOutBlocks) /* write_bytes / 512 */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.
@@ -199,7 +210,7 @@ class Sampler final : private GpuSampler::Host {
     uint32_t tree_samples = 0;
     double tree_step_sum_ms = 0;  // the tree's intervals after the ramp, stretched (see tree.h), and their count
     uint32_t tree_steps = 0;
-    TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
+    TreeResults last_tree;  // the results of the last sample: what readers see
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
   };

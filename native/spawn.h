@@ -68,6 +68,10 @@ using SpawnDoneFn = void (*)(void* context, const double* slots);
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
 #ifndef _WIN32
+// Sends sig to a command Spawn started, while it has not ended: once it has (even before it is reaped), its pid may
+// soon name another process, and nothing is sent. 0 when sent, ESRCH when the command has ended (or is not one of
+// ours), else kill's errno.
+int SignalCommand(uint32_t pid, int sig);
 // Sends `signo` to `root` and every descendant it has now, frozen first (SIGSTOP) so that none can fork a process the
 // listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
 // or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.

@@ -108,7 +108,11 @@ export interface NativeBinding {
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
-  /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
+  /** Sends signal `signo` to a spawned command while it has not ended: 0 when sent, ESRCH (3) once it has ended (its
+   *  pid may soon be another process's), ENOSYS on Windows, else kill's errno. */
+  spawnSignal(pid: number, signo: number): number;
+  /** Sends signo to a spawned command that has not ended and all its descendants (frozen first); how many were
+   *  signalled, or -errno (-ESRCH: ended, or not a command of ours). POSIX only. */
   killTree(pid: number, signo: number): number;
   /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
   readSelfIo(out: Float64Array): void;
@@ -174,6 +178,17 @@ export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
 export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
 export const WIN_GPU_PROCESS_UTIL_INTERVAL_MS = win('WIN_GPU_PROCESS_UTIL_INTERVAL_MS');
 export const WIN_GPU_STRETCHED = win('WIN_GPU_STRETCHED');
+export const WIN_TREE_PSS_PEAK_BYTES = win('WIN_TREE_PSS_PEAK_BYTES');
+export const WIN_TREE_PSS_SAMPLES = win('WIN_TREE_PSS_SAMPLES');
+export const WIN_TREE_PSS_INTERVAL_MS = win('WIN_TREE_PSS_INTERVAL_MS');
+export const WIN_TREE_PSS_DENIED = win('WIN_TREE_PSS_DENIED');
+export const WIN_TREE_UNREADABLE = win('WIN_TREE_UNREADABLE');
+export const WIN_TREE_IO_READ_BYTES = win('WIN_TREE_IO_READ_BYTES');
+export const WIN_TREE_IO_WRITE_BYTES = win('WIN_TREE_IO_WRITE_BYTES');
+export const WIN_TREE_MINOR_FAULTS = win('WIN_TREE_MINOR_FAULTS');
+export const WIN_TREE_MAJOR_FAULTS = win('WIN_TREE_MAJOR_FAULTS');
+export const WIN_TREE_FS_IN_BLOCKS = win('WIN_TREE_FS_IN_BLOCKS');
+export const WIN_TREE_FS_OUT_BLOCKS = win('WIN_TREE_FS_OUT_BLOCKS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
