@@ -509,15 +509,7 @@ export function measureCommand(
       throw systemError(`taskmeter: command not found: ${command}`, 'ENOENT', `spawn ${command}`, command);
     }
     if (process.platform === 'win32') {
-      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe'), and
       // CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses (no .bat/.cmd).
-      if (stdio === 'pipe') {
-        const e = new Error(
-          "taskmeter: measureCommand: stdio 'pipe' is not supported on Windows; use 'inherit' or 'ignore'",
-        ) as NodeJS.ErrnoException;
-        e.code = 'ENOTSUP';
-        throw e;
-      }
       if (/\.(bat|cmd)$/i.test(file)) {
         throw rangeError(
           `taskmeter: measureCommand(command): ${command} is a batch file; ` +
@@ -533,9 +525,19 @@ export function measureCommand(
     let spawned: { pid: number; fds: number[] };
     // Filled in once started; the exit callback always comes later (through the event loop).
     let onExit: (buf: Float64Array) => void = () => {};
+    // Windows: the addon reads the pipes itself and hands over what they held with the exit slots.
+    let winOutput: Buffer[] | null = null;
     try {
-      spawned = native.spawn(file, [command, ...args], envList, o.cwd === undefined ? null : cwd, modes, (buf) =>
-        onExit(buf),
+      spawned = native.spawn(
+        file,
+        [command, ...args],
+        envList,
+        o.cwd === undefined ? null : cwd,
+        modes,
+        (buf, out, err, overflow) => {
+          if (out && err) winOutput = overflow ? [] : [out, err];
+          onExit(buf);
+        },
       );
     } catch (err) {
       throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
@@ -564,7 +566,18 @@ export function measureCommand(
       // the window opened right after the fork; the command's own start is the fork
       usage.startedAt = Math.min(usage.startedAt, record.endEpochMs - record.wallTimeMs);
       const result: CommandResult = { exitCode: record.exitCode, signal: record.signal, pid: spawned.pid, usage };
-      if (outputs) {
+      if (winOutput?.length === 0) {
+        reject(
+          systemError(
+            `taskmeter: measureCommand: ${command} wrote more than 256 MiB (the most kept on Windows) to a pipe`,
+            'ENOBUFS',
+            'ReadFile',
+            command,
+          ),
+        );
+      } else if (winOutput) {
+        resolvePromise({ ...result, stdout: winOutput[0], stderr: winOutput[1] });
+      } else if (outputs) {
         Promise.all(outputs).then(([out, err]) => resolvePromise({ ...result, stdout: out, stderr: err }));
       } else {
         resolvePromise(result);

@@ -197,15 +197,42 @@ if (mode === 'core') {
     await tm.measureCommand('cmd.exe', ['/c', 'echo passthrough-marker-1']);
     await tm.measureCommand('cmd.exe', ['/c', 'echo ignored-marker-2'], { stdio: 'ignore' });
   });
-  await check("stdio 'pipe' is refused with ENOTSUP", async () => {
-    try {
-      await tm.measureCommand('cmd.exe', ['/c', 'exit 0'], { stdio: 'pipe' });
-    } catch (e) {
-      assert(e.code === 'ENOTSUP', e.code);
-      return e.message;
-    }
-    throw new Error('no error');
+  await check("stdio 'pipe' returns the command's stdout and stderr, each its own, with the exit code", async () => {
+    const r = await tm.measureCommand('cmd.exe', ['/d', '/c', 'echo out-marker& echo err-marker 1>&2& exit 4'], {
+      stdio: 'pipe',
+    });
+    const seen = { code: r.exitCode, stdout: r.stdout?.toString(), stderr: r.stderr?.toString() };
+    assert(r.exitCode === 4, JSON.stringify(seen));
+    assert(Buffer.isBuffer(r.stdout) && Buffer.isBuffer(r.stderr), JSON.stringify(seen));
+    assert(seen.stdout.trim() === 'out-marker' && seen.stderr.trim() === 'err-marker', JSON.stringify(seen));
+    return seen;
   });
+  await check(
+    "stdio 'pipe' drains both streams while the command runs (more than a pipe's buffer on each)",
+    async () => {
+      // 3000 lines to each stream, interleaved: a reader that waited on one pipe first would leave the command blocked
+      // on the other, full one
+      const r = await tm.measureCommand(
+        'cmd.exe',
+        ['/d', '/c', 'for /L %i in (1,1,3000) do @(echo o%i& echo e%i 1>&2)'],
+        {
+          stdio: 'pipe',
+        },
+      );
+      const out = r.stdout.toString().split(/\r?\n/).filter(Boolean);
+      const err = r.stderr.toString().split(/\r?\n/).filter(Boolean);
+      const seen = {
+        code: r.exitCode,
+        outLines: out.length,
+        errLines: err.length,
+        outBytes: r.stdout.length,
+        last: [out.at(-1), err.at(-1)],
+      };
+      assert(r.exitCode === 0 && out.length === 3000 && err.length === 3000, JSON.stringify(seen));
+      assert(out[2999] === 'o3000' && err[2999] === 'e3000', JSON.stringify(seen));
+      return seen;
+    },
+  );
   await check('a missing command is ENOENT (the CLI turns it into 127)', async () => {
     try {
       await tm.measureCommand('no-such-command-taskmeter');
