@@ -9,7 +9,8 @@
 //   - Mach-O: the dylibs it loads, and that every undefined symbol is bound to one of them or, for Node-API's
 //     functions only, looked up in the loading process (dynamic_lookup).
 //   - PE: the DLLs it imports.
-// node scripts/audit-binaries.mjs <target> <file>…  audits files as that target's artifacts (by file name).
+// node scripts/audit-binaries.mjs <target> <file>…  audits files as that target's artifacts (by file name, else a
+// .node file as its addon and anything else as its exec helper); exits 1 if any has a problem.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -261,8 +262,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   let bad = 0;
   for (const f of files) {
-    const a = t.artifacts.find((x) => x.file === basename(f));
-    if (!a) throw new Error(`${f} is none of ${name}'s artifacts (${t.artifacts.map((x) => x.file).join(', ')})`);
+    // by its name, else by its kind (a .node file is audited as the target's addon, anything else as its helper)
+    const a =
+      t.artifacts.find((x) => x.file === basename(f)) ??
+      t.artifacts.find((x) => x.kind === (f.endsWith('.node') ? 'addon' : 'exe'));
     const { problems, facts } = auditBinary(f, a.audit);
     bad += problems.length;
     console.log(

@@ -30,7 +30,6 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { auditBinary } from './audit-binaries.mjs';
 import { findZig, zigMissing } from './zig.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -271,6 +270,8 @@ export async function buildTarget(name, outDir, { strip = true } = {}) {
  * size, NEEDED and highest symbol versions, or dylibs/DLLs) and every audit problem ("<target>: <file>: …").
  */
 export async function buildPrebuilds(names, prebuildsDir, work) {
+  // imported here: audit-binaries.mjs's command line imports this file
+  const { auditBinary } = await import('./audit-binaries.mjs');
   const summary = {};
   const problems = [];
   for (const name of names) {

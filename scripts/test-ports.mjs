@@ -18,6 +18,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -114,7 +115,7 @@ try {
     if (!listing.includes(`package/prebuilds/${want}`))
       failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
-  console.log(`[${elapsed()}] packed: ${listing.join(', ')}`);
+  console.log(`[${elapsed()}] packed (${statSync(tgz).size} bytes): ${listing.join(', ')}`);
 
   // 3. A scratch app that installs it; the probes for each platform.
   const app = join(work, 'app');
