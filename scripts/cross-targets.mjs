@@ -255,9 +255,11 @@ export async function buildTarget(name, outDir, { strip = true } = {}) {
       a.kind === 'addon'
         ? [...t.addonLink.map((f) => f.replace('$EXPORTS', exportsFile)), ...(nodeLib ? [nodeLib] : [])]
         : (a.link ?? t.exeLink ?? []);
-    // zig links with lld, which strips as it links (Mach-O: zig's own linker, left as it is: not shipped)
-    const zigStrip = zig && strip && t.platform !== 'darwin' ? ['-Wl,--strip-all'] : [];
-    await exec(cc, [...pre, '-o', out, ...objects, ...link, ...zigStrip]);
+    // zig links with lld, which strips as it links (Mach-O: zig's own linker, left as it is). -O2 at the link is
+    // what makes zig build the C++ runtime (libc++, libc++abi, libunwind) and compiler-rt it links in as release
+    // code; without it they are debug builds, which is enough (and cheaper to build) for targets we do not ship
+    const zigLink = zig && t.ship ? ['-O2', ...(strip ? ['-Wl,--strip-all'] : [])] : [];
+    await exec(cc, [...pre, '-o', out, ...objects, ...link, ...zigLink]);
     if (strip && t.strip) await exec(t.strip, [out]);
     built.push({ file: out, artifact: a });
   }
