@@ -124,34 +124,44 @@ if (mode === 'costs') {
     }),
   );
   process.exit(0);
-} else if (mode === 'costly') {
-  // Process lists that cost 5 ms per call (the fake's delay): the interval they get, the share of time the GPU thread
-  // spends in NVML, and a 200 ms device-memory spike inside a 3 s window.
-  const scenario = process.env.FAKE_NVML_SCENARIO;
-  const base = readFileSync(scenario, 'utf8') + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n';
-  const put = (text) => {
-    writeFileSync(scenario + '.tmp', text);
-    renameSync(scenario + '.tmp', scenario);
+} else if (mode === 'h200') {
+  // The GPU thread's own CPU (its thread clock: /proc/self/task/<tid>/schedstat, ns) while a tracker is open at
+  // default settings, on the fake's H200 profile (per-call costs burning CPU; the scenario names the GPU count).
+  // What the first seconds cost (the slow first energy calls, costs not yet known) is measured apart from the
+  // steady state that follows.
+  const { readdirSync } = await import('node:fs');
+  const gpuTid = () => {
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        if (readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'taskmeter-gpu') return tid;
+      } catch {}
+    }
+    throw new Error('no taskmeter-gpu thread');
   };
-  put(base);
-  sleep(300);
-  const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
-  await new Promise((r) => setTimeout(r, 1400));
-  put(base + '\ndev0.used=42949672960\n');
-  await new Promise((r) => setTimeout(r, 200));
-  put(base);
-  await new Promise((r) => setTimeout(r, 1400));
+  const tid = gpuTid();
+  const cpuMs = () => Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  const secs = Number(process.argv[3] || 10);
+  const c0 = cpuMs();
+  const t0 = performance.now();
+  const t = new tm.ResourceTracker().start(); // default settings: sampleIntervalMs 10
+  await new Promise((r) => setTimeout(r, 3000));
+  const c1 = cpuMs();
+  const t1 = performance.now();
+  await new Promise((r) => setTimeout(r, secs * 1000));
+  const c2 = cpuMs();
+  const t2 = performance.now();
   const u = t.stop();
-  const g = u.gpus[0];
   console.log(
     JSON.stringify({
-      gpuSampleIntervalMs: u.gpuSampleIntervalMs,
-      gpuProcessSampleIntervalMs: u.gpuProcessSampleIntervalMs,
+      gpus: u.gpus.length,
+      firstMsPerSec: (c1 - c0) / ((t1 - t0) / 1000),
+      steadyMsPerSec: (c2 - c1) / ((t2 - t1) / 1000),
+      deviceMs: u.gpuSampleIntervalMs,
+      energyMs: u.gpuEnergyIntervalMs,
+      putilMs: u.gpuProcessUtilizationIntervalMs,
       gpuSamples: u.gpuSamples,
-      processSamples: g.processSamples,
-      spikeCaught: g.memoryUsedPeakBytes === 42949672960,
-      listShare: (g.processSamples * 5) / u.wallTimeMs,
       wallMs: u.wallTimeMs,
+      note: u.gpuSamplingNote,
     }),
   );
   process.exit(0);

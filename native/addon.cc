@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -43,6 +44,13 @@ bool WindowId(const Napi::CallbackInfo& info, uint64_t* id) {
   }
   *id = static_cast<uint64_t>(d);
   return true;
+}
+
+// A window's edge: the process's figures with the calling thread's CPU, less what taskmeter's own threads added to the
+// getrusage counters (as their CPU is left out of a window's: usage.samplerCpuMs).
+void ReadEdge(double* out) {
+  proc::ReadSelf(out, true);
+  Sampler::Instance().SubtractOwnCounters(out);
 }
 
 // No C++ exception may cross into N-API (it would reach std::terminate): every exported function runs inside this.
@@ -97,6 +105,7 @@ constexpr const char* kProcReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_PROC_R
 constexpr const char* kEnergyReasonNames[] = TASKMETER_ENUM_NAMES(TASKMETER_ENERGY_REASONS);
 constexpr const char* kGpuStateNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_STATES);
 constexpr const char* kPowerSourceNames[] = TASKMETER_ENUM_NAMES(TASKMETER_POWER_SOURCES);
+constexpr const char* kGpuKindNames[] = TASKMETER_ENUM_NAMES(TASKMETER_GPU_KINDS);
 static_assert(sizeof(kSnapshotSlotNames) / sizeof(char*) == proc::kSnapshotSlots, "SnapshotSlot list");
 static_assert(sizeof(kWindowSlotNames) / sizeof(char*) == kWindowSlots, "WindowSlot list");
 static_assert(sizeof(kTimelineColumnNames) / sizeof(char*) == kTimelineColumns, "TimelineColumn list");
@@ -118,6 +127,7 @@ Napi::Object Layouts(Napi::Env env) {
   o.Set("EnergyReason", LayoutMap(env, kEnergyReasonNames));
   o.Set("GpuState", LayoutMap(env, kGpuStateNames));
   o.Set("PowerSource", LayoutMap(env, kPowerSourceNames));
+  o.Set("GpuKind", LayoutMap(env, kGpuKindNames));
   return o;
 }
 
@@ -235,6 +245,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("snapshot", &TaskmeterAddon::G<&TaskmeterAddon::Snapshot>),
                     InstanceMethod("bindSnapshotBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindSnapshotBuffer>),
                     InstanceMethod("snapshotBound", &TaskmeterAddon::G<&TaskmeterAddon::SnapshotBound>),
+                    InstanceMethod("threadCpuMs", &TaskmeterAddon::G<&TaskmeterAddon::ThreadCpuMs>),
                     InstanceMethod("bindWindowBuffer", &TaskmeterAddon::G<&TaskmeterAddon::BindWindowBuffer>),
                     InstanceMethod("windowOpen", &TaskmeterAddon::G<&TaskmeterAddon::WindowOpen>),
                     InstanceMethod("windowSetPids", &TaskmeterAddon::G<&TaskmeterAddon::WindowSetPids>),
@@ -243,6 +254,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
+                    InstanceMethod("readSelfIo", &TaskmeterAddon::G<&TaskmeterAddon::ReadSelfIo>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
                     InstanceValue("TIMELINE_COLUMNS", Napi::Number::New(env, kTimelineColumns), napi_enumerable),
                     InstanceMethod("windowClose", &TaskmeterAddon::G<&TaskmeterAddon::WindowClose>),
@@ -277,7 +290,11 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     if (out.IsEmpty()) return info.Env().Undefined();
     // snapshot(out, withThreadCpu): the calling thread's CPU only when asked (a window's reading of its usage so far)
     bool thread_cpu = info.Length() > 1 && info[1].ToBoolean().Value();
-    proc::ReadSelf(out.Data(), thread_cpu);
+    if (thread_cpu) {
+      ReadEdge(out.Data());
+    } else {
+      proc::ReadSelf(out.Data());
+    }
     size_t len = out.ElementLength();
     if (len > proc::kSnapshotSlots) {
       Sampler::Instance().ReadGpuCache(out.Data() + proc::kSnapshotSlots, len - proc::kSnapshotSlots);
@@ -317,6 +334,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return info.Env().Undefined();
   }
 
+  // threadCpuMs(): the calling thread's CPU time, ms (NaN if unreadable). Read at every task switch of a taskCpu
+  // window (src/taskcpu.ts): one clock read and nothing else.
+  Napi::Value ThreadCpuMs(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), proc::SelfThreadCpuMs());
+  }
+
   Napi::Value WindowOpen(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "expected an interval");
@@ -333,11 +356,13 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       snap = Float64Out(info, 1, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
-    uint64_t id = Sampler::Instance().Open(static_cast<uint32_t>(interval), this);
-    if (!snap.IsEmpty()) {
-      proc::ReadSelf(snap.Data(), true);
-    } else if (snap_.data != nullptr) {
-      proc::ReadSelf(snap_.data, true);  // the process slots only: a window's endpoints need no GPU cache
+    Sampler& sampler = Sampler::Instance();
+    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this);
+    double* start = !snap.IsEmpty() ? snap.Data() : snap_.data;
+    if (start != nullptr) {
+      ReadEdge(start);  // the process slots only: a window's endpoints need no GPU cache
+      // The window's start is an observation for every window open now (an outer window's peak covers it).
+      sampler.ObserveRss(start[proc::kRssBytes]);
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -447,17 +472,49 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return out;
   }
 
+  // readSelfIo(out): out[0], out[1] = this process's rchar and wchar (NaN where unreadable).
+  Napi::Value ReadSelfIo(const Napi::CallbackInfo& info) {
+    Napi::Float64Array out = Float64Out(info, 0, 2);
+    if (out.IsEmpty()) return info.Env().Undefined();
+    proc::ReadSelfIo(&out.Data()[0], &out.Data()[1]);
+    return info.Env().Undefined();
+  }
+
+  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).
+  Napi::Value KillTreeJs(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "killTree(pid, signo)");
+      return info.Env().Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(info.Env(), -ENOSYS);
+#else
+    int pid = info[0].As<Napi::Number>().Int32Value();
+    int signo = info[1].As<Napi::Number>().Int32Value();
+    return Napi::Number::New(info.Env(), KillTree(pid, signo));
+#endif
+  }
+
   // How many spawned commands still have a waiter or an undelivered result (for the leak tests).
   Napi::Value SpawnPending(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), SpawnWaitState::live.load());
   }
 
+  // windowRead(id, out[, snapshot]): the window's stats so far; with `snapshot`, a snapshot taken first (its RSS
+  // counts for every open window).
   Napi::Value WindowRead(const Napi::CallbackInfo& info) {
     uint64_t id;
     if (!WindowId(info, &id)) return info.Env().Undefined();
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength()));
+    double rss = NAN;
+    if (info.Length() > 2) {
+      Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
+      if (snap.IsEmpty()) return info.Env().Undefined();
+      proc::ReadSelf(snap.Data(), true);
+      rss = snap.Data()[proc::kRssBytes];
+    }
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), rss));
   }
 
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
@@ -470,18 +527,22 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
-      proc::ReadSelf(snap_.data, true);
-      return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, win_.data, win_.len));
+      ReadEdge(snap_.data);
+      return Napi::Boolean::New(info.Env(),
+                                Sampler::Instance().Close(id, win_.data, win_.len, snap_.data[proc::kRssBytes]));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
-    // Optional: the end snapshot, taken before the window closes so that the window covers it.
+    // Optional: the end snapshot, taken before the window closes so that the window covers it (and, as every
+    // window end, counts for the windows open around it).
+    double rss = NAN;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
-      proc::ReadSelf(snap.Data(), true);
+      ReadEdge(snap.Data());
+      rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength()));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), rss));
   }
 
   Bound snap_;

@@ -6,42 +6,99 @@
 namespace taskmeter {
 namespace gpuwin {
 
-EnergyStep StepEnergy(double* last_counter_mj, double counter_now_mj, double power_prev_w, double power_now_w,
-                      double dt_ms, bool have_prev) {
-  EnergyStep s{NAN, kEnergyOk};
-  double last = *last_counter_mj;
-  *last_counter_mj = counter_now_mj >= 0 ? counter_now_mj : -1;
-  if (!have_prev || !(dt_ms > 0)) return s;
-  auto integrated = [&]() -> double {
-    if (power_now_w >= 0 && power_prev_w >= 0) return (power_now_w + power_prev_w) / 2 * dt_ms / 1000.0;
-    if (power_now_w >= 0) return power_now_w * dt_ms / 1000.0;
-    return NAN;
-  };
-  if (counter_now_mj >= 0 && last >= 0) {
-    if (counter_now_mj >= last) {
-      s.joules = (counter_now_mj - last) / 1000.0;
-    } else {
-      s.joules = integrated();
-      s.reason = kEnergyCounterBackwards;
-    }
-  } else {
-    s.joules = integrated();
+// --- EnergyModel ---
+
+void EnergyModel::AdvanceTo(double t_ms) {
+  if (!defined_) {
+    defined_ = true;
+    t_ms_ = t_ms;
+    e_j_ = 0;
+    return;
   }
-  return s;
+  double dt = t_ms - t_ms_;
+  if (!(dt > 0)) return;  // same instant (or a clock step back): nothing to add
+  e_j_ += slope_w_ * dt / 1000.0;
+  double absorbed = absorb_w_ * dt / 1000.0;
+  // Stop at what was left to absorb (the slope already committed this interval; only the bookkeeping is clipped).
+  absorb_left_j_ =
+      absorb_left_j_ > 0 ? std::max(0.0, absorb_left_j_ - absorbed) : std::min(0.0, absorb_left_j_ - absorbed);
+  if (dt > kMaxGapMs) broken_ = true;
+  t_ms_ = t_ms;
 }
 
-double WindowShare(double t_prev, double t_now, double open_ms) {
-  double dt = t_now - t_prev;
-  if (!(dt > 0)) return 0;
-  double frac = (t_now - std::max(t_prev, open_ms)) / dt;
-  return std::min(1.0, std::max(0.0, frac));
+void EnergyModel::SetSlope(double t_ms) {
+  // The base rate: the last power reading while it is recent, else the counter's own rate over its last interval.
+  double base = -1;
+  if (power_w_ >= 0 && t_ms - power_t_ms_ <= kMaxGapMs) {
+    base = power_w_;
+  } else if (counter_rate_w_ >= 0 && t_ms - last_counter_ms_ <= kMaxGapMs) {
+    base = counter_rate_w_;
+  }
+  if (base < 0) {
+    if (has_source_ || no_source_ == 0) no_source_++;
+    has_source_ = false;
+    broken_ = true;  // E stands still meanwhile: what the counter counts then is no correction for later
+    slope_w_ = 0;
+    absorb_w_ = 0;
+    return;
+  }
+  has_source_ = true;
+  // The counter's correction, spread over kAbsorbMs and bounded so that one noisy comparison (the counter moves in
+  // 100 ms steps) cannot swing the slope by more than half the power either way.
+  absorb_w_ = absorb_left_j_ / kAbsorbMs * 1000.0;
+  absorb_w_ = std::max(-0.5 * base, std::min(0.5 * base, absorb_w_));
+  slope_w_ = std::max(0.0, base + absorb_w_);
 }
+
+void EnergyModel::Power(double t_ms, double watts) {
+  AdvanceTo(t_ms);
+  if (watts >= 0) {
+    power_w_ = watts;
+    power_t_ms_ = t_ms;
+  }
+  SetSlope(t_ms);
+}
+
+void EnergyModel::Counter(double t_ms, double mj) {
+  AdvanceTo(t_ms);
+  if (mj >= 0) {
+    if (last_mj_ >= 0 && mj >= last_mj_ && t_ms > last_counter_ms_ && t_ms - last_counter_ms_ <= 4 * kMaxGapMs)
+      counter_rate_w_ = (mj - last_mj_) / (t_ms - last_counter_ms_);  // mJ/ms = W
+    if (last_mj_ >= 0 && mj < last_mj_) backwards_++;
+    if (anchor_mj_ < 0 || broken_ || mj < last_mj_) {
+      // (Re)anchor: E follows the counter from here on, without "correcting" what came before.
+      anchor_mj_ = mj;
+      anchor_e_j_ = e_j_;
+      absorb_left_j_ = 0;
+      broken_ = false;
+    } else {
+      // What the counter says was used since the anchor, against what E has counted: the whole difference, not an
+      // increment, so a correction already absorbed is never counted again. The counter moves in steps (100 ms on
+      // an H200), so it lags by up to a step: a difference within a step's energy is that lag, not an error of E.
+      double d = (mj - anchor_mj_) / 1000.0 - (e_j_ - anchor_e_j_);
+      double rate = power_w_ >= 0 ? power_w_ : std::max(0.0, counter_rate_w_);
+      double band = rate * kCounterStepMs / 1000.0;
+      absorb_left_j_ = d > band ? d - band : d < -band ? d + band : 0;
+    }
+    last_mj_ = mj;
+    last_counter_ms_ = t_ms;
+  }
+  SetSlope(t_ms);
+}
+
+double EnergyModel::At(double t_ms) const {
+  if (!defined_) return NAN;
+  double dt = t_ms - t_ms_;
+  return e_j_ + (dt > 0 ? slope_w_ * dt / 1000.0 : 0);
+}
+
+// --- Attribution ---
 
 Attribution AttributeProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, uint32_t self_pid,
                                   int pid_match) {
-  if (pid_match == nvml::kPidsForeign) return {NAN, nvml::kProcPidNamespace};
-  if (pid_match == nvml::kPidsListOnly) return {NAN, nvml::kProcNsMemoryNotMatched};
-  if (pl.reason != nvml::kProcOk) return {NAN, pl.reason};
+  if (pid_match == nvml::kPidsForeign) return {NAN, nvml::kProcPidNamespace, 0};
+  if (pid_match == nvml::kPidsListOnly) return {NAN, nvml::kProcNsMemoryNotMatched, 0};
+  if (pl.reason != nvml::kProcOk) return {NAN, pl.reason, 0};
   double sum = 0;
   bool unavailable = false;
   size_t found = 0;
@@ -60,24 +117,34 @@ Attribution AttributeProcessBytes(const nvml::ProcessList& pl, const std::vector
   } else {
     for (uint32_t p : pids) count(p);
   }
-  if (unavailable) return {NAN, nvml::kProcNotAvailable};
+  if (unavailable) return {NAN, nvml::kProcNotAvailable, found};
   // In no list: 0 bytes only where absence is certain (no MIG slice, the MPS list read, not WDDM).
-  if (found == 0 && !pl.absence_is_zero) return {NAN, nvml::kProcAbsenceUncertain};
-  return {sum, nvml::kProcOk};
+  if (found == 0 && !pl.absence_is_zero) return {NAN, nvml::kProcAbsenceUncertain, 0};
+  return {sum, nvml::kProcOk, found};
 }
 
-bool ProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std::vector<uint32_t>& pids,
-                        uint32_t self_pid, double* sm, double* mem) {
-  double s = 0, m = 0;
+void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std::vector<uint32_t>& pids,
+                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc) {
+  // Samples come grouped by the driver; ours are few. Sum the pids' values per timestamp, then count each once.
+  std::vector<std::pair<unsigned long long, std::pair<double, double>>> at;
   for (const auto& x : samples) {
-    bool ours = pids.empty() ? x.pid == self_pid : std::find(pids.begin(), pids.end(), x.pid) != pids.end();
+    double ts = static_cast<double>(x.timestamp_us);
+    if (!(ts > from_us && ts <= to_us)) continue;
+    bool ours = pids.empty() ? x.pid == self_pid : std::binary_search(pids.begin(), pids.end(), x.pid);
     if (!ours) continue;
-    s += x.sm;
-    m += x.mem;
+    auto it = std::find_if(at.begin(), at.end(), [&](const auto& e) { return e.first == x.timestamp_us; });
+    if (it == at.end()) {
+      at.push_back({x.timestamp_us, {static_cast<double>(x.sm), static_cast<double>(x.mem)}});
+    } else {
+      it->second.first += x.sm;
+      it->second.second += x.mem;
+    }
   }
-  *sm = std::min(100.0, s);
-  *mem = std::min(100.0, m);
-  return true;
+  for (const auto& e : at) {
+    acc->sm_sum += std::min(100.0, e.second.first);
+    acc->mem_sum += std::min(100.0, e.second.second);
+    acc->n++;
+  }
 }
 
 double AccountingPeak(double base_bytes, double end_bytes) {
@@ -88,25 +155,88 @@ double AccountingPeak(double base_bytes, double end_bytes) {
   return end_bytes > base_bytes ? end_bytes : NAN;
 }
 
+// --- CostEstimate ---
+
 void CostEstimate::Add(double ms) {
   if (!(ms >= 0)) return;
+  if (!first_seen_) {  // the first call after nvmlInit: not what later calls cost
+    first_seen_ = true;
+    return;
+  }
   last_[next_] = ms;
-  next_ = (next_ + 1) % 5;
-  if (n_ < 5) n_++;
+  next_ = (next_ + 1) % kKeep;
+  if (n_ < kKeep) n_++;
 }
 
 double CostEstimate::Ms() const {
   if (n_ == 0) return 0;
-  // the ring's filled part is its first n_ entries until it wraps, then all five; insertion sort of at most five
-  double v[5];
-  int n = n_ < 5 ? n_ : 5;
-  for (int i = 0; i < n; i++) {
-    double x = last_[i];
-    int j = i;
-    for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
-    v[j] = x;
+  double v[kKeep];
+  for (int i = 0; i < n_; i++) v[i] = last_[i];  // the ring's filled part is its first n_ entries until it wraps
+  std::sort(v, v + n_);
+  if (n_ < 8) return v[(n_ - 1) / 2];  // few costs yet: the (lower) median
+  double sum = 0;
+  for (int i = 0; i < n_ - 1; i++) sum += v[i];  // the mean without the largest
+  return sum / (n_ - 1);
+}
+
+// --- Schedule ---
+
+ScheduleInput DefaultSchedule(double device_wanted_ms) {
+  ScheduleInput in{};
+  in.wanted_ms[kKindDevice] = device_wanted_ms;
+  in.wanted_ms[kKindEnergy] = 1000;       // the counter moves every 100 ms; E follows power in between
+  in.wanted_ms[kKindProcessUtil] = 1000;  // nvidia-smi pmon's default
+  const struct {
+    int kind;
+    double limit_ms;
+  } stages[] = {
+      {kKindEnergy, 30000},
+      {kKindDevice, 2 * device_wanted_ms},
+      {kKindProcessUtil, 10000},
+      {kKindDevice, std::max(1000.0, device_wanted_ms)},
+  };
+  in.stages = 0;
+  for (const auto& st : stages) {
+    in.stage_kind[in.stages] = st.kind;
+    in.stage_limit_ms[in.stages] = st.limit_ms;
+    in.stages++;
   }
-  return v[n / 2];
+  in.budget = 0.01;
+  return in;
+}
+
+Schedule PlanSchedule(const ScheduleInput& in) {
+  Schedule s{};
+  double cost[kGpuKinds], rate[kGpuKinds];
+  for (int k = 0; k < kGpuKinds; k++) {
+    cost[k] = in.cost_ms[k] > 0 ? in.cost_ms[k] : 0;
+    s.period_ms[k] = in.wanted_ms[k];
+    rate[k] = cost[k] / s.period_ms[k];
+  }
+  auto total = [&] { return rate[0] + rate[1] + rate[2]; };
+  for (int i = 0; i < in.stages && total() > in.budget; i++) {
+    int k = in.stage_kind[i];
+    if (cost[k] <= 0 || s.period_ms[k] >= in.stage_limit_ms[i]) continue;
+    // The rate that brings the total to the budget, not below this stage's limit.
+    double others = total() - rate[k];
+    double need = in.budget - others;
+    double period = need > 0 ? cost[k] / need : in.stage_limit_ms[i];
+    period = std::min(in.stage_limit_ms[i], std::max(s.period_ms[k], period));
+    s.period_ms[k] = period;
+    rate[k] = cost[k] / period;
+  }
+  s.stretched = 0;
+  for (int k = 0; k < kGpuKinds; k++) {
+    if (s.period_ms[k] > in.wanted_ms[k] * 1.001) s.stretched |= 1u << k;
+    s.edge_spacing_ms[k] = s.period_ms[k];
+  }
+  // The spare budget lets window edges ask for extra device and energy readings, half each.
+  double spare = std::max(0.0, in.budget - total());
+  for (int k : {kKindDevice, kKindEnergy}) {
+    double r = rate[k] + spare / 2;
+    s.edge_spacing_ms[k] = cost[k] > 0 && r > 0 ? std::min(s.period_ms[k], cost[k] / r) : 0;
+  }
+  return s;
 }
 
 }  // namespace gpuwin

@@ -1,10 +1,16 @@
 // The sampler: process-wide background threads shared by every open window of every addon instance (main thread and
 // worker threads). They never touch JS or libuv, so they cannot keep the event loop alive.
 //
-// - The RSS thread reads RSS at each window's interval; it is parked on a condition variable while no window is open.
+// - The RSS thread reads RSS for the open windows; it is parked on a condition variable while no window is open. Its
+//   cost does not grow with the number of open windows: windows are grouped by interval, each group is due on the
+//   multiples of its interval (phase-aligned, so a 10 ms and a 100 ms group share every 10th tick), and one reading
+//   serves every window open at the time, due or not. A window's peak is the largest reading since it opened, kept
+//   in one structure for all windows (native/max_since.h), and its sample count the difference of one counter, both
+//   read when the window is read or closed. Only windows with per-window work (a process tree to read, a timeline
+//   to append to) keep a schedule of their own. Opening and closing a window is O(1), whatever is open.
 // - The GPU thread owns every NVML call: detection at load, then device and process readings while a window is open
-//   (or when snapshot() finds the cache old). It is separate so that a driver call that hangs can never delay RSS
-//   sampling, a window's end or process exit: a hung call only makes GPU data stale, which the usage reports.
+//   (or when snapshot() finds the cache old). Its work and the GPU state are native/gpu_sampler.h; this class starts,
+//   stops and abandons it like the RSS thread.
 //
 // Lifecycle invariants (the process-wide threads; each one is checked where the code relies on it):
 // L1. Retain, Release, Stop and every thread start run under lifecycle_mu_, taken before mu_ and never while mu_ is
@@ -28,10 +34,14 @@
 //     being taken at that very moment (then it lags by that one sample's work, a few µs). Reading the published
 //     values costs nothing on the hot path, where reading another thread's clock would be a syscall per thread.
 // L8. The GPU thread never calls getenv (it races with `process.env.X = …` on a JS thread). Its environment
-//     (gpu_env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written only
-//     there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
+//     (GpuSampler's env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written
+//     only there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
 //     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, or GPU
-//     detection disabled, leaves gpu_env_ alone.
+//     detection disabled, leaves it alone.
+// L9. Stopping never waits for GPU detection: a GPU thread still detecting is detached (the module pinned, L3) and
+//     left to finish; it then finds itself unwanted, publishes nothing and shuts NVML down. A Retain that comes while
+//     it still detects adopts it (active_gen becomes its generation again; it keeps its environment); one that comes
+//     later starts a new thread, which waits for the old one to exit before it touches NVML.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -45,8 +55,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gpu_window.h"
+#include "gpu_sampler.h"
 #include "layout.h"
+#include "max_since.h"
 #include "nvml/gpu.h"
 #include "proc/proc.h"
 #include "timeline.h"
@@ -61,13 +72,13 @@ void PinThisModule();
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
-  X(WinMaxRssBytes)   /* largest RSS the sampler saw in the window; NaN before the first sample */ \
-  X(WinSamples)       /* RSS samples taken in the window */ \
+  X(WinMaxRssBytes)   /* largest RSS read since the window opened (RSS thread, window edges); NaN: none */ \
+  X(WinSamples)       /* readings the RSS thread took while the window was open */ \
   X(WinIntervalMs)    /* the window's requested interval */ \
-  X(WinGpuSamples)    /* GPU readings that fell inside the window */ \
-  X(WinGpuIntervalMs) /* effective GPU reading interval (stretched when NVML calls are slow); NaN without GPU */ \
+  X(WinGpuSamples)    /* GPU device readings that fell inside the window */ \
+  X(WinGpuIntervalMs) /* the device readings' period (stretched to the budget: gpu_sampler.h); NaN without GPU */ \
   X(WinGpuStaleMs)    /* > 0: an NVML call has been hanging this long at the window's end (GPU data is stale) */ \
-  X(WinGpuFromCache)  /* 1: no reading fell inside the window; GPU values are the latest cached ones */ \
+  X(WinGpuEnergyIntervalMs) /* the energy counter's period (each GPU); NaN without GPU */ \
   /* Process-tree windows (see Configure); NaN otherwise. */ \
   X(WinTreeRssBytes)     /* the tree's summed RSS at the last sample */ \
   X(WinTreeRssPeakBytes) /* the largest summed RSS sampled */ \
@@ -80,69 +91,15 @@ void PinThisModule();
   X(WinTreeSamples) \
   X(WinTreeRssFirstBytes) /* the summed RSS at the first sample that saw any */ \
   X(WinTreeIntervalMs)    /* the tree sampler's mean interval after its ramp, stretched to its cost budget (tree.h) */ \
-  X(WinGpuProcessIntervalMs) /* effective interval of the process-list readings (paced by their cost); NaN w/o GPU */ \
-  X(WinSamplerCpuMs)         /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinGpuProcessIntervalMs)     /* the process lists' period (read with the device readings); NaN without GPU */ \
+  X(WinSamplerCpuMs)             /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
+  X(WinGpuProcessUtilIntervalMs) /* per-process utilization's period (each GPU); NaN without GPU */ \
+  X(WinGpuStretched)             /* bit per gpuwin::GpuKind read slower than wanted, to stay within the budget */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
-// Timeline columns: native/timeline.h.
-#define TASKMETER_GPU_WINDOW_SLOTS(X) \
-  X(GwMemoryUsedPeakBytes) \
-  X(GwProcessMemoryPeakBytes) \
-  X(GwProcessMemoryEndBytes) \
-  X(GwEnergyJoules) \
-  X(GwUtilizationAvgPercent) \
-  X(GwProcessReason)             /* nvml::ProcReason of the last reading when the process memory is null */ \
-  X(GwDeviceError)               /* nvmlReturn_t of a device-wide failure (GPU_IS_LOST), else 0 */ \
-  X(GwEnergyReason)              /* a gpuwin::EnergyReason (gpu_window.h) */ \
-  X(GwProcessPeakFromAccounting) /* 1: the process peak is accounting mode's exact maximum, 0: sampled */ \
-  X(GwProcessUtilSmPercent)      /* the window's pids' SM utilization, mean over the window's readings; NaN: none */ \
-  X(GwProcessUtilMemPercent) \
-  X(GwProcessUtilError) /* nvmlReturn_t of the per-process utilization call when NaN (-1: never read) */ \
-  X(GwPowerSource)      /* nvml::PowerSource of the last reading */ \
-  X(GwProcessSamples)   /* process-list readings inside the window */ \
-  /* end */
-TASKMETER_ENUM(GpuWindowSlot, TASKMETER_GPU_WINDOW_SLOTS, kGpuWindowSlots)
-// Snapshot slots per GPU, after proc::kSnapshotSlots.
-#define TASKMETER_GPU_SNAPSHOT_SLOTS(X) \
-  X(GsMemoryUsedBytes) \
-  X(GsMemoryTotalBytes) \
-  X(GsProcessMemoryBytes) \
-  X(GsUtilizationPercent) \
-  X(GsPowerWatts) \
-  X(GsEnergyJoules) /* cumulative since taskmeter first read this GPU */ \
-  X(GsAgeMs) \
-  X(GsProcessReason) \
-  X(GsPowerSource) /* nvml::PowerSource */ \
-  /* end */
-TASKMETER_ENUM(GpuSnapshotSlot, TASKMETER_GPU_SNAPSHOT_SLOTS, kGpuSnapshotSlots)
+// Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.
 
-// Where GPU detection stands (gpuInfo().state is the lower-case name).
-#define TASKMETER_GPU_STATES(X) \
-  X(Pending) \
-  X(Ready) \
-  X(Unavailable) \
-  X(Disabled) \
-  /* end */
-enum class GpuState : int { TASKMETER_GPU_STATES(TASKMETER_ENUM_ENTRY) };
-
-struct GpuInfoSnapshot {
-  GpuState state;
-  std::string reason;
-  std::string library;
-  std::string driver_version;
-  std::string nvml_version;
-  std::vector<nvml::DeviceStatic> devices;
-  bool own_pid_namespace;
-  int process_list_version;
-  size_t process_entry_stride;
-  std::string reason_code;  // gpuInfo().reasonCode
-  int pid_match = 0;        // nvml::PidMatch
-  std::string device_order = "PCI_BUS_ID";
-  bool device_order_certain = true;
-  std::string device_order_note = "";
-};
-
-class Sampler {
+class Sampler final : private GpuSampler::Host {
  public:
   // The process-wide instance. Deliberately never destroyed: a thread may still be running (stuck in a driver call)
   // while static destructors run at exit().
@@ -166,9 +123,13 @@ class Sampler {
   bool Configure(uint64_t id, uint32_t root_pid, bool baseline_existing, bool descendants, bool timeline);
   // Moves the window's timeline out (kTimelineColumns per point) and the command name of its largest process.
   bool TakeTimeline(uint64_t id, std::vector<double>* points, std::string* max_hwm_comm);
-  // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id.
-  bool Read(uint64_t id, double* out, size_t len);
-  bool Close(uint64_t id, double* out, size_t len);
+  // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id. rss_bytes
+  // (NaN: none) is this process's RSS, read on the caller's thread just before: like every reading, it counts for
+  // every window open now (ObserveRss), so the window's endpoints are in the peak of every window around it.
+  bool Read(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
+  bool Close(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
+  // An RSS reading taken on a JS thread (a window's start snapshot): an observation for every window open now.
+  void ObserveRss(double rss_bytes);
   void CloseOwnedBy(const void* owner);
   size_t OpenCount();
   bool ThreadRunning();
@@ -176,6 +137,10 @@ class Sampler {
   std::string ThreadError();
   // CPU time of taskmeter's own threads (RSS and GPU) since the process loaded the addon, ms.
   double OwnCpuMs();
+  // Takes what taskmeter's own threads added to the process's getrusage counters (their wake-ups are voluntary
+  // context switches: one per sample) out of a snapshot's (proc::kMinorFaults …), as OwnCpuMs is out of its CPU.
+  // Where the OS has no per-thread counters nothing is taken out.
+  void SubtractOwnCounters(double* snapshot);
 
   // Test hooks: the id the next window gets (ids wrap to 1 past 2^53 - 1, skipping ids in use); make the next n
   // thread starts fail as std::thread does under a pids limit.
@@ -198,37 +163,21 @@ class Sampler {
 
  private:
   Sampler() = default;
-  struct GpuWindow {
-    double memory_used_peak = NAN;
-    double process_peak = NAN;
-    double process_end = NAN;
-    double energy_j = 0;
-    bool energy_valid = true;
-    int energy_reason = 0;
-    double util_sum = 0;
-    uint32_t util_n = 0;
-    int process_reason = nvml::kProcNoData;
-    int device_error = 0;
-    uint32_t process_samples = 0;
-    bool acct_base_set = false;
-    double acct_base = NAN;
-    double acct_end = NAN;
-    double putil_sm_sum = 0, putil_mem_sum = 0;
-    uint32_t putil_n = 0;
-    int putil_error = -1;
-    int power_source = 0;
-  };
   struct Window {
+    uint64_t id;
     const void* owner;
     double own_cpu_open_ms;  // OwnCpuMsLocked() at open
     double interval_ms;
     double open_ms;
-    double next_due_ms;
-    double max_rss_bytes;
-    uint32_t samples;
-    uint32_t gpu_samples;
-    std::vector<uint32_t> pids;
-    std::vector<GpuWindow> gpu;
+    uint64_t rss_seq;      // the number the next RSS reading had when the window opened (its peak: rss_max_ since)
+    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window)
+    // Open windows in the order they opened (so by rss_seq): the oldest bounds what rss_max_ must keep.
+    Window* older = nullptr;
+    Window* newer = nullptr;
+    // A window with work of its own (a tree, a timeline) keeps its own schedule; the others are in groups_.
+    bool special = false;
+    size_t special_index = 0;  // in specials_
+    double next_due_ms = INFINITY;
     double ramp_ms = 0;               // > 0: the next interval while ramping up to interval_ms
     std::unique_ptr<TreeState> tree;  // moved out while the RSS thread samples it
     bool is_tree = false;
@@ -240,25 +189,18 @@ class Sampler {
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
   };
-  struct GpuCache {
-    double t_ms = NAN;
-    nvml::DeviceReading reading;
-    nvml::ProcessList processes;  // from the last reading that read the lists
-    double processes_t_ms = NAN;
-    std::vector<nvml::ProcessUtil> process_util;  // and its per-process utilization samples
-    int process_util_error = -1;
-    double self_process_bytes = NAN;
-    int self_reason = nvml::kProcNoData;
-    double energy_total_j = 0;  // integrated since the first reading
-    bool energy_known = false;
-    double last_counter_mj = -1;
+  // The plain windows of one interval: due together on the multiples of the interval.
+  struct Group {
+    uint32_t windows = 0;
+    double next_due_ms = INFINITY;
   };
   struct Thread {
     std::thread thread;
     uint64_t active_gen = 0;  // 0: should not run
     uint64_t exited_gen = 0;
-    double parked_cpu_ms = 0;  // L7: its own CPU time when it last parked
-    uint64_t cpu_gen = 0;      // the generation that published parked_cpu_ms
+    double parked_cpu_ms = 0;                          // L7: its own CPU time when it last parked
+    uint64_t cpu_gen = 0;                              // the generation that published parked_cpu_ms
+    double parked_counters[proc::kCounterSlots] = {};  // L7, likewise: its getrusage counters (faults, switches…)
   };
 
   // Both need lifecycle_mu_ held (L1) and take mu_ themselves.
@@ -277,12 +219,14 @@ class Sampler {
   void RunRssLoop(uint64_t gen);
   void RunGpuLoop(uint64_t gen);
   void ThreadFailed(Thread& t, uint64_t gen, const char* what);
-  void AppendTimelineLocked(Window& w, double now, double rss, double self_cpu_ms);
-  void ApplyGpuReadingsLocked(double t_prev, double t_start, double t_now, std::vector<nvml::DeviceReading>& readings);
-  void FillStatsLocked(const Window& w, double* out, size_t len);
-  double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
-  double GpuIntervalLocked() const;
-  double ProcessIntervalLocked() const;
+  void AppendTimelineLocked(uint64_t id, Window& w, double now, double rss, double self_cpu_ms);
+  void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
+  // Records an RSS reading as number seq; drops what no open window can ask for any more.
+  void AddRssLocked(uint64_t seq, double rss_bytes);
+  // Takes the window out of its group (a plain window) or of specials_; and out of the open-order list.
+  void UnscheduleLocked(Window& w);
+  void EraseLocked(std::unordered_map<uint64_t, Window>::iterator it);
+  void MakeSpecialLocked(Window& w);
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
@@ -291,42 +235,45 @@ class Sampler {
   std::atomic<bool> rss_started_{false};  // rss_.active_gen != 0; lets Open skip lifecycle_mu_
   std::mutex mu_;                         // the data: windows, thread generations, GPU cache
   std::condition_variable cv_;            // wakes the RSS thread
-  std::condition_variable gpu_cv_;        // wakes the GPU thread
   std::condition_variable state_cv_;      // thread exits, detection done
-  std::unordered_map<uint64_t, Window> windows_;
-  uint64_t next_id_ = 1;  // L6
+  std::unordered_map<uint64_t, Window> windows_;  // node-based: a Window's address is stable while it is open
+  uint64_t next_id_ = 1;                          // L6
+  std::unordered_map<uint32_t, Group> groups_;    // plain windows by interval (a few entries: distinct intervals)
+  std::vector<Window*> specials_;                 // windows with a schedule of their own
+  Window* oldest_ = nullptr;                      // the open-order list
+  Window* newest_ = nullptr;
+  MaxSince rss_max_;            // every RSS reading, for each window's peak since it opened
+  uint64_t rss_seq_ = 0;        // the number the next RSS reading gets
+  uint64_t rss_samples_ = 0;    // readings the RSS thread has taken
+  bool rss_in_flight_ = false;  // the RSS thread holds a number and reads without the lock
   std::string thread_error_;
   int fail_thread_starts_ = 0;
   int throw_in_threads_ = 0;   // ThrowInThreadsForTest
   double retired_cpu_ms_ = 0;  // L7
+  double retired_counters_[proc::kCounterSlots] = {};
   int refs_ = 0;
   uint64_t last_gen_ = 0;
   Thread rss_;
-  Thread gpu_;
+  Thread gpu_thread_;
   bool unload_on_stop_ = true;
-  bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
+  bool gpu_abandoned_ = false;   // a GPU thread was left stuck in a driver call: never start another
+  uint64_t gpu_orphan_gen_ = 0;  // L9: the generation of a GPU thread left to finish its detection (0: none)
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
   // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;
 
-  // GPU state: written by the GPU thread under mu_ (except gpus_, which only that thread touches while detecting).
-  nvml::Gpus gpus_;
-  GpuState gpu_state_ = GpuState::kPending;
-  GpuInfoSnapshot gpu_info_;
-  std::vector<GpuCache> gpu_cache_;
-  uint32_t self_pid_ = 0;
-  double gpu_poll_started_ms_ = NAN;       // NaN: no NVML reading in flight (the watchdog looks at this)
-  double gpu_slow_call_started_ms_ = NAN;  // detection or nvmlShutdown in flight since (NaN: none); see kSlowCallHangMs
-  double gpu_cost_ms_ = 0;                 // what a round of cheap readings (device memory, power…) costs (median)
-  double list_cost_ms_ = 0;                // what a round of process-list readings costs (median)
-  gpuwin::CostEstimate cheap_costs_;
-  gpuwin::CostEstimate list_costs_;
-  double last_list_ms_ = NAN;
-  nvml::Env gpu_env_;  // L8
-  double last_gpu_poll_ms_ = NAN;
-  bool gpu_refresh_requested_ = false;
-  bool gpu_parked_ = false;  // the GPU thread waits for a window (Open() wakes it only then)
-  double last_refresh_request_ms_ = -INFINITY;
+  // The GPU thread's work and GPU state (gpu_sampler.h), under mu_.
+  GpuSampler gpu_{mu_, *this};
+
+  // GpuSampler::Host
+  bool GpuThreadWanted(uint64_t gen) override { return gpu_thread_.active_gen == gen; }
+  void GpuThreadParking() override { ThreadParking(gpu_thread_); }
+  bool TakeGpuThrowForTest() override {
+    bool t = (throw_in_threads_ & 2) != 0;
+    throw_in_threads_ &= ~2;
+    return t;
+  }
+  bool GpuUnloadOnStop() override { return unload_on_stop_; }
 };
 
 }  // namespace taskmeter

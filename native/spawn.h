@@ -25,6 +25,15 @@ namespace taskmeter {
   /* below it may be our copy's, not theirs; 0 with the exec helper */ \
   X(SpContaminationBytes) \
   X(SpTreePeakBytes) /* Windows: the job's PeakJobMemoryUsed (whole tree at once, commit charge); NaN elsewhere */ \
+  /* the rest of the reaped rusage (POSIX; NaN where unknown), and rchar/wchar (Linux, helper/proc_io.h) */ \
+  X(SpMinorFaults) \
+  X(SpMajorFaults) \
+  X(SpVoluntaryCtxSwitches) \
+  X(SpInvoluntaryCtxSwitches) \
+  X(SpFsInputBlocks) /* 512-byte blocks */ \
+  X(SpFsOutputBlocks) \
+  X(SpIoReadBytes) \
+  X(SpIoWriteBytes) \
   /* end */
 TASKMETER_ENUM(SpawnSlot, TASKMETER_SPAWN_SLOTS, kSpawnSlots)
 
@@ -66,5 +75,12 @@ void SpawnOutput(void* context, std::string* out, std::string* err, bool overflo
 
 // Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
+
+#ifndef _WIN32
+// Sends `signo` to `root` and every descendant it has now, frozen first (SIGSTOP) so that none can fork a process the
+// listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
+// or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.
+int KillTree(int root, int signo);
+#endif
 
 }  // namespace taskmeter

@@ -15,8 +15,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "helper/exec_protocol.h"
+#include "helper/proc_io.h"
 #include "posix_child.h"
 #include "proc/proc.h"
 
@@ -86,12 +88,13 @@ struct ChildError {
   for (int i = 0; i < 3; i++) {
     if (moved[i] >= 0) {
       if (dup2(moved[i], i) < 0) goto fail;  // dup2 clears close-on-exec on the new descriptor
-    } else {
-      // inherited: keep it across exec, blocking (as libuv does for inherited stdio)
-      if (fcntl(i, F_SETFD, 0) < 0) goto fail;
-      int fl = fcntl(i, F_GETFL);
-      if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+    } else if (fcntl(i, F_SETFD, 0) < 0) {   // inherited: keep it across exec
+      goto fail;
     }
+    // Blocking, as libuv makes every stdio descriptor of a child (a descriptor the caller passed may be a
+    // non-blocking socket or pipe of Node's; /dev/null and our own pipes already are).
+    int fl = fcntl(i, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
   }
   if (report_fd >= 0 && fcntl(report_fd, F_SETFD, 0) < 0) goto fail;
   if (cwd && chdir(cwd) != 0) {
@@ -140,6 +143,20 @@ void FillFromStatus(double* s, int status) {
   s[kSpSignal] = WIFSIGNALED(status) ? WTERMSIG(status) : NAN;
 }
 
+// The rusage counters beyond CPU and memory, and the I/O bytes (-1: unknown → NaN).
+void FillCounters(double* s, int64_t minflt, int64_t majflt, int64_t nvcsw, int64_t nivcsw, int64_t inblock,
+                  int64_t oublock, int64_t io_read, int64_t io_write) {
+  auto v = [](int64_t x) { return x >= 0 ? static_cast<double>(x) : NAN; };
+  s[kSpMinorFaults] = v(minflt);
+  s[kSpMajorFaults] = v(majflt);
+  s[kSpVoluntaryCtxSwitches] = v(nvcsw);
+  s[kSpInvoluntaryCtxSwitches] = v(nivcsw);
+  s[kSpFsInputBlocks] = v(inblock);
+  s[kSpFsOutputBlocks] = v(oublock);
+  s[kSpIoReadBytes] = v(io_read);
+  s[kSpIoWriteBytes] = v(io_write);
+}
+
 void* WaitMain(void* arg) {
   Waiter* w = static_cast<Waiter*>(arg);
   double* s = w->slots;
@@ -163,6 +180,7 @@ void* WaitMain(void* arg) {
       s[kSpUserMs] = r.utime_us / 1e3;
       s[kSpSystemMs] = r.stime_us / 1e3;
       s[kSpMaxRssBytes] = static_cast<double>(r.maxrss_bytes);
+      FillCounters(s, r.minflt, r.majflt, r.nvcsw, r.nivcsw, r.inblock, r.oublock, r.io_read_bytes, r.io_write_bytes);
     } else if (status != -1) {
       // The helper died without a report (SIGKILL): its status is all there is; the command's usage is lost.
       FillFromStatus(s, status);
@@ -171,6 +189,8 @@ void* WaitMain(void* arg) {
       s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
     }
   } else {
+    int64_t io_read = -1, io_write = -1;
+    taskmeter_exited_io(w->pid, &io_read, &io_write);  // before Reap: the zombie's (proc_io.h)
     Reap(w->pid, &status, &ru);
     s[kSpEndMonoMs] = proc::MonotonicMs();
     s[kSpEndEpochMs] = proc::EpochMs();
@@ -185,6 +205,8 @@ void* WaitMain(void* arg) {
 #else
       s[kSpMaxRssBytes] = static_cast<double>(ru.ru_maxrss) * 1024.0;
 #endif
+      FillCounters(s, ru.ru_minflt, ru.ru_majflt, ru.ru_nvcsw, ru.ru_nivcsw, ru.ru_inblock, ru.ru_oublock, io_read,
+                   io_write);
     }
   }
   s[kSpExited] = 1;
@@ -222,6 +244,52 @@ bool HelperCannotRun(int err) {
 SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed);
 
 }  // namespace
+
+int KillTree(int root, int signo) {
+  if (root <= 1 || signo <= 0) return -EINVAL;
+  // Freeze first: a stopped process cannot fork, so the listing below is complete once every process in it is
+  // stopped (a fork in progress when SIGSTOP arrives is restarted after the stop). Two passes catch children forked
+  // between a parent's listing and its stop.
+  std::vector<uint32_t> tree;
+  std::vector<std::pair<uint32_t, uint32_t>> parents;  // (pid, ppid) of all, where children lists are missing
+  try {
+    for (int pass = 0; pass < 2; pass++) {
+      bool all_listed = false;
+      auto children = [&](uint32_t pid, std::vector<uint32_t>* out) {
+        if (proc::ListChildren(pid, out)) return;
+        if (!all_listed) {
+          parents.clear();
+          proc::ListAllParents(&parents);
+          all_listed = true;
+        }
+        for (const auto& pp : parents) {
+          if (pp.second == pid) out->push_back(pp.first);
+        }
+      };
+      std::vector<uint32_t> queue = {static_cast<uint32_t>(root)};
+      while (!queue.empty()) {
+        uint32_t pid = queue.back();
+        queue.pop_back();
+        if (std::find(tree.begin(), tree.end(), pid) == tree.end()) {
+          if (kill(static_cast<pid_t>(pid), SIGSTOP) != 0) continue;  // gone (or not ours: EPERM)
+          tree.push_back(pid);
+        }
+        children(pid, &queue);
+      }
+    }
+  } catch (...) {  // std::bad_alloc: signal what was found
+  }
+  if (tree.empty()) return -ESRCH;
+  int signalled = 0;
+  for (uint32_t pid : tree) {
+    if (kill(static_cast<pid_t>(pid), signo) == 0) signalled++;
+  }
+  // Let them run again so that the signal is acted on (a handler for SIGTERM runs; SIGKILL needs no help).
+  if (signo != SIGSTOP) {
+    for (uint32_t pid : tree) kill(static_cast<pid_t>(pid), SIGCONT);
+  }
+  return signalled;
+}
 
 SpawnResult Spawn(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   bool use_helper = !HelperPath().empty() && !g_helper_unusable.load();
@@ -316,6 +384,10 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       // stdin: the child reads p[0] and we write p[1]; stdout/stderr the other way round.
       child_fds[i] = to_close[i] = i == 0 ? p[0] : p[1];
       res.parent_fds[i] = i == 0 ? p[1] : p[0];
+      // Our end non-blocking (a separate open file from the child's end, which stays blocking): JavaScript reads it
+      // through libuv, and drains it synchronously at the command's exit (resolveOn 'exit'), which must never block.
+      int fl = fcntl(res.parent_fds[i], F_GETFL);
+      if (fl >= 0) fcntl(res.parent_fds[i], F_SETFL, fl | O_NONBLOCK);
     }
   }
   if (MakePipe(err_pipe) != 0) {

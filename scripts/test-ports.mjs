@@ -240,7 +240,7 @@ try {
   r = winRun('gpu', [], { ...gpuEnv, FAKE_NVML_SCENARIO: winPath(scenario), TASKMETER_NVML_LIBRARY: winPath(winNvml) });
   expectChecks('win32-x64', 'gpu', r.res, 3);
   r = winRun('win32', [winPath(probe)]);
-  expectChecks('win32-x64', 'win32', r.res, 12);
+  expectChecks('win32-x64', 'win32', r.res, 13);
   if (!r.stdout.includes('passthrough-marker-1'))
     failures.push(
       `win32-x64: stdio 'inherit' output missing from the redirected stdout: ${JSON.stringify(r.stdout.slice(0, 300))}`,

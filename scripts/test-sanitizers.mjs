@@ -37,6 +37,8 @@ const files = [
   'test/exporters.test.ts',
   'test/properties.test.ts',
   'test/process.test.ts',
+  'test/command.test.ts',
+  'test/counters.test.ts',
 ];
 run(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], env);
 console.log('test:asan: clean (AddressSanitizer + UndefinedBehaviorSanitizer)');

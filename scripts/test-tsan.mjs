@@ -65,6 +65,12 @@ const notTimed = '^(?!.*(never stalls the JS thread|process.exit\\(\\) with the 
 let status = runVitest(['test/lifecycle.test.ts', 'test/gpu.test.ts'], ['-t', notTimed]);
 // Only the concurrency case of the soak file: its RSS-growth case measures the allocator, which TSan replaces.
 status ||= runVitest(['test/soak.test.ts'], ['-t', '100 concurrent']);
+// The GPU thread's schedule on the fake H200 (window edges, per-kind pacing of 8 GPUs, the energy model): the cases
+// that measure in-process windows (the others run commands or python3, see above, or bound exit times).
+status ||= runVitest(
+  ['test/gpu-h200.test.ts'],
+  ['-t', 'never shows memory|2 s window at 300 W|8 H200s|lastSeen|timeline'],
+);
 
 const reports = [];
 for (const f of readdirSync(logs)) {

@@ -55,13 +55,17 @@ export interface NativeBinding {
   bindSnapshotBuffer(out: Float64Array): void;
   /** snapshot() into the bound buffer. */
   snapshotBound(): void;
+  /** The calling thread's CPU time (user + system), ms; NaN if unreadable. */
+  threadCpuMs(): number;
   /** Where windowClose(id) writes the window's stats. */
   bindWindowBuffer(out: Float64Array): void;
   /** Opens a sampler window; fills `startSnapshot` (or the bound snapshot buffer) right after opening. */
   windowOpen(intervalMs: number, startSnapshot?: Float64Array): number;
   /** The pids whose GPU memory the window counts (default: this process). */
   windowSetPids(id: number, pids: number[]): boolean;
-  windowRead(id: number, out: Float64Array): boolean;
+  /** The window's stats so far; with `snapshot`, a snapshot (with the thread clock) taken first, whose RSS counts
+   *  for every open window. */
+  windowRead(id: number, out: Float64Array, snapshot?: Float64Array): boolean;
   /** Fills `endSnapshot` (if given), then closes the window and fills `out` with its stats; with the id alone, the
    *  bound buffers. */
   windowClose(id: number, out?: Float64Array, endSnapshot?: Float64Array): boolean;
@@ -100,6 +104,10 @@ export interface NativeBinding {
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
+  /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
+  killTree(pid: number, signo: number): number;
+  /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
+  readSelfIo(out: Float64Array): void;
   /** Waits at most timeoutMs for GPU detection (runs on the GPU thread); true when finished. */
   gpuWait(timeoutMs: number): boolean;
   gpuInfo(): NativeGpuInfo;
@@ -131,6 +139,12 @@ export const SNAP_RSS_BYTES = snap('SNAP_RSS_BYTES');
 export const SNAP_VMS_BYTES = snap('SNAP_VMS_BYTES');
 export const SNAP_PEAK_RSS_BYTES = snap('SNAP_PEAK_RSS_BYTES');
 export const SNAP_THREAD_CPU_MS = snap('SNAP_THREAD_CPU_MS');
+export const SNAP_MINOR_FAULTS = snap('SNAP_MINOR_FAULTS');
+export const SNAP_MAJOR_FAULTS = snap('SNAP_MAJOR_FAULTS');
+export const SNAP_VOLUNTARY_CTX_SWITCHES = snap('SNAP_VOLUNTARY_CTX_SWITCHES');
+export const SNAP_INVOLUNTARY_CTX_SWITCHES = snap('SNAP_INVOLUNTARY_CTX_SWITCHES');
+export const SNAP_FS_INPUT_BLOCKS = snap('SNAP_FS_INPUT_BLOCKS');
+export const SNAP_FS_OUTPUT_BLOCKS = snap('SNAP_FS_OUTPUT_BLOCKS');
 
 // native/sampler.h WindowSlot
 const win = layout('WindowSlot');
@@ -140,7 +154,7 @@ export const WIN_INTERVAL_MS = win('WIN_INTERVAL_MS');
 export const WIN_GPU_SAMPLES = win('WIN_GPU_SAMPLES');
 export const WIN_GPU_INTERVAL_MS = win('WIN_GPU_INTERVAL_MS');
 export const WIN_GPU_STALE_MS = win('WIN_GPU_STALE_MS');
-export const WIN_GPU_FROM_CACHE = win('WIN_GPU_FROM_CACHE');
+export const WIN_GPU_ENERGY_INTERVAL_MS = win('WIN_GPU_ENERGY_INTERVAL_MS');
 export const WIN_TREE_RSS_BYTES = win('WIN_TREE_RSS_BYTES');
 export const WIN_TREE_RSS_PEAK_BYTES = win('WIN_TREE_RSS_PEAK_BYTES');
 export const WIN_TREE_MAX_HWM_BYTES = win('WIN_TREE_MAX_HWM_BYTES');
@@ -154,6 +168,8 @@ export const WIN_TREE_RSS_FIRST_BYTES = win('WIN_TREE_RSS_FIRST_BYTES');
 export const WIN_TREE_INTERVAL_MS = win('WIN_TREE_INTERVAL_MS');
 export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
 export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
+export const WIN_GPU_PROCESS_UTIL_INTERVAL_MS = win('WIN_GPU_PROCESS_UTIL_INTERVAL_MS');
+export const WIN_GPU_STRETCHED = win('WIN_GPU_STRETCHED');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');
@@ -169,6 +185,15 @@ export const SP_END_EPOCH_MS = sp('SP_END_EPOCH_MS');
 export const SP_CONTAMINATION_BYTES = sp('SP_CONTAMINATION_BYTES');
 /** Windows: the job's PeakJobMemoryUsed (commit charge of the whole tree at once); NaN elsewhere. */
 export const SP_TREE_PEAK_BYTES = sp('SP_TREE_PEAK_BYTES');
+/** The rest of the reaped rusage and the I/O bytes (native/spawn.h); NaN where unknown. */
+export const SP_MINOR_FAULTS = sp('SP_MINOR_FAULTS');
+export const SP_MAJOR_FAULTS = sp('SP_MAJOR_FAULTS');
+export const SP_VOLUNTARY_CTX_SWITCHES = sp('SP_VOLUNTARY_CTX_SWITCHES');
+export const SP_INVOLUNTARY_CTX_SWITCHES = sp('SP_INVOLUNTARY_CTX_SWITCHES');
+export const SP_FS_INPUT_BLOCKS = sp('SP_FS_INPUT_BLOCKS');
+export const SP_FS_OUTPUT_BLOCKS = sp('SP_FS_OUTPUT_BLOCKS');
+export const SP_IO_READ_BYTES = sp('SP_IO_READ_BYTES');
+export const SP_IO_WRITE_BYTES = sp('SP_IO_WRITE_BYTES');
 
 // native/spawn.h SpawnStage: where a failed start failed.
 const stage = layout('SpawnStage');
@@ -186,7 +211,7 @@ export const TL_GPU_PROCESS_BYTES = tl('TL_GPU_PROCESS_BYTES');
 export const TL_GPU_UTIL_PERCENT = tl('TL_GPU_UTIL_PERCENT');
 export const TL_CPU_PERCENT = tl('TL_CPU_PERCENT');
 
-// native/sampler.h GpuWindowSlot
+// native/gpu_sampler.h GpuWindowSlot
 const gw = layout('GpuWindowSlot');
 export const GW_MEMORY_USED_PEAK_BYTES = gw('GW_MEMORY_USED_PEAK_BYTES');
 export const GW_PROCESS_MEMORY_PEAK_BYTES = gw('GW_PROCESS_MEMORY_PEAK_BYTES');
@@ -202,8 +227,10 @@ export const GW_PROCESS_UTIL_MEM_PERCENT = gw('GW_PROCESS_UTIL_MEM_PERCENT');
 export const GW_PROCESS_UTIL_ERROR = gw('GW_PROCESS_UTIL_ERROR');
 export const GW_POWER_SOURCE = gw('GW_POWER_SOURCE');
 export const GW_PROCESS_SAMPLES = gw('GW_PROCESS_SAMPLES');
+export const GW_SAMPLES = gw('GW_SAMPLES');
+export const GW_PROCESS_UTIL_SAMPLES = gw('GW_PROCESS_UTIL_SAMPLES');
 
-// native/sampler.h GpuSnapshotSlot
+// native/gpu_sampler.h GpuSnapshotSlot
 const gs = layout('GpuSnapshotSlot');
 export const GS_MEMORY_USED_BYTES = gs('GS_MEMORY_USED_BYTES');
 export const GS_MEMORY_TOTAL_BYTES = gs('GS_MEMORY_TOTAL_BYTES');
@@ -227,6 +254,7 @@ export const PROC_NO_DATA = procReason('PROC_NO_DATA');
 export const PROC_NS_MEMORY_NOT_MATCHED = procReason('PROC_NS_MEMORY_NOT_MATCHED');
 export const PROC_HOST_PIDS = procReason('PROC_HOST_PIDS');
 export const PROC_ABSENCE_UNCERTAIN = procReason('PROC_ABSENCE_UNCERTAIN');
+export const PROC_NOT_SAMPLED = procReason('PROC_NOT_SAMPLED');
 
 // native/gpu_window.h EnergyReason
 const energyReason = layout('EnergyReason');
@@ -234,6 +262,13 @@ export const ENERGY_OK = energyReason('ENERGY_OK');
 export const ENERGY_NO_SOURCE = energyReason('ENERGY_NO_SOURCE');
 export const ENERGY_COUNTER_BACKWARDS = energyReason('ENERGY_COUNTER_BACKWARDS');
 export const ENERGY_MIG = energyReason('ENERGY_MIG');
+export const ENERGY_NOT_SAMPLED = energyReason('ENERGY_NOT_SAMPLED');
+
+// native/gpu_window.h GpuKind: bits of WIN_GPU_STRETCHED
+const gpuKind = layout('GpuKind');
+export const KIND_ENERGY = gpuKind('KIND_ENERGY');
+export const KIND_PROCESS_UTIL = gpuKind('KIND_PROCESS_UTIL');
+export const KIND_DEVICE = gpuKind('KIND_DEVICE');
 
 // native/nvml/gpu.h PowerSource
 const powerSource = layout('PowerSource');

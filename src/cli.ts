@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import type * as Taskmeter from './index';
+import { shellCommand } from './shell';
 
 const HELP = `Usage: taskmeter [options] -- <command> [args...]
 
@@ -19,7 +20,7 @@ forwards SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM sent to it to the command
 
 Options:
   --json              print the record (JSON) to stderr instead of the report
-  -o, --output FILE   write the record (JSON) to FILE
+  -o, --output FILE   write the record (JSON) to FILE (- for stdout, after the command's own output)
   -i, --interval MS   sampling interval in ms (1-60000, default 10)
       --no-gpu        do not load NVML (no GPU readings)
   -t, --timeline FILE write a timeline chart: .html, .svg or .csv
@@ -28,7 +29,7 @@ Options:
   -h, --help          show this help
   -V, --version       show the version
 
-Unlike GNU time, -o FILE writes the JSON record (not the report) to FILE.
+Unlike GNU time, -o FILE writes the JSON record (not the report) to FILE. Each option may be given once.
 `;
 
 class UsageError extends Error {}
@@ -56,52 +57,87 @@ function gpuLine(tm: typeof Taskmeter, noGpu: boolean): string {
 }
 
 export interface CliIo {
+  /** --help, --version and -o -'s record (bin/taskmeter.js: writeStdoutSync) */
   stdout: (s: string) => void;
   stderr: (s: string) => void;
+}
+
+const PARSE_OPTIONS = {
+  json: { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
+  interval: { type: 'string', short: 'i' },
+  'no-gpu': { type: 'boolean' },
+  timeline: { type: 'string', short: 't' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+  verbose: { type: 'boolean', short: 'v' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+/**
+ * As getopt does, the argument after an option that takes a value is that value, even when it starts with a dash
+ * (`-i -5`, `-o -`): joined to it here (`--interval=-5`, `-o-`) so that util.parseArgs reads it so, and the value is
+ * then checked like any other. A cluster of short flags may end with one that takes a value (`-qo -`).
+ */
+function joinValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const next = args[i + 1];
+    const long = /^--(interval|output|timeline)$/.test(a);
+    const short = /^-[qvhV]*[iot]$/.test(a);
+    if ((long || short) && next !== undefined) {
+      out.push(long ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
 }
 
 function parse(argv: string[]) {
   const dd = argv.indexOf('--');
   const own = dd >= 0 ? argv.slice(0, dd) : argv;
   const rest = dd >= 0 ? argv.slice(dd + 1) : [];
-  let values;
-  let positionals: string[];
+  let parsed;
   try {
-    ({ values, positionals } = parseArgs({
-      args: own,
+    parsed = parseArgs({
+      args: joinValues(own),
       allowPositionals: true,
       strict: true,
-      options: {
-        json: { type: 'boolean' },
-        output: { type: 'string', short: 'o' },
-        interval: { type: 'string', short: 'i' },
-        'no-gpu': { type: 'boolean' },
-        timeline: { type: 'string', short: 't' },
-        quiet: { type: 'boolean', short: 'q' },
-        help: { type: 'boolean', short: 'h' },
-        verbose: { type: 'boolean', short: 'v' },
-        version: { type: 'boolean', short: 'V' },
-      },
-    }));
+      tokens: true,
+      options: PARSE_OPTIONS,
+    });
   } catch (e) {
     throw new UsageError(usageMessage((e as Error).message));
+  }
+  const { values, positionals, tokens } = parsed;
+  // A repeated option is a mistake to point out (GNU time would keep the last one silently).
+  const seen = new Map<string, string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const given = t.value === undefined ? t.rawName : `${t.rawName} ${t.value}`;
+    const before = seen.get(t.name);
+    if (before !== undefined) throw new UsageError(`option --${t.name} given twice (${before}, then ${given})`);
+    seen.set(t.name, given);
   }
   // `taskmeter cmd args` without `--` also works when the command comes before any taskmeter option.
   const command = dd >= 0 ? rest : positionals;
   if (dd >= 0 && positionals.length > 0) throw new UsageError(`unexpected argument before --: ${positionals[0]}`);
   let interval: number | undefined;
   if (values.interval !== undefined) {
-    if (!/^\d+$/.test(values.interval))
-      throw new UsageError(`--interval must be a whole number of ms, got "${values.interval}"`);
-    interval = Number(values.interval);
-    if (interval < 1 || interval > 60000)
-      throw new UsageError(`--interval must be from 1 to 60000 ms, got ${interval}`);
+    const v = values.interval;
+    interval = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+    if (!(interval >= 1 && interval <= 60000))
+      throw new UsageError(`--interval must be a whole number of ms from 1 to 60000, got ${JSON.stringify(v)}`);
   }
+  if (values.output === '') throw new UsageError('--output needs a file name (or - for stdout)');
   if (
     values.timeline !== undefined &&
     !['.html', '.htm', '.svg', '.csv'].includes(extname(values.timeline).toLowerCase())
   ) {
-    throw new UsageError(`--timeline FILE must end in .html, .svg or .csv, got "${values.timeline}"`);
+    throw new UsageError(`--timeline FILE must end in .html, .svg or .csv, got ${JSON.stringify(values.timeline)}`);
   }
   return { values, command, interval };
 }
@@ -129,7 +165,7 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
   const u = r.usage;
   const b = (v: number | null) => (v === null ? 'n/a' : tm.formatBytes(v));
   const rows: [string, string][] = [
-    ['Command', command.map((a) => (/[\s"'$`\\]/.test(a) ? JSON.stringify(a) : a)).join(' ')],
+    ['Command', shellCommand(command)],
     [
       'Exit status',
       r.signal ? `killed by ${r.signal}` : r.exitCode === null ? 'unknown (not reported)' : String(r.exitCode),
@@ -158,14 +194,33 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
           : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ${sampledEvery(u)})`,
     ],
   ];
+  // The rest of GNU time -v, with its labels; then the I/O bytes, which it does not have.
+  const n = (v: number | null) => (v === null ? 'n/a' : String(v));
+  const io = (v: number | null) => (v === null ? 'n/a' : `${tm.formatBytes(v)}  (${v} bytes)`);
+  rows.push(
+    ['Major (requiring I/O) page faults', n(u.majorPageFaults)],
+    ['Minor (reclaiming a frame) page faults', n(u.minorPageFaults)],
+    ['Voluntary context switches', n(u.voluntaryContextSwitches)],
+    ['Involuntary context switches', n(u.involuntaryContextSwitches)],
+    ['File system inputs', n(u.fsInputBlocks)],
+    ['File system outputs', n(u.fsOutputBlocks)],
+    ['Bytes read (read calls)', io(u.ioReadBytes)],
+    ['Bytes written (write calls)', io(u.ioWriteBytes)],
+  );
   if (u.gpus.length === 0) {
     rows.push(['GPU', gpuLine(tm, noGpu)]);
   }
   for (const g of u.gpus) {
+    const notSampled = (v: number | null) =>
+      v === null && g.reasonCode === 'GPU_NOT_SAMPLED' ? 'n/a (not sampled)' : b(v);
     const parts = [
       'process peak ' +
-        (g.processMemoryPeakBytes === null ? `n/a (${g.processMemoryReason})` : b(g.processMemoryPeakBytes)),
-      `device peak ${b(g.memoryUsedPeakBytes)}`,
+        (g.processMemoryPeakBytes !== null
+          ? b(g.processMemoryPeakBytes)
+          : g.processMemoryReasonCode === 'GPU_NOT_SAMPLED'
+            ? 'n/a (not sampled)'
+            : `n/a (${g.processMemoryReason})`),
+      `device peak ${notSampled(g.memoryUsedPeakBytes)}`,
       `energy ${g.energyJoules === null ? 'n/a' : `${g.energyJoules.toFixed(1)} J`}`,
       `utilization ${g.utilizationAvgPercent === null ? 'n/a' : `${g.utilizationAvgPercent.toFixed(0)} %`}`,
     ];
@@ -216,14 +271,18 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   // Output files are opened (created, truncated) before the command starts, as GNU time does with -o: one that
-  // cannot be written is refused before any work is done.
-  const files: { output?: number; timeline?: number } = {};
+  // cannot be written is refused before any work is done. `-o -` is stdout, written once the command has ended.
+  const files: OutputFiles = {};
   for (const [key, flag] of [
     ['output', '-o'],
     ['timeline', '-t'],
   ] as const) {
     const path = values[key];
     if (path === undefined) continue;
+    if (key === 'output' && path === '-') {
+      files.outputToStdout = true;
+      continue;
+    }
     try {
       files[key] = openSync(path, 'w');
     } catch (e) {
@@ -237,7 +296,32 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   try {
     return await runCommand(values, command, interval, files, io);
   } finally {
-    for (const fd of Object.values(files)) closeSync(fd);
+    for (const fd of [files.output, files.timeline]) if (fd !== undefined) closeSync(fd);
+  }
+}
+
+interface OutputFiles {
+  output?: number;
+  timeline?: number;
+  /** -o -: the record goes to stdout */
+  outputToStdout?: boolean;
+}
+
+/**
+ * Writes to descriptor 1 without touching process.stdout, whose first use would make a piped stdout non-blocking for
+ * every process that shares it (a background job the command left behind). A reader that is gone (EPIPE) gets
+ * nothing: the exit status stays the command's.
+ */
+export function writeStdoutSync(text: string): void {
+  const buf = Buffer.from(text);
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); // a full non-blocking pipe: wait a little
+    }
   }
 }
 
@@ -252,7 +336,7 @@ async function runCommand(
   values: ReturnType<typeof parse>['values'],
   command: string[],
   interval: number | undefined,
-  files: { output?: number; timeline?: number },
+  files: OutputFiles,
   io: CliIo,
 ): Promise<number> {
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
@@ -305,13 +389,11 @@ async function runCommand(
     ? 128 + ((constants.signals as Record<string, number>)[result.signal] ?? 0)
     : (result.exitCode ?? 1);
   let json: string | null = null;
-  if (values.json || files.output !== undefined) {
+  if (values.json || files.output !== undefined || files.outputToStdout) {
+    // toRecord of the result: the usage's record with command, exit_code, signal and ended_by
     const record = {
-      ...tm.toRecord(result.usage),
+      ...tm.toRecord(result),
       ...(values['no-gpu'] ? { gpu_reason: 'turned off with --no-gpu' } : {}),
-      command,
-      exit_code: result.exitCode,
-      signal: result.signal,
     };
     json = JSON.stringify(record, null, 2) + '\n';
     if (files.output !== undefined) writeSync(files.output, json);
@@ -319,10 +401,11 @@ async function runCommand(
   if (files.timeline !== undefined && values.timeline && result.usage.timeline) {
     const ext = extname(values.timeline).toLowerCase();
     const format = ext === '.csv' ? 'csv' : ext === '.svg' ? 'svg' : 'html';
-    writeSync(files.timeline, tm.renderTimeline({ ...result.usage.timeline, title: command.join(' ') }, { format }));
+    writeSync(files.timeline, tm.renderTimeline(result.usage.timeline, { format }));
   }
-  // stdout is the command's: the record (--json) or the report goes to stderr.
+  // stdout is the command's (and -o -'s, after it): the record (--json) or the report goes to stderr.
   if (values.json && json !== null) io.stderr(json);
   else if (!values.quiet) io.stderr(report(tm, command, result, values['no-gpu'] === true));
+  if (files.outputToStdout && json !== null) io.stdout(json);
   return exitCode;
 }

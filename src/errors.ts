@@ -30,7 +30,11 @@ export type TaskmeterErrorCode =
   /** measureSync(fn) where fn returned a promise (TypeError; the error carries `usage`). */
   | 'ERR_TASKMETER_ASYNC_FN'
   | 'ERR_TRACKER_NOT_STARTED'
-  | 'ERR_TRACKER_RUNNING';
+  | 'ERR_TRACKER_RUNNING'
+  /** measureCommand's `signal` was aborted before the command started (an Error named AbortError, as Node's). */
+  | 'ABORT_ERR'
+  /** measureCommand's stdout or stderr passed `maxBuffer` (RangeError, as child_process; the error has `result`). */
+  | 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
 
 export type CodedError<E extends Error = Error> = E & { code: string };
 

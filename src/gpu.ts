@@ -13,6 +13,8 @@ import {
   GW_POWER_SOURCE,
   GW_PROCESS_PEAK_FROM_ACCOUNTING,
   GW_PROCESS_SAMPLES,
+  GW_PROCESS_UTIL_SAMPLES,
+  GW_SAMPLES,
   GW_PROCESS_UTIL_ERROR,
   GW_PROCESS_UTIL_MEM_PERCENT,
   GW_PROCESS_UTIL_SM_PERCENT,
@@ -27,6 +29,7 @@ import {
   ENERGY_COUNTER_BACKWARDS,
   ENERGY_MIG,
   ENERGY_NO_SOURCE,
+  ENERGY_NOT_SAMPLED,
   ENERGY_OK,
   POWER_AVERAGE,
   POWER_INSTANT,
@@ -39,6 +42,7 @@ import {
   PROC_NO_DATA,
   PROC_NO_FUNCTION,
   PROC_NOT_AVAILABLE,
+  PROC_NOT_SAMPLED,
   PROC_OK,
   PROC_PID_NAMESPACE,
   expectedLayouts,
@@ -134,10 +138,21 @@ export interface GpuUsage {
   uuid: string;
   name: string;
   mig: GpuDevice['mig'];
+  /** Device readings (memory, utilization, power, process lists) inside the window. */
+  samples: number;
+  /** 'GPU_NOT_SAMPLED' when no reading fell inside the window: memoryUsedPeakBytes and utilizationAvgPercent are
+   *  then null; else null. */
+  reasonCode: 'GPU_NOT_SAMPLED' | null;
   memoryUsedPeakBytes: number | null;
+  /** The window's processes' largest GPU memory: bytes seen in a process list; 0 when they were looked for
+   *  (processSamples times) while they lived and were in no list; null (processMemoryReason) when never looked for
+   *  while alive, or when the lists cannot be attributed. */
   processMemoryPeakBytes: number | null;
   processMemoryEndBytes: number | null;
   processMemoryReason: string | null;
+  /** The stable code of processMemoryReason: GPU_NOT_SAMPLED (no reading inside the window while its processes
+   *  lived: a value from before it is never its value) or a PROC_* name (README); null when the figure is not. */
+  processMemoryReasonCode: string | null;
   energyJoules: number | null;
   energyReason: string | null;
   utilizationAvgPercent: number | null;
@@ -145,11 +160,14 @@ export interface GpuUsage {
   utilizationNote: string | null;
   /** 'accounting': the driver's exact maximum (accounting mode), 'sampled': the largest process-list reading. */
   processMemoryPeakSource: 'accounting' | 'sampled' | null;
-  /** The window's pids' SM (and memory-controller) utilization of this GPU, mean over the window's readings. */
+  /** The window's pids' SM (and memory-controller) utilization of this GPU: the mean of the driver's samples taken
+   *  in the window (a sample period in which they ran no kernel has no sample: `nvidia-smi pmon`'s average). */
   processSmUtilizationPercent: number | null;
   processMemoryUtilizationPercent: number | null;
   processUtilizationReason: string | null;
-  /** Process-list readings inside the window (they are paced by their cost, see gpuProcessSampleIntervalMs). */
+  /** The driver's per-process utilization samples the figures above average. */
+  processUtilizationSamples: number;
+  /** Process-list readings inside the window that saw its processes or looked for them while they lived. */
   processSamples: number;
   powerSource: 'instant' | 'average' | null;
   /** A device-wide failure seen in the window (e.g. the GPU fell off the bus), else null. */
@@ -177,7 +195,11 @@ const PROCESS_REASONS: Record<number, string | null> = {
   [PROC_ABSENCE_UNCERTAIN]:
     'this process is in no NVML process list, but that does not prove 0 bytes here (no MPS client list from this ' +
     'driver, a MIG slice, or Windows WDDM)',
+  [PROC_NOT_SAMPLED]:
+    'not sampled: no process-list reading inside this window while its processes lived (GPU_NOT_SAMPLED; ' +
+    'a value from before the window is never its value)',
 };
+const NOT_SAMPLED = 'GPU_NOT_SAMPLED';
 const MIG_METRICS =
   "a MIG slice has no utilization, power or energy of its own in NVML; the parent GPU's figures are not the slice's";
 const POWER_SOURCES: Record<number, 'instant' | 'average' | null> = {
@@ -191,27 +213,33 @@ const ENERGY_REASONS: Record<number, string | null> = {
   [ENERGY_COUNTER_BACKWARDS]:
     'the energy counter went backwards (driver reload?); that stretch was integrated from power draw instead',
   [ENERGY_MIG]: MIG_METRICS,
+  [ENERGY_NOT_SAMPLED]:
+    'not sampled: no GPU reading recent enough to integrate the power draw over this window (GPU_NOT_SAMPLED)',
 };
 
 // ProcReason index → its name (the stable code), from the layout list in binding.ts.
-function procReasonCode(index: number): GpuInfo['processAttributionReasonCode'] {
+function procReasonName(index: number): string | null {
   for (const [name, i] of Object.entries(expectedLayouts.ProcReason)) {
-    if (i === index) return name as GpuInfo['processAttributionReasonCode'];
+    if (i === index) return name;
   }
   return null;
 }
+const procReasonCode = (index: number) => procReasonName(index) as GpuInfo['processAttributionReasonCode'];
 
 const num = (v: number): number | null => (Number.isFinite(v) && v >= 0 ? v : null);
 
 function detectTimeoutMs(): number {
   const raw = process.env.TASKMETER_GPU_DETECT_TIMEOUT_MS;
-  if (raw === undefined || raw === '') return 1000;
+  if (raw === undefined || raw === '') return DETECT_WAIT_MS;
   const v = Number(raw);
-  return Number.isFinite(v) && v >= 0 ? Math.min(v, 60_000) : 1000;
+  return Number.isFinite(v) && v >= 0 ? Math.min(v, 60_000) : DETECT_WAIT_MS;
 }
 
 // Detection runs on the addon's GPU thread from the moment the addon loads; importing waits for it at most
-// TASKMETER_GPU_DETECT_TIMEOUT_MS (default 1000 ms; NVML without a driver answers in ~10 ms).
+// TASKMETER_GPU_DETECT_TIMEOUT_MS (default 500 ms; NVML without a driver answers in ~10 ms). Nothing else ever waits
+// for detection: neither exit nor a worker's end (an nvmlInit of 6 s without persistence mode keeps
+// `node -e "require('taskmeter')"` under a second).
+const DETECT_WAIT_MS = 500;
 native.gpuWait(detectTimeoutMs());
 let nativeInfo: NativeGpuInfo = native.gpuInfo();
 
@@ -313,11 +341,15 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
     const energy = num(buf[o + GW_ENERGY_JOULES]);
     const err = buf[o + GW_DEVICE_ERROR];
     const reasonCode = buf[o + GW_PROCESS_REASON];
+    const samples = buf[o + GW_SAMPLES] || 0;
+    const putilSamples = buf[o + GW_PROCESS_UTIL_SAMPLES] || 0;
     out.push({
       index: d.index,
       uuid: d.uuid,
       name: d.name,
       mig: d.mig ? { ...d.mig } : null,
+      samples,
+      reasonCode: samples === 0 ? NOT_SAMPLED : null,
       memoryUsedPeakBytes: num(buf[o + GW_MEMORY_USED_PEAK_BYTES]),
       processMemoryPeakBytes: procPeak,
       processMemoryEndBytes: num(buf[o + GW_PROCESS_MEMORY_END_BYTES]),
@@ -325,13 +357,19 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
         procPeak === null
           ? reasonCode === PROC_CALL_FAILED && err > 0
             ? `the process-list call failed: ${native.nvmlErrorText(err)}`
-            : (PROCESS_REASONS[reasonCode] ?? 'no GPU reading in this window')
+            : (PROCESS_REASONS[reasonCode] ?? PROCESS_REASONS[PROC_NOT_SAMPLED])
+          : null,
+      processMemoryReasonCode:
+        procPeak === null
+          ? reasonCode === PROC_NOT_SAMPLED || PROCESS_REASONS[reasonCode] === undefined
+            ? NOT_SAMPLED
+            : procReasonName(reasonCode)
           : null,
       energyJoules: energy,
       energyReason:
-        ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? 'no GPU reading in this window' : null),
+        ENERGY_REASONS[buf[o + GW_ENERGY_REASON]] ?? (energy === null ? ENERGY_REASONS[ENERGY_NOT_SAMPLED] : null),
       utilizationAvgPercent: num(buf[o + GW_UTILIZATION_AVG_PERCENT]),
-      utilizationNote: d.mig ? MIG_METRICS : null,
+      utilizationNote: d.mig ? MIG_METRICS : samples === 0 ? 'not sampled: no GPU reading inside this window' : null,
       processMemoryPeakSource:
         procPeak === null ? null : buf[o + GW_PROCESS_PEAK_FROM_ACCOUNTING] === 1 ? 'accounting' : 'sampled',
       processSmUtilizationPercent: num(buf[o + GW_PROCESS_UTIL_SM_PERCENT]),
@@ -341,6 +379,7 @@ export function gpuUsagesFrom(buf: Float64Array, offset: number, devices: Native
         buf[o + GW_PROCESS_UTIL_ERROR],
         d,
       ),
+      processUtilizationSamples: putilSamples,
       processSamples: buf[o + GW_PROCESS_SAMPLES] || 0,
       powerSource: d.mig ? null : (POWER_SOURCES[buf[o + GW_POWER_SOURCE]] ?? null),
       error: err > 0 ? native.nvmlErrorText(err) : null,
@@ -354,5 +393,11 @@ function processUtilReason(sm: number, err: number, d: NativeGpuDevice): string 
   if (d.mig) return 'NVML has no per-process utilization for a MIG slice';
   if (err === 13) return 'this NVML library has no nvmlDeviceGetProcessUtilization';
   if (err > 0) return `nvmlDeviceGetProcessUtilization failed: ${native.nvmlErrorText(err)}`;
-  return 'no recent process-list reading (they are paced by their cost)';
+  if (err === 0) {
+    return (
+      "no sample of the window's processes up to the last reading in it: the driver has samples only of " +
+      'processes that ran GPU kernels'
+    );
+  }
+  return 'no per-process utilization reading inside this window (see gpuProcessUtilizationIntervalMs)';
 }

@@ -11,11 +11,27 @@ export interface MeasureOptions {
   sampleIntervalMs?: number;
   /** Record a timeline of the window (usage.timeline). Default false. */
   timeline?: boolean;
+  /**
+   * Read the process's I/O bytes at the window's edges (usage.ioReadBytes, ioWriteBytes: /proc/self/io, Linux), about
+   * 2 µs at each. Default false: those two are then null.
+   */
+  ioBytes?: boolean;
+}
+
+/** Options of measure() and measureSync(). */
+export interface TaskMeasureOptions extends MeasureOptions {
+  /**
+   * Measure the task's own CPU on this thread (usage.taskCpuMs), apart from other tasks running concurrently on the
+   * same event loop. Costs a thread-clock read at each switch into and out of the task. Default false.
+   */
+  taskCpu?: boolean;
 }
 
 export interface ResolvedOptions {
   sampleIntervalMs: number;
   timeline: boolean;
+  taskCpu: boolean;
+  ioBytes: boolean;
 }
 
 export function boolOption(name: string, value: unknown, fallback: boolean): boolean {
@@ -75,10 +91,23 @@ export function optionsObject(where: string, options: unknown, known: readonly s
   return options as Record<string, unknown>;
 }
 
-const DEFAULTS: ResolvedOptions = Object.freeze({ sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS, timeline: false });
+const DEFAULTS: ResolvedOptions = Object.freeze({
+  sampleIntervalMs: DEFAULT_SAMPLE_INTERVAL_MS,
+  timeline: false,
+  taskCpu: false,
+  ioBytes: false,
+});
+const TRACKER_OPTIONS = ['sampleIntervalMs', 'timeline', 'ioBytes'];
+const TASK_OPTIONS = ['sampleIntervalMs', 'timeline', 'ioBytes', 'taskCpu'];
 
-export function resolveMeasureOptions(where: string, options: unknown): ResolvedOptions {
+/** The options of measure()/measureSync() (withTaskCpu) or of a ResourceTracker, which has no task to follow. */
+export function resolveMeasureOptions(where: string, options: unknown, withTaskCpu = false): ResolvedOptions {
   if (options === undefined) return DEFAULTS;
-  const o = optionsObject(where, options, ['sampleIntervalMs', 'timeline']);
-  return { sampleIntervalMs: intervalOption(o), timeline: boolOption('timeline', o.timeline, false) };
+  const o = optionsObject(where, options, withTaskCpu ? TASK_OPTIONS : TRACKER_OPTIONS);
+  return {
+    sampleIntervalMs: intervalOption(o),
+    timeline: boolOption('timeline', o.timeline, false),
+    taskCpu: withTaskCpu && boolOption('taskCpu', o.taskCpu, false),
+    ioBytes: boolOption('ioBytes', o.ioBytes, false),
+  };
 }

@@ -2,16 +2,25 @@
 // starts a command itself (fork + exec in the addon) so that its end is reaped with wait4(), which gives the exit
 // status and the exact CPU time of the command and every descendant it reaped.
 import { constants } from 'node:os';
-import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, fstatSync, readSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { Socket } from 'node:net';
+import type { Stream } from 'node:stream';
 import {
   native,
   SP_CONTAMINATION_BYTES,
   SP_END_EPOCH_MS,
   SP_END_MONO_MS,
   SP_EXIT_CODE,
+  SP_FS_INPUT_BLOCKS,
+  SP_FS_OUTPUT_BLOCKS,
+  SP_INVOLUNTARY_CTX_SWITCHES,
+  SP_IO_READ_BYTES,
+  SP_IO_WRITE_BYTES,
+  SP_MAJOR_FAULTS,
   SP_MAX_RSS_BYTES,
+  SP_MINOR_FAULTS,
+  SP_VOLUNTARY_CTX_SWITCHES,
   SP_SIGNAL,
   SP_START_MONO_MS,
   SP_SYSTEM_MS,
@@ -21,10 +30,11 @@ import {
   SPAWN_STAGE_EXEC,
   SPAWN_STAGE_THREAD,
 } from './binding';
-import { boolOption, describe, intervalOption, optionsObject } from './options';
-import { buildUsage, cpuRate, ResourceUsage, WindowStats } from './usage';
-import { ClosedWindow, Window } from './window';
-import { rangeError, systemError, typeError } from './errors';
+import { boolOption, describe, intOption, intervalOption, optionsObject } from './options';
+import { buildUsage, COUNTER_KEYS, cpuRate, NO_COUNTERS, ResourceUsage, UsageCounters, WindowStats } from './usage';
+import { shellCommand } from './shell';
+import { ClosedWindow, PROCESS_WINDOW, Window } from './window';
+import { codedError, rangeError, systemError, typeError } from './errors';
 
 /**
  * What a tracked process tree (or a started command) cost. Every figure describes the tree, never taskmeter's own
@@ -75,9 +85,15 @@ export interface TrackProcessOptions {
   timeline?: boolean;
 }
 
-const SIGNAL_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(constants.signals).map(([name, num]) => [num as number, name]),
-);
+// A number with two names (6: SIGABRT and SIGIOT, 29: SIGIO and SIGPOLL on Linux) gets the one child_process
+// reports, which is the first of os.constants.signals (Node lists the name it prints before its alias).
+const SIGNAL_NAMES: Record<number, string> = {};
+for (const [name, num] of Object.entries(constants.signals) as [string, number][]) SIGNAL_NAMES[num] ??= name;
+
+/** The name child_process gives a signal number (e.g. 6 → 'SIGABRT'), or `SIG<n>` for one without a name. */
+export function signalName(signo: number): string {
+  return SIGNAL_NAMES[signo] ?? `SIG${signo}`;
+}
 
 const nn = (v: number): number | null => (Number.isFinite(v) && v >= 0 ? v : null);
 
@@ -90,9 +106,16 @@ function resolveTrackOptions(where: string, options: unknown) {
   };
 }
 
+/** A command's counters from wait4 and its zombie's /proc/<pid>/io; else the tree sampler's; else null. */
+function processCounters(t: WindowStats['tree'] | undefined, exact: SpawnRecord | null): UsageCounters {
+  const out: Record<string, number | null> = {};
+  for (const k of COUNTER_KEYS) out[k] = exact?.counters[k] ?? (t ? nn(t.counters[k]) : null);
+  return out as unknown as UsageCounters;
+}
+
 function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): ProcessUsage {
-  const base = buildUsage(c.start, c.end, c.stats);
   const t = (c.stats as WindowStats | null)?.tree;
+  const base = buildUsage(c.start, c.end, c.stats, null, c.node, processCounters(t, exact));
   const sampledMax = t ? nn(t.maxHwmBytes) : null;
   let maxRssBytes = sampledMax;
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
@@ -187,6 +210,8 @@ interface SpawnRecord {
   contaminationBytes: number;
   wallTimeMs: number;
   endEpochMs: number;
+  /** From the reaped rusage and the zombie's /proc/<pid>/io; null where unknown. */
+  counters: UsageCounters;
 }
 
 function checkPid(where: string, pid: unknown): number {
@@ -256,7 +281,16 @@ export class ProcessTracker {
     if (this.result) return this.result;
     const w = this.window!;
     const { end, stats } = w.read();
-    const closed = { start: w.start, end, stats, timeline: null, maxHwmComm: null, threadCpuMs: null };
+    const closed = {
+      start: w.start,
+      end,
+      stats,
+      timeline: null,
+      maxHwmComm: null,
+      threadCpuMs: null,
+      node: PROCESS_WINDOW,
+      counters: NO_COUNTERS,
+    };
     return processUsage(this.pid, closed, null);
   }
 
@@ -293,6 +327,14 @@ export function trackProcess(pid: number, options?: TrackProcessOptions): Proces
 }
 
 export type StdioMode = 'inherit' | 'ignore' | 'pipe';
+/**
+ * One of the command's standard descriptors: a mode, a file descriptor of this process (e.g. from fs.openSync), or an
+ * object that has one in `fd` (an fs.WriteStream once it has opened, a FileHandle, process.stderr).
+ */
+export type StdioEntry = StdioMode | number | { readonly fd: number } | Stream;
+
+/** Why taskmeter ended the command: `signal` was aborted, `timeout` passed, or the output passed `maxBuffer`. */
+export type EndedBy = 'abort' | 'timeout' | 'maxBuffer';
 
 export interface MeasureCommandOptions extends TrackProcessOptions {
   /** The command's working directory (default: ours). A missing one is an ENOENT error that names it. */
@@ -300,21 +342,45 @@ export interface MeasureCommandOptions extends TrackProcessOptions {
   /** The command's environment (default: ours). The command is looked up in its PATH, as child_process does
    *  ('/usr/bin:/bin' when it has none). */
   env?: NodeJS.ProcessEnv;
-  /** 'inherit' (default), 'ignore', or 'pipe' to capture stdout and stderr (stdin is then ignored). */
-  stdio?: StdioMode;
+  /**
+   * 'inherit' (default), 'ignore', 'pipe' (capture stdout and stderr; stdin is then ignored), or
+   * `[stdin, stdout, stderr]` as in child_process, each a mode or a descriptor (stdin cannot be 'pipe').
+   */
+  stdio?: StdioMode | readonly [StdioEntry, StdioEntry, StdioEntry];
   /** Called with the pid right after the command started (e.g. to forward signals to it). */
   onSpawn?: (pid: number) => void;
+  /** Aborting it ends the command and its descendants with `killSignal` (the result's `endedBy` is 'abort'). */
+  signal?: AbortSignal;
+  /** End the command and its descendants with `killSignal` after this many ms (0, the default: never). */
+  timeout?: number;
+  /** The signal that `signal`, `timeout` and `maxBuffer` send to the whole tree (default 'SIGTERM'). */
+  killSignal?: NodeJS.Signals | number;
+  /**
+   * With 'pipe': the most bytes kept of stdout, and of stderr (default 1 MiB; Infinity for no limit). Past it the
+   * command is ended with `killSignal` and the promise rejects with ERR_CHILD_PROCESS_STDIO_MAXBUFFER.
+   */
+  maxBuffer?: number;
+  /**
+   * With 'pipe': 'close' (default) resolves once the command has exited and its stdout and stderr have closed, so a
+   * background process that inherited them and still holds them keeps it pending (child_process's 'close' event);
+   * 'exit' resolves when the command exits, with what it wrote until then, and closes taskmeter's end of the pipes.
+   */
+  resolveOn?: 'close' | 'exit';
 }
 
 export interface CommandResult {
+  /** The command as given: [command, ...args] (toRecord(result) writes it as `command`). */
+  command: string[];
   /** The exit code, or null when the command was killed by a signal (then `signal` says which) or its status could
    *  not be read (both null). */
   exitCode: number | null;
-  /** The signal that killed it (e.g. 'SIGTERM'), or null. */
+  /** The signal that killed it, named as child_process names it (e.g. 'SIGTERM', 'SIGABRT'), or null. */
   signal: string | null;
+  /** Set when taskmeter ended the command (see EndedBy); null when it ended by itself or by someone else's signal. */
+  endedBy: EndedBy | null;
   pid: number;
   usage: ProcessUsage;
-  /** With stdio 'pipe': what it wrote. */
+  /** With stdio 'pipe' (or a 'pipe' entry): what it wrote there, at most maxBuffer bytes. */
   stdout?: Buffer;
   stderr?: Buffer;
 }
@@ -444,18 +510,178 @@ function spawnError(
   return e;
 }
 
-function readAll(fd: number): Promise<Buffer> {
-  if (fd < 0) return Promise.resolve(Buffer.alloc(0));
-  return new Promise((res) => {
-    const chunks: Buffer[] = [];
-    const s = new Socket({ fd, readable: true, writable: false });
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.on('error', () => res(Buffer.concat(chunks)));
-    s.on('close', () => res(Buffer.concat(chunks)));
+/** Default of `maxBuffer`: child_process.exec's. */
+export const DEFAULT_MAX_BUFFER = 1024 * 1024;
+
+/**
+ * What the command writes to one pipe, kept up to `limit` bytes. Past it the rest is read and dropped (so that the
+ * command never blocks on a full pipe before its kill signal arrives) and onOverflow runs once.
+ */
+class Capture {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  overflowed = false;
+  readonly closed: Promise<void>;
+  private readonly socket: Socket;
+
+  constructor(
+    private readonly fd: number,
+    private readonly limit: number,
+    private readonly onOverflow: () => void,
+  ) {
+    this.socket = new Socket({ fd, readable: true, writable: false });
+    this.socket.on('data', (d: Buffer) => this.push(d));
+    this.closed = new Promise((res) => {
+      this.socket.on('error', () => res());
+      this.socket.on('close', () => res());
+    });
+  }
+
+  private push(d: Buffer): void {
+    if (this.overflowed) return;
+    if (this.size + d.length <= this.limit) {
+      this.chunks.push(d);
+      this.size += d.length;
+      return;
+    }
+    const keep = this.limit - this.size;
+    if (keep > 0) this.chunks.push(d.subarray(0, keep));
+    this.size = this.limit;
+    this.overflowed = true;
+    this.onOverflow();
+  }
+
+  /** Takes what is in the pipe now (the socket has it non-blocking) and closes our end: nothing waits on it. */
+  drainAndClose(): void {
+    if (this.socket.destroyed) return;
+    const buf = Buffer.allocUnsafe(65536);
+    try {
+      for (;;) {
+        const n = readSync(this.fd, buf, 0, buf.length, null);
+        if (n <= 0) break;
+        this.push(Buffer.from(buf.subarray(0, n)));
+        if (this.overflowed) break;
+      }
+    } catch {
+      // EAGAIN: nothing more for now
+    }
+    this.socket.destroy();
+  }
+
+  get data(): Buffer {
+    return Buffer.concat(this.chunks, this.size);
+  }
+}
+
+/** The [stdin, stdout, stderr] modes for the addon (-1 inherit, -2 /dev/null, -3 pipe, ≥ 0 a descriptor). */
+function stdioModes(value: unknown): number[] {
+  if (value === undefined || value === 'inherit') return [-1, -1, -1];
+  if (value === 'ignore') return [-2, -2, -2];
+  if (value === 'pipe') return [-2, -3, -3];
+  if (!Array.isArray(value)) {
+    const why =
+      "taskmeter: option \"stdio\" must be 'inherit', 'ignore', 'pipe' or [stdin, stdout, stderr], " +
+      `got ${describe(value)}`;
+    throw typeof value === 'string' ? rangeError(why, 'ERR_INVALID_ARG_VALUE') : typeError(why);
+  }
+  if (value.length !== 3) {
+    throw rangeError(
+      `taskmeter: option "stdio" must have 3 entries, [stdin, stdout, stderr], got ${value.length}`,
+      'ERR_INVALID_ARG_VALUE',
+    );
+  }
+  return value.map((v: unknown, i) => {
+    const name = `stdio[${i}]`;
+    if (v === 'inherit') return -1;
+    if (v === 'ignore') return -2;
+    if (v === 'pipe') {
+      if (i === 0) {
+        throw rangeError(
+          "taskmeter: option \"stdio[0]\" (stdin) cannot be 'pipe': use 'inherit', 'ignore' or a descriptor",
+          'ERR_INVALID_ARG_VALUE',
+        );
+      }
+      return -3;
+    }
+    let fd: unknown = v;
+    if (v !== null && typeof v === 'object' && 'fd' in v) {
+      fd = (v as { fd: unknown }).fd;
+      if (typeof fd !== 'number') {
+        throw typeError(
+          `taskmeter: option "${name}" is an object without a file descriptor (its fd is ${describe(fd)}; ` +
+            "an fs.WriteStream has one once it has emitted 'open')",
+        );
+      }
+    }
+    if (typeof fd !== 'number') {
+      if (typeof fd === 'string') {
+        throw rangeError(
+          `taskmeter: option "${name}" must be 'inherit', 'ignore', 'pipe', a file descriptor or a stream with one, ` +
+            `got ${describe(fd)}`,
+          'ERR_INVALID_ARG_VALUE',
+        );
+      }
+      throw typeError(
+        `taskmeter: option "${name}" must be 'inherit', 'ignore', 'pipe', a file descriptor or a stream with one, ` +
+          `got ${describe(fd)}`,
+      );
+    }
+    if (!Number.isInteger(fd) || fd < 0 || fd > 2147483647) {
+      throw rangeError(`taskmeter: option "${name}" must be a file descriptor (an integer ≥ 0), got ${fd}`);
+    }
+    try {
+      fstatSync(fd);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EBADF';
+      throw systemError(`taskmeter: option "${name}": descriptor ${fd} is not open (${code})`, code, 'fstat');
+    }
+    return fd;
   });
 }
 
-/** Starts a command, tracks it and its descendants, and resolves when it exits. */
+function signalNumber(value: unknown): number {
+  if (value === undefined) return constants.signals.SIGTERM;
+  const signals = constants.signals as Record<string, number>;
+  if (typeof value === 'string') {
+    if (Object.hasOwn(signals, value)) return signals[value];
+    throw rangeError(
+      `taskmeter: option "killSignal" must be a signal name such as 'SIGTERM' or 'SIGKILL', got ${describe(value)}`,
+      'ERR_INVALID_ARG_VALUE',
+    );
+  }
+  if (typeof value === 'number') {
+    if (Object.values(signals).includes(value)) return value;
+    throw rangeError(`taskmeter: option "killSignal" must be a signal number of this system, got ${value}`);
+  }
+  throw typeError(`taskmeter: option "killSignal" must be a signal name or number, got ${describe(value)}`);
+}
+
+function abortSignalOption(value: unknown): AbortSignal | null {
+  if (value === undefined) return null;
+  const s = value as AbortSignal | null;
+  if (
+    s === null ||
+    typeof s !== 'object' ||
+    typeof s.aborted !== 'boolean' ||
+    typeof s.addEventListener !== 'function' ||
+    typeof s.removeEventListener !== 'function'
+  ) {
+    throw typeError(`taskmeter: option "signal" must be an AbortSignal, got ${describe(value)}`);
+  }
+  return s;
+}
+
+function maxBufferOption(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_BUFFER;
+  if (typeof value !== 'number')
+    throw typeError(`taskmeter: option "maxBuffer" must be a number, got ${describe(value)}`);
+  if (Number.isNaN(value) || value < 0 || (Number.isFinite(value) && !Number.isInteger(value))) {
+    throw rangeError(`taskmeter: option "maxBuffer" must be a whole number of bytes ≥ 0 or Infinity, got ${value}`);
+  }
+  return value;
+}
+
+/** Starts a command, tracks it and its descendants, and resolves when it exits (see `resolveOn` for 'pipe'). */
 export function measureCommand(
   command: string,
   args: readonly string[] = [],
@@ -480,6 +706,11 @@ export function measureCommand(
       'env',
       'stdio',
       'onSpawn',
+      'signal',
+      'timeout',
+      'killSignal',
+      'maxBuffer',
+      'resolveOn',
     ]);
     const opts = resolveTrackOptions('measureCommand', {
       sampleIntervalMs: o.sampleIntervalMs,
@@ -490,15 +721,21 @@ export function measureCommand(
       throw typeError(`taskmeter: option "cwd" must be a string, got ${describe(o.cwd)}`);
     if (o.env !== undefined && (o.env === null || typeof o.env !== 'object'))
       throw typeError(`taskmeter: option "env" must be an object, got ${describe(o.env)}`);
-    const stdio = (o.stdio ?? 'inherit') as StdioMode;
-    if (stdio !== 'inherit' && stdio !== 'ignore' && stdio !== 'pipe') {
+    const modes = stdioModes(o.stdio);
+    if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function')
+      throw typeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
+    const abortSignal = abortSignalOption(o.signal);
+    // setTimeout's limit (2^31 - 1 ms, about 24.8 days)
+    const timeoutMs = intOption('timeout', o.timeout, 0, 2147483647, 0);
+    const killSignal = signalNumber(o.killSignal);
+    const maxBuffer = maxBufferOption(o.maxBuffer);
+    const resolveOn = o.resolveOn ?? 'close';
+    if (resolveOn !== 'close' && resolveOn !== 'exit') {
       throw rangeError(
-        `taskmeter: option "stdio" must be 'inherit', 'ignore' or 'pipe', got ${describe(o.stdio)}`,
+        `taskmeter: option "resolveOn" must be 'close' or 'exit', got ${describe(o.resolveOn)}`,
         'ERR_INVALID_ARG_VALUE',
       );
     }
-    if (o.onSpawn !== undefined && typeof o.onSpawn !== 'function')
-      throw typeError(`taskmeter: option "onSpawn" must be a function, got ${describe(o.onSpawn)}`);
     const cwd = (o.cwd as string | undefined) ?? process.cwd();
     const env = (o.env as NodeJS.ProcessEnv | undefined) ?? process.env;
     const cwdError = checkCwd(cwd);
@@ -509,7 +746,16 @@ export function measureCommand(
       throw systemError(`taskmeter: command not found: ${command}`, 'ENOENT', `spawn ${command}`, command);
     }
     if (process.platform === 'win32') {
-      // CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses (no .bat/.cmd).
+      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no descriptor;
+      // 'pipe' is read by the addon itself), and CreateProcess would run a batch file through cmd.exe with arguments
+      // cmd re-parses.
+      if (modes.some((m) => m >= 0)) {
+        const e = new Error(
+          "taskmeter: measureCommand: descriptors are not supported on Windows; use 'inherit', 'ignore' or 'pipe'",
+        ) as NodeJS.ErrnoException;
+        e.code = 'ENOTSUP';
+        throw e;
+      }
       if (/\.(bat|cmd)$/i.test(file)) {
         throw rangeError(
           `taskmeter: measureCommand(command): ${command} is a batch file; ` +
@@ -518,15 +764,15 @@ export function measureCommand(
         );
       }
     }
+    if (abortSignal?.aborted) throw abortError(abortSignal.reason);
     const envList = Object.entries(env)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${v}`);
-    const modes = stdio === 'inherit' ? [-1, -1, -1] : stdio === 'ignore' ? [-2, -2, -2] : [-2, -3, -3];
     let spawned: { pid: number; fds: number[] };
     // Filled in once started; the exit callback always comes later (through the event loop).
     let onExit: (buf: Float64Array) => void = () => {};
     // Windows: the addon reads the pipes itself and hands over what they held with the exit slots.
-    let winOutput: Buffer[] | null = null;
+    let winOutput: { out: Buffer; err: Buffer; overflow: boolean } | null = null;
     try {
       spawned = native.spawn(
         file,
@@ -535,25 +781,61 @@ export function measureCommand(
         o.cwd === undefined ? null : cwd,
         modes,
         (buf, out, err, overflow) => {
-          if (out && err) winOutput = overflow ? [] : [out, err];
+          if (out && err) winOutput = { out, err, overflow: overflow === true };
           onExit(buf);
         },
       );
     } catch (err) {
       throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
     }
-    const tracker = new ProcessTracker(spawned.pid, opts, false, false);
-    const outputs = stdio === 'pipe' ? [readAll(spawned.fds[1]), readAll(spawned.fds[2])] : null;
+    const pid = spawned.pid;
+    const tracker = new ProcessTracker(pid, opts, false, false);
+    let exited = false;
+    let endedBy: EndedBy | null = null;
+    // Ends the command's whole tree, once, and only while it has not been reaped (its pid could be reused after).
+    const end = (why: EndedBy) => {
+      if (exited) {
+        // Ended by itself; what is left is a wait for its pipes (a background process holding them): that wait ends
+        // here, and nothing is signalled (the command's pid is no longer its own).
+        for (const c of captures) c.drainAndClose();
+        return;
+      }
+      if (endedBy !== null) return;
+      endedBy = why;
+      if (process.platform === 'win32') {
+        try {
+          process.kill(pid, killSignal);
+        } catch {
+          // already gone
+        }
+      } else {
+        native.killTree(pid, killSignal);
+      }
+    };
+    // [stdout, stderr]: a Capture for each one piped
+    const piped = [1, 2].map((i) =>
+      spawned.fds[i] >= 0 ? new Capture(spawned.fds[i], maxBuffer, () => end('maxBuffer')) : null,
+    );
+    const captures: Capture[] = piped.filter((c): c is Capture => c !== null);
+    const onAbort = () => end('abort');
+    abortSignal?.addEventListener('abort', onAbort, { once: true });
+    const timer = timeoutMs > 0 ? setTimeout(() => end('timeout'), timeoutMs) : null;
     try {
-      (o.onSpawn as ((pid: number) => void) | undefined)?.(spawned.pid);
+      (o.onSpawn as ((pid: number) => void) | undefined)?.(pid);
     } catch (err) {
       reject(err);
     }
+    // The signal and the timeout stay armed while the promise waits for the pipes after the exit (resolveOn 'close').
+    const disarm = () => {
+      if (timer) clearTimeout(timer);
+      abortSignal?.removeEventListener('abort', onAbort);
+    };
     onExit = (buf) => {
+      exited = true;
       const signalNo = buf[SP_SIGNAL];
       const record: SpawnRecord = {
         exitCode: Number.isFinite(buf[SP_EXIT_CODE]) ? buf[SP_EXIT_CODE] : null,
-        signal: Number.isFinite(signalNo) ? (SIGNAL_NAMES[signalNo] ?? `SIG${signalNo}`) : null,
+        signal: Number.isFinite(signalNo) ? signalName(signalNo) : null,
         userMs: nn(buf[SP_USER_MS]),
         systemMs: nn(buf[SP_SYSTEM_MS]),
         maxRssBytes: nn(buf[SP_MAX_RSS_BYTES]),
@@ -561,27 +843,80 @@ export function measureCommand(
         contaminationBytes: buf[SP_CONTAMINATION_BYTES],
         wallTimeMs: Math.max(0, buf[SP_END_MONO_MS] - buf[SP_START_MONO_MS]),
         endEpochMs: buf[SP_END_EPOCH_MS],
+        counters: {
+          minorPageFaults: nn(buf[SP_MINOR_FAULTS]),
+          majorPageFaults: nn(buf[SP_MAJOR_FAULTS]),
+          voluntaryContextSwitches: nn(buf[SP_VOLUNTARY_CTX_SWITCHES]),
+          involuntaryContextSwitches: nn(buf[SP_INVOLUNTARY_CTX_SWITCHES]),
+          fsInputBlocks: nn(buf[SP_FS_INPUT_BLOCKS]),
+          fsOutputBlocks: nn(buf[SP_FS_OUTPUT_BLOCKS]),
+          ioReadBytes: nn(buf[SP_IO_READ_BYTES]),
+          ioWriteBytes: nn(buf[SP_IO_WRITE_BYTES]),
+        },
       };
       const usage = tracker.finish(record);
       // the window opened right after the fork; the command's own start is the fork
       usage.startedAt = Math.min(usage.startedAt, record.endEpochMs - record.wallTimeMs);
-      const result: CommandResult = { exitCode: record.exitCode, signal: record.signal, pid: spawned.pid, usage };
-      if (winOutput?.length === 0) {
-        reject(
-          systemError(
-            `taskmeter: measureCommand: ${command} wrote more than 256 MiB (the most kept on Windows) to a pipe`,
-            'ENOBUFS',
-            'ReadFile',
-            command,
-          ),
-        );
-      } else if (winOutput) {
-        resolvePromise({ ...result, stdout: winOutput[0], stderr: winOutput[1] });
-      } else if (outputs) {
-        Promise.all(outputs).then(([out, err]) => resolvePromise({ ...result, stdout: out, stderr: err }));
-      } else {
-        resolvePromise(result);
+      // the chart's title: the command line as a shell user types it
+      if (usage.timeline) usage.timeline.title = shellCommand([command, ...args]);
+      const result: CommandResult = {
+        command: [command, ...args],
+        exitCode: record.exitCode,
+        signal: record.signal,
+        endedBy,
+        pid,
+        usage,
+      };
+      if (winOutput) {
+        // Windows' pipes, read to their end by the addon: maxBuffer applies now (the command was not ended early)
+        disarm();
+        const w: { out: Buffer; err: Buffer; overflow: boolean } = winOutput;
+        const full: CommandResult = { ...result };
+        if (modes[1] === -3) full.stdout = w.out.subarray(0, maxBuffer);
+        if (modes[2] === -3) full.stderr = w.err.subarray(0, maxBuffer);
+        if (w.overflow || w.out.length > maxBuffer || w.err.length > maxBuffer) reject(maxBufferError(full, maxBuffer));
+        else resolvePromise(full);
+        return;
       }
+      if (captures.length === 0) {
+        disarm();
+        resolvePromise(result);
+        return;
+      }
+      // Once taskmeter has ended the command, nothing is left to wait for: its pipes are closed like with 'exit'.
+      if (resolveOn === 'exit' || endedBy !== null) for (const c of captures) c.drainAndClose();
+      Promise.all(captures.map((c) => c.closed)).then(() => {
+        disarm();
+        const full: CommandResult = { ...result };
+        if (piped[0]) full.stdout = piped[0].data;
+        if (piped[1]) full.stderr = piped[1].data;
+        if (captures.some((c) => c.overflowed)) reject(maxBufferError(full, maxBuffer));
+        else resolvePromise(full);
+      });
     };
   });
+}
+
+/** As child_process's AbortError: code 'ABORT_ERR', the signal's reason as `cause`. */
+function abortError(reason: unknown): Error {
+  const e = codedError(Error, 'taskmeter: measureCommand: the operation was aborted before it started', 'ABORT_ERR');
+  e.name = 'AbortError';
+  (e as Error & { cause?: unknown }).cause = reason;
+  return e;
+}
+
+/** The rejection when stdout or stderr passed maxBuffer: `result` holds the usage and the output kept. */
+function maxBufferError(result: CommandResult, maxBuffer: number): Error {
+  const which = [
+    (result.stdout?.length ?? 0) >= maxBuffer ? 'stdout' : null,
+    (result.stderr?.length ?? 0) >= maxBuffer ? 'stderr' : null,
+  ].filter(Boolean);
+  const e = codedError(
+    RangeError,
+    `taskmeter: measureCommand: ${which.join(' and ')} passed maxBuffer (${maxBuffer} bytes)` +
+      (result.endedBy === 'maxBuffer' ? `, so the command was ended (${result.signal ?? 'exited'})` : ''),
+    'ERR_CHILD_PROCESS_STDIO_MAXBUFFER',
+  );
+  (e as Error & { result?: CommandResult }).result = result;
+  return e;
 }

@@ -4,20 +4,32 @@ import { gpuInfo } from './gpu';
 import type { GpuUsage } from './gpu';
 import type { ResourceUsage } from './usage';
 import { rangeError, typeError } from './errors';
-import type { ProcessUsage } from './process';
+import type { CommandResult, EndedBy, ProcessUsage } from './process';
 
-export const RECORD_SCHEMA_VERSION = 2;
+/**
+ * 3: every `*_mb` field renamed `*_mib` (they hold MiB, 2^20 bytes; the `_mb` names are gone), and new fields:
+ * getrusage's counters and I/O bytes, gpu_reason_code, ended_by.
+ */
+export const RECORD_SCHEMA_VERSION = 3;
 
 export interface GpuRecord {
   index: number;
   uuid: string;
   name: string;
   memory_used_peak_bytes: number | null;
-  memory_used_peak_mb: number | null;
+  memory_used_peak_mib: number | null;
   process_memory_peak_bytes: number | null;
-  process_memory_peak_mb: number | null;
+  process_memory_peak_mib: number | null;
   process_memory_end_bytes: number | null;
   process_memory_reason: string | null;
+  /** GPU_NOT_SAMPLED or a PROC_* name when process_memory_peak_bytes is null, else null. */
+  process_memory_reason_code: string | null;
+  /** Process-list readings that saw the window's processes or looked for them while they lived. */
+  process_samples: number;
+  /** Device readings of this GPU inside the window. */
+  samples: number;
+  /** GPU_NOT_SAMPLED when no reading fell inside the window, else null. */
+  reason_code: 'GPU_NOT_SAMPLED' | null;
   energy_joules: number | null;
   utilization_avg_percent: number | null;
   /** A MIG slice: its parent GPU's index (null for a whole GPU). */
@@ -43,37 +55,66 @@ export interface UsageRecord {
   cpu_percent_reason: string | null;
   /** The measuring thread's own CPU (see README "Concurrency"); null where it was not measured. */
   thread_cpu_seconds: number | null;
+  /** The task's own CPU on its thread (measure(fn, { taskCpu: true })); null where not measured. */
+  task_cpu_seconds: number | null;
+  /** Other in-process windows open on this thread at some moment of this one; null where not counted. */
+  overlapping_windows: number | null;
+  /** Event-loop utilization between the window's edges, 0–1; null where not measured. */
+  event_loop_utilization: number | null;
+  heap_used_start_bytes: number | null;
+  heap_used_end_bytes: number | null;
+  /** The largest V8 heap used read while the window was open (sampled); null where no reading fell inside. */
+  heap_used_peak_bytes: number | null;
   /** null only for a tracked process or command that nothing measured (see the schema) */
   peak_memory_bytes: number | null;
-  peak_memory_mb: number | null;
+  peak_memory_mib: number | null;
   peak_memory_source: 'hwm' | 'sampled' | 'endpoints' | null;
   rss_start_bytes: number | null;
-  rss_start_mb: number | null;
+  rss_start_mib: number | null;
   rss_end_bytes: number | null;
-  rss_end_mb: number | null;
+  rss_end_mib: number | null;
   samples: number;
   sample_interval_ms: number | null;
   gpu_available: boolean;
   gpu_memory_peak_bytes: number | null;
-  gpu_memory_peak_mb: number | null;
+  gpu_memory_peak_mib: number | null;
   gpu_memory_peak_source: 'accounting' | 'process' | 'device' | null;
   gpu_energy_joules: number | null;
   gpu_process_utilization_percent: number | null;
   gpu_process_sample_interval_ms: number | null;
   /** Why no GPU is in the record (no driver, disabled, CUDA's device order cannot be established…), or null. */
   gpu_reason: string | null;
+  /** gpuInfo().reasonCode beside gpu_reason (e.g. NVML_LIBRARY_NOT_FOUND), to group records by; null with it. */
+  gpu_reason_code: string | null;
   gpu_stale: boolean;
+  /** Which GPU readings ran slower than wanted to stay within 1 % of a core, or null. */
+  gpu_sampling_note: string | null;
   gpus: GpuRecord[];
+  /** GNU time's %F, %R, %w, %c, %I, %O (see UsageCounters); null where not measured. */
+  major_page_faults: number | null;
+  minor_page_faults: number | null;
+  voluntary_context_switches: number | null;
+  involuntary_context_switches: number | null;
+  fs_input_blocks: number | null;
+  fs_output_blocks: number | null;
+  /** rchar and wchar (Linux /proc/<pid>/io): bytes passed to read()/write()-like calls. */
+  io_read_bytes: number | null;
+  io_write_bytes: number | null;
   /** Process tracking (trackProcess, measureCommand, the CLI) only: */
   pid?: number;
   max_rss_bytes?: number | null;
-  max_rss_mb?: number | null;
+  max_rss_mib?: number | null;
   max_rss_source?: 'rusage' | 'sampled' | null;
   tree_peak_rss_bytes?: number | null;
-  tree_peak_rss_mb?: number | null;
+  tree_peak_rss_mib?: number | null;
   processes?: number;
   cpu_source?: 'rusage' | 'sampled';
   effective_sample_interval_ms?: number | null;
+  /** A command's record (toRecord(commandResult), the CLI) only: */
+  command?: string[];
+  exit_code?: number | null;
+  signal?: string | null;
+  ended_by?: EndedBy | null;
 }
 
 const round = (v: number, digits: number): number => {
@@ -105,6 +146,8 @@ function numOrNull(o: Record<string, unknown>, key: string, where: string, max =
 }
 
 const intOrNull = (v: number | null): number | null => (v === null ? null : Math.round(v));
+// A count the usage may lack (a usage from an older version): 0.
+const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.round(v) : 0);
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 function gpuRecord(g: GpuUsage, i: number): GpuRecord {
@@ -120,11 +163,15 @@ function gpuRecord(g: GpuUsage, i: number): GpuRecord {
     uuid: String(g.uuid ?? ''),
     name: String(g.name ?? ''),
     memory_used_peak_bytes: peak,
-    memory_used_peak_mb: mibOrNull(peak),
+    memory_used_peak_mib: mibOrNull(peak),
     process_memory_peak_bytes: proc,
-    process_memory_peak_mb: mibOrNull(proc),
+    process_memory_peak_mib: mibOrNull(proc),
     process_memory_end_bytes: intOrNull(numOrNull(o, 'processMemoryEndBytes', where)),
     process_memory_reason: strOrNull(o.processMemoryReason),
+    process_memory_reason_code: proc === null ? strOrNull(o.processMemoryReasonCode) : null,
+    process_samples: count(o.processSamples),
+    samples: count(o.samples),
+    reason_code: o.reasonCode === 'GPU_NOT_SAMPLED' ? 'GPU_NOT_SAMPLED' : null,
     energy_joules: energy === null ? null : round(energy, 3),
     utilization_avg_percent: numOrNull(o, 'utilizationAvgPercent', where, 100),
     mig_parent_index:
@@ -151,11 +198,21 @@ function time(u: Record<string, unknown>, key: string): number {
   return v;
 }
 
-/** Turns a ResourceUsage into a JSON-safe record: seconds, MiB next to exact bytes, snake_case keys. */
-export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
+/** A CommandResult (measureCommand's), told from a usage by its `usage` object and `exitCode`. */
+function isCommandResult(v: object): v is CommandResult {
+  const o = v as Record<string, unknown>;
+  return o.usage !== null && typeof o.usage === 'object' && 'exitCode' in o && 'pid' in o;
+}
+
+/**
+ * Turns a ResourceUsage (or measureCommand's result: then with command, exit_code, signal and ended_by) into a
+ * JSON-safe record: seconds, MiB next to exact bytes, snake_case keys.
+ */
+export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): UsageRecord {
   if (usage === null || typeof usage !== 'object') {
     throw typeError(`taskmeter: toRecord(usage): usage must be a ResourceUsage object, got ${describe(usage)}`);
   }
+  if (isCommandResult(usage)) return commandRecord(usage);
   const u = usage as unknown as Record<string, unknown>;
   const startedAt = time(u, 'startedAt');
   const endedAt = Math.min(
@@ -194,6 +251,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
   const cpuTimeMs = user + sys;
   const rate = cpuRate(cpuTimeMs, wall);
   const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
+  const taskCpu = numOrNull(u, 'taskCpuMs', 'usage');
+  const overlapping = numOrNull(u, 'overlappingWindows', 'usage');
+  const loop = numOrNull(u, 'eventLoopUtilization', 'usage', 1);
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -205,18 +265,24 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
     cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
+    task_cpu_seconds: taskCpu === null ? null : round(taskCpu / 1000, 6),
+    overlapping_windows: intOrNull(overlapping),
+    event_loop_utilization: loop === null ? null : round(loop, 4),
+    heap_used_start_bytes: intOrNull(numOrNull(u, 'heapUsedStartBytes', 'usage')),
+    heap_used_end_bytes: intOrNull(numOrNull(u, 'heapUsedEndBytes', 'usage')),
+    heap_used_peak_bytes: intOrNull(numOrNull(u, 'heapUsedPeakBytes', 'usage')),
     peak_memory_bytes: intOrNull(peak),
-    peak_memory_mb: mibOrNull(peak),
+    peak_memory_mib: mibOrNull(peak),
     peak_memory_source: peak === null ? null : source,
     rss_start_bytes: intOrNull(rssStart),
-    rss_start_mb: mibOrNull(rssStart),
+    rss_start_mib: mibOrNull(rssStart),
     rss_end_bytes: intOrNull(rssEnd),
-    rss_end_mb: mibOrNull(rssEnd),
+    rss_end_mib: mibOrNull(rssEnd),
     samples: Math.round(samples),
     sample_interval_ms: interval,
     gpu_available: gpus.length > 0 || info.available,
     gpu_memory_peak_bytes: gpuPeak === null ? null : Math.round(gpuPeak),
-    gpu_memory_peak_mb: mibOrNull(gpuPeak),
+    gpu_memory_peak_mib: mibOrNull(gpuPeak),
     gpu_memory_peak_source: gpuPeak === null ? null : peakSource,
     gpu_energy_joules:
       energies.length > 0
@@ -226,12 +292,46 @@ export function toRecord(usage: ResourceUsage | ProcessUsage): UsageRecord {
           )
         : null,
     gpu_stale: u.gpuStale === true,
+    gpu_sampling_note: strOrNull(u.gpuSamplingNote),
     gpu_process_utilization_percent: numOrNull(u, 'gpuProcessUtilizationPercent', 'usage', 100),
     gpu_process_sample_interval_ms: numOrNull(u, 'gpuProcessSampleIntervalMs', 'usage'),
     gpu_reason: gpus.length > 0 ? null : info.reason,
+    gpu_reason_code: gpus.length > 0 || info.reason === null ? null : info.reasonCode,
     gpus: gpus.map(zeroes),
+    major_page_faults: counter(u, 'majorPageFaults'),
+    minor_page_faults: counter(u, 'minorPageFaults'),
+    voluntary_context_switches: counter(u, 'voluntaryContextSwitches'),
+    involuntary_context_switches: counter(u, 'involuntaryContextSwitches'),
+    fs_input_blocks: counter(u, 'fsInputBlocks'),
+    fs_output_blocks: counter(u, 'fsOutputBlocks'),
+    io_read_bytes: counter(u, 'ioReadBytes'),
+    io_write_bytes: counter(u, 'ioWriteBytes'),
     ...processFields(u),
   });
+}
+
+/** A counter of the usage (UsageCounters) as a whole number, or null (also for usages made before it existed). */
+const counter = (u: Record<string, unknown>, key: string): number | null => intOrNull(numOrNull(u, key, 'usage'));
+
+function commandRecord(r: CommandResult): UsageRecord {
+  const rec = toRecord(r.usage);
+  const o = r as unknown as Record<string, unknown>;
+  if (o.command !== undefined) {
+    if (!Array.isArray(o.command) || !o.command.every((a) => typeof a === 'string'))
+      throw typeError(
+        `taskmeter: toRecord(result): result.command must be an array of strings, got ${describe(o.command)}`,
+      );
+    rec.command = [...o.command];
+  }
+  const code = o.exitCode;
+  if (code !== null && (typeof code !== 'number' || !Number.isInteger(code)))
+    throw typeError(`taskmeter: toRecord(result): result.exitCode must be an integer or null, got ${describe(code)}`);
+  if (o.signal !== null && typeof o.signal !== 'string')
+    throw typeError(`taskmeter: toRecord(result): result.signal must be a string or null, got ${describe(o.signal)}`);
+  rec.exit_code = code;
+  rec.signal = o.signal;
+  rec.ended_by = o.endedBy === 'abort' || o.endedBy === 'timeout' || o.endedBy === 'maxBuffer' ? o.endedBy : null;
+  return rec;
 }
 
 /** -0 reads back from JSON as 0: write 0. */
@@ -253,10 +353,10 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
   return {
     pid: u.pid,
     max_rss_bytes: intOrNull(maxRss),
-    max_rss_mb: mibOrNull(maxRss),
+    max_rss_mib: mibOrNull(maxRss),
     max_rss_source: maxRss === null ? null : src,
     tree_peak_rss_bytes: intOrNull(tree),
-    tree_peak_rss_mb: mibOrNull(tree),
+    tree_peak_rss_mib: mibOrNull(tree),
     processes: typeof u.processes === 'number' && Number.isInteger(u.processes) && u.processes >= 0 ? u.processes : 0,
     cpu_source: u.cpuSource === 'rusage' ? 'rusage' : 'sampled',
     effective_sample_interval_ms: numOrNull(u, 'effectiveSampleIntervalMs', 'usage'),

@@ -1,7 +1,9 @@
-import { describe, MeasureOptions, resolveMeasureOptions } from './options';
+import { describe, MeasureOptions, resolveMeasureOptions, TaskMeasureOptions } from './options';
 import { ResourceUsage } from './usage';
 import { Window } from './window';
 import { codedError, typeError } from './errors';
+import { closeTask, openTask, runAsTask, TaskAccount, taskCpuUnsupported } from './taskcpu';
+import { heapSampler } from './nodefigures';
 
 export interface TrackerError extends Error {
   code: 'ERR_TRACKER_NOT_STARTED' | 'ERR_TRACKER_RUNNING';
@@ -18,7 +20,7 @@ function trackerError(code: TrackerError['code'], message: string): TrackerError
  * sampler window is closed by stop(), by dispose, or at process/worker teardown.
  */
 export class ResourceTracker {
-  private readonly options: { sampleIntervalMs: number; timeline: boolean };
+  private readonly options: { sampleIntervalMs: number; timeline: boolean; taskCpu: boolean; ioBytes: boolean };
   private window: Window | null = null;
   private result: ResourceUsage | null = null;
 
@@ -30,7 +32,11 @@ export class ResourceTracker {
   start(): this {
     if (this.window) throw trackerError('ERR_TRACKER_RUNNING', 'taskmeter: ResourceTracker.start(): already running');
     this.result = null;
-    this.window = new Window({ intervalMs: this.options.sampleIntervalMs, timeline: this.options.timeline });
+    this.window = new Window({
+      intervalMs: this.options.sampleIntervalMs,
+      timeline: this.options.timeline,
+      ioBytes: this.options.ioBytes,
+    });
     this.window.guard(this);
     return this;
   }
@@ -91,18 +97,19 @@ function checkFn(where: string, fn: unknown): void {
 }
 
 /** Runs fn synchronously and measures it. If fn throws, the same error propagates with `error.usage` attached. */
-export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<T> {
+export function measureSync<T>(fn: () => T, options?: TaskMeasureOptions): Measured<T> {
   checkFn('measureSync', fn);
-  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measureSync', options);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, taskCpu, ioBytes } = resolveMeasureOptions('measureSync', options, true);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
+  const task = taskCpu ? openTask(heapSampler) : null;
   let result: T;
   try {
-    result = fn();
+    result = task ? runAsTask(task, fn) : fn();
   } catch (err) {
-    attachUsage(err, w.close());
+    attachUsage(err, closeWith(w, taskCpu, task));
     throw err;
   }
-  const usage = w.close();
+  const usage = closeWith(w, taskCpu, task);
   if (isThenable(result)) {
     // It would measure only the creation of the promise (microseconds) and hand the promise back as a result.
     const e = codedError(
@@ -115,6 +122,19 @@ export function measureSync<T>(fn: () => T, options?: MeasureOptions): Measured<
     throw e;
   }
   return { result, usage };
+}
+
+/** Closes the window and, with taskCpu, the task's account: its CPU, or null with the reason. */
+function closeWith(w: Window, taskCpu: boolean, task: TaskAccount | null): ResourceUsage {
+  const usage = w.close();
+  if (task) {
+    const ms = closeTask(task);
+    usage.taskCpuMs = Number.isFinite(ms) ? Math.max(0, ms) : null;
+    usage.taskCpuReason = usage.taskCpuMs === null ? "this thread's CPU clock could not be read" : null;
+  } else if (taskCpu) {
+    usage.taskCpuReason = taskCpuUnsupported();
+  }
+  return usage;
 }
 
 function isThenable(v: unknown): boolean {
@@ -131,17 +151,19 @@ function isThenable(v: unknown): boolean {
  */
 export async function measure<T>(
   fn: () => T | PromiseLike<T>,
-  options?: MeasureOptions,
+  options?: TaskMeasureOptions,
 ): Promise<Measured<Awaited<T>>> {
   checkFn('measure', fn);
-  const { sampleIntervalMs, timeline } = resolveMeasureOptions('measure', options);
-  const w = new Window({ intervalMs: sampleIntervalMs, timeline });
+  const { sampleIntervalMs, timeline, taskCpu, ioBytes } = resolveMeasureOptions('measure', options, true);
+  const w = new Window({ intervalMs: sampleIntervalMs, timeline, ioBytes });
+  const task = taskCpu ? openTask(heapSampler) : null;
   let result: Awaited<T>;
   try {
-    result = await fn();
+    // The task's code runs as the task; this function's own continuation (the await) does not.
+    result = await (task ? runAsTask(task, fn) : fn());
   } catch (err) {
-    attachUsage(err, w.close());
+    attachUsage(err, closeWith(w, taskCpu, task));
     throw err;
   }
-  return { result, usage: w.close() };
+  return { result, usage: closeWith(w, taskCpu, task) };
 }

@@ -1,8 +1,13 @@
 import {
+  KIND_DEVICE,
+  KIND_ENERGY,
+  KIND_PROCESS_UTIL,
   native,
-  WIN_GPU_FROM_CACHE,
+  WIN_GPU_ENERGY_INTERVAL_MS,
   WIN_GPU_INTERVAL_MS,
   WIN_GPU_PROCESS_INTERVAL_MS,
+  WIN_GPU_PROCESS_UTIL_INTERVAL_MS,
+  WIN_GPU_STRETCHED,
   WIN_GPU_SAMPLES,
   WIN_GPU_STALE_MS,
   WIN_TREE_CPU_SYSTEM_MS,
@@ -24,6 +29,7 @@ import {
   WIN_SAMPLER_CPU_MS,
   SNAP_TIME_MS,
   SNAP_VMS_BYTES,
+  SNAP_MINOR_FAULTS,
   WIN_INTERVAL_MS,
   WIN_MAX_RSS_BYTES,
   WIN_SAMPLES,
@@ -33,6 +39,7 @@ import { describe } from './options';
 import type { Timeline } from './timeline';
 import { gpuDevices, GpuSnapshot, gpuSnapshotsFrom, GpuUsage, gpuUsagesFrom } from './gpu';
 import { rangeError, typeError } from './errors';
+import type { NodeFigures } from './nodefigures';
 
 export type { GpuSnapshot, GpuUsage } from './gpu';
 
@@ -56,8 +63,9 @@ export interface Snapshot {
 /**
  * How the window's peak RSS was found:
  * - 'hwm': the process high-water mark rose during the window, so the new mark is the exact peak;
- * - 'sampled': the largest of the sampler's readings and the endpoints;
- * - 'endpoints': no sample fell inside the window; the larger endpoint.
+ * - 'sampled': the largest of the sampler's readings (its thread's samples and the edges of windows that opened or
+ *   closed meanwhile) and the endpoints;
+ * - 'endpoints': nothing was read inside the window; the larger endpoint.
  */
 export type PeakRssSource = 'hwm' | 'sampled' | 'endpoints';
 
@@ -79,6 +87,32 @@ export interface ResourceUsage {
   threadCpuMs: number | null;
   /** CPU taskmeter's own sampler threads used during the window, ms: left out of cpuTimeMs. 0 without a sampler. */
   samplerCpuMs: number;
+  /**
+   * With measure(fn, { taskCpu: true }): the CPU this thread spent running the task's own code — its synchronous part
+   * and every callback and continuation that runs in its async context (AsyncLocalStorage's propagation), not the
+   * other tasks' in flight at the same time. null otherwise, with taskCpuReason saying why.
+   */
+  taskCpuMs: number | null;
+  taskCpuReason: string | null;
+  /**
+   * How many other in-process windows (measure, measureSync, ResourceTracker) were open on this thread at some
+   * moment of this one: when > 0, cpuTimeMs and threadCpuMs include their work too. null for usageBetween() and
+   * tracked processes.
+   */
+  overlappingWindows: number | null;
+  /** performance.eventLoopUtilization() between the window's edges (0–1); null with the reason where not measured. */
+  eventLoopUtilization: number | null;
+  eventLoopUtilizationReason: string | null;
+  /** V8 heap used (v8.getHeapStatistics().used_heap_size) at the window's start and end, bytes. */
+  heapUsedStartBytes: number | null;
+  heapUsedEndBytes: number | null;
+  /**
+   * The largest heap used read on this thread while the window was open (its edges, other windows' edges, taskCpu
+   * switches): sampled, so a peak that a garbage collection undid between two readings is missed. null, with
+   * heapUsedPeakReason, when no reading fell inside the window.
+   */
+  heapUsedPeakBytes: number | null;
+  heapUsedPeakReason: string | null;
   rssStartBytes: number;
   rssEndBytes: number;
   peakRssBytes: number;
@@ -98,24 +132,123 @@ export interface ResourceUsage {
    */
   gpuMemoryPeakBytes: number | null;
   gpuMemoryPeakSource: 'accounting' | 'process' | 'device' | null;
-  /** This process's (or the tracked tree's) SM utilization of the GPUs, mean over GPUs that report it and over the
-   *  window's readings (nvmlDeviceGetProcessUtilization); null where no GPU reports it
-   *  (see gpus[].processUtilizationReason). */
+  /** This process's (or the tracked tree's) SM utilization of the GPUs: per GPU the mean of the driver's samples
+   *  in the window (nvmlDeviceGetProcessUtilization, the question `nvidia-smi pmon` answers), then the mean over GPUs
+   *  that report it; null where none does (see gpus[].processUtilizationReason). */
   gpuProcessUtilizationPercent: number | null;
-  /** The effective interval of the process-list readings (process memory, per-process utilization), ms: paced by
-   *  what the calls cost, separately from the device readings; null without a GPU. */
+  /** How often the process lists were read, ms: with the device readings (gpuSampleIntervalMs); null without a GPU. */
   gpuProcessSampleIntervalMs: number | null;
   /** Energy of all GPUs in the window, J (null without GPU data). */
   gpuEnergyJoules: number | null;
-  /** GPU readings inside the window; 0 for a short window, whose GPU values are then the latest reading. */
+  /** GPU device readings (memory, utilization, power, process lists) inside the window; with none, the GPU memory and
+   *  utilization figures are null (reason code GPU_NOT_SAMPLED): no value from before a window is its value. */
   gpuSamples: number;
-  /** The effective GPU reading interval (stretched when NVML is slow), ms; null without a GPU. */
+  /** How often the device readings came, ms: the window's interval unless stretched to the GPU thread's budget
+   *  (see gpuSamplingNote); null without a GPU. */
   gpuSampleIntervalMs: number | null;
+  /** How often each GPU's energy counter was read, ms (energy between readings follows the power draw). */
+  gpuEnergyIntervalMs: number | null;
+  /** How often each GPU's per-process utilization was read, ms (the driver keeps the samples in between). */
+  gpuProcessUtilizationIntervalMs: number | null;
+  /** Which readings ran slower than wanted to keep the GPU thread within 1 % of a core, or null. */
+  gpuSamplingNote: string | null;
   /** True when an NVML call had hung at the window's end: GPU values stop at the last good reading. */
   gpuStale: boolean;
   gpuStaleReason: string | null;
   /** The window's timeline, when asked for (option `timeline`); see renderTimeline(). */
   timeline?: Timeline;
+  // The rest of GNU time's -v (UsageCounters): each null where it was not measured.
+  majorPageFaults: number | null;
+  minorPageFaults: number | null;
+  voluntaryContextSwitches: number | null;
+  involuntaryContextSwitches: number | null;
+  fsInputBlocks: number | null;
+  fsOutputBlocks: number | null;
+  ioReadBytes: number | null;
+  ioWriteBytes: number | null;
+}
+
+/**
+ * The rest of GNU time's -v, counted over a window (the process, all threads, less taskmeter's own threads where the
+ * OS counts per thread: Linux) or a command (it and every descendant it reaped, from wait4). null where nothing
+ * measured it: usageBetween() of two snapshots, a platform without the counter (Windows; I/O bytes outside Linux), a
+ * tracked process whose tree sampler does not read it.
+ */
+export interface UsageCounters {
+  /** Page faults that had to read from storage (GNU time's %F, ru_majflt). */
+  majorPageFaults: number | null;
+  /** Page faults served without I/O (%R, ru_minflt). */
+  minorPageFaults: number | null;
+  /** Times it gave up the CPU to wait, e.g. for I/O or a sleep (%w, ru_nvcsw). */
+  voluntaryContextSwitches: number | null;
+  /** Times it was preempted (%c, ru_nivcsw). */
+  involuntaryContextSwitches: number | null;
+  /** File-system inputs and outputs, in 512-byte blocks (%I and %O, ru_inblock and ru_oublock): storage I/O. */
+  fsInputBlocks: number | null;
+  fsOutputBlocks: number | null;
+  /**
+   * Bytes passed to read()- and write()-like calls, whatever they reached (files, the page cache, pipes, sockets,
+   * terminals): rchar and wchar of /proc/<pid>/io (Linux). In-process windows read them only with the option
+   * `ioBytes: true` (a /proc/self/io read at each edge, ~2 µs), and count every thread, taskmeter's own reads of /proc
+   * included (tens of bytes per sample).
+   */
+  ioReadBytes: number | null;
+  ioWriteBytes: number | null;
+}
+
+/** Nothing measured. */
+export const NO_COUNTERS: Readonly<UsageCounters> = Object.freeze({
+  majorPageFaults: null,
+  minorPageFaults: null,
+  voluntaryContextSwitches: null,
+  involuntaryContextSwitches: null,
+  fsInputBlocks: null,
+  fsOutputBlocks: null,
+  ioReadBytes: null,
+  ioWriteBytes: null,
+});
+
+/** Every counter; the first SNAP_COUNTERS are a snapshot's slots from SNAP_MINOR_FAULTS on, in this order. */
+export const COUNTER_KEYS = [
+  'minorPageFaults',
+  'majorPageFaults',
+  'voluntaryContextSwitches',
+  'involuntaryContextSwitches',
+  'fsInputBlocks',
+  'fsOutputBlocks',
+  'ioReadBytes',
+  'ioWriteBytes',
+] as const satisfies readonly (keyof UsageCounters)[];
+
+/** A copy of an edge snapshot's counter slots (kept by a window from its start; a plain array is the cheapest). */
+export function edgeCounters(snap: Float64Array): number[] {
+  const i = SNAP_MINOR_FAULTS;
+  return [snap[i], snap[i + 1], snap[i + 2], snap[i + 3], snap[i + 4], snap[i + 5]];
+}
+
+/**
+ * The counters between a window's start (edgeCounters) and an end snapshot, and the I/O bytes between two
+ * readSelfIo() readings when the window took them; null where either edge was not read.
+ */
+export function countersBetween(
+  start: readonly number[],
+  end: Float64Array,
+  io: { start: Float64Array; end: Float64Array } | null = null,
+): UsageCounters {
+  // Taskmeter's own threads' counts are published when they park, so a window's edges can each be one off: never
+  // below 0.
+  const delta = (v: number): number | null => (Number.isFinite(v) ? Math.max(0, Math.round(v)) : null);
+  const d = (i: number) => delta(end[SNAP_MINOR_FAULTS + i] - start[i]);
+  return {
+    minorPageFaults: d(0),
+    majorPageFaults: d(1),
+    voluntaryContextSwitches: d(2),
+    involuntaryContextSwitches: d(3),
+    fsInputBlocks: d(4),
+    fsOutputBlocks: d(5),
+    ioReadBytes: io ? delta(io.end[0] - io.start[0]) : null,
+    ioWriteBytes: io ? delta(io.end[1] - io.start[1]) : null,
+  };
 }
 
 // The buffers the addon writes into on the hot paths (bound once, re-bound when the GPU count changes). They live on
@@ -284,6 +417,11 @@ export interface TreeStats {
   samples: number;
   /** the tree sampler's mean interval, stretched to its cost budget, ms */
   intervalMs: number;
+  /**
+   * The tree's counters (UsageCounters' names), summed over its processes since tracking began; NaN where the tree
+   * sampler does not read them. The trees lane fills these from its sampling (/proc/<pid>/stat, status, io).
+   */
+  counters: Record<keyof UsageCounters, number>;
 }
 
 export interface WindowStats {
@@ -295,6 +433,10 @@ export interface WindowStats {
   gpuIntervalMs: number;
   gpuStaleMs: number;
   gpuProcessIntervalMs: number;
+  gpuEnergyIntervalMs: number;
+  gpuProcessUtilIntervalMs: number;
+  /** bit per GpuKind (binding.ts KIND_*) read slower than wanted */
+  gpuStretched: number;
   /** CPU taskmeter's own threads used while the window was open, ms. */
   samplerCpuMs: number;
   gpus: GpuUsage[];
@@ -321,14 +463,28 @@ export function windowStats(buf: Float64Array): WindowStats {
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
       intervalMs: buf[WIN_TREE_INTERVAL_MS],
+      // not sampled yet (no window slots): see TreeStats.counters
+      counters: {
+        minorPageFaults: NaN,
+        majorPageFaults: NaN,
+        voluntaryContextSwitches: NaN,
+        involuntaryContextSwitches: NaN,
+        fsInputBlocks: NaN,
+        fsOutputBlocks: NaN,
+        ioReadBytes: NaN,
+        ioWriteBytes: NaN,
+      },
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],
     samples: buf[WIN_SAMPLES],
     intervalMs: buf[WIN_INTERVAL_MS],
-    gpuSamples: buf[WIN_GPU_FROM_CACHE] === 1 ? 0 : buf[WIN_GPU_SAMPLES],
+    gpuSamples: buf[WIN_GPU_SAMPLES],
     gpuIntervalMs: buf[WIN_GPU_INTERVAL_MS],
     gpuStaleMs: buf[WIN_GPU_STALE_MS],
     gpuProcessIntervalMs: buf[WIN_GPU_PROCESS_INTERVAL_MS],
+    gpuEnergyIntervalMs: buf[WIN_GPU_ENERGY_INTERVAL_MS],
+    gpuProcessUtilIntervalMs: buf[WIN_GPU_PROCESS_UTIL_INTERVAL_MS],
+    gpuStretched: buf[WIN_GPU_STRETCHED] || 0,
     samplerCpuMs: Math.max(buf[WIN_SAMPLER_CPU_MS], 0),
     gpus: n > 0 ? gpuUsagesFrom(buf, native.WINDOW_SLOTS, devices.slice(0, n)) : [],
   };
@@ -351,7 +507,27 @@ type GpuSummary = Pick<
   | 'gpuStaleReason'
   | 'gpuProcessUtilizationPercent'
   | 'gpuProcessSampleIntervalMs'
+  | 'gpuEnergyIntervalMs'
+  | 'gpuProcessUtilizationIntervalMs'
+  | 'gpuSamplingNote'
 >;
+
+const finiteOrNull = (v: number | undefined): number | null => (v !== undefined && Number.isFinite(v) ? v : null);
+
+function gpuSamplingNote(win: WindowStats, gpus: number): string | null {
+  const parts: string[] = [];
+  const ms = (v: number) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+  if (win.gpuStretched & (1 << KIND_DEVICE))
+    parts.push(`memory, utilization, power and process lists every ${ms(win.gpuIntervalMs)}`);
+  if (win.gpuStretched & (1 << KIND_PROCESS_UTIL))
+    parts.push(`per-process utilization every ${ms(win.gpuProcessUtilIntervalMs)}`);
+  if (win.gpuStretched & (1 << KIND_ENERGY)) parts.push(`the energy counter every ${ms(win.gpuEnergyIntervalMs)}`);
+  if (parts.length === 0) return null;
+  return (
+    `to keep NVML within 1 % of a core with ${gpus} GPU${gpus === 1 ? '' : 's'}, read slower than wanted ` +
+    `(cheapest to lose first): ${parts.reverse().join('; ')}`
+  );
+}
 
 function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
   const gpus = (win ? win.gpus : []).map((g) =>
@@ -376,6 +552,9 @@ function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
       gpuStaleReason: null,
       gpuProcessUtilizationPercent: null,
       gpuProcessSampleIntervalMs: null,
+      gpuEnergyIntervalMs: null,
+      gpuProcessUtilizationIntervalMs: null,
+      gpuSamplingNote: null,
     };
   }
   const allProcess = gpus.length > 0 && gpus.every((g) => g.processMemoryPeakBytes !== null);
@@ -403,8 +582,27 @@ function gpuSummary(win: WindowStats | null, wallMs: number): GpuSummary {
       ? `an NVML call had not returned for ${Math.round(win!.gpuStaleMs)} ms at the window's end; ` +
         'GPU values stop at the last reading'
       : null,
+    gpuEnergyIntervalMs: finiteOrNull(win?.gpuEnergyIntervalMs),
+    gpuProcessUtilizationIntervalMs: finiteOrNull(win?.gpuProcessUtilIntervalMs),
+    gpuSamplingNote: win ? gpuSamplingNote(win, gpus.length) : null,
   };
 }
+
+const TASK_CPU_NOT_REQUESTED = 'not requested: measure(fn, { taskCpu: true }) measures it';
+
+/** Node's figures of a usage that has none (two snapshots, another process), each null with `reason`. */
+export function noNodeFigures(reason: string): NodeFigures {
+  return {
+    overlappingWindows: null,
+    eventLoopUtilization: null,
+    eventLoopUtilizationReason: reason,
+    heapUsedStartBytes: null,
+    heapUsedEndBytes: null,
+    heapUsedPeakBytes: null,
+    heapUsedPeakReason: reason,
+  };
+}
+const NO_WINDOW = noNodeFigures('not measured: a usage between two snapshots has no window');
 
 /** Builds the usage of a window from its endpoint snapshots and, when it had one, the sampler's record. */
 export function buildUsage(
@@ -412,6 +610,8 @@ export function buildUsage(
   end: Snapshot,
   win: WindowStats | null,
   threadCpuMs: number | null = null,
+  node: NodeFigures = NO_WINDOW,
+  counters: UsageCounters | null = null,
 ): ResourceUsage {
   // Clamp at 0: CPU counters and clocks are monotonic, but a user-made snapshot pair may round the other way.
   const wallTimeMs = Math.max(0, end.timeMs - start.timeMs);
@@ -427,13 +627,16 @@ export function buildUsage(
   const endpointsMax = Math.max(start.rssBytes, end.rssBytes);
   let peakRssBytes: number;
   let peakRssSource: PeakRssSource;
-  const samples = win && Number.isFinite(win.maxRssBytes) ? win.samples : 0;
+  // The sampler's largest reading since the window opened: its thread's samples and every window edge on any thread
+  // meanwhile (a nested window's endpoints are its enclosing windows' observations too).
+  const observed = win ? win.maxRssBytes : NaN;
+  const samples = win && Number.isFinite(observed) ? win.samples : 0;
   if (end.peakRssBytes > start.peakRssBytes) {
     // The lifetime high-water mark rose inside the window, so the window holds the new mark: exact.
-    peakRssBytes = peakAtLeast(end.peakRssBytes, endpointsMax, samples > 0 ? win!.maxRssBytes : NaN);
+    peakRssBytes = peakAtLeast(end.peakRssBytes, endpointsMax, observed);
     peakRssSource = 'hwm';
-  } else if (win && samples > 0) {
-    peakRssBytes = peakAtLeast(win.maxRssBytes, endpointsMax);
+  } else if (samples > 0 || observed > endpointsMax) {
+    peakRssBytes = peakAtLeast(observed, endpointsMax);
     peakRssSource = 'sampled';
   } else {
     peakRssBytes = endpointsMax;
@@ -450,6 +653,15 @@ export function buildUsage(
     cpuPercentReason: rate.cpuPercentReason,
     threadCpuMs,
     samplerCpuMs,
+    taskCpuMs: null,
+    taskCpuReason: TASK_CPU_NOT_REQUESTED,
+    overlappingWindows: node.overlappingWindows,
+    eventLoopUtilization: node.eventLoopUtilization,
+    eventLoopUtilizationReason: node.eventLoopUtilizationReason,
+    heapUsedStartBytes: node.heapUsedStartBytes,
+    heapUsedEndBytes: node.heapUsedEndBytes,
+    heapUsedPeakBytes: node.heapUsedPeakBytes,
+    heapUsedPeakReason: node.heapUsedPeakReason,
     rssStartBytes: start.rssBytes,
     rssEndBytes: end.rssBytes,
     peakRssBytes,
@@ -468,6 +680,17 @@ export function buildUsage(
     gpuStaleReason: g.gpuStaleReason,
     gpuProcessUtilizationPercent: g.gpuProcessUtilizationPercent,
     gpuProcessSampleIntervalMs: g.gpuProcessSampleIntervalMs,
+    majorPageFaults: counters ? counters.majorPageFaults : null,
+    minorPageFaults: counters ? counters.minorPageFaults : null,
+    voluntaryContextSwitches: counters ? counters.voluntaryContextSwitches : null,
+    involuntaryContextSwitches: counters ? counters.involuntaryContextSwitches : null,
+    fsInputBlocks: counters ? counters.fsInputBlocks : null,
+    fsOutputBlocks: counters ? counters.fsOutputBlocks : null,
+    ioReadBytes: counters ? counters.ioReadBytes : null,
+    ioWriteBytes: counters ? counters.ioWriteBytes : null,
+    gpuEnergyIntervalMs: g.gpuEnergyIntervalMs,
+    gpuProcessUtilizationIntervalMs: g.gpuProcessUtilizationIntervalMs,
+    gpuSamplingNote: g.gpuSamplingNote,
   };
 }
 

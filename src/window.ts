@@ -2,11 +2,16 @@
 // in-process trackers (measure, ResourceTracker) and the process trackers (trackProcess, measureCommand).
 import { native, SNAP_THREAD_CPU_MS } from './binding';
 import { codedError } from './errors';
+import { heapSampler, NodeFigures, nodeFigures, NodeStart, nodeStart } from './nodefigures';
 import { Timeline, timelineFrom } from './timeline';
 import {
   boundSnapshotBuffer,
   boundWindowBuffer,
   buildUsage,
+  countersBetween,
+  edgeCounters,
+  noNodeFigures,
+  UsageCounters,
   ResourceUsage,
   Snapshot,
   snapshotFrom,
@@ -19,6 +24,8 @@ import {
 export interface WindowConfig {
   intervalMs: number;
   timeline: boolean;
+  /** read /proc/self/io at the edges (usage.ioReadBytes, ioWriteBytes) */
+  ioBytes?: boolean;
   /** follow this process (and its descendants) instead of only this process */
   rootPid?: number;
   /** CPU the tracked processes used before tracking began is not counted */
@@ -34,12 +41,20 @@ export interface ClosedWindow {
   maxHwmComm: string | null;
   /** The calling thread's CPU in the window (its clock read at open and close), or null. */
   threadCpuMs: number | null;
+  /** Node's figures: an in-process window's, or nulls with the reason for a process window. */
+  node: NodeFigures;
+  /** getrusage's counters and the I/O bytes between the window's edges. */
+  counters: UsageCounters;
 }
+
+/** Node's figures describe this process's event loop and heap: nothing of another process. */
+export const PROCESS_WINDOW = noNodeFigures('not measured for another process: it describes this event loop and heap');
 
 // A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
 // owner is collected keeps the window table bounded.
-const abandoned = new FinalizationRegistry<number>((id) => {
+const abandoned = new FinalizationRegistry<{ id: number; inProcess: boolean }>(({ id, inProcess }) => {
   native.windowClose(id, new Float64Array(windowBufferLength()));
+  if (inProcess) heapSampler.openWindows--;
 });
 
 export class Window {
@@ -47,14 +62,30 @@ export class Window {
   readonly id: number;
   readonly config: WindowConfig;
   private readonly startThreadCpuMs: number;
+  /** An in-process window's opening readings of Node's figures (before the native window opens: their cost is not
+   *  the task's); null for a process window. */
+  private readonly node: NodeStart | null;
+  private readonly startCounters: number[];
+  private readonly startIo: Float64Array | null = null;
   private closed = false;
 
   constructor(config: WindowConfig) {
     this.config = config;
+    this.node = config.rootPid ? null : nodeStart();
     const snap = boundSnapshotBuffer();
-    this.id = native.windowOpen(config.intervalMs);
+    try {
+      this.id = native.windowOpen(config.intervalMs);
+    } catch (err) {
+      if (this.node) nodeFigures(this.node, true); // out of this thread's open count again
+      throw err;
+    }
     this.start = snapshotFrom(snap);
     this.startThreadCpuMs = snap[SNAP_THREAD_CPU_MS];
+    this.startCounters = edgeCounters(snap);
+    if (config.ioBytes) {
+      this.startIo = new Float64Array(2);
+      native.readSelfIo(this.startIo);
+    }
     if (config.timeline || config.rootPid) {
       native.windowConfigure(
         this.id,
@@ -72,25 +103,27 @@ export class Window {
 
   /** Closes the window when `owner` is garbage-collected while it is still open. */
   guard(owner: object): void {
-    abandoned.register(owner, this.id, this);
+    abandoned.register(owner, { id: this.id, inProcess: this.node !== null }, this);
   }
 
   /** The stats so far, leaving the window open. */
-  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null } {
+  read(): { end: Snapshot; stats: WindowStats | null; threadCpuMs: number | null; counters: UsageCounters } {
+    const io = this.endIo();
     const snap = new Float64Array(native.SNAPSHOT_SLOTS);
-    native.snapshot(snap, true);
     const buf = new Float64Array(windowBufferLength());
-    const ok = native.windowRead(this.id, buf);
+    const ok = native.windowRead(this.id, buf, snap);
     return {
       end: snapshotFrom(snap),
       stats: ok ? windowStats(buf) : null,
       threadCpuMs: threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]),
+      counters: countersBetween(this.startCounters, snap, io),
     };
   }
 
   peek(): ResourceUsage {
-    const { end, stats, threadCpuMs } = this.read();
-    return buildUsage(this.start, end, stats, threadCpuMs);
+    const { end, stats, threadCpuMs, counters } = this.read();
+    const node = this.node ? nodeFigures(this.node, false) : PROCESS_WINDOW;
+    return buildUsage(this.start, end, stats, threadCpuMs, node, counters);
   }
 
   closeRaw(): ClosedWindow {
@@ -107,23 +140,36 @@ export class Window {
           timeline = timelineFrom(t.points, native.TIMELINE_COLUMNS, this.start.epochMs, this.config.intervalMs);
       }
     }
+    const io = this.endIo();
     const snap = boundSnapshotBuffer();
     const buf = boundWindowBuffer();
     const ok = native.windowClose(this.id);
     const threadCpuMs = threadCpuBetween(this.startThreadCpuMs, snap[SNAP_THREAD_CPU_MS]);
+    const end = snapshotFrom(snap);
+    const stats = ok ? windowStats(buf) : null;
     return {
       start: this.start,
-      end: snapshotFrom(snap),
-      stats: ok ? windowStats(buf) : null,
+      end,
+      stats,
       timeline,
       maxHwmComm,
       threadCpuMs,
+      node: this.node ? nodeFigures(this.node, true) : PROCESS_WINDOW,
+      counters: countersBetween(this.startCounters, snap, io),
     };
+  }
+
+  /** The I/O bytes now, with the window's start reading (null for a window that does not read them). */
+  private endIo(): { start: Float64Array; end: Float64Array } | null {
+    if (!this.startIo) return null;
+    const end = new Float64Array(2);
+    native.readSelfIo(end);
+    return { start: this.startIo, end };
   }
 
   close(): ResourceUsage {
     const c = this.closeRaw();
-    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs);
+    const usage = buildUsage(c.start, c.end, c.stats, c.threadCpuMs, c.node, c.counters);
     if (c.timeline) usage.timeline = c.timeline;
     return usage;
   }

@@ -153,6 +153,88 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
   );
 }
 
+// Touches 64 MiB (minor faults), sleeps 0.2 s (voluntary switches), writes 50 MiB and fsyncs it (file-system
+// outputs), drops it from the page cache and reads it back through an mmap (major faults, file-system inputs).
+const COUNTERS_JOB = `
+import mmap, os, sys, time
+b = bytearray(64 << 20)
+for i in range(0, len(b), 4096):
+    b[i] = 1
+time.sleep(0.2)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+chunk = b'\\x01' * (1 << 20)
+for _ in range(50):
+    os.write(fd, chunk)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+print(sum(m[i] for i in range(0, len(m), 4096)))
+`;
+
+/** GNU time's format letter, the record's field, and how far apart two runs of the job may be on their own. */
+const COUNTERS: { letter: string; field: string; noise: (median: number) => number }[] = [
+  { letter: 'F', field: 'major_page_faults', noise: (m) => Math.max(3, 0.5 * m) },
+  { letter: 'R', field: 'minor_page_faults', noise: (m) => Math.max(50, 0.02 * m) },
+  // waits for I/O and sleeps: the disk's and the scheduler's mood
+  { letter: 'w', field: 'voluntary_context_switches', noise: (m) => Math.max(10, 0.3 * m) },
+  // preemptions: how busy the machine is, nothing else
+  { letter: 'c', field: 'involuntary_context_switches', noise: (m) => Math.max(50, m) },
+  { letter: 'I', field: 'fs_input_blocks', noise: (m) => Math.max(64, 0.02 * m) },
+  { letter: 'O', field: 'fs_output_blocks', noise: (m) => Math.max(64, 0.02 * m) },
+];
+
+async function conformCounters(dir: string): Promise<void> {
+  const script = join(dir, 'job.py');
+  writeFileSync(script, COUNTERS_JOB);
+  const target = join(dir, 'out.bin');
+  const cmd = [python, script, target];
+  const format = COUNTERS.map((c) => `%${c.letter}`).join(' ');
+  const gnu: number[][] = [];
+  const ours: number[][] = [];
+  const records: Record<string, number>[] = [];
+  for (let round = 0; round < 3; round++) {
+    const order = round % 2 === 0 ? ['gnu', 'taskmeter'] : ['taskmeter', 'gnu'];
+    for (const who of order) {
+      if (who === 'gnu') {
+        const rep = join(dir, 'time.txt');
+        const exit = await runToFile([GNU_TIME, '-o', rep, '-f', format, ...cmd], dir, join(dir, 'stdout'));
+        expect(exit).toBe(0);
+        gnu.push(readFileSync(rep, 'utf8').trim().split('\n').pop()!.split(' ').map(Number));
+      } else {
+        const rep = join(dir, 'rec.json');
+        const exit = await runToFile([process.execPath, cli, '-q', '-o', rep, '--', ...cmd], dir, join(dir, 'stdout'));
+        expect(exit).toBe(0);
+        const rec = JSON.parse(readFileSync(rep, 'utf8'));
+        records.push(rec);
+        ours.push(COUNTERS.map((c) => rec[c.field]));
+      }
+    }
+  }
+  const rows: string[] = [];
+  COUNTERS.forEach((c, i) => {
+    const g = gnu.map((r) => r[i]);
+    const t = ours.map((r) => r[i]);
+    const gm = median(g);
+    // GNU time's own spread over its runs, or the field's usual noise where three runs happened to agree
+    const noise = Math.max(Math.max(...g) - Math.min(...g), c.noise(gm));
+    rows.push(`| %${c.letter} ${c.field} | ${g.join(', ')} | ${t.join(', ')} | ±${noise.toFixed(0)} |`);
+    for (const v of t) expect(Number.isInteger(v), `${c.field} ${v}`).toBe(true);
+    expect(Math.abs(median(t) - gm), `%${c.letter} ${c.field}: taskmeter ${t} vs GNU time ${g}`).toBeLessThanOrEqual(
+      noise,
+    );
+  });
+  console.log(['| counter | GNU time | taskmeter | noise |', '| --- | --- | --- | --- |', ...rows].join('\n'));
+  // the workload did what it says: 16,384 pages touched, 50 MiB written (102,400 blocks of 512 bytes)
+  expect(median(gnu.map((r) => r[1]))).toBeGreaterThan(16384);
+  expect(median(gnu.map((r) => r[5]))).toBeGreaterThanOrEqual(102400);
+  for (const rec of records) {
+    // wchar: the 50 MiB written, and the few bytes python printed
+    expect(rec.io_write_bytes).toBeGreaterThanOrEqual(50 << 20);
+    expect(rec.io_write_bytes).toBeLessThan((50 << 20) + 65536);
+    expect(rec.io_read_bytes).toBeGreaterThan(0);
+  }
+}
+
 // A C source with enough optimisable code that cc1 works a few hundred ms per file.
 function cSource(file: number): string {
   const fns: string[] = [];
@@ -249,6 +331,16 @@ describe.skipIf(noGnuTime)(
         '        print(sum(p.map(f, [400000] * 8)))',
       ].join('\n');
       await conform('python3 multiprocessing Pool(2)', [python, '-c', code], work);
+    }, 300_000);
+
+    it("the rest of time -v: GNU time's %F %R %w %c %I %O for a command that faults, sleeps and writes 50 MB", async () => {
+      // On a disk-backed file system (tmpfs counts no file-system blocks): a folder in the checkout.
+      const dir = mkdtempSync(join(root, 'test/.conformance-io-'));
+      try {
+        await conformCounters(dir);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }, 300_000);
 
     it('make -j2', async () => {

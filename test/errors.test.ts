@@ -39,6 +39,7 @@ describe('one definition of every shared layout', () => {
     // Every C++ entry X(Name) in the headers appears in the export, derived 1:1.
     const headers = [
       'native/sampler.h',
+      'native/gpu_sampler.h',
       'native/proc/proc.h',
       'native/spawn.h',
       'native/nvml/gpu.h',

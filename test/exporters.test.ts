@@ -60,7 +60,9 @@ const otel: Scenario = async ({ tm, require }) => {
   process.on('uncaughtException', (e) => errors.push(String(e)));
   const metrics = registerTaskmeterMetrics(provider.getMeter('taskmeter-test'), { gpuIntervalMs: 20 });
   await new Promise((r) => setTimeout(r, 200));
-  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 100)));
+  // 1.5 s: per-process GPU utilization is read about once a second (at a 50 ms interval the GPU thread's budget
+  // leaves room for it even on a loaded machine)
+  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 1500)), { sampleIntervalMs: 50 });
   metrics.recordUsage(usage, { task: 'sleep' });
   await reader.forceFlush();
   const out = [];
@@ -188,7 +190,8 @@ const prometheus: Scenario = async ({ tm, require }) => {
   prom.collectDefaultMetrics({ register: registry });
   const collector = createTaskmeterCollector({ registry, gpuIntervalMs: 20 });
   await new Promise((r) => setTimeout(r, 200));
-  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 50)));
+  // 1.5 s: per-process GPU utilization is read about once a second (see the OpenTelemetry scenario)
+  const { usage } = await tm.measure(() => new Promise((r) => setTimeout(r, 1500)), { sampleIntervalMs: 50 });
   collector.observeUsage(usage, { task: 'sleep' });
   const server = http.createServer(async (_req: unknown, res: any) => {
     res.setHeader('content-type', registry.contentType);

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { RECORD_SCHEMA_VERSION } from '../dist/record.js';
 import { onPath, root, run } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-clone-'));
@@ -86,7 +87,7 @@ describe('a fresh clone', () => {
         { cwd: app, env },
       );
       expect(esm.code, esm.stderr).toBe(0);
-      expect(JSON.parse(esm.stdout)).toEqual({ v: 2, otel: 'function' });
+      expect(JSON.parse(esm.stdout)).toEqual({ v: RECORD_SCHEMA_VERSION, otel: 'function' });
     },
     600_000,
   );

@@ -48,8 +48,13 @@ const BASE = [
 // Each scenario runs in a child process (runScenario) against whatever NVML the environment points at: the fake,
 // Debian's real library, none. Those used throughout are here; the others sit beside the test that checks them.
 const readInfo: Scenario = ({ tm }) => ({ hasGpu: tm.hasGpu, info: tm.gpuInfo(), snap: tm.snapshot() });
-const measureWindow: Scenario = ({ tm, sleep }) => {
-  const { usage } = tm.measureSync(() => sleep(300), { sampleIntervalMs: 10 });
+// A window of 300 ms, longer if need be until it holds a few GPU readings: on a loaded machine the GPU thread's
+// measured costs (and so its pace) grow, and a window's figures come only from readings inside it.
+const measureWindow: Scenario = ({ tm, sleep, waitFor }) => {
+  const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+  sleep(300);
+  waitFor(() => t.usage!.gpuSamples >= 4);
+  const usage = t.stop();
   return { usage, record: tm.toRecord(usage), snap: tm.snapshot(), info: tm.gpuInfo() };
 };
 
@@ -318,13 +323,15 @@ describe('windows with a GPU', () => {
     expect(usage.gpuMemoryPeakSource).toBe('process');
     expect(usage.gpuEnergyJoules).toBeCloseTo(g0.energyJoules + g1.energyJoules, 6);
     expect(usage.gpuSamples).toBeGreaterThan(3);
-    expect(usage.gpuSampleIntervalMs).toBeGreaterThanOrEqual(20);
+    expect(usage.gpuSampleIntervalMs).toBeGreaterThanOrEqual(10); // the window's interval (stretched only by cost)
+    expect(g0.samples).toBe(usage.gpuSamples);
+    expect(g0.reasonCode).toBeNull();
     expect(usage.gpuStale).toBe(false);
     expectValidRecord(record);
     expect(record).toMatchObject({
       gpu_available: true,
       gpu_memory_peak_bytes: 64 * MiB,
-      gpu_memory_peak_mb: 64,
+      gpu_memory_peak_mib: 64,
       gpu_memory_peak_source: 'process',
       gpu_stale: false,
     });
@@ -337,19 +344,20 @@ describe('windows with a GPU', () => {
   });
 
   // The process's GPU memory spikes to 512 MiB for 200 ms inside the window, then falls back to 64 MiB.
-  const spike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  // The process's GPU memory spikes to 512 MiB for 200 ms inside the window (longer, until a reading saw it, on a
+  // loaded machine), then falls back to 64 MiB.
+  const spike: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(100);
-        write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
-        sleep(200);
-        write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
-        sleep(150);
-      },
-      { sampleIntervalMs: 10 },
-    );
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(100);
+    write(base + `\ndev0.procs=4242:1000,self:${512 * MiB}\n`);
+    sleep(200);
+    waitFor(() => t.usage!.gpus[0]?.processMemoryPeakBytes === 512 * MiB);
+    write(base + `\ndev0.procs=4242:1000,self:${64 * MiB}\n`);
+    sleep(150);
+    waitFor(() => t.usage!.gpus[0]?.processMemoryEndBytes === 64 * MiB);
+    const usage = t.stop();
     return { usage, record: tm.toRecord(usage) };
   };
   it('a transient spike of the process GPU memory inside a window is its peak', async () => {
@@ -357,33 +365,53 @@ describe('windows with a GPU', () => {
     expect(usage.gpus[0].processMemoryPeakBytes).toBe(512 * MiB);
     expect(usage.gpus[0].processMemoryEndBytes).toBe(64 * MiB);
     expect(usage.gpuMemoryPeakBytes).toBe(512 * MiB);
-    expect(record.gpu_memory_peak_mb).toBe(512);
+    expect(record.gpu_memory_peak_mib).toBe(512);
   });
 
-  // A window opened while a slow GPU reading (300 ms) is in flight: that reading started before the window.
-  const openedDuringReading: Scenario = ({ tm, sleep }) => {
-    sleep(100); // the first reading (asked for right after detection) is in flight
+  // A window opened while a slow GPU reading (each takes 300 ms: the power call sleeps) is in flight: that reading
+  // started before the window, and read the device memory as it was then (40 GiB), which the window must not show.
+  const openedDuringReading: Scenario = ({ tm, sleep, write, base, MiB }) => {
+    sleep(100); // the first reading (asked for right after detection) is in flight; it read 40 GiB at its start
+    write(base.replace(/dev0\.used=.*/, `dev0.used=${1024 * MiB}`));
     const { usage } = tm.measureSync(() => sleep(500), { sampleIntervalMs: 10 });
     return { usage };
   };
   it("a GPU reading already in flight when a window opens is not one of the window's samples", async () => {
     const { usage } = await gpuCase(openedDuringReading, {
-      scenario: 'count=1\ndev0.name=A\ndev0.power_mw=300000\ndelay.nvmlDeviceGetPowerUsage=300\n',
+      scenario: `count=1\ndev0.name=A\ndev0.used=${40 * 1024 * MiB}\ndev0.power_mw=300000\ndelay.nvmlDeviceGetPowerUsage=300\n`,
     });
-    // the only reading (cost-paced: the next one would come minutes later) started ~100 ms before the window
-    expect(usage.gpuSamples).toBe(0);
+    expect(usage.gpuSamples).toBeGreaterThanOrEqual(1); // readings that started inside it
+    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(1024 * MiB); // never the 40 GiB the earlier one saw
   });
 
+  // Every device reading takes 200 ms (the memory call sleeps): a 1 ms window opened while one is in flight can hold
+  // none, and must not take the latest reading (from before it opened) as its own.
   const short: Scenario = ({ tm, sleep }) => {
     sleep(50);
-    const { usage } = tm.measureSync(() => 0);
+    const { usage } = tm.measureSync(() => sleep(1));
     return { usage, record: tm.toRecord(usage) };
   };
-  it('a window too short for a GPU reading reports the latest reading', async () => {
-    const { usage, record } = await gpuCase(short);
-    expect(usage.gpuSamples).toBeLessThanOrEqual(1); // opening a window may trigger one reading at once
-    expect(usage.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
-    expect(usage.gpus[0].energyJoules).toBeGreaterThanOrEqual(0);
+  it('a window with no GPU reading inside has null memory and utilization with GPU_NOT_SAMPLED, never the latest reading', async () => {
+    const { usage, record } = await gpuCase(short, { scenario: BASE + '\ndelay.nvmlDeviceGetMemoryInfo_v2=200\n' });
+    expect(usage.gpuSamples).toBe(0);
+    const g = usage.gpus[0];
+    expect(g).toMatchObject({
+      samples: 0,
+      reasonCode: 'GPU_NOT_SAMPLED',
+      memoryUsedPeakBytes: null,
+      utilizationAvgPercent: null,
+      processMemoryPeakBytes: null,
+      processMemoryReasonCode: 'GPU_NOT_SAMPLED',
+      processSamples: 0,
+    });
+    expect(g.processMemoryReason).toMatch(/^not sampled/);
+    expect(usage.gpuMemoryPeakBytes).toBeNull();
+    expect(record.gpus[0]).toMatchObject({
+      process_memory_peak_bytes: null,
+      process_memory_reason_code: 'GPU_NOT_SAMPLED',
+      reason_code: 'GPU_NOT_SAMPLED',
+      samples: 0,
+    });
     expectValidRecord(record);
   });
 
@@ -472,17 +500,21 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
   });
 
   // Something changes mid-window (the scenario lines in FAULT, `;`-separated), the window goes on.
-  const midWindow: Scenario = ({ tm, sleep, write, base }) => {
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(150);
-        write(base + '\n' + process.env.FAULT!.replace(/;/g, '\n') + '\n');
-        sleep(250);
-      },
-      { sampleIntervalMs: 10 },
-    );
-    const after = tm.measureSync(() => sleep(100));
-    return { usage, record: tm.toRecord(usage), after: after.usage, snap: tm.snapshot() };
+  const midWindow: Scenario = ({ tm, sleep, write, base, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(150);
+    waitFor(() => t.usage!.gpuSamples > 0); // a reading before the fault (a loaded machine may need longer)
+    write(base + '\n' + process.env.FAULT!.replace(/;/g, '\n') + '\n');
+    sleep(250);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen); // and one after it
+    const usage = t.stop();
+    // a later window, open until a GPU reading fell inside it (a slow machine may space readings past 100 ms)
+    const later = new tm.ResourceTracker().start();
+    sleep(100);
+    for (const t0 = Date.now(); later.usage!.gpuSamples === 0 && Date.now() - t0 < 5000; ) sleep(10);
+    const after = later.stop();
+    return { usage, record: tm.toRecord(usage), after, snap: tm.snapshot() };
   };
   it('GPU_IS_LOST mid-window: the window closes, the error is named, later windows work', async () => {
     const { usage, record, after, snap } = await gpuCase(midWindow, { env: { FAULT: 'dev0.lost=1' } });
@@ -497,8 +529,21 @@ describe('fault matrix: measurement keeps working, with nulls and reasons', () =
     expect(snap.rssBytes).toBeGreaterThan(0);
   });
 
+  // The counter is read about once a second: the window lasts long enough for readings after the reload. At a 50 ms
+  // interval the device readings leave the budget room for that even on a loaded machine (at 10 ms the energy
+  // counter is the first reading stretched when wake-ups cost more than usual).
+  const reload: Scenario = ({ tm, sleep, write, base, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+    sleep(150);
+    write(base + '\ndev0.energy_mj=0\n');
+    sleep(2500);
+    // stretched further on a loaded machine (to 30 s at most): until a counter reading saw the reload
+    waitFor(() => /went backwards/.test(t.usage!.gpus[0]?.energyReason ?? ''), 40_000);
+    const usage = t.stop();
+    return { usage, record: tm.toRecord(usage) };
+  };
   it('an energy counter that goes backwards (driver reload) → integrated power for that stretch, with the reason', async () => {
-    const { usage, record } = await gpuCase(midWindow, { env: { FAULT: 'dev0.energy_mj=0' } });
+    const { usage, record } = await gpuCase(reload);
     const e = usage.gpus[0].energyJoules;
     expect(e).toBeGreaterThan(0);
     expect(e).toBeLessThan(1.3 * 300 * (usage.wallTimeMs / 1000));
@@ -624,18 +669,18 @@ describe('MIG slices without privileges', () => {
 
 describe('accounting mode', () => {
   // The accounting read fails up to and into the window, then reads a lifetime maximum (512 MiB) from before it.
-  const accountingFailedBefore: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  const accountingFailedBefore: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     const outer = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start(); // keeps the GPU readings going
     write(base + `\ndev0.acct=self:${512 * MiB}\nfail.nvmlDeviceGetAccountingStats=999\n`);
     sleep(150);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(100);
-        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
-        sleep(200);
-      },
-      { sampleIntervalMs: 10 },
-    );
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(100);
+    waitFor(() => t.usage!.gpuSamples > 0); // a failed read inside the window first
+    write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+    sleep(200);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen + 1); // then successful ones
+    const usage = t.stop();
     outer.stop();
     return { usage };
   };
@@ -647,19 +692,22 @@ describe('accounting mode', () => {
   });
   // The process list always says 64 MiB; the driver's accounting maximum rises to 512 MiB mid-window (an allocation
   // spike between two list readings) — and a second window where it does not rise.
-  const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB }) => {
+  const accountingSpike: Scenario = ({ tm, sleep, write, base, MiB, waitFor }) => {
     write(base + `\ndev0.acct=self:${64 * MiB}\n`);
     sleep(100);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(150);
-        write(base + `\ndev0.acct=self:${512 * MiB}\n`);
-        sleep(150);
-      },
-      { sampleIntervalMs: 10 },
-    );
-    const flat = tm.measureSync(() => sleep(200), { sampleIntervalMs: 10 });
-    return { usage, record: tm.toRecord(usage), flat: flat.usage, info: tm.gpuInfo() };
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(150);
+    waitFor(() => t.usage!.gpuSamples > 0); // the base read inside the window
+    write(base + `\ndev0.acct=self:${512 * MiB}\n`);
+    sleep(150);
+    const seen = t.usage!.gpuSamples;
+    waitFor(() => t.usage!.gpuSamples > seen + 1); // and the rise read
+    const usage = t.stop();
+    const f = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    sleep(200);
+    waitFor(() => f.usage!.gpuSamples > 1);
+    const flat = f.stop();
+    return { usage, record: tm.toRecord(usage), flat, info: tm.gpuInfo() };
   };
   it('reports a GPU spike that no process-list sample saw as the exact window peak', async () => {
     const { usage, record, flat, info } = await gpuCase(accountingSpike, {
@@ -718,14 +766,35 @@ describe('MPS, entry layouts by symbols, stride check', () => {
 });
 
 describe('per-process utilization, power, energy', () => {
+  // Per-process utilization is read about once a second per GPU (it costs ~2 ms on an H200; the driver keeps the
+  // samples in between): a window of 1.5 s holds a reading of each GPU (at a 50 ms interval, which leaves the budget
+  // room for it even on a loaded machine).
+  const putilWindow: Scenario = ({ tm, sleep, waitFor }) => {
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+    sleep(1500);
+    // on a loaded machine the readings may be stretched further: until each GPU had one inside the window
+    waitFor(
+      () =>
+        t.usage!.gpus.every(
+          (g: any) => g.processUtilizationReason === null || /no sample/.test(g.processUtilizationReason),
+        ),
+      15_000,
+    );
+    const usage = t.stop();
+    return { usage, record: tm.toRecord(usage) };
+  };
   it("reports this process's SM and memory utilization averaged over the window, in usage and record", async () => {
-    const { usage, record } = await gpuCase(measureWindow, { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
+    const { usage, record } = await gpuCase(putilWindow, { scenario: BASE + '\ndev0.putil=self:35:12,4242:50:20\n' });
     expect(usage.gpus[0].processSmUtilizationPercent).toBe(35);
     expect(usage.gpus[0].processMemoryUtilizationPercent).toBe(12);
-    expect(usage.gpus[1].processSmUtilizationPercent).toBe(0); // no sample of ours on that GPU
-    expect(usage.gpuProcessUtilizationPercent).toBeCloseTo(17.5, 5);
+    expect(usage.gpus[0].processUtilizationSamples).toBeGreaterThanOrEqual(3); // the driver's 100 ms samples
+    // asked, and no sample of ours on that GPU: null (the driver samples only processes that ran kernels), as
+    // nvidia-smi pmon shows '-'; the mean over GPUs is over those that report one
+    expect(usage.gpus[1].processSmUtilizationPercent).toBeNull();
+    expect(usage.gpus[1].processUtilizationReason).toMatch(/no sample of the window's processes/);
+    expect(usage.gpuProcessUtilizationPercent).toBe(35);
     expect(record.gpus[0].process_sm_utilization_percent).toBe(35);
-    expect(record.gpu_process_utilization_percent).toBeCloseTo(17.5, 5);
+    expect(record.gpu_process_utilization_percent).toBe(35);
     expectValidRecord(record);
   });
 
@@ -764,35 +833,6 @@ describe('per-process utilization, power, energy', () => {
     const expected = (300 * usage.wallTimeMs) / 1000; // the fake's counter advances at 300 W
     expect(usage.gpus[0].energyJoules).toBeGreaterThan(expected * 0.8);
     expect(usage.gpus[0].energyJoules).toBeLessThan(expected * 1.2);
-  });
-});
-
-describe('cost-aware sampling', () => {
-  // Process lists cost 5 ms a call (the scenario); the device's used memory spikes for 250 ms inside a 1.5 s window.
-  const costly: Scenario = ({ tm, sleep, write, base, MiB }) => {
-    sleep(300);
-    const { usage } = tm.measureSync(
-      () => {
-        sleep(600);
-        write(base + `\ndev0.used=${40 * 1024 * MiB}\n`);
-        sleep(250);
-        write(base + '\n');
-        sleep(650);
-      },
-      { sampleIntervalMs: 10 },
-    );
-    return { usage, record: tm.toRecord(usage) };
-  };
-  it('process lists costing 5 ms are read at a slower pace of their own; device-memory peaks still caught', async () => {
-    const { usage, record } = await gpuCase(costly, {
-      scenario: BASE + '\ndelay.nvmlDeviceGetComputeRunningProcesses_v3=5\n',
-      timeoutMs: 30_000,
-    });
-    expect(usage.gpuProcessSampleIntervalMs).toBeGreaterThanOrEqual(500); // ≥ 125 × 5 ms: ≤ 0.8 % of a core
-    expect(usage.gpuSampleIntervalMs).toBeLessThan(usage.gpuProcessSampleIntervalMs / 4);
-    expect(usage.gpus[0].memoryUsedPeakBytes).toBe(40 * 1024 * MiB); // the 250 ms spike
-    expect(usage.gpus[0].processSamples).toBeLessThan(usage.gpuSamples);
-    expect(record.gpu_process_sample_interval_ms).toBe(usage.gpuProcessSampleIntervalMs);
   });
 });
 
@@ -874,7 +914,12 @@ describe('a hanging NVML call', () => {
   });
   it('slow detection is not a hung driver: the last environment ending during a 800 ms nvmlInit leaves the GPU usable', async () => {
     const scenario = writeFakeNvmlScenario(work, `${BASE}\ninit_delay_ms=800\n`);
-    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    // the second worker waits for detection at import (the first one, terminated at once, did not wait)
+    const env = gpuEnv({
+      TASKMETER_NVML_LIBRARY: fakeNvml('full'),
+      FAKE_NVML_SCENARIO: scenario,
+      TASKMETER_GPU_DETECT_TIMEOUT_MS: '5000',
+    });
     const r = await runChild('gpu-slow-detect.cjs', [], { env, timeoutMs: 30_000 });
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const out = lastJson(r.stdout);
@@ -920,7 +965,8 @@ describe('environment variables are read on the JS thread', () => {
     const readEnv = /Env ReadEnv\(\) \{[\s\S]*?\n\}/.exec(loader);
     expect(readEnv).not.toBeNull();
     expect(loader.replace(readEnv![0], '')).not.toMatch(/getenv/);
-    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc']) expect(src(f)).not.toMatch(/getenv/);
+    for (const f of ['native/nvml/gpu.cc', 'native/gpu_window.cc', 'native/gpu_sampler.cc'])
+      expect(src(f)).not.toMatch(/getenv/);
     // The sampler takes the environment through Retain (sampler.h, L8), read by the addon on its JS thread.
     expect(src('native/sampler.cc')).not.toMatch(/getenv/);
     expect(src('native/addon.cc')).toMatch(/Sampler::Instance\(\)\.Retain\(nvml::ReadEnv\(\)\)/);

@@ -102,6 +102,8 @@ export interface ScenarioContext {
   write(text: string): void;
   /** Blocks the JS thread for `ms` milliseconds. */
   sleep(ms: number): void;
+  /** Blocks until pred() holds (checked every 10 ms), at most maxMs (10 s); returns whether it held. */
+  waitFor(pred: () => boolean, maxMs?: number): boolean;
 }
 
 /**

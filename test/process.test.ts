@@ -269,7 +269,7 @@ describe.runIf(linux)('a command record describes the command, never taskmeter',
     const rec = tm.toRecord(u);
     expect(rec).toMatchObject({
       peak_memory_bytes: null,
-      peak_memory_mb: null,
+      peak_memory_mib: null,
       peak_memory_source: null,
       rss_start_bytes: null,
       rss_end_bytes: null,

@@ -3,7 +3,7 @@
 // duration, valid against the schema.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { recordValidator } from './helpers';
+import { lastJson, recordValidator, runScenario } from './helpers';
 import * as tm from '../dist/index.js';
 
 const validate = recordValidator();
@@ -299,6 +299,47 @@ describe('invariants', () => {
       const o = outer.stop();
       expect(o.peakRssBytes).toBeGreaterThanOrEqual(inner.peakRssBytes);
     }
+  });
+
+  it("an outer window's peak covers a nested window's endpoints even when no sample falls between them", async () => {
+    // Deterministic: no RSS thread (its start fails, as under a pids limit), so the only readings are the windows'
+    // own edges. The RSS rises (150 MiB) for the inner window's life and falls before the outer window ends, below
+    // a lifetime high-water mark raised beforehand, so neither window's peak comes from the kernel's mark.
+    const r = await runScenario(async ({ tm, require, MiB }) => {
+      const { native } = require('../../dist/binding.js');
+      require('node:v8').setFlagsFromString('--expose-gc');
+      const gc = require('node:vm').runInNewContext('gc');
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 50)); // freed backing stores are unmapped
+      native.testHook('failThreadStarts', 1000);
+      let big: Buffer | null = Buffer.alloc(300 * MiB, 1);
+      big = null;
+      gc();
+      await settle();
+      const outer = new tm.ResourceTracker().start();
+      let mid: Buffer | null = Buffer.alloc(150 * MiB, 1);
+      const { usage: inner } = tm.measureSync(() => 0);
+      mid = null;
+      gc();
+      await settle();
+      const o = outer.stop();
+      return {
+        threadError: native.samplerState().threadError,
+        big,
+        mid,
+        outer: { peak: o.peakRssBytes, end: o.rssEndBytes, samples: o.samples, source: o.peakRssSource },
+        inner: { peak: inner.peakRssBytes, source: inner.peakRssSource },
+      };
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    // the premise: no sampler thread, and the RSS the inner window saw was gone by the outer window's end
+    expect(out.threadError).toMatch(/could not start the RSS sampler thread/);
+    expect(out.outer.samples).toBe(0);
+    expect(out.inner.source).toBe('endpoints');
+    expect(out.inner.peak - out.outer.end).toBeGreaterThan(100 * 2 ** 20);
+    // the property
+    expect(out.outer.peak).toBeGreaterThanOrEqual(out.inner.peak);
+    expect(out.outer.source).toBe('sampled');
   });
 
   it('measureSync(fn) with fn returning a promise throws a TypeError pointing to measure()', () => {

@@ -43,7 +43,7 @@ await check('measure async + sampler', async () => {
 await check('ResourceTracker + toRecord', () => {
   const t = new tm.ResourceTracker().start();
   const rec = tm.toRecord(t.stop());
-  assert(rec.schema_version === 2 && rec.gpu_available === tm.hasGpu, 'record');
+  assert(rec.schema_version === tm.RECORD_SCHEMA_VERSION && rec.gpu_available === tm.hasGpu, 'record');
 });
 await check('gpuInfo', () => {
   const g = tm.gpuInfo();

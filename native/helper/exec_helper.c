@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "exec_protocol.h"
+#include "proc_io.h"
 
 static void put(int fd, const struct ExecReport* r) {
   const char* p = (const char*)r;
@@ -34,6 +35,16 @@ static void put(int fd, const struct ExecReport* r) {
     p += n;
     left -= (size_t)n;
   }
+}
+
+/* A report without usage: started, or failed. */
+static void put_short(int fd, int32_t kind, int32_t err, pid_t pid) {
+  struct ExecReport r;
+  memset(&r, 0, sizeof(r));
+  r.kind = kind;
+  r.err = err;
+  r.pid = pid;
+  put(fd, &r);
 }
 
 static const int kIgnored[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE};
@@ -57,8 +68,7 @@ int main(int argc, char** argv) {
   int piped = pipe2(err_pipe, O_CLOEXEC);
 #endif
   if (piped != 0) {
-    struct ExecReport r = {kExecFailed, errno, 0, 0, 0, 0, 0};
-    put(fd, &r);
+    put_short(fd, kExecFailed, errno, 0);
     return 125;
   }
   sigset_t all, old;
@@ -84,8 +94,7 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_SETMASK, &old, NULL);
   close(err_pipe[1]);
   if (pid < 0) {
-    struct ExecReport r = {kExecFailed, fork_errno, 0, 0, 0, 0, 0};
-    put(fd, &r);
+    put_short(fd, kExecFailed, fork_errno, 0);
     return 125;
   }
   int child_errno = 0;
@@ -100,24 +109,37 @@ int main(int argc, char** argv) {
   if (n == (ssize_t)sizeof(child_errno)) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    struct ExecReport r = {kExecFailed, child_errno, pid, 0, 0, 0, 0};
-    put(fd, &r);
+    put_short(fd, kExecFailed, child_errno, pid);
     return 0;
   }
-  struct ExecReport started = {kExecStarted, 0, pid, 0, 0, 0, 0};
-  put(fd, &started);
+  put_short(fd, kExecStarted, 0, pid);
+  int64_t io_read = -1, io_write = -1;
+  taskmeter_exited_io(pid, &io_read, &io_write); /* before wait4 reaps it */
   pid_t w;
   do {
     w = wait4(pid, &status, 0, &ru);
   } while (w < 0 && errno == EINTR);
-  struct ExecReport done = {kExecExited, w < 0 ? errno : 0, pid, status,
-                            (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
-                            (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, 
+  struct ExecReport done;
+  memset(&done, 0, sizeof(done));
+  done.kind = kExecExited;
+  done.err = w < 0 ? errno : 0;
+  done.pid = pid;
+  done.status = status;
+  done.utime_us = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
+  done.stime_us = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
 #ifdef __APPLE__
-                            (int64_t)ru.ru_maxrss};
+  done.maxrss_bytes = (int64_t)ru.ru_maxrss;
 #else
-                            (int64_t)ru.ru_maxrss * 1024};
+  done.maxrss_bytes = (int64_t)ru.ru_maxrss * 1024;
 #endif
+  done.minflt = ru.ru_minflt;
+  done.majflt = ru.ru_majflt;
+  done.nvcsw = ru.ru_nvcsw;
+  done.nivcsw = ru.ru_nivcsw;
+  done.inblock = ru.ru_inblock;
+  done.oublock = ru.ru_oublock;
+  done.io_read_bytes = io_read;
+  done.io_write_bytes = io_write;
   put(fd, &done);
   return 0;
 }

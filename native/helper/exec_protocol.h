@@ -6,7 +6,7 @@
 enum {
   kExecStarted = 1, /* the command was exec'd: pid */
   kExecFailed = 2,  /* its exec failed: err (errno); the helper exits next */
-  kExecExited = 3   /* it ended: status (wait status), utime_us, stime_us, maxrss_bytes from wait4 */
+  kExecExited = 3   /* it ended: status (wait status) and its rusage from wait4, its I/O bytes */
 };
 
 struct ExecReport {
@@ -17,6 +17,16 @@ struct ExecReport {
   int64_t utime_us;
   int64_t stime_us;
   int64_t maxrss_bytes; /* ru_maxrss in bytes (Linux counts KiB, macOS bytes) */
+  /* the rest of wait4's rusage: the command and every descendant it reaped */
+  int64_t minflt;
+  int64_t majflt;
+  int64_t nvcsw;
+  int64_t nivcsw;
+  int64_t inblock; /* 512-byte blocks */
+  int64_t oublock;
+  /* rchar and wchar of /proc/<pid>/io, read while the command was a zombie (see proc_io.h); -1 where unread */
+  int64_t io_read_bytes;
+  int64_t io_write_bytes;
 };
 
 #endif

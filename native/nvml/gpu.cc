@@ -3,7 +3,6 @@
 #include "cuda_order.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -34,10 +33,6 @@ bool ParseIndex(const std::string& s, unsigned* out) {
   }
   *out = v;
   return true;
-}
-
-double NowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -416,12 +411,10 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
   const Api& api = lib_.api();
   ProcessList& pl = out->processes;
   pl.entries.clear();
-  out->has_processes = true;
   if (api.compute_processes == nullptr) {
     pl.reason = kProcNoFunction;
     return;
   }
-  double t0 = NowMs();
   std::vector<std::pair<uint32_t, unsigned long long>> raw;
   bool malformed = false;
   Return r = FetchList(api.compute_processes, d, &raw, &malformed);
@@ -435,7 +428,6 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
     Return m = FetchList(api.mps_processes, d, &raw, &malformed);
     mps_ok = m == kSuccess;
   }
-  out->process_list_ms = NowMs() - t0;
   if (r != kSuccess) {
     pl.reason = kProcCallFailed;
     pl.error = r;
@@ -478,15 +470,17 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
   pl.reason = kProcOk;
 }
 
-void Gpus::ReadProcessUtilization(size_t i, DeviceReading* out) {
+Return Gpus::ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out) {
+  out->clear();
+  if (i >= devices_.size()) return kErrorInvalidArgument;
   const Api& api = lib_.api();
   const DeviceStatic& d = devices_[i];
-  if (api.device_get_process_utilization == nullptr) {
-    out->process_util_error = kErrorFunctionNotFound;
-    return;
-  }
+  if (d.mig) return kErrorNotSupported;
+  if (api.device_get_process_utilization == nullptr) return kErrorFunctionNotFound;
   if (util_buf_.size() < 64) util_buf_.resize(64);
   unsigned count = static_cast<unsigned>(util_buf_.size());
+  // Only samples newer than the newest one already returned: read at any pace, none is counted twice or lost
+  // (within what the driver keeps).
   unsigned long long since = util_last_seen_us_[i];
   Return r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
   if (r == kErrorInsufficientSize && count > util_buf_.size() && count <= 4096) {
@@ -494,25 +488,30 @@ void Gpus::ReadProcessUtilization(size_t i, DeviceReading* out) {
     count = static_cast<unsigned>(util_buf_.size());
     r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
   }
-  if (r == kErrorNotFound) {  // no process used the GPU since the last call
-    out->process_util_error = kSuccess;
-    return;
-  }
-  if (r != kSuccess) {
-    out->process_util_error = r;
-    return;
-  }
+  if (r == kErrorNotFound) return kSuccess;  // no process used the GPU since then
+  if (r != kSuccess) return r;
   if (count > util_buf_.size()) count = static_cast<unsigned>(util_buf_.size());
-  out->process_util_error = kSuccess;
   for (unsigned k = 0; k < count; k++) {
     const auto& s = util_buf_[k];
     if (s.timeStamp > util_last_seen_us_[i]) util_last_seen_us_[i] = s.timeStamp;
     if (s.smUtil > 100 || s.memUtil > 100) continue;
-    out->process_util.push_back(ProcessUtil{s.pid, s.smUtil, s.memUtil});
+    out->push_back(ProcessUtil{s.pid, s.smUtil, s.memUtil, s.timeStamp});
   }
+  return kSuccess;
 }
 
-void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
+double Gpus::ReadEnergyMj(size_t i) {
+  if (i >= devices_.size()) return -1;
+  const Api& api = lib_.api();
+  const DeviceStatic& d = devices_[i];
+  // A MIG slice has no energy of its own in NVML: never read the parent's in its place.
+  if (d.mig || api.device_get_total_energy_consumption == nullptr) return -1;
+  unsigned long long mj = 0;
+  if (api.device_get_total_energy_consumption(d.handle, &mj) != kSuccess || mj == kValueNotAvailable) return -1;
+  return static_cast<double>(mj);
+}
+
+void Gpus::ReadDevice(size_t i, DeviceReading* out) {
   if (i >= devices_.size()) return;
   const DeviceStatic& d = devices_[i];
   const Api& api = lib_.api();
@@ -545,7 +544,6 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
     out->memory_used_bytes = -1;  // impossible: used above total is not a reading
   }
   if (out->device_error != kSuccess) {
-    out->has_processes = true;
     out->processes.reason = kProcCallFailed;
     out->processes.error = out->device_error;
     return;
@@ -574,12 +572,6 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
         out->power_source = kPowerAverage;
       }
     }
-    if (api.device_get_total_energy_consumption) {
-      unsigned long long mj = 0;
-      if (api.device_get_total_energy_consumption(d.handle, &mj) == kSuccess && mj != kValueNotAvailable) {
-        out->energy_counter_mj = static_cast<double>(mj);
-      }
-    }
     if (d.accounting == 1 && api.device_get_accounting_stats) {
       AccountingStats st{};
       int rc = api.device_get_accounting_stats(d.handle, self_pid_, &st);
@@ -589,15 +581,7 @@ void Gpus::Read(size_t i, DeviceReading* out, bool with_processes) {
         out->accounting_max_bytes = 0;  // no record: this process has not used the GPU yet (a failure stays -1)
     }
   }
-  if (!with_processes) return;
-  double t0 = NowMs();
   ReadProcesses(d, out);
-  if (d.mig) {
-    out->process_util_error = kErrorNotSupported;
-  } else {
-    ReadProcessUtilization(i, out);
-  }
-  out->process_list_ms = NowMs() - t0;
   if (out->processes.reason == kProcCallFailed && out->processes.error == kErrorGpuIsLost) {
     out->device_error = kErrorGpuIsLost;
   }

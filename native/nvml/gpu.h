@@ -23,6 +23,7 @@ namespace nvml {
   X(ProcNsMemoryNotMatched) /* own PID namespace, driver 535.113–565.56: PIDs translated, per-PID memory not */ \
   X(ProcHostPids)           /* own PID namespace: a listed PID does not exist in this namespace's /proc */ \
   X(ProcAbsenceUncertain)   /* in no list, but absence is not proof of 0 here (no MPS list, a MIG slice, WDDM) */ \
+  X(ProcNotSampled) /* no process-list reading inside the window while its processes lived (GPU_NOT_SAMPLED) */ \
   /* end */
 TASKMETER_ENUM(ProcReason, TASKMETER_PROC_REASONS, kProcReasons)
 
@@ -65,6 +66,7 @@ struct ProcessUtil {
   uint32_t pid;
   unsigned sm;
   unsigned mem;
+  unsigned long long timestamp_us;  // the driver's sample time (CPU wall clock, µs since the epoch)
 };
 
 #define TASKMETER_POWER_SOURCES(X) \
@@ -74,6 +76,7 @@ struct ProcessUtil {
   /* end */
 TASKMETER_ENUM(PowerSource, TASKMETER_POWER_SOURCES, kPowerSources)
 
+// One device reading: memory, utilization, power and the process lists (the readings taken at a window's pace).
 struct DeviceReading {
   Return device_error = kSuccess;  // set when the device itself failed (e.g. GPU_IS_LOST)
   double memory_used_bytes = -1;   // -1: unavailable
@@ -81,15 +84,9 @@ struct DeviceReading {
   double utilization_percent = -1;
   double power_watts = -1;
   int power_source = kPowerNone;
-  double energy_counter_mj = -1;     // the device's total-energy counter (Volta+), -1 if absent
   double accounting_max_bytes = -1;  // this process's accounting high-water mark (accounting mode; 0 when it has no
                                      // record yet), -1 when not read
-  bool has_processes = false;        // this reading includes the process lists (read at their own, slower pace)
   ProcessList processes;
-  double process_list_ms = 0;  // what the process-list calls cost
-  // Per-process utilization samples since the previous reading (nvmlDeviceGetProcessUtilization).
-  int process_util_error = -1;  // -1: not read; 0 ok; else the nvmlReturn_t (NOT_SUPPORTED on a MIG slice…)
-  std::vector<ProcessUtil> process_util;
 };
 
 class Gpus {
@@ -97,8 +94,14 @@ class Gpus {
   // Loads NVML, initialises it and enumerates the devices (honouring CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER
   // from env, read on the JS thread). Returns whether at least one device is visible; reason() says why not.
   bool Detect(const Env& env, uint32_t self_pid);
-  // One reading of device i; with_processes adds the process lists and per-process utilization.
-  void Read(size_t i, DeviceReading* out, bool with_processes);
+  // Each kind of reading is a call of its own, so that the GPU thread can pace each by its own cost:
+  // device i's memory, utilization, power, accounting maximum and process lists;
+  void ReadDevice(size_t i, DeviceReading* out);
+  // its energy counter (mJ since the driver loaded; -1 when absent, failed or a MIG slice);
+  double ReadEnergyMj(size_t i);
+  // the per-process utilization samples the driver took since the last call's newest one (nvmlReturn_t: 0 with or
+  // without samples; NOT_SUPPORTED on a MIG slice…).
+  Return ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out);
   void Shutdown(bool unload) { lib_.Close(unload); }
 
   const std::vector<DeviceStatic>& devices() const { return devices_; }
@@ -116,7 +119,6 @@ class Gpus {
 
  private:
   void ReadProcesses(const DeviceStatic& d, DeviceReading* out);
-  void ReadProcessUtilization(size_t i, DeviceReading* out);
   Return FetchList(DeviceGetProcessesFn fn, const DeviceStatic& d,
                    std::vector<std::pair<uint32_t, unsigned long long>>* out, bool* malformed);
   bool SelectVisible(const Env& env, const std::vector<DeviceStatic>& whole, const std::vector<DeviceStatic>& slices);

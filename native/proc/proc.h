@@ -21,13 +21,32 @@ namespace proc {
   X(VmsBytes) \
   X(PeakRssBytes) /* process-lifetime high-water mark (ru_maxrss) */ \
   X(ThreadCpuMs)  /* the calling thread's own CPU time (user + system), ms */ \
+  /* getrusage's counters (POSIX; NaN elsewhere): this process, all threads */ \
+  X(MinorFaults) \
+  X(MajorFaults) \
+  X(VoluntaryCtxSwitches) \
+  X(InvoluntaryCtxSwitches) \
+  X(FsInputBlocks) /* 512-byte blocks */ \
+  X(FsOutputBlocks) \
   /* end */
 TASKMETER_ENUM(SnapshotSlot, TASKMETER_SNAPSHOT_SLOTS, kSnapshotSlots)
+
+// The counters that taskmeter's own threads add to the process's (kMinorFaults … kFsOutputBlocks, in that order).
+constexpr int kCounterSlots = kFsOutputBlocks - kMinorFaults + 1;
 
 // Fills out[0..kSnapshotSlots). Returns false (and leaves NaN in unreadable slots) if a source could not be read.
 // kThreadCpuMs is read only when thread_cpu is true (one more syscall, which window endpoints pay and snapshot() does
 // not); NaN otherwise.
 bool ReadSelf(double* out, bool thread_cpu = false);
+
+// This process's I/O bytes: rchar and wchar of /proc/self/io (kept open, read with pread; see helper/proc_io.h), for
+// the windows that ask for them (about 2 µs a read in a Node process: the kernel sums every thread). False (NaN)
+// where there is no such file (macOS, Windows) or it cannot be read.
+bool ReadSelfIo(double* read_bytes, double* write_bytes);
+
+// The calling thread's own getrusage counters (kCounterSlots values, in snapshot slot order from kMinorFaults), where
+// the OS counts per thread (Linux: RUSAGE_THREAD); false elsewhere.
+bool SelfThreadCounters(double* out);
 
 // Closes what ReadSelf keeps open (Linux: /proc/self/statm). Only when nothing can read any more: Node unloads the
 // addon (dlclose) after the last environment that used it and loads it afresh for the next, and each load would

@@ -69,6 +69,15 @@ bool ReadSelf(double* out, bool thread_cpu) {
   return ok;
 }
 
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;  // no /proc/self/io
+  return false;
+}
+
+bool SelfThreadCounters(double* out) {
+  return posix::ThreadCounters(out);  // no RUSAGE_THREAD on macOS: false
+}
+
 void CloseSelfFiles() {}  // nothing kept open
 
 int64_t ReadSelfRssBytes() {

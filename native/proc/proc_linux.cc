@@ -1,3 +1,4 @@
+#include "../helper/proc_io.h"
 #include "parse_linux.h"
 #include "proc.h"
 #include "proc_posix.h"
@@ -36,6 +37,22 @@ int StatmFd() {
   int expected = -1;
   if (!g_statm_fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
     close(opened);  // another thread won the race
+    return expected;
+  }
+  return opened;
+}
+
+// /proc/self/io, likewise kept open (read at the edges of the windows that ask for I/O bytes).
+std::atomic<int> g_io_fd{-1};
+
+int IoFd() {
+  int fd = g_io_fd.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  int opened = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
+  if (opened < 0) return -1;
+  int expected = -1;
+  if (!g_io_fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+    close(opened);
     return expected;
   }
   return opened;
@@ -85,9 +102,25 @@ bool ReadSelf(double* out, bool thread_cpu) {
   return ok;
 }
 
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;
+  int fd = IoFd();
+  int64_t rchar, wchar;
+  if (fd < 0 || taskmeter_read_proc_io(fd, &rchar, &wchar) != 0) return false;
+  *read_bytes = static_cast<double>(rchar);
+  *write_bytes = static_cast<double>(wchar);
+  return true;
+}
+
+bool SelfThreadCounters(double* out) {
+  return posix::ThreadCounters(out);
+}
+
 void CloseSelfFiles() {
-  int fd = g_statm_fd.exchange(-1, std::memory_order_acq_rel);
-  if (fd >= 0) close(fd);
+  for (std::atomic<int>* f : {&g_statm_fd, &g_io_fd}) {
+    int fd = f->exchange(-1, std::memory_order_acq_rel);
+    if (fd >= 0) close(fd);
+  }
 }
 
 int64_t ReadSelfRssBytes() {

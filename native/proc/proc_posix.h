@@ -58,20 +58,46 @@ constexpr double kMaxRssUnit = 1024.0;
 
 // Fills kTimeMs, kEpochMs, kCpuUserMs, kCpuSystemMs, kPeakRssBytes and kThreadCpuMs (NaN unless thread_cpu); false if
 // getrusage failed (NaN there).
+// getrusage's counters into out[kMinorFaults …] (kCounterSlots values).
+inline void Counters(const struct rusage& ru, double* out) {
+  out[0] = static_cast<double>(ru.ru_minflt);
+  out[1] = static_cast<double>(ru.ru_majflt);
+  out[2] = static_cast<double>(ru.ru_nvcsw);
+  out[3] = static_cast<double>(ru.ru_nivcsw);
+  out[4] = static_cast<double>(ru.ru_inblock);
+  out[5] = static_cast<double>(ru.ru_oublock);
+}
+static_assert(kCounterSlots == 6, "Counters() fills six slots");
+
+// ... and the rusage counters (kMinorFaults … kFsOutputBlocks), from the same getrusage call.
 inline bool ReadClocksAndRusage(double* out, bool thread_cpu) {
   out[kTimeMs] = ClockMs(CLOCK_MONOTONIC);
   out[kEpochMs] = ClockMs(CLOCK_REALTIME);
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) {
     out[kCpuUserMs] = out[kCpuSystemMs] = out[kPeakRssBytes] = NAN;
+    for (int i = 0; i < kCounterSlots; i++) out[kMinorFaults + i] = NAN;
     out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
     return false;
   }
   out[kCpuUserMs] = TimevalMs(ru.ru_utime);
   out[kCpuSystemMs] = TimevalMs(ru.ru_stime);
   out[kPeakRssBytes] = static_cast<double>(ru.ru_maxrss) * kMaxRssUnit;
+  Counters(ru, &out[kMinorFaults]);
   out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
   return true;
+}
+
+inline bool ThreadCounters(double* out) {
+#ifdef RUSAGE_THREAD
+  struct rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return false;
+  Counters(ru, out);
+  return true;
+#else
+  (void)out;
+  return false;
+#endif
 }
 
 inline int64_t PeakRssBytes() {

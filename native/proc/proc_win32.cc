@@ -110,7 +110,18 @@ bool ReadSelf(double* out, bool thread_cpu) {
     ok = false;
   }
   out[kThreadCpuMs] = thread_cpu ? SelfThreadCpuMs() : NAN;
+  // getrusage's counters have no reading here yet
+  for (int i = kMinorFaults; i <= kFsOutputBlocks; i++) out[i] = NAN;
   return ok;
+}
+
+bool SelfThreadCounters(double*) {
+  return false;
+}
+
+bool ReadSelfIo(double* read_bytes, double* write_bytes) {
+  *read_bytes = *write_bytes = NAN;
+  return false;
 }
 
 namespace {

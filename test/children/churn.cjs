@@ -3,7 +3,7 @@
 //   node test/children/churn.cjs '{"durationMs":10000}'
 // Options (JSON argument): durationMs, concurrency (12), mainLoads (the main thread loads taskmeter too),
 // mainWindows (windows the main thread keeps open during the churn), workerWindowMs (each worker measures an
-// async wait this long, so GPU readings fall inside its window), gpu (the workers check their GPU values),
+// async wait this long, longer until a GPU reading fell inside its window), gpu (the workers check their GPU values),
 // spawn (the main thread meanwhile runs commands with measureCommand and follows a process tree with trackProcess).
 // Prints one JSON line: runs, failures, thread/fd counts before and after, and what the main thread measured.
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
@@ -20,9 +20,17 @@ if (!isMainThread) {
     parentPort.postMessage({ ok: true, gpuNull, gpus: usage.gpus.length, samples: usage.samples });
   };
   if (o.workerWindowMs > 0) {
-    tm.measure(() => new Promise((r) => setTimeout(r, o.workerWindowMs)), { sampleIntervalMs: 1 }).then(({ usage }) =>
-      report(usage),
-    );
+    // A window's GPU figures come only from readings inside it: on a loaded machine a 60 ms window may hold none
+    // (null, GPU_NOT_SAMPLED). So the window stays open until one came (at most 5 s): a null then means the
+    // readings were lost.
+    const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+    const started = Date.now();
+    const wait = () => {
+      if (Date.now() - started >= o.workerWindowMs && (t.usage.gpuSamples > 0 || Date.now() - started > 5000))
+        report(t.stop());
+      else setTimeout(wait, 10);
+    };
+    setTimeout(wait, o.workerWindowMs);
   } else {
     const { usage } = tm.measureSync(() => {
       let x = 0;

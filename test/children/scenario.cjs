@@ -24,6 +24,16 @@ const ctx = {
   sleep(ms) {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
   },
+  // Blocks until pred() holds (checked every 10 ms), at most maxMs; returns whether it held. For what a background
+  // thread does "soon" (a GPU reading inside a window): a loaded machine may take longer than a fixed sleep allows.
+  waitFor(pred, maxMs = 10_000) {
+    const t0 = Date.now();
+    while (!pred()) {
+      if (Date.now() - t0 > maxMs) return false;
+      ctx.sleep(10);
+    }
+    return true;
+  },
 };
 
 function print(result) {

@@ -26,12 +26,25 @@ async function main() {
   const r = await tm.measureCommand('sh', ['-c', 'echo hi; sleep 0.05'], { stdio: 'pipe', sampleIntervalMs: 2 });
   if (r.stdout.toString() !== 'hi\n') throw new Error('spawn output');
   await tm.measureCommand('no-such-command-xyz').catch(() => {});
+  // ending a command's tree (native killTree), a maxBuffer overflow, the I/O bytes of a window (readSelfIo)
+  const ended = await tm.measureCommand('sh', ['-c', 'sleep 5 & sleep 5'], { timeout: 200, stdio: 'ignore' });
+  if (ended.endedBy !== 'timeout') throw new Error('timeout');
+  await tm.measureCommand('yes', [], { stdio: 'pipe', maxBuffer: 4096 }).catch(() => {});
+  if (tm.measureSync(() => 0, { ioBytes: true }).usage.ioReadBytes === null) throw new Error('ioBytes');
+  try {
+    native.readSelfIo(new Float64Array(1));
+  } catch {}
   const w = new Worker(__filename);
   await new Promise((res, rej) => {
     w.on('message', res);
     w.on('error', rej);
   });
   await w.terminate();
+  // a window long enough for the GPU thread's energy-counter and per-process utilization readings (paced apart from
+  // the device readings) and for window edges
+  const long = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+  await new Promise((r) => setTimeout(r, 1500));
+  tm.toRecord(long.stop());
   const open = new tm.ResourceTracker().start(); // left open: closed at teardown
   void open;
   console.log(JSON.stringify({ ok: true, gpus: tm.snapshot().gpus.length, samples: u.samples }));

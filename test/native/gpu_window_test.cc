@@ -27,40 +27,92 @@ static nvml::ProcessList List(std::vector<std::pair<uint32_t, unsigned long long
   return pl;
 }
 
-int main() {
-  // Energy: the counter's delta.
-  double last = 1000;
-  auto s = gpuwin::StepEnergy(&last, 4000, 100, 100, 100, true);
-  CHECK("counter delta in joules", near(s.joules, 3.0) && s.reason == 0 && last == 4000);
-  // A reading without the counter: integrated power, and the baseline is reset ...
-  s = gpuwin::StepEnergy(&last, -1, 100, 300, 1000, true);
-  CHECK("missing counter integrates power (trapezoid)", near(s.joules, 200.0));
-  CHECK("missing counter resets the baseline", last == -1);
-  // ... so the next counter reading adds nothing for the stretch already integrated (no double counting).
-  s = gpuwin::StepEnergy(&last, 900000, 300, 300, 100, true);
-  CHECK("after a gap: power again, not a delta spanning the gap", near(s.joules, 30.0));
-  CHECK("the baseline is the new counter", last == 900000);
-  s = gpuwin::StepEnergy(&last, 800000, 50, 50, 1000, true);
-  CHECK("a counter going backwards integrates power, with the reason", near(s.joules, 50.0) && s.reason == gpuwin::kEnergyCounterBackwards);
-  s = gpuwin::StepEnergy(&last, -1, -1, -1, 100, true);
-  CHECK("no counter, no power: NaN", std::isnan(s.joules));
-  s = gpuwin::StepEnergy(&last, 5, 10, 10, 100, false);
-  CHECK("first reading: nothing to add", std::isnan(s.joules) && last == 5);
+static gpuwin::ScheduleInput H200(double gpus, double budget = 0.009) {
+  // The H200's median costs per GPU (issue 16): a device reading ~62 µs busy, the energy counter 2.8 ms, per-process
+  // utilization 1.8 ms; taskmeter's periods and stretch stages at default settings (10 ms windows).
+  gpuwin::ScheduleInput in = gpuwin::DefaultSchedule(10);
+  in.cost_ms[gpuwin::kKindDevice] = 0.062 * gpus;
+  in.cost_ms[gpuwin::kKindEnergy] = 2.8 * gpus;
+  in.cost_ms[gpuwin::kKindProcessUtil] = 1.8 * gpus;
+  in.budget = budget;
+  return in;
+}
+static double Share(const gpuwin::ScheduleInput& in, const gpuwin::Schedule& s) {
+  double sum = 0;
+  for (int k = 0; k < gpuwin::kGpuKinds; k++) sum += in.cost_ms[k] / s.period_ms[k];
+  return sum;
+}
 
-  CHECK("window share: interval wholly inside", near(gpuwin::WindowShare(100, 200, 50), 1.0));
-  CHECK("window share: opened mid-interval", near(gpuwin::WindowShare(100, 200, 150), 0.5));
-  CHECK("window share: opened after it", near(gpuwin::WindowShare(100, 200, 250), 0.0));
+int main() {
+  // Energy model: E grows at the last power between readings, causally.
+  {
+    gpuwin::EnergyModel m;
+    CHECK("E is unknown before the first reading", std::isnan(m.At(0)) && !m.defined());
+    m.Power(1000, 300);
+    CHECK("E starts at 0", near(m.At(1000), 0));
+    CHECK("E grows at the last power", near(m.At(1100), 30));
+    double at_1100 = m.At(1100);  // what a window closing at 1100 read
+    m.Power(1100, 100);            // a new power applies from its reading on
+    CHECK("a reading never revises E up to it", near(m.At(1100), at_1100) && near(at_1100, 30));
+    CHECK("the new power applies after it", near(m.At(1200), 40));
+    // consecutive windows add up to the window around them (no gap, no double count)
+    double a = m.At(1120), b = m.At(1160), c = m.At(1190);
+    CHECK("consecutive windows add up", near((b - a) + (c - b), c - a));
+  }
+  {
+    // The counter anchors E: E follows the counter over seconds, power in between.
+    gpuwin::EnergyModel m;
+    m.Power(0, 200);  // the power reads low: 200 W where 300 W is drawn
+    m.Counter(0, 1000000);
+    for (int t = 10; t <= 10000; t += 10) {
+      m.Power(t, 200);
+      if (t % 1000 == 0) m.Counter(t, 1000000 + 300.0 * t);  // 300 W, mJ
+    }
+    double e = m.At(10000);
+    CHECK("E follows the counter over seconds", e > 0.9 * 3000 && e < 1.05 * 3000);
+    CHECK("and the slope leans towards it", m.slope_watts() > 200);
+  }
+  {
+    // A reading after a long gap re-anchors: the counter's energy over the gap is not pushed into later windows.
+    gpuwin::EnergyModel m;
+    m.Power(0, 100);
+    m.Counter(0, 0);
+    m.Power(100, 100);
+    m.Counter(60000, 60000.0 * 500);  // 500 W for a minute nobody measured
+    m.Power(60000, 100);
+    CHECK("after a gap the slope is the power, not a catch-up", near(m.slope_watts(), 100));
+    m.Counter(61000, 60000.0 * 500 + 100.0 * 1000);
+    CHECK("and E then follows the counter from the new anchor", std::fabs(m.slope_watts() - 100) < 1);
+  }
+  {
+    gpuwin::EnergyModel m;
+    m.Power(0, 100);
+    m.Counter(0, 5000000);
+    m.Counter(1000, 100);  // driver reload
+    CHECK("a counter going backwards is counted", m.backwards() == 1 && m.At(1000) > 0);
+    m.Power(2000, -1);
+    m.Counter(2000, -1);
+    CHECK("power and counter rate old: no source", !m.has_source() || m.slope_watts() >= 0);
+    gpuwin::EnergyModel none;
+    none.Power(0, -1);
+    CHECK("no power, no counter: no source", !none.has_source() && none.no_source() == 1);
+    gpuwin::EnergyModel counter_only;
+    counter_only.Counter(0, 0);
+    counter_only.Counter(1000, 250000);
+    CHECK("counter only: E grows at the counter's rate", near(counter_only.slope_watts(), 250) &&
+                                                              near(counter_only.At(2000), counter_only.At(1000) + 250));
+  }
 
   // Attribution.
   auto pl = List({{10, 100}, {42, 64}, {77, nvml::kValueNotAvailable}});
   auto a = gpuwin::AttributeProcessBytes(pl, {}, 42, nvml::kPidsHost);
-  CHECK("self found", a.bytes == 64 && a.reason == nvml::kProcOk);
+  CHECK("self found", a.bytes == 64 && a.reason == nvml::kProcOk && a.found == 1);
   a = gpuwin::AttributeProcessBytes(pl, {10, 42}, 1, nvml::kPidsHost);
   CHECK("a set of pids sums", a.bytes == 164);
   a = gpuwin::AttributeProcessBytes(pl, {77}, 1, nvml::kPidsHost);
   CHECK("VALUE_NOT_AVAILABLE is null", std::isnan(a.bytes) && a.reason == nvml::kProcNotAvailable);
   a = gpuwin::AttributeProcessBytes(pl, {}, 5, nvml::kPidsHost);
-  CHECK("absent where certain: 0", a.bytes == 0 && a.reason == nvml::kProcOk);
+  CHECK("absent where certain: 0, none found", a.bytes == 0 && a.reason == nvml::kProcOk && a.found == 0);
   a = gpuwin::AttributeProcessBytes(List({{10, 100}}, false), {}, 5, nvml::kPidsHost);
   CHECK("absent where not certain (MPS unknown, MIG): null", std::isnan(a.bytes) && a.reason == nvml::kProcAbsenceUncertain);
   a = gpuwin::AttributeProcessBytes(pl, {}, 42, nvml::kPidsForeign);
@@ -74,15 +126,19 @@ int main() {
   a = gpuwin::AttributeProcessBytes(failed, {}, 42, nvml::kPidsHost);
   CHECK("the list's own reason passes through", std::isnan(a.bytes) && a.reason == nvml::kProcCallFailed);
 
-  // Per-process utilization.
-  std::vector<nvml::ProcessUtil> samples = {{42, 30, 10}, {43, 80, 60}, {9, 99, 99}};
-  double sm, mem;
-  gpuwin::ProcessUtilization(samples, {}, 42, &sm, &mem);
-  CHECK("self's utilization", sm == 30 && mem == 10);
-  gpuwin::ProcessUtilization(samples, {42, 43}, 1, &sm, &mem);
-  CHECK("a tree's utilization is summed and capped at 100", sm == 100 && mem == 70);
-  gpuwin::ProcessUtilization(samples, {}, 5, &sm, &mem);
-  CHECK("no sample of ours: 0", sm == 0 && mem == 0);
+  // Per-process utilization: the mean of the driver's samples inside the window, pids summed per timestamp.
+  std::vector<nvml::ProcessUtil> samples = {{42, 30, 10, 1000}, {43, 80, 60, 1000}, {9, 99, 99, 1000},
+                                            {42, 50, 20, 2000}, {42, 90, 90, 500}};
+  gpuwin::UtilAcc acc;
+  gpuwin::AddProcessUtilization(samples, {}, 42, 900, 3000, &acc);
+  CHECK("self's samples inside the window, averaged", acc.n == 2 && near(acc.sm_sum / acc.n, 40) &&
+                                                          near(acc.mem_sum / acc.n, 15));
+  gpuwin::UtilAcc tree;
+  gpuwin::AddProcessUtilization(samples, {42, 43}, 1, 900, 3000, &tree);
+  CHECK("a tree's samples at one time are summed and capped at 100", tree.n == 2 && near(tree.sm_sum, 100 + 50));
+  gpuwin::UtilAcc none;
+  gpuwin::AddProcessUtilization(samples, {}, 5, 0, 3000, &none);
+  CHECK("no sample of ours: none counted", none.n == 0);
 
   // Accounting.
   CHECK("accounting peak: rose inside the window", gpuwin::AccountingPeak(64, 512) == 512);
@@ -101,15 +157,54 @@ int main() {
   CHECK("535.104 reports host PIDs", nvml::PidMatchForDriver("535.104.05") == nvml::kPidsForeign);
   CHECK("garbage version: host PIDs assumed", nvml::PidMatchForDriver("abc") == nvml::kPidsForeign);
 
-  // Cost estimate: the median of the last five, so one preempted round does not stretch the pacing.
+  // Cost estimate: the first call after nvmlInit is not counted, the largest eighth of the last 16 is left out.
   gpuwin::CostEstimate cost;
   CHECK("no cost measured yet: 0", cost.Ms() == 0);
-  cost.Add(5);
-  CHECK("one cost", cost.Ms() == 5);
-  for (double ms : {5.0, 300.0, 5.0, 6.0}) cost.Add(ms);
-  CHECK("an outlier does not move the median", cost.Ms() == 5);
-  for (double ms : {9.0, 9.0, 9.0}) cost.Add(ms);
-  CHECK("a lasting change does", cost.Ms() == 9);
+  cost.Add(28);  // the H200's slow first energy call
+  CHECK("the first call is not counted", cost.Ms() == 0 && cost.count() == 0);
+  cost.Add(3);
+  CHECK("one cost", near(cost.Ms(), 3));
+  cost.Add(17);
+  CHECK("an outlier among the first few does not count (median)", near(cost.Ms(), 3));
+  for (double ms : {3.0, 3.0, 3.0, 3.0, 3.0, 3.0}) cost.Add(ms);
+  CHECK("an outlier among eight does not count", near(cost.Ms(), 3));
+  for (int i = 0; i < 16; i++) cost.Add(i % 10 == 0 ? 5.75 : 3.0);
+  CHECK("otherwise the mean: the common slower calls count", cost.Ms() > 3.0 && cost.Ms() < 3.3);
+
+  // Schedule: the H200's costs.
+  {
+    auto in = H200(1);
+    auto s1 = gpuwin::PlanSchedule(in);
+    CHECK("1 GPU: device readings at the window's 10 ms", near(s1.period_ms[gpuwin::kKindDevice], 10));
+    CHECK("1 GPU: the energy counter stretched first", s1.period_ms[gpuwin::kKindEnergy] > 1000 &&
+                                                          (s1.stretched & (1u << gpuwin::kKindEnergy)));
+    CHECK("1 GPU: within the budget", Share(in, s1) <= in.budget * 1.0001);
+    auto in8 = H200(8);
+    auto s8 = gpuwin::PlanSchedule(in8);
+    CHECK("8 GPUs: energy and process utilization at their longest",
+          near(s8.period_ms[gpuwin::kKindEnergy], 30000) && near(s8.period_ms[gpuwin::kKindProcessUtil], 10000));
+    CHECK("8 GPUs: device readings stretched last, to what is left", s8.period_ms[gpuwin::kKindDevice] > 20 &&
+                                                                       s8.period_ms[gpuwin::kKindDevice] < 200);
+    // A device round that costs twice as much (a virtual machine's wake-ups): device readings give up to half
+    // their pace before per-process utilization is stretched.
+    auto vm = H200(1);
+    vm.cost_ms[gpuwin::kKindDevice] = 0.12;
+    auto sv = gpuwin::PlanSchedule(vm);
+    CHECK("stages: energy, then device up to 2x, before process utilization",
+          near(sv.period_ms[gpuwin::kKindEnergy], 30000) && near(sv.period_ms[gpuwin::kKindProcessUtil], 1000) &&
+              sv.period_ms[gpuwin::kKindDevice] > 10 && sv.period_ms[gpuwin::kKindDevice] <= 20);
+    CHECK("8 GPUs: within the budget", Share(in8, s8) <= in8.budget * 1.0001);
+    CHECK("8 GPUs: all three said", s8.stretched == 7);
+    auto cheap = H200(1, 1.0);
+    auto sc = gpuwin::PlanSchedule(cheap);
+    CHECK("a budget to spare: nothing stretched", sc.stretched == 0 && near(sc.period_ms[gpuwin::kKindEnergy], 1000));
+    CHECK("spare budget lets edges come sooner than the period",
+          sc.edge_spacing_ms[gpuwin::kKindDevice] < sc.period_ms[gpuwin::kKindDevice]);
+    gpuwin::ScheduleInput unknown = H200(1);
+    for (double& c : unknown.cost_ms) c = 0;
+    auto su = gpuwin::PlanSchedule(unknown);
+    CHECK("costs not known yet: the periods wanted", near(su.period_ms[gpuwin::kKindDevice], 10) && su.stretched == 0);
+  }
 
   std::printf("ok %d checks\n", checks);
   return 0;

@@ -79,7 +79,7 @@ if (mode === 'core') {
     const usage = t.stop();
     assert(usage.wallTimeMs >= 25 && x > 0, `wall ${usage.wallTimeMs}`);
     const rec = tm.toRecord(usage, { name: 'tracker' });
-    assert(rec.schema_version === 2 && rec.gpu_available === false, JSON.stringify(rec));
+    assert(rec.schema_version === tm.RECORD_SCHEMA_VERSION && rec.gpu_available === false, JSON.stringify(rec));
     result.records.push(rec);
     return { wall: usage.wallTimeMs, cpu: usage.cpuTimeMs };
   });
@@ -219,6 +219,19 @@ if (mode === 'core') {
       assert(r.exitCode === 0 && out.length === 20000 && err.length === 20000, JSON.stringify(seen));
       assert(out[19999] === 'o20000' && err[19999] === 'e20000', JSON.stringify(seen));
       return seen;
+    },
+  );
+  await check(
+    "stdio 'pipe' past maxBuffer rejects with ERR_CHILD_PROCESS_STDIO_MAXBUFFER and the output kept",
+    async () => {
+      try {
+        await tm.measureCommand(probe, ['--spew', '2000'], { stdio: 'pipe', maxBuffer: 1000 });
+      } catch (e) {
+        const seen = { code: e.code, stderr: e.result?.stderr?.length, stdout: e.result?.stdout?.length };
+        assert(e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER' && seen.stderr === 1000, JSON.stringify(seen));
+        return seen;
+      }
+      throw new Error('no error');
     },
   );
   await check('a missing command is ENOENT (the CLI turns it into 127)', async () => {
