@@ -149,6 +149,16 @@ struct SpawnWaitState {
   bool closed = false;  // the thread-safe function is finalized: never touch it again
   int owners = 0;       // the thread-safe function and the waiter
   napi_threadsafe_function tsfn = nullptr;
+  // Windows' piped stdout and stderr (SpawnOutput), handed to the exit callback after the slots.
+  bool have_output = false, overflow = false;
+  std::string out, err;
+
+  // What travels from the waiter thread to the JS thread.
+  struct Message {
+    double slots[kSpawnSlots];
+    bool have_output, overflow;
+    std::string out, err;
+  };
 
   SpawnWaitState() { live++; }
   ~SpawnWaitState() { live--; }
@@ -167,10 +177,14 @@ struct SpawnWaitState {
     {
       std::lock_guard<std::mutex> lock(st->mu);
       if (!st->closed) {
-        double* copy = new (std::nothrow) double[kSpawnSlots];
-        if (copy) {
-          std::memcpy(copy, slots, kSpawnSlots * sizeof(double));
-          if (napi_call_threadsafe_function(st->tsfn, copy, napi_tsfn_nonblocking) != napi_ok) delete[] copy;
+        Message* m = new (std::nothrow) Message();
+        if (m) {
+          std::memcpy(m->slots, slots, kSpawnSlots * sizeof(double));
+          m->have_output = st->have_output;
+          m->overflow = st->overflow;
+          m->out.swap(st->out);
+          m->err.swap(st->err);
+          if (napi_call_threadsafe_function(st->tsfn, m, napi_tsfn_nonblocking) != napi_ok) delete m;
         }
         napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
       }
@@ -178,19 +192,27 @@ struct SpawnWaitState {
     st->Drop();
   }
   // JS thread; env is null when the function is torn down with the result still queued.
+  // onExit(slots) — or, with Windows' piped streams, onExit(slots, stdout, stderr, overflow).
   static void CallJs(napi_env env, napi_value js_cb, void* context, void* data) {
-    double* slots = static_cast<double*>(data);
+    Message* m = static_cast<Message*>(data);
     if (env != nullptr && js_cb != nullptr) {
-      napi_value arr_buf, arr, undefined;
+      napi_value args[4], arr_buf, undefined;
       void* bytes = nullptr;
       if (napi_create_arraybuffer(env, kSpawnSlots * sizeof(double), &bytes, &arr_buf) == napi_ok &&
-          napi_create_typedarray(env, napi_float64_array, kSpawnSlots, arr_buf, 0, &arr) == napi_ok) {
-        std::memcpy(bytes, slots, kSpawnSlots * sizeof(double));
+          napi_create_typedarray(env, napi_float64_array, kSpawnSlots, arr_buf, 0, &args[0]) == napi_ok) {
+        std::memcpy(bytes, m->slots, kSpawnSlots * sizeof(double));
+        size_t argc = 1;
+        if (m->have_output &&
+            napi_create_buffer_copy(env, m->out.size(), m->out.data(), nullptr, &args[1]) == napi_ok &&
+            napi_create_buffer_copy(env, m->err.size(), m->err.data(), nullptr, &args[2]) == napi_ok &&
+            napi_get_boolean(env, m->overflow, &args[3]) == napi_ok) {
+          argc = 4;
+        }
         napi_get_undefined(env, &undefined);
-        napi_call_function(env, undefined, js_cb, 1, &arr, nullptr);
+        napi_call_function(env, undefined, js_cb, argc, args, nullptr);
       }
     }
-    delete[] slots;
+    delete m;
   }
   static void Finalize(napi_env, void* data, void*) {
     auto* st = static_cast<SpawnWaitState*>(data);
@@ -682,6 +704,17 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 };
 
 }  // namespace
+
+// spawn.h: Windows' piped streams, from the waiter thread just before SpawnWaitState::Done.
+void SpawnOutput(void* context, std::string* out, std::string* err, bool overflow) {
+  auto* st = static_cast<SpawnWaitState*>(context);
+  std::lock_guard<std::mutex> lock(st->mu);
+  st->have_output = true;
+  st->overflow = overflow;
+  st->out.swap(*out);
+  st->err.swap(*err);
+}
+
 }  // namespace taskmeter
 
 using TaskmeterAddon = taskmeter::TaskmeterAddon;

@@ -1,6 +1,7 @@
 // Starting a command ourselves (fork + exec) so that its end is reaped with wait4(): the exit status and the exact
 // CPU time of the command and every descendant it reaped, which neither sampling /proc nor libuv's waitpid gives.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -63,6 +64,14 @@ struct SpawnResult {
 // Called exactly once per successful Spawn, on the waiter thread, when the command has ended and been reaped;
 // `slots` holds kSpawnSlots values. Never called when Spawn fails.
 using SpawnDoneFn = void (*)(void* context, const double* slots);
+
+// Windows only, where stdio -3 (a pipe) is read by the spawner itself (no handle of ours can become a JavaScript
+// stream there; POSIX hands the pipe's descriptor to JavaScript in SpawnResult::parent_fds instead): called once on
+// the waiter thread, just before `done`, with what the command wrote to its stdout and stderr, each at most
+// kSpawnPipeLimitBytes; `overflow` when a stream went past that (the rest was read and dropped, so the command never
+// blocks on a full pipe). Implemented by the addon (addon.cc), which hands both to the exit callback.
+constexpr size_t kSpawnPipeLimitBytes = size_t{256} << 20;
+void SpawnOutput(void* context, std::string* out, std::string* err, bool overflow);
 
 // Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);

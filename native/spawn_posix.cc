@@ -55,17 +55,9 @@ inline double TvMs(const struct timeval& tv) {
   return tv.tv_sec * 1e3 + tv.tv_usec / 1e3;
 }
 
-// pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). The non-atomic variant can only
-// race with another thread's fork+exec of its own, which would inherit two fds.
+// A close-on-exec pipe (posix_child.h); also the address dladdr finds this addon by.
 int MakePipe(int fds[2]) {
-#ifdef __linux__
-  return pipe2(fds, O_CLOEXEC);
-#else
-  if (pipe(fds) != 0) return -1;
-  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-  return 0;
-#endif
+  return CloexecPipe(fds);
 }
 
 // The helper beside this addon: "<addon without .node>-exec" (build/Release/taskmeter.node → taskmeter-exec,

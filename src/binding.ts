@@ -95,8 +95,9 @@ export interface NativeBinding {
   /**
    * Starts the command (POSIX: fork + exec through the exec helper; Windows: CreateProcessW in a job object); stdio
    * entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. onExit gets the SPAWN_* slots once, when the
-   * command has been reaped; until then the event loop stays alive. Throws with .code (the errno's name), .errno
-   * and .stage (SPAWN_STAGE_*).
+   * command has been reaped; until then the event loop stays alive. Piped streams: POSIX returns their descriptors
+   * in fds; Windows reads them itself and passes onExit what they held (at most 256 MiB each; overflow when a
+   * stream held more). Throws with .code (the errno's name), .errno and .stage (SPAWN_STAGE_*).
    */
   spawn(
     file: string,
@@ -104,7 +105,7 @@ export interface NativeBinding {
     env: string[],
     cwd: string | null,
     stdio: number[],
-    onExit: (slots: Float64Array) => void,
+    onExit: (slots: Float64Array, stdout?: Buffer, stderr?: Buffer, overflow?: boolean) => void,
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;

@@ -826,12 +826,12 @@ export function measureCommand(
       throw systemError(`taskmeter: command not found: ${command}`, 'ENOENT', `spawn ${command}`, command);
     }
     if (process.platform === 'win32') {
-      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe', no
-      // descriptor), and CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses.
-      if (modes.some((m) => m !== -1 && m !== -2)) {
+      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no descriptor;
+      // 'pipe' is read by the addon itself), and CreateProcess would run a batch file through cmd.exe with arguments
+      // cmd re-parses.
+      if (modes.some((m) => m >= 0)) {
         const e = new Error(
-          "taskmeter: measureCommand: stdio 'pipe' and descriptors are not supported on Windows; " +
-            "use 'inherit' or 'ignore'",
+          "taskmeter: measureCommand: descriptors are not supported on Windows; use 'inherit', 'ignore' or 'pipe'",
         ) as NodeJS.ErrnoException;
         e.code = 'ENOTSUP';
         throw e;
@@ -851,9 +851,19 @@ export function measureCommand(
     let spawned: { pid: number; fds: number[] };
     // Filled in once started; the exit callback always comes later (through the event loop).
     let onExit: (buf: Float64Array) => void = () => {};
+    // Windows: the addon reads the pipes itself and hands over what they held with the exit slots.
+    let winOutput: { out: Buffer; err: Buffer; overflow: boolean } | null = null;
     try {
-      spawned = native.spawn(file, [command, ...args], envList, o.cwd === undefined ? null : cwd, modes, (buf) =>
-        onExit(buf),
+      spawned = native.spawn(
+        file,
+        [command, ...args],
+        envList,
+        o.cwd === undefined ? null : cwd,
+        modes,
+        (buf, out, err, overflow) => {
+          if (out && err) winOutput = { out, err, overflow: overflow === true };
+          onExit(buf);
+        },
       );
     } catch (err) {
       throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
@@ -937,6 +947,17 @@ export function measureCommand(
         pid,
         usage,
       };
+      if (winOutput) {
+        // Windows' pipes, read to their end by the addon: maxBuffer applies now (the command was not ended early)
+        disarm();
+        const w: { out: Buffer; err: Buffer; overflow: boolean } = winOutput;
+        const full: CommandResult = { ...result };
+        if (modes[1] === -3) full.stdout = w.out.subarray(0, maxBuffer);
+        if (modes[2] === -3) full.stderr = w.err.subarray(0, maxBuffer);
+        if (w.overflow || w.out.length > maxBuffer || w.err.length > maxBuffer) reject(maxBufferError(full, maxBuffer));
+        else resolvePromise(full);
+        return;
+      }
       if (captures.length === 0) {
         disarm();
         resolvePromise(result);

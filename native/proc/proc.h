@@ -146,8 +146,8 @@ class ProcessReader {
   bool denied_ = false;
   bool fresh_ = true;
   double start_ticks_ = -1;
-  uint32_t threads_ = 1;
 #ifdef __linux__
+  uint32_t threads_ = 1;
   int stat_fd_ = -1;
   int children_fd_ = -1;                                // the main thread's
   bool stat_pinned_ = false, children_pinned_ = false;  // counted against the descriptor budget

@@ -5,6 +5,7 @@
 #include <mach/mach.h>
 #include <mach/mach_time.h>
 #include <pthread.h>
+#include <sys/proc.h>
 #include <sys/proc_info.h>
 #include <sys/resource.h>
 #include <time.h>
