@@ -536,7 +536,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
       seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
-      proc::ReadSelf(snap.Data(), true);
+      ReadEdge(snap.Data());                      // as the window's edges: without taskmeter's own threads' counters
       rss = snap.Data()[proc::kRssBytes];
     }
     return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), seq, rss));

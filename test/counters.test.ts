@@ -93,6 +93,26 @@ describe.runIf(posix)("an in-process window's counters", () => {
     },
   );
 
+  it.runIf(linux)(
+    "a tracker's live usage leaves out the sampler threads' counters as its end does (peek never above stop)",
+    async () => {
+      // the sampler has run a while before the window opens: its lifetime wake-ups are many
+      await tm.measure(() => new Promise((r) => setTimeout(r, 200)), { sampleIntervalMs: 1 });
+      const t = new tm.ResourceTracker({ sampleIntervalMs: 1 }).start();
+      await new Promise((r) => setTimeout(r, 200));
+      const live = t.usage!;
+      const end = t.stop();
+      expect(end.samples).toBeGreaterThan(20);
+      // counters only grow between the two readings; each of taskmeter's threads may be one wake-up ahead of
+      // what it reported when it last parked. Before: the live reading held the threads' lifetime counts (~1,800)
+      for (const k of ['voluntaryContextSwitches', 'involuntaryContextSwitches', 'minorPageFaults'] as const) {
+        expect(live[k], k).not.toBeNull();
+        expect(live[k]!, k).toBeLessThanOrEqual(end[k]! + 4);
+      }
+      expect(live.voluntaryContextSwitches!).toBeLessThan(live.samples / 2);
+    },
+  );
+
   it.runIf(linux)("with ioBytes: true, count the bytes the window's code wrote and read (/proc/self/io)", async () => {
     const { writeFileSync, readFileSync } = await import('node:fs');
     const file = join(work, 'window.bin');
