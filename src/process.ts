@@ -718,6 +718,7 @@ export function signalCommand(pid: number, signal: NodeJS.Signals): boolean {
   }
 }
 const ENOSYS = (constants.errno as Record<string, number>).ENOSYS ?? 38;
+const ESRCH = (constants.errno as Record<string, number>).ESRCH ?? 3;
 
 function signalNumber(value: unknown): number {
   if (value === undefined) return constants.signals.SIGTERM;
@@ -873,24 +874,27 @@ export function measureCommand(
     let exited = false;
     let endedBy: EndedBy | null = null;
     // Ends the command's whole tree, once, and only while it has not been reaped (its pid could be reused after).
+    const endWait = () => {
+      // Ended by itself; what is left is a wait for its pipes (a background process holding them): that wait ends
+      // here, and nothing is signalled (the command's pid is no longer its own).
+      for (const c of captures) c.drainAndClose();
+    };
     const end = (why: EndedBy) => {
-      if (exited) {
-        // Ended by itself; what is left is a wait for its pipes (a background process holding them): that wait ends
-        // here, and nothing is signalled (the command's pid is no longer its own).
-        for (const c of captures) c.drainAndClose();
-        return;
-      }
+      if (exited) return endWait();
       if (endedBy !== null) return;
-      endedBy = why;
       if (process.platform === 'win32') {
         try {
           process.kill(pid, killSignal);
         } catch {
-          // already gone
+          return endWait(); // already exited (the addon holds its handle: the pid is still its own)
         }
       } else {
-        native.killTree(pid, killSignal);
+        const r = native.killTree(pid, killSignal);
+        // -ESRCH: the command has already ended by itself, its result still on its way to this thread
+        if (r === -ESRCH) return endWait();
+        if (r <= 0) return; // not ours to signal (EPERM): nothing ended it
       }
+      endedBy = why;
     };
     // [stdout, stderr]: a Capture for each one piped
     const piped = [1, 2].map((i) =>

@@ -106,6 +106,37 @@ describe.runIf(posix)('ending a command: signal, timeout, killSignal', () => {
     ac.abort(); // nothing left to end: no error, nothing signalled
   });
 
+  it('a command that had already exited when its timeout or abort came is not reported as ended by it', async () => {
+    // The JS thread is kept busy until the command has ended and been reaped and the timeout is due: the timer and
+    // the result then wait in the event loop together, and the timer may run first.
+    const busyUntilGone = (pid: number, atLeastMs: number) => {
+      const t0 = performance.now();
+      while (alive(pid) || performance.now() - t0 < atLeastMs) {
+        if (performance.now() - t0 > 30_000) throw new Error('the command did not end');
+      }
+    };
+    for (const stdio of ['ignore', 'pipe'] as const) {
+      const ac = new AbortController();
+      let pid = 0;
+      const timed = tm.measureCommand('sh', ['-c', 'echo done'], { stdio, timeout: 50, onSpawn: (p) => (pid = p) });
+      busyUntilGone(pid, 100);
+      const aborted = tm.measureCommand('sh', ['-c', 'echo done'], {
+        stdio,
+        signal: ac.signal,
+        onSpawn: (p) => (pid = p),
+      });
+      busyUntilGone(pid, 0);
+      ac.abort();
+      for (const r of [await timed, await aborted]) {
+        // before: endedBy 'timeout' / 'abort' with exitCode 0
+        expect(r.exitCode, stdio).toBe(0);
+        expect(r.signal, stdio).toBeNull();
+        expect(r.endedBy, stdio).toBeNull();
+        if (stdio === 'pipe') expect(r.stdout!.toString()).toBe('done\n');
+      }
+    }
+  });
+
   it('a signal aborted before the start rejects with AbortError and starts nothing', async () => {
     const ac = new AbortController();
     const reason = new Error('shutting down');
