@@ -590,7 +590,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // testHook(name, value): for the tests only. "nextWindowId": the id the next window gets; "failThreadStarts": the
   // next n thread starts fail as they do under a pids limit; "throwInThreads": the RSS (1) and/or GPU (2) thread
   // throws std::bad_alloc at its next round; "throwBadAlloc": the next allocation in a window's opening (1) and/or in
-  // adding the next RSS reading (2) throws std::bad_alloc; "failRssReads": the RSS thread's next n readings fail.
+  // adding the next RSS reading (2) throws std::bad_alloc; "failRssReads": the RSS thread's next n readings fail;
+  // "holdNextFork" (1) and "releaseFork" (1): POSIX, see HoldNextForkForTest (spawn.h).
   Napi::Value TestHook(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "testHook(name, value)");
@@ -608,6 +609,12 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Sampler::Instance().ThrowBadAllocForTest(static_cast<int>(v));
     } else if (name == "failRssReads" && v >= 0 && v <= 1e9) {
       Sampler::Instance().FailRssReadsForTest(static_cast<uint64_t>(v));
+#ifndef _WIN32
+    } else if (name == "holdNextFork" && v == 1) {
+      HoldNextForkForTest();
+    } else if (name == "releaseFork" && v == 1) {
+      ReleaseForkForTest();
+#endif
     } else {
       ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_INVALID_ARG_VALUE", "testHook: unknown hook or value");
     }

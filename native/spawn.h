@@ -85,6 +85,10 @@ int SignalCommand(uint32_t pid, int sig);
 // listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
 // or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.
 int KillTree(int root, int signo);
+// Tests only: the next Spawn holds its copy of Node between fork and exec until ReleaseForkForTest has been called
+// twice (once before the copy is registered as ours, once before it may exec); see spawn_posix.cc.
+void HoldNextForkForTest();
+void ReleaseForkForTest();
 #endif
 
 }  // namespace taskmeter

@@ -98,9 +98,14 @@ struct ChildError {
 
 // In the copy of Node, between fork and exec: only async-signal-safe calls, no allocation.
 [[noreturn]] void ChildExec(const char* exec_file, const char* const* argv, const char* const* envp, const char* cwd,
-                            const int fds[3], int report_fd, int err_fd) {
+                            const int fds[3], int report_fd, int err_fd, const int hold[2]) {
   ChildError ce = {kStageSetup, 0};
   ChildResetSignals();  // posix_child.h
+  if (hold[0] >= 0) {   // test hook (HoldNextForkForTest): wait here, a copy of Node, until the parent lets go
+    close(hold[1]);
+    char c;
+    while (read(hold[0], &c, 1) < 0 && errno == EINTR) {}
+  }
   // Move the wanted descriptors to 0, 1, 2 (via high numbers first, so one cannot clobber another).
   int moved[3];
   for (int i = 0; i < 3; i++) {
@@ -294,6 +299,17 @@ bool FailWaiterThreadForTest() {
   return v && std::strcmp(v, "1") == 0;
 }
 
+// Test hook: the next spawn's copy of Node waits before its exec, and the spawner waits twice for a release
+// (ReleaseForkForTest), first before it registers the copy (OwnForks::Add; only BeginFork marks it ours then),
+// then before it lets the copy exec: a copy of Node held between fork and exec for as long as a test needs to look
+// at it (a real one lives microseconds). Each wait gives up after a minute.
+std::atomic<bool> g_hold_next_fork{false};
+std::atomic<int> g_fork_releases{0};
+
+void WaitForRelease(int n) {
+  for (int i = 0; i < 60000 && g_fork_releases.load() < n; i++) usleep(1000);
+}
+
 // Set once the helper itself could not be exec'd for a reason that will not go away (a helper for another
 // architecture — an emulated Node without binfmt_misc —, a noexec mount, a deleted file): from then on commands are
 // forked from Node directly, as without a helper.
@@ -316,6 +332,15 @@ bool HelperCannotRun(int err) {
 SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bool use_helper, bool* helper_failed);
 
 }  // namespace
+
+void HoldNextForkForTest() {
+  g_fork_releases.store(0);
+  g_hold_next_fork.store(true);
+}
+
+void ReleaseForkForTest() {
+  g_fork_releases.fetch_add(1);
+}
 
 int SignalCommand(uint32_t pid, int sig) {
   std::lock_guard<std::mutex> lock(CommandsMu());
@@ -480,6 +505,8 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     delete w;
     return res;
   }
+  int hold[2] = {-1, -1};
+  if (g_hold_next_fork.exchange(false) && MakePipe(hold) != 0) hold[0] = hold[1] = -1;
   const char* exec_file = use_helper ? helper.c_str() : o.file.c_str();
   const char* cwd = o.cwd.empty() ? nullptr : o.cwd.c_str();
   int64_t rss_before = use_helper ? 0 : proc::ReadSelfRssBytes();
@@ -488,11 +515,22 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  // Until it has exec'd, the child is a copy of this process: a tree that holds us leaves its memory out (tree.h),
+  // from before fork() returns (BeginFork) and then by its pid.
+  OwnForks::BeginFork();
   pid_t pid = fork();
-  if (pid == 0) ChildExec(exec_file, argv.data(), envp.data(), cwd, child_fds, report[1], err_pipe[1]);
+  if (pid == 0) ChildExec(exec_file, argv.data(), envp.data(), cwd, child_fds, report[1], err_pipe[1], hold);
   int fork_errno = errno;
-  // Until it has exec'd, the child is a copy of this process: a tree that holds us leaves its memory out (tree.h).
+  if (hold[0] >= 0) {
+    close(hold[0]);
+    if (pid > 0) WaitForRelease(1);
+  }
   int own_fork = pid > 0 ? OwnForks::Add(static_cast<uint32_t>(pid)) : -1;
+  OwnForks::EndFork();
+  if (hold[1] >= 0) {
+    if (pid > 0) WaitForRelease(2);
+    close(hold[1]);  // the copy reads EOF and goes on to its exec
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(err_pipe[1]);
   err_pipe[1] = -1;

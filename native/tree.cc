@@ -121,7 +121,7 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   if (st->pss_refill_ms >= 0)
     st->pss_tokens_ms = std::min(kPssBucketMs, st->pss_tokens_ms + (now - st->pss_refill_ms) * kPssCpuBudget);
   st->pss_refill_ms = now;
-  double estimate = st->pss_cost_per_process_ms * static_cast<double>(st->live_pids.size());
+  double estimate = st->pss_cost_per_process_ms * static_cast<double>(st->live_pids.size() + st->own_fork_pids.size());
   if (st->pss_tokens_ms < std::min(estimate, kPssBucketMs)) return;
   bool new_high = any_rss && rss_sum > rss_peak_before && rss_sum > st->pss_rss_at_last * 1.125;
   bool due = st->pss_last_try_ms < 0 || now - st->pss_last_try_ms >= kPssMinIntervalMs || new_high;
@@ -130,22 +130,25 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   double pss_sum = 0, rollup_rss_sum = 0;
   bool complete = true, any = false;
   size_t read = 0;
-  for (uint32_t pid : st->live_pids) {
-    auto it = st->tracks.find(pid);
-    if (it == st->tracks.end()) continue;
-    double pss = 0, rss = 0;
-    int e = it->second.reader->ReadPss(&pss, &rss);
-    read++;
-    if (e == 0) {
-      pss_sum += pss;
-      rollup_rss_sum += rss;
-      any = true;
-    } else if (e == ENOSYS) {
-      st->pss_unsupported = true;
-      return;
-    } else if (e != ESRCH && e != ENOENT) {
-      complete = false;  // alive, and its PSS not ours to read
-      st->pss_denied = true;
+  // Our own copies too: the pages they share with us count half for us while they live, and theirs is the rest.
+  for (const std::vector<uint32_t>* pids : {&st->live_pids, &st->own_fork_pids}) {
+    for (uint32_t pid : *pids) {
+      auto it = st->tracks.find(pid);
+      if (it == st->tracks.end()) continue;
+      double pss = 0, rss = 0;
+      int e = it->second.reader->ReadPss(&pss, &rss);
+      read++;
+      if (e == 0) {
+        pss_sum += pss;
+        rollup_rss_sum += std::max(0.0, rss - it->second.uncounted_rss);  // what the RSS sum counts of it
+        any = true;
+      } else if (e == ENOSYS) {
+        st->pss_unsupported = true;
+        return;
+      } else if (e != ESRCH && e != ENOENT) {
+        complete = false;  // alive, and its PSS not ours to read
+        st->pss_denied = true;
+      }
     }
   }
   double cost = std::max(0.0, ThreadCpuMs() - cost_start);
@@ -195,6 +198,8 @@ bool SampleTree(TreeState* st) {
   if (!st->root_gone) enqueue(st->root);
 
   st->live_pids.clear();
+  st->own_fork_pids.clear();
+  uint32_t self_pid = 0;  // read when first needed
   double rss_sum = 0;
   bool any_rss = false;
   bool root_alive = false;
@@ -239,17 +244,41 @@ bool SampleTree(TreeState* st) {
       }
     }
     if (pid == st->root) root_alive = info.alive;
-    // Only this process's own copy between fork and exec is left out of memory: it maps our pages, not its own.
-    tr.own_fork = info.forked_not_execed && OwnForks::Contains(pid);
+    // A process forked without exec is a worker, or a copy of its parent on its way to exec (see tree.h): this
+    // process's own copies are left out of the RSS sum; another's counts only what it added while it is young.
+    tr.own_fork = false;
+    bool young_fork = false;
+    if (info.forked_not_execed) {
+      if (self_pid == 0) self_pid = proc::SelfPid();
+      tr.own_fork = OwnForks::IsOwn(pid, info.ppid, self_pid);
+      if (!tr.own_fork) {
+        double now = proc::MonotonicMs();
+        if (tr.fork_seen_ms < 0) tr.fork_seen_ms = now;
+        double since_start = proc::MinAgeMs(info.start_ticks);
+        young_fork = std::max(now - tr.fork_seen_ms, since_start >= 0 ? since_start : 0) < kForkCopyAgeMs;
+      }
+    }
+    tr.uncounted_rss = 0;
+    if (info.alive && tr.own_fork) {
+      st->own_fork_pids.push_back(pid);  // its PSS is its share of our pages: read with the tree's (MaybeSamplePss)
+      tr.uncounted_rss = INFINITY;
+    }
     if (info.alive && !tr.own_fork) {
       live++;
       st->live_pids.push_back(pid);
       if (info.rss_bytes >= 0) {
-        rss_sum += info.rss_bytes;
+        if (young_fork) {
+          if (tr.fork_base_rss < 0) tr.fork_base_rss = info.rss_bytes;
+          tr.uncounted_rss = std::min(tr.fork_base_rss, info.rss_bytes);
+        }
+        rss_sum += info.rss_bytes - tr.uncounted_rss;
         any_rss = true;
         // VmHWM only when it can say more than the RSS we see: at first sight, after the RSS fell (memory was
-        // released, and the kernel folds the peak it had reached into VmHWM), and every kHwmEvery samples.
+        // released, and the kernel folds the peak it had reached into VmHWM), and every kHwmEvery samples. Not for
+        // a young fork: a copy's peak is its parent's.
         bool fell = tr.last_rss_bytes >= 0 && info.rss_bytes < tr.last_rss_bytes;
+        tr.last_rss_bytes = info.rss_bytes;
+        if (young_fork) return tr;
         if (info.hwm_bytes >= 0) {
           tr.hwm_bytes = std::max(tr.hwm_bytes, info.hwm_bytes);
           tr.since_hwm = 0;
@@ -259,7 +288,6 @@ bool SampleTree(TreeState* st) {
           tr.since_hwm = 0;
         }
         if (info.rss_bytes > tr.hwm_bytes) tr.hwm_bytes = info.rss_bytes;
-        tr.last_rss_bytes = info.rss_bytes;
         if (tr.hwm_bytes > st->max_hwm_bytes) {
           st->max_hwm_bytes = tr.hwm_bytes;
           st->max_hwm_pid = pid;

@@ -2,8 +2,16 @@
 // tree's proportional set size (PSS), CPU time and storage I/O. Used by the RSS thread for windows that track a
 // process tree; touches no shared state.
 //
-// Every process of the tree counts, those forked without exec (worker pools) included; only this process's own
-// copies between fork and exec (spawn_posix.cc, own_forks.h) are left out of memory, by pid.
+// Every process of the tree counts, those forked without exec (worker pools) included. A process forked without
+// exec (PF_FORKNOEXEC) may also be a copy of its parent on its way to exec: a program running a subprocess (Node's
+// child_process, Python's subprocess, a shell) forks a copy of itself that maps all of its memory until it execs,
+// which takes microseconds, and up to ~0.25 s seen on a loaded machine. Summed, such a copy doubles its parent's
+// memory for a sample. So this process's own copies (spawn_posix.cc, own_forks.h: identified by pid, and while a
+// fork is in progress) are left out of the RSS sum; another's, until it is kForkCopyAgeMs old (by its start time,
+// or since it was first seen), counts only the memory it added since it was first seen — nothing, for a copy; a
+// worker counts what it allocates at once, and the pages it shares with its parent once it is that old. The PSS
+// passes read them all (a copy's PSS is its share of the pages it shares with its parent, which halve the
+// parent's meanwhile).
 //
 // Cost: each process is read through a proc::ProcessReader that keeps its /proc files open (Linux: one pread of
 // `schedstat`, then of `stat` — CPU, parent, flags, RSS — and `io` only if the process ran since the last one (or
@@ -42,6 +50,8 @@ constexpr double kTreeCpuBudget = 0.01;
 // The most a stretched interval may become, ms.
 constexpr double kTreeMaxIntervalMs = 10000;
 constexpr uint32_t kHwmEvery = 32;
+// The age from which a process forked without exec is taken for a worker (above), ms.
+constexpr double kForkCopyAgeMs = 1000;
 // PSS: the share of a core its passes may take (on top of kTreeCpuBudget), what the bucket holds when full (ms of
 // CPU), the shortest interval between passes that no new RSS high brings forward, and the cost of reading one
 // process assumed before a pass has measured it (a small process, cold caches).
@@ -122,6 +132,9 @@ struct TreeState : TreeResults {
     bool denied = false;                    // alive but unreadable at the last sample
     bool denied_once = false;               // counted in processes_unreadable
     bool own_fork = false;                  // this process's copy between fork and exec: no memory of its own
+    double fork_seen_ms = -1;               // forked without exec: when first seen so (monotonic), and its RSS then
+    double fork_base_rss = -1;
+    double uncounted_rss = 0;  // what the RSS sum leaves out of its RSS this sample (all of it: INFINITY)
     std::shared_ptr<proc::ProcessReader> reader;
   };
   std::unordered_map<uint32_t, Track> tracks;
@@ -139,8 +152,9 @@ struct TreeState : TreeResults {
   // The root's identity (start time): once it is gone, a new process under its pid is someone else.
   double root_start_ticks = -1;
 
-  std::vector<uint32_t> live_pids;  // for GPU attribution
-  double cost_ms = 0;               // CPU time the last samples took (smoothed, PSS passes left out), ms
+  std::vector<uint32_t> live_pids;      // for GPU attribution
+  std::vector<uint32_t> own_fork_pids;  // this process's copies between fork and exec that are alive (PSS only)
+  double cost_ms = 0;                   // CPU time the last samples took (smoothed, PSS passes left out), ms
   uint32_t samples_taken = 0;
   uint32_t gen = 0;  // this sample's number (marks on the tracks instead of per-sample sets)
   // PSS pacing (see above).

@@ -75,9 +75,18 @@ export interface NativeBinding {
   /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
    *  fail as they do under a pids limit), 'throwInThreads' (the RSS (1) and/or GPU (2) thread throws at its next
    *  round), 'throwBadAlloc' (the next allocation in a window's opening (1) and/or in adding the next RSS reading (2)
-   *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail). */
+   *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail), 'holdNextFork' and
+   *  'releaseFork' (POSIX, value 1: the next spawn holds its copy of Node between fork and exec until released
+   *  twice, once before it registers the copy as its own and once before the copy may exec; spawn.h). */
   testHook(
-    name: 'nextWindowId' | 'failThreadStarts' | 'throwInThreads' | 'throwBadAlloc' | 'failRssReads',
+    name:
+      | 'nextWindowId'
+      | 'failThreadStarts'
+      | 'throwInThreads'
+      | 'throwBadAlloc'
+      | 'failRssReads'
+      | 'holdNextFork'
+      | 'releaseFork',
     value: number,
   ): void;
   readonly SPAWN_SLOTS: number;

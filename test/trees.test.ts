@@ -6,7 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { cliPath, MiB, python3Path, recordValidator, root, run } from './helpers';
+import { cliPath, lastJson, MiB, python3Path, recordValidator, root, run } from './helpers';
 import * as tm from '../dist/index.js';
 import { ProcessTracker, signalCommand } from '../dist/process.js';
 
@@ -175,6 +175,70 @@ describe.runIf(linux)('workers forked without exec count, and shared pages are c
     expect(u.treePeakPssBytes).toBeLessThan(u.treePeakRssBytes! / 2);
   }, 120_000);
 });
+
+// A program that runs subprocesses one after the other, holding 300 MiB: each starts as a copy of it (fork) that maps
+// all of its memory until its exec — microseconds, up to ~0.25 s on a loaded machine; here each copy takes 0.1 s.
+const SUBPROCESSES = `
+import os, sys, time
+d = sys.argv[1]
+b = bytearray(300 << 20)
+for j in range(0, len(b), 4096): b[j] = 1
+open(os.path.join(d, 'ready-0'), 'w').close()
+open(os.path.join(d, 'ready-1'), 'w').close()
+while not os.path.exists(os.path.join(d, 'release')):
+    pid = os.fork()
+    if pid == 0:
+        t = time.monotonic()
+        while time.monotonic() - t < 0.1: pass
+        os.execv('/bin/true', ['true'])
+    os.waitpid(pid, 0)
+`;
+
+describe.runIf(linux)(
+  "a copy on its way to exec is not a worker: a program's subprocesses do not double its peak",
+  () => {
+    it('trackProcess of a program that forks and execs one subprocess after another: the tree peak is its own', async () => {
+      const dir = scenarioDir();
+      const p = start(['-c', SUBPROCESSES, dir]);
+      const t = tm.trackProcess(p.pid!, { sampleIntervalMs: 10 });
+      await until(() => ready(dir), 60_000, 'the program');
+      await moreSamples(t, 40); // a copy is there at almost every sample
+      release(dir);
+      const u = await t.exited;
+      expect(u.maxRssBytes).toBeGreaterThanOrEqual(300 * MiB);
+      // before: ~2× (each copy summed with its parent)
+      expect(u.treePeakRssBytes).toBeLessThan(u.maxRssBytes! + 100 * MiB);
+    }, 120_000);
+
+    it('measureCommand of a Node program that runs spawnSync 300 times: the tree peak is its own, not twice it', async () => {
+      const code = `const b = Buffer.alloc(200 << 20, 1);
+      for (let i = 0; i < 300; i++) require('node:child_process').spawnSync('/bin/true');
+      console.log(b.length);`;
+      const r = await tm.measureCommand(process.execPath, ['-e', code], { stdio: 'ignore' });
+      expect(r.exitCode).toBe(0);
+      const u = r.usage;
+      expect(u.maxRssBytes).toBeGreaterThanOrEqual(200 * MiB);
+      // before: 454 MiB for a program of 249 MiB, in 3 runs out of 3
+      expect(u.treePeakRssBytes).toBeLessThan(u.maxRssBytes! + 100 * MiB);
+    }, 120_000);
+
+    it("this process's own copy between fork and exec: out of the RSS sum before and after it is registered, in the PSS", async () => {
+      // held there by a test hook while a worker thread follows this process's tree (test/children/held-fork.cjs)
+      const r = await run(process.execPath, [join(root, 'test/children/held-fork.cjs'), '400'], { timeoutMs: 110_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const o = lastJson(r.stdout);
+      expect(o.copyRss).toBeGreaterThanOrEqual(o.bufferBytes); // the copy maps all of our memory
+      for (const phase of [o.phase1, o.phase2]) {
+        expect(phase.processes).toBe(2);
+        // before: 2× in phase 1 (not registered yet) and at phase 2's first sample (registered just after it)
+        expect(phase.treePeakRssBytes).toBeLessThan(o.selfRss + o.bufferBytes / 2);
+      }
+      // the buffer once: ours and the copy's shares of it (before: ours alone, about half of it)
+      expect(o.phase2.treePssSamples).toBeGreaterThanOrEqual(1);
+      expect(o.phase2.treePeakPssBytes).toBeGreaterThanOrEqual(o.bufferBytes);
+    }, 120_000);
+  },
+);
 
 // Burns `s` seconds of CPU in the calling process.
 const BURN = `

@@ -94,6 +94,10 @@ struct ProcessInfo {
   char comm[17] = {0};
 };
 
+// A lower bound of a process's age now, ms, from the ProcessInfo::start_ticks of a read of it (Linux: the boot-time
+// clock against its start time in clock ticks, less one tick for the tick's truncation); NaN where unknown.
+double MinAgeMs(double start_ticks);
+
 // Reads one process. False if it does not exist (or cannot be read; on Windows a process we may not open is alive
 // with nothing read and start_ticks -1).
 bool ReadProcess(uint32_t pid, ProcessInfo* out);
@@ -197,6 +201,9 @@ inline int ProcessReader::ReadIo(double*) {
 }
 inline int ProcessReader::ReadPss(double*, double*) {
   return ENOSYS;
+}
+inline double MinAgeMs(double) {
+  return NAN;  // used for processes forked without exec, which only Linux tells apart
 }
 #endif
 

@@ -142,6 +142,17 @@ namespace {
 
 const double kTickMs = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
 constexpr uint64_t kPfForkNoExec = 0x40;
+
+}  // namespace
+
+// stat's starttime is in clock ticks since boot, counting suspend (the boot-time clock).
+double MinAgeMs(double start_ticks) {
+  if (!(start_ticks >= 0)) return NAN;
+  return posix::ClockMs(CLOCK_BOOTTIME) - (start_ticks + 1) * kTickMs;
+}
+
+namespace {
+
 constexpr uint64_t kPfKthread = 0x00200000;
 
 // The tree sampler's reads go into one growable buffer per thread: a /proc file has no size limit worth trusting
