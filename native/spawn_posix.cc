@@ -299,6 +299,19 @@ bool FailWaiterThreadForTest() {
   return v && std::strcmp(v, "1") == 0;
 }
 
+// Test hook: TASKMETER_TEST_FAIL_SPAWN_REGISTRY=1 makes the allocation of the command's entry in the registry
+// (Commands()) throw std::bad_alloc, as it may when memory runs out.
+void MaybeFailRegistryForTest() {
+  const char* v = getenv("TASKMETER_TEST_FAIL_SPAWN_REGISTRY");
+  if (v && std::strcmp(v, "1") == 0) throw std::bad_alloc();
+}
+
+// The registry's key for a command's entry until its pid is known: negative, so never a pid.
+std::atomic<uint32_t> g_placeholders{0};
+pid_t PlaceholderKey() {
+  return -1 - static_cast<pid_t>(g_placeholders.fetch_add(1) & 0x3fffffff);
+}
+
 // Test hook: the next spawn's copy of Node waits before its exec, and the spawner waits twice for a release
 // (ReleaseForkForTest), first before it registers the copy (OwnForks::Add; only BeginFork marks it ours then),
 // then before it lets the copy exec: a copy of Node held between fork and exec for as long as a test needs to look
@@ -438,13 +451,18 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     }
   };
   Waiter* w = nullptr;
+  auto discard = [&]() {  // w, with its entry in the registry if it has one
+    if (w) Unregister(w);
+    delete w;
+    w = nullptr;
+  };
   try {
     w = new Waiter();
     if (use_helper) {
       if (MakeSocketPair(report) != 0) {
         res.error = errno;
         close_all();
-        delete w;
+        discard();
         return res;
       }
       helper_args.push_back(helper);
@@ -458,9 +476,15 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     envp.reserve(o.env.size() + 1);
     for (const auto& e : o.env) envp.push_back(e.c_str());
     envp.push_back(nullptr);
+    // Its entry in the registry, made now under a placeholder key and given the command's pid once known: after the
+    // fork nothing may throw (a command started would be left with nobody to reap it).
+    w->command_pid = PlaceholderKey();
+    std::lock_guard<std::mutex> lock(CommandsMu());
+    MaybeFailRegistryForTest();
+    Commands().emplace(w->command_pid, w);
   } catch (...) {  // std::bad_alloc
     close_all();
-    delete w;
+    discard();
     res.error = ENOMEM;
     return res;
   }
@@ -478,7 +502,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       if (fd < 0) {
         res.error = errno;
         close_all();
-        delete w;
+        discard();
         return res;
       }
       child_fds[i] = to_close[i] = fd;
@@ -487,7 +511,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       if (MakePipe(p) != 0) {
         res.error = errno;
         close_all();
-        delete w;
+        discard();
         return res;
       }
       // stdin: the child reads p[0] and we write p[1]; stdout/stderr the other way round.
@@ -502,7 +526,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   if (MakePipe(err_pipe) != 0) {
     res.error = errno;
     close_all();
-    delete w;
+    discard();
     return res;
   }
   int hold[2] = {-1, -1};
@@ -543,7 +567,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   if (pid < 0) {
     res.error = fork_errno;
     close_all();
-    delete w;
+    discard();
     return res;
   }
   // The copy's result: EOF when the exec succeeded (the pipe is close-on-exec), else the failed step and errno.
@@ -558,7 +582,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     res.error = ce.err;
     res.stage = ce.stage;
     close_all();
-    delete w;
+    discard();
     // The exec that failed was the helper's, not the command's: say so if it is for good (the caller retries
     // without the helper). A transient error (E2BIG, ENOMEM…) would fail the command's exec as well: reported.
     if (use_helper && helper_failed && ce.stage == kStageExec && HelperCannotRun(ce.err)) *helper_failed = true;
@@ -574,7 +598,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
       res.error = got ? r.err : EIO;
       res.stage = got && r.pid > 0 ? kStageExec : kStageSetup;
       close_all();
-      delete w;
+      discard();
       return res;
     }
     command_pid = r.pid;
@@ -585,12 +609,17 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   }
   if (use_helper) w->slots[kSpContaminationBytes] = 0;
   w->pid = pid;
-  w->command_pid = command_pid;
   w->report_fd = report[0];
   report[0] = -1;
   {
     std::lock_guard<std::mutex> lock(CommandsMu());
-    Commands()[command_pid] = w;  // a former entry under this pid is a command already reaped
+    auto& commands = Commands();
+    commands.erase(command_pid);  // a former entry under this pid is a command already reaped
+    auto entry = commands.extract(w->command_pid);
+    entry.key() = command_pid;
+    w->command_pid = command_pid;
+    // No allocation: the node exists, and the table held as many entries before (no rehash).
+    commands.insert(std::move(entry));
   }
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -611,7 +640,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     }
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    delete w;
+    discard();
     close_all();
     res.error = terr;
     res.stage = kStageThread;

@@ -437,6 +437,18 @@ describe('errors are clear and lose nothing', () => {
     expect(res).toMatchObject({ code: 'EAGAIN', syscall: 'pthread_create', left: [], pending: 0 });
   });
 
+  it("no memory for the command's entry in the registry: nothing starts, the promise rejects with ENOMEM, the event loop exits", async () => {
+    // before: the exception came out after the fork: the command ran on with nobody to reap it, and the exit
+    // notifier kept the process alive for ever
+    const r = await runChild('spawn-child.cjs', ['registry-fails'], {
+      timeoutMs: 10_000,
+      env: { ...process.env, TASKMETER_TEST_FAIL_SPAWN_REGISTRY: '1' },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const res = lines(r.stdout);
+    expect(res).toEqual([{ code: 'ENOMEM', left: [], pending: 0 }]);
+  });
+
   it('errno names are the real ones (no invented codes): an executable that is no program is ENOEXEC', async () => {
     const junk = join(work, 'not-a-program');
     writeFileSync(junk, Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 10]), { mode: 0o755 });

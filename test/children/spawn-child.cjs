@@ -80,6 +80,12 @@ if (!isMainThread) {
         );
       },
     );
+  } else if (mode === 'registry-fails') {
+    tm.measureCommand('sleep', ['27.1828'], { stdio: 'ignore', onSpawn: (pid) => out({ spawned: pid }) }).then(
+      () => out({ resolved: true }),
+      (e) =>
+        setTimeout(() => out({ code: e.code, left: processesWith('27.1828'), pending: native.spawnPending() }), 100),
+    );
   } else if (mode === 'no-path') {
     tm.measureCommand('ls', ['/'], { env: { HOME: '/tmp' }, stdio: 'pipe' }).then(
       (r) => out({ exitCode: r.exitCode, lines: r.stdout.toString().split('\n').length }),
