@@ -18,6 +18,7 @@
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "helper/exec_protocol.h"
@@ -306,6 +307,13 @@ void MaybeFailRegistryForTest() {
   if (v && std::strcmp(v, "1") == 0) throw std::bad_alloc();
 }
 
+// Test hook: TASKMETER_TEST_FAIL_KILL_TREE_ALLOC=n makes KillTree's allocation for the n-th process it finds throw
+// std::bad_alloc. 0: none.
+size_t KillTreeFailAtForTest() {
+  const char* v = getenv("TASKMETER_TEST_FAIL_KILL_TREE_ALLOC");
+  return v ? static_cast<size_t>(std::strtoul(v, nullptr, 10)) : 0;
+}
+
 // The registry's key for a command's entry until its pid is known: negative, so never a pid.
 std::atomic<uint32_t> g_placeholders{0};
 pid_t PlaceholderKey() {
@@ -372,8 +380,11 @@ int KillTree(int root, int signo) {
   // Freeze first: a stopped process cannot fork, so the listing below is complete once every process in it is
   // stopped (a fork in progress when SIGSTOP arrives is restarted after the stop). Two passes catch children forked
   // between a parent's listing and its stop.
-  std::vector<uint32_t> tree;
+  std::vector<uint32_t> tree;  // the processes stopped, each once: all of them are resumed, whatever fails
+  std::unordered_set<uint32_t> in_tree;
   std::vector<std::pair<uint32_t, uint32_t>> parents;  // (pid, ppid) of all, where children lists are missing
+  const size_t fail_at = KillTreeFailAtForTest();
+  int root_err = ESRCH;
   try {
     for (int pass = 0; pass < 2; pass++) {
       bool all_listed = false;
@@ -392,21 +403,31 @@ int KillTree(int root, int signo) {
       while (!queue.empty()) {
         uint32_t pid = queue.back();
         queue.pop_back();
-        if (std::find(tree.begin(), tree.end(), pid) == tree.end()) {
-          if (kill(static_cast<pid_t>(pid), SIGSTOP) != 0) continue;  // gone (or not ours: EPERM)
-          tree.push_back(pid);
+        if (in_tree.count(pid) == 0) {
+          // Room for it before it is stopped: a stopped process must never miss the list that is resumed.
+          if (in_tree.size() + 1 == fail_at) throw std::bad_alloc();
+          if (tree.size() == tree.capacity()) tree.reserve(2 * tree.size() + 16);
+          auto added = in_tree.insert(pid).first;
+          if (kill(static_cast<pid_t>(pid), SIGSTOP) != 0) {  // gone (or not ours: EPERM)
+            if (pid == static_cast<uint32_t>(root)) root_err = errno;
+            in_tree.erase(added);
+            continue;
+          }
+          tree.push_back(pid);  // within the capacity reserved: no allocation
         }
         children(pid, &queue);
       }
     }
   } catch (...) {  // std::bad_alloc: signal what was found
   }
-  if (tree.empty()) return -ESRCH;
+  if (tree.empty()) return -root_err;
   int signalled = 0;
   for (uint32_t pid : tree) {
     if (kill(static_cast<pid_t>(pid), signo) == 0) signalled++;
   }
-  // Let them run again so that the signal is acted on (a handler for SIGTERM runs; SIGKILL needs no help).
+  // Let them run again so that the signal is acted on (a handler for SIGTERM runs; SIGKILL needs no help). This also
+  // resumes a process of the tree that was stopped before; and it would cancel a stop signal (SIGTSTP, SIGTTIN,
+  // SIGTTOU) sent as signo, which JavaScript refuses as a killSignal: SIGSTOP alone is left in force.
   if (signo != SIGSTOP) {
     for (uint32_t pid : tree) kill(static_cast<pid_t>(pid), SIGCONT);
   }

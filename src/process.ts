@@ -413,7 +413,10 @@ export interface MeasureCommandOptions extends TrackProcessOptions {
   signal?: AbortSignal;
   /** End the command and its descendants with `killSignal` after this many ms (0, the default: never). */
   timeout?: number;
-  /** The signal that `signal`, `timeout` and `maxBuffer` send to the whole tree (default 'SIGTERM'). */
+  /**
+   * The signal that `signal`, `timeout` and `maxBuffer` send to the whole tree (default 'SIGTERM'); not a stop signal
+   * (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: a RangeError), since the tree is resumed after it.
+   */
   killSignal?: NodeJS.Signals | number;
   /**
    * With 'pipe': the most bytes kept of stdout, and of stderr (default 1 MiB; Infinity for no limit). Past it the
@@ -720,21 +723,37 @@ export function signalCommand(pid: number, signal: NodeJS.Signals): boolean {
 const ENOSYS = (constants.errno as Record<string, number>).ENOSYS ?? 38;
 const ESRCH = (constants.errno as Record<string, number>).ESRCH ?? 3;
 
+// Signals that stop a process instead of ending it. Ending a command stops its tree, signals it, then resumes it
+// (SIGCONT), which would cancel any of them but SIGSTOP, and SIGSTOP would leave the command stopped for ever.
+const STOP_SIGNALS = ['SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU'];
+
 function signalNumber(value: unknown): number {
   if (value === undefined) return constants.signals.SIGTERM;
   const signals = constants.signals as Record<string, number>;
+  let signo: number;
   if (typeof value === 'string') {
-    if (Object.hasOwn(signals, value)) return signals[value];
+    if (!Object.hasOwn(signals, value)) {
+      throw rangeError(
+        `taskmeter: option "killSignal" must be a signal name such as 'SIGTERM' or 'SIGKILL', got ${describe(value)}`,
+        'ERR_INVALID_ARG_VALUE',
+      );
+    }
+    signo = signals[value];
+  } else if (typeof value === 'number') {
+    if (!Object.values(signals).includes(value))
+      throw rangeError(`taskmeter: option "killSignal" must be a signal number of this system, got ${value}`);
+    signo = value;
+  } else {
+    throw typeError(`taskmeter: option "killSignal" must be a signal name or number, got ${describe(value)}`);
+  }
+  if (STOP_SIGNALS.some((name) => signals[name] === signo)) {
     throw rangeError(
-      `taskmeter: option "killSignal" must be a signal name such as 'SIGTERM' or 'SIGKILL', got ${describe(value)}`,
+      `taskmeter: option "killSignal" must be a signal that ends a process, got ${describe(value)}, which stops ` +
+        "it (the tree is resumed after the signal); use 'SIGTERM' or 'SIGKILL'",
       'ERR_INVALID_ARG_VALUE',
     );
   }
-  if (typeof value === 'number') {
-    if (Object.values(signals).includes(value)) return value;
-    throw rangeError(`taskmeter: option "killSignal" must be a signal number of this system, got ${value}`);
-  }
-  throw typeError(`taskmeter: option "killSignal" must be a signal name or number, got ${describe(value)}`);
+  return signo;
 }
 
 function abortSignalOption(value: unknown): AbortSignal | null {

@@ -161,6 +161,12 @@ describe.runIf(posix)('ending a command: signal, timeout, killSignal', () => {
     expect(await bad({ killSignal: 'SIGNOPE' })).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     expect(await bad({ killSignal: 999 })).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(await bad({ killSignal: true })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    // a stop signal would be cancelled by the resume that follows it (SIGSTOP: the command stopped for ever)
+    for (const stop of ['SIGSTOP', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', osConstants.signals.SIGTSTP]) {
+      const e = await bad({ killSignal: stop });
+      expect(e, String(stop)).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', name: 'RangeError' });
+      expect(e.message).toMatch(/"killSignal" must be a signal that ends a process/);
+    }
     expect(await bad({ maxBuffer: -1 })).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(await bad({ maxBuffer: Number.NaN })).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(await bad({ maxBuffer: '1' })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });

@@ -449,6 +449,19 @@ describe('errors are clear and lose nothing', () => {
     expect(res).toEqual([{ code: 'ENOMEM', left: [], pending: 0 }]);
   });
 
+  it.runIf(process.platform === 'linux')(
+    'ending a tree when memory runs out midway: what was found is signalled, and no process is left stopped',
+    async () => {
+      const r = await spawnChild('kill-tree-alloc', { TASKMETER_TEST_FAIL_KILL_TREE_ALLOC: '2' });
+      expect(r.code, r.stderr).toBe(0);
+      const [res] = lines(r.stdout);
+      expect(res.signalled).toBe(1); // the command; its allocation for the next one failed
+      expect(res.signal).toBe('SIGTERM');
+      // before: the second process was stopped, then its allocation failed: it stayed stopped (T)
+      expect(res.states.slice(1)).toEqual(['S', 'S']);
+    },
+  );
+
   it('errno names are the real ones (no invented codes): an executable that is no program is ENOEXEC', async () => {
     const junk = join(work, 'not-a-program');
     writeFileSync(junk, Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 10]), { mode: 0o755 });

@@ -86,6 +86,35 @@ if (!isMainThread) {
       (e) =>
         setTimeout(() => out({ code: e.code, left: processesWith('27.1828'), pending: native.spawnPending() }), 100),
     );
+  } else if (mode === 'kill-tree-alloc') {
+    // with TASKMETER_TEST_FAIL_KILL_TREE_ALLOC=2: killTree's allocation for the second process it finds fails
+    const stateOf = (pid) => {
+      try {
+        const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return s[s.lastIndexOf(')') + 2];
+      } catch {
+        return 'gone';
+      }
+    };
+    const kids = (pid) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    let root = 0;
+    const done = tm.measureCommand('sh', ['-c', 'sleep 43.1 & sleep 43.2 & wait'], {
+      stdio: 'ignore',
+      onSpawn: (pid) => {
+        root = pid;
+      },
+    });
+    const poll = () => {
+      if (kids(root).length < 2) return setTimeout(poll, 10);
+      const members = [root, ...kids(root).map(Number)];
+      const signalled = native.killTree(root, require('node:os').constants.signals.SIGTERM);
+      setTimeout(() => {
+        const states = members.map(stateOf);
+        for (const pid of members.slice(1)) process.kill(pid, 'SIGKILL');
+        done.then((r) => out({ signalled, states, signal: r.signal }));
+      }, 300);
+    };
+    poll();
   } else if (mode === 'no-path') {
     tm.measureCommand('ls', ['/'], { env: { HOME: '/tmp' }, stdio: 'pipe' }).then(
       (r) => out({ exitCode: r.exitCode, lines: r.stdout.toString().split('\n').length }),
