@@ -3,7 +3,8 @@
 // other users' processes, storage I/O. Each scenario holds its processes until the test has seen the sampler read
 // them (its sample and PSS counts), so a busy machine slows it down but cannot change its figures.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cliPath, lastJson, MiB, python3Path, recordValidator, root, run } from './helpers';
@@ -465,6 +466,68 @@ describe.skipIf(hidepidMissing !== null)(
       expect(o.reason).toMatch(/EPERM/);
       expect(o.pss).toBeNull();
     }, 40_000);
+
+    it.each([
+      ['another process of that user', ''],
+      ['a process it may read', 'setpriv --reuid=65534 --regid=65534 --clear-groups'],
+    ])(
+      'ends when it ends, even when %s gets its pid at once',
+      async (_, asUser) => {
+        // In a pid namespace of our own, so that the pid can be handed out again on purpose (ns_last_pid): the tracker
+        // is stopped (SIGSTOP) while the process it follows ends and a new one gets its pid, then resumed.
+        const dir = mkdtempSync(join(tmpdir(), 'taskmeter-hidepid-'));
+        chmodSync(dir, 0o777); // the tracker runs as nobody
+        const script = `
+        const fs = require('node:fs');
+        const t = require(${JSON.stringify(join(root, 'dist/index.js'))}).trackProcess(Number(process.argv[1]));
+        const iv = setInterval(() => {
+          if (t.usage.unreadableProcesses < 1) return; // a sample has found it
+          clearInterval(iv);
+          fs.writeFileSync(${JSON.stringify(join(dir, 'following'))}, '');
+          t.exited.then((u) => console.log(JSON.stringify({ unreadable: u.unreadableProcesses, processes: u.processes })));
+        }, 20);`;
+        const shell = `mount -t proc -o hidepid=2 proc /proc || exit 3
+        sleep 1000 & t=$!
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$0" -e "$1" $t & n=$!
+        while [ ! -e "$2/following" ]; do sleep 0.02; done
+        kill -STOP $n
+        kill $t; wait $t
+        echo $((t - 1)) > /proc/sys/kernel/ns_last_pid
+        $3 sleep 1000 & r=$!
+        kill -CONT $n
+        [ $r = $t ] || { echo "pid not reused: $t, $r" >&2; kill $r $n; exit 4; }
+        timeout 20 sh -c "while kill -0 $n 2>/dev/null; do sleep 0.05; done"; s=$?
+        kill $r; kill $n 2>/dev/null; exit $s`;
+        try {
+          const r = await run(
+            'unshare',
+            [
+              '--kill-child',
+              '-p',
+              '-f',
+              '-m',
+              '--propagation',
+              'private',
+              'sh',
+              '-c',
+              shell,
+              process.execPath,
+              script,
+              dir,
+              asUser,
+            ],
+            { timeoutMs: 40_000 },
+          );
+          // before: the new process under its pid kept it "alive" (another user's: kill(pid, 0) said EPERM), or was
+          // taken for the process first found (one it may read: never read before, its start time was not known)
+          expect(r.code, r.stderr).toBe(0);
+          expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual({ unreadable: 1, processes: 0 });
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+      60_000,
+    );
   },
 );
 

@@ -127,7 +127,8 @@ class ProcessReader {
   // be read for another reason (no descriptor left: EMFILE), when it must not be taken for gone.
   bool Gone() const { return gone_; }
   // After a failed Read: the process lives but may not be read (another user's, under /proc's hidepid, or one whose
-  // /proc is not ours): EACCES/EPERM, or no /proc entry while kill(pid, 0) says it exists. Never also Gone().
+  // /proc is not ours): EACCES/EPERM, or no /proc entry while it lives (its pidfd, else kill(pid, 0)). Never also
+  // Gone().
   bool Denied() const { return denied_; }
   // Appends the direct children (of every thread). False where the OS has no per-thread children lists.
   bool Children(std::vector<uint32_t>* out);
@@ -173,6 +174,11 @@ class ProcessReader {
   ProcessInfo last_;
   int io_fd_ = -1;
   bool io_pinned_ = false;
+  // A process found denied is pinned by a pidfd taken then (-1: none yet, or none to be had): see DeniedAlive.
+  int pidfd_ = -1;
+  bool pidfd_tried_ = false;
+  bool DeniedAlive();
+  int PidfdEnded();  // 1: the process pinned by pidfd_ has ended, 0: it lives, -1: no pidfd
 #endif
 };
 

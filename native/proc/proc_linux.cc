@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -137,6 +139,10 @@ int64_t ReadSelfPeakRssBytes() {
 double SelfThreadCpuMs() {
   return posix::SelfThreadCpuMs();
 }
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434  // the same number on every architecture (Linux 5.3)
+#endif
 
 namespace {
 
@@ -286,6 +292,37 @@ ProcessReader::~ProcessReader() {
   if (stat_pinned_) Unpin();
   if (children_pinned_) Unpin();
   if (io_pinned_) Unpin();
+  if (pidfd_ >= 0) {
+    close(pidfd_);
+    Unpin();
+  }
+}
+
+// A process we may not read (another user's, under hidepid): does it live? The first time, it is pinned by a pidfd
+// (Linux 5.3+), which polls readable once that process has ended, even when its pid has been given to another
+// process since. Without one (an older kernel, no descriptor to spare), kill(pid, 0): EPERM says that some process
+// of another user has the pid, which after a reuse is not the one first found.
+bool ProcessReader::DeniedAlive() {
+  if (!pidfd_tried_) {
+    pidfd_tried_ = true;
+    if (TryPin()) {
+      pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid_), 0));  // always close-on-exec
+      if (pidfd_ < 0) Unpin();
+    }
+  }
+  int ended = PidfdEnded();
+  if (ended >= 0) return ended == 0;
+  return kill(static_cast<pid_t>(pid_), 0) == 0 || errno == EPERM;
+}
+
+int ProcessReader::PidfdEnded() {
+  if (pidfd_ < 0) return -1;
+  pollfd p{pidfd_, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? -1 : r > 0 ? 1 : 0;
 }
 
 bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
@@ -324,16 +361,21 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (err == EACCES || err == EPERM) {
-        denied_ = true;  // hidepid=1 (noaccess)
-      } else if (err == ENOENT && start_ticks_ < 0) {
-        // Never read: hidepid=2 (invisible) hides another user's process as if it did not exist, but kill(pid, 0)
-        // still tells it from a gone one (EPERM: it lives). One already read that vanishes is gone.
-        denied_ = kill(static_cast<pid_t>(pid_), 0) == 0 || errno == EPERM;
+      if (err == EACCES || err == EPERM || (err == ENOENT && (start_ticks_ < 0 || pidfd_tried_))) {
+        // hidepid=1 (noaccess), or hidepid=2 (invisible), which hides another user's process as if it did not exist
+        // (but not from kill(2) or pidfd_open(2)): alive and unreadable, until the process first found so ends. One
+        // read before that vanishes is gone.
+        denied_ = DeniedAlive();
         gone_ = !denied_;
       } else {
         gone_ = err == ENOENT || err == ESRCH;
       }
+      return false;
+    }
+    if (PidfdEnded() == 1) {
+      // First found unreadable, it has ended since: its pid, opened before this check, names another process.
+      close(fd);
+      gone_ = true;
       return false;
     }
     n = PreadAll(fd, buf, true);
