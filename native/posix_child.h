@@ -1,11 +1,14 @@
 // Shared by every fork of this process (the spawner and the CUDA-order helper): what a child does first, between
 // fork and exec. Async-signal-safe calls only.
 #pragma once
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
 
 namespace taskmeter {
 
@@ -25,17 +28,65 @@ inline void ChildResetSignals() {
   sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-// A pipe whose two ends are close-on-exec: pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere
-// (macOS has no pipe2). The non-atomic variant can only race with another thread's fork+exec of its own, which would
-// inherit two fds. Returns 0 or -1 (errno set).
-inline int CloexecPipe(int fds[2]) {
+// Descriptors made close-on-exec in the same call that creates them (pipe2, SOCK_CLOEXEC) where the OS has such
+// calls (Linux, glibc and musl). Elsewhere (macOS) the flag is set by a second call, and a fork in another thread
+// between the two would hand the descriptor to a child that does not expect it (an unrelated command then holds
+// another command's pipe open, whose reader never sees EOF): these creations and taskmeter's own forks
+// (ForkForExec) take one process-wide lock, so that none falls between them. Forks that are not taskmeter's do not
+// take it; Node's child_process on macOS mostly uses posix_spawn with POSIX_SPAWN_CLOEXEC_DEFAULT, which passes a
+// child only the descriptors named.
 #ifdef __linux__
-  return pipe2(fds, O_CLOEXEC);
+#define TASKMETER_ATOMIC_CLOEXEC 1
 #else
-  if (pipe(fds) != 0) return -1;
+#define TASKMETER_ATOMIC_CLOEXEC 0
+inline std::mutex& CloexecMutex() {
+  static std::mutex mu;
+  return mu;
+}
+inline void SetCloexec(const int fds[2]) {
   fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+}
+#endif
+
+// A pipe whose two ends are close-on-exec. Returns 0 or -1 (errno set).
+inline int CloexecPipe(int fds[2]) {
+#if TASKMETER_ATOMIC_CLOEXEC
+  return pipe2(fds, O_CLOEXEC);
+#else
+  std::lock_guard<std::mutex> lock(CloexecMutex());
+  if (pipe(fds) != 0) return -1;
+  SetCloexec(fds);
   return 0;
+#endif
+}
+
+// A Unix stream socket pair whose two ends are close-on-exec. Returns 0 or -1 (errno set).
+inline int CloexecSocketPair(int fds[2]) {
+#if TASKMETER_ATOMIC_CLOEXEC
+  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+#else
+  std::lock_guard<std::mutex> lock(CloexecMutex());
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -1;
+  SetCloexec(fds);
+  return 0;
+#endif
+}
+
+// fork() for a child that execs: never between another thread's creation of a descriptor and its close-on-exec flag
+// (see above). The child must not touch the lock (it is held in its copy of memory); the parent releases it.
+inline pid_t ForkForExec() {
+#if TASKMETER_ATOMIC_CLOEXEC
+  return fork();
+#else
+  CloexecMutex().lock();
+  pid_t pid = fork();
+  if (pid != 0) {
+    int saved = errno;
+    CloexecMutex().unlock();
+    errno = saved;
+  }
+  return pid;
 #endif
 }
 

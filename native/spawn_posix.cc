@@ -80,16 +80,10 @@ const std::string& HelperPath() {
   return path;
 }
 
-// A socket pair (close-on-exec): the helper's report channel, on which the waiter also acknowledges the end report.
+// A socket pair (close-on-exec, posix_child.h): the helper's report channel, on which the waiter also acknowledges
+// the end report.
 int MakeSocketPair(int fds[2]) {
-#ifdef SOCK_CLOEXEC
-  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
-#else
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -1;
-  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-  return 0;
-#endif
+  return CloexecSocketPair(fds);
 }
 
 struct ChildError {
@@ -563,7 +557,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   // Until it has exec'd, the child is a copy of this process: a tree that holds us leaves its memory out (tree.h),
   // from before fork() returns (BeginFork) and then by its pid.
   OwnForks::BeginFork();
-  pid_t pid = fork();
+  pid_t pid = ForkForExec();  // posix_child.h
   if (pid == 0) ChildExec(exec_file, argv.data(), envp.data(), cwd, child_fds, report[1], err_pipe[1], hold);
   int fork_errno = errno;
   if (hold[0] >= 0) {

@@ -124,7 +124,7 @@ bool CudaOrderFromHelper(const Env& env, int timeout_ms, std::vector<std::string
   sigset_t all, old_mask;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-  pid_t pid = fork();
+  pid_t pid = ForkForExec();  // posix_child.h
   if (pid == 0) {
     ChildResetSignals();  // posix_child.h
     // Close-on-exec: only 0, 1 and 2 reach the helper (dup2 clears the flag on its target; a descriptor that
