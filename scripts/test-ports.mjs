@@ -103,7 +103,7 @@ try {
   const built = await buildPrebuilds(shipped, join(stage, 'prebuilds'), work);
   for (const p of built.problems) failures.push(`audit: ${p}`);
   writeFileSync(join(results, 'prebuilds.json'), `${JSON.stringify(built.summary, null, 1)}\n`);
-  // --ignore-scripts: the stage is an unpacked tarball with dist/ already built; prepack's scripts/ are not in it.
+  // --ignore-scripts: the stage is an unpacked tarball with dist/ already built; prepare's scripts/ are not in it.
   const packArgs = ['pack', '--silent', '--ignore-scripts', '--pack-destination', work];
   const tgz = join(work, sh('npm', packArgs, { cwd: stage }).trim().split('\n').pop());
   const listing = sh('tar', ['-tzf', tgz])

@@ -111,6 +111,13 @@ export interface ProcessUsage
   cpuSource: 'rusage' | 'sampled';
 }
 
+/** Whether this kernel has /proc/<pid>/smaps_rollup (Linux ≥ 4.14), where the tree's PSS comes from: asked once. */
+let smapsRollup: boolean | undefined;
+function smapsRollupReadable(): boolean {
+  smapsRollup ??= existsSync('/proc/self/smaps_rollup');
+  return smapsRollup;
+}
+
 export interface TrackProcessOptions {
   /** How often the tree is sampled, ms (1–60000, default 10). */
   sampleIntervalMs?: number;
@@ -214,7 +221,9 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
         : t?.pssDenied || unreadable > 0
           ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
           : t && t.samples > 0 && t.processes > 0
-            ? 'no PSS pass read the tree (it ended first, or the kernel has no /proc/<pid>/smaps_rollup)'
+            ? smapsRollupReadable()
+              ? 'the tree ended before the first PSS pass'
+              : 'the kernel has no /proc/<pid>/smaps_rollup (Linux < 4.14): PSS is not read'
             : 'no sample saw the tree';
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;

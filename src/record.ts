@@ -59,14 +59,20 @@ export interface UsageRecord {
   thread_cpu_seconds: number | null;
   /** The task's own CPU on its thread (measure(fn, { taskCpu: true })); null where not measured. */
   task_cpu_seconds: number | null;
+  /** Why task_cpu_seconds is null (e.g. measure without { taskCpu: true }); null with a figure. */
+  task_cpu_reason: string | null;
   /** Other in-process windows open on this thread at some moment of this one; null where not counted. */
   overlapping_windows: number | null;
   /** Event-loop utilization between the window's edges, 0–1; null where not measured. */
   event_loop_utilization: number | null;
+  /** Why event_loop_utilization is null; null with a figure. */
+  event_loop_utilization_reason: string | null;
   heap_used_start_bytes: number | null;
   heap_used_end_bytes: number | null;
   /** The largest V8 heap used read while the window was open (sampled); null where no reading fell inside. */
   heap_used_peak_bytes: number | null;
+  /** Why heap_used_peak_bytes is null (no reading fell inside the window, or no V8 heap statistics). */
+  heap_used_peak_reason: string | null;
   /** null only for a tracked process or command that nothing measured (see the schema) */
   peak_memory_bytes: number | null;
   peak_memory_mib: number | null;
@@ -264,6 +270,7 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
   const taskCpu = numOrNull(u, 'taskCpuMs', 'usage');
   const overlapping = numOrNull(u, 'overlappingWindows', 'usage');
   const loop = numOrNull(u, 'eventLoopUtilization', 'usage', 1);
+  const heapPeak = numOrNull(u, 'heapUsedPeakBytes', 'usage');
   return zeroes({
     schema_version: RECORD_SCHEMA_VERSION,
     started_at: iso(startedAt),
@@ -276,11 +283,14 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
     task_cpu_seconds: taskCpu === null ? null : round(taskCpu / 1000, 6),
+    task_cpu_reason: taskCpu === null ? (strOrNull(u.taskCpuReason) ?? 'not measured') : null,
     overlapping_windows: intOrNull(overlapping),
     event_loop_utilization: loop === null ? null : round(loop, 4),
+    event_loop_utilization_reason: loop === null ? (strOrNull(u.eventLoopUtilizationReason) ?? 'not measured') : null,
     heap_used_start_bytes: intOrNull(numOrNull(u, 'heapUsedStartBytes', 'usage')),
     heap_used_end_bytes: intOrNull(numOrNull(u, 'heapUsedEndBytes', 'usage')),
-    heap_used_peak_bytes: intOrNull(numOrNull(u, 'heapUsedPeakBytes', 'usage')),
+    heap_used_peak_bytes: intOrNull(heapPeak),
+    heap_used_peak_reason: heapPeak === null ? (strOrNull(u.heapUsedPeakReason) ?? 'not measured') : null,
     peak_memory_bytes: intOrNull(peak),
     peak_memory_mib: mibOrNull(peak),
     peak_memory_source: peak === null ? null : source,

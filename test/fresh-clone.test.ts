@@ -1,4 +1,4 @@
-// A package packed from a fresh clone (committed files only, nothing built) is complete: `prepack` builds dist/, and
+// A package packed from a fresh clone (committed files only, nothing built) is complete: `prepare` builds dist/, and
 // the tarball installs and imports from ESM and CJS with no extra step.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ for (const k of Object.keys(env)) if (k.startsWith('npm_') && k !== 'npm_config_
 
 describe('a fresh clone', () => {
   it.skipIf(onPath('git') === null)(
-    'packs a complete tarball (prepack builds dist/), which installs and imports from ESM and CJS',
+    'packs a complete tarball (prepare builds dist/), which installs and imports from ESM and CJS',
     async () => {
       const clone = join(work, 'clone');
       const c = await run('git', ['clone', '--quiet', '--no-hardlinks', root, clone], { timeoutMs: 120_000 });

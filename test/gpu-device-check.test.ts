@@ -56,8 +56,13 @@ describe('the real-GPU check', () => {
     ]);
     // figures the fake knows: its H200 cost table, 100 ms counter steps, 1 GiB jobs, 300 W when busy
     expect(s.costTableCpuUs.nvmlDeviceGetTotalEnergyConsumption.busyCpuUs).toBeGreaterThanOrEqual(2817);
-    expect(s.cadenceMedianMs.energyCounter).toBeGreaterThan(90);
-    expect(s.cadenceMedianMs.energyCounter).toBeLessThan(110);
+    // The fake's counter steps every 100 ms; a change is seen at the first read after it, so each seen interval is off
+    // by up to the time between reads — a few ms on a quiet machine, tens of ms on a loaded one, where each 3 ms
+    // energy call (CPU burnt) waits for a core: the bound is that read spacing, not a fixed margin.
+    const energy = result.sections.nvmlCosts.cadence.energyCounter;
+    const readSpacingMs = 500 / energy.reads; // DEVICE_CHECK_QUICK: 0.5 s per series
+    expect(energy.changes).toBeGreaterThanOrEqual(3);
+    expect(Math.abs(s.cadenceMedianMs.energyCounter - 100)).toBeLessThan(10 + 3 * readSpacingMs);
     expect(s.shortJobsCaught.map((j: any) => j.caught)).toEqual([true, true, true]);
     expect(s.backToBack).toEqual({ process: true, device: true });
     expect(s.energy[0].counter.verdict).toBe('agrees');

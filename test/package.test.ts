@@ -66,7 +66,7 @@ describe('npm pack + install without a compiler', () => {
     expect(built.sort()).toEqual(['taskmeter.glibc-exec', 'taskmeter.glibc.node']);
     rmSync(join(stage, 'node_modules'));
     rmSync(join(stage, 'build'), { recursive: true, force: true });
-    // --ignore-scripts: the stage is an unpacked tarball (dist/ built, no scripts/ for prepack to run).
+    // --ignore-scripts: the stage is an unpacked tarball (dist/ built, no scripts/ for prepare to run).
     const second = await run('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], {
       cwd: stage,
       timeoutMs: 60_000,

@@ -149,6 +149,26 @@ describe('toRecord()', () => {
     }
   });
 
+  it("Node's figures that a record leaves null have their reason beside them (and none beside a figure)", async () => {
+    const plain = tm.toRecord((await tm.measure(async () => 0)).usage);
+    const task = tm.toRecord((await tm.measure(async () => 0, { taskCpu: true })).usage);
+    const command = tm.toRecord(await tm.measureCommand(process.execPath, ['-e', '0'], { stdio: 'ignore' }));
+    for (const rec of [plain, task, command]) {
+      expectValid(rec);
+      for (const [figure, reason] of [
+        ['task_cpu_seconds', 'task_cpu_reason'],
+        ['event_loop_utilization', 'event_loop_utilization_reason'],
+        ['heap_used_peak_bytes', 'heap_used_peak_reason'],
+      ] as const) {
+        if (rec[figure] === null) expect(rec[reason], reason).toMatch(/\w/);
+        else expect(rec[reason], reason).toBeNull();
+      }
+    }
+    expect(plain.task_cpu_reason).toMatch(/taskCpu/); // not asked for
+    expect(task.task_cpu_seconds).not.toBeNull();
+    expect(command.event_loop_utilization_reason).toMatch(/another process/);
+  });
+
   it('gpu_reason_code stands beside every gpu_reason', () => {
     const { usage } = tm.measureSync(() => 0);
     const rec = tm.toRecord(usage);
