@@ -83,7 +83,8 @@ SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 int SignalCommand(uint32_t pid, int sig);
 // Sends `signo` to `root` and every descendant it has now, frozen first (SIGSTOP) so that none can fork a process the
 // listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
-// or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.
+// or -errno (-ESRCH: the root is not a command of ours that has not ended: gone, or a zombie). POSIX only: on Windows a
+// command's processes are in its job object.
 int KillTree(int root, int signo);
 // Tests only: the next Spawn holds its copy of Node between fork and exec until ReleaseForkForTest has been called
 // twice (once before the copy is registered as ours, once before it may exec); see spawn_posix.cc.

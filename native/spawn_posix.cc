@@ -407,6 +407,12 @@ int KillTree(int root, int signo) {
             in_tree.erase(added);
             continue;
           }
+          if (pid == static_cast<uint32_t>(root)) {
+            // A zombie takes any signal without effect: the command has ended by itself, its waiter not told yet.
+            // Nothing is ended (nor stopped: only the root was), as once its end is known.
+            proc::ProcessInfo info;
+            if (proc::ReadProcess(pid, &info) && info.zombie) return -ESRCH;
+          }
           tree.push_back(pid);  // within the capacity reserved: no allocation
         }
         children(pid, &queue);

@@ -3,7 +3,7 @@
 // as child_process gives them.
 import { spawn, spawnSync } from 'node:child_process';
 import { getEventListeners, once } from 'node:events';
-import { closeSync, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,39 @@ describe.runIf(posix)('ending a command: signal, timeout, killSignal', () => {
       }
     }
   });
+
+  it.runIf(linux)(
+    'an abort that comes after the command has exited, before its end is reported, does not end it',
+    async () => {
+      // Its exec helper is held (SIGSTOP) while the command exits: the command is a zombie nobody has reported yet, and
+      // the abort comes then (what a busy machine can do to any abort that follows an exit closely).
+      const go = join(work, 'go-abort');
+      const ac = new AbortController();
+      let pid = 0;
+      const done = tm.measureCommand('sh', ['-c', 'while [ ! -e "$0" ]; do sleep 0.02; done', go], {
+        stdio: 'ignore',
+        signal: ac.signal,
+        onSpawn: (p) => (pid = p),
+      });
+      await until(() => pid > 0, 10_000, 'the command');
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const helper = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      expect(readFileSync(`/proc/${helper}/comm`, 'utf8')).toMatch(/-exec/);
+      process.kill(helper, 'SIGSTOP');
+      try {
+        writeFileSync(go, '');
+        await until(() => !alive(pid), 10_000, 'the command to exit');
+        ac.abort();
+      } finally {
+        process.kill(helper, 'SIGCONT');
+      }
+      const r = await done;
+      // before: the zombie took the signal (without effect) and the result said endedBy 'abort'
+      expect(r.exitCode).toBe(0);
+      expect(r.signal).toBeNull();
+      expect(r.endedBy).toBeNull();
+    },
+  );
 
   it('a signal aborted before the start rejects with AbortError and starts nothing', async () => {
     const ac = new AbortController();
