@@ -194,12 +194,12 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
     if (gpu_thread_.active_gen != 0) return;
     // L9: a GPU thread left to finish its detection is adopted while it still detects (it keeps its environment),
     // unless its detection has run past the hang bound.
-    if (gpu_orphan_gen_ != 0 && gpu_thread_.exited_gen < gpu_orphan_gen_ && gpu_.DetectingLocked()) {
+    if (gpu_orphan_alive_ && gpu_.DetectingLocked()) {
       if (proc::MonotonicMs() - gpu_.DetectingSinceLocked() > GpuSampler::kSlowCallHangMs) {
         gpu_abandoned_ = true;
       } else {
         gpu_thread_.active_gen = gpu_orphan_gen_;
-        gpu_orphan_gen_ = 0;
+        gpu_orphan_alive_ = false;  // the wanted thread again
         return;
       }
     }
@@ -444,10 +444,12 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   t.active_gen = 0;
   cv_.notify_all();
   gpu_.WakeLocked();
-  if (&t == &gpu_thread_ && gpu_.DetectingLocked()) {
+  state_cv_.notify_all();  // a GPU thread waiting for an orphan (L9) learns that it is not wanted
+  if (&t == &gpu_thread_ && gpu_.DetectingLocked() && !gpu_orphan_alive_) {
     // L9: exit and worker.terminate() never wait for detection (nvmlInit takes seconds without persistence mode).
     // The thread goes on, detached; finding itself unwanted it publishes nothing and shuts NVML down.
     gpu_orphan_gen_ = gen;
+    gpu_orphan_alive_ = true;
     std::thread th = std::move(t.thread);
     lock.unlock();
     PinThisModule();
@@ -652,16 +654,16 @@ void Sampler::RunGpuLoop(uint64_t gen) {
   proc::NameThisThread("taskmeter-gpu");
   std::unique_lock<std::mutex> lock(mu_);
   ThreadStarted(gpu_thread_, gen);
-  // L9: a predecessor left to finish its detection owns the NVML state until it exits.
-  state_cv_.wait(lock, [this, gen] {
-    return gpu_orphan_gen_ == 0 || gpu_thread_.exited_gen >= gpu_orphan_gen_ || gpu_thread_.active_gen != gen;
-  });
-  if (gpu_thread_.active_gen == gen) {
-    gpu_orphan_gen_ = 0;
-    gpu_.Run(gen, lock);
-  }
+  // L9: a predecessor left to finish its work owns the NVML state until it exits (it says so itself).
+  state_cv_.wait(lock, [this, gen] { return !gpu_orphan_alive_ || gpu_thread_.active_gen != gen; });
+  if (gpu_thread_.active_gen == gen) gpu_.Run(gen, lock);
+  GpuThreadExitingLocked(gen);
+}
+
+void Sampler::GpuThreadExitingLocked(uint64_t gen) {
   ThreadExiting(gpu_thread_, gen);
   if (gen > gpu_thread_.exited_gen) gpu_thread_.exited_gen = gen;
+  if (gpu_orphan_alive_ && gpu_orphan_gen_ == gen) gpu_orphan_alive_ = false;  // only the orphan clears it (L9)
   state_cv_.notify_all();
 }
 
@@ -697,8 +699,12 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
     // no memory for the message: the thread still ends cleanly below
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (gpu) gpu_.ClearInFlightLocked();
-  if (!gpu) rss_in_flight_ = false;
+  if (gpu) {
+    gpu_.ClearInFlightLocked();
+    GpuThreadExitingLocked(gen);
+    return;
+  }
+  rss_in_flight_ = false;
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();

@@ -212,6 +212,7 @@ class Sampler final : private GpuSampler::Host {
   void ThreadStarted(Thread& t, uint64_t gen);  // on the new thread, under mu_
   void ThreadParking(Thread& t);                // on the thread, under mu_, before each wait
   void ThreadExiting(Thread& t, uint64_t gen);  // on the thread, under mu_, last
+  void GpuThreadExitingLocked(uint64_t gen);    // the GPU thread's last step: ThreadExiting, and L9's bookkeeping
   double OwnCpuMsLocked();
   void StopLocked(std::chrono::milliseconds wait, bool unload);  // lifecycle_mu_ held
   void RunRss(uint64_t gen);  // RunRssLoop, ending cleanly on an exception (ThreadFailed)
@@ -256,8 +257,11 @@ class Sampler final : private GpuSampler::Host {
   Thread rss_;
   Thread gpu_thread_;
   bool unload_on_stop_ = true;
-  bool gpu_abandoned_ = false;   // a GPU thread was left stuck in a driver call: never start another
-  uint64_t gpu_orphan_gen_ = 0;  // L9: the generation of a GPU thread left to finish its detection (0: none)
+  bool gpu_abandoned_ = false;  // a GPU thread was left stuck in a driver call: never start another
+  // L9: a GPU thread left to finish its NVML work (its generation) and whether it still runs. Only that thread clears
+  // gpu_orphan_alive_, as it exits (or an adoption, which makes it the wanted thread again).
+  uint64_t gpu_orphan_gen_ = 0;
+  bool gpu_orphan_alive_ = false;
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
   // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;

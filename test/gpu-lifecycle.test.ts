@@ -1,0 +1,45 @@
+// GPU threads across environments (sampler.h L3, L9): a stop never waits for the driver, a thread left to finish its
+// NVML work owns the library until it exits, and the next thread waits for it before it touches NVML. Each case runs
+// test/children/gpu-orphan.cjs (workers only: the main thread never loads taskmeter) against the fake NVML, whose
+// call log shows which NVML calls were made.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fakeNvml, gpuEnv, lastJson, MiB, runChild, writeFakeNvmlScenario } from './helpers';
+
+const work = mkdtempSync(join(tmpdir(), 'taskmeter-gpulife-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+// nvmlShutdown sleeps this long once a case turns it on: far longer than a stop that does not wait for it takes.
+const SHUTDOWN_MS = 4000;
+const BASE = ['count=1', `dev0.used=${2048 * MiB}`, `dev0.procs=self:${64 * MiB}`, 'dev0.power_mw=200000'].join('\n');
+
+let logs = 0;
+async function orphanCase(args: string[], scenario: string): Promise<any> {
+  const env = gpuEnv({
+    TASKMETER_NVML_LIBRARY: fakeNvml('full'),
+    FAKE_NVML_SCENARIO: writeFakeNvmlScenario(work, scenario),
+    FAKE_NVML_LOG: join(work, `calls-${logs++}.log`),
+    SHUTDOWN_DELAY_MS: String(SHUTDOWN_MS),
+  });
+  const r = await runChild('gpu-orphan.cjs', args, { env, timeoutMs: 60_000 });
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  return lastJson(r.stdout);
+}
+
+describe('GPU threads across environments', () => {
+  it('a GPU thread stopped while it waits for the one before it ends at once; the next waits for that one to exit before it touches NVML', async () => {
+    // thread A is left to finish a slow detection, then sits in a slow nvmlShutdown; B (worker 2) waits for it and
+    // is stopped; C (worker 3) starts while A is still in nvmlShutdown
+    const out = await orphanCase(['waiter', 'window'], `${BASE}\ninit_delay_ms=1500\n`);
+    expect(out.terminate2Ms).toBeLessThan(SHUTDOWN_MS / 2); // B was told it is not wanted (it took ~4 s)
+    // C waited for A: it initialised NVML itself (B never did), and its readings are real
+    expect(out.inits).toBe(2);
+    expect(out.third.info.available, JSON.stringify(out.third.info)).toBe(true);
+    expect(out.third.info.reasonCode).toBeNull(); // A's slow shutdown is not a hung driver
+    expect(out.third.gpuSamples).toBeGreaterThan(0);
+    expect(out.third.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
+    expect(out.third.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+  });
+});
