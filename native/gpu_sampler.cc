@@ -84,6 +84,7 @@ void GpuSampler::SetHungLocked() {
                           "GPU_HUNG"};
   cache_.clear();
   for (auto& kv : windows_) kv.second.gpu.clear();
+  detected_cv_.notify_all();
 }
 
 void GpuSampler::SetPendingLocked(nvml::Env env) {
@@ -101,8 +102,13 @@ void GpuSampler::StartFailedLocked(const std::string& why) {
   detected_cv_.notify_all();
 }
 
-void GpuSampler::ThreadFailedLocked(const std::string& why, bool current) {
-  if (!current) return;
+void GpuSampler::StoppedLocked() {
+  cv_.notify_all();
+  cache_.clear();
+  for (auto& kv : windows_) kv.second.gpu.clear();
+}
+
+void GpuSampler::ThreadFailedLocked(const std::string& why) {
   state_ = GpuState::kUnavailable;
   info_.state = GpuState::kUnavailable;
   info_.reason = why;
@@ -477,6 +483,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   bool ok = gpus_.Detect(env, self_pid);
   lock.lock();
+  if (gpus_.library().loaded()) host_.GpuLibraryLoaded();
   detecting_ = false;
   slow_call_started_ms_ = NAN;
   // Published only by the thread still wanted: one stopped meanwhile (its last environment ended during detection)
@@ -529,7 +536,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     bool idle = windows_.empty();
     if (idle && !edge_pending_) {
       wake_at_ms_ = INFINITY;
-      host_.GpuThreadParking();
+      host_.GpuThreadParking(gen);
       cv_.wait(lock, [this, gen] { return !host_.GpuThreadWanted(gen) || !windows_.empty() || edge_pending_; });
       continue;
     }
@@ -574,7 +581,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     double next = std::min(device_due, pick_due);
     if (now < next) {
       wake_at_ms_ = next;
-      host_.GpuThreadParking();
+      host_.GpuThreadParking(gen);
       cv_.wait_until(lock, DeadlineIn(next - now));
       continue;
     }
@@ -637,8 +644,15 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       }
     }
   }
+  if (host_.GpuThreadWanted(gen)) cache_.clear();  // a stop cleared it already (StoppedLocked)
+  ShutdownLocked(lock);
+}
+
+void GpuSampler::ShutdownLocked(std::unique_lock<std::mutex>& lock) {
+  // Once exit has begun no new NVML call is made: the driver's own exit handlers may be running (sampler.h L3), and
+  // the process's end releases what NVML holds.
+  if (host_.GpuProcessExiting()) return;
   bool unload = host_.GpuUnloadOnStop();
-  cache_.clear();
   slow_call_started_ms_ = proc::MonotonicMs();
   lock.unlock();
   gpus_.Shutdown(unload);

@@ -97,10 +97,12 @@ class GpuSampler {
   // What the GPU thread needs from the sampler's lifecycle; called with the mutex held.
   class Host {
    public:
-    virtual bool GpuThreadWanted(uint64_t gen) = 0;  // false once the thread is stopped or replaced
-    virtual void GpuThreadParking() = 0;             // publishes the thread's CPU time before a wait (sampler.h L7)
-    virtual bool TakeGpuThrowForTest() = 0;          // ThrowInThreadsForTest asked the GPU thread to throw
-    virtual bool GpuUnloadOnStop() = 0;              // unload NVML at the shutdown that ends the loop
+    virtual bool GpuThreadWanted(uint64_t gen) = 0;   // false once the thread is stopped or replaced
+    virtual void GpuThreadParking(uint64_t gen) = 0;  // publishes the thread's CPU time before a wait (sampler.h L7)
+    virtual bool TakeGpuThrowForTest() = 0;           // ThrowInThreadsForTest asked the GPU thread to throw
+    virtual bool GpuUnloadOnStop() = 0;               // unload NVML at the shutdown that ends the loop
+    virtual bool GpuProcessExiting() = 0;             // exit has begun: no new NVML call (sampler.h L3)
+    virtual void GpuLibraryLoaded() = 0;              // NVML was just loaded (its exit handlers registered)
 
    protected:
     ~Host() = default;
@@ -117,13 +119,18 @@ class GpuSampler {
   void SetPendingLocked(nvml::Env env);
   // The thread could not be started (why: the sampler's thread error).
   void StartFailedLocked(const std::string& why);
-  // The thread ended on an exception; current: it was the wanted thread (or none is wanted).
-  void ThreadFailedLocked(const std::string& why, bool current);
+  // The wanted thread ended on an exception.
+  void ThreadFailedLocked(const std::string& why);
+  // The thread was stopped (it goes on, detached, until it sees so: sampler.h L9): wakes it, and drops what it had
+  // published (the cache, the windows' GPU figures), which no later environment may read.
+  void StoppedLocked();
   // Clears the in-flight markers of a thread that ended on an exception.
   void ClearInFlightLocked();
   // The GPU thread's body: detection, readings while a window is open or a reading is asked for, then NVML's
   // shutdown. Entered and left with lock (on the mutex) held.
   void Run(uint64_t gen, std::unique_lock<std::mutex>& lock);
+  // nvmlShutdown (and dlclose unless at exit) by the thread that owns NVML, with the lock released meanwhile.
+  void ShutdownLocked(std::unique_lock<std::mutex>& lock);
   // Wakes the thread (to see that it is stopped, or a test hook).
   void WakeLocked() { cv_.notify_all(); }
   // When a stop may treat the call in flight as hung (ms, monotonic): a reading past kHangMs, detection or shutdown

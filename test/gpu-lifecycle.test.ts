@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fakeNvml, gpuEnv, lastJson, MiB, runChild, writeFakeNvmlScenario } from './helpers';
+import { fakeNvml, gpuEnv, lastJson, MiB, runChild, runScenario, writeFakeNvmlScenario } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-gpulife-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -41,5 +41,41 @@ describe('GPU threads across environments', () => {
     expect(out.third.gpuSamples).toBeGreaterThan(0);
     expect(out.third.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
     expect(out.third.gpus[0].processMemoryPeakBytes).toBe(64 * MiB);
+  });
+
+  it('worker.terminate() never waits for nvmlShutdown; the next detection waits for it and works', async () => {
+    const out = await orphanCase(['release-shutdown'], BASE);
+    expect(out.first.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
+    expect(out.terminate1Ms).toBeLessThan(SHUTDOWN_MS / 2); // it waited for the whole nvmlShutdown
+    expect(out.shutdowns).toBeGreaterThanOrEqual(1);
+    expect(out.inits).toBe(2);
+    expect(out.second.info.available, JSON.stringify(out.second.info)).toBe(true);
+    expect(out.second.info.reasonCode).toBeNull();
+    expect(out.second.gpus[0].memoryUsedPeakBytes).toBe(2048 * MiB);
+  });
+
+  it('process exit never waits for a slow nvmlShutdown', async () => {
+    const env = gpuEnv({
+      TASKMETER_NVML_LIBRARY: fakeNvml('full'),
+      FAKE_NVML_SCENARIO: writeFakeNvmlScenario(work, BASE),
+    });
+    const started = Date.now();
+    const r = await runScenario(
+      ({ tm, sleep, write, base, waitFor }) => {
+        const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+        sleep(100);
+        waitFor(() => t.usage!.gpuSamples > 0);
+        const usage = t.stop();
+        write(`${base}\ndelay.nvmlShutdown=8000\n`);
+        return { samples: usage.gpuSamples, endedAt: Date.now() };
+      },
+      { env, timeoutMs: 30_000 },
+    );
+    const exitedAt = Date.now();
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.samples).toBeGreaterThan(0);
+    expect(out.endedAt).toBeGreaterThan(started);
+    expect(exitedAt - out.endedAt).toBeLessThan(4000); // bounded by the exit's own wait (400 ms)
   });
 });
