@@ -769,7 +769,12 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what, bool owner
   }
   std::unique_lock<std::mutex> lock(mu_);
   if (gpu) {
-    if (owner) gpu_.ClearInFlightLocked();  // a thread that waited for an orphan must not clear the orphan's
+    if (owner) {
+      // It owns NVML (L9): shut down as the loop's end would, so that nothing of this library stays loaded or
+      // initialised for a later detection.
+      gpu_.ClearInFlightLocked();
+      gpu_.ShutdownLocked(lock);
+    }
     GpuThreadExitingLocked(gen);
     return;
   }

@@ -78,4 +78,12 @@ describe('GPU threads across environments', () => {
     expect(out.endedAt).toBeGreaterThan(started);
     expect(exitedAt - out.endedAt).toBeLessThan(4000); // bounded by the exit's own wait (400 ms)
   });
+
+  it('a GPU thread that ends on an exception shuts NVML down: a later detection loads the library it is told to', async () => {
+    const out = await orphanCase(['throw-redetect'], BASE);
+    expect(out.first.info.reasonCode).toBe('GPU_THREAD_FAILED');
+    expect(out.shutdownsAfterFailure).toBe(1);
+    expect(out.second.info.available).toBe(false);
+    expect(out.second.info.reasonCode).toBe('NVML_LIBRARY_LOAD_FAILED');
+  });
 });

@@ -24,7 +24,7 @@ if (!isMainThread) {
   const measure = () => {
     const t = new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
     const t0 = Date.now();
-    while (t.usage.gpuSamples < 3 && Date.now() - t0 < 10_000) sleep(10);
+    while (tm.hasGpu && t.usage.gpuSamples < 3 && Date.now() - t0 < 10_000) sleep(10);
     return t.stop();
   };
   if (mode === 'load') {
@@ -108,6 +108,9 @@ if (!isMainThread) {
       const a = await start('throw');
       out.first = a.m;
       await a.w.terminate();
+      // its failure shut NVML down (the call is logged as it starts)
+      await waitUntil(() => calls('nvmlShutdown') >= 1, 3000).catch(() => {});
+      out.shutdownsAfterFailure = calls('nvmlShutdown');
       process.env.TASKMETER_NVML_LIBRARY = '/nonexistent/libnvidia-ml.so.1';
       const b = await start('measure');
       out.second = b.m;

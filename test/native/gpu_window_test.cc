@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 using namespace taskmeter;
 
@@ -43,7 +44,7 @@ static double Share(const gpuwin::ScheduleInput& in, const gpuwin::Schedule& s) 
   return sum;
 }
 
-int main() {
+int main(int argc, char** argv) {
   // Energy model: E grows at the last power between readings, causally.
   {
     gpuwin::EnergyModel m;
@@ -204,6 +205,21 @@ int main() {
     for (double& c : unknown.cost_ms) c = 0;
     auto su = gpuwin::PlanSchedule(unknown);
     CHECK("costs not known yet: the periods wanted", near(su.period_ms[gpuwin::kKindDevice], 10) && su.stretched == 0);
+  }
+
+  // The loader: a library left open (a GPU thread that ended without closing it) never stands in for the one the
+  // next detection is told to load.
+  if (argc > 1) {
+    nvml::Library lib;
+    nvml::Env env;
+    env.library = argv[1];
+    CHECK("the fake NVML opens", lib.Open(env) && lib.initialized());
+    env.library = "/nonexistent/libnvidia-ml.so.1";
+    CHECK("a second open, not closed in between, loads what it is told to",
+          !lib.Open(env) && std::string(lib.reason_code()) == "NVML_LIBRARY_LOAD_FAILED" && !lib.initialized());
+    env.library = argv[1];
+    CHECK("and the first one opens again afterwards", lib.Open(env) && lib.initialized());
+    lib.Close(true);
   }
 
   std::printf("ok %d checks\n", checks);
