@@ -218,6 +218,10 @@ void GpuSampler::ReplanLocked() {
     in.cost_ms[k] = k == gpuwin::kKindDevice ? per : per * n;
   }
   in.budget = kBudget;
+  // The energy model's bound on the gap between readings applies where there is energy to model (not on MIG slices).
+  bool energy = false;
+  for (const auto& d : info_.devices) energy = energy || !d.mig;
+  if (!energy) in.cover_ms = 0;
   plan_ = gpuwin::PlanSchedule(in);
   plan_dirty_ = false;
 }

@@ -9,10 +9,11 @@
 // The schedule (measured on an H200, issue 16: a device reading costs ~30–60 µs a GPU, the energy counter ~3 ms of
 // CPU, per-process utilization ~1.8 ms): each kind of reading (gpu_window.h GpuKind) has its own period and its own
 // cost estimate (the thread's CPU clock around its calls). Device readings (memory, utilization, power, process
-// lists) come at the window's interval, the energy counter every second, per-process utilization every second (with
-// lastSeen: no sample lost between reads); PlanSchedule stretches them, cheapest to lose first, so that the thread
-// stays within kBudget of one core. Opening or closing a window asks for a device reading (an edge) without waiting
-// for it; extra edge readings use only the budget the periods leave.
+// lists) come at the window's interval (but at least every second: a window's energy is integrated from the power
+// they read, gpu_window.h ScheduleInput::cover_ms), the energy counter every second, per-process utilization every
+// second (with lastSeen: no sample lost between reads); PlanSchedule stretches them, cheapest to lose first, so that
+// the thread stays within kBudget of one core. Opening or closing a window asks for a device reading (an edge) without
+// waiting for it; extra edge readings use only the budget the periods leave.
 //
 // A window's figures come only from readings taken after it opened: with none, memory and utilization are null
 // (GPU_NOT_SAMPLED). Its energy is E(close) − E(open) of the GPU's energy model (gpu_window.h EnergyModel).

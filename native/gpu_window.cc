@@ -202,6 +202,7 @@ ScheduleInput DefaultSchedule(double device_wanted_ms) {
     in.stages++;
   }
   in.budget = 0.01;
+  in.cover_ms = EnergyModel::kMaxGapMs / 2;
   return in;
 }
 
@@ -214,16 +215,28 @@ Schedule PlanSchedule(const ScheduleInput& in) {
     rate[k] = cost[k] / s.period_ms[k];
   }
   auto total = [&] { return rate[0] + rate[1] + rate[2]; };
-  for (int i = 0; i < in.stages && total() > in.budget; i++) {
-    int k = in.stage_kind[i];
-    if (cost[k] <= 0 || s.period_ms[k] >= in.stage_limit_ms[i]) continue;
-    // The rate that brings the total to the budget, not below this stage's limit.
-    double others = total() - rate[k];
-    double need = in.budget - others;
-    double period = need > 0 ? cost[k] / need : in.stage_limit_ms[i];
-    period = std::min(in.stage_limit_ms[i], std::max(s.period_ms[k], period));
-    s.period_ms[k] = period;
-    rate[k] = cost[k] / period;
+  int held = -1;  // the kind held to cover_ms: not stretched
+  auto stretch = [&] {
+    for (int i = 0; i < in.stages && total() > in.budget; i++) {
+      int k = in.stage_kind[i];
+      if (k == held || cost[k] <= 0 || s.period_ms[k] >= in.stage_limit_ms[i]) continue;
+      // The rate that brings the total to the budget, not below this stage's limit.
+      double others = total() - rate[k];
+      double need = in.budget - others;
+      double period = need > 0 ? cost[k] / need : in.stage_limit_ms[i];
+      period = std::min(in.stage_limit_ms[i], std::max(s.period_ms[k], period));
+      s.period_ms[k] = period;
+      rate[k] = cost[k] / period;
+    }
+  };
+  stretch();
+  if (in.cover_ms > 0 && std::min(s.period_ms[kKindDevice], s.period_ms[kKindEnergy]) > in.cover_ms) {
+    // The energy model's bound: the cheaper kind (per reading of every GPU) at cover_ms, the others stretched
+    // further to make room for it where their stages allow.
+    held = cost[kKindEnergy] < cost[kKindDevice] ? kKindEnergy : kKindDevice;
+    s.period_ms[held] = in.cover_ms;
+    rate[held] = cost[held] / in.cover_ms;
+    stretch();
   }
   s.stretched = 0;
   for (int k = 0; k < kGpuKinds; k++) {

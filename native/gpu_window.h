@@ -141,11 +141,18 @@ struct ScheduleInput {
   int stage_kind[8];
   double stage_limit_ms[8];
   double budget;  // share of one core for all kinds together (0.01: 1 %)
+  // Each GPU is read, by device readings (power) or the energy counter, at least this often (0: no bound). A window's
+  // energy is E(close) − E(open) of EnergyModel, which integrates at most kMaxGapMs past a reading: readings further
+  // apart would leave a window of any length without its energy. The cheaper of the two kinds is held to it, over
+  // the budget if need be (the other kinds are stretched further first).
+  double cover_ms;
 };
 // The stages taskmeter uses: the energy counter up to 30 s (power carries the energy between its readings), then the
 // device readings up to twice their period (a peak held for a few periods is still caught), then per-process
 // utilization up to 10 s (the driver keeps its samples; only windows shorter than the period lose it), then the
-// device readings up to 1 s.
+// device readings up to 1 s. cover_ms: EnergyModel::kMaxGapMs / 2 (half: a reading late by a loaded machine's
+// scheduling still falls within the gap); the device readings (tens of µs a GPU) normally hold it, whatever the
+// window's interval.
 ScheduleInput DefaultSchedule(double device_wanted_ms);
 struct Schedule {
   double period_ms[kGpuKinds];

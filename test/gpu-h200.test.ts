@@ -237,6 +237,35 @@ describe('each kind of reading at its own pace', () => {
     for (const g of usage.gpus) expect(g.samples).toBe(usage.gpuSamples);
   });
 
+  // Back-to-back 3 s windows at a 5 s interval: the windows' interval alone would space each GPU's readings further
+  // apart than the energy model integrates (EnergyModel::kMaxGapMs), and a window would get no energy.
+  const backToBack: Scenario = ({ tm, sleep }) => {
+    const windows = [];
+    for (let i = 0; i < 3; i++) {
+      const t = new tm.ResourceTracker({ sampleIntervalMs: 5000 }).start();
+      sleep(3000);
+      const u = t.stop();
+      windows.push({ wallMs: u.wallTimeMs, gpus: u.gpus.map((g: any) => [g.energyJoules, g.energyReason]) });
+    }
+    return { windows };
+  };
+  it('8 H200s at a 5 s interval: every one of back-to-back 3 s windows gets its energy share', async () => {
+    const { env } = setup(h200().replace('count=1', 'count=8'));
+    const { windows } = await scenarioCase(backToBack, env, 60_000);
+    for (const w of windows) {
+      expect(w.gpus).toHaveLength(8);
+      for (const [joules, reason] of w.gpus) {
+        expect(reason, JSON.stringify(w)).toBeNull();
+        expect(joules).not.toBeNull();
+      }
+      // dev0 draws 300 W, the others the fake's default 100 W
+      expect(w.gpus[0][0]).toBeGreaterThan(0.9 * 0.3 * w.wallMs);
+      expect(w.gpus[0][0]).toBeLessThan(1.1 * 0.3 * w.wallMs);
+      expect(w.gpus[7][0]).toBeGreaterThan(0.9 * 0.1 * w.wallMs);
+      expect(w.gpus[7][0]).toBeLessThan(1.1 * 0.1 * w.wallMs);
+    }
+  });
+
   it('process utilization is read with lastSeenTimeStamp: the driver samples between two reads are all counted', async () => {
     // the plain fake (no costs): per-process utilization every second, one driver sample per 100 ms
     const scenario = writeFakeNvmlScenario(work, 'count=1\ndev0.util=50\ndev0.putil=self:60:30\n');

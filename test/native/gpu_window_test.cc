@@ -2,6 +2,7 @@
 // Prints "ok <name>" per passing check and exits non-zero at the first failure.
 #include "gpu_window.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -28,10 +29,10 @@ static nvml::ProcessList List(std::vector<std::pair<uint32_t, unsigned long long
   return pl;
 }
 
-static gpuwin::ScheduleInput H200(double gpus, double budget = 0.009) {
+static gpuwin::ScheduleInput H200(double gpus, double budget = 0.009, double interval_ms = 10) {
   // The H200's median costs per GPU (issue 16): a device reading ~62 µs busy, the energy counter 2.8 ms, per-process
   // utilization 1.8 ms; taskmeter's periods and stretch stages at default settings (10 ms windows).
-  gpuwin::ScheduleInput in = gpuwin::DefaultSchedule(10);
+  gpuwin::ScheduleInput in = gpuwin::DefaultSchedule(interval_ms);
   in.cost_ms[gpuwin::kKindDevice] = 0.062 * gpus;
   in.cost_ms[gpuwin::kKindEnergy] = 2.8 * gpus;
   in.cost_ms[gpuwin::kKindProcessUtil] = 1.8 * gpus;
@@ -205,6 +206,36 @@ int main(int argc, char** argv) {
     for (double& c : unknown.cost_ms) c = 0;
     auto su = gpuwin::PlanSchedule(unknown);
     CHECK("costs not known yet: the periods wanted", near(su.period_ms[gpuwin::kKindDevice], 10) && su.stretched == 0);
+  }
+  // The energy model integrates at most kMaxGapMs past a reading: whatever the window's interval and the budget, each
+  // GPU is read (device readings carry power, the energy counter anchors E) at least every half of that.
+  {
+    const double cover = gpuwin::EnergyModel::kMaxGapMs / 2;
+    bool all = true;
+    for (double gpus : {1.0, 8.0})
+      for (double interval : {10.0, 1000.0, 2000.0, 5000.0, 60000.0}) {
+        auto s = gpuwin::PlanSchedule(H200(gpus, 0.009, interval));
+        all = all && std::min(s.period_ms[gpuwin::kKindDevice], s.period_ms[gpuwin::kKindEnergy]) <= cover;
+      }
+    CHECK("every interval, 1 or 8 GPUs: a device or energy reading at least every kMaxGapMs / 2", all);
+    auto in8 = H200(8, 0.009, 5000);
+    auto s8 = gpuwin::PlanSchedule(in8);
+    CHECK("8 H200s at 5 s: the cheap device readings carry it, within the budget",
+          s8.period_ms[gpuwin::kKindDevice] <= cover && Share(in8, s8) <= in8.budget * 1.0001);
+    // A GPU whose device round is dear (slow process lists) and whose energy counter is cheap: the counter carries it.
+    auto dear = gpuwin::DefaultSchedule(5000);
+    dear.cost_ms[gpuwin::kKindDevice] = 40;
+    dear.cost_ms[gpuwin::kKindEnergy] = 0.1;
+    dear.cost_ms[gpuwin::kKindProcessUtil] = 1;
+    dear.budget = 0.009;
+    auto sd = gpuwin::PlanSchedule(dear);
+    CHECK("a dear device round: the energy counter at least every kMaxGapMs / 2",
+          sd.period_ms[gpuwin::kKindEnergy] <= cover && sd.period_ms[gpuwin::kKindDevice] > cover);
+    auto none = H200(8, 0.009, 5000);
+    none.cover_ms = 0;  // no GPU with energy (MIG slices only)
+    auto sn = gpuwin::PlanSchedule(none);
+    CHECK("no energy wanted: device readings not held to the energy model's bound",
+          sn.period_ms[gpuwin::kKindDevice] >= 5000);
   }
 
   // The loader: a library left open (a GPU thread that ended without closing it) never stands in for the one the
