@@ -597,6 +597,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       edge_pending_ = false;
       ProbePidsLocked(&probe);
     }
+    double putil_period_ms = plan.period_ms[gpuwin::kKindProcessUtil];
     poll_started_ms_ = now;
     lock.unlock();
     double t0 = proc::MonotonicMs();
@@ -611,7 +612,8 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     } else if (pick_kind == gpuwin::kKindEnergy) {
       mj = gpus_.ReadEnergyMj(pick);
     } else {
-      putil_error = gpus_.ReadProcessUtilization(pick, &putil);
+      double now_us = proc::EpochMs() * 1000.0;
+      putil_error = gpus_.ReadProcessUtilization(pick, &putil, now_us, now_us - putil_period_ms * 1000.0);
     }
     double t1 = proc::MonotonicMs();
     lock.lock();

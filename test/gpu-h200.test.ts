@@ -279,6 +279,26 @@ describe('each kind of reading at its own pace', () => {
     expect(g.processUtilizationSamples).toBeGreaterThanOrEqual(18);
     expect(g.processUtilizationSamples).toBeLessThanOrEqual(Math.ceil(usage.wallTimeMs / 100) + 1);
   });
+
+  it('per-process utilization is still read when the driver keeps more samples than one read can take', async () => {
+    // 64 processes and 1000 steps kept: 64,000 samples newer than lastSeen=0, more than any bounded buffer holds
+    const others = Array.from({ length: 63 }, (_, k) => `${100001 + k}:10:5`).join(',');
+    const scenario = writeFakeNvmlScenario(
+      work,
+      `count=1\ndev0.util=50\ndev0.putil=self:60:30,${others}\nputil_keep=1000\n`,
+    );
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const { usage } = await scenarioCase(({ tm, sleep, waitFor }) => {
+      const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+      sleep(2000);
+      waitFor(() => t.usage!.gpus[0]?.processUtilizationSamples >= 18);
+      return { usage: t.stop() };
+    }, env);
+    const g = usage.gpus[0];
+    expect(g.processUtilizationReason).toBeNull();
+    expect(g.processSmUtilizationPercent).toBe(60);
+    expect(g.processUtilizationSamples).toBeGreaterThanOrEqual(18);
+  });
 });
 
 describe('the timeline', () => {

@@ -238,6 +238,11 @@ int main(int argc, char** argv) {
           sn.period_ms[gpuwin::kKindDevice] >= 5000);
   }
 
+  // Per-process utilization's lastSeenTimeStamp: the newest sample read, unless the wall clock stepped back past it.
+  CHECK("lastSeen: the newest sample read", nvml::UtilSinceUs(5000000, 6000000.0, 5000000.0) == 5000000);
+  CHECK("lastSeen: the wall clock went back past it: one period ago",
+        nvml::UtilSinceUs(9000000, 6000000.0, 5000000.0) == 5000000);
+
   // The loader: a library left open (a GPU thread that ended without closing it) never stands in for the one the
   // next detection is told to load.
   if (argc > 1) {
