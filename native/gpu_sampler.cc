@@ -214,7 +214,8 @@ void GpuSampler::ReplanLocked() {
       gpuwin::DefaultSchedule(intervals_.empty() ? kIdleIntervalMs : std::max(kMinDeviceMs, intervals_.begin()->first));
   // A round: every GPU once (the device readings of all GPUs are one round already).
   for (int k = 0; k < gpuwin::kGpuKinds; k++) {
-    double per = costs_[k].count() > 0 ? costs_[k].Ms() : kPriorCostMs[k] * (k == gpuwin::kKindDevice ? n : 1);
+    double per = gpuwin::PacedCostMs(costs_[k], kPriorCostMs[k] * (k == gpuwin::kKindDevice ? n : 1),
+                                     gpuwin::kThreadClockStepMs);
     in.cost_ms[k] = k == gpuwin::kKindDevice ? per : per * n;
   }
   in.budget = kBudget;

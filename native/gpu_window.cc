@@ -179,6 +179,11 @@ double CostEstimate::Ms() const {
   return sum / (n_ - 1);
 }
 
+double PacedCostMs(const CostEstimate& estimate, double prior_ms, double clock_step_ms) {
+  double ms = estimate.count() > 0 ? estimate.Ms() : prior_ms;
+  return clock_step_ms > 0 ? std::max(ms, prior_ms) : ms;
+}
+
 // --- Schedule ---
 
 ScheduleInput DefaultSchedule(double device_wanted_ms) {

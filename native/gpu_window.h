@@ -123,6 +123,18 @@ class CostEstimate {
   bool first_seen_ = false;
 };
 
+// How coarse the thread CPU clock the costs are measured with is (ms; 0: fine). Windows' GetThreadTimes moves in
+// 15.625 ms steps: a reading's cost (µs to a few ms) then shows as 0 nearly every time, and an estimate of 0 would
+// pace nothing (no stretching, window edges read at once however often they come).
+#ifdef _WIN32
+constexpr double kThreadClockStepMs = 15.625;
+#else
+constexpr double kThreadClockStepMs = 0;
+#endif
+// The cost a schedule is planned with: the estimate once one was measured, else prior_ms (what the kind cost on an
+// H200); on a coarse clock (clock_step_ms > 0) never less than prior_ms.
+double PacedCostMs(const CostEstimate& estimate, double prior_ms, double clock_step_ms);
+
 // Kinds of GPU reading, each paced on its own (exported as layouts.GpuKind: bits of a window's "stretched" slot).
 #define TASKMETER_GPU_KINDS(X) \
   X(KindEnergy)      /* the energy counter: only E's anchor (power carries E between its readings) */ \

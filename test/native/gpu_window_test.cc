@@ -238,6 +238,19 @@ int main(int argc, char** argv) {
           sn.period_ms[gpuwin::kKindDevice] >= 5000);
   }
 
+  // A coarse thread clock (Windows: 15.625 ms steps): a 60 µs reading measures 0 nearly every time.
+  {
+    gpuwin::CostEstimate quantized;
+    for (int i = 0; i < 40; i++) quantized.Add(i % 25 == 24 ? 15.625 : 0);
+    CHECK("a coarse clock's costs read as 0", quantized.Ms() == 0);
+    CHECK("on a coarse clock the planned cost never falls below the prior",
+          near(gpuwin::PacedCostMs(quantized, 0.06, 15.625), 0.06));
+    gpuwin::CostEstimate fine;
+    for (int i = 0; i < 10; i++) fine.Add(0.03);
+    CHECK("on a fine clock the measured cost, below the prior too", near(gpuwin::PacedCostMs(fine, 0.06, 0), 0.03));
+    CHECK("nothing measured yet: the prior", near(gpuwin::PacedCostMs(gpuwin::CostEstimate(), 0.06, 0), 0.06));
+  }
+
   // Per-process utilization's lastSeenTimeStamp: the newest sample read, unless the wall clock stepped back past it.
   CHECK("lastSeen: the newest sample read", nvml::UtilSinceUs(5000000, 6000000.0, 5000000.0) == 5000000);
   CHECK("lastSeen: the wall clock went back past it: one period ago",
