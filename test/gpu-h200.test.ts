@@ -400,4 +400,62 @@ describe('the fake NVML models the real driver', () => {
     expect(steps.length).toBeGreaterThanOrEqual(2);
     for (const d of steps) expect(d % 30000).toBe(0);
   });
+
+  it("H200 profile: each GPU's first energy call after nvmlInit is the slow one", async () => {
+    const scenario = writeFakeNvmlScenario(work, h200().replace('count=1', 'count=2'));
+    const py = [
+      'import ctypes, json, sys, time',
+      'lib = ctypes.CDLL(sys.argv[1])',
+      'assert lib.nvmlInit_v2() == 0',
+      'mj = ctypes.c_ulonglong()',
+      'def cost(i):',
+      '    h = ctypes.c_void_p()',
+      '    assert lib.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(h)) == 0',
+      '    c0 = time.thread_time()',
+      '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
+      '    return (time.thread_time() - c0) * 1000',
+      'print(json.dumps({"ms": [cost(0), cost(0), cost(1), cost(1)]}))',
+    ].join('\n');
+    const r = await run(python3Path(), ['-c', py, fakeNvml('full')], {
+      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
+      timeoutMs: 20_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const [first0, second0, first1, second1] = lastJson(r.stdout).ms;
+    expect(first0).toBeGreaterThanOrEqual(17);
+    expect(first1).toBeGreaterThanOrEqual(17);
+    expect(second0).toBeLessThan(first0);
+    expect(second1).toBeLessThan(first1);
+  });
+
+  it('a change of power counts from the step after it was written, however long before the next call', async () => {
+    const scenario = writeFakeNvmlScenario(work, h200());
+    const py = [
+      'import ctypes, json, os, sys, time',
+      'lib = ctypes.CDLL(sys.argv[1])',
+      'assert lib.nvmlInit_v2() == 0',
+      'h = ctypes.c_void_p()',
+      'assert lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) == 0',
+      'mj = ctypes.c_ulonglong()',
+      'def energy():',
+      '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
+      '    return mj.value, time.monotonic()',
+      'e0, t0 = energy()',
+      'time.sleep(1)', // no call: 300 W all along
+      'text = open(sys.argv[2]).read().replace("dev0.power_mw=300000", "dev0.power_mw=100000")',
+      'open(sys.argv[2] + ".tmp", "w").write(text); os.rename(sys.argv[2] + ".tmp", sys.argv[2]); tw = time.monotonic()',
+      'time.sleep(1)',
+      'e1, t1 = energy()',
+      'print(json.dumps({"joules": (e1 - e0) / 1000, "before": tw - t0, "after": t1 - tw}))',
+    ].join('\n');
+    const r = await run(python3Path(), ['-c', py, fakeNvml('full'), scenario], {
+      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
+      timeoutMs: 20_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const { joules, before, after } = lastJson(r.stdout);
+    // 300 W until the change, 100 W after it (not 100 W for every step since the last call), within a step or two
+    const expected = 300 * before + 100 * after;
+    expect(Math.abs(joules - expected), JSON.stringify({ joules, expected })).toBeLessThan(60);
+  });
 });
