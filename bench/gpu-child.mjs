@@ -165,6 +165,59 @@ if (mode === 'costs') {
     }),
   );
   process.exit(0);
+} else if (mode === 'windows') {
+  // Many open windows: `open` windows at 10 ms, each counting this process ('self') or a pid of its own ('pids'),
+  // beside the GPU thread. Its CPU (thread clock) per second while they stay open, then what a measureSync(() => 0)
+  // costs the JS thread with them open (median, p99 and max of single calls: it waits while the GPU thread holds the
+  // sampler's lock to apply a reading to the windows).
+  const { native } = require('../dist/binding.js');
+  const { readdirSync } = await import('node:fs');
+  let tid = null;
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'taskmeter-gpu') tid = t;
+    } catch {}
+  }
+  if (tid === null) throw new Error('no taskmeter-gpu thread');
+  const cpuMs = () => Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  const open = Number(process.argv[3] || 0);
+  const kind = process.argv[4] || 'self';
+  const ids = [];
+  for (let i = 0; i < open; i++) {
+    const id = native.windowOpen(10);
+    if (kind === 'pids') native.windowSetPids(id, [100000 + i]);
+    ids.push(id);
+  }
+  await new Promise((r) => setTimeout(r, 2000)); // the costs measured, the schedule settled
+  const c0 = cpuMs();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 4000));
+  const gpuMsPerSec = (cpuMs() - c0) / ((performance.now() - t0) / 1000);
+  const probe = tm.measureSync(() => sleep(50)).usage; // the schedule's periods as they stand
+  const times = [];
+  const end = performance.now() + 2000;
+  while (performance.now() < end) {
+    const a = process.hrtime.bigint();
+    sink += tm.measureSync(() => 0).usage.gpus.length;
+    times.push(Number(process.hrtime.bigint() - a));
+  }
+  times.sort((a, b) => a - b);
+  const out = new Float64Array(native.WINDOW_SLOTS + 16 * native.GPU_WINDOW_SLOTS);
+  for (const id of ids) native.windowClose(id, out);
+  console.log(
+    JSON.stringify({
+      open,
+      kind,
+      gpuMsPerSec,
+      deviceMs: probe.gpuSampleIntervalMs,
+      putilMs: probe.gpuProcessUtilizationIntervalMs,
+      measureSyncMedianNs: times[Math.floor(times.length / 2)],
+      measureSyncP99Ns: times[Math.floor(times.length * 0.99)],
+      measureSyncMaxNs: times[times.length - 1],
+      calls: times.length,
+    }),
+  );
+  process.exit(0);
 } else if (mode === 'hang') {
   const scenario = process.env.FAKE_NVML_SCENARIO;
   const base = readFileSync(scenario, 'utf8');

@@ -96,9 +96,22 @@ struct UtilAcc {
   double mem_sum = 0;
   uint32_t n = 0;
 };
-// Adds the samples of pids (empty: self_pid) taken in (from_us, to_us] (the driver's clock, µs).
-void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std::vector<uint32_t>& pids,
-                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc);
+// The pids' samples at one driver timestamp, summed and capped at 100.
+struct UtilAt {
+  unsigned long long timestamp_us;
+  double sm;
+  double mem;
+};
+// Sorts a read's samples by pid, then time: what the functions below take (one sort per read, then a binary search
+// per pid of each window).
+void SortProcessUtilization(std::vector<nvml::ProcessUtil>* samples);
+// The samples of pids (empty: self_pid) taken in (from_us, to_us] (the driver's clock, µs), one UtilAt per
+// timestamp in time order, into *out (cleared first).
+void GroupProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                             uint32_t self_pid, double from_us, double to_us, std::vector<UtilAt>* out);
+// Adds them to acc; scratch is reused between calls.
+void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc, std::vector<UtilAt>* scratch);
 
 // The accounting-mode peak rule (as VmHWM for RSS): the accounting maximum at the window's end is the window's exact
 // peak when it rose during the window (above base, the maximum before the window). Returns NaN otherwise.

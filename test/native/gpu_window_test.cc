@@ -131,16 +131,22 @@ int main(int argc, char** argv) {
   // Per-process utilization: the mean of the driver's samples inside the window, pids summed per timestamp.
   std::vector<nvml::ProcessUtil> samples = {{42, 30, 10, 1000}, {43, 80, 60, 1000}, {9, 99, 99, 1000},
                                             {42, 50, 20, 2000}, {42, 90, 90, 500}};
+  gpuwin::SortProcessUtilization(&samples);
+  std::vector<gpuwin::UtilAt> scratch;
   gpuwin::UtilAcc acc;
-  gpuwin::AddProcessUtilization(samples, {}, 42, 900, 3000, &acc);
+  gpuwin::AddProcessUtilization(samples, {}, 42, 900, 3000, &acc, &scratch);
   CHECK("self's samples inside the window, averaged", acc.n == 2 && near(acc.sm_sum / acc.n, 40) &&
                                                           near(acc.mem_sum / acc.n, 15));
   gpuwin::UtilAcc tree;
-  gpuwin::AddProcessUtilization(samples, {42, 43}, 1, 900, 3000, &tree);
+  gpuwin::AddProcessUtilization(samples, {42, 43}, 1, 900, 3000, &tree, &scratch);
   CHECK("a tree's samples at one time are summed and capped at 100", tree.n == 2 && near(tree.sm_sum, 100 + 50));
   gpuwin::UtilAcc none;
-  gpuwin::AddProcessUtilization(samples, {}, 5, 0, 3000, &none);
+  gpuwin::AddProcessUtilization(samples, {}, 5, 0, 3000, &none, &scratch);
   CHECK("no sample of ours: none counted", none.n == 0);
+  gpuwin::GroupProcessUtilization(samples, {9, 42, 43}, 1, 0, 3000, &scratch);
+  CHECK("grouped in time order, one per timestamp",
+        scratch.size() == 3 && scratch[0].timestamp_us == 500 && scratch[1].timestamp_us == 1000 &&
+            near(scratch[1].sm, 100) && scratch[2].timestamp_us == 2000 && near(scratch[2].sm, 50));
 
   // Accounting.
   CHECK("accounting peak: rose inside the window", gpuwin::AccountingPeak(64, 512) == 512);
