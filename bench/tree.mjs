@@ -37,6 +37,13 @@ export function treeBench() {
       rssKb: maxKb,
       interval: r.effective_sample_interval_ms,
       processes: r.processes,
+      // PSS passes (tree.h): the interval between them, or whether one ran at all
+      pss:
+        r.tree_pss_sample_interval_ms != null
+          ? `every ${(r.tree_pss_sample_interval_ms / 1000).toFixed(1)} s`
+          : r.tree_peak_pss_bytes != null
+            ? 'one pass'
+            : 'none',
     };
   };
   const min = (xs, k) => Math.min(...xs.map((x) => x[k]));
@@ -55,6 +62,7 @@ export function treeBench() {
       samplingPct: (Math.max(0, best.trackerMs - startupMs) / best.wallMs) * 100,
       allTotals: rs.map((r) => ((r.trackerMs / r.wallMs) * 100).toFixed(2)),
       interval: best.interval,
+      pss: best.pss,
       rssMb: min(rs, 'rssKb') / 1024,
     });
   }
@@ -63,14 +71,14 @@ export function treeBench() {
     `\nTree sampler cost, default settings (\`taskmeter -- <N sleeping processes, ${seconds} s>\`, min of ${runs} runs; start-up, the tracker CPU of \`taskmeter -- true\`: ${startupMs.toFixed(0)} ms):\n`,
   );
   console.log(
-    '| processes | tracker CPU, % of one core (total) | sampling only (start-up subtracted) | every run (total) | effective interval | taskmeter peak RSS | target (sampling) | met |',
+    '| processes | tracker CPU, % of one core (total) | sampling only (start-up subtracted) | every run (total) | effective interval | PSS passes | taskmeter peak RSS | target (sampling) | met |',
   );
-  console.log('|---:|---:|---:|---|---:|---:|---|---|');
+  console.log('|---:|---:|---:|---|---:|---|---:|---|---|');
   for (const r of rows) {
     const target = r.n === 1 ? 0.5 : r.n >= 1000 ? 2 : null;
     const met = target === null ? '—' : r.samplingPct <= target ? 'yes' : 'NO';
     console.log(
-      `| ${r.n} (${r.processes} seen) | ${r.totalPct.toFixed(2)} % | ${r.samplingPct.toFixed(2)} % | ${r.allTotals.join(' / ')} | ${r.interval === null ? 'n/a' : `${r.interval.toFixed(1)} ms`} | ${r.rssMb.toFixed(1)} MiB | ${target === null ? '—' : `≤ ${target} %`} | ${met} |`,
+      `| ${r.n} (${r.processes} seen) | ${r.totalPct.toFixed(2)} % | ${r.samplingPct.toFixed(2)} % | ${r.allTotals.join(' / ')} | ${r.interval === null ? 'n/a' : `${r.interval.toFixed(1)} ms`} | ${r.pss} | ${r.rssMb.toFixed(1)} MiB | ${target === null ? '—' : `≤ ${target} %`} | ${met} |`,
     );
   }
   return rows;

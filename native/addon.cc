@@ -149,6 +149,16 @@ struct SpawnWaitState {
   bool closed = false;  // the thread-safe function is finalized: never touch it again
   int owners = 0;       // the thread-safe function and the waiter
   napi_threadsafe_function tsfn = nullptr;
+  // Windows' piped stdout and stderr (SpawnOutput), handed to the exit callback after the slots.
+  bool have_output = false, overflow = false;
+  std::string out, err;
+
+  // What travels from the waiter thread to the JS thread.
+  struct Message {
+    double slots[kSpawnSlots];
+    bool have_output, overflow;
+    std::string out, err;
+  };
 
   SpawnWaitState() { live++; }
   ~SpawnWaitState() { live--; }
@@ -167,10 +177,14 @@ struct SpawnWaitState {
     {
       std::lock_guard<std::mutex> lock(st->mu);
       if (!st->closed) {
-        double* copy = new (std::nothrow) double[kSpawnSlots];
-        if (copy) {
-          std::memcpy(copy, slots, kSpawnSlots * sizeof(double));
-          if (napi_call_threadsafe_function(st->tsfn, copy, napi_tsfn_nonblocking) != napi_ok) delete[] copy;
+        Message* m = new (std::nothrow) Message();
+        if (m) {
+          std::memcpy(m->slots, slots, kSpawnSlots * sizeof(double));
+          m->have_output = st->have_output;
+          m->overflow = st->overflow;
+          m->out.swap(st->out);
+          m->err.swap(st->err);
+          if (napi_call_threadsafe_function(st->tsfn, m, napi_tsfn_nonblocking) != napi_ok) delete m;
         }
         napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
       }
@@ -178,19 +192,27 @@ struct SpawnWaitState {
     st->Drop();
   }
   // JS thread; env is null when the function is torn down with the result still queued.
+  // onExit(slots) — or, with Windows' piped streams, onExit(slots, stdout, stderr, overflow).
   static void CallJs(napi_env env, napi_value js_cb, void* context, void* data) {
-    double* slots = static_cast<double*>(data);
+    Message* m = static_cast<Message*>(data);
     if (env != nullptr && js_cb != nullptr) {
-      napi_value arr_buf, arr, undefined;
+      napi_value args[4], arr_buf, undefined;
       void* bytes = nullptr;
       if (napi_create_arraybuffer(env, kSpawnSlots * sizeof(double), &bytes, &arr_buf) == napi_ok &&
-          napi_create_typedarray(env, napi_float64_array, kSpawnSlots, arr_buf, 0, &arr) == napi_ok) {
-        std::memcpy(bytes, slots, kSpawnSlots * sizeof(double));
+          napi_create_typedarray(env, napi_float64_array, kSpawnSlots, arr_buf, 0, &args[0]) == napi_ok) {
+        std::memcpy(bytes, m->slots, kSpawnSlots * sizeof(double));
+        size_t argc = 1;
+        if (m->have_output &&
+            napi_create_buffer_copy(env, m->out.size(), m->out.data(), nullptr, &args[1]) == napi_ok &&
+            napi_create_buffer_copy(env, m->err.size(), m->err.data(), nullptr, &args[2]) == napi_ok &&
+            napi_get_boolean(env, m->overflow, &args[3]) == napi_ok) {
+          argc = 4;
+        }
         napi_get_undefined(env, &undefined);
-        napi_call_function(env, undefined, js_cb, 1, &arr, nullptr);
+        napi_call_function(env, undefined, js_cb, argc, args, nullptr);
       }
     }
-    delete[] slots;
+    delete m;
   }
   static void Finalize(napi_env, void* data, void*) {
     auto* st = static_cast<SpawnWaitState*>(data);
@@ -232,6 +254,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceMethod("windowTimeline", &TaskmeterAddon::G<&TaskmeterAddon::WindowTimeline>),
                     InstanceMethod("spawn", &TaskmeterAddon::G<&TaskmeterAddon::SpawnCommand>),
                     InstanceMethod("spawnPending", &TaskmeterAddon::G<&TaskmeterAddon::SpawnPending>),
+                    InstanceMethod("spawnSignal", &TaskmeterAddon::G<&TaskmeterAddon::SpawnSignal>),
                     InstanceMethod("killTree", &TaskmeterAddon::G<&TaskmeterAddon::KillTreeJs>),
                     InstanceMethod("readSelfIo", &TaskmeterAddon::G<&TaskmeterAddon::ReadSelfIo>),
                     InstanceValue("SPAWN_SLOTS", Napi::Number::New(env, kSpawnSlots), napi_enumerable),
@@ -335,12 +358,15 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       if (snap.IsEmpty()) return info.Env().Undefined();
     }
     Sampler& sampler = Sampler::Instance();
-    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this);
     double* start = !snap.IsEmpty() ? snap.Data() : snap_.data;
+    // The start reading's number is reserved as the window opens (a window opened by another thread meanwhile comes
+    // after it); it is read without the sampler's lock.
+    uint64_t seq = 0;
+    uint64_t id = sampler.Open(static_cast<uint32_t>(interval), this, start != nullptr ? &seq : nullptr);
     if (start != nullptr) {
       ReadEdge(start);  // the process slots only: a window's endpoints need no GPU cache
       // The window's start is an observation for every window open now (an outer window's peak covers it).
-      sampler.ObserveRss(start[proc::kRssBytes]);
+      sampler.ObserveRss(seq, start[proc::kRssBytes]);
     }
     return Napi::Number::New(info.Env(), static_cast<double>(id));
   }
@@ -450,6 +476,24 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return out;
   }
 
+  // spawnSignal(pid, signo) → 0 when sent, else an errno: ESRCH once the command has ended (its pid may name another
+  // process soon), ENOSYS where commands are not signalled this way (Windows).
+  Napi::Value SpawnSignal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      ThrowCodeError(env, ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "spawnSignal(pid, signo)");
+      return env.Undefined();
+    }
+#ifdef _WIN32
+    return Napi::Number::New(env, ENOSYS);
+#else
+    double pid = info[0].As<Napi::Number>().DoubleValue();
+    double sig = info[1].As<Napi::Number>().DoubleValue();
+    if (!(pid >= 1 && pid <= 4194304) || !(sig >= 0 && sig < 128)) return Napi::Number::New(env, EINVAL);
+    return Napi::Number::New(env, SignalCommand(static_cast<uint32_t>(pid), static_cast<int>(sig)));
+#endif
+  }
+
   // readSelfIo(out): out[0], out[1] = this process's rchar and wchar (NaN where unreadable).
   Napi::Value ReadSelfIo(const Napi::CallbackInfo& info) {
     Napi::Float64Array out = Float64Out(info, 0, 2);
@@ -458,7 +502,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     return info.Env().Undefined();
   }
 
-  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h).
+  // killTree(pid, signo) → processes signalled, or -errno (POSIX; on Windows -ENOSYS: see spawn.h). Only a command
+  // spawn() started and that has not ended (-ESRCH otherwise).
   Napi::Value KillTreeJs(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "killTree(pid, signo)");
@@ -486,13 +531,15 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     double rss = NAN;
+    uint64_t seq = 0;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
+      seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
       proc::ReadSelf(snap.Data(), true);
       rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), rss));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Read(id, out.Data(), out.ElementLength(), seq, rss));
   }
 
   // windowClose(id): the end snapshot into the bound snapshot buffer, the stats into the bound window buffer.
@@ -505,22 +552,25 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
         ThrowCodeError(info.Env(), ErrorKind::kError, "ERR_TASKMETER_NO_BUFFER", "no buffers bound");
         return info.Env().Undefined();
       }
+      uint64_t seq = Sampler::Instance().ReserveRssSeq();  // before the reading: see ReserveRssSeq
       ReadEdge(snap_.data);
       return Napi::Boolean::New(info.Env(),
-                                Sampler::Instance().Close(id, win_.data, win_.len, snap_.data[proc::kRssBytes]));
+                                Sampler::Instance().Close(id, win_.data, win_.len, seq, snap_.data[proc::kRssBytes]));
     }
     Napi::Float64Array out = Float64Out(info, 1, kWindowSlots);
     if (out.IsEmpty()) return info.Env().Undefined();
     // Optional: the end snapshot, taken before the window closes so that the window covers it (and, as every
     // window end, counts for the windows open around it).
     double rss = NAN;
+    uint64_t seq = 0;
     if (info.Length() > 2) {
       Napi::Float64Array snap = Float64Out(info, 2, proc::kSnapshotSlots);
       if (snap.IsEmpty()) return info.Env().Undefined();
+      seq = Sampler::Instance().ReserveRssSeq();
       ReadEdge(snap.Data());
       rss = snap.Data()[proc::kRssBytes];
     }
-    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), rss));
+    return Napi::Boolean::New(info.Env(), Sampler::Instance().Close(id, out.Data(), out.ElementLength(), seq, rss));
   }
 
   Bound snap_;
@@ -539,7 +589,8 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 
   // testHook(name, value): for the tests only. "nextWindowId": the id the next window gets; "failThreadStarts": the
   // next n thread starts fail as they do under a pids limit; "throwInThreads": the RSS (1) and/or GPU (2) thread
-  // throws std::bad_alloc at its next round.
+  // throws std::bad_alloc at its next round; "throwBadAlloc": the next allocation in a window's opening (1) and/or in
+  // adding the next RSS reading (2) throws std::bad_alloc; "failRssReads": the RSS thread's next n readings fail.
   Napi::Value TestHook(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
       ThrowCodeError(info.Env(), ErrorKind::kTypeError, "ERR_INVALID_ARG_TYPE", "testHook(name, value)");
@@ -553,6 +604,10 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Sampler::Instance().FailThreadStartsForTest(static_cast<int>(v));
     } else if (name == "throwInThreads" && v >= 0 && v <= 3) {
       Sampler::Instance().ThrowInThreadsForTest(static_cast<int>(v));
+    } else if (name == "throwBadAlloc" && v >= 0 && v <= 3) {
+      Sampler::Instance().ThrowBadAllocForTest(static_cast<int>(v));
+    } else if (name == "failRssReads" && v >= 0 && v <= 1e9) {
+      Sampler::Instance().FailRssReadsForTest(static_cast<uint64_t>(v));
     } else {
       ThrowCodeError(info.Env(), ErrorKind::kRangeError, "ERR_INVALID_ARG_VALUE", "testHook: unknown hook or value");
     }
@@ -649,6 +704,17 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
 };
 
 }  // namespace
+
+// spawn.h: Windows' piped streams, from the waiter thread just before SpawnWaitState::Done.
+void SpawnOutput(void* context, std::string* out, std::string* err, bool overflow) {
+  auto* st = static_cast<SpawnWaitState*>(context);
+  std::lock_guard<std::mutex> lock(st->mu);
+  st->have_output = true;
+  st->overflow = overflow;
+  st->out.swap(*out);
+  st->err.swap(*err);
+}
+
 }  // namespace taskmeter
 
 using TaskmeterAddon = taskmeter::TaskmeterAddon;

@@ -135,17 +135,32 @@ double GpuSampler::HungAtLocked(double now) const {
 void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
   // No GPU (none found, disabled, or its thread failed): nothing to keep for the window.
   if (state_ == GpuState::kUnavailable || state_ == GpuState::kDisabled) return;
-  Window& w = windows_[id];  // a new entry: ids are unique among open windows
+  // All or nothing: what allocates comes first, undone if a later step throws (std::bad_alloc), so that a window
+  // that fails to open (Sampler::Open) leaves no count behind.
+  auto iv = intervals_.try_emplace(interval_ms, 0).first;
+  auto it = windows_.end();
+  bool epoch = false;
+  try {
+    it = windows_.try_emplace(id).first;
+    it->second.gpu.assign(cache_.size(), PerGpu());
+    it->second.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
+    it->second.epoch_it = open_epochs_.insert(it->second.open_epoch_us);
+    epoch = true;
+    ReserveOne(fresh_);  // ListAdd below cannot throw
+  } catch (...) {
+    if (epoch) open_epochs_.erase(it->second.epoch_it);
+    if (it != windows_.end()) windows_.erase(it);
+    if (iv->second == 0) intervals_.erase(iv);
+    throw;
+  }
+  Window& w = it->second;
   w.id = id;
   w.open_ms = open_ms;
-  w.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
   w.interval_ms = interval_ms;
-  w.gpu.assign(cache_.size(), PerGpu());
   for (size_t i = 0; i < w.gpu.size() && i < shared_.size(); i++) w.gpu[i].base_putil_reads = shared_[i].putil_reads;
-  w.epoch_it = open_epochs_.insert(w.open_epoch_us);
   ListAdd(fresh_, &Window::fresh_at, w);
   // The shortest interval sets the device readings' period: the GPU thread plans anew (not this JS thread).
-  if (intervals_[interval_ms]++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
+  if (iv->second++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
   InitEnergyLocked(w, open_ms);
   RequestEdgeLocked(open_ms);
 }
@@ -160,6 +175,10 @@ void GpuSampler::InitEnergyLocked(Window& w, double now) {
     g.no_source_open = m.no_source();
     g.source_at_open = m.has_source();
   }
+}
+
+void GpuSampler::ReserveOne(std::vector<Window*>& list) {
+  if (list.size() == list.capacity()) list.reserve(std::max<size_t>(16, 2 * list.capacity()));
 }
 
 void GpuSampler::ListAdd(std::vector<Window*>& list, size_t Window::*at, Window& w) {
@@ -272,6 +291,7 @@ uint32_t GpuSampler::SamplesLocked(const Window& w) const {
 
 void GpuSampler::MakeOwnLocked(Window& w) {
   if (!w.shared) return;
+  ReserveOne(own_);  // what may throw comes first
   // Its figures so far, as a window of its own would have them; from now on it accumulates its own.
   for (size_t i = 0; i < w.gpu.size(); i++) w.gpu[i] = ViewLocked(w, i);
   w.samples = SamplesLocked(w);

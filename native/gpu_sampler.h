@@ -291,8 +291,9 @@ class GpuSampler {
   void MakeOwnLocked(Window& w);
   // Every window waits for its first reading afresh and Shared starts empty (the GPU set changed or went away).
   void ResetWindowsLocked();
-  void DropSharedLocked(Window& w);  // out of bases_ / open_epochs_
-  void DropUnneededLocked();         // what no shared window can ask for any more
+  void DropSharedLocked(Window& w);                    // out of bases_ / open_epochs_
+  void DropUnneededLocked();                           // what no shared window can ask for any more
+  static void ReserveOne(std::vector<Window*>& list);  // room for one more (amortized), so that ListAdd cannot throw
   static void ListAdd(std::vector<Window*>& list, size_t Window::*at, Window& w);
   static void ListRemove(std::vector<Window*>& list, size_t Window::*at, Window& w);
 

@@ -8,9 +8,12 @@
 // largest value since it opened. Add is amortized O(1), Since is O(log n). Sizes stay small in practice (a falling
 // series of readings since the oldest open window); past `cap` entries every other entry of the older half goes,
 // which can only lower, never raise, what a window opened among them reads: a missed sample, never a value from
-// before it opened.
+// before it opened. The front entry never goes: the caller drops what is older than its oldest open window
+// (DropBefore, which also refuses later readings numbered below it), so the front entry is that window's answer,
+// exact however long it stays open.
 //
-// Not thread-safe: the sampler calls it with its mutex held.
+// Not thread-safe: the sampler calls it with its mutex held. If Add throws (std::bad_alloc), the stack is still
+// valid: at most the new reading and readings it dominated are missing, which can only lower an answer.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -22,12 +25,12 @@ namespace taskmeter {
 
 class MaxSince {
  public:
-  explicit MaxSince(size_t cap = 4096) : cap_(cap) {}
+  explicit MaxSince(size_t cap = 4096) : cap_(std::max<size_t>(cap, 2)) {}  // the front and the newest stay
 
   // Records value v as reading number seq. Numbers increase in the order they were handed out; a reading taken
   // before others may arrive after them (the RSS thread reserves a number, reads without the lock, then adds).
   void Add(uint64_t seq, double v) {
-    if (std::isnan(v)) return;
+    if (std::isnan(v) || seq < floor_) return;
     size_t pos = e_.size();
     while (pos > 0 && e_[pos - 1].seq > seq) pos--;
     // A later reading at least as large dominates it (the first one after pos is the largest of those).
@@ -45,9 +48,10 @@ class MaxSince {
     return it == e_.end() ? NAN : it->value;
   }
 
-  // Forgets readings numbered below `from` (no open window can ask for them).
+  // Forgets readings numbered below `from`, and ignores any added later (no open window can ask for them).
   void DropBefore(uint64_t from) {
-    while (!e_.empty() && e_.front().seq < from) e_.pop_front();
+    if (from > floor_) floor_ = from;
+    while (!e_.empty() && e_.front().seq < floor_) e_.pop_front();
   }
 
   void Clear() { e_.clear(); }
@@ -58,11 +62,13 @@ class MaxSince {
     uint64_t seq;
     double value;
   };
+  // Drops every other entry of the older half, from the second on: never the front one (the oldest open window's
+  // answer), never the newest (cap_ ≥ 2), and at least one.
   void Compact() {
     size_t half = e_.size() / 2;
     std::deque<Entry> kept;
     for (size_t i = 0; i < e_.size(); i++) {
-      if (i < half && i % 2 == 0) continue;
+      if (i % 2 == 1 && i <= half) continue;
       kept.push_back(e_[i]);
     }
     e_.swap(kept);
@@ -70,6 +76,7 @@ class MaxSince {
 
   std::deque<Entry> e_;
   size_t cap_;
+  uint64_t floor_ = 0;  // readings numbered below it are neither kept nor added
 };
 
 }  // namespace taskmeter

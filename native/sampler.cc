@@ -36,7 +36,12 @@ void StopAtExitNow() {
 // Ids stay exact in a JS number (L6).
 constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
 
+// ms from now; NaN, infinite or past a day is a day (the int64 conversion of an infinite value is undefined). Callers
+// that may have nothing due wait without a deadline instead.
 std::chrono::steady_clock::time_point DeadlineIn(double ms) {
+  constexpr double kMaxMs = 24 * 3600 * 1000.0;
+  if (!(ms < kMaxMs)) ms = kMaxMs;
+  if (!(ms > 0)) ms = 0;
   return std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0) + 1);
 }
 
@@ -252,7 +257,7 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
   }
 }
 
-uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
+uint64_t Sampler::Open(uint32_t interval_ms, const void* owner, uint64_t* edge_seq) {
   if (!rss_started_.load(std::memory_order_acquire)) {
     // The caller's environment holds a reference, so no Release can be stopping the threads meanwhile (L2).
     std::lock_guard<std::mutex> life(lifecycle_mu_);  // L1
@@ -261,34 +266,65 @@ uint64_t Sampler::Open(uint32_t interval_ms, const void* owner) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t id = next_id_;
   while (windows_.count(id) != 0) id = id >= kMaxWindowId ? 1 : id + 1;  // L6: skip ids still in use
-  next_id_ = id >= kMaxWindowId ? 1 : id + 1;
   double now = proc::MonotonicMs();
-  Window& w = windows_[id];
+  // What allocates comes first, each step undone if a later one throws (std::bad_alloc reaches JS as an error): a
+  // window that fails to open leaves the tables as they were. Linking and counting, which cannot throw, come last.
+  auto git = groups_.find(interval_ms);
+  bool new_group = git == groups_.end();
+  if (new_group) git = groups_.emplace(interval_ms, Group{}).first;
+  std::unordered_map<uint64_t, Window>::iterator it;
+  try {
+    it = windows_.try_emplace(id).first;
+    try {
+      MaybeThrowBadAllocLocked(kBadAllocOpen);
+      gpu_.OpenLocked(id, now, interval_ms);  // all or nothing
+    } catch (...) {
+      windows_.erase(it);
+      throw;
+    }
+  } catch (...) {
+    if (new_group) groups_.erase(git);
+    throw;
+  }
+  next_id_ = id >= kMaxWindowId ? 1 : id + 1;
+  Window& w = it->second;
   w.id = id;
   w.owner = owner;
   w.own_cpu_open_ms = OwnCpuMsLocked();
   w.interval_ms = interval_ms;
   w.open_ms = now;
-  w.rss_seq = rss_seq_;
+  // The window's number: readings reserved from now on are its (its own start reading first, when edge_seq asks).
+  w.rss_seq = edge_seq != nullptr ? rss_seq_.fetch_add(1) : rss_seq_.load();
+  if (edge_seq != nullptr) *edge_seq = w.rss_seq;
   w.rss_samples = rss_samples_ + (rss_in_flight_ ? 1 : 0);
   w.older = newest_;
   w.newer = nullptr;
   if (newest_ != nullptr) newest_->newer = &w;
   newest_ = &w;
   if (oldest_ == nullptr) oldest_ = &w;
-  Group& g = groups_[interval_ms];
+  Group& g = git->second;
   if (g.windows++ == 0) {
     // The group's ticks fall on the multiples of its interval, so groups of different intervals share ticks.
     g.next_due_ms = (std::floor(now / interval_ms) + 1) * interval_ms;
     if (g.next_due_ms < thread_wake_ms_) cv_.notify_all();
   }
-  gpu_.OpenLocked(id, now, interval_ms);
   return id;
 }
 
-void Sampler::ObserveRss(double rss_bytes) {
+void Sampler::ObserveRss(uint64_t seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  AddRssLocked(rss_seq_++, rss_bytes);
+  AddRssLocked(seq, rss_bytes);
+}
+
+void Sampler::RssReadingDoneLocked(bool counted) {
+  rss_in_flight_ = false;
+  if (counted) {
+    rss_samples_++;
+    return;
+  }
+  // Not counted: the windows that opened while it was in flight counted it as taken before them (one more in their
+  // rss_samples); they take it back. They are the newest ones, numbered after it: amortized O(1) per window opened.
+  for (Window* w = newest_; w != nullptr && w->rss_seq > rss_flight_seq_; w = w->older) w->rss_samples--;
 }
 
 void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
@@ -297,8 +333,16 @@ void Sampler::AddRssLocked(uint64_t seq, double rss_bytes) {
     return;
   }
   if (!(rss_bytes >= 0)) return;
-  rss_max_.Add(seq, rss_bytes);
+  // First the floor: a reading numbered before the oldest open window opened is no window's, and is not added (it
+  // would sit in front of that window's answer, which compaction keeps only while it is the front entry).
   rss_max_.DropBefore(oldest_->rss_seq);
+  // Out of memory (the stack grows, or compacts into a new one): the reading is dropped, which can only lower a
+  // window's peak. Thrown on, it would reach JS at a window's edge: a close after JS marked the window closed (the
+  // native window would stay open), an open whose id never came back.
+  try {
+    MaybeThrowBadAllocLocked(kBadAllocRssAdd);
+    rss_max_.Add(seq, rss_bytes);
+  } catch (const std::bad_alloc&) {}
 }
 
 void Sampler::MakeSpecialLocked(Window& w) {
@@ -402,13 +446,14 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   for (int i = kWinTreeRssBytes; i <= kWinTreeRssFirstBytes; i++) out[i] = NAN;
   out[kWinTreeIntervalMs] = NAN;
   if (w.is_tree) {
-    const TreeState& t = w.last_tree;
+    const TreeResults& t = w.last_tree;
     out[kWinTreeRssBytes] = t.rss_last_bytes >= 0 ? t.rss_last_bytes : NAN;  // the last sample that saw the tree
     out[kWinTreeRssPeakBytes] = t.rss_sum_peak_bytes >= 0 ? t.rss_sum_peak_bytes : NAN;
     out[kWinTreeMaxHwmBytes] = t.max_hwm_bytes >= 0 ? t.max_hwm_bytes : NAN;
     out[kWinTreeMaxHwmPid] = t.max_hwm_pid ? t.max_hwm_pid : NAN;
-    out[kWinTreeCpuUserMs] = t.cpu_user_ms;
-    out[kWinTreeCpuSystemMs] = t.cpu_system_ms;
+    // CPU only once a sample has read a process of the tree: never a 0 for what nothing saw.
+    out[kWinTreeCpuUserMs] = t.processes_seen > 0 ? t.cpu_user_ms : NAN;
+    out[kWinTreeCpuSystemMs] = t.processes_seen > 0 ? t.cpu_system_ms : NAN;
     out[kWinTreeProcesses] = t.processes_seen;
     out[kWinTreeRootAlive] = t.root_alive ? 1 : 0;
     out[kWinTreeSamples] = w.tree_samples;
@@ -417,23 +462,38 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
+  for (int i = kWinTreePssPeakBytes; i <= kWinTreeFsOutBlocks; i++) out[i] = NAN;
+  if (w.is_tree) {
+    const TreeResults& t = w.last_tree;
+    out[kWinTreePssPeakBytes] = t.pss_sum_peak_bytes >= 0 ? t.pss_sum_peak_bytes : NAN;
+    out[kWinTreePssSamples] = t.pss_passes;
+    out[kWinTreePssIntervalMs] = PssIntervalMs(t);
+    out[kWinTreePssDenied] = t.pss_denied ? 1 : 0;
+    out[kWinTreeUnreadable] = t.processes_unreadable;
+    out[kWinTreeIoReadBytes] = t.totals[kTcIoReadBytes];
+    out[kWinTreeIoWriteBytes] = t.totals[kTcIoWriteBytes];
+    out[kWinTreeMinorFaults] = t.totals[kTcMinorFaults];
+    out[kWinTreeMajorFaults] = t.totals[kTcMajorFaults];
+    out[kWinTreeFsInBlocks] = std::floor(t.totals[kTcFsReadBytes] / 512);
+    out[kWinTreeFsOutBlocks] = std::floor(t.totals[kTcFsWriteBytes] / 512);
+  }
   gpu_.FillLocked(id, now, out, len);
 }
 
-bool Sampler::Read(uint64_t id, double* out, size_t len, double rss_bytes) {
+bool Sampler::Read(uint64_t id, double* out, size_t len, uint64_t rss_seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  AddRssLocked(rss_seq_++, rss_bytes);
+  AddRssLocked(rss_seq, rss_bytes);
   FillStatsLocked(id, it->second, out, len);
   return true;
 }
 
-bool Sampler::Close(uint64_t id, double* out, size_t len, double rss_bytes) {
+bool Sampler::Close(uint64_t id, double* out, size_t len, uint64_t rss_seq, double rss_bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = windows_.find(id);
   if (it == windows_.end()) return false;
-  AddRssLocked(rss_seq_++, rss_bytes);  // the window's end counts for every window open with it
+  AddRssLocked(rss_seq, rss_bytes);  // the window's end counts for every window open with it
   if (out) FillStatsLocked(id, it->second, out, len);
   EraseLocked(it);
   return true;
@@ -582,7 +642,11 @@ void Sampler::RunRssLoop(uint64_t gen) {
     if (now < next_due) {
       thread_wake_ms_ = next_due;
       ThreadParking(rss_);
-      cv_.wait_until(lock, DeadlineIn(next_due - now));
+      if (std::isfinite(next_due)) {
+        cv_.wait_until(lock, DeadlineIn(next_due - now));
+      } else {
+        cv_.wait(lock);  // open windows, none scheduled (never while the tables agree): until a change wakes it
+      }
       continue;
     }
     if (throw_in_threads_ & 1) {
@@ -607,13 +671,20 @@ void Sampler::RunRssLoop(uint64_t gen) {
     }
     // The reading's number is taken now: a window opened while it is read without the lock comes after it, so a
     // reading from before a window opened is never that window's.
-    uint64_t seq = rss_seq_;
+    uint64_t seq = 0;
     if (want_rss) {
-      rss_seq_++;
+      seq = rss_seq_.fetch_add(1);
       rss_in_flight_ = true;
+      rss_flight_seq_ = seq;
     }
+    bool fail_read = want_rss && fail_rss_reads_ > 0;
+    if (fail_read) fail_rss_reads_--;
     lock.unlock();
     int64_t rss = want_rss ? proc::ReadSelfRssBytes() : -1;
+    if (fail_read) {  // a slow failure, so that windows open while it is in flight
+      rss = -1;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     double self_cpu = NAN;
     if (want_cpu) {
       double s[proc::kSnapshotSlots];
@@ -623,33 +694,35 @@ void Sampler::RunRssLoop(uint64_t gen) {
     for (auto& job : jobs) SampleTree(job.state.get());
     lock.lock();
     if (want_rss) {
-      rss_in_flight_ = false;
-      rss_samples_++;
+      RssReadingDoneLocked(rss >= 0);
       AddRssLocked(seq, rss >= 0 ? static_cast<double>(rss) : NAN);
     }
+    bool orphaned = false;
     for (auto& job : jobs) {
       auto it = windows_.find(job.id);
-      if (it == windows_.end()) continue;  // closed meanwhile
+      if (it == windows_.end()) {
+        orphaned = true;  // closed meanwhile
+        continue;
+      }
       Window& w = it->second;
       w.tree = std::move(job.state);
       w.tree_busy = false;
       w.tree_samples++;
       // Publish the results (everything but the per-process tracks) for readers that come while it is out.
       const TreeState& t = *w.tree;
-      w.last_tree.rss_sum_bytes = t.rss_sum_bytes;
-      w.last_tree.rss_first_bytes = t.rss_first_bytes;
-      w.last_tree.rss_last_bytes = t.rss_last_bytes;
-      w.last_tree.rss_sum_peak_bytes = t.rss_sum_peak_bytes;
-      w.last_tree.max_hwm_bytes = t.max_hwm_bytes;
-      w.last_tree.max_hwm_pid = t.max_hwm_pid;
-      w.last_tree.max_hwm_comm = t.max_hwm_comm;
-      w.last_tree.cpu_user_ms = t.cpu_user_ms;
-      w.last_tree.cpu_system_ms = t.cpu_system_ms;
-      w.last_tree.processes_seen = t.processes_seen;
-      w.last_tree.root_alive = t.root_alive;
-      std::vector<uint32_t> pids = t.live_pids.empty() ? std::vector<uint32_t>{t.root} : t.live_pids;
+      w.last_tree = t;
+      // No live process: the root while its pid is still its own, else pid 0, which names no process (an empty
+      // list would mean this process).
+      std::vector<uint32_t> pids = t.live_pids.empty() ? std::vector<uint32_t>{t.root_gone ? 0u : t.root} : t.live_pids;
       std::sort(pids.begin(), pids.end());
       gpu_.SetPidsLocked(job.id, std::move(pids));
+    }
+    if (orphaned) {
+      // The trees of windows closed while they were sampled end now, outside the lock: their kept-open /proc
+      // descriptors must not wait for the next round, which may be a long interval away or never come (parked).
+      lock.unlock();
+      jobs.clear();
+      lock.lock();
     }
     // Due means due at the first pass (`now`), which chose what to read: a window that became due during a long
     // tree read was not read for, and keeps its tick for the next round. Keep each cadence; after falling behind
@@ -778,10 +851,20 @@ void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what, bool owner
     GpuThreadExitingLocked(gen);
     return;
   }
-  rss_in_flight_ = false;
+  if (rss_in_flight_) RssReadingDoneLocked(false);
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();
+}
+
+void Sampler::FailRssReadsForTest(uint64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fail_rss_reads_ = n;
+}
+
+void Sampler::ThrowBadAllocForTest(int sites) {
+  std::lock_guard<std::mutex> lock(mu_);
+  throw_bad_alloc_ = sites;
 }
 
 void Sampler::ThrowInThreadsForTest(int which) {

@@ -64,6 +64,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -87,7 +88,7 @@ void PinThisModule();
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
 #define TASKMETER_WINDOW_SLOTS(X) \
   X(WinMaxRssBytes)   /* largest RSS read since the window opened (RSS thread, window edges); NaN: none */ \
-  X(WinSamples)       /* readings the RSS thread took while the window was open */ \
+  X(WinSamples)       /* RSS readings the RSS thread took (successfully) while the window was open */ \
   X(WinIntervalMs)    /* the window's requested interval */ \
   X(WinGpuSamples)    /* GPU device readings that fell inside the window */ \
   X(WinGpuIntervalMs) /* the device readings' period (stretched to the budget: gpu_sampler.h); NaN without GPU */ \
@@ -109,6 +110,17 @@ void PinThisModule();
   X(WinSamplerCpuMs)             /* CPU taskmeter's own threads used while the window was open (not the task's) */ \
   X(WinGpuProcessUtilIntervalMs) /* per-process utilization's period (each GPU); NaN without GPU */ \
   X(WinGpuStretched)             /* bit per gpuwin::GpuKind read slower than wanted, to stay within the budget */ \
+  X(WinTreePssPeakBytes)         /* the largest summed PSS of the tree's PSS passes (tree.h); NaN: none */ \
+  X(WinTreePssSamples)           /* PSS passes that gave a figure */ \
+  X(WinTreePssIntervalMs)        /* their mean interval, paced by their cost; NaN with fewer than two */ \
+  X(WinTreePssDenied)            /* 1: a live process's PSS was not ours to read (such a pass gives no figure) */ \
+  X(WinTreeUnreadable)           /* processes found alive but unreadable (EPERM, hidepid) */ \
+  X(WinTreeIoReadBytes)          /* the tree's rchar since tracking began (/proc/<pid>/io); NaN: none read */ \
+  X(WinTreeIoWriteBytes)         /* wchar */ \
+  X(WinTreeMinorFaults)          /* the tree's page faults since tracking began (stat); NaN: none read */ \
+  X(WinTreeMajorFaults) \
+  X(WinTreeFsInBlocks)  /* read_bytes / 512 (ru_inblock's unit) */ \
+  X(WinTreeFsOutBlocks) /* write_bytes / 512 */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.
@@ -130,7 +142,8 @@ class Sampler final : private GpuSampler::Host {
   // Opens a window sampled every interval_ms; owner identifies the addon instance so its windows close at teardown.
   // Starts the RSS thread if it is not running; if it cannot be started the window still opens, unsampled (its
   // stats then show 0 samples) and ThreadError() says why. Never throws.
-  uint64_t Open(uint32_t interval_ms, const void* owner);
+  // *edge_seq (if given) is the number of the window's own start reading, reserved in the same step (ObserveRss).
+  uint64_t Open(uint32_t interval_ms, const void* owner, uint64_t* edge_seq = nullptr);
   // Which pids the window's GPU process memory counts (empty: this process).
   bool SetPids(uint64_t id, std::vector<uint32_t> pids);
   // Makes the window follow the process tree rooted at root_pid (0: none) and/or record a timeline. A tree window
@@ -139,12 +152,17 @@ class Sampler final : private GpuSampler::Host {
   // Moves the window's timeline out (kTimelineColumns per point) and the command name of its largest process.
   bool TakeTimeline(uint64_t id, std::vector<double>* points, std::string* max_hwm_comm);
   // Copies the window's stats into out (kWindowSlots + kGpuWindowSlots × GPUs). False for an unknown id. rss_bytes
-  // (NaN: none) is this process's RSS, read on the caller's thread just before: like every reading, it counts for
-  // every window open now (ObserveRss), so the window's endpoints are in the peak of every window around it.
-  bool Read(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
-  bool Close(uint64_t id, double* out, size_t len, double rss_bytes = NAN);
-  // An RSS reading taken on a JS thread (a window's start snapshot): an observation for every window open now.
-  void ObserveRss(double rss_bytes);
+  // (NaN: none) is this process's RSS, read on the caller's thread just before, as reading number rss_seq
+  // (ReserveRssSeq): like every reading, it counts for every window open now, so the window's endpoints are in the
+  // peak of every window around it.
+  bool Read(uint64_t id, double* out, size_t len, uint64_t rss_seq = 0, double rss_bytes = NAN);
+  bool Close(uint64_t id, double* out, size_t len, uint64_t rss_seq = 0, double rss_bytes = NAN);
+  // The number of an RSS reading about to be taken on a JS thread, reserved before it is taken (no lock: one atomic
+  // increment). A window that opens later gets a later number, so a reading taken before a window opened never
+  // counts for it, whichever thread adds its reading first.
+  uint64_t ReserveRssSeq() { return rss_seq_.fetch_add(1); }
+  // An RSS reading taken on a JS thread (a window's start snapshot) as number seq: for every window open now.
+  void ObserveRss(uint64_t seq, double rss_bytes);
   void CloseOwnedBy(const void* owner);
   size_t OpenCount();
   bool ThreadRunning();
@@ -163,6 +181,12 @@ class Sampler final : private GpuSampler::Host {
   void FailThreadStartsForTest(int n);
   // Makes the RSS thread (bit 1) and/or the GPU thread (bit 2) throw std::bad_alloc at its next round.
   void ThrowInThreadsForTest(int which);
+  // Makes the next allocation at these sites throw std::bad_alloc, once each: Open's (bit 1), the next RSS reading's
+  // add (bit 2).
+  enum BadAllocSite { kBadAllocOpen = 1, kBadAllocRssAdd = 2 };
+  void ThrowBadAllocForTest(int sites);
+  // Makes the RSS thread's next n readings fail, as an unreadable /proc/self/statm does, after 200 µs.
+  void FailRssReadsForTest(uint64_t n);
 
   // Fills kGpuSnapshotSlots per GPU from the cache (no NVML call); asks the GPU thread for a fresh reading when the
   // cache is old. Returns the number of GPUs written.
@@ -185,7 +209,8 @@ class Sampler final : private GpuSampler::Host {
     double interval_ms;
     double open_ms;
     uint64_t rss_seq;      // the number the next RSS reading had when the window opened (its peak: rss_max_ since)
-    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window)
+    uint64_t rss_samples;  // rss_samples_ at open (+1 when a reading was in flight: it predates the window; taken
+                           // back if that reading fails, RssReadingDoneLocked)
     // Open windows in the order they opened (so by rss_seq): the oldest bounds what rss_max_ must keep.
     Window* older = nullptr;
     Window* newer = nullptr;
@@ -200,7 +225,7 @@ class Sampler final : private GpuSampler::Host {
     uint32_t tree_samples = 0;
     double tree_step_sum_ms = 0;  // the tree's intervals after the ramp, stretched (see tree.h), and their count
     uint32_t tree_steps = 0;
-    TreeState last_tree;  // the results of the last sample (tracks cleared): what readers see
+    TreeResults last_tree;  // the results of the last sample: what readers see
     bool timeline = false;
     Timeline tl;  // see native/timeline.h
   };
@@ -248,6 +273,8 @@ class Sampler final : private GpuSampler::Host {
   void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
   // Records an RSS reading as number seq; drops what no open window can ask for any more.
   void AddRssLocked(uint64_t seq, double rss_bytes);
+  // The RSS thread's reading in flight is done: counted (it read RSS), or not (it failed, or the thread did).
+  void RssReadingDoneLocked(bool counted);
   // Takes the window out of its group (a plain window) or of specials_; and out of the open-order list.
   void UnscheduleLocked(Window& w);
   void EraseLocked(std::unordered_map<uint64_t, Window>::iterator it);
@@ -270,13 +297,21 @@ class Sampler final : private GpuSampler::Host {
   std::vector<Window*> specials_;                 // windows with a schedule of their own
   Window* oldest_ = nullptr;                      // the open-order list
   Window* newest_ = nullptr;
-  MaxSince rss_max_;            // every RSS reading, for each window's peak since it opened
-  uint64_t rss_seq_ = 0;        // the number the next RSS reading gets
-  uint64_t rss_samples_ = 0;    // readings the RSS thread has taken
-  bool rss_in_flight_ = false;  // the RSS thread holds a number and reads without the lock
+  MaxSince rss_max_;                  // every RSS reading, for each window's peak since it opened
+  std::atomic<uint64_t> rss_seq_{0};  // the number the next RSS reading gets (Open takes it under mu_)
+  uint64_t rss_samples_ = 0;          // readings the RSS thread has taken (successful ones)
+  bool rss_in_flight_ = false;        // the RSS thread holds a number and reads without the lock
+  uint64_t rss_flight_seq_ = 0;       // that number
   std::string thread_error_;
   int fail_thread_starts_ = 0;
-  int throw_in_threads_ = 0;   // ThrowInThreadsForTest
+  int throw_in_threads_ = 0;     // ThrowInThreadsForTest
+  int throw_bad_alloc_ = 0;      // ThrowBadAllocForTest
+  uint64_t fail_rss_reads_ = 0;  // FailRssReadsForTest
+  void MaybeThrowBadAllocLocked(BadAllocSite site) {
+    if ((throw_bad_alloc_ & site) == 0) return;
+    throw_bad_alloc_ &= ~site;
+    throw std::bad_alloc();
+  }
   double retired_cpu_ms_ = 0;  // L7
   double retired_counters_[proc::kCounterSlots] = {};
   int refs_ = 0;

@@ -1,6 +1,7 @@
 // Starting a command ourselves (fork + exec) so that its end is reaped with wait4(): the exit status and the exact
 // CPU time of the command and every descendant it reaped, which neither sampling /proc nor libuv's waitpid gives.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -64,10 +65,22 @@ struct SpawnResult {
 // `slots` holds kSpawnSlots values. Never called when Spawn fails.
 using SpawnDoneFn = void (*)(void* context, const double* slots);
 
+// Windows only, where stdio -3 (a pipe) is read by the spawner itself (no handle of ours can become a JavaScript
+// stream there; POSIX hands the pipe's descriptor to JavaScript in SpawnResult::parent_fds instead): called once on
+// the waiter thread, just before `done`, with what the command wrote to its stdout and stderr, each at most
+// kSpawnPipeLimitBytes; `overflow` when a stream went past that (the rest was read and dropped, so the command never
+// blocks on a full pipe). Implemented by the addon (addon.cc), which hands both to the exit callback.
+constexpr size_t kSpawnPipeLimitBytes = size_t{256} << 20;
+void SpawnOutput(void* context, std::string* out, std::string* err, bool overflow);
+
 // Starts the command and a waiter thread. Thread-safe. No C++ exception escapes.
 SpawnResult Spawn(const SpawnOptions& options, SpawnDoneFn done, void* context);
 
 #ifndef _WIN32
+// Sends sig to a command Spawn started, while it has not ended: once it has (even before it is reaped), its pid may
+// soon name another process, and nothing is sent. 0 when sent, ESRCH when the command has ended (or is not one of
+// ours), else kill's errno.
+int SignalCommand(uint32_t pid, int sig);
 // Sends `signo` to `root` and every descendant it has now, frozen first (SIGSTOP) so that none can fork a process the
 // listing misses, then resumed (SIGCONT) so that the signal is acted on. Returns how many processes were signalled,
 // or -errno (-ESRCH: the root is gone). POSIX only: on Windows a command's processes are in its job object.

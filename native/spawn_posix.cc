@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,11 +15,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
 #include <vector>
 
 #include "helper/exec_protocol.h"
 #include "helper/proc_io.h"
+#include "own_forks.h"
 #include "posix_child.h"
 #include "proc/proc.h"
 
@@ -37,6 +41,12 @@
 // flag of the open file description, so this is also visible to taskmeter and to whoever shares the descriptor
 // (as with child_process.spawn's 'inherit'); Node writes its own stdout and stderr synchronously, so it is not
 // affected.
+//
+// Signals go to a command only until it has ended (SignalCommand): its pid is its own until it is reaped, and the
+// reaper tells us first — the helper reports the end of the command while it is still a zombie and reaps it only
+// once we have acknowledged (the report channel is a socket pair for that); without the helper, the waiter sees the
+// end with waitid(WNOWAIT) before it reaps. The helper also makes the command die with it (PR_SET_PDEATHSIG on
+// Linux): a helper killed under the command leaves no orphan running, and its status is reported as unknown.
 
 namespace taskmeter {
 namespace {
@@ -45,17 +55,9 @@ inline double TvMs(const struct timeval& tv) {
   return tv.tv_sec * 1e3 + tv.tv_usec / 1e3;
 }
 
-// pipe2(O_CLOEXEC) where it exists (Linux); pipe + FD_CLOEXEC elsewhere (macOS). The non-atomic variant can only
-// race with another thread's fork+exec of its own, which would inherit two fds.
+// A close-on-exec pipe (posix_child.h); also the address dladdr finds this addon by.
 int MakePipe(int fds[2]) {
-#ifdef __linux__
-  return pipe2(fds, O_CLOEXEC);
-#else
-  if (pipe(fds) != 0) return -1;
-  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-  return 0;
-#endif
+  return CloexecPipe(fds);
 }
 
 // The helper beside this addon: "<addon without .node>-exec" (build/Release/taskmeter.node → taskmeter-exec,
@@ -75,6 +77,18 @@ const std::string& HelperPath() {
     return access(p.c_str(), X_OK) == 0 ? p : std::string();
   }();
   return path;
+}
+
+// A socket pair (close-on-exec): the helper's report channel, on which the waiter also acknowledges the end report.
+int MakeSocketPair(int fds[2]) {
+#ifdef SOCK_CLOEXEC
+  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+#else
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -1;
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  return 0;
+#endif
 }
 
 struct ChildError {
@@ -140,11 +154,54 @@ void Reap(pid_t pid, int* status, struct rusage* ru) {
 
 struct Waiter {
   pid_t pid;      // what we reap: the helper, or the command itself
-  int report_fd;  // the helper's report pipe, or -1
+  int report_fd;  // the helper's report channel, or -1
+  pid_t command_pid;
+  bool ended = false;  // the command has ended (under CommandsMu()): no signal goes to its pid any more
   SpawnDoneFn done;
   void* context;
   double slots[kSpawnSlots];
 };
+
+// The commands started and not yet reaped, by pid (SignalCommand), under CommandsMu(). Both are leaked on purpose:
+// a detached waiter thread may still use them while the process exits and static objects are destroyed.
+std::mutex& CommandsMu() {
+  static std::mutex* mu = new std::mutex();
+  return *mu;
+}
+std::unordered_map<pid_t, Waiter*>& Commands() {
+  static auto* commands = new std::unordered_map<pid_t, Waiter*>();
+  return *commands;
+}
+
+void MarkEnded(Waiter* w) {
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  w->ended = true;
+}
+
+void Unregister(Waiter* w) {
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  auto it = Commands().find(w->command_pid);
+  if (it != Commands().end() && it->second == w) Commands().erase(it);
+}
+
+// Reads the helper's end of the command: an kExecEnding report (the command is a zombie, its pid still its own) is
+// acknowledged once w (if any) is marked ended, then the kExecExited report follows. False if the helper is gone
+// without it.
+bool ReadEndReport(int fd, Waiter* w, ExecReport* r) {
+  if (!ReadFull(fd, r, sizeof(*r))) return false;
+  if (r->kind != kExecEnding) return true;
+  if (w) MarkEnded(w);
+  char ack = 1;
+  ssize_t n;
+  do {
+#ifdef MSG_NOSIGNAL
+    n = send(fd, &ack, 1, MSG_NOSIGNAL);
+#else
+    n = write(fd, &ack, 1);
+#endif
+  } while (n < 0 && errno == EINTR);
+  return ReadFull(fd, r, sizeof(*r));
+}
 
 void FillFromStatus(double* s, int status) {
   s[kSpExitCode] = WIFEXITED(status) ? WEXITSTATUS(status) : NAN;
@@ -173,7 +230,8 @@ void* WaitMain(void* arg) {
   std::memset(&ru, 0, sizeof(ru));
   if (w->report_fd >= 0) {
     ExecReport r;
-    bool read = ReadFull(w->report_fd, &r, sizeof(r)) && r.kind == kExecExited;
+    bool read = ReadEndReport(w->report_fd, w, &r) && r.kind == kExecExited;
+    MarkEnded(w);  // reported, or the helper is gone (and the command with it)
     bool got = read && r.err == 0;
     close(w->report_fd);
     Reap(w->pid, &status, &ru);  // the helper exits right after its report
@@ -189,14 +247,19 @@ void* WaitMain(void* arg) {
       s[kSpSystemMs] = r.stime_us / 1e3;
       s[kSpMaxRssBytes] = static_cast<double>(r.maxrss_bytes);
       FillCounters(s, r.minflt, r.majflt, r.nvcsw, r.nivcsw, r.inblock, r.oublock, r.io_read_bytes, r.io_write_bytes);
-    } else if (status != -1) {
-      // The helper died without a report (SIGKILL): its status is all there is; the command's usage is lost.
-      FillFromStatus(s, status);
-      s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
     } else {
+      // The helper died without a report (killed): the command's status and usage are unknown — the helper's own
+      // status is not the command's — and the command was killed with it (PR_SET_PDEATHSIG).
       s[kSpExitCode] = s[kSpSignal] = s[kSpUserMs] = s[kSpSystemMs] = s[kSpMaxRssBytes] = NAN;
     }
   } else {
+    // Its end first, without reaping it: until marked ended, a signal may still go to its pid.
+    siginfo_t si;
+    int wr;
+    do {
+      wr = waitid(P_PID, static_cast<id_t>(w->pid), &si, WEXITED | WNOWAIT);
+    } while (wr < 0 && errno == EINTR);
+    MarkEnded(w);
     int64_t io_read = -1, io_write = -1;
     taskmeter_exited_io(w->pid, &io_read, &io_write);  // before Reap: the zombie's (proc_io.h)
     Reap(w->pid, &status, &ru);
@@ -218,6 +281,7 @@ void* WaitMain(void* arg) {
     }
   }
   s[kSpExited] = 1;
+  Unregister(w);
   w->done(w->context, s);
   delete w;
   return nullptr;
@@ -253,8 +317,20 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
 
 }  // namespace
 
+int SignalCommand(uint32_t pid, int sig) {
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  auto it = Commands().find(static_cast<pid_t>(pid));
+  if (it == Commands().end() || it->second->ended) return ESRCH;
+  return kill(static_cast<pid_t>(pid), sig) == 0 ? 0 : errno;
+}
+
 int KillTree(int root, int signo) {
   if (root <= 1 || signo <= 0) return -EINVAL;
+  // Only a command of ours that has not ended, and it cannot end-and-be-reaped meanwhile: its waiter marks the end
+  // under this lock before the command is reaped (see SignalCommand).
+  std::lock_guard<std::mutex> lock(CommandsMu());
+  auto it = Commands().find(static_cast<pid_t>(root));
+  if (it == Commands().end() || it->second->ended) return -ESRCH;
   // Freeze first: a stopped process cannot fork, so the listing below is complete once every process in it is
   // stopped (a fork in progress when SIGSTOP arrives is restarted after the stop). Two passes catch children forked
   // between a parent's listing and its stop.
@@ -340,7 +416,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   try {
     w = new Waiter();
     if (use_helper) {
-      if (MakePipe(report) != 0) {
+      if (MakeSocketPair(report) != 0) {
         res.error = errno;
         close_all();
         delete w;
@@ -415,6 +491,8 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   pid_t pid = fork();
   if (pid == 0) ChildExec(exec_file, argv.data(), envp.data(), cwd, child_fds, report[1], err_pipe[1]);
   int fork_errno = errno;
+  // Until it has exec'd, the child is a copy of this process: a tree that holds us leaves its memory out (tree.h).
+  int own_fork = pid > 0 ? OwnForks::Add(static_cast<uint32_t>(pid)) : -1;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(err_pipe[1]);
   err_pipe[1] = -1;
@@ -433,6 +511,7 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   // The copy's result: EOF when the exec succeeded (the pipe is close-on-exec), else the failed step and errno.
   ChildError ce = {0, 0};
   bool failed = ReadFull(err_pipe[0], &ce, sizeof(ce));
+  OwnForks::Remove(own_fork);
   close(err_pipe[0]);
   err_pipe[0] = -1;
   if (failed) {
@@ -468,8 +547,13 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   }
   if (use_helper) w->slots[kSpContaminationBytes] = 0;
   w->pid = pid;
+  w->command_pid = command_pid;
   w->report_fd = report[0];
   report[0] = -1;
+  {
+    std::lock_guard<std::mutex> lock(CommandsMu());
+    Commands()[command_pid] = w;  // a former entry under this pid is a command already reaped
+  }
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -480,10 +564,11 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
   if (terr != 0) {
     // Nobody would reap it: end the command now and reap it here (the helper reaps the command, reports and exits;
     // killing the helper instead would leave the command to init), and say why.
+    Unregister(w);
     kill(command_pid, SIGKILL);
     if (w->report_fd >= 0) {
       ExecReport ignored;
-      ReadFull(w->report_fd, &ignored, sizeof(ignored));
+      ReadEndReport(w->report_fd, nullptr, &ignored);
       close(w->report_fd);
     }
     int status;

@@ -10,8 +10,12 @@
 //     (private bytes) peaks, not working-set peaks; zero (Wine) is reported as NaN, unmeasured.
 // and hands them to `done` (once, from its own thread), as spawn_posix.cc's waiter does.
 // stdio: inherit (our standard handles, duplicated inheritable and handed over by an explicit handle list, so that
-// a concurrent CreateProcess elsewhere cannot inherit them) or NUL. Pipes are not offered here: the descriptors
-// JavaScript would wrap belong to node.exe's C runtime, not ours (JavaScript rejects stdio 'pipe' on Windows).
+// a concurrent CreateProcess elsewhere cannot inherit them), NUL, or a pipe (stdout/stderr only): an anonymous pipe
+// whose write end is the command's and whose read end a reader thread of ours drains into memory (at most
+// kSpawnPipeLimitBytes kept per stream), since no handle of ours can become a JavaScript stream (JavaScript's
+// descriptors belong to node.exe's C runtime). Each stream has its own reader, so a command that fills one pipe
+// while we wait on the other never blocks. Like a POSIX pipe, a stream ends when every process holding its write
+// end has closed it (the command and whatever inherited it); the waiter hands both to SpawnOutput, then `done`.
 #include <windows.h>
 
 #include <algorithm>
@@ -21,6 +25,7 @@
 #include <cwctype>
 #include <memory>
 #include <new>
+#include <string>
 #include <thread>
 
 #include "proc/proc.h"
@@ -30,11 +35,45 @@
 namespace taskmeter {
 namespace {
 
-// What the waiter thread owns: the slots it fills and whom to tell.
+// One piped stream (stdout or stderr): the read end and the thread that drains it into `data`.
+struct PipeReader {
+  HANDLE read = nullptr;
+  std::string data;
+  bool overflow = false;
+  std::thread thread;
+
+  void Run() {
+    char buf[64 * 1024];
+    for (;;) {
+      DWORD n = 0;
+      // ERROR_BROKEN_PIPE: every write end is closed (the end of the stream)
+      if (!ReadFile(read, buf, sizeof(buf), &n, nullptr)) break;
+      if (n == 0) continue;
+      size_t keep = std::min<size_t>(n, kSpawnPipeLimitBytes - std::min(kSpawnPipeLimitBytes, data.size()));
+      if (keep < n) overflow = true;
+      try {
+        data.append(buf, keep);
+      } catch (...) {  // no memory for more: keep draining, so that the command never blocks
+        overflow = true;
+      }
+    }
+  }
+  // Waits for the end of the stream (the thread, if started) and closes the read end.
+  void Finish() {
+    if (thread.joinable()) thread.join();
+    if (read != nullptr) CloseHandle(read);
+    read = nullptr;
+  }
+  ~PipeReader() { Finish(); }
+};
+
+// What the waiter thread owns: the slots it fills, the piped streams, and whom to tell.
 struct Waiter {
   SpawnDoneFn done;
   void* context;
   double slots[kSpawnSlots];
+  PipeReader pipes[3];  // [1] stdout, [2] stderr when piped (read != nullptr)
+  bool piped = false;
   // Set by Spawn before it terminates a command that never ran (ResumeThread failed): Spawn reports the error, so
   // the waiter only cleans up and never calls `done` (spawn.h: never called when Spawn fails).
   std::atomic<bool> cancelled{false};
@@ -118,6 +157,7 @@ void Wait(HANDLE process, HANDLE job, Waiter* w) {
   }
   CloseHandle(process);
   CloseHandle(job);  // without KILL_ON_JOB_CLOSE: processes the command left running keep running, as on POSIX
+  for (PipeReader& p : w->pipes) p.Finish();  // the streams' ends (every holder of a write end closed it)
   if (w->cancelled.load()) {
     delete w;
     return;
@@ -139,13 +179,24 @@ void Wait(HANDLE process, HANDLE job, Waiter* w) {
   s[kSpSystemMs] = kernel;
   s[kSpMaxRssBytes] = peak_process;
   s[kSpTreePeakBytes] = peak_job;
+  if (w->piped)
+    SpawnOutput(w->context, &w->pipes[1].data, &w->pipes[2].data, w->pipes[1].overflow || w->pipes[2].overflow);
   w->done(w->context, s);
   delete w;
 }
 
-// An inheritable duplicate of one of our standard handles, or of NUL; nullptr when there is none to give.
-HANDLE ChildStdHandle(int index, int mode) {
+// An inheritable duplicate of one of our standard handles, or of NUL, or the write end of a new pipe whose read end
+// goes to `reader`; nullptr when there is none to give.
+HANDLE ChildStdHandle(int index, int mode, PipeReader* reader) {
   HANDLE h = nullptr;
+  if (mode == -3) {
+    SECURITY_ATTRIBUTES sa = {sizeof(sa), nullptr, TRUE};
+    HANDLE read = nullptr;
+    if (!CreatePipe(&read, &h, &sa, 0)) return nullptr;
+    SetHandleInformation(read, HANDLE_FLAG_INHERIT, 0);  // ours alone; only the write end goes to the command
+    reader->read = read;
+    return h;
+  }
   if (mode == -2) {
     SECURITY_ATTRIBUTES sa = {sizeof(sa), nullptr, TRUE};
     h = CreateFileW(L"NUL", index == 0 ? GENERIC_READ : GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
@@ -163,7 +214,7 @@ HANDLE ChildStdHandle(int index, int mode) {
 SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   SpawnResult res;  // stage kStageSetup until CreateProcessW
   for (int i = 0; i < 3; i++) {
-    if (o.stdio[i] != -1 && o.stdio[i] != -2) {
+    if (o.stdio[i] != -1 && o.stdio[i] != -2 && !(o.stdio[i] == -3 && i > 0)) {
       res.error = ENOTSUP;
       return res;
     }
@@ -188,7 +239,7 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
   HANDLE std_handles[3] = {nullptr, nullptr, nullptr};
   std::vector<HANDLE> inherit;
   for (int i = 0; i < 3; i++) {
-    std_handles[i] = ChildStdHandle(i, o.stdio[i]);
+    std_handles[i] = ChildStdHandle(i, o.stdio[i], &w->pipes[i]);
     if (std_handles[i] != nullptr && std::find(inherit.begin(), inherit.end(), std_handles[i]) == inherit.end())
       inherit.push_back(std_handles[i]);
   }
@@ -196,6 +247,25 @@ SpawnResult SpawnImpl(const SpawnOptions& o, SpawnDoneFn done, void* context) {
     for (HANDLE h : std_handles)
       if (h != nullptr) CloseHandle(h);
   };
+  // The readers start now: if the command never starts, closing the write ends (close_std) ends their streams and
+  // the Waiter's destructor joins them.
+  for (int i = 1; i < 3; i++) {
+    if (o.stdio[i] != -3) continue;
+    if (w->pipes[i].read == nullptr) {  // CreatePipe failed
+      res.error = ErrnoOf(GetLastError());
+      close_std();
+      return res;
+    }
+    w->piped = true;
+    PipeReader* p = &w->pipes[i];
+    try {
+      p->thread = std::thread([p] { p->Run(); });
+    } catch (...) {  // no thread (resource limits); the command was not started
+      close_std();
+      res.error = EAGAIN;
+      return res;
+    }
+  }
 
   STARTUPINFOEXW si = {};
   si.StartupInfo.cb = sizeof(si);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian bookworm machine lacks for taskmeter's full test suite:
-# GNU time (CLI reference), Chromium (timeline screenshots), and Debian's real NVML library and header
+# GNU time (CLI reference), Chromium (timeline screenshots), the Zig toolchain of the prebuilds (from npm), and
+# Debian's real NVML library and header
 # (non-free; extracted into a machine-wide folder, ${TASKMETER_DEPS_DIR:-~/.cache/taskmeter-deps}, so that the NVIDIA
 # driver stack is never installed and every clone on the machine finds them).
 set -euo pipefail
@@ -44,4 +45,7 @@ if [ ! -f "$deps/nvml/include/nvml.h" ] || ! ls "$deps"/nvml/lib/libnvidia-ml.so
   cp -L "$lib" "$deps/nvml/lib/libnvidia-ml.so.1"
   cp "$hdr" "$deps/nvml/include/nvml.h"
 fi
+# The prebuilds' toolchain: Zig from the npm registry (scripts/zig.mjs: pinned version and integrity), machine-wide
+# beside the NVML files; a no-op once installed.
+TASKMETER_DEPS_DIR="$deps" node "$(dirname "$0")/zig.mjs" install >/dev/null
 echo "system deps ready: $(/usr/bin/time --version 2>&1 | head -1); $(chromium --version 2>/dev/null); nvml in $deps/nvml"

@@ -1,7 +1,7 @@
 // npm run test:ports — the linux-arm64 and win32-x64 prebuilds, run where a user would get them: from the packed
 // tarball, installed into a scratch app, under arm64 Node on qemu-user and Windows Node on Wine.
-//  1. packs the package with all three prebuilds (prebuildify for linux-x64, scripts/cross-targets.mjs for the rest)
-//     and checks that the tarball holds them;
+//  1. packs the package with every shipped prebuild of scripts/cross-targets.mjs (Linux glibc and musl, x64 and
+//     arm64; win32-x64), audited, and checks that the tarball holds them;
 //  2. installs it into a scratch app (no compiler runs: the install must use the prebuild);
 //  3. runs test/ports/check.mjs there: on arm64 and Windows the core API and a tree, then the GPU path against the
 //     fake NVML built for that platform; on Windows also measureCommand's mechanics and the CLI;
@@ -11,7 +11,6 @@
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
-  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -19,13 +18,13 @@ import {
   openSync,
   readFileSync,
   rmSync,
-  symlinkSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTarget, root, TARGETS } from './cross-targets.mjs';
+import { buildPrebuilds, root, TARGETS, targetMissing } from './cross-targets.mjs';
 
 const require = createRequire(import.meta.url);
 const t0 = Date.now();
@@ -46,6 +45,7 @@ const missing = [
   [which('aarch64-linux-gnu-g++'), 'aarch64-linux-gnu-g++ (g++-aarch64-linux-gnu)'],
   [wine, 'wine64'],
   [which('x86_64-w64-mingw32-g++-posix'), 'x86_64-w64-mingw32-g++-posix (g++-mingw-w64-x86-64-posix)'],
+  [!targetMissing('linux-arm64'), targetMissing('linux-arm64')],
 ]
   .filter(([p]) => !p)
   .map(([, name]) => name);
@@ -99,15 +99,10 @@ try {
   sh('tar', ['-xzf', tgz1, '-C', stage, '--strip-components=1']);
   rmSync(tgz1);
   rmSync(join(stage, 'prebuilds'), { recursive: true, force: true });
-  symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir');
-  sh('npm', ['run', 'prebuild'], { cwd: stage });
-  for (const name of Object.keys(TARGETS)) {
-    const dest = join(stage, 'prebuilds', name);
-    mkdirSync(dest, { recursive: true });
-    for (const f of buildTarget(name, join(work, `build-${name}`))) copyFileSync(f, join(dest, f.split('/').pop()));
-  }
-  rmSync(join(stage, 'node_modules'));
-  rmSync(join(stage, 'build'), { recursive: true, force: true });
+  const shipped = Object.keys(TARGETS).filter((name) => TARGETS[name].ship);
+  const built = await buildPrebuilds(shipped, join(stage, 'prebuilds'), work);
+  for (const p of built.problems) failures.push(`audit: ${p}`);
+  writeFileSync(join(results, 'prebuilds.json'), `${JSON.stringify(built.summary, null, 1)}\n`);
   // --ignore-scripts: the stage is an unpacked tarball with dist/ already built; prepack's scripts/ are not in it.
   const packArgs = ['pack', '--silent', '--ignore-scripts', '--pack-destination', work];
   const tgz = join(work, sh('npm', packArgs, { cwd: stage }).trim().split('\n').pop());
@@ -115,16 +110,12 @@ try {
     .split('\n')
     .filter((l) => l.startsWith('package/prebuilds/'));
   writeFileSync(join(results, 'tarball-prebuilds.txt'), listing.join('\n') + '\n');
-  const wanted = [
-    'linux-x64/taskmeter.glibc.node',
-    'linux-x64/taskmeter.glibc-exec',
-    ...Object.entries(TARGETS).flatMap(([name, t]) => t.artifacts.map((a) => `${name}/${a.file}`)),
-  ];
+  const wanted = shipped.flatMap((name) => TARGETS[name].artifacts.map((a) => `${TARGETS[name].dir}/${a.file}`));
   for (const want of wanted) {
     if (!listing.includes(`package/prebuilds/${want}`))
       failures.push(`tarball lacks prebuilds/${want} (has ${listing.join(', ')})`);
   }
-  console.log(`[${elapsed()}] packed: ${listing.join(', ')}`);
+  console.log(`[${elapsed()}] packed (${statSync(tgz).size} bytes): ${listing.join(', ')}`);
 
   // 3. A scratch app that installs it; the probes for each platform.
   const app = join(work, 'app');
@@ -231,7 +222,8 @@ try {
   // to forking the command itself). TASKMETER_EXEC_HELPER names this wrapper instead.
   const armHelper = join(app, 'node_modules/taskmeter/prebuilds/linux-arm64/taskmeter.glibc-exec');
   const armExec = join(app, 'ports', 'qemu-exec.sh');
-  writeFileSync(armExec, `#!/bin/sh\nexec ${qemu} -L /usr/aarch64-linux-gnu ${armHelper} "$@"\n`, { mode: 0o755 });
+  // no -L: the helper is static, it needs no aarch64 library from this machine
+  writeFileSync(armExec, `#!/bin/sh\nexec ${qemu} ${armHelper} "$@"\n`, { mode: 0o755 });
   let r = armRun('core', { TASKMETER_EXEC_HELPER: armExec });
   expectChecks('linux-arm64', 'core', r.res, 10); // the 9 of every platform + the exec helper
   if (r.res && r.res.arch !== 'arm64') failures.push(`linux-arm64: process.arch is ${r.res.arch}`);
@@ -248,7 +240,7 @@ try {
   r = winRun('gpu', [], { ...gpuEnv, FAKE_NVML_SCENARIO: winPath(scenario), TASKMETER_NVML_LIBRARY: winPath(winNvml) });
   expectChecks('win32-x64', 'gpu', r.res, 3);
   r = winRun('win32', [winPath(probe)]);
-  expectChecks('win32-x64', 'win32', r.res, 11);
+  expectChecks('win32-x64', 'win32', r.res, 13);
   if (!r.stdout.includes('passthrough-marker-1'))
     failures.push(
       `win32-x64: stdio 'inherit' output missing from the redirected stdout: ${JSON.stringify(r.stdout.slice(0, 300))}`,

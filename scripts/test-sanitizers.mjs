@@ -39,6 +39,7 @@ const files = [
   'test/process.test.ts',
   'test/command.test.ts',
   'test/counters.test.ts',
+  'test/trees.test.ts',
 ];
 run(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], env);
 console.log('test:asan: clean (AddressSanitizer + UndefinedBehaviorSanitizer)');

@@ -73,8 +73,13 @@ export interface NativeBinding {
    *  threads since the addon was loaded. */
   samplerState(): { openWindows: number; threadRunning: boolean; threadError: string | null; ownCpuMs: number };
   /** For the tests only: 'nextWindowId' (the id the next window gets), 'failThreadStarts' (the next n thread starts
-   *  fail as they do under a pids limit). */
-  testHook(name: 'nextWindowId' | 'failThreadStarts', value: number): void;
+   *  fail as they do under a pids limit), 'throwInThreads' (the RSS (1) and/or GPU (2) thread throws at its next
+   *  round), 'throwBadAlloc' (the next allocation in a window's opening (1) and/or in adding the next RSS reading (2)
+   *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail). */
+  testHook(
+    name: 'nextWindowId' | 'failThreadStarts' | 'throwInThreads' | 'throwBadAlloc' | 'failRssReads',
+    value: number,
+  ): void;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */
@@ -90,8 +95,9 @@ export interface NativeBinding {
   /**
    * Starts the command (POSIX: fork + exec through the exec helper; Windows: CreateProcessW in a job object); stdio
    * entries: -1 inherit, -2 /dev/null, -3 pipe, >= 0 a descriptor. onExit gets the SPAWN_* slots once, when the
-   * command has been reaped; until then the event loop stays alive. Throws with .code (the errno's name), .errno
-   * and .stage (SPAWN_STAGE_*).
+   * command has been reaped; until then the event loop stays alive. Piped streams: POSIX returns their descriptors
+   * in fds; Windows reads them itself and passes onExit what they held (at most 256 MiB each; overflow when a
+   * stream held more). Throws with .code (the errno's name), .errno and .stage (SPAWN_STAGE_*).
    */
   spawn(
     file: string,
@@ -99,11 +105,15 @@ export interface NativeBinding {
     env: string[],
     cwd: string | null,
     stdio: number[],
-    onExit: (slots: Float64Array) => void,
+    onExit: (slots: Float64Array, stdout?: Buffer, stderr?: Buffer, overflow?: boolean) => void,
   ): { pid: number; fds: number[] };
   /** Spawned commands whose waiter or result is still alive. */
   spawnPending(): number;
-  /** Sends signo to pid and all its descendants (frozen first); how many were signalled, or -errno. POSIX only. */
+  /** Sends signal `signo` to a spawned command while it has not ended: 0 when sent, ESRCH (3) once it has ended (its
+   *  pid may soon be another process's), ENOSYS on Windows, else kill's errno. */
+  spawnSignal(pid: number, signo: number): number;
+  /** Sends signo to a spawned command that has not ended and all its descendants (frozen first); how many were
+   *  signalled, or -errno (-ESRCH: ended, or not a command of ours). POSIX only. */
   killTree(pid: number, signo: number): number;
   /** out[0], out[1] = this process's rchar and wchar (/proc/self/io; NaN where there is none). */
   readSelfIo(out: Float64Array): void;
@@ -169,6 +179,17 @@ export const WIN_GPU_PROCESS_INTERVAL_MS = win('WIN_GPU_PROCESS_INTERVAL_MS');
 export const WIN_SAMPLER_CPU_MS = win('WIN_SAMPLER_CPU_MS');
 export const WIN_GPU_PROCESS_UTIL_INTERVAL_MS = win('WIN_GPU_PROCESS_UTIL_INTERVAL_MS');
 export const WIN_GPU_STRETCHED = win('WIN_GPU_STRETCHED');
+export const WIN_TREE_PSS_PEAK_BYTES = win('WIN_TREE_PSS_PEAK_BYTES');
+export const WIN_TREE_PSS_SAMPLES = win('WIN_TREE_PSS_SAMPLES');
+export const WIN_TREE_PSS_INTERVAL_MS = win('WIN_TREE_PSS_INTERVAL_MS');
+export const WIN_TREE_PSS_DENIED = win('WIN_TREE_PSS_DENIED');
+export const WIN_TREE_UNREADABLE = win('WIN_TREE_UNREADABLE');
+export const WIN_TREE_IO_READ_BYTES = win('WIN_TREE_IO_READ_BYTES');
+export const WIN_TREE_IO_WRITE_BYTES = win('WIN_TREE_IO_WRITE_BYTES');
+export const WIN_TREE_MINOR_FAULTS = win('WIN_TREE_MINOR_FAULTS');
+export const WIN_TREE_MAJOR_FAULTS = win('WIN_TREE_MAJOR_FAULTS');
+export const WIN_TREE_FS_IN_BLOCKS = win('WIN_TREE_FS_IN_BLOCKS');
+export const WIN_TREE_FS_OUT_BLOCKS = win('WIN_TREE_FS_OUT_BLOCKS');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');

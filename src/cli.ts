@@ -154,6 +154,12 @@ function sampledEvery(u: Taskmeter.ProcessUsage): string {
   return `sampled every ${u.sampleIntervalMs} ms`;
 }
 
+function pssEvery(u: Taskmeter.ProcessUsage): string {
+  const n = u.treePssSamples;
+  const iv = u.treePssSampleIntervalMs;
+  return n === 1 ? 'read once' : `${n} reads${iv === null ? '' : `, every ${Math.round(iv)} ms`}`;
+}
+
 // Why the report has no CPU %, in a few words (the record's cpu_percent_reason has the sentence).
 function cpuNa(u: Taskmeter.ProcessUsage): string {
   // cpuRate() refuses a rate for a run shorter than the CPU clock's resolution (10 ms; 15.6 ms on Windows) and for a
@@ -171,9 +177,14 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
       r.signal ? `killed by ${r.signal}` : r.exitCode === null ? 'unknown (not reported)' : String(r.exitCode),
     ],
     ['Wall clock time', fmtS(u.wallTimeMs)],
-    ['User time', fmtS(u.cpuUserMs)],
-    ['System time', fmtS(u.cpuSystemMs)],
-    ['CPU', u.cpuPercent === null ? `n/a (${cpuNa(u)})` : `${u.cpuPercent.toFixed(0)} %`],
+    ['User time', u.cpuUserMs === null ? `n/a (${u.cpuReason})` : fmtS(u.cpuUserMs)],
+    ['System time', u.cpuSystemMs === null ? 'n/a' : fmtS(u.cpuSystemMs)],
+    [
+      'CPU',
+      u.cpuPercent === null
+        ? `n/a (${u.cpuTimeMs === null ? 'no CPU figure' : cpuNa(u)})`
+        : `${u.cpuPercent.toFixed(0)} %`,
+    ],
     [
       'Maximum resident set size',
       `${b(u.maxRssBytes)}${u.maxRssCommand ? `  (${u.maxRssCommand}, pid ${u.maxRssPid})` : ''}` +
@@ -193,7 +204,16 @@ function report(tm: typeof Taskmeter, command: string[], r: Taskmeter.CommandRes
           ? `${b(u.treePeakRssBytes)}  (the kernel's account at exit: no sample saw the command)`
           : `${b(u.treePeakRssBytes)}  (${u.processes} process${u.processes === 1 ? '' : 'es'}, ${sampledEvery(u)})`,
     ],
+    [
+      'Peak PSS, process tree',
+      u.treePeakPssBytes === null
+        ? `n/a (${u.treePeakPssReason})`
+        : `${b(u.treePeakPssBytes)}  (shared pages divided among the processes; ${pssEvery(u)})`,
+    ],
   ];
+  if (u.unreadableProcesses > 0) {
+    rows.push(['Unreadable processes', `${u.unreadableProcesses} (alive, another user's: not in the figures above)`]);
+  }
   // The rest of GNU time -v, with its labels; then the I/O bytes, which it does not have.
   const n = (v: number | null) => (v === null ? 'n/a' : String(v));
   const io = (v: number | null) => (v === null ? 'n/a' : `${tm.formatBytes(v)}  (${v} bytes)`);
@@ -341,15 +361,11 @@ async function runCommand(
 ): Promise<number> {
   if (values['no-gpu']) process.env.TASKMETER_DISABLE_GPU = '1';
   const tm: typeof Taskmeter = require('./index');
+  const { signalCommand } = require('./process') as typeof import('./process');
   let childPid = 0;
+  // Only while the command has not ended: after that its pid may already name another process.
   const forward = (sig: NodeJS.Signals) => () => {
-    if (childPid) {
-      try {
-        process.kill(childPid, sig);
-      } catch {
-        // already gone
-      }
-    }
+    if (childPid) signalCommand(childPid, sig);
   };
   const ignore = () => {};
   // POSIX: forward what was sent to taskmeter alone, ignore what a terminal sends to the whole foreground process

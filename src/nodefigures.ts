@@ -9,14 +9,19 @@ import { native } from './binding';
  * The largest value pushed since a given sequence number, for every open window at once: a stack of (seq, value)
  * whose values strictly decrease from the bottom, so the first entry at or after a window's first sequence number
  * holds the largest value pushed since. Push is amortized O(1), a query O(log n). Entries no window can ask for any
- * more go when no window is open; past `cap` entries, every other one of the older half is dropped, which can only
- * lower (never raise) what a window opened among them reads: a missed sample, never a value from before it opened.
+ * more go (dropBefore the oldest open window, clear when none is open); past `cap` entries, every other one of the
+ * older half is dropped, from the second on, which can only lower (never raise) what a window opened among them
+ * reads: a missed sample, never a value from before it opened. The front entry never goes: it is the oldest open
+ * window's answer, exact however long that window stays open (the same rule as native/max_since.h).
  */
 export class MaxSince {
   private seqs: number[] = [];
   private vals: number[] = [];
   next = 0;
-  constructor(private readonly cap = 4096) {}
+  private readonly cap: number;
+  constructor(cap = 4096) {
+    this.cap = Math.max(cap, 2); // the front and the newest stay
+  }
 
   /** Records a value with the next sequence number and returns that number. */
   push(v: number): number {
@@ -35,6 +40,20 @@ export class MaxSince {
 
   /** The largest value pushed with a sequence number ≥ seq; NaN if none. */
   maxSince(seq: number): number {
+    const i = this.firstAtOrAfter(seq);
+    return i < this.seqs.length ? this.vals[i] : NaN;
+  }
+
+  /** Forgets the values pushed before seq (no open window can ask for them). */
+  dropBefore(seq: number): void {
+    const i = this.firstAtOrAfter(seq);
+    if (i > 0) {
+      this.seqs.splice(0, i);
+      this.vals.splice(0, i);
+    }
+  }
+
+  private firstAtOrAfter(seq: number): number {
     const { seqs } = this;
     let lo = 0;
     let hi = seqs.length;
@@ -43,7 +62,7 @@ export class MaxSince {
       if (seqs[mid] < seq) lo = mid + 1;
       else hi = mid;
     }
-    return lo < seqs.length ? this.vals[lo] : NaN;
+    return lo;
   }
 
   clear(): void {
@@ -60,7 +79,7 @@ export class MaxSince {
     const seqs: number[] = [];
     const vals: number[] = [];
     for (let i = 0; i < this.vals.length; i++) {
-      if (i < half && i % 2 === 0) continue;
+      if (i % 2 === 1 && i <= half) continue;
       seqs.push(this.seqs[i]);
       vals.push(this.vals[i]);
     }
@@ -86,17 +105,61 @@ const HEAP_SAMPLE_EVERY_CPU_MS = 1;
  * between taskCpu tasks at most once per ms of CPU. A window's peak is the largest reading since it opened.
  */
 export class HeapSampler {
-  readonly readings = new MaxSince();
+  readonly readings: MaxSince;
   private lastSampleCpuMs = -Infinity;
-  /** In-process windows open on this thread, and how many were ever opened. */
-  openWindows = 0;
+  /** How many in-process windows were ever opened on this thread. */
   openedWindows = 0;
+  /** The open windows' start readings (their numbers) in the order they opened; one that closes while an older one
+   *  is open stays listed (and in closedEarly) until every older one has closed. openSeqs[head] is the oldest. */
+  private openSeqs: number[] = [];
+  private head = 0;
+  private readonly closedEarly = new Set<number>();
+
+  constructor(
+    private readonly heapUsed: () => number = heapUsedBytes,
+    cap?: number,
+  ) {
+    this.readings = new MaxSince(cap);
+  }
+
+  /** In-process windows open on this thread. */
+  get openWindows(): number {
+    return this.openSeqs.length - this.head - this.closedEarly.size;
+  }
 
   /** Reads the heap used now and records it for every open window; returns the reading (NaN where the runtime has
    *  no V8 heap statistics) and its sequence number. */
   read(): { bytes: number; seq: number } {
-    const bytes = heapUsedBytes();
+    const bytes = this.heapUsed();
     return { bytes, seq: this.readings.push(bytes) };
+  }
+
+  /** A window opens: its start reading, whose number is the window's (its peak is the largest reading since). */
+  open(): { bytes: number; seq: number } {
+    this.openedWindows++;
+    // readings taken while none was open are no window's
+    if (this.readings.size > 0 && this.openWindows === 0) this.readings.clear();
+    const r = this.read();
+    this.openSeqs.push(r.seq);
+    return r;
+  }
+
+  /** The window that opened with reading `seq` closes (every way a window ends comes here once): what no open window
+   *  can ask for any more goes, all of it when the last one closes. */
+  close(seq: number): void {
+    if (this.openSeqs[this.head] === seq) {
+      this.head++;
+      while (this.head < this.openSeqs.length && this.closedEarly.delete(this.openSeqs[this.head])) this.head++;
+    } else {
+      this.closedEarly.add(seq);
+    }
+    if (this.head > 64 && this.head * 2 > this.openSeqs.length) {
+      // the closed ones go now and then (amortized O(1)): not at every close, which would reallocate the array
+      this.openSeqs.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.head === this.openSeqs.length) this.readings.clear();
+    else this.readings.dropBefore(this.openSeqs[this.head]);
   }
 
   maybeSample(cpuMs: number): void {
@@ -141,10 +204,9 @@ export interface NodeFigures {
 
 export function nodeStart(): NodeStart {
   const h = heapSampler;
-  const openBefore = h.openWindows++;
-  const openedAfter = ++h.openedWindows;
-  const { bytes, seq } = h.read();
-  return { elu: elu ? elu() : null, heapUsedBytes: bytes, heapSeq: seq, openBefore, openedAfter };
+  const openBefore = h.openWindows;
+  const { bytes, seq } = h.open();
+  return { elu: elu ? elu() : null, heapUsedBytes: bytes, heapSeq: seq, openBefore, openedAfter: h.openedWindows };
 }
 
 const NO_HEAP_SAMPLE =
@@ -161,7 +223,7 @@ export function nodeFigures(s: NodeStart, closing: boolean): NodeFigures {
   const overlapping = s.openBefore + (h.openedWindows - s.openedAfter);
   const noHeap = !Number.isFinite(s.heapUsedBytes) || !Number.isFinite(end.bytes);
   const peak = insideBefore > 0 && !noHeap ? h.readings.maxSince(s.heapSeq) : NaN;
-  if (closing && --h.openWindows === 0) h.readings.clear();
+  if (closing) h.close(s.heapSeq);
   let utilization: number | null = null;
   let eluReason: string | null = null;
   if (elu === null || s.elu === null) {

@@ -42,7 +42,20 @@ import { codedError, rangeError, systemError, typeError } from './errors';
  * whose kernel accounting was not exact).
  */
 export interface ProcessUsage
-  extends Omit<ResourceUsage, 'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource'> {
+  extends Omit<
+    ResourceUsage,
+    'rssStartBytes' | 'rssEndBytes' | 'peakRssBytes' | 'peakRssSource' | 'cpuUserMs' | 'cpuSystemMs' | 'cpuTimeMs'
+  > {
+  /**
+   * CPU of the tree, ms: exact from wait4 for a command taskmeter started ('rusage'), else sampled. null (cpuReason
+   * says why), never 0, when nothing read it: the tree ended before the first sample, or no process of it could be
+   * read (see unreadableProcesses).
+   */
+  cpuUserMs: number | null;
+  cpuSystemMs: number | null;
+  cpuTimeMs: number | null;
+  /** Why the CPU figures are null; null when they are not. */
+  cpuReason: string | null;
   /** The tree's summed RSS at the first sample that saw it; null if no sample did. */
   rssStartBytes: number | null;
   /** The tree's summed RSS at the last sample that saw it; null if no sample did. */
@@ -70,6 +83,28 @@ export interface ProcessUsage
   maxRssCommand: string | null;
   /** The peak of the tree's summed RSS (sampled), never below maxRssBytes. */
   treePeakRssBytes: number | null;
+  /**
+   * The peak of the tree's summed PSS (proportional set size, Linux): each page shared between processes of the
+   * tree — a forked pool's copy-on-write pages, shared libraries — counted once in all, divided among them, where
+   * the RSS sum counts it once per process. Read in passes over the whole tree, paced by what they cost (the kernel
+   * walks every page table: ~16 µs per MiB resident), so it can miss a peak shorter than its interval. null, with
+   * treePeakPssReason, where no pass read one.
+   */
+  treePeakPssBytes: number | null;
+  /** 'sampled': the largest PSS sum of the passes; null with treePeakPssBytes. */
+  treePeakPssSource: 'sampled' | null;
+  /** Why treePeakPssBytes is null; null when it is not. */
+  treePeakPssReason: string | null;
+  /** The mean interval between PSS passes, ms (paced by their cost; null with fewer than two). */
+  treePssSampleIntervalMs: number | null;
+  /** PSS passes that gave a figure. */
+  treePssSamples: number;
+  /**
+   * Processes of the tree found alive but not readable: another user's process, seen through kill(pid, 0)'s EPERM,
+   * under /proc's hidepid (or with /proc of another PID namespace). They count for nothing measured: the tree's
+   * figures leave them out.
+   */
+  unreadableProcesses: number;
   /** Processes seen in the tree. */
   processes: number;
   /** 'rusage': exact, from wait4 of a command taskmeter started; 'sampled': /proc, in clock ticks (10 ms). */
@@ -121,9 +156,10 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   let maxRssSource: ProcessUsage['maxRssSource'] = sampledMax === null ? null : 'sampled';
   let maxRssPid = t && sampledMax !== null ? nn(t.maxHwmPid) : null;
   const maxRssCommand = sampledMax !== null ? c.maxHwmComm : null;
-  let cpuUserMs = t ? (nn(t.cpuUserMs) ?? 0) : 0;
-  let cpuSystemMs = t ? (nn(t.cpuSystemMs) ?? 0) : 0;
+  let cpuUserMs = t ? nn(t.cpuUserMs) : null;
+  let cpuSystemMs = t ? nn(t.cpuSystemMs) : null;
   let cpuSource: ProcessUsage['cpuSource'] = 'sampled';
+  const unreadable = t && Number.isFinite(t.unreadable) ? t.unreadable : 0;
   let wallTimeMs = base.wallTimeMs;
   let endedAt = base.endedAt;
   if (exact) {
@@ -161,8 +197,25 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
         : maxRssBytes === null
           ? treePeakSampled
           : Math.max(treePeakSampled, maxRssBytes);
-  const cpuTimeMs = cpuUserMs + cpuSystemMs;
-  const rate = cpuRate(cpuTimeMs, wallTimeMs);
+  const cpuKnown = cpuUserMs !== null && cpuSystemMs !== null;
+  const cpuTimeMs = cpuKnown ? cpuUserMs! + cpuSystemMs! : null;
+  const cpuReason = cpuKnown
+    ? null
+    : unreadable > 0
+      ? `process ${pid} lives but may not be read (EPERM: another user's process, or /proc mounted with hidepid)`
+      : `no sample read process ${pid}: it ended before the first one`;
+  const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wallTimeMs);
+  const pssPeak = t ? nn(t.pssPeakBytes) : null;
+  const pssReason =
+    pssPeak !== null
+      ? null
+      : process.platform !== 'linux'
+        ? 'PSS is read on Linux only'
+        : t?.pssDenied || unreadable > 0
+          ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
+          : t && t.samples > 0 && t.processes > 0
+            ? 'no PSS pass read the tree (it ended first, or the kernel has no /proc/<pid>/smaps_rollup)'
+            : 'no sample saw the tree';
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   // The window's own figures (base) describe this process; only the tree's are kept.
@@ -174,6 +227,7 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     cpuUserMs,
     cpuSystemMs,
     cpuTimeMs,
+    cpuReason,
     cpuPercent: rate.cpuPercent,
     cpuPercentReason: rate.cpuPercentReason,
     // Another process's CPU: the calling thread's clock says nothing about it.
@@ -191,6 +245,12 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
     maxRssPid,
     maxRssCommand: maxRssCommand ?? null,
     treePeakRssBytes: treePeak,
+    treePeakPssBytes: pssPeak,
+    treePeakPssSource: pssPeak === null ? null : 'sampled',
+    treePeakPssReason: pssReason,
+    treePssSampleIntervalMs: t ? nn(t.pssIntervalMs) : null,
+    treePssSamples: t && Number.isFinite(t.pssSamples) ? t.pssSamples : 0,
+    unreadableProcesses: unreadable,
     processes,
     cpuSource,
     ...(c.timeline
@@ -639,6 +699,26 @@ function stdioModes(value: unknown): number[] {
   });
 }
 
+/**
+ * Sends a signal to a command measureCommand() started, only while it has not ended: once it has, even before the
+ * result is delivered, its pid may be given to another process, which must not get the signal. Returns true when
+ * the signal was sent. (Windows: process.kill, which holds the command's process handle.)
+ * @internal for the CLI's signal forwarding
+ */
+export function signalCommand(pid: number, signal: NodeJS.Signals): boolean {
+  const signo = (constants.signals as Record<string, number>)[signal];
+  if (signo === undefined) throw rangeError(`taskmeter: unknown signal ${describe(signal)}`, 'ERR_INVALID_ARG_VALUE');
+  const r = native.spawnSignal(pid, signo);
+  if (r === 0) return true;
+  if (r !== ENOSYS) return false;
+  try {
+    return process.kill(pid, signal);
+  } catch {
+    return false;
+  }
+}
+const ENOSYS = (constants.errno as Record<string, number>).ENOSYS ?? 38;
+
 function signalNumber(value: unknown): number {
   if (value === undefined) return constants.signals.SIGTERM;
   const signals = constants.signals as Record<string, number>;
@@ -746,12 +826,12 @@ export function measureCommand(
       throw systemError(`taskmeter: command not found: ${command}`, 'ENOENT', `spawn ${command}`, command);
     }
     if (process.platform === 'win32') {
-      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no 'pipe', no
-      // descriptor), and CreateProcess would run a batch file through cmd.exe with arguments cmd re-parses.
-      if (modes.some((m) => m !== -1 && m !== -2)) {
+      // Node's descriptors belong to node.exe's C runtime, which the addon cannot hand to a child (no descriptor;
+      // 'pipe' is read by the addon itself), and CreateProcess would run a batch file through cmd.exe with arguments
+      // cmd re-parses.
+      if (modes.some((m) => m >= 0)) {
         const e = new Error(
-          "taskmeter: measureCommand: stdio 'pipe' and descriptors are not supported on Windows; " +
-            "use 'inherit' or 'ignore'",
+          "taskmeter: measureCommand: descriptors are not supported on Windows; use 'inherit', 'ignore' or 'pipe'",
         ) as NodeJS.ErrnoException;
         e.code = 'ENOTSUP';
         throw e;
@@ -771,9 +851,19 @@ export function measureCommand(
     let spawned: { pid: number; fds: number[] };
     // Filled in once started; the exit callback always comes later (through the event loop).
     let onExit: (buf: Float64Array) => void = () => {};
+    // Windows: the addon reads the pipes itself and hands over what they held with the exit slots.
+    let winOutput: { out: Buffer; err: Buffer; overflow: boolean } | null = null;
     try {
-      spawned = native.spawn(file, [command, ...args], envList, o.cwd === undefined ? null : cwd, modes, (buf) =>
-        onExit(buf),
+      spawned = native.spawn(
+        file,
+        [command, ...args],
+        envList,
+        o.cwd === undefined ? null : cwd,
+        modes,
+        (buf, out, err, overflow) => {
+          if (out && err) winOutput = { out, err, overflow: overflow === true };
+          onExit(buf);
+        },
       );
     } catch (err) {
       throw spawnError(err as NodeJS.ErrnoException & { stage?: number }, command, cwd);
@@ -857,6 +947,17 @@ export function measureCommand(
         pid,
         usage,
       };
+      if (winOutput) {
+        // Windows' pipes, read to their end by the addon: maxBuffer applies now (the command was not ended early)
+        disarm();
+        const w: { out: Buffer; err: Buffer; overflow: boolean } = winOutput;
+        const full: CommandResult = { ...result };
+        if (modes[1] === -3) full.stdout = w.out.subarray(0, maxBuffer);
+        if (modes[2] === -3) full.stderr = w.err.subarray(0, maxBuffer);
+        if (w.overflow || w.out.length > maxBuffer || w.err.length > maxBuffer) reject(maxBufferError(full, maxBuffer));
+        else resolvePromise(full);
+        return;
+      }
       if (captures.length === 0) {
         disarm();
         resolvePromise(result);

@@ -47,9 +47,11 @@ export interface UsageRecord {
   started_at: string;
   ended_at: string;
   wall_time_seconds: number;
-  cpu_user_seconds: number;
-  cpu_system_seconds: number;
-  cpu_time_seconds: number;
+  /** null only for a tracked process or command whose CPU nothing measured (cpu_reason says why) */
+  cpu_user_seconds: number | null;
+  cpu_system_seconds: number | null;
+  cpu_time_seconds: number | null;
+  cpu_reason?: string | null;
   /** null for a window shorter than the CPU clock's resolution; cpu_percent_reason says why. */
   cpu_percent: number | null;
   cpu_percent_reason: string | null;
@@ -107,6 +109,12 @@ export interface UsageRecord {
   max_rss_source?: 'rusage' | 'sampled' | null;
   tree_peak_rss_bytes?: number | null;
   tree_peak_rss_mib?: number | null;
+  tree_peak_pss_bytes?: number | null;
+  tree_peak_pss_mib?: number | null;
+  tree_peak_pss_source?: 'sampled' | null;
+  tree_peak_pss_reason?: string | null;
+  tree_pss_sample_interval_ms?: number | null;
+  unreadable_processes?: number;
   processes?: number;
   cpu_source?: 'rusage' | 'sampled';
   effective_sample_interval_ms?: number | null;
@@ -220,10 +228,11 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
     Math.floor(u.endedAt === undefined ? startedAt + num(u, 'wallTimeMs') : time(u, 'endedAt')),
   );
   const wall = num(u, 'wallTimeMs');
-  const user = num(u, 'cpuUserMs');
-  const sys = num(u, 'cpuSystemMs');
-  // A process usage may lack memory figures (nothing measured them): null, never 0. A window's always has them.
+  // A process usage may lack CPU and memory figures (nothing measured them): null, never 0. A window's always has
+  // them.
   const isProcess = u.pid !== undefined;
+  const user = isProcess && u.cpuUserMs === null ? null : num(u, 'cpuUserMs');
+  const sys = isProcess && u.cpuSystemMs === null ? null : num(u, 'cpuSystemMs');
   const mem = (key: string) => (isProcess && u[key] === null ? null : num(u, key));
   const peak = mem('peakRssBytes');
   const rssStart = mem('rssStartBytes');
@@ -248,8 +257,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
   const info = gpuInfo();
   const interval = numOrNull(u, 'sampleIntervalMs', 'usage');
   const samples = u.samples === undefined ? 0 : num(u, 'samples');
-  const cpuTimeMs = user + sys;
-  const rate = cpuRate(cpuTimeMs, wall);
+  const cpuTimeMs = user === null || sys === null ? null : user + sys;
+  const cpuReason = cpuTimeMs === null ? (strOrNull(u.cpuReason) ?? 'not measured') : null;
+  const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wall);
   const threadCpu = numOrNull(u, 'threadCpuMs', 'usage');
   const taskCpu = numOrNull(u, 'taskCpuMs', 'usage');
   const overlapping = numOrNull(u, 'overlappingWindows', 'usage');
@@ -259,9 +269,9 @@ export function toRecord(usage: ResourceUsage | ProcessUsage | CommandResult): U
     started_at: iso(startedAt),
     ended_at: iso(Math.max(endedAt, startedAt)),
     wall_time_seconds: round(wall / 1000, 6),
-    cpu_user_seconds: round(user / 1000, 6),
-    cpu_system_seconds: round(sys / 1000, 6),
-    cpu_time_seconds: round(cpuTimeMs / 1000, 6),
+    cpu_user_seconds: user === null ? null : round(user / 1000, 6),
+    cpu_system_seconds: sys === null ? null : round(sys / 1000, 6),
+    cpu_time_seconds: cpuTimeMs === null ? null : round(cpuTimeMs / 1000, 6),
     cpu_percent: rate.cpuPercent === null ? null : round(rate.cpuPercent, 2),
     cpu_percent_reason: rate.cpuPercentReason,
     thread_cpu_seconds: threadCpu === null ? null : round(threadCpu / 1000, 6),
@@ -349,6 +359,7 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
     throw rangeError(`taskmeter: toRecord(usage): usage.pid must be a positive integer, got ${u.pid}`);
   const maxRss = numOrNull(u, 'maxRssBytes', 'usage');
   const tree = numOrNull(u, 'treePeakRssBytes', 'usage');
+  const pss = numOrNull(u, 'treePeakPssBytes', 'usage');
   const src = u.maxRssSource === 'rusage' || u.maxRssSource === 'sampled' ? u.maxRssSource : null;
   return {
     pid: u.pid,
@@ -357,6 +368,16 @@ function processFields(u: Record<string, unknown>): Partial<UsageRecord> {
     max_rss_source: maxRss === null ? null : src,
     tree_peak_rss_bytes: intOrNull(tree),
     tree_peak_rss_mib: mibOrNull(tree),
+    tree_peak_pss_bytes: intOrNull(pss),
+    tree_peak_pss_mib: mibOrNull(pss),
+    tree_peak_pss_source: pss === null ? null : 'sampled',
+    tree_peak_pss_reason: pss === null ? (strOrNull(u.treePeakPssReason) ?? 'not measured') : null,
+    tree_pss_sample_interval_ms: numOrNull(u, 'treePssSampleIntervalMs', 'usage'),
+    unreadable_processes:
+      typeof u.unreadableProcesses === 'number' && Number.isInteger(u.unreadableProcesses) && u.unreadableProcesses >= 0
+        ? u.unreadableProcesses
+        : 0,
+    cpu_reason: strOrNull(u.cpuReason),
     processes: typeof u.processes === 'number' && Number.isInteger(u.processes) && u.processes >= 0 ? u.processes : 0,
     cpu_source: u.cpuSource === 'rusage' ? 'rusage' : 'sampled',
     effective_sample_interval_ms: numOrNull(u, 'effectiveSampleIntervalMs', 'usage'),

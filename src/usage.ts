@@ -21,6 +21,17 @@ import {
   WIN_TREE_RSS_PEAK_BYTES,
   WIN_TREE_INTERVAL_MS,
   WIN_TREE_SAMPLES,
+  WIN_TREE_FS_IN_BLOCKS,
+  WIN_TREE_FS_OUT_BLOCKS,
+  WIN_TREE_IO_READ_BYTES,
+  WIN_TREE_IO_WRITE_BYTES,
+  WIN_TREE_MAJOR_FAULTS,
+  WIN_TREE_MINOR_FAULTS,
+  WIN_TREE_PSS_DENIED,
+  WIN_TREE_PSS_INTERVAL_MS,
+  WIN_TREE_PSS_PEAK_BYTES,
+  WIN_TREE_PSS_SAMPLES,
+  WIN_TREE_UNREADABLE,
   SNAP_CPU_SYSTEM_MS,
   SNAP_CPU_USER_MS,
   SNAP_EPOCH_MS,
@@ -417,9 +428,18 @@ export interface TreeStats {
   samples: number;
   /** the tree sampler's mean interval, stretched to its cost budget, ms */
   intervalMs: number;
+  /** the largest summed PSS of the tree's PSS passes, their count and mean interval (paced by their cost) */
+  pssPeakBytes: number;
+  pssSamples: number;
+  pssIntervalMs: number;
+  /** a live process's PSS was not ours to read (such a pass gives no figure) */
+  pssDenied: boolean;
+  /** processes found alive but unreadable (EPERM, hidepid) */
+  unreadable: number;
   /**
-   * The tree's counters (UsageCounters' names), summed over its processes since tracking began; NaN where the tree
-   * sampler does not read them. The trees lane fills these from its sampling (/proc/<pid>/stat, status, io).
+   * The tree's counters (UsageCounters' names), summed over its processes since tracking began, a departed child's
+   * counted once (native/tree.h); NaN where the tree sampler does not read them (context switches: /proc has no
+   * count of a process's waited-for children's).
    */
   counters: Record<keyof UsageCounters, number>;
 }
@@ -463,16 +483,20 @@ export function windowStats(buf: Float64Array): WindowStats {
       rootAlive: buf[WIN_TREE_ROOT_ALIVE] === 1,
       samples: buf[WIN_TREE_SAMPLES],
       intervalMs: buf[WIN_TREE_INTERVAL_MS],
-      // not sampled yet (no window slots): see TreeStats.counters
+      pssPeakBytes: buf[WIN_TREE_PSS_PEAK_BYTES],
+      pssSamples: buf[WIN_TREE_PSS_SAMPLES],
+      pssIntervalMs: buf[WIN_TREE_PSS_INTERVAL_MS],
+      pssDenied: buf[WIN_TREE_PSS_DENIED] === 1,
+      unreadable: buf[WIN_TREE_UNREADABLE],
       counters: {
-        minorPageFaults: NaN,
-        majorPageFaults: NaN,
+        minorPageFaults: buf[WIN_TREE_MINOR_FAULTS],
+        majorPageFaults: buf[WIN_TREE_MAJOR_FAULTS],
         voluntaryContextSwitches: NaN,
         involuntaryContextSwitches: NaN,
-        fsInputBlocks: NaN,
-        fsOutputBlocks: NaN,
-        ioReadBytes: NaN,
-        ioWriteBytes: NaN,
+        fsInputBlocks: buf[WIN_TREE_FS_IN_BLOCKS],
+        fsOutputBlocks: buf[WIN_TREE_FS_OUT_BLOCKS],
+        ioReadBytes: buf[WIN_TREE_IO_READ_BYTES],
+        ioWriteBytes: buf[WIN_TREE_IO_WRITE_BYTES],
       },
     },
     maxRssBytes: buf[WIN_MAX_RSS_BYTES],

@@ -52,9 +52,9 @@ export const PROCESS_WINDOW = noNodeFigures('not measured for another process: i
 
 // A window whose owner is dropped while it is open would stay open for the life of the process; closing it when the
 // owner is collected keeps the window table bounded.
-const abandoned = new FinalizationRegistry<{ id: number; inProcess: boolean }>(({ id, inProcess }) => {
+const abandoned = new FinalizationRegistry<{ id: number; heapSeq: number | null }>(({ id, heapSeq }) => {
   native.windowClose(id, new Float64Array(windowBufferLength()));
-  if (inProcess) heapSampler.openWindows--;
+  if (heapSeq !== null) heapSampler.close(heapSeq); // as a closing window leaves the heap readings (nodeFigures)
 });
 
 export class Window {
@@ -103,7 +103,7 @@ export class Window {
 
   /** Closes the window when `owner` is garbage-collected while it is still open. */
   guard(owner: object): void {
-    abandoned.register(owner, { id: this.id, inProcess: this.node !== null }, this);
+    abandoned.register(owner, { id: this.id, heapSeq: this.node ? this.node.heapSeq : null }, this);
   }
 
   /** The stats so far, leaving the window open. */

@@ -2,6 +2,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { ValidateFunction } from 'ajv';
 import { delimiter, join } from 'node:path';
+import { findZig, ZIG_VERSION, zigHome } from '../scripts/zig.mjs';
 
 export const root = join(__dirname, '..');
 export const distEntry = join(root, 'dist/index.js');
@@ -142,7 +143,7 @@ export const debianNvml = join(depsDir, 'nvml/lib/libnvidia-ml.so.1');
 export const nvidiaHeaderDir = join(depsDir, 'nvml/include');
 
 /** The system packages some tests need beyond Node and a C++ toolchain (scripts/system-deps.sh installs them all). */
-export type SystemTool = 'gnu-time' | 'chromium' | 'nvml-library' | 'nvml-header' | 'mingw-w64' | 'xz' | 'less';
+export type SystemTool = 'gnu-time' | 'chromium' | 'nvml-library' | 'nvml-header' | 'mingw-w64' | 'xz' | 'less' | 'zig';
 
 export const INSTALL_SYSTEM_DEPS = 'sudo bash scripts/system-deps.sh';
 /** Set by .ci/run: a missing system package fails the run instead of skipping its tests. */
@@ -185,6 +186,8 @@ const systemTools: Record<SystemTool, { what: string; find: () => string | null 
   },
   xz: { what: 'xz (`xz` on PATH, Debian package xz-utils)', find: () => onPath('xz') },
   less: { what: 'less (`less` on PATH, Debian package less)', find: () => onPath('less') },
+  // the prebuilds' toolchain (scripts/zig.mjs; scripts/system-deps.sh installs it, or `npm run toolchain:zig`)
+  zig: { what: `the Zig ${ZIG_VERSION} toolchain (${zigHome()}, \`npm run toolchain:zig\`)`, find: findZig },
 };
 
 /** Where a system tool is (its path), or null. */

@@ -4,8 +4,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as tm from '../dist/index.js';
 import { native } from '../dist/binding.js';
-import { MaxSince } from '../dist/nodefigures.js';
-import { MiB, recordValidator, run } from './helpers';
+import { HeapSampler, MaxSince } from '../dist/nodefigures.js';
+import { lastJson, MiB, recordValidator, run, runScenario } from './helpers';
 
 function burn(ms: number): void {
   const end = native.threadCpuMs() + ms;
@@ -115,10 +115,98 @@ describe('MaxSince (the heap readings shared by the windows of a thread)', () =>
             else if (cap >= values.length) expect(got).toBe(Math.max(...rest));
             else expect(got).toBeLessThanOrEqual(Math.max(...rest));
           }
-          if (values.length > 0) expect(m.maxSince(values.length - 1)).toBe(values[values.length - 1]);
+          if (values.length > 0) {
+            expect(m.maxSince(values.length - 1)).toBe(values[values.length - 1]);
+            expect(m.maxSince(0)).toBe(Math.max(...values)); // the front entry (the oldest window's answer) stays
+          }
         },
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("HeapSampler (a thread's heap readings, kept for its open windows)", () => {
+  it('a window opened alone keeps its exact peak however many readings fall inside it', () => {
+    let heap = 1;
+    const h = new HeapSampler(() => heap, 8);
+    const outer = h.open();
+    heap = 2e9; // the spike, then a slow fall through many distinct readings, with windows opening and closing
+    h.read();
+    for (let k = 1; k <= 1000; k++) {
+      heap = 1e9 - 2 * k;
+      const inner = h.open();
+      heap = 1e9 - 2 * k - 1;
+      h.read();
+      expect(h.readings.maxSince(inner.seq)).toBe(1e9 - 2 * k);
+      h.close(inner.seq);
+      expect(h.readings.size).toBeLessThanOrEqual(8);
+    }
+    expect(h.readings.maxSince(outer.seq)).toBe(2e9);
+    expect(h.openWindows).toBe(1);
+    h.close(outer.seq);
+    expect(h.openWindows).toBe(0);
+    expect(h.readings.size).toBe(0); // the last window to close takes the readings with it
+  });
+
+  it('windows opening and closing in any order: the oldest (opened alone) exact, the others never higher', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.nat(1000), fc.nat(1e6)), { maxLength: 300 }),
+        fc.integer({ min: 2, max: 12 }),
+        (ops, cap) => {
+          let heap = 0;
+          const h = new HeapSampler(() => heap, cap);
+          const all: number[] = []; // every reading, by number
+          const open: number[] = []; // the open windows' numbers, oldest first
+          let frontWasFirst = false;
+          const brute = (from: number) => Math.max(...all.slice(from));
+          for (const [op, pick, value] of ops) {
+            heap = value;
+            if (op === 0) {
+              if (open.length === 0) frontWasFirst = true;
+              const r = h.open();
+              all[r.seq] = value;
+              open.push(r.seq);
+            } else if (op === 1 && open.length > 0) {
+              const i = pick % open.length;
+              h.close(open[i]);
+              open.splice(i, 1);
+              if (i === 0) frontWasFirst = false;
+              if (open.length === 0) expect(h.readings.size).toBe(0);
+            } else {
+              all[h.read().seq] = value;
+            }
+            expect(h.openWindows).toBe(open.length);
+            expect(h.readings.size).toBeLessThanOrEqual(cap);
+            for (const from of open) expect(h.readings.maxSince(from)).toBeLessThanOrEqual(brute(from));
+            if (frontWasFirst) expect(h.readings.maxSince(open[0])).toBe(brute(open[0]));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a window whose owner was garbage-collected while open leaves the thread's heap readings as a close does", async () => {
+    const r = await runScenario(async ({ tm, require }) => {
+      const { heapSampler } = require('../../dist/nodefigures.js');
+      require('node:v8').setFlagsFromString('--expose-gc');
+      const gc = require('node:vm').runInNewContext('gc');
+      (() => {
+        new tm.ResourceTracker().start(); // dropped while open
+      })();
+      const during = { open: heapSampler.openWindows, readings: heapSampler.readings.size };
+      for (let i = 0; i < 50 && heapSampler.openWindows > 0; i++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return { during, open: heapSampler.openWindows, readings: heapSampler.readings.size };
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.during).toEqual({ open: 1, readings: 1 });
+    expect(out.open).toBe(0);
+    expect(out.readings).toBe(0);
   });
 });

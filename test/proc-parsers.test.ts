@@ -28,7 +28,7 @@ function buildDriver(): string {
   return out;
 }
 
-type Kind = 's' | 'm' | 'h' | 'r' | 'd' | 'c';
+type Kind = 's' | 'm' | 'h' | 'r' | 'p' | 'd' | 'c';
 interface Out {
   e: string;
   [k: string]: unknown;
@@ -85,6 +85,10 @@ interface Stat {
   state: string;
   ppid: number;
   flags: number;
+  minflt: number;
+  cminflt: number;
+  majflt: number;
+  cmajflt: number;
   utime: number;
   stime: number;
   cutime: number;
@@ -100,6 +104,10 @@ const statArb: fc.Arbitrary<Stat> = fc.record({
   state: fc.constantFrom('R', 'S', 'D', 'Z', 'T', 't', 'X', 'I'),
   ppid: fc.integer({ min: 0, max: 4194304 }),
   flags: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+  minflt: u53,
+  cminflt: u53,
+  majflt: u53,
+  cmajflt: u53,
   utime: u53,
   stime: u53,
   cutime: u53,
@@ -123,6 +131,10 @@ function statLine(s: Stat, override: Record<number, string> = {}): Buffer {
       3: s.state,
       4: s.ppid,
       9: s.flags,
+      10: s.minflt,
+      11: s.cminflt,
+      12: s.majflt,
+      13: s.cmajflt,
       14: s.utime,
       15: s.stime,
       16: s.cutime,
@@ -157,6 +169,10 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
         state: s.state.charCodeAt(0),
         ppid: s.ppid,
         flags: s.flags,
+        minflt: s.minflt,
+        cminflt: s.cminflt,
+        majflt: s.majflt,
+        cmajflt: s.cmajflt,
         utime: s.utime,
         stime: s.stime,
         cutime: s.cutime,
@@ -183,7 +199,7 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
   });
 
   it('a number in stat too large to be true, or negative where it cannot be, is refused (out of range / malformed)', () => {
-    const fields = [4, 9, 14, 15, 16, 17, 20, 22, 24];
+    const fields = [4, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 22, 24];
     const bad = fc.oneof(
       fc.constantFrom(
         '9007199254740993',
@@ -209,7 +225,7 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     expect(big.e).toBe('out of range');
   });
 
-  it('random bytes never crash the stat, statm, status and children parsers', () => {
+  it('random bytes never crash the stat, statm, status, smaps_rollup and children parsers', () => {
     const blobs = sample(
       fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
       RUNS,
@@ -218,7 +234,21 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
     const mixed = sample(
       fc
         .array(
-          fc.constantFrom('1', '0', ' ', '\n', '(', ')', 'VmHWM:', 'VmRSS:', ' kB', '\t', '-', '99999999999999999999'),
+          fc.constantFrom(
+            '1',
+            '0',
+            ' ',
+            '\n',
+            '(',
+            ')',
+            'VmHWM:',
+            'VmRSS:',
+            'Pss:',
+            ' kB',
+            '\t',
+            '-',
+            '99999999999999999999',
+          ),
           { maxLength: 40 },
         )
         .map((a) => Buffer.from(a.join(''))),
@@ -226,7 +256,8 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       4,
     );
     const inputs: [Kind, Buffer][] = [];
-    for (const b of [...blobs, ...mixed]) for (const k of ['s', 'm', 'h', 'r', 'd', 'c'] as Kind[]) inputs.push([k, b]);
+    for (const b of [...blobs, ...mixed])
+      for (const k of ['s', 'm', 'h', 'r', 'p', 'd', 'c'] as Kind[]) inputs.push([k, b]);
     const outs = parse(inputs);
     for (const o of outs) expect(typeof o.e).toBe('string');
     // whatever parsed is a plain, exact integer
@@ -328,6 +359,31 @@ describe.runIf(linux)('/proc parsers over generated inputs', () => {
       ['d', Buffer.from('99999999999999999999 2 3\n')],
     ]);
     expect(bad.map((o) => o.e)).toEqual(['malformed', 'malformed', 'out of range']);
+  });
+
+  it('smaps_rollup: Pss is found past the rollup line and never read from Pss_Anon or Pss_Dirty', () => {
+    const cases = sample(
+      fc.tuple(
+        u53.map((v) => Math.floor(v / 1024)),
+        u53.map((v) => Math.floor(v / 1024)),
+      ),
+      RUNS,
+      10,
+    );
+    const outs = parse(
+      cases.map(([rss, pss]): [Kind, Buffer] => [
+        'p',
+        Buffer.from(
+          `55d0c0000000-7ffc00000000 ---p 00000000 00:00 0                          [rollup]\nRss:   ${rss} kB\n` +
+            `Pss:   ${pss} kB\nPss_Dirty:   7 kB\nPss_Anon:   8 kB\nPss_File:   9 kB\n`,
+        ),
+      ]),
+    );
+    outs.forEach((o, i) => {
+      expect(o).toEqual({ e: 'ok', bytes: cases[i][1] * 1024 });
+    });
+    const [only] = parse([['p', Buffer.from('x [rollup]\nPss_Anon:   8 kB\nPss_File:   9 kB\n')]]);
+    expect(only.e).toBe('missing');
   });
 
   it('statm reads size and resident exactly; a cut-short or garbled statm is an error', () => {

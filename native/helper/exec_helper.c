@@ -11,6 +11,11 @@
  * The command stays in taskmeter's process group, as under GNU time. Signals that reach this helper can only be
  * ones sent to the whole group (nobody else knows its pid), which the command receives itself: they are ignored,
  * so that a Ctrl-C never leaves the command unreaped. Job-control stops keep their default (stop with the rest).
+ * If the helper is killed anyway (SIGKILL), the command dies with it (Linux: PR_SET_PDEATHSIG), not orphaned.
+ *
+ * When the command ends, the helper tells taskmeter before reaping it (kExecEnding, on the socket REPORT_FD) and
+ * waits for a byte back: until then the command's pid is its own (a zombie), so a signal taskmeter forwards never
+ * reaches a process that took the pid after it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +26,9 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "exec_protocol.h"
 #include "proc_io.h"
@@ -74,8 +82,22 @@ int main(int argc, char** argv) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t self = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+#ifdef __linux__
+    /* Killed with the helper, if it is: a command must not run on orphaned and unmeasured. Checked once set: the
+       helper may have died before (its parent is then someone else). Cleared by the exec of a set-user-ID program. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      int e = errno;
+      ssize_t ignored = write(err_pipe[1], &e, sizeof(e));
+      (void)ignored;
+      _exit(127);
+    }
+    if (getppid() != self) _exit(127);
+#else
+    (void)self;
+#endif
     /* Dispositions are the defaults the addon left; only the mask needs restoring. */
     sigset_t none;
     sigemptyset(&none);
@@ -113,8 +135,22 @@ int main(int argc, char** argv) {
     return 0;
   }
   put_short(fd, kExecStarted, 0, pid);
+  /* Its end, without reaping it yet: taskmeter stops signalling it first (see above). */
+  siginfo_t si;
+  int wr;
+  do {
+    wr = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT);
+  } while (wr < 0 && errno == EINTR);
+  if (wr == 0) {
+    put_short(fd, kExecEnding, 0, pid);
+    char ack;
+    ssize_t a;
+    do {
+      a = read(fd, &ack, 1);
+    } while (a < 0 && errno == EINTR);
+  }
   int64_t io_read = -1, io_write = -1;
-  taskmeter_exited_io(pid, &io_read, &io_write); /* before wait4 reaps it */
+  taskmeter_exited_io(pid, &io_read, &io_write); /* still a zombie: before wait4 reaps it */
   pid_t w;
   do {
     w = wait4(pid, &status, 0, &ru);

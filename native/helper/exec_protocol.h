@@ -6,7 +6,8 @@
 enum {
   kExecStarted = 1, /* the command was exec'd: pid */
   kExecFailed = 2,  /* its exec failed: err (errno); the helper exits next */
-  kExecExited = 3   /* it ended: status (wait status) and its rusage from wait4, its I/O bytes */
+  kExecExited = 3,  /* it ended: status (wait status) and its rusage from wait4, its I/O bytes */
+  kExecEnding = 4   /* it has ended and is not reaped yet (pid): the helper reaps it once taskmeter answers a byte */
 };
 
 struct ExecReport {

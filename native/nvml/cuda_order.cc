@@ -99,7 +99,7 @@ bool CudaOrderFromHelper(const Env& env, int timeout_ms, std::vector<std::string
     return false;
   }
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
+  if (CloexecPipe(fds) != 0) {  // posix_child.h
     *why = "pipe failed";
     return false;
   }

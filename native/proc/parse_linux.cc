@@ -83,6 +83,10 @@ int ParseStat(const char* buf, size_t len, StatFields* out) {
         break;
       case 4:
       case 9:
+      case 10:
+      case 11:
+      case 12:
+      case 13:
       case 14:
       case 15:
       case 16:
@@ -101,6 +105,10 @@ int ParseStat(const char* buf, size_t len, StatFields* out) {
         out->ppid = static_cast<uint32_t>(v);
         break;
       case 9: out->flags = v; break;
+      case 10: out->minflt = v; break;
+      case 11: out->cminflt = v; break;
+      case 12: out->majflt = v; break;
+      case 13: out->cmajflt = v; break;
       case 14: out->utime = v; break;
       case 15: out->stime = v; break;
       case 16: out->cutime = v; break;

@@ -33,7 +33,8 @@ struct StatFields {
   char state = 0;
   uint32_t ppid = 0;
   uint64_t flags = 0;
-  uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;  // clock ticks
+  uint64_t minflt = 0, cminflt = 0, majflt = 0, cmajflt = 0;  // page faults: its own, its waited-for children's
+  uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;      // clock ticks
   uint64_t num_threads = 0;
   uint64_t starttime = 0;  // clock ticks since boot
   uint64_t rss_pages = 0;  // field 24: same count as statm's resident and status's VmRSS

@@ -1,6 +1,8 @@
 // One internal interface for process metrics. Each OS provides proc_<os>.cc; nothing outside native/proc/ includes
 // an OS header for these numbers.
 #pragma once
+#include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -76,13 +78,19 @@ struct ProcessInfo {
   uint32_t pid = 0;
   uint32_t ppid = 0;
   bool alive = false;              // false: gone, or a zombie (its memory is already released)
-  bool forked_not_execed = false;  // still the forked copy of its parent (PF_FORKNOEXEC): its memory is the parent's
+  bool zombie = false;             // it has ended (Linux: state Z or X) and waits for nobody any more
+  bool forked_not_execed = false;  // forked and not (yet) exec'd (PF_FORKNOEXEC): a worker, or a copy about to exec
   double cpu_user_ms = 0;          // utime + cutime (its own and its reaped children's), ms
   double cpu_system_ms = 0;        // stime + cstime
-  double rss_bytes = -1;           // VmRSS
-  double hwm_bytes = -1;           // VmHWM: the process's own peak so far (exact, per process); -1 when not read
-  double start_ticks = 0;          // start time since boot, clock ticks: tells a reused pid apart (-1: unknown)
-  uint32_t threads = 1;            // threads in the process (Linux; 1 elsewhere)
+  double children_user_ms = 0;     // cutime: the part of cpu_user_ms that children it waited for used (0 where the
+  double children_system_ms = 0;   // OS keeps no such count); cstime
+  // Page faults (Linux stat): its own, and its waited-for children's (cmin_flt, cmaj_flt); NaN where not read.
+  double minor_faults = NAN, children_minor_faults = NAN;
+  double major_faults = NAN, children_major_faults = NAN;
+  double rss_bytes = -1;   // VmRSS
+  double hwm_bytes = -1;   // VmHWM: the process's own peak so far (exact, per process); -1 when not read
+  double start_ticks = 0;  // start time since boot, clock ticks: tells a reused pid apart (-1: unknown)
+  uint32_t threads = 1;    // threads in the process (Linux; 1 elsewhere)
   char comm[17] = {0};
 };
 
@@ -114,15 +122,32 @@ class ProcessReader {
   // After a failed Read: true if the process is gone (or its pid names another process now), false if it could not
   // be read for another reason (no descriptor left: EMFILE), when it must not be taken for gone.
   bool Gone() const { return gone_; }
+  // After a failed Read: the process lives but may not be read (another user's, under /proc's hidepid, or one whose
+  // /proc is not ours): EACCES/EPERM, or no /proc entry while kill(pid, 0) says it exists. Never also Gone().
+  bool Denied() const { return denied_; }
   // Appends the direct children (of every thread). False where the OS has no per-thread children lists.
   bool Children(std::vector<uint32_t>* out);
+  // True when the last successful Read read the process afresh (not the unchanged copy of a process that has not run
+  // since): counters that only move while the process runs (I/O) need reading only then.
+  bool Fresh() const { return fresh_; }
+  // The process's I/O counts, its own and those of the children it waited for (Linux /proc/<pid>/io, kept open):
+  // out[0], out[1] = rchar, wchar (bytes passed to read- and write-like calls), out[2], out[3] = read_bytes,
+  // write_bytes (bytes fetched from and sent to storage). 0, or an errno: EACCES for another user's process, ENOSYS
+  // where the OS has no such count.
+  int ReadIo(double out[4]);
+  // The process's proportional set size (Linux: Pss of /proc/<pid>/smaps_rollup): its private pages plus its share
+  // of each page it shares; and its RSS from the same walk of its page tables (about 16 µs per MiB resident, so it
+  // is asked for sparingly). 0, or an errno (EACCES: not ours to read, ESRCH: gone, ENOSYS: no such figure here).
+  int ReadPss(double* pss_bytes, double* rss_bytes);
 
  private:
   uint32_t pid_;
   bool gone_ = false;
+  bool denied_ = false;
+  bool fresh_ = true;
   double start_ticks_ = -1;
-  uint32_t threads_ = 1;
 #ifdef __linux__
+  uint32_t threads_ = 1;
   int stat_fd_ = -1;
   int children_fd_ = -1;                                // the main thread's
   bool stat_pinned_ = false, children_pinned_ = false;  // counted against the descriptor budget
@@ -142,6 +167,8 @@ class ProcessReader {
   bool have_last_ = false;
   uint32_t since_stat_ = 0;
   ProcessInfo last_;
+  int io_fd_ = -1;
+  bool io_pinned_ = false;
 #endif
 };
 
@@ -164,6 +191,12 @@ inline double ProcessReader::ReadPeakBytes() {
 }
 inline bool ProcessReader::Children(std::vector<uint32_t>* out) {
   return ListChildren(pid_, out);
+}
+inline int ProcessReader::ReadIo(double*) {
+  return ENOSYS;
+}
+inline int ProcessReader::ReadPss(double*, double*) {
+  return ENOSYS;
 }
 #endif
 

@@ -5,6 +5,7 @@
 #include <mach/mach.h>
 #include <mach/mach_time.h>
 #include <pthread.h>
+#include <sys/proc.h>
 #include <sys/proc_info.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -103,12 +104,15 @@ bool ReadProcess(uint32_t pid, ProcessInfo* out) {
   out->start_ticks = static_cast<double>(bsd.pbi_start_tvsec) * 1e6 + bsd.pbi_start_tvusec;
   std::strncpy(out->comm, bsd.pbi_comm, sizeof(out->comm) - 1);
   out->alive = bsd.pbi_status != SZOMB;
+  out->zombie = bsd.pbi_status == SZOMB;
   rusage_info_v4 ri;
   if (proc_pid_rusage(static_cast<int>(pid), RUSAGE_INFO_V4, reinterpret_cast<rusage_info_t*>(&ri)) == 0) {
     // Its own CPU and that of its reaped children (like utime + cutime on Linux): a tree's CPU must not lose what
     // a child used once that child is waited for.
     out->cpu_user_ms = MachToMs(ri.ri_user_time) + MachToMs(ri.ri_child_user_time);
     out->cpu_system_ms = MachToMs(ri.ri_system_time) + MachToMs(ri.ri_child_system_time);
+    out->children_user_ms = MachToMs(ri.ri_child_user_time);
+    out->children_system_ms = MachToMs(ri.ri_child_system_time);
     if (out->alive) {
       out->rss_bytes = static_cast<double>(ri.ri_resident_size);
       out->hwm_bytes = static_cast<double>(ri.ri_lifetime_max_phys_footprint);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -209,9 +210,16 @@ void FillInfo(const StatFields& f, ProcessInfo* out) {
   out->forked_not_execed = (f.flags & kPfForkNoExec) != 0;
   out->cpu_user_ms = static_cast<double>(f.utime + f.cutime) * kTickMs;
   out->cpu_system_ms = static_cast<double>(f.stime + f.cstime) * kTickMs;
+  out->children_user_ms = static_cast<double>(f.cutime) * kTickMs;
+  out->children_system_ms = static_cast<double>(f.cstime) * kTickMs;
+  out->minor_faults = static_cast<double>(f.minflt);
+  out->children_minor_faults = static_cast<double>(f.cminflt);
+  out->major_faults = static_cast<double>(f.majflt);
+  out->children_major_faults = static_cast<double>(f.cmajflt);
   out->start_ticks = static_cast<double>(f.starttime);
   out->threads = f.num_threads > 0 ? static_cast<uint32_t>(std::min<uint64_t>(f.num_threads, 1u << 22)) : 1;
-  out->alive = f.state != 'Z' && f.state != 'X' && f.state != 'x' && (f.flags & kPfKthread) == 0;
+  out->zombie = f.state == 'Z' || f.state == 'X' || f.state == 'x';
+  out->alive = !out->zombie && (f.flags & kPfKthread) == 0;
   // stat's rss (field 24) is the count statm and VmRSS show; 0 with no mm (a process on its way out)
   out->rss_bytes = out->alive ? static_cast<double>(f.rss_pages) * kPageBytes : -1;
   if (out->alive && f.rss_pages == 0) out->alive = false;
@@ -263,13 +271,15 @@ ProcessReader::~ProcessReader() {
   }
   if (stat_fd_ >= 0) close(stat_fd_);
   if (children_fd_ >= 0) close(children_fd_);
+  if (io_fd_ >= 0) close(io_fd_);
   if (stat_pinned_) Unpin();
   if (children_pinned_) Unpin();
+  if (io_pinned_) Unpin();
 }
 
 bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
   constexpr uint32_t kStatEvery = 16;
-  gone_ = false;
+  gone_ = denied_ = false;
   uint64_t run_ns = 0, slices = 0;
   bool have_sched = false;
   if (sched_fd_ >= 0) {
@@ -287,6 +297,7 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
         slices == last_slices_) {
       since_stat_++;
       *out = last_;
+      fresh_ = false;
       return true;
     }
   }
@@ -301,7 +312,17 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
   } else {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      gone_ = errno == ENOENT || errno == ESRCH;
+      int err = errno;
+      if (err == EACCES || err == EPERM) {
+        denied_ = true;  // hidepid=1 (noaccess)
+      } else if (err == ENOENT && start_ticks_ < 0) {
+        // Never read: hidepid=2 (invisible) hides another user's process as if it did not exist, but kill(pid, 0)
+        // still tells it from a gone one (EPERM: it lives). One already read that vanishes is gone.
+        denied_ = kill(static_cast<pid_t>(pid_), 0) == 0 || errno == EPERM;
+        gone_ = !denied_;
+      } else {
+        gone_ = err == ENOENT || err == ESRCH;
+      }
       return false;
     }
     n = PreadAll(fd, buf, true);
@@ -313,6 +334,7 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
     }
   }
   if (n <= 0) {
+    denied_ = n < 0 && (errno == EACCES || errno == EPERM);
     gone_ = n == 0 || errno == ESRCH || errno == ENOENT;
     return false;
   }
@@ -324,6 +346,7 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
     return false;
   }
   FillInfo(f, out);
+  fresh_ = true;
   threads_ = out->threads;
   reads_++;
   if (sched_fd_ < 0 && !sched_unavailable_ && stat_fd_ >= 0) {
@@ -347,6 +370,56 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
     if (ReadHwm(pid_, &hwm) == kParseOk) out->hwm_bytes = std::max(hwm, out->rss_bytes);
   }
   return true;
+}
+
+int ProcessReader::ReadIo(double out[4]) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/io", pid_);
+  if (io_fd_ < 0 && !io_pinned_ && TryPin()) {
+    // The descriptor names the process (its thread group), not a memory map: it stays valid across exec, and its
+    // reads fail once the process is gone. Access is checked at each read (a setuid exec makes it unreadable).
+    io_fd_ = open(path, O_RDONLY | O_CLOEXEC);
+    if (io_fd_ >= 0) {
+      io_pinned_ = true;
+    } else {
+      int err = errno;
+      Unpin();
+      return err;
+    }
+  }
+  std::vector<char>& buf = ReadBuffer();
+  ssize_t n = io_fd_ >= 0 ? PreadAll(io_fd_, buf, false) : ReadFileAt(path, buf, false);
+  if (n < 0) return errno;
+  static const char* const kKeys[4] = {"rchar", "wchar", "read_bytes", "write_bytes"};
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    v[i] = taskmeter_proc_io_field(buf.data(), static_cast<size_t>(n), kKeys[i]);
+    if (v[i] < 0) return EIO;
+  }
+  for (int i = 0; i < 4; i++) out[i] = static_cast<double>(v[i]);
+  return 0;
+}
+
+int ProcessReader::ReadPss(double* pss_bytes, double* rss_bytes) {
+  // Opened for each read: the file describes the memory map the process had when it was opened, and an exec (a
+  // forked worker's, a shell's) replaces that map.
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/smaps_rollup", pid_);
+  std::vector<char>& buf = ReadBuffer();
+  ssize_t n = ReadFileAt(path, buf, true);
+  if (n < 0) return errno;
+  uint64_t pss, rss;
+  int e = ParseStatusKb(buf.data(), static_cast<size_t>(n), "Pss:", &pss);
+  if (e == kParseEmpty) return ESRCH;  // a process without memory (exiting, a zombie) has an empty rollup
+  if (e != kParseOk || ParseStatusKb(buf.data(), static_cast<size_t>(n), "Rss:", &rss) != kParseOk) return EIO;
+  if (stat_fd_ >= 0) {
+    // Opened by pid: the kept-open stat says whether that pid still names the process read before.
+    char b;
+    if (pread(stat_fd_, &b, 1, 0) < 0 && errno == ESRCH) return ESRCH;
+  }
+  *pss_bytes = static_cast<double>(pss);
+  *rss_bytes = static_cast<double>(rss);
+  return 0;
 }
 
 double ProcessReader::ReadPeakBytes() {

@@ -153,7 +153,7 @@ export function registerTaskmeterMetrics(meter: Meter, options?: TaskmeterMetric
         );
       }
       duration.record(f.durationSeconds, attributes);
-      cpu.record(f.cpuSeconds, attributes);
+      if (f.cpuSeconds !== null) cpu.record(f.cpuSeconds, attributes);
       if (f.memoryPeakBytes !== null) peak.record(f.memoryPeakBytes, attributes);
       if (f.gpuMemoryPeakBytes !== null) gpuPeak.record(f.gpuMemoryPeakBytes, attributes);
       if (f.gpuEnergyJoules !== null) gpuEnergy.record(f.gpuEnergyJoules, attributes);

@@ -201,7 +201,7 @@ export function createTaskmeterCollector(options?: TaskmeterCollectorOptions): T
           );
       }
       histograms.duration.observe(labels, f.durationSeconds);
-      histograms.cpu.observe(labels, f.cpuSeconds);
+      if (f.cpuSeconds !== null) histograms.cpu.observe(labels, f.cpuSeconds);
       if (f.memoryPeakBytes !== null) histograms.peak.observe(labels, f.memoryPeakBytes);
       if (f.gpuMemoryPeakBytes !== null) histograms.gpuPeak.observe(labels, f.gpuMemoryPeakBytes);
       if (f.gpuEnergyJoules !== null) histograms.gpuEnergy.observe(labels, f.gpuEnergyJoules);

@@ -83,7 +83,8 @@ export const RATIO_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.25, 0.5, 0.7
 /** The figures of a finished window that the exporters record into histograms. */
 export function taskFigures(usage: ResourceUsage | ProcessUsage): {
   durationSeconds: number;
-  cpuSeconds: number;
+  /** null: a process usage whose CPU nothing measured (a tree no sample read) */
+  cpuSeconds: number | null;
   /** null: a process usage whose memory nothing measured (a command that ended before the first sample) */
   memoryPeakBytes: number | null;
   gpuMemoryPeakBytes: number | null;
@@ -96,14 +97,14 @@ export function taskFigures(usage: ResourceUsage | ProcessUsage): {
     !usage ||
     typeof usage !== 'object' ||
     !finite(usage.wallTimeMs) ||
-    !finite(usage.cpuTimeMs) ||
+    !(finite(usage.cpuTimeMs) || (usage.cpuTimeMs === null && 'pid' in usage)) ||
     !(finite(usage.peakRssBytes) || (usage.peakRssBytes === null && 'pid' in usage))
   ) {
     throw typeError('taskmeter: expected a ResourceUsage (from measure(), a tracker or measureCommand())');
   }
   return {
     durationSeconds: usage.wallTimeMs / 1000,
-    cpuSeconds: usage.cpuTimeMs / 1000,
+    cpuSeconds: finite(usage.cpuTimeMs) ? usage.cpuTimeMs / 1000 : null,
     memoryPeakBytes: finite(usage.peakRssBytes) ? usage.peakRssBytes : null,
     gpuMemoryPeakBytes: finite(usage.gpuMemoryPeakBytes) ? usage.gpuMemoryPeakBytes : null,
     gpuEnergyJoules: finite(usage.gpuEnergyJoules) ? usage.gpuEnergyJoules : null,

@@ -6,9 +6,13 @@ const WINDOWS = Number(process.argv[3] || 1e4);
 const { native } = require('../../dist/binding.js');
 
 const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
-const rss = () => {
+// What could leak, after full GCs: memory outside V8's heap (RSS − the heap V8 reserved: native allocations, array
+// buffers) and the live JS heap. RSS alone also moves with V8's sizing of its heap — its young generation grows in
+// steps of megabytes with the allocation rate, and is no leak.
+const mem = () => {
   for (let i = 0; i < 3; i++) global.gc();
-  return tm.snapshot().rssBytes;
+  const m = process.memoryUsage();
+  return { rss: tm.snapshot().rssBytes, outside: tm.snapshot().rssBytes - m.heapTotal, heapUsed: m.heapUsed };
 };
 
 // Warm-up with the same work, so that the JIT, V8's heap layout and malloc's arenas reach their working size
@@ -28,12 +32,12 @@ function windows(n) {
 for (let i = 0; i < 100000; i++) tm.snapshot();
 windows(WINDOWS);
 const baseThreads = threads();
-const baseRss = rss();
+const base = mem();
 let sink = 0;
 for (let i = 0; i < SNAPSHOTS; i++) sink += tm.snapshot().rssBytes & 1;
-const afterSnapshotsRss = rss();
+const afterSnapshots = mem();
 sink += windows(WINDOWS);
-const afterWindowsRss = rss();
+const afterWindows = mem();
 // let the sampler thread park again
 setTimeout(() => {
   console.log(
@@ -41,9 +45,11 @@ setTimeout(() => {
       baseThreads,
       threadsAfter: threads(),
       openWindows: native.samplerState().openWindows,
-      snapshotGrowthBytes: afterSnapshotsRss - baseRss,
-      windowGrowthBytes: afterWindowsRss - afterSnapshotsRss,
-      totalGrowthBytes: afterWindowsRss - baseRss,
+      snapshotGrowthBytes: afterSnapshots.outside - base.outside,
+      windowGrowthBytes: afterWindows.outside - afterSnapshots.outside,
+      totalGrowthBytes: afterWindows.outside - base.outside,
+      heapGrowthBytes: afterWindows.heapUsed - base.heapUsed,
+      rssGrowthBytes: afterWindows.rss - base.rss,
       sink,
     }),
   );

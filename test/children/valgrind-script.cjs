@@ -34,6 +34,18 @@ async function main() {
   try {
     native.readSelfIo(new Float64Array(1));
   } catch {}
+  // a tracked tree with a forked child: CPU matching at its departure, storage I/O, a PSS pass
+  const { spawn } = require('node:child_process');
+  const c = spawn('sh', ['-c', 'sleep 0.3 & sleep 0.3; wait'], { stdio: 'ignore' });
+  const pu = await tm.trackProcess(c.pid, { sampleIntervalMs: 2 }).exited;
+  tm.toRecord(pu);
+  // signals to a command while it runs, then once it has ended
+  const { signalCommand } = require('../../dist/process.js');
+  let pid = 0;
+  const running = tm.measureCommand('sleep', ['5'], { stdio: 'ignore', onSpawn: (p) => (pid = p) });
+  if (!signalCommand(pid, 'SIGTERM')) throw new Error('signalCommand while it runs');
+  await running;
+  if (signalCommand(pid, 'SIGTERM')) throw new Error('signalCommand after its end');
   const w = new Worker(__filename);
   await new Promise((res, rej) => {
     w.on('message', res);

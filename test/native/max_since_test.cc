@@ -109,6 +109,81 @@ int main() {
       }
     }
     CHECK(m.Since(999) == all[999].value);
+    CHECK(m.Since(0) == all[0].value);  // the front entry is never compacted away
+  }
+  {  // the oldest open window's answer survives compaction: an outer window opens, RSS spikes to 2 GB, then falls
+     // slowly through many distinct lower readings while windows open and close inside it
+    MaxSince m;
+    uint64_t outer = 100;
+    m.DropBefore(outer);  // the sampler drops what no open window can ask for
+    m.Add(outer, 2e9);
+    for (uint64_t i = 1; i <= 20000; i++) {
+      m.Add(outer + i, 1e9 - static_cast<double>(i));
+      CHECK(m.size() <= 4096);
+    }
+    CHECK(m.Since(outer) == 2e9);
+    CHECK(m.Since(outer + 20000) == 1e9 - 20000);
+  }
+  {  // random windows opening and closing, random readings (some out of order, some numbered below the oldest open
+     // window: reserved before it opened, added after): a window opened with no other open, the oldest for all its
+     // life, reads exactly its largest reading whatever the cap; every other window never reads higher
+    std::mt19937_64 rng2(777);
+    long exact_checks = 0;
+    for (int round = 0; round < 200; round++) {
+      size_t cap = 2 + rng2() % 40;
+      MaxSince m(cap);
+      std::vector<Reading> all;
+      std::vector<uint64_t> open;  // the open windows' numbers, oldest first
+      bool front_was_first = false;  // open.front() opened while no other window was open
+      uint64_t next = 0;
+      std::vector<uint64_t> in_flight;
+      for (int step = 0; step < 400; step++) {
+        int what = static_cast<int>(rng2() % 6);
+        double v = static_cast<double>(rng2() % 100000);
+        if (what == 0) {
+          if (open.empty()) front_was_first = true;
+          open.push_back(next);
+        } else if (what == 1 && !open.empty()) {
+          size_t i = rng2() % open.size();
+          open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
+          if (i == 0) front_was_first = false;
+          if (open.empty()) m.Clear();
+        } else if (what == 2) {
+          in_flight.push_back(next++);
+        } else if (what == 3 && !in_flight.empty()) {
+          uint64_t seq = in_flight.front();
+          in_flight.erase(in_flight.begin());
+          if (!open.empty()) {
+            m.DropBefore(open.front());
+            m.Add(seq, v);
+          }
+          all.push_back({seq, v});
+        } else {
+          uint64_t seq = next++;
+          if (!open.empty()) {
+            m.DropBefore(open.front());
+            m.Add(seq, v);
+          }
+          all.push_back({seq, v});
+        }
+        if (!open.empty()) {
+          m.DropBefore(open.front());
+          CHECK(m.size() <= cap);
+          double want = Brute(all, open.front());
+          double got = m.Since(open.front());
+          if (front_was_first) {
+            CHECK((std::isnan(want) && std::isnan(got)) || want == got);
+            exact_checks++;
+          }
+          for (uint64_t from : open) {  // the others: never higher
+            double w = Brute(all, from);
+            double g = m.Since(from);
+            CHECK((std::isnan(w) && std::isnan(g)) || g <= w);
+          }
+        }
+      }
+    }
+    CHECK(exact_checks > 10000);
   }
   std::printf("ok %ld\n", checks);
   return 0;

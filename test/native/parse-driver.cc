@@ -1,6 +1,6 @@
 // Test driver for native/proc/parse_linux.cc (built by test/proc-parsers.test.ts, with ASan and UBSan where the
 // compiler has them). stdin: records of [kind: 1 byte][length: uint32 LE][bytes]; kinds: 's' stat, 'm' statm,
-// 'h' status VmHWM:, 'r' status VmRSS:, 'd' schedstat, 'c' children. stdout: one JSON object per record. Each input is copied into
+// 'h' status VmHWM:, 'r' status VmRSS:, 'p' smaps_rollup Pss:, 'd' schedstat, 'c' children. stdout: one JSON object per record. Each input is copied into
 // a heap block of exactly its length, so a read past the end is caught by the sanitizer.
 #include <cstdint>
 #include <cstdio>
@@ -37,9 +37,12 @@ int main() {
       StatFields f;
       int e = ParseStat(buf, len, &f);
       snprintf(tmp, sizeof(tmp),
-               "{\"e\":\"%s\",\"pid\":%u,\"state\":%d,\"ppid\":%u,\"flags\":%llu,\"utime\":%llu,\"stime\":%llu,"
+               "{\"e\":\"%s\",\"pid\":%u,\"state\":%d,\"ppid\":%u,\"flags\":%llu,\"minflt\":%llu,\"cminflt\":%llu,"
+               "\"majflt\":%llu,\"cmajflt\":%llu,\"utime\":%llu,\"stime\":%llu,"
                "\"cutime\":%llu,\"cstime\":%llu,\"threads\":%llu,\"start\":%llu,\"rss\":%llu,\"comm\":\"",
-               ParseErrorName(e), f.pid, f.state, f.ppid, (unsigned long long)f.flags, (unsigned long long)f.utime,
+               ParseErrorName(e), f.pid, f.state, f.ppid, (unsigned long long)f.flags, (unsigned long long)f.minflt,
+               (unsigned long long)f.cminflt, (unsigned long long)f.majflt, (unsigned long long)f.cmajflt,
+               (unsigned long long)f.utime,
                (unsigned long long)f.stime, (unsigned long long)f.cutime, (unsigned long long)f.cstime,
                (unsigned long long)f.num_threads, (unsigned long long)f.starttime, (unsigned long long)f.rss_pages);
       line = tmp + Hex(f.comm) + "\"}";
@@ -49,9 +52,9 @@ int main() {
       snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"size\":%llu,\"resident\":%llu}", ParseErrorName(e),
                (unsigned long long)size, (unsigned long long)res);
       line = tmp;
-    } else if (kind == 'h' || kind == 'r') {
+    } else if (kind == 'h' || kind == 'r' || kind == 'p') {
       uint64_t bytes = 0;
-      int e = ParseStatusKb(buf, len, kind == 'h' ? "VmHWM:" : "VmRSS:", &bytes);
+      int e = ParseStatusKb(buf, len, kind == 'h' ? "VmHWM:" : kind == 'r' ? "VmRSS:" : "Pss:", &bytes);
       snprintf(tmp, sizeof(tmp), "{\"e\":\"%s\",\"bytes\":%llu}", ParseErrorName(e), (unsigned long long)bytes);
       line = tmp;
     } else if (kind == 'd') {

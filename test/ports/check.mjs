@@ -197,15 +197,43 @@ if (mode === 'core') {
     await tm.measureCommand('cmd.exe', ['/c', 'echo passthrough-marker-1']);
     await tm.measureCommand('cmd.exe', ['/c', 'echo ignored-marker-2'], { stdio: 'ignore' });
   });
-  await check("stdio 'pipe' is refused with ENOTSUP", async () => {
-    try {
-      await tm.measureCommand('cmd.exe', ['/c', 'exit 0'], { stdio: 'pipe' });
-    } catch (e) {
-      assert(e.code === 'ENOTSUP', e.code);
-      return e.message;
-    }
-    throw new Error('no error');
+  await check("stdio 'pipe' returns the command's stdout and stderr, each its own, with the exit code", async () => {
+    const r = await tm.measureCommand('cmd.exe', ['/d', '/c', 'echo out-marker& echo err-marker 1>&2& exit 4'], {
+      stdio: 'pipe',
+    });
+    const seen = { code: r.exitCode, stdout: r.stdout?.toString(), stderr: r.stderr?.toString() };
+    assert(r.exitCode === 4, JSON.stringify(seen));
+    assert(Buffer.isBuffer(r.stdout) && Buffer.isBuffer(r.stderr), JSON.stringify(seen));
+    assert(seen.stdout.trim() === 'out-marker' && seen.stderr.trim() === 'err-marker', JSON.stringify(seen));
+    return seen;
   });
+  await check(
+    "stdio 'pipe' drains both streams while the command runs (more than a pipe's buffer on each)",
+    async () => {
+      // the probe writes 20,000 lines (~130 kB) to stderr before a line to stdout: a reader that waited on stdout first
+      // would leave it blocked on the full stderr pipe, forever
+      const r = await tm.measureCommand(probe, ['--spew', '20000'], { stdio: 'pipe' });
+      const out = r.stdout.toString().split(/\r?\n/).filter(Boolean);
+      const err = r.stderr.toString().split(/\r?\n/).filter(Boolean);
+      const seen = { code: r.exitCode, outLines: out.length, errLines: err.length, errBytes: r.stderr.length };
+      assert(r.exitCode === 0 && out.length === 20000 && err.length === 20000, JSON.stringify(seen));
+      assert(out[19999] === 'o20000' && err[19999] === 'e20000', JSON.stringify(seen));
+      return seen;
+    },
+  );
+  await check(
+    "stdio 'pipe' past maxBuffer rejects with ERR_CHILD_PROCESS_STDIO_MAXBUFFER and the output kept",
+    async () => {
+      try {
+        await tm.measureCommand(probe, ['--spew', '2000'], { stdio: 'pipe', maxBuffer: 1000 });
+      } catch (e) {
+        const seen = { code: e.code, stderr: e.result?.stderr?.length, stdout: e.result?.stdout?.length };
+        assert(e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER' && seen.stderr === 1000, JSON.stringify(seen));
+        return seen;
+      }
+      throw new Error('no error');
+    },
+  );
   await check('a missing command is ENOENT (the CLI turns it into 127)', async () => {
     try {
       await tm.measureCommand('no-such-command-taskmeter');
