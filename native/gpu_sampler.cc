@@ -105,8 +105,9 @@ void GpuSampler::StartFailedLocked(const std::string& why) {
 
 void GpuSampler::StoppedLocked() {
   cv_.notify_all();
+  // No GPU figure is read from here on (FillLocked and ReadCacheLocked read cache_'s GPUs); the windows' GPU state
+  // starts afresh at the next detection (ResetWindowsLocked). Nothing allocates here: exit calls it.
   cache_.clear();
-  ResetWindowsLocked();
 }
 
 void GpuSampler::ThreadFailedLocked(const std::string& why) {
@@ -747,8 +748,8 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
   detecting_ = true;
   lock.unlock();
   bool ok = gpus_.Detect(env, self_pid);
-  lock.lock();
   if (gpus_.library().loaded()) host_.GpuLibraryLoaded();
+  lock.lock();
   detecting_ = false;
   slow_call_started_ms_ = NAN;
   // Published only by the thread still wanted: one stopped meanwhile (its last environment ended during detection)

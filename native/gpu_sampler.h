@@ -106,7 +106,7 @@ class GpuSampler {
     virtual bool TakeGpuThrowForTest() = 0;           // ThrowInThreadsForTest asked the GPU thread to throw
     virtual bool GpuUnloadOnStop() = 0;               // unload NVML at the shutdown that ends the loop
     virtual bool GpuProcessExiting() = 0;             // exit has begun: no new NVML call (sampler.h L3)
-    virtual void GpuLibraryLoaded() = 0;              // NVML was just loaded (its exit handlers registered)
+    virtual void GpuLibraryLoaded() = 0;  // NVML was just loaded (its exit handlers registered); without the mutex
 
    protected:
     ~Host() = default;
@@ -126,7 +126,7 @@ class GpuSampler {
   // The wanted thread ended on an exception.
   void ThreadFailedLocked(const std::string& why);
   // The thread was stopped (it goes on, detached, until it sees so: sampler.h L9): wakes it, and drops what it had
-  // published (the cache, the windows' GPU figures), which no later environment may read.
+  // published (the cache), which no later environment may read. Never allocates (exit calls it).
   void StoppedLocked();
   // Clears the in-flight markers of a thread that ended on an exception.
   void ClearInFlightLocked();
