@@ -17,7 +17,8 @@
 //     held. "Is this the last reference?" and "stop the threads" are therefore one step: no Retain, and no Open that
 //     would start the RSS thread, can run in between.
 // L2. refs_ changes only under lifecycle_mu_. Release stops the threads only when refs_ is 0 after its own decrement,
-//     still holding lifecycle_mu_; a Retain that comes later starts fresh threads.
+//     still holding lifecycle_mu_; a Retain that comes later starts fresh threads (or adopts a GPU thread still
+//     detecting, L9).
 // L3. A Thread's std::thread is assigned only while it is not joinable. It stops being joinable only by join() (after
 //     the thread reported its exit) or by detach(): a GPU thread still running when it is stopped (L9), or any thread
 //     still running when exit's bound runs out. Before a detach the addon's module is pinned, so that Node cannot
@@ -45,8 +46,8 @@
 // L8. The GPU thread never calls getenv (it races with `process.env.X = …` on a JS thread). Its environment
 //     (GpuSampler's env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written
 //     only there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
-//     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, or GPU
-//     detection disabled, leaves it alone.
+//     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, adopts one still
+//     detecting (L9), or finds GPU detection disabled, leaves it alone.
 // L9. Stopping never waits for the GPU thread, nor for the driver (detection, a reading in flight, nvmlShutdown): a GPU
 //     thread still running is detached (the module pinned, L3) and left to finish as the orphan; it then finds itself
 //     unwanted, publishes nothing (not even its failure) and shuts NVML down. It owns the NVML state (GpuSampler's
@@ -80,9 +81,9 @@
 
 namespace taskmeter {
 
-// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a detached
-// thread is started (the GPU thread on a hung driver, a spawn's waiter): it may return into this module's code after
-// Node has unloaded the addon.
+// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a thread is left
+// running unjoined (a GPU thread still running when it is stopped, L9; a thread past exit's bound; a spawn's
+// waiter): it may return into this module's code after Node has unloaded the addon.
 void PinThisModule();
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
@@ -127,8 +128,8 @@ TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 
 class Sampler final : private GpuSampler::Host {
  public:
-  // The process-wide instance. Deliberately never destroyed: a thread may still be running (stuck in a driver call)
-  // while static destructors run at exit().
+  // The process-wide instance. Deliberately never destroyed: a GPU thread may still be running (an orphan finishing
+  // its NVML work, L9, or one stuck in a driver call) while static destructors run at exit().
   static Sampler& Instance();
 
   // Every addon instance retains the sampler while its environment lives. The first retain starts GPU detection,
