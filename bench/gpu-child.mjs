@@ -1,8 +1,12 @@
 // Child of bench/run.mjs, run with the fake NVML loaded (TASKMETER_NVML_LIBRARY, FAKE_NVML_SCENARIO).
 import { renameSync, writeFileSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-const require = createRequire(import.meta.url);
-const tm = require('../dist/index.js');
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+// The package whose build is measured: this one, or BENCH_PACKAGE_ROOT (bench/gpu-windows.mjs BENCH_COMPARE_ROOT).
+const root = process.env.BENCH_PACKAGE_ROOT || join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+const tm = require(join(root, 'dist/index.js'));
 const mode = process.argv[2];
 const N = Number(process.env.BENCH_ITERS || 100000);
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -75,9 +79,9 @@ if (mode === 'costs') {
   // JS-thread cost of one collection with the fake GPU loaded: our OpenTelemetry batch callback alone and the whole
   // SDK collect(), and a whole prom-client scrape of taskmeter's collector (registry.metrics()).
   const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics');
-  const { registerTaskmeterMetrics } = require('../dist/exporters/otel.js');
+  const { registerTaskmeterMetrics } = require(join(root, 'dist/exporters/otel.js'));
   const prom = require('prom-client');
-  const { createTaskmeterCollector } = require('../dist/exporters/prometheus.js');
+  const { createTaskmeterCollector } = require(join(root, 'dist/exporters/prometheus.js'));
   class Reader extends MetricReader {
     async onForceFlush() {}
     async onShutdown() {}
@@ -170,7 +174,7 @@ if (mode === 'costs') {
   // beside the GPU thread. Its CPU (thread clock) per second while they stay open, then what a measureSync(() => 0)
   // costs the JS thread with them open (median, p99 and max of single calls: it waits while the GPU thread holds the
   // sampler's lock to apply a reading to the windows).
-  const { native } = require('../dist/binding.js');
+  const { native } = require(join(root, 'dist/binding.js'));
   const { readdirSync } = await import('node:fs');
   let tid = null;
   for (const t of readdirSync('/proc/self/task')) {
