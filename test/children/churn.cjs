@@ -93,10 +93,22 @@ if (!isMainThread) {
       delete env.LD_PRELOAD;
       while (Date.now() < deadline) {
         const r = await tm.measureCommand('/bin/sh', ['-c', script], { stdio: 'ignore', sampleIntervalMs: 2, env });
-        const child = spawn('/bin/sh', ['-c', `sleep 0.05; ${script}`], { stdio: 'ignore', env });
+        // The child waits on its stdin until the tracker has seen it (a fixed sleep was too short on a loaded
+        // machine: a tree that ends before the first sample is rightly reported as never seen).
+        const child = spawn('/bin/sh', ['-c', `read x; ${script}`], { stdio: ['pipe', 'ignore', 'ignore'], env });
         const tracker = tm.trackProcess(child.pid, { sampleIntervalMs: 1 });
+        for (let waited = 0; tracker.usage.processes < 1 && waited < 10_000; waited += 5) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        child.stdin.end('go\n');
         const tracked = await tracker.exited;
-        commands.push({ exitCode: r.exitCode, cpu: r.usage.cpuTimeMs, trackedProcesses: tracked.processes });
+        commands.push({
+          exitCode: r.exitCode,
+          signal: r.signal,
+          cpu: r.usage.cpuTimeMs,
+          trackedProcesses: tracked.processes,
+          trackedReason: tracked.cpuReason,
+        });
       }
     };
     await Promise.all([...Array.from({ length: o.concurrency }, lane), ...(o.spawn ? [spawnLane()] : [])]);
@@ -121,6 +133,7 @@ if (!isMainThread) {
         openWindowsAfter: state ? state.openWindows : null,
         commands: commands.length,
         commandsFailed: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).length,
+        commandFailures: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).slice(0, 3),
       }),
     );
   })();
