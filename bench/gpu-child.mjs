@@ -1,8 +1,12 @@
 // Child of bench/run.mjs, run with the fake NVML loaded (TASKMETER_NVML_LIBRARY, FAKE_NVML_SCENARIO).
 import { renameSync, writeFileSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-const require = createRequire(import.meta.url);
-const tm = require('../dist/index.js');
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+// The package whose build is measured: this one, or BENCH_PACKAGE_ROOT (bench/gpu-windows.mjs BENCH_COMPARE_ROOT).
+const root = process.env.BENCH_PACKAGE_ROOT || join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+const tm = require(join(root, 'dist/index.js'));
 const mode = process.argv[2];
 const N = Number(process.env.BENCH_ITERS || 100000);
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -75,9 +79,9 @@ if (mode === 'costs') {
   // JS-thread cost of one collection with the fake GPU loaded: our OpenTelemetry batch callback alone and the whole
   // SDK collect(), and a whole prom-client scrape of taskmeter's collector (registry.metrics()).
   const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics');
-  const { registerTaskmeterMetrics } = require('../dist/exporters/otel.js');
+  const { registerTaskmeterMetrics } = require(join(root, 'dist/exporters/otel.js'));
   const prom = require('prom-client');
-  const { createTaskmeterCollector } = require('../dist/exporters/prometheus.js');
+  const { createTaskmeterCollector } = require(join(root, 'dist/exporters/prometheus.js'));
   class Reader extends MetricReader {
     async onForceFlush() {}
     async onShutdown() {}
@@ -162,6 +166,59 @@ if (mode === 'costs') {
       gpuSamples: u.gpuSamples,
       wallMs: u.wallTimeMs,
       note: u.gpuSamplingNote,
+    }),
+  );
+  process.exit(0);
+} else if (mode === 'windows') {
+  // Many open windows: `open` windows at 10 ms, each counting this process ('self') or a pid of its own ('pids'),
+  // beside the GPU thread. Its CPU (thread clock) per second while they stay open, then what a measureSync(() => 0)
+  // costs the JS thread with them open (median, p99 and max of single calls: it waits while the GPU thread holds the
+  // sampler's lock to apply a reading to the windows).
+  const { native } = require(join(root, 'dist/binding.js'));
+  const { readdirSync } = await import('node:fs');
+  let tid = null;
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'taskmeter-gpu') tid = t;
+    } catch {}
+  }
+  if (tid === null) throw new Error('no taskmeter-gpu thread');
+  const cpuMs = () => Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  const open = Number(process.argv[3] || 0);
+  const kind = process.argv[4] || 'self';
+  const ids = [];
+  for (let i = 0; i < open; i++) {
+    const id = native.windowOpen(10);
+    if (kind === 'pids') native.windowSetPids(id, [100000 + i]);
+    ids.push(id);
+  }
+  await new Promise((r) => setTimeout(r, 2000)); // the costs measured, the schedule settled
+  const c0 = cpuMs();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 4000));
+  const gpuMsPerSec = (cpuMs() - c0) / ((performance.now() - t0) / 1000);
+  const probe = tm.measureSync(() => sleep(50)).usage; // the schedule's periods as they stand
+  const times = [];
+  const end = performance.now() + 2000;
+  while (performance.now() < end) {
+    const a = process.hrtime.bigint();
+    sink += tm.measureSync(() => 0).usage.gpus.length;
+    times.push(Number(process.hrtime.bigint() - a));
+  }
+  times.sort((a, b) => a - b);
+  const out = new Float64Array(native.WINDOW_SLOTS + 16 * native.GPU_WINDOW_SLOTS);
+  for (const id of ids) native.windowClose(id, out);
+  console.log(
+    JSON.stringify({
+      open,
+      kind,
+      gpuMsPerSec,
+      deviceMs: probe.gpuSampleIntervalMs,
+      putilMs: probe.gpuProcessUtilizationIntervalMs,
+      measureSyncMedianNs: times[Math.floor(times.length / 2)],
+      measureSyncP99Ns: times[Math.floor(times.length * 0.99)],
+      measureSyncMaxNs: times[times.length - 1],
+      calls: times.length,
     }),
   );
   process.exit(0);

@@ -199,15 +199,13 @@ try {
 // and how long `node -e "require('taskmeter')"` takes while nvmlInit takes 6 s.
 try {
   const { buildFakeNvml } = await import('../test/fixtures/fake-nvml/build.mjs');
+  const { gpuWindowsBench, h200Scenario } = await import('./gpu-windows.mjs');
   const lib = buildFakeNvml().full;
   const dir = mkdtempSync(join(tmpdir(), 'taskmeter-bench-h200-'));
   const child = join(here, 'gpu-child.mjs');
   const scenarioFor = (gpus, extra = '') => {
     const f = join(dir, `h200-${gpus}-${extra.length}.txt`);
-    writeFileSync(
-      f,
-      `profile=h200\ncount=${gpus}\n${Array.from({ length: gpus }, (_, i) => `dev${i}.util=90\ndev${i}.used=${20 * 2 ** 30}\ndev${i}.procs=4242:${16 * 2 ** 30}\n`).join('')}${extra}`,
-    );
+    writeFileSync(f, h200Scenario(gpus, extra));
     return f;
   };
   const envFor = (scenario) => ({ ...process.env, TASKMETER_NVML_LIBRARY: lib, FAKE_NVML_SCENARIO: scenario });
@@ -251,6 +249,9 @@ try {
   console.log(
     `| measureSync(() => 0): 1 H200 − no GPU (the same children) | ${m(withGpu, 'measureSyncNs').toFixed(0)} − ${m(noGpu, 'measureSyncNs').toFixed(0)} = ${dMeas.toFixed(0)} ns | — | — |`,
   );
+  // Open windows beside the GPU thread (1 H200, per-process utilization samples of this process and another):
+  // bench/gpu-windows.mjs.
+  gpuWindowsBench(lib, scenarioFor(1, 'dev0.putil=self:50:20,4242:30:10\n'));
   const slow = scenarioFor(1, 'init_delay_ms=6000\n');
   const req = [];
   for (let i = 0; i < 3; i++) {

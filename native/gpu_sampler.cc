@@ -68,6 +68,7 @@ void GpuSampler::SetDisabledLocked() {
   info_ = GpuInfoSnapshot{GpuState::kDisabled, "disabled by TASKMETER_DISABLE_GPU", "", "", "", {}, false, 0, 0,
                           "GPU_DISABLED"};
   cache_.clear();
+  ResetWindowsLocked();
 }
 
 void GpuSampler::SetHungLocked() {
@@ -83,7 +84,8 @@ void GpuSampler::SetHungLocked() {
                           0,
                           "GPU_HUNG"};
   cache_.clear();
-  for (auto& kv : windows_) kv.second.gpu.clear();
+  ResetWindowsLocked();
+  detected_cv_.notify_all();
 }
 
 void GpuSampler::SetPendingLocked(nvml::Env env) {
@@ -101,15 +103,21 @@ void GpuSampler::StartFailedLocked(const std::string& why) {
   detected_cv_.notify_all();
 }
 
-void GpuSampler::ThreadFailedLocked(const std::string& why, bool current) {
-  if (!current) return;
+void GpuSampler::StoppedLocked() {
+  cv_.notify_all();
+  // No GPU figure is read from here on (FillLocked and ReadCacheLocked read cache_'s GPUs); the windows' GPU state
+  // starts afresh at the next detection (ResetWindowsLocked). Nothing allocates here: exit calls it.
+  cache_.clear();
+}
+
+void GpuSampler::ThreadFailedLocked(const std::string& why) {
   state_ = GpuState::kUnavailable;
   info_.state = GpuState::kUnavailable;
   info_.reason = why;
   info_.reason_code = "GPU_THREAD_FAILED";
   info_.devices.clear();
   cache_.clear();
-  for (auto& kv : windows_) kv.second.gpu.clear();
+  ResetWindowsLocked();
 }
 
 void GpuSampler::ClearInFlightLocked() {
@@ -132,21 +140,26 @@ void GpuSampler::OpenLocked(uint64_t id, double open_ms, double interval_ms) {
   // that fails to open (Sampler::Open) leaves no count behind.
   auto iv = intervals_.try_emplace(interval_ms, 0).first;
   auto it = windows_.end();
+  bool epoch = false;
   try {
     it = windows_.try_emplace(id).first;
     it->second.gpu.assign(cache_.size(), PerGpu());
+    it->second.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
+    it->second.epoch_it = open_epochs_.insert(it->second.open_epoch_us);
+    epoch = true;
+    ReserveOne(fresh_);  // ListAdd below cannot throw
   } catch (...) {
+    if (epoch) open_epochs_.erase(it->second.epoch_it);
     if (it != windows_.end()) windows_.erase(it);
     if (iv->second == 0) intervals_.erase(iv);
     throw;
   }
   Window& w = it->second;
+  w.id = id;
   w.open_ms = open_ms;
-  w.open_epoch_us = proc::EpochMs() * 1000.0;  // the driver stamps per-process samples with the wall clock
   w.interval_ms = interval_ms;
-  w.samples = 0;
-  w.pids.clear();
-  w.tl_max = w.tl_last = NAN;
+  for (size_t i = 0; i < w.gpu.size() && i < shared_.size(); i++) w.gpu[i].base_putil_reads = shared_[i].putil_reads;
+  ListAdd(fresh_, &Window::fresh_at, w);
   // The shortest interval sets the device readings' period: the GPU thread plans anew (not this JS thread).
   if (iv->second++ == 0 && interval_ms <= intervals_.begin()->first) plan_dirty_ = true;
   InitEnergyLocked(w, open_ms);
@@ -165,10 +178,139 @@ void GpuSampler::InitEnergyLocked(Window& w, double now) {
   }
 }
 
+void GpuSampler::ReserveOne(std::vector<Window*>& list) {
+  if (list.size() == list.capacity()) list.reserve(std::max<size_t>(16, 2 * list.capacity()));
+}
+
+void GpuSampler::ListAdd(std::vector<Window*>& list, size_t Window::*at, Window& w) {
+  if (w.*at != SIZE_MAX) return;
+  w.*at = list.size();
+  list.push_back(&w);
+}
+
+void GpuSampler::ListRemove(std::vector<Window*>& list, size_t Window::*at, Window& w) {
+  size_t k = w.*at;
+  if (k == SIZE_MAX) return;
+  Window* last = list.back();
+  list[k] = last;
+  last->*at = k;
+  list.pop_back();
+  w.*at = SIZE_MAX;
+}
+
+void GpuSampler::DropSharedLocked(Window& w) {
+  if (!w.shared) return;
+  if (w.based) bases_.erase(w.base_it);
+  open_epochs_.erase(w.epoch_it);
+  w.shared = false;
+  DropUnneededLocked();
+}
+
+void GpuSampler::DropUnneededLocked() {
+  if (bases_.empty()) {
+    for (auto& sh : shared_) {
+      sh.memory_used.Clear();
+      sh.self_bytes.Clear();
+    }
+    self_sum_.Clear();
+  } else {
+    uint64_t oldest = *bases_.begin();
+    for (auto& sh : shared_) {
+      sh.memory_used.DropBefore(oldest);
+      sh.self_bytes.DropBefore(oldest);
+    }
+    self_sum_.DropBefore(oldest);
+  }
+  for (auto& sh : shared_) {
+    if (open_epochs_.empty()) {
+      sh.putil.clear();
+    } else {
+      double oldest = *open_epochs_.begin();
+      while (!sh.putil.empty() && static_cast<double>(sh.putil.front().timestamp_us) <= oldest) sh.putil.pop_front();
+    }
+  }
+}
+
+void GpuSampler::ResetWindowsLocked() {
+  shared_.assign(cache_.size(), Shared());
+  bases_.clear();
+  self_sum_.Clear();
+  self_sum_last_ = NAN;
+  fresh_.clear();
+  own_.clear();
+  acct_pending_.clear();
+  for (auto& kv : windows_) {
+    Window& w = kv.second;
+    w.fresh_at = w.own_at = w.acct_at = SIZE_MAX;
+    w.based = false;
+    w.samples = 0;
+    w.tl_max = w.tl_last = NAN;
+    w.gpu.assign(cache_.size(), PerGpu());  // E(open) too: from the window's first reading
+    ListAdd(fresh_, &Window::fresh_at, w);
+    if (!w.shared) ListAdd(own_, &Window::own_at, w);
+  }
+}
+
+GpuSampler::PerGpu GpuSampler::ViewLocked(const Window& w, size_t i) const {
+  PerGpu g = i < w.gpu.size() ? w.gpu[i] : PerGpu();
+  if (!w.shared || i >= shared_.size() || i >= cache_.size()) return g;
+  const Shared& sh = shared_[i];
+  // Per-process utilization: this process's samples taken since the window opened, and the reads since then.
+  auto mark = std::upper_bound(sh.putil.begin(), sh.putil.end(), w.open_epoch_us,
+                               [](double t, const PutilMark& m) { return t < static_cast<double>(m.timestamp_us); });
+  if (mark != sh.putil.end()) {
+    g.putil.sm_sum = sh.putil_sm - mark->sm_before;
+    g.putil.mem_sum = sh.putil_mem - mark->mem_before;
+    g.putil.n = static_cast<uint32_t>(sh.putil_n - mark->n_before);
+  }
+  if (sh.putil_reads > g.base_putil_reads)
+    g.putil_error = sh.putil_error_read > g.base_putil_reads ? sh.putil_error : 0;
+  if (!w.based) return g;
+  // Device readings: the totals since the window's first reading, the largest since its number.
+  auto n = static_cast<uint32_t>(device_num_ - w.base_num);
+  g.samples = g.list_reads = n;
+  if (n == 0) return g;
+  const Cache& c = cache_[i];
+  g.memory_used_peak = sh.memory_used.Since(w.base_num);
+  g.util_sum = sh.util_sum - g.base_util_sum;
+  g.util_n = static_cast<uint32_t>(sh.util_n - g.base_util_n);
+  g.util_last = sh.util_n > g.base_util_n ? sh.util_last : NAN;
+  g.device_error = c.reading.device_error;  // the last reading's, which is inside the window
+  g.power_source = c.reading.power_source;
+  g.process_samples = static_cast<uint32_t>(sh.self_ok - g.base_self_ok);
+  g.process_peak = sh.self_bytes.Since(w.base_num);
+  g.process_end = sh.self_ok > g.base_self_ok ? sh.self_end : NAN;
+  g.process_reason = c.self_reason;
+  g.acct_end = sh.acct_end_num >= w.base_num ? sh.acct_end : NAN;
+  return g;
+}
+
+uint32_t GpuSampler::SamplesLocked(const Window& w) const {
+  if (!w.shared) return w.samples;
+  return w.based ? static_cast<uint32_t>(device_num_ - w.base_num) : 0;
+}
+
+void GpuSampler::MakeOwnLocked(Window& w) {
+  if (!w.shared) return;
+  ReserveOne(own_);  // what may throw comes first
+  // Its figures so far, as a window of its own would have them; from now on it accumulates its own.
+  for (size_t i = 0; i < w.gpu.size(); i++) w.gpu[i] = ViewLocked(w, i);
+  w.samples = SamplesLocked(w);
+  if (w.based) {
+    w.tl_max = self_sum_.Since(w.tl_num);
+    w.tl_last = self_sum_last_num_ >= w.base_num ? self_sum_last_ : NAN;
+  }
+  ListRemove(acct_pending_, &Window::acct_at, w);  // a window of its own tries its accounting base at each reading
+  DropSharedLocked(w);
+  ListAdd(own_, &Window::own_at, w);
+}
+
 void GpuSampler::SetPidsLocked(uint64_t id, std::vector<uint32_t> pids, bool fresh) {
   auto it = windows_.find(id);
   if (it == windows_.end()) return;
   Window& w = it->second;
+  if (w.shared && pids.empty() && !fresh) return;  // this process, as it was
+  MakeOwnLocked(w);
   w.pids = std::move(pids);
   if (!fresh) return;
   // The window follows other processes from now on: what readings since its opening attributed to this process
@@ -187,7 +329,12 @@ void GpuSampler::SetPidsLocked(uint64_t id, std::vector<uint32_t> pids, bool fre
 void GpuSampler::CloseLocked(uint64_t id) {
   auto it = windows_.find(id);
   if (it == windows_.end()) return;
-  auto iv = intervals_.find(it->second.interval_ms);
+  Window& w = it->second;
+  ListRemove(fresh_, &Window::fresh_at, w);
+  ListRemove(own_, &Window::own_at, w);
+  ListRemove(acct_pending_, &Window::acct_at, w);
+  DropSharedLocked(w);
+  auto iv = intervals_.find(w.interval_ms);
   if (iv != intervals_.end() && --iv->second == 0) {
     if (iv == intervals_.begin()) plan_dirty_ = true;
     intervals_.erase(iv);
@@ -219,10 +366,15 @@ void GpuSampler::ReplanLocked() {
       gpuwin::DefaultSchedule(intervals_.empty() ? kIdleIntervalMs : std::max(kMinDeviceMs, intervals_.begin()->first));
   // A round: every GPU once (the device readings of all GPUs are one round already).
   for (int k = 0; k < gpuwin::kGpuKinds; k++) {
-    double per = costs_[k].count() > 0 ? costs_[k].Ms() : kPriorCostMs[k] * (k == gpuwin::kKindDevice ? n : 1);
+    double per = gpuwin::PacedCostMs(costs_[k], kPriorCostMs[k] * (k == gpuwin::kKindDevice ? n : 1),
+                                     gpuwin::kThreadClockStepMs);
     in.cost_ms[k] = k == gpuwin::kKindDevice ? per : per * n;
   }
   in.budget = kBudget;
+  // The energy model's bound on the gap between readings applies where there is energy to model (not on MIG slices).
+  bool energy = false;
+  for (const auto& d : info_.devices) energy = energy || !d.mig;
+  if (!energy) in.cover_ms = 0;
   plan_ = gpuwin::PlanSchedule(in);
   plan_dirty_ = false;
 }
@@ -240,13 +392,21 @@ void GpuSampler::TimelineLocked(uint64_t id, double* process_bytes, double* util
   Window& w = it->second;
   // The largest reading since the last tick (device readings come at the window's pace, or slower when stretched:
   // then the last one is held).
-  *process_bytes = !std::isnan(w.tl_max) ? w.tl_max : w.tl_last;
-  w.tl_max = NAN;
+  if (w.shared) {
+    if (!w.based) return;
+    double m = self_sum_.Since(w.tl_num);
+    *process_bytes = !std::isnan(m) ? m : self_sum_last_num_ >= w.base_num ? self_sum_last_ : NAN;
+    w.tl_num = device_num_;
+  } else {
+    *process_bytes = !std::isnan(w.tl_max) ? w.tl_max : w.tl_last;
+    w.tl_max = NAN;
+  }
   double sum = 0;
   int n = 0;
-  for (const auto& g : w.gpu) {
-    if (!std::isnan(g.util_last)) {
-      sum += g.util_last;
+  for (size_t i = 0; i < w.gpu.size(); i++) {
+    double u = w.shared ? ViewLocked(w, i).util_last : w.gpu[i].util_last;
+    if (!std::isnan(u)) {
+      sum += u;
       n++;
     }
   }
@@ -260,7 +420,7 @@ void GpuSampler::FillLocked(uint64_t id, double now, double* out, size_t len) {
   last_eval_ms_ = std::max(last_eval_ms_, now);
   const gpuwin::Schedule& plan = plan_;
   bool gpu = !cache_.empty();
-  out[kWinGpuSamples] = w.samples;
+  out[kWinGpuSamples] = SamplesLocked(w);
   out[kWinGpuIntervalMs] = gpu ? plan.period_ms[gpuwin::kKindDevice] : NAN;
   out[kWinGpuProcessIntervalMs] = gpu ? plan.period_ms[gpuwin::kKindDevice] : NAN;
   out[kWinGpuEnergyIntervalMs] = gpu ? plan.period_ms[gpuwin::kKindEnergy] : NAN;
@@ -272,7 +432,7 @@ void GpuSampler::FillLocked(uint64_t id, double now, double* out, size_t len) {
   for (size_t i = 0; i < n; i++) {
     double* g = out + kWindowSlots + i * kGpuWindowSlots;
     const Cache& c = cache_[i];
-    PerGpu gw = i < w.gpu.size() ? w.gpu[i] : PerGpu();
+    PerGpu gw = ViewLocked(w, i);
     bool mig = i < info_.devices.size() && info_.devices[i].mig;
     // Energy: E(now) − E(open), while E has a source and a recent reading to integrate from.
     const gpuwin::EnergyModel& m = c.energy;
@@ -358,24 +518,54 @@ bool GpuSampler::WaitDetection(std::chrono::milliseconds timeout) {
 
 void GpuSampler::ProbePidsLocked(std::vector<uint32_t>* out) const {
   out->clear();
-  for (const auto& kv : windows_) {
-    const auto& pids = kv.second.pids;
+  for (const Window* w : own_) {
+    const auto& pids = w->pids;
     for (size_t k = 0; k < pids.size() && k < kProbePidsPerWindow; k++) out->push_back(pids[k]);
   }
   std::sort(out->begin(), out->end());
   out->erase(std::unique(out->begin(), out->end()), out->end());
 }
 
+void GpuSampler::AcctBase(PerGpu& g, const Window& w, const Cache& c, const nvml::DeviceReading& r) {
+  if (g.acct_base_set) return;
+  // The accounting maximum before the window: the previous reading's, when it was taken close to the window's
+  // opening and succeeded; else this reading's (a rise before it is then not attributed to the window:
+  // conservative); when this one failed too, the next reading's. A failed read is never a base of 0: the lifetime
+  // maximum would then count as a rise.
+  bool prev_close = !std::isnan(c.t_ms) && c.t_ms >= w.open_ms - 2 * std::max(w.interval_ms, 20.0);
+  if (prev_close && c.reading.accounting_max_bytes >= 0) {
+    g.acct_base = c.reading.accounting_max_bytes;
+    g.acct_base_set = true;
+  } else if (r.accounting_max_bytes >= 0) {
+    g.acct_base = r.accounting_max_bytes;
+    g.acct_base_set = true;
+  }
+}
+
 void GpuSampler::ApplyDeviceLocked(double t_start, double t_end, std::vector<nvml::DeviceReading>& readings,
                                    const std::vector<uint32_t>& alive) {
   // A reading counts for the windows open when it started; one opened while it was in flight (or after) gets
-  // nothing from it but what its energy model gives from then on.
+  // nothing from it but what its energy model gives from then on. Its number: device_num_.
   double t = EvalTimeLocked((t_start + t_end) / 2);
-  for (auto& kv : windows_) {
-    Window& w = kv.second;
-    if (w.open_ms > t_start) continue;
-    w.samples++;
-    if (w.gpu.size() < cache_.size()) w.gpu.resize(cache_.size());
+  uint64_t num = device_num_;
+  // The windows whose first reading this is: their base is taken before it counts. Only they, the windows of their
+  // own and those still missing an accounting base are visited: the work does not grow with the shared windows.
+  basing_.clear();
+  for (size_t k = 0; k < fresh_.size();) {
+    Window* w = fresh_[k];
+    if (w->open_ms > t_start) {
+      k++;
+      continue;
+    }
+    ListRemove(fresh_, &Window::fresh_at, *w);  // the last one moves to k
+    basing_.push_back(w);
+  }
+  for (Window* w : basing_)
+    if (w->gpu.size() < cache_.size()) w->gpu.resize(cache_.size());
+  for (Window* w : own_) {
+    if (w->open_ms > t_start) continue;
+    w->samples++;
+    if (w->gpu.size() < cache_.size()) w->gpu.resize(cache_.size());
   }
   // Whether a window's processes were alive at the reading: alive after it means alive during it.
   auto lived = [&](const Window& w) {
@@ -384,26 +574,54 @@ void GpuSampler::ApplyDeviceLocked(double t_start, double t_end, std::vector<nvm
       if (std::binary_search(alive.begin(), alive.end(), w.pids[k])) return true;
     return false;
   };
-  std::vector<double> tl_sum(windows_.size(), NAN);
-  for (size_t i = 0; i < readings.size() && i < cache_.size(); i++) {
+  tl_sum_.assign(own_.size(), NAN);
+  double self_sum = 0;
+  bool self_any = false;
+  for (size_t i = 0; i < readings.size() && i < cache_.size() && i < shared_.size(); i++) {
     Cache& c = cache_[i];
+    Shared& sh = shared_[i];
     nvml::DeviceReading& r = readings[i];
     c.energy.Power(t, r.power_watts);
     c.self_process_bytes = ProcessBytes(r.processes, {}, &c.self_reason);
-    size_t wi = 0;
-    for (auto& kv : windows_) {
-      Window& w = kv.second;
-      size_t slot = wi++;
-      if (w.open_ms > t_start) continue;
-      PerGpu& g = w.gpu[i];
+    for (Window* w : basing_) {
+      PerGpu& g = w->gpu[i];
       if (std::isnan(g.e_open) && c.energy.defined()) {
         // No reading before the window opened: E from its first one, back to the opening at this reading's power.
         double p = r.power_watts >= 0 ? r.power_watts : 0;
-        g.e_open = c.energy.At(t) - p * std::max(0.0, t - w.open_ms) / 1000.0;
+        g.e_open = c.energy.At(t) - p * std::max(0.0, t - w->open_ms) / 1000.0;
         g.backwards_open = c.energy.backwards();
         g.no_source_open = c.energy.no_source();
         g.source_at_open = c.energy.has_source();
       }
+      g.base_util_sum = sh.util_sum;
+      g.base_util_n = sh.util_n;
+      g.base_self_ok = sh.self_ok;
+      if (w->shared) AcctBase(g, *w, c, r);
+    }
+    for (Window* w : acct_pending_) AcctBase(w->gpu[i], *w, c, r);
+    // What every shared window reads (this process's figures).
+    if (r.memory_used_bytes >= 0) sh.memory_used.Add(num, r.memory_used_bytes);
+    if (r.utilization_percent >= 0) {
+      sh.util_sum += r.utilization_percent;
+      sh.util_n++;
+      sh.util_last = r.utilization_percent;
+    }
+    if (c.self_reason == nvml::kProcOk) {
+      sh.self_ok++;
+      sh.self_bytes.Add(num, c.self_process_bytes);
+      sh.self_end = c.self_process_bytes;
+      self_sum += c.self_process_bytes;
+      self_any = true;
+    }
+    if (r.accounting_max_bytes >= 0) {
+      sh.acct_end = r.accounting_max_bytes;
+      sh.acct_end_num = num;
+    }
+    // Windows of their own (processes of a tree, a command): their pids in this reading.
+    for (size_t k = 0; k < own_.size(); k++) {
+      Window& w = *own_[k];
+      if (w.open_ms > t_start) continue;
+      PerGpu& g = w.gpu[i];
       g.samples++;
       g.device_error = r.device_error;
       g.power_source = r.power_source;
@@ -423,39 +641,52 @@ void GpuSampler::ApplyDeviceLocked(double t_start, double t_end, std::vector<nvm
         g.process_peak = std::isnan(g.process_peak) ? a.bytes : std::max(g.process_peak, a.bytes);
         g.process_end = a.bytes;
         g.process_reason = nvml::kProcOk;
-        tl_sum[slot] = (std::isnan(tl_sum[slot]) ? 0 : tl_sum[slot]) + a.bytes;
+        tl_sum_[k] = (std::isnan(tl_sum_[k]) ? 0 : tl_sum_[k]) + a.bytes;
       } else if (a.reason == nvml::kProcOk) {
         g.process_end = 0;  // gone: its memory is released (not a sample: it was not looked for while it lived)
       } else {
         g.process_reason = a.reason;
       }
-      if (!g.acct_base_set) {
-        // The accounting maximum before the window: the previous reading's, when it was taken close to the window's
-        // opening and succeeded; else this reading's (a rise before it is then not attributed to the window:
-        // conservative); when this one failed too, the next reading's. A failed read is never a base of 0: the
-        // lifetime maximum would then count as a rise.
-        bool prev_close = !std::isnan(c.t_ms) && c.t_ms >= w.open_ms - 2 * std::max(w.interval_ms, 20.0);
-        if (prev_close && c.reading.accounting_max_bytes >= 0) {
-          g.acct_base = c.reading.accounting_max_bytes;
-          g.acct_base_set = true;
-        } else if (r.accounting_max_bytes >= 0) {
-          g.acct_base = r.accounting_max_bytes;
-          g.acct_base_set = true;
-        }
-      }
+      AcctBase(g, w, c, r);
       if (r.accounting_max_bytes >= 0) g.acct_end = r.accounting_max_bytes;
     }
     c.reading = std::move(r);
     c.t_ms = t_end;
   }
-  size_t wi = 0;
-  for (auto& kv : windows_) {
-    Window& w = kv.second;
-    double v = tl_sum[wi++];
+  device_num_++;
+  if (self_any) {
+    self_sum_.Add(num, self_sum);
+    self_sum_last_ = self_sum;
+    self_sum_last_num_ = num;
+  }
+  for (size_t k = 0; k < own_.size(); k++) {
+    Window& w = *own_[k];
+    double v = tl_sum_[k];
     if (std::isnan(v)) continue;
     w.tl_max = std::isnan(w.tl_max) ? v : std::max(w.tl_max, v);
     w.tl_last = v;
   }
+  for (Window* w : basing_) {
+    w->based = true;
+    w->base_num = w->tl_num = num;
+    if (!w->shared) continue;
+    w->base_it = bases_.insert(num);
+    // An accounting base still unknown on a GPU in accounting mode: the next readings are tried.
+    for (size_t i = 0; i < w->gpu.size() && i < info_.devices.size(); i++)
+      if (info_.devices[i].accounting == 1 && !w->gpu[i].acct_base_set) ListAdd(acct_pending_, &Window::acct_at, *w);
+  }
+  for (size_t k = 0; k < acct_pending_.size();) {
+    Window* w = acct_pending_[k];
+    bool done = true;
+    for (size_t i = 0; i < w->gpu.size() && i < info_.devices.size(); i++)
+      done = done && (info_.devices[i].accounting != 1 || w->gpu[i].acct_base_set);
+    if (done) {
+      ListRemove(acct_pending_, &Window::acct_at, *w);
+    } else {
+      k++;
+    }
+  }
+  DropUnneededLocked();
 }
 
 void GpuSampler::ApplyEnergyLocked(size_t i, double t, double mj) {
@@ -463,20 +694,50 @@ void GpuSampler::ApplyEnergyLocked(size_t i, double t, double mj) {
   cache_[i].energy.Counter(EvalTimeLocked(t), mj);
 }
 
-void GpuSampler::ApplyProcessUtilLocked(size_t i, int error, const std::vector<nvml::ProcessUtil>& samples) {
-  if (i >= cache_.size()) return;
-  double now_us = proc::EpochMs() * 1000.0;
-  for (auto& kv : windows_) {
-    Window& w = kv.second;
-    if (w.gpu.size() < cache_.size()) w.gpu.resize(cache_.size());
-    PerGpu& g = w.gpu[i];
-    if (error != 0) {
-      g.putil_error = error;
-      continue;
+void GpuSampler::ApplyProcessUtilLocked(size_t i, int error, std::vector<nvml::ProcessUtil>& samples) {
+  if (i >= cache_.size() || i >= shared_.size()) return;
+  Shared& sh = shared_[i];
+  sh.putil_reads++;
+  if (error != 0) {
+    sh.putil_error = error;
+    sh.putil_error_read = sh.putil_reads;
+    for (Window* w : own_) {
+      if (w->gpu.size() < cache_.size()) w->gpu.resize(cache_.size());
+      w->gpu[i].putil_error = error;
     }
-    gpuwin::AddProcessUtilization(samples, w.pids, self_pid_, w.open_epoch_us, now_us, &g.putil);
+    return;
+  }
+  // One sort per read; then each window's pids are found by binary search.
+  gpuwin::SortProcessUtilization(&samples);
+  // This process's samples, in time order after those already kept (a wall clock stepped back is held at the last
+  // time, so that the order holds).
+  gpuwin::GroupProcessUtilization(samples, {}, self_pid_, -INFINITY, INFINITY, &util_scratch_);
+  if (!open_epochs_.empty()) {
+    for (const auto& u : util_scratch_) {
+      unsigned long long ts =
+          sh.putil.empty() ? u.timestamp_us : std::max(u.timestamp_us, sh.putil.back().timestamp_us);
+      sh.putil.push_back(PutilMark{ts, sh.putil_sm, sh.putil_mem, sh.putil_n});
+      sh.putil_sm += u.sm;
+      sh.putil_mem += u.mem;
+      sh.putil_n++;
+    }
+    if (sh.putil.size() > kMaxPutilMarks) {
+      // Thin the older half (a window that opened among them misses samples; it never gets one from before it).
+      size_t half = sh.putil.size() / 2;
+      std::deque<PutilMark> kept;
+      for (size_t k = 0; k < sh.putil.size(); k++)
+        if (k >= half || k % 2 == 1) kept.push_back(sh.putil[k]);
+      sh.putil.swap(kept);
+    }
+  }
+  double now_us = proc::EpochMs() * 1000.0;
+  for (Window* w : own_) {
+    if (w->gpu.size() < cache_.size()) w->gpu.resize(cache_.size());
+    PerGpu& g = w->gpu[i];
+    gpuwin::AddProcessUtilization(samples, w->pids, self_pid_, w->open_epoch_us, now_us, &g.putil, &util_scratch_);
     if (g.putil_error < 0) g.putil_error = 0;  // read inside the window
   }
+  DropUnneededLocked();
 }
 
 void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
@@ -487,6 +748,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
   detecting_ = true;
   lock.unlock();
   bool ok = gpus_.Detect(env, self_pid);
+  if (gpus_.library().loaded()) host_.GpuLibraryLoaded();
   lock.lock();
   detecting_ = false;
   slow_call_started_ms_ = NAN;
@@ -511,7 +773,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     info_.device_order_note = gpus_.device_order_note();
     cache_.assign(ok ? gpus_.devices().size() : 0, Cache());
     for (auto& c : costs_) c.Reset();
-    for (auto& kv : windows_) kv.second.gpu.resize(cache_.size());
+    ResetWindowsLocked();
     state_ = info_.state;
     last_device_ms_ = NAN;
     ReplanLocked();
@@ -520,7 +782,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     detected_cv_.notify_all();
   }
   std::vector<nvml::DeviceReading> readings;
-  std::vector<uint32_t> probe, alive;
+  std::vector<uint32_t> probe, alive, dead_pids, still_dead;
   std::vector<nvml::ProcessUtil> putil;
   // What a reading costs is all the thread's CPU since the previous one ended: its calls and their use, and the
   // waking up for it (timer, futex, the lock). The budget is the thread's whole CPU.
@@ -540,7 +802,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     bool idle = windows_.empty();
     if (idle && !edge_pending_) {
       wake_at_ms_ = INFINITY;
-      host_.GpuThreadParking();
+      host_.GpuThreadParking(gen);
       cv_.wait(lock, [this, gen] { return !host_.GpuThreadWanted(gen) || !windows_.empty() || edge_pending_; });
       continue;
     }
@@ -585,7 +847,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     double next = std::min(device_due, pick_due);
     if (now < next) {
       wake_at_ms_ = next;
-      host_.GpuThreadParking();
+      host_.GpuThreadParking(gen);
       cv_.wait_until(lock, DeadlineIn(next - now));
       continue;
     }
@@ -597,6 +859,7 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       edge_pending_ = false;
       ProbePidsLocked(&probe);
     }
+    double putil_period_ms = plan.period_ms[gpuwin::kKindProcessUtil];
     poll_started_ms_ = now;
     lock.unlock();
     double t0 = proc::MonotonicMs();
@@ -605,13 +868,31 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
     if (device) {
       readings.resize(n);
       for (size_t i = 0; i < n; i++) gpus_.ReadDevice(i, &readings[i]);
+      // A pid in a process list holds GPU memory: alive, no /proc read needed. One found gone stays gone (a process
+      // that reuses its pid is not the one the window follows). The others are probed.
       alive.clear();
-      for (uint32_t pid : probe)
-        if (PidAlive(pid)) alive.push_back(pid);
+      still_dead.clear();
+      for (uint32_t pid : probe) {
+        bool listed = false;
+        for (size_t i = 0; i < n && !listed; i++) {
+          const auto& e = readings[i].processes.entries;
+          auto it = std::lower_bound(e.begin(), e.end(), std::make_pair(pid, 0ULL));
+          listed = it != e.end() && it->first == pid;
+        }
+        if (listed) {
+          alive.push_back(pid);
+        } else if (std::binary_search(dead_pids.begin(), dead_pids.end(), pid) || !PidAlive(pid)) {
+          still_dead.push_back(pid);
+        } else {
+          alive.push_back(pid);
+        }
+      }
+      dead_pids.swap(still_dead);  // only the pids still probed (sorted, as probe is)
     } else if (pick_kind == gpuwin::kKindEnergy) {
       mj = gpus_.ReadEnergyMj(pick);
     } else {
-      putil_error = gpus_.ReadProcessUtilization(pick, &putil);
+      double now_us = proc::EpochMs() * 1000.0;
+      putil_error = gpus_.ReadProcessUtilization(pick, &putil, now_us, now_us - putil_period_ms * 1000.0);
     }
     double t1 = proc::MonotonicMs();
     lock.lock();
@@ -648,8 +929,18 @@ void GpuSampler::Run(uint64_t gen, std::unique_lock<std::mutex>& lock) {
       }
     }
   }
+  if (host_.GpuThreadWanted(gen)) {  // a stop cleared it already (StoppedLocked)
+    cache_.clear();
+    ResetWindowsLocked();
+  }
+  ShutdownLocked(lock);
+}
+
+void GpuSampler::ShutdownLocked(std::unique_lock<std::mutex>& lock) {
+  // Once exit has begun no new NVML call is made: the driver's own exit handlers may be running (sampler.h L3), and
+  // the process's end releases what NVML holds.
+  if (host_.GpuProcessExiting()) return;
   bool unload = host_.GpuUnloadOnStop();
-  cache_.clear();
   slow_call_started_ms_ = proc::MonotonicMs();
   lock.unlock();
   gpus_.Shutdown(unload);

@@ -9,10 +9,11 @@
 // The schedule (measured on an H200, issue 16: a device reading costs ~30–60 µs a GPU, the energy counter ~3 ms of
 // CPU, per-process utilization ~1.8 ms): each kind of reading (gpu_window.h GpuKind) has its own period and its own
 // cost estimate (the thread's CPU clock around its calls). Device readings (memory, utilization, power, process
-// lists) come at the window's interval, the energy counter every second, per-process utilization every second (with
-// lastSeen: no sample lost between reads); PlanSchedule stretches them, cheapest to lose first, so that the thread
-// stays within kBudget of one core. Opening or closing a window asks for a device reading (an edge) without waiting
-// for it; extra edge readings use only the budget the periods leave.
+// lists) come at the window's interval (but at least every second: a window's energy is integrated from the power
+// they read, gpu_window.h ScheduleInput::cover_ms), the energy counter every second, per-process utilization every
+// second (with lastSeen: no sample lost between reads); PlanSchedule stretches them, cheapest to lose first, so that
+// the thread stays within kBudget of one core. Opening or closing a window asks for a device reading (an edge) without
+// waiting for it; extra edge readings use only the budget the periods leave.
 //
 // A window's figures come only from readings taken after it opened: with none, memory and utilization are null
 // (GPU_NOT_SAMPLED). Its energy is E(close) − E(open) of the GPU's energy model (gpu_window.h EnergyModel).
@@ -21,14 +22,17 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "gpu_window.h"
 #include "layout.h"
+#include "max_since.h"
 #include "nvml/gpu.h"
 
 namespace taskmeter {
@@ -97,10 +101,12 @@ class GpuSampler {
   // What the GPU thread needs from the sampler's lifecycle; called with the mutex held.
   class Host {
    public:
-    virtual bool GpuThreadWanted(uint64_t gen) = 0;  // false once the thread is stopped or replaced
-    virtual void GpuThreadParking() = 0;             // publishes the thread's CPU time before a wait (sampler.h L7)
-    virtual bool TakeGpuThrowForTest() = 0;          // ThrowInThreadsForTest asked the GPU thread to throw
-    virtual bool GpuUnloadOnStop() = 0;              // unload NVML at the shutdown that ends the loop
+    virtual bool GpuThreadWanted(uint64_t gen) = 0;   // false once the thread is stopped or replaced
+    virtual void GpuThreadParking(uint64_t gen) = 0;  // publishes the thread's CPU time before a wait (sampler.h L7)
+    virtual bool TakeGpuThrowForTest() = 0;           // ThrowInThreadsForTest asked the GPU thread to throw
+    virtual bool GpuUnloadOnStop() = 0;               // unload NVML at the shutdown that ends the loop
+    virtual bool GpuProcessExiting() = 0;             // exit has begun: no new NVML call (sampler.h L3)
+    virtual void GpuLibraryLoaded() = 0;  // NVML was just loaded (its exit handlers registered); without the mutex
 
    protected:
     ~Host() = default;
@@ -117,13 +123,18 @@ class GpuSampler {
   void SetPendingLocked(nvml::Env env);
   // The thread could not be started (why: the sampler's thread error).
   void StartFailedLocked(const std::string& why);
-  // The thread ended on an exception; current: it was the wanted thread (or none is wanted).
-  void ThreadFailedLocked(const std::string& why, bool current);
+  // The wanted thread ended on an exception.
+  void ThreadFailedLocked(const std::string& why);
+  // The thread was stopped (it goes on, detached, until it sees so: sampler.h L9): wakes it, and drops what it had
+  // published (the cache), which no later environment may read. Never allocates (exit calls it).
+  void StoppedLocked();
   // Clears the in-flight markers of a thread that ended on an exception.
   void ClearInFlightLocked();
   // The GPU thread's body: detection, readings while a window is open or a reading is asked for, then NVML's
   // shutdown. Entered and left with lock (on the mutex) held.
   void Run(uint64_t gen, std::unique_lock<std::mutex>& lock);
+  // nvmlShutdown (and dlclose unless at exit) by the thread that owns NVML, with the lock released meanwhile.
+  void ShutdownLocked(std::unique_lock<std::mutex>& lock);
   // Wakes the thread (to see that it is stopped, or a test hook).
   void WakeLocked() { cv_.notify_all(); }
   // When a stop may treat the call in flight as hung (ms, monotonic): a reading past kHangMs, detection or shutdown
@@ -168,7 +179,9 @@ class GpuSampler {
   size_t CountLocked() const { return cache_.size(); }
 
  private:
-  // A window's figures on one GPU.
+  // A window's figures on one GPU. A window of its own (pids set: own_) accumulates them reading by reading; a shared
+  // window (this process, never any pids) keeps only what it had at its first reading (base_*) and reads the rest
+  // from Shared (ViewLocked).
   struct PerGpu {
     uint32_t samples = 0;  // device readings inside the window
     double memory_used_peak = NAN;
@@ -191,17 +204,61 @@ class GpuSampler {
     uint32_t backwards_open = 0;
     uint32_t no_source_open = 0;
     bool source_at_open = false;
+    // A shared window's totals of Shared when its first reading came (and per-process utilization reads at open).
+    double base_util_sum = 0;
+    uint64_t base_util_n = 0;
+    uint64_t base_self_ok = 0;
+    uint64_t base_putil_reads = 0;
   };
   struct Window {
+    uint64_t id;
     double open_ms;
     double open_epoch_us;  // the driver's clock at open, for per-process utilization samples
     double interval_ms;
-    uint32_t samples = 0;  // device rounds inside the window
+    uint32_t samples = 0;  // device rounds inside the window (a window of its own)
     std::vector<uint32_t> pids;
     std::vector<PerGpu> gpu;
     double tl_max = NAN;   // the timeline: the largest process memory (all GPUs) since its last tick
     double tl_last = NAN;  // and the last one, held while no reading comes
+    bool shared = true;    // counts this process and never had pids: reads Shared
+    bool based = false;    // its first device reading came: base_num (and each PerGpu's base_*) set
+    uint64_t base_num = 0;
+    uint64_t tl_num = 0;         // a shared window's timeline: the reading number at its last tick
+    size_t fresh_at = SIZE_MAX;  // index in fresh_ (SIZE_MAX: not there), likewise own_ and acct_pending_
+    size_t own_at = SIZE_MAX;
+    size_t acct_at = SIZE_MAX;
+    std::multiset<uint64_t>::iterator base_it;  // in bases_ (a based shared window)
+    std::multiset<double>::iterator epoch_it;   // in open_epochs_ (a shared window)
   };
+  // Per GPU, what every shared window reads: running totals and "largest since" over the device readings, numbered
+  // by device_num_, and this process's per-process utilization samples in time order with running totals. A
+  // window's figure is the total now minus the total at its first reading, or the largest since that reading's
+  // number: the work per reading does not grow with the windows open.
+  struct PutilMark {
+    unsigned long long timestamp_us;
+    double sm_before;  // the totals before this timestamp's samples
+    double mem_before;
+    uint64_t n_before;
+  };
+  struct Shared {
+    MaxSince memory_used;
+    MaxSince self_bytes;  // readings whose attribution of this process held (kProcOk)
+    double util_sum = 0;
+    uint64_t util_n = 0;
+    double util_last = NAN;
+    uint64_t self_ok = 0;
+    double self_end = NAN;
+    double acct_end = NAN;
+    uint64_t acct_end_num = 0;
+    std::deque<PutilMark> putil;
+    double putil_sm = 0;
+    double putil_mem = 0;
+    uint64_t putil_n = 0;
+    uint64_t putil_reads = 0;       // per-process utilization reads so far
+    uint64_t putil_error_read = 0;  // the read (its count) of the last error (0: none)
+    int putil_error = 0;
+  };
+  static constexpr size_t kMaxPutilMarks = 1 << 16;  // per GPU; past it, older marks are thinned (never over-count)
   struct Cache {
     double t_ms = NAN;  // the last device reading (its end)
     nvml::DeviceReading reading;
@@ -218,20 +275,47 @@ class GpuSampler {
   void ApplyDeviceLocked(double t_start, double t_end, std::vector<nvml::DeviceReading>& readings,
                          const std::vector<uint32_t>& alive);
   void ApplyEnergyLocked(size_t i, double t, double mj);
-  void ApplyProcessUtilLocked(size_t i, int error, const std::vector<nvml::ProcessUtil>& samples);
+  void ApplyProcessUtilLocked(size_t i, int error, std::vector<nvml::ProcessUtil>& samples);
   double ProcessBytes(const nvml::ProcessList& pl, const std::vector<uint32_t>& pids, int* reason) const;
   void ReplanLocked();  // plan_ from the cost estimates and the shortest open window
   double EvalTimeLocked(double t) const { return std::max(t, last_eval_ms_); }
   void InitEnergyLocked(Window& w, double now);
   // The pids whose liveness a device round checks (those of windows that follow processes), sorted.
   void ProbePidsLocked(std::vector<uint32_t>* out) const;
+  // A window's GPU figures on GPU i as a window of its own would have them.
+  PerGpu ViewLocked(const Window& w, size_t i) const;
+  uint32_t SamplesLocked(const Window& w) const;
+  // The accounting maximum before the window (first reading, or later ones until one succeeds).
+  static void AcctBase(PerGpu& g, const Window& w, const Cache& c, const nvml::DeviceReading& r);
+  // A shared window becomes a window of its own (pids set): its figures so far are copied out of Shared.
+  void MakeOwnLocked(Window& w);
+  // Every window waits for its first reading afresh and Shared starts empty (the GPU set changed or went away).
+  void ResetWindowsLocked();
+  void DropSharedLocked(Window& w);                    // out of bases_ / open_epochs_
+  void DropUnneededLocked();                           // what no shared window can ask for any more
+  static void ReserveOne(std::vector<Window*>& list);  // room for one more (amortized), so that ListAdd cannot throw
+  static void ListAdd(std::vector<Window*>& list, size_t Window::*at, Window& w);
+  static void ListRemove(std::vector<Window*>& list, size_t Window::*at, Window& w);
 
   std::mutex& mu_;  // the sampler's: guards everything below except gpus_
   Host& host_;
-  std::condition_variable cv_;           // wakes the GPU thread
-  std::condition_variable detected_cv_;  // detection finished
-  std::unordered_map<uint64_t, Window> windows_;
-  std::map<double, uint32_t> intervals_;  // the open windows' intervals, counted (the device readings' pace)
+  std::condition_variable cv_;                    // wakes the GPU thread
+  std::condition_variable detected_cv_;           // detection finished
+  std::unordered_map<uint64_t, Window> windows_;  // node-based: a Window's address is stable while it is open
+  std::map<double, uint32_t> intervals_;          // the open windows' intervals, counted (the device readings' pace)
+  std::vector<Window*> fresh_;                    // windows waiting for their first device reading
+  std::vector<Window*> own_;                      // windows of their own (pids): per-window work at each reading
+  std::vector<Window*> acct_pending_;  // shared windows whose accounting base is still unknown (accounting on)
+  std::vector<Shared> shared_;         // per GPU (cache_'s size)
+  uint64_t device_num_ = 0;            // the number the next device reading gets
+  std::multiset<uint64_t> bases_;      // the based shared windows' base_num (the oldest bounds what Shared keeps)
+  std::multiset<double> open_epochs_;  // the shared windows' open_epoch_us (likewise for per-process utilization)
+  MaxSince self_sum_;                  // the timeline: this process's memory over all GPUs, by reading number
+  double self_sum_last_ = NAN;
+  uint64_t self_sum_last_num_ = 0;
+  std::vector<gpuwin::UtilAt> util_scratch_;
+  std::vector<Window*> basing_;  // ApplyDeviceLocked's scratch
+  std::vector<double> tl_sum_;
 
   nvml::Gpus gpus_;  // only the GPU thread touches it
   GpuState state_ = GpuState::kPending;

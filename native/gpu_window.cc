@@ -123,26 +123,56 @@ Attribution AttributeProcessBytes(const nvml::ProcessList& pl, const std::vector
   return {sum, nvml::kProcOk, found};
 }
 
-void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std::vector<uint32_t>& pids,
-                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc) {
-  // Samples come grouped by the driver; ours are few. Sum the pids' values per timestamp, then count each once.
-  std::vector<std::pair<unsigned long long, std::pair<double, double>>> at;
-  for (const auto& x : samples) {
-    double ts = static_cast<double>(x.timestamp_us);
-    if (!(ts > from_us && ts <= to_us)) continue;
-    bool ours = pids.empty() ? x.pid == self_pid : std::binary_search(pids.begin(), pids.end(), x.pid);
-    if (!ours) continue;
-    auto it = std::find_if(at.begin(), at.end(), [&](const auto& e) { return e.first == x.timestamp_us; });
-    if (it == at.end()) {
-      at.push_back({x.timestamp_us, {static_cast<double>(x.sm), static_cast<double>(x.mem)}});
+void SortProcessUtilization(std::vector<nvml::ProcessUtil>* samples) {
+  std::sort(samples->begin(), samples->end(), [](const nvml::ProcessUtil& a, const nvml::ProcessUtil& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.timestamp_us < b.timestamp_us;
+  });
+}
+
+void GroupProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                             uint32_t self_pid, double from_us, double to_us, std::vector<UtilAt>* out) {
+  out->clear();
+  auto add = [&](uint32_t pid) {
+    auto it = std::lower_bound(sorted.begin(), sorted.end(), pid,
+                               [](const nvml::ProcessUtil& x, uint32_t p) { return x.pid < p; });
+    for (; it != sorted.end() && it->pid == pid; ++it) {
+      double ts = static_cast<double>(it->timestamp_us);
+      if (ts > from_us && ts <= to_us)
+        out->push_back(UtilAt{it->timestamp_us, static_cast<double>(it->sm), static_cast<double>(it->mem)});
+    }
+  };
+  if (pids.empty()) {
+    add(self_pid);
+  } else {
+    for (uint32_t p : pids) add(p);
+    // Several pids' samples, each in time order: merge them into one series.
+    std::sort(out->begin(), out->end(),
+              [](const UtilAt& a, const UtilAt& b) { return a.timestamp_us < b.timestamp_us; });
+  }
+  // Sum the samples at one timestamp, each count capped at 100.
+  size_t n = 0;
+  for (size_t i = 0; i < out->size(); i++) {
+    if (n > 0 && (*out)[n - 1].timestamp_us == (*out)[i].timestamp_us) {
+      (*out)[n - 1].sm += (*out)[i].sm;
+      (*out)[n - 1].mem += (*out)[i].mem;
     } else {
-      it->second.first += x.sm;
-      it->second.second += x.mem;
+      (*out)[n++] = (*out)[i];
     }
   }
-  for (const auto& e : at) {
-    acc->sm_sum += std::min(100.0, e.second.first);
-    acc->mem_sum += std::min(100.0, e.second.second);
+  out->resize(n);
+  for (auto& u : *out) {
+    u.sm = std::min(100.0, u.sm);
+    u.mem = std::min(100.0, u.mem);
+  }
+}
+
+void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc,
+                           std::vector<UtilAt>* scratch) {
+  GroupProcessUtilization(sorted, pids, self_pid, from_us, to_us, scratch);
+  for (const auto& u : *scratch) {
+    acc->sm_sum += u.sm;
+    acc->mem_sum += u.mem;
     acc->n++;
   }
 }
@@ -179,6 +209,11 @@ double CostEstimate::Ms() const {
   return sum / (n_ - 1);
 }
 
+double PacedCostMs(const CostEstimate& estimate, double prior_ms, double clock_step_ms) {
+  double ms = estimate.count() > 0 ? estimate.Ms() : prior_ms;
+  return clock_step_ms > 0 ? std::max(ms, prior_ms) : ms;
+}
+
 // --- Schedule ---
 
 ScheduleInput DefaultSchedule(double device_wanted_ms) {
@@ -202,6 +237,7 @@ ScheduleInput DefaultSchedule(double device_wanted_ms) {
     in.stages++;
   }
   in.budget = 0.01;
+  in.cover_ms = EnergyModel::kMaxGapMs / 2;
   return in;
 }
 
@@ -214,16 +250,28 @@ Schedule PlanSchedule(const ScheduleInput& in) {
     rate[k] = cost[k] / s.period_ms[k];
   }
   auto total = [&] { return rate[0] + rate[1] + rate[2]; };
-  for (int i = 0; i < in.stages && total() > in.budget; i++) {
-    int k = in.stage_kind[i];
-    if (cost[k] <= 0 || s.period_ms[k] >= in.stage_limit_ms[i]) continue;
-    // The rate that brings the total to the budget, not below this stage's limit.
-    double others = total() - rate[k];
-    double need = in.budget - others;
-    double period = need > 0 ? cost[k] / need : in.stage_limit_ms[i];
-    period = std::min(in.stage_limit_ms[i], std::max(s.period_ms[k], period));
-    s.period_ms[k] = period;
-    rate[k] = cost[k] / period;
+  int held = -1;  // the kind held to cover_ms: not stretched
+  auto stretch = [&] {
+    for (int i = 0; i < in.stages && total() > in.budget; i++) {
+      int k = in.stage_kind[i];
+      if (k == held || cost[k] <= 0 || s.period_ms[k] >= in.stage_limit_ms[i]) continue;
+      // The rate that brings the total to the budget, not below this stage's limit.
+      double others = total() - rate[k];
+      double need = in.budget - others;
+      double period = need > 0 ? cost[k] / need : in.stage_limit_ms[i];
+      period = std::min(in.stage_limit_ms[i], std::max(s.period_ms[k], period));
+      s.period_ms[k] = period;
+      rate[k] = cost[k] / period;
+    }
+  };
+  stretch();
+  if (in.cover_ms > 0 && std::min(s.period_ms[kKindDevice], s.period_ms[kKindEnergy]) > in.cover_ms) {
+    // The energy model's bound: the cheaper kind (per reading of every GPU) at cover_ms, the others stretched
+    // further to make room for it where their stages allow.
+    held = cost[kKindEnergy] < cost[kKindDevice] ? kKindEnergy : kKindDevice;
+    s.period_ms[held] = in.cover_ms;
+    rate[held] = cost[held] / in.cover_ms;
+    stretch();
   }
   s.stretched = 0;
   for (int k = 0; k < kGpuKinds; k++) {

@@ -96,9 +96,22 @@ struct UtilAcc {
   double mem_sum = 0;
   uint32_t n = 0;
 };
-// Adds the samples of pids (empty: self_pid) taken in (from_us, to_us] (the driver's clock, µs).
-void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& samples, const std::vector<uint32_t>& pids,
-                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc);
+// The pids' samples at one driver timestamp, summed and capped at 100.
+struct UtilAt {
+  unsigned long long timestamp_us;
+  double sm;
+  double mem;
+};
+// Sorts a read's samples by pid, then time: what the functions below take (one sort per read, then a binary search
+// per pid of each window).
+void SortProcessUtilization(std::vector<nvml::ProcessUtil>* samples);
+// The samples of pids (empty: self_pid) taken in (from_us, to_us] (the driver's clock, µs), one UtilAt per
+// timestamp in time order, into *out (cleared first).
+void GroupProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                             uint32_t self_pid, double from_us, double to_us, std::vector<UtilAt>* out);
+// Adds them to acc; scratch is reused between calls.
+void AddProcessUtilization(const std::vector<nvml::ProcessUtil>& sorted, const std::vector<uint32_t>& pids,
+                           uint32_t self_pid, double from_us, double to_us, UtilAcc* acc, std::vector<UtilAt>* scratch);
 
 // The accounting-mode peak rule (as VmHWM for RSS): the accounting maximum at the window's end is the window's exact
 // peak when it rose during the window (above base, the maximum before the window). Returns NaN otherwise.
@@ -123,6 +136,18 @@ class CostEstimate {
   bool first_seen_ = false;
 };
 
+// How coarse the thread CPU clock the costs are measured with is (ms; 0: fine). Windows' GetThreadTimes moves in
+// 15.625 ms steps: a reading's cost (µs to a few ms) then shows as 0 nearly every time, and an estimate of 0 would
+// pace nothing (no stretching, window edges read at once however often they come).
+#ifdef _WIN32
+constexpr double kThreadClockStepMs = 15.625;
+#else
+constexpr double kThreadClockStepMs = 0;
+#endif
+// The cost a schedule is planned with: the estimate once one was measured, else prior_ms (what the kind cost on an
+// H200); on a coarse clock (clock_step_ms > 0) never less than prior_ms.
+double PacedCostMs(const CostEstimate& estimate, double prior_ms, double clock_step_ms);
+
 // Kinds of GPU reading, each paced on its own (exported as layouts.GpuKind: bits of a window's "stretched" slot).
 #define TASKMETER_GPU_KINDS(X) \
   X(KindEnergy)      /* the energy counter: only E's anchor (power carries E between its readings) */ \
@@ -141,11 +166,18 @@ struct ScheduleInput {
   int stage_kind[8];
   double stage_limit_ms[8];
   double budget;  // share of one core for all kinds together (0.01: 1 %)
+  // Each GPU is read, by device readings (power) or the energy counter, at least this often (0: no bound). A window's
+  // energy is E(close) − E(open) of EnergyModel, which integrates at most kMaxGapMs past a reading: readings further
+  // apart would leave a window of any length without its energy. The cheaper of the two kinds is held to it, over
+  // the budget if need be (the other kinds are stretched further first).
+  double cover_ms;
 };
 // The stages taskmeter uses: the energy counter up to 30 s (power carries the energy between its readings), then the
 // device readings up to twice their period (a peak held for a few periods is still caught), then per-process
 // utilization up to 10 s (the driver keeps its samples; only windows shorter than the period lose it), then the
-// device readings up to 1 s.
+// device readings up to 1 s. cover_ms: EnergyModel::kMaxGapMs / 2 (half: a reading late by a loaded machine's
+// scheduling still falls within the gap); the device readings (tens of µs a GPU) normally hold it, whatever the
+// window's interval.
 ScheduleInput DefaultSchedule(double device_wanted_ms);
 struct Schedule {
   double period_ms[kGpuKinds];

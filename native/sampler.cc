@@ -22,9 +22,16 @@ namespace {
 // a thread is stuck in a driver call. No dlclose of NVML then. A static object's destructor rather than atexit():
 // it is registered with this module's DSO handle, so it runs when the module is unloaded and never afterwards, also
 // under sanitizer runtimes whose atexit() takes no DSO handle.
+constexpr std::chrono::milliseconds kExitWait{400};
 struct StopAtExitHook {
-  ~StopAtExitHook() { Sampler::Instance().StopAtExit(std::chrono::milliseconds(400)); }
+  ~StopAtExitHook() { Sampler::Instance().StopAtExit(kExitWait); }
 } g_stop_at_exit;
+// The same, registered each time NVML is loaded: exit handlers run in the reverse order of their registration, so
+// this one runs before the destructors of the NVML just loaded (registered as it loaded), and a GPU thread still in
+// an NVML call then gets the exit's bound to return from it before they run.
+void StopAtExitNow() {
+  Sampler::Instance().StopAtExit(kExitWait);
+}
 
 // Ids stay exact in a JS number (L6).
 constexpr uint64_t kMaxWindowId = (uint64_t{1} << 53) - 1;
@@ -55,6 +62,10 @@ void PinThisModule() {
     }
 #endif
   });
+}
+
+void Sampler::GpuLibraryLoaded() {
+  std::atexit(&StopAtExitNow);
 }
 
 namespace {
@@ -91,8 +102,9 @@ void Sampler::Release() {
 
 void Sampler::StopAtExit(std::chrono::milliseconds wait) {
   // L5 first: even when lifecycle_mu_ cannot be taken in time below, no thread starts after this point (every start
-  // checks it under lifecycle_mu_, and a stop in progress bounds its waits by it).
-  exiting_.store(true);
+  // checks it under lifecycle_mu_, and a stop in progress bounds its waits by it). Once only (StopAtExitNow and the
+  // static destructor both call it).
+  if (exiting_.exchange(true)) return;
   auto deadline = std::chrono::steady_clock::now() + wait;
   // Another thread may be in the middle of a bounded stop (its own release); wait for it, but not past the bound.
   // Polled with try_lock rather than a timed mutex: pthread_mutex_clocklock is invisible to ThreadSanitizer's
@@ -139,6 +151,24 @@ bool Sampler::StartThread(Thread& t, Fn fn, const char* what) {
   return true;
 }
 
+void Sampler::GpuThreadStarted(uint64_t gen) {
+  gpu_cpu_.push_back(GpuCpu{gen, 0, {}});  // may throw (bad_alloc): the thread then ends through ThreadFailed
+}
+
+Sampler::GpuCpu* Sampler::GpuCpuOf(uint64_t gen) {
+  for (auto& c : gpu_cpu_)
+    if (c.gen == gen) return &c;
+  return nullptr;
+}
+
+void Sampler::GpuThreadParking(uint64_t gen) {
+  GpuCpu* c = GpuCpuOf(gen);
+  if (c == nullptr) return;
+  double ms = proc::SelfThreadCpuMs();
+  if (!std::isnan(ms)) c->cpu_ms = ms;
+  proc::SelfThreadCounters(c->counters);
+}
+
 void Sampler::ThreadStarted(Thread& t, uint64_t gen) {
   // A detached predecessor's last published CPU stays counted (it adds nothing more).
   retired_cpu_ms_ += t.parked_cpu_ms;
@@ -171,13 +201,16 @@ void Sampler::ThreadExiting(Thread& t, uint64_t gen) {
 void Sampler::SubtractOwnCounters(double* snapshot) {
   std::lock_guard<std::mutex> lock(mu_);
   for (int i = 0; i < proc::kCounterSlots; i++) {
-    double own = retired_counters_[i] + rss_.parked_counters[i] + gpu_thread_.parked_counters[i];
+    double own = retired_counters_[i] + rss_.parked_counters[i];
+    for (const auto& c : gpu_cpu_) own += c.counters[i];
     snapshot[proc::kMinorFaults + i] -= own;
   }
 }
 
 double Sampler::OwnCpuMsLocked() {
-  return retired_cpu_ms_ + rss_.parked_cpu_ms + gpu_thread_.parked_cpu_ms;
+  double ms = retired_cpu_ms_ + rss_.parked_cpu_ms;
+  for (const auto& c : gpu_cpu_) ms += c.cpu_ms;
+  return ms;
 }
 
 double Sampler::OwnCpuMs() {
@@ -197,14 +230,16 @@ void Sampler::EnsureGpuThread(nvml::Env env) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (gpu_thread_.active_gen != 0) return;
-    // L9: a GPU thread left to finish its detection is adopted while it still detects (it keeps its environment),
-    // unless its detection has run past the hang bound.
-    if (gpu_orphan_gen_ != 0 && gpu_thread_.exited_gen < gpu_orphan_gen_ && gpu_.DetectingLocked()) {
-      if (proc::MonotonicMs() - gpu_.DetectingSinceLocked() > GpuSampler::kSlowCallHangMs) {
+    if (gpu_orphan_alive_) {
+      // L9: a GPU thread left to finish its NVML work. Its call in flight past its bound: the driver is hung, no GPU
+      // thread starts again. Still detecting: adopted (it keeps the ended environment's settings). Otherwise the new
+      // thread waits for it to exit.
+      double now = proc::MonotonicMs();
+      if (now >= gpu_.HungAtLocked(now)) {
         gpu_abandoned_ = true;
-      } else {
+      } else if (gpu_.DetectingLocked()) {
         gpu_thread_.active_gen = gpu_orphan_gen_;
-        gpu_orphan_gen_ = 0;
+        gpu_orphan_alive_ = false;  // the wanted thread again
         return;
       }
     }
@@ -503,41 +538,44 @@ void Sampler::StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t,
   if (gen == 0) return;
   t.active_gen = 0;
   cv_.notify_all();
-  gpu_.WakeLocked();
-  if (&t == &gpu_thread_ && gpu_.DetectingLocked()) {
-    // L9: exit and worker.terminate() never wait for detection (nvmlInit takes seconds without persistence mode).
-    // The thread goes on, detached; finding itself unwanted it publishes nothing and shuts NVML down.
-    gpu_orphan_gen_ = gen;
-    std::thread th = std::move(t.thread);
-    lock.unlock();
-    PinThisModule();
-    if (th.joinable()) th.detach();
-    lock.lock();
-    return;
-  }
-  auto exited = [&t, gen] { return t.exited_gen >= gen; };
-  bool done = state_cv_.wait_until(lock, deadline, exited);
-  if (!done && &t == &gpu_thread_ && !exiting_) {
-    // Slow is not hung: the GPU thread is abandoned (detached, never replaced) only when its call in flight has
-    // really been running past its bound. Otherwise wait on, bounded: the thread ends as soon as the call returns.
-    double cap = proc::MonotonicMs() + GpuSampler::kSlowCallHangMs + GpuSampler::kHangMs;
-    while (!done && !exiting_) {  // at exit, the exit's own bound applies
-      double now = proc::MonotonicMs();
-      double hung_at = std::min(gpu_.HungAtLocked(now), cap);
-      if (now >= hung_at) break;
-      done = state_cv_.wait_until(lock, DeadlineIn(std::min(hung_at - now, 100.0)), exited);
+  bool done = state_cv_.wait_until(lock, deadline, [&t, gen] { return t.exited_gen >= gen; });
+  std::thread th = std::move(t.thread);
+  lock.unlock();
+  if (th.joinable()) {
+    if (done) {
+      th.join();
+    } else {
+      PinThisModule();
+      th.detach();  // at exit only: past the exit's bound
     }
   }
-  std::thread th = std::move(t.thread);
-  if (!done && &t == &gpu_thread_) gpu_abandoned_ = true;
+  lock.lock();
+}
+
+void Sampler::StopGpuThreadLocked(std::unique_lock<std::mutex>& lock) {
+  uint64_t gen = gpu_thread_.active_gen;
+  if (gen == 0) return;
+  gpu_thread_.active_gen = 0;
+  gpu_.StoppedLocked();    // wakes it; nothing it had is read any more
+  state_cv_.notify_all();  // a GPU thread waiting for an orphan (L9) learns that it is not wanted: it ends at once
+  bool running = gpu_thread_.exited_gen < gen;
+  // L9: the stopped thread owns the NVML state until it exits, unless an orphan still does (then the stopped thread
+  // was waiting for it and has touched nothing).
+  if (running && !gpu_orphan_alive_) {
+    gpu_orphan_gen_ = gen;
+    gpu_orphan_alive_ = true;
+  }
+  std::thread th = std::move(gpu_thread_.thread);
   lock.unlock();
-  if (!th.joinable()) {
-    // an adopted thread (L9), detached already
-  } else if (done) {
-    th.join();
-  } else {
-    PinThisModule();
-    th.detach();  // stuck in a call we cannot interrupt; it only touches this leaked object
+  if (th.joinable()) {
+    if (running) {
+      // L3: never waited for, whatever it is doing (a reading, nvmlShutdown, detection: seconds without persistence
+      // mode); finding itself unwanted it publishes nothing, shuts NVML down and exits.
+      PinThisModule();
+      th.detach();
+    } else {
+      th.join();  // it has reported its exit: only its return is left
+    }
   }
   lock.lock();
 }
@@ -550,7 +588,12 @@ void Sampler::StopLocked(std::chrono::milliseconds wait, bool unload) {
   // At the last release the RSS thread is joined whatever it takes (L3): it makes no call that can hang, and Node
   // unloads the module right after. At exit it gets the same bound as the GPU thread.
   StopThreadLocked(lock, rss_, exiting_ ? deadline : std::chrono::steady_clock::now() + std::chrono::hours(24));
-  StopThreadLocked(lock, gpu_thread_, deadline);
+  StopGpuThreadLocked(lock);
+  if (exiting_) {
+    // At exit the GPU thread left running gets what is left of the bound to end the call it is in (it makes no new
+    // NVML call once exit began: GpuProcessExiting). Not for detection (L9).
+    state_cv_.wait_until(lock, deadline, [this] { return !gpu_orphan_alive_ || gpu_.DetectingLocked(); });
+  }
 }
 
 size_t Sampler::OpenCount() {
@@ -721,20 +764,44 @@ void Sampler::RunRssLoop(uint64_t gen) {
   state_cv_.notify_all();
 }
 
-void Sampler::RunGpuLoop(uint64_t gen) {
+void Sampler::RunGpuLoop(uint64_t gen, bool* owner) {
   proc::NameThisThread("taskmeter-gpu");
   std::unique_lock<std::mutex> lock(mu_);
-  ThreadStarted(gpu_thread_, gen);
-  // L9: a predecessor left to finish its detection owns the NVML state until it exits.
-  state_cv_.wait(lock, [this, gen] {
-    return gpu_orphan_gen_ == 0 || gpu_thread_.exited_gen >= gpu_orphan_gen_ || gpu_thread_.active_gen != gen;
-  });
-  if (gpu_thread_.active_gen == gen) {
-    gpu_orphan_gen_ = 0;
+  GpuThreadStarted(gen);
+  // L9: a predecessor left to finish its work owns the NVML state until it exits (it says so itself). If its call in
+  // flight runs past its bound, the driver is hung: no GPU for the rest of the process.
+  while (gpu_orphan_alive_ && gpu_thread_.active_gen == gen) {
+    double now = proc::MonotonicMs();
+    double hung_at = gpu_.HungAtLocked(now);
+    if (now >= hung_at) {
+      gpu_abandoned_ = true;
+      gpu_.SetHungLocked();
+      break;
+    }
+    state_cv_.wait_until(lock, DeadlineIn(hung_at - now));
+  }
+  if (gpu_thread_.active_gen == gen && !gpu_abandoned_) {
+    *owner = true;  // it touches NVML from here on
     gpu_.Run(gen, lock);
   }
-  ThreadExiting(gpu_thread_, gen);
+  GpuThreadExitingLocked(gen);
+}
+
+void Sampler::GpuThreadExitingLocked(uint64_t gen) {
+  // L7: its final CPU time moves into retired_cpu_ms_ (all of it when it never published any).
+  double ms = proc::SelfThreadCpuMs();
+  double counters[proc::kCounterSlots] = {};
+  GpuCpu* c = GpuCpuOf(gen);
+  if (c != nullptr) {
+    if (std::isnan(ms)) ms = c->cpu_ms;
+    for (int i = 0; i < proc::kCounterSlots; i++) counters[i] = c->counters[i];
+    gpu_cpu_.erase(gpu_cpu_.begin() + (c - gpu_cpu_.data()));
+  }
+  proc::SelfThreadCounters(counters);
+  if (!std::isnan(ms)) retired_cpu_ms_ += ms;
+  for (int i = 0; i < proc::kCounterSlots; i++) retired_counters_[i] += counters[i];
   if (gen > gpu_thread_.exited_gen) gpu_thread_.exited_gen = gen;
+  if (gpu_orphan_alive_ && gpu_orphan_gen_ == gen) gpu_orphan_alive_ = false;  // only the orphan clears it (L9)
   state_cv_.notify_all();
 }
 
@@ -751,27 +818,40 @@ void Sampler::RunRss(uint64_t gen) {
 }
 
 void Sampler::RunGpu(uint64_t gen) {
+  bool owner = false;
   try {
-    RunGpuLoop(gen);
+    RunGpuLoop(gen, &owner);
   } catch (const std::exception& e) {
-    ThreadFailed(gpu_thread_, gen, e.what());
+    ThreadFailed(gpu_thread_, gen, e.what(), owner);
   } catch (...) {
-    ThreadFailed(gpu_thread_, gen, "unknown exception");
+    ThreadFailed(gpu_thread_, gen, "unknown exception", owner);
   }
 }
 
-void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what) {
+void Sampler::ThreadFailed(Thread& t, uint64_t gen, const char* what, bool owner) {
   bool gpu = &t == &gpu_thread_;
   try {
     std::lock_guard<std::mutex> lock(mu_);
-    thread_error_ = std::string("the ") + (gpu ? "GPU" : "RSS sampler") + " thread failed: " + what;
-    if (gpu) gpu_.ThreadFailedLocked(thread_error_, gpu_thread_.active_gen == gen || gpu_thread_.active_gen == 0);
+    // A GPU thread no longer wanted (an orphan, or one waiting for it) publishes nothing (L9).
+    if (!gpu || gpu_thread_.active_gen == gen) {
+      thread_error_ = std::string("the ") + (gpu ? "GPU" : "RSS sampler") + " thread failed: " + what;
+      if (gpu) gpu_.ThreadFailedLocked(thread_error_);
+    }
   } catch (...) {
     // no memory for the message: the thread still ends cleanly below
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (gpu) gpu_.ClearInFlightLocked();
-  if (!gpu && rss_in_flight_) RssReadingDoneLocked(false);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (gpu) {
+    if (owner) {
+      // It owns NVML (L9): shut down as the loop's end would, so that nothing of this library stays loaded or
+      // initialised for a later detection.
+      gpu_.ClearInFlightLocked();
+      gpu_.ShutdownLocked(lock);
+    }
+    GpuThreadExitingLocked(gen);
+    return;
+  }
+  if (rss_in_flight_) RssReadingDoneLocked(false);
   ThreadExiting(t, gen);
   if (gen > t.exited_gen) t.exited_gen = gen;
   state_cv_.notify_all();

@@ -17,11 +17,21 @@
 //     held. "Is this the last reference?" and "stop the threads" are therefore one step: no Retain, and no Open that
 //     would start the RSS thread, can run in between.
 // L2. refs_ changes only under lifecycle_mu_. Release stops the threads only when refs_ is 0 after its own decrement,
-//     still holding lifecycle_mu_; a Retain that comes later starts fresh threads.
+//     still holding lifecycle_mu_; a Retain that comes later starts fresh threads (or adopts a GPU thread still
+//     detecting, L9).
 // L3. A Thread's std::thread is assigned only while it is not joinable. It stops being joinable only by join() (after
-//     the thread reported its exit) or by detach() (a GPU thread stuck in a driver call; no GPU thread starts again,
-//     and the addon's module is pinned so that Node cannot unload code the detached thread will return into). At
-//     the last release the RSS thread, which makes no call that can hang, is always joined.
+//     the thread reported its exit) or by detach(): a GPU thread still running when it is stopped (L9), or any thread
+//     still running when exit's bound runs out. Before a detach the addon's module is pinned, so that Node cannot
+//     unload code the detached thread will return into. At the last release the RSS thread, which makes no call that
+//     can hang, is always joined.
+//     At exit (StopAtExit, bounded: the process never waits long for a driver) a GPU thread still running gets what
+//     is left of the bound to end the NVML call it is in, and makes no new NVML call once exit has begun (no
+//     nvmlShutdown either: the process's end releases what NVML holds). StopAtExit also runs from an exit handler
+//     registered each time NVML is loaded, so before NVML's own exit handlers. What cannot be ruled out: a call that
+//     outlasts the bound (a driver that hangs, or a detection: nvmlInit takes seconds without persistence mode) is
+//     still running while exit() runs NVML's exit handlers and the process ends; the thread then dies with the
+//     process, inside the call, as any thread does at exit. Nothing of taskmeter runs after the call returns but
+//     this leaked object's code in the pinned module.
 // L4. active_gen becomes non-zero only after the std::thread exists: mu_ is held across the construction and the
 //     assignment, and the new thread takes mu_ before it reads active_gen. A construction that throws (EAGAIN under
 //     a pids limit) leaves active_gen at 0 and is reported, never thrown across N-API.
@@ -36,12 +46,17 @@
 // L8. The GPU thread never calls getenv (it races with `process.env.X = …` on a JS thread). Its environment
 //     (GpuSampler's env_) is read on the JS thread of the environment whose Retain starts the GPU thread, and written
 //     only there: under lifecycle_mu_ and mu_, before that thread exists (StartThread), while no GPU thread is active.
-//     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, or GPU
-//     detection disabled, leaves it alone.
-// L9. Stopping never waits for GPU detection: a GPU thread still detecting is detached (the module pinned, L3) and
-//     left to finish; it then finds itself unwanted, publishes nothing and shuts NVML down. A Retain that comes while
-//     it still detects adopts it (active_gen becomes its generation again; it keeps its environment); one that comes
-//     later starts a new thread, which waits for the old one to exit before it touches NVML.
+//     The thread copies it under mu_ when detection starts. A Retain that finds a GPU thread active, adopts one still
+//     detecting (L9), or finds GPU detection disabled, leaves it alone.
+// L9. Stopping never waits for the GPU thread, nor for the driver (detection, a reading in flight, nvmlShutdown): a GPU
+//     thread still running is detached (the module pinned, L3) and left to finish as the orphan; it then finds itself
+//     unwanted, publishes nothing (not even its failure) and shuts NVML down. It owns the NVML state (GpuSampler's
+//     gpus_) until it exits, and only it clears gpu_orphan_alive_ as it exits. A Retain that comes while the orphan
+//     still detects adopts it (active_gen becomes its generation again; it keeps the ended environment's settings,
+//     L8); one that comes later starts a new thread, which waits until the orphan has exited (or the new thread is
+//     stopped itself: the stop wakes it) before it touches NVML. If the orphan's call in flight runs past its bound
+//     (GpuSampler::HungAtLocked) the driver is hung: the waiting thread says so (GPU_HUNG) and no GPU thread starts
+//     again. A stopped thread that was waiting for an orphan has touched nothing; it ends at once.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -66,9 +81,9 @@
 
 namespace taskmeter {
 
-// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a detached
-// thread is started (the GPU thread on a hung driver, a spawn's waiter): it may return into this module's code after
-// Node has unloaded the addon.
+// Keeps this module loaded for the rest of the process (L3); idempotent, thread-safe. Called before a thread is left
+// running unjoined (a GPU thread still running when it is stopped, L9; a thread past exit's bound; a spawn's
+// waiter): it may return into this module's code after Node has unloaded the addon.
 void PinThisModule();
 
 // Window slots shared with src/binding.ts. A window buffer holds kWindowSlots, then kGpuWindowSlots per GPU.
@@ -113,15 +128,16 @@ TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 
 class Sampler final : private GpuSampler::Host {
  public:
-  // The process-wide instance. Deliberately never destroyed: a thread may still be running (stuck in a driver call)
-  // while static destructors run at exit().
+  // The process-wide instance. Deliberately never destroyed: a GPU thread may still be running (an orphan finishing
+  // its NVML work, L9, or one stuck in a driver call) while static destructors run at exit().
   static Sampler& Instance();
 
   // Every addon instance retains the sampler while its environment lives. The first retain starts GPU detection,
-  // with `env` (nvml::ReadEnv(), read by the caller on its JS thread) as the GPU thread's environment (L8).
+  // with `env` (nvml::ReadEnv(), read by the caller on its JS thread) as the GPU thread's environment (L8) — unless
+  // it adopts a GPU thread still detecting for an ended environment, which keeps that environment's settings (L9).
   void Retain(nvml::Env env);
-  // At the last release the threads are stopped and joined (bounded wait: a thread stuck in a driver call is
-  // detached) and NVML is shut down and unloaded.
+  // At the last release the threads are stopped: the RSS thread joined, the GPU thread never waited for (L9: it
+  // shuts NVML down and unloads it by itself).
   void Release();
 
   // Opens a window sampled every interval_ms; owner identifies the addon instance so its windows close at teardown.
@@ -223,9 +239,16 @@ class Sampler final : private GpuSampler::Host {
     std::thread thread;
     uint64_t active_gen = 0;  // 0: should not run
     uint64_t exited_gen = 0;
+    // The RSS thread's L7 figures (the GPU threads': gpu_cpu_).
     double parked_cpu_ms = 0;                          // L7: its own CPU time when it last parked
     uint64_t cpu_gen = 0;                              // the generation that published parked_cpu_ms
     double parked_counters[proc::kCounterSlots] = {};  // L7, likewise: its getrusage counters (faults, switches…)
+  };
+  // L7 for a running GPU thread: an orphan and the thread that waits for it both run, each publishing its own.
+  struct GpuCpu {
+    uint64_t gen;
+    double cpu_ms;
+    double counters[proc::kCounterSlots];
   };
 
   // Both need lifecycle_mu_ held (L1) and take mu_ themselves.
@@ -237,13 +260,16 @@ class Sampler final : private GpuSampler::Host {
   void ThreadStarted(Thread& t, uint64_t gen);  // on the new thread, under mu_
   void ThreadParking(Thread& t);                // on the thread, under mu_, before each wait
   void ThreadExiting(Thread& t, uint64_t gen);  // on the thread, under mu_, last
+  void GpuThreadStarted(uint64_t gen);          // on a new GPU thread, under mu_: its gpu_cpu_ entry
+  GpuCpu* GpuCpuOf(uint64_t gen);
+  void GpuThreadExitingLocked(uint64_t gen);  // the GPU thread's last step: L7 (its CPU retired) and L9's bookkeeping
   double OwnCpuMsLocked();
   void StopLocked(std::chrono::milliseconds wait, bool unload);  // lifecycle_mu_ held
   void RunRss(uint64_t gen);  // RunRssLoop, ending cleanly on an exception (ThreadFailed)
   void RunGpu(uint64_t gen);  // RunGpuLoop, likewise
   void RunRssLoop(uint64_t gen);
-  void RunGpuLoop(uint64_t gen);
-  void ThreadFailed(Thread& t, uint64_t gen, const char* what);
+  void RunGpuLoop(uint64_t gen, bool* owner);  // *owner: it got past L9's wait (it touches NVML)
+  void ThreadFailed(Thread& t, uint64_t gen, const char* what, bool owner = false);
   void AppendTimelineLocked(uint64_t id, Window& w, double now, double rss, double self_cpu_ms);
   void FillStatsLocked(uint64_t id, const Window& w, double* out, size_t len);
   // Records an RSS reading as number seq; drops what no open window can ask for any more.
@@ -254,7 +280,10 @@ class Sampler final : private GpuSampler::Host {
   void UnscheduleLocked(Window& w);
   void EraseLocked(std::unordered_map<uint64_t, Window>::iterator it);
   void MakeSpecialLocked(Window& w);
+  // The RSS thread: joined, waiting at most until deadline (then detached: at exit only).
   void StopThreadLocked(std::unique_lock<std::mutex>& lock, Thread& t, std::chrono::steady_clock::time_point deadline);
+  // The GPU thread: never waited for (L9).
+  void StopGpuThreadLocked(std::unique_lock<std::mutex>& lock);
 
   // L1: serializes Retain, Release, Stop and thread starts (StopAtExit waits for it with a bound).
   std::mutex lifecycle_mu_;
@@ -290,9 +319,13 @@ class Sampler final : private GpuSampler::Host {
   uint64_t last_gen_ = 0;
   Thread rss_;
   Thread gpu_thread_;
+  std::vector<GpuCpu> gpu_cpu_;  // L7: the running GPU threads' published CPU
   bool unload_on_stop_ = true;
-  bool gpu_abandoned_ = false;   // a GPU thread was left stuck in a driver call: never start another
-  uint64_t gpu_orphan_gen_ = 0;  // L9: the generation of a GPU thread left to finish its detection (0: none)
+  bool gpu_abandoned_ = false;  // an orphan's NVML call ran past its bound (the driver hangs): never start another
+  // L9: a GPU thread left to finish its NVML work (its generation) and whether it still runs. Only that thread clears
+  // gpu_orphan_alive_, as it exits (or an adoption, which makes it the wanted thread again).
+  uint64_t gpu_orphan_gen_ = 0;
+  bool gpu_orphan_alive_ = false;
   // When the RSS thread will next wake by itself (ms, monotonic; INFINITY while parked). Open() wakes it only if the
   // new window is due earlier, so a short measureSync() costs no futex wake in the common case.
   double thread_wake_ms_ = INFINITY;
@@ -302,13 +335,15 @@ class Sampler final : private GpuSampler::Host {
 
   // GpuSampler::Host
   bool GpuThreadWanted(uint64_t gen) override { return gpu_thread_.active_gen == gen; }
-  void GpuThreadParking() override { ThreadParking(gpu_thread_); }
+  void GpuThreadParking(uint64_t gen) override;
   bool TakeGpuThrowForTest() override {
     bool t = (throw_in_threads_ & 2) != 0;
     throw_in_threads_ &= ~2;
     return t;
   }
   bool GpuUnloadOnStop() override { return unload_on_stop_; }
+  bool GpuProcessExiting() override { return exiting_.load(); }
+  void GpuLibraryLoaded() override;
 };
 
 }  // namespace taskmeter

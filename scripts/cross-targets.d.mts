@@ -35,13 +35,29 @@ export interface CrossTarget {
 export interface BuiltArtifact {
   file: string;
   artifact: CrossArtifact;
+  /** with `verboseLink`: the link's command lines (ZIG_VERBOSE_LINK) */
+  linkLog?: string;
 }
 export const root: string;
 export const GLIBC_FLOOR: string;
 export const NAPI_EXPORTS: string[];
 export const TARGETS: Record<string, CrossTarget>;
 export function targetMissing(name: string): string | null;
-export function buildTarget(name: string, outDir: string, options?: { strip?: boolean }): Promise<BuiltArtifact[]>;
+export const ZIG_TARGETS: string[];
+export interface BuildOptions {
+  strip?: boolean;
+  /** build each artifact from a stub source (the Zig cache warm-up) */
+  stub?: boolean;
+  /** return each link's command lines as linkLog instead of printing them */
+  verboseLink?: boolean;
+}
+export function buildTarget(name: string, outDir: string, options?: BuildOptions): Promise<BuiltArtifact[]>;
+export function buildTargets(
+  names: string[],
+  dirOf: (name: string) => string,
+  options?: BuildOptions,
+): Promise<Record<string, BuiltArtifact[]>>;
+export function warmZigCache(names?: string[]): Promise<number>;
 export function buildPrebuilds(
   names: string[],
   prebuildsDir: string,

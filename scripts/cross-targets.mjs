@@ -25,9 +25,9 @@
 // macOS targets are compiled and linked (with -Werror) and audited, but not shipped (`ship: false`): nothing here
 // can run them, so macOS installs compile from source until the workflow has run them on macOS.
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findZig, zigMissing } from './zig.mjs';
@@ -180,17 +180,18 @@ export function targetMissing(name) {
   return t.toolchain === 'zig' ? zigMissing() : null;
 }
 
-function exec(cmd, args) {
+// Runs a command; resolves with its stderr, which is also echoed unless `quiet`.
+function exec(cmd, args, { env = process.env, quiet = false } = {}) {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'pipe'], env });
     let err = '';
     p.stderr.on('data', (d) => {
       err += d;
-      process.stderr.write(d);
+      if (!quiet) process.stderr.write(d);
     });
     p.on('error', reject);
     p.on('close', (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`${basename(cmd)} ${args.join(' ')}: ${code ?? signal}\n${err}`)),
+      code === 0 ? resolve(err) : reject(new Error(`${basename(cmd)} ${args.join(' ')}: ${code ?? signal}\n${err}`)),
     );
   });
 }
@@ -209,11 +210,32 @@ async function pool(jobs) {
   return results;
 }
 
+// Targets are built a few at once too, as many as there are cores: most of a build on a cold Zig cache is Zig
+// building the target's C++ runtime, compiler-rt and C library, and parts of that run on one core (compiler-rt is
+// one compilation unit; the archives and glibc's stubs are written by one thread), so a second target keeps the
+// other core busy. Concurrent zig processes share the one global cache (~/.cache/zig, or ZIG_GLOBAL_CACHE_DIR):
+// Zig locks each cache entry while it builds it, and a process that needs an entry another is building waits for
+// it and then uses it (the x86_64 helpers of the glibc and musl targets are the same static musl program).
+
+// What the cache warm-up links instead of the sources (each artifact keeps its own toolchain, target and flags):
+// the smallest program of each kind that links as the real one does (the version script names Node-API's entry
+// points, so the addon stub defines them).
+const STUBS = {
+  c: 'int main(void) { return 0; }\n',
+  cc: NAPI_EXPORTS.map(
+    (f) => `extern "C" __attribute__((visibility("default"))) void *${f}(void *, void *) { return nullptr; }\n`,
+  ).join(''),
+};
+
 /**
  * Builds every artifact of one target into outDir (object files in outDir/obj), stripped unless told otherwise.
  * Returns [{ file, artifact }]: the artifacts' paths (named as shipped) and their table entries.
+ * `stub: true` builds each artifact from a stub source instead of its own (warmZigCache): the same toolchain,
+ * target, flags and link, so Zig builds and caches exactly the runtime libraries the real build links.
+ * `verboseLink: true` (Zig targets) returns each link's command lines as `linkLog` (ZIG_VERBOSE_LINK) instead of
+ * printing them: the linker's inputs, among them the runtime libraries from Zig's cache.
  */
-export async function buildTarget(name, outDir, { strip = true } = {}) {
+export async function buildTarget(name, outDir, { strip = true, stub = false, verboseLink = false } = {}) {
   const t = TARGETS[name];
   if (!t) throw new Error(`unknown target ${name}; known: ${Object.keys(TARGETS).join(', ')}`);
   const missing = targetMissing(name);
@@ -221,49 +243,93 @@ export async function buildTarget(name, outDir, { strip = true } = {}) {
   const zig = t.toolchain === 'zig' ? findZig() : null;
   const tool = (lang, target) =>
     zig ? [zig, [lang === 'c' ? 'cc' : 'c++', '-target', target]] : [lang === 'c' ? t.cc : t.cxx, []];
-  const headers = dirname(require.resolve('node-api-headers/package.json'));
-  const addonApi = require('node-addon-api').include_dir.replace(/^"|"$/g, '');
-  const includes = [`-I${join(headers, 'include')}`, `-I${join(root, addonApi)}`, `-I${join(root, 'native')}`];
   const objDir = join(outDir, 'obj');
   mkdirSync(objDir, { recursive: true });
+  const stubs = { c: join(objDir, 'stub.c'), cc: join(objDir, 'stub.cc') };
+  if (stub) for (const ext of ['c', 'cc']) writeFileSync(stubs[ext], STUBS[ext]);
+  // the stubs include nothing (the warm-up runs before npm ci has installed these headers)
+  const headers = stub ? null : dirname(require.resolve('node-api-headers/package.json'));
+  const includes = stub
+    ? []
+    : [
+        `-I${join(headers, 'include')}`,
+        `-I${join(root, require('node-addon-api').include_dir.replace(/^"|"$/g, ''))}`,
+        `-I${join(root, 'native')}`,
+      ];
   const exportsFile = join(objDir, 'exports.map');
   writeFileSync(exportsFile, exportsMap);
   let nodeLib = null;
-  if (t.nodeImportLib) {
+  if (t.nodeImportLib && !stub) {
     nodeLib = join(objDir, 'node_api.a');
     await exec('x86_64-w64-mingw32-dlltool', ['-d', join(headers, 'def/node_api.def'), '-l', nodeLib]);
   }
-  // every object of every artifact, compiled in parallel; then each artifact linked
+  // an executable of C sources only is linked as C (no C++ runtime to find on the target)
+  const allC = (a) => a.sources.every((src) => src.endsWith('.c'));
+  const sourcesOf = (a) =>
+    stub ? [a.kind === 'addon' || !allC(a) ? stubs.cc : stubs.c] : a.sources.map((src) => join(root, src));
+  // every object of every artifact, compiled in parallel; then the artifacts linked, in parallel too
   const compiles = t.artifacts.flatMap((a) =>
-    a.sources.map((src) => {
+    sourcesOf(a).map((src) => {
       const isC = src.endsWith('.c');
       const [cc, pre] = tool(isC ? 'c' : 'c++', a.zigTarget ?? t.zigTarget);
-      const obj = join(objDir, `${a.file}-${src.replace(/\//g, '_').replace(/\.(cc|c)$/, '.o')}`);
-      const args = [...pre, ...(isC ? cCommon : cxxCommon), ...t.flags, ...includes, '-c', join(root, src), '-o', obj];
+      const rel = src.startsWith(`${root}/`) ? src.slice(root.length + 1) : basename(src);
+      const obj = join(objDir, `${a.file}-${rel.replace(/\//g, '_').replace(/\.(cc|c)$/, '.o')}`);
+      const args = [...pre, ...(isC ? cCommon : cxxCommon), ...t.flags, ...includes, '-c', src, '-o', obj];
       return { a, obj, job: () => exec(cc, args) };
     }),
   );
   await pool(compiles.map((c) => c.job));
-  const built = [];
-  for (const a of t.artifacts) {
+  const links = t.artifacts.map((a) => async () => {
     const objects = compiles.filter((c) => c.a === a).map((c) => c.obj);
     const out = join(outDir, a.file);
-    // an executable of C sources only is linked as C (no C++ runtime to find on the target)
-    const allC = a.sources.every((src) => src.endsWith('.c'));
-    const [cc, pre] = tool(a.kind === 'addon' || !allC ? 'c++' : 'c', a.zigTarget ?? t.zigTarget);
+    const [cc, pre] = tool(a.kind === 'addon' || !allC(a) ? 'c++' : 'c', a.zigTarget ?? t.zigTarget);
     const link =
       a.kind === 'addon'
         ? [...t.addonLink.map((f) => f.replace('$EXPORTS', exportsFile)), ...(nodeLib ? [nodeLib] : [])]
         : (a.link ?? t.exeLink ?? []);
     // zig links with lld, which strips as it links (Mach-O: zig's own linker, left as it is). -O2 at the link is
     // what makes zig build the C++ runtime (libc++, libc++abi, libunwind) and compiler-rt it links in as release
-    // code; without it they are debug builds, which is enough (and cheaper to build) for targets we do not ship
+    // code; without it they are debug builds, which is enough (and cheaper to build) for targets we do not ship.
+    // Every build of a target (prebuild:cross, test:ports, test:runtimes, the tests, the warm-up) links with these
+    // same flags, so each runtime library is built once per target and mode, then found in Zig's cache.
     const zigLink = zig && t.ship ? ['-O2', ...(strip ? ['-Wl,--strip-all'] : [])] : [];
-    await exec(cc, [...pre, '-o', out, ...objects, ...link, ...zigLink]);
+    const linkEnv = verboseLink ? { ...process.env, ZIG_VERBOSE_LINK: '1' } : process.env;
+    const log = await exec(cc, [...pre, '-o', out, ...objects, ...link, ...zigLink], {
+      env: linkEnv,
+      quiet: verboseLink,
+    });
     if (strip && t.strip) await exec(t.strip, [out]);
-    built.push({ file: out, artifact: a });
+    return { file: out, artifact: a, ...(verboseLink ? { linkLog: log } : {}) };
+  });
+  return pool(links);
+}
+
+/** The targets Zig builds (the ones a cold Zig cache makes slow). */
+export const ZIG_TARGETS = Object.keys(TARGETS).filter((n) => TARGETS[n].toolchain === 'zig');
+
+/**
+ * Builds the named targets at once (each in dirOf(name)), a few at a time. Returns { <name>: [{ file, artifact }] }.
+ */
+export async function buildTargets(names, dirOf, options) {
+  const built = await pool(names.map((name) => () => buildTarget(name, dirOf(name), options)));
+  return Object.fromEntries(names.map((name, i) => [name, built[i]]));
+}
+
+/**
+ * Fills Zig's cache with every runtime library the Zig targets link (C++ runtime, compiler-rt, C library and
+ * startup files, glibc's stubs), by linking a stub of each artifact exactly as buildTarget links the real one
+ * (`node scripts/zig.mjs warm`; .ci/run starts it before anything else, so that it overlaps the installs). Needs
+ * only Zig: no node_modules, no system package. Returns the seconds it took.
+ */
+export async function warmZigCache(names = ZIG_TARGETS) {
+  const start = Date.now();
+  const work = mkdtempSync(join(tmpdir(), 'taskmeter-zig-warm-'));
+  try {
+    await buildTargets(names, (name) => join(work, name), { stub: true });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
-  return built;
+  return (Date.now() - start) / 1000;
 }
 
 /**
@@ -274,9 +340,7 @@ export async function buildTarget(name, outDir, { strip = true } = {}) {
 export async function buildPrebuilds(names, prebuildsDir, work) {
   // imported here: audit-binaries.mjs's command line imports this file
   const { auditBinary } = await import('./audit-binaries.mjs');
-  const summary = {};
-  const problems = [];
-  for (const name of names) {
+  const one = async (name) => {
     const t = TARGETS[name];
     if (!t) throw new Error(`unknown target ${name}; known: ${Object.keys(TARGETS).join(', ')}`);
     const start = Date.now();
@@ -285,8 +349,10 @@ export async function buildPrebuilds(names, prebuildsDir, work) {
     const built = await buildTarget(name, dir);
     const dest = join(prebuildsDir, t.dir);
     if (t.ship) mkdirSync(dest, { recursive: true });
-    summary[name] = {
+    const problems = [];
+    const summary = {
       shipped: t.ship ? `${t.dir}/` : `no (built in ${dir})`,
+      // wall time, while other targets were building beside it
       seconds: Math.round((Date.now() - start) / 100) / 10,
       files: built.map(({ file, artifact }) => {
         const audit = auditBinary(file, artifact.audit);
@@ -302,6 +368,11 @@ export async function buildPrebuilds(names, prebuildsDir, work) {
         };
       }),
     };
-  }
-  return { summary, problems };
+    return { summary, problems };
+  };
+  const results = await pool(names.map((name) => () => one(name)));
+  return {
+    summary: Object.fromEntries(names.map((name, i) => [name, results[i].summary])),
+    problems: results.flatMap((r) => r.problems),
+  };
 }

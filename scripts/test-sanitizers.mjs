@@ -32,6 +32,7 @@ const env = {
 const files = [
   'test/core.test.ts',
   'test/gpu.test.ts',
+  'test/gpu-lifecycle.test.ts',
   'test/lifecycle.test.ts',
   'test/cli.test.ts',
   'test/exporters.test.ts',

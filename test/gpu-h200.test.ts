@@ -237,6 +237,35 @@ describe('each kind of reading at its own pace', () => {
     for (const g of usage.gpus) expect(g.samples).toBe(usage.gpuSamples);
   });
 
+  // Back-to-back 3 s windows at a 5 s interval: the windows' interval alone would space each GPU's readings further
+  // apart than the energy model integrates (EnergyModel::kMaxGapMs), and a window would get no energy.
+  const backToBack: Scenario = ({ tm, sleep }) => {
+    const windows = [];
+    for (let i = 0; i < 3; i++) {
+      const t = new tm.ResourceTracker({ sampleIntervalMs: 5000 }).start();
+      sleep(3000);
+      const u = t.stop();
+      windows.push({ wallMs: u.wallTimeMs, gpus: u.gpus.map((g: any) => [g.energyJoules, g.energyReason]) });
+    }
+    return { windows };
+  };
+  it('8 H200s at a 5 s interval: every one of back-to-back 3 s windows gets its energy share', async () => {
+    const { env } = setup(h200().replace('count=1', 'count=8'));
+    const { windows } = await scenarioCase(backToBack, env, 60_000);
+    for (const w of windows) {
+      expect(w.gpus).toHaveLength(8);
+      for (const [joules, reason] of w.gpus) {
+        expect(reason, JSON.stringify(w)).toBeNull();
+        expect(joules).not.toBeNull();
+      }
+      // dev0 draws 300 W, the others the fake's default 100 W
+      expect(w.gpus[0][0]).toBeGreaterThan(0.9 * 0.3 * w.wallMs);
+      expect(w.gpus[0][0]).toBeLessThan(1.1 * 0.3 * w.wallMs);
+      expect(w.gpus[7][0]).toBeGreaterThan(0.9 * 0.1 * w.wallMs);
+      expect(w.gpus[7][0]).toBeLessThan(1.1 * 0.1 * w.wallMs);
+    }
+  });
+
   it('process utilization is read with lastSeenTimeStamp: the driver samples between two reads are all counted', async () => {
     // the plain fake (no costs): per-process utilization every second, one driver sample per 100 ms
     const scenario = writeFakeNvmlScenario(work, 'count=1\ndev0.util=50\ndev0.putil=self:60:30\n');
@@ -249,6 +278,26 @@ describe('each kind of reading at its own pace', () => {
     // opened: none lost between reads, none counted twice
     expect(g.processUtilizationSamples).toBeGreaterThanOrEqual(18);
     expect(g.processUtilizationSamples).toBeLessThanOrEqual(Math.ceil(usage.wallTimeMs / 100) + 1);
+  });
+
+  it('per-process utilization is still read when the driver keeps more samples than one read can take', async () => {
+    // 64 processes and 1000 steps kept: 64,000 samples newer than lastSeen=0, more than any bounded buffer holds
+    const others = Array.from({ length: 63 }, (_, k) => `${100001 + k}:10:5`).join(',');
+    const scenario = writeFakeNvmlScenario(
+      work,
+      `count=1\ndev0.util=50\ndev0.putil=self:60:30,${others}\nputil_keep=1000\n`,
+    );
+    const env = gpuEnv({ TASKMETER_NVML_LIBRARY: fakeNvml('full'), FAKE_NVML_SCENARIO: scenario });
+    const { usage } = await scenarioCase(({ tm, sleep, waitFor }) => {
+      const t = new tm.ResourceTracker({ sampleIntervalMs: 50 }).start();
+      sleep(2000);
+      waitFor(() => t.usage!.gpus[0]?.processUtilizationSamples >= 18);
+      return { usage: t.stop() };
+    }, env);
+    const g = usage.gpus[0];
+    expect(g.processUtilizationReason).toBeNull();
+    expect(g.processSmUtilizationPercent).toBe(60);
+    expect(g.processUtilizationSamples).toBeGreaterThanOrEqual(18);
   });
 });
 
@@ -350,5 +399,63 @@ describe('the fake NVML models the real driver', () => {
     // 12 readings 25 ms apart span 3+ steps of 100 ms; each step adds 300 W × 0.1 s = 30 J
     expect(steps.length).toBeGreaterThanOrEqual(2);
     for (const d of steps) expect(d % 30000).toBe(0);
+  });
+
+  it("H200 profile: each GPU's first energy call after nvmlInit is the slow one", async () => {
+    const scenario = writeFakeNvmlScenario(work, h200().replace('count=1', 'count=2'));
+    const py = [
+      'import ctypes, json, sys, time',
+      'lib = ctypes.CDLL(sys.argv[1])',
+      'assert lib.nvmlInit_v2() == 0',
+      'mj = ctypes.c_ulonglong()',
+      'def cost(i):',
+      '    h = ctypes.c_void_p()',
+      '    assert lib.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(h)) == 0',
+      '    c0 = time.thread_time()',
+      '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
+      '    return (time.thread_time() - c0) * 1000',
+      'print(json.dumps({"ms": [cost(0), cost(0), cost(1), cost(1)]}))',
+    ].join('\n');
+    const r = await run(python3Path(), ['-c', py, fakeNvml('full')], {
+      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
+      timeoutMs: 20_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const [first0, second0, first1, second1] = lastJson(r.stdout).ms;
+    expect(first0).toBeGreaterThanOrEqual(17);
+    expect(first1).toBeGreaterThanOrEqual(17);
+    expect(second0).toBeLessThan(first0);
+    expect(second1).toBeLessThan(first1);
+  });
+
+  it('a change of power counts from the step after it was written, however long before the next call', async () => {
+    const scenario = writeFakeNvmlScenario(work, h200());
+    const py = [
+      'import ctypes, json, os, sys, time',
+      'lib = ctypes.CDLL(sys.argv[1])',
+      'assert lib.nvmlInit_v2() == 0',
+      'h = ctypes.c_void_p()',
+      'assert lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) == 0',
+      'mj = ctypes.c_ulonglong()',
+      'def energy():',
+      '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
+      '    return mj.value, time.monotonic()',
+      'e0, t0 = energy()',
+      'time.sleep(1)', // no call: 300 W all along
+      'text = open(sys.argv[2]).read().replace("dev0.power_mw=300000", "dev0.power_mw=100000")',
+      'open(sys.argv[2] + ".tmp", "w").write(text); os.rename(sys.argv[2] + ".tmp", sys.argv[2]); tw = time.monotonic()',
+      'time.sleep(1)',
+      'e1, t1 = energy()',
+      'print(json.dumps({"joules": (e1 - e0) / 1000, "before": tw - t0, "after": t1 - tw}))',
+    ].join('\n');
+    const r = await run(python3Path(), ['-c', py, fakeNvml('full'), scenario], {
+      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
+      timeoutMs: 20_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const { joules, before, after } = lastJson(r.stdout);
+    // 300 W until the change, 100 W after it (not 100 W for every step since the last call), within a step or two
+    const expected = 300 * before + 100 * after;
+    expect(Math.abs(joules - expected), JSON.stringify({ joules, expected })).toBeLessThan(60);
   });
 });

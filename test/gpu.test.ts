@@ -384,6 +384,49 @@ describe('windows with a GPU', () => {
     expect(usage.gpus[0].memoryUsedPeakBytes).toBe(1024 * MiB); // never the 40 GiB the earlier one saw
   });
 
+  // Three phases of this process's GPU use (memory, utilization, per-process utilization), a window opened in each,
+  // with 300 more windows open all along: each window's figures come from the readings since it opened, whatever
+  // else is open (windows that count this process share one computation of them).
+  const phases: Scenario = ({ tm, write, base, MiB, waitFor, require }) => {
+    const { native } = require('../../dist/binding.js');
+    const phase = (procs: number, util: number, putil: string) =>
+      write(`${base}\ndev0.procs=self:${procs * MiB}\ndev0.util=${util}\n${putil ? `dev0.putil=${putil}\n` : ''}`);
+    const others = Array.from({ length: 300 }, () => native.windowOpen(10));
+    const open = () => new tm.ResourceTracker({ sampleIntervalMs: 10 }).start();
+    const putilSamples = (t: any) => t.usage!.gpus[0]?.processUtilizationSamples ?? 0;
+    phase(100, 20, 'self:30:10');
+    const a = open();
+    waitFor(() => a.usage!.gpuSamples >= 3 && putilSamples(a) >= 1);
+    phase(300, 80, 'self:70:40');
+    const b = open();
+    waitFor(() => b.usage!.gpuSamples >= 3 && putilSamples(b) >= 1);
+    phase(50, 0, '');
+    const c = open();
+    waitFor(() => c.usage!.gpuSamples >= 3);
+    const buf = new Float64Array(native.WINDOW_SLOTS + 4 * native.GPU_WINDOW_SLOTS);
+    for (const id of others) native.windowClose(id, buf);
+    return { a: a.stop().gpus[0], b: b.stop().gpus[0], c: c.stop().gpus[0] };
+  };
+  it('windows opened at different times, with 300 more open, each get only the readings since they opened', async () => {
+    const { a, b, c } = await gpuCase(phases, { scenario: 'count=1\ndev0.used=1073741824\n' });
+    expect(a.processMemoryPeakBytes).toBe(300 * MiB);
+    expect(b.processMemoryPeakBytes).toBe(300 * MiB);
+    expect(c.processMemoryPeakBytes).toBe(50 * MiB); // never the 300 MiB from before it opened
+    expect(c.processMemoryEndBytes).toBe(50 * MiB);
+    expect(c.utilizationAvgPercent).toBe(0);
+    expect(b.utilizationAvgPercent).toBeGreaterThan(0);
+    expect(b.utilizationAvgPercent).toBeLessThanOrEqual(80);
+    expect(a.utilizationAvgPercent).toBeGreaterThanOrEqual(20);
+    // per-process utilization: the driver's samples of this process since each window opened
+    expect(b.processSmUtilizationPercent).toBe(70);
+    expect(b.processMemoryUtilizationPercent).toBe(40);
+    expect(a.processSmUtilizationPercent).toBeGreaterThan(30);
+    expect(a.processSmUtilizationPercent).toBeLessThan(70);
+    expect(c.processSmUtilizationPercent).toBeNull();
+    expect(c.processUtilizationSamples).toBe(0);
+    expect(a.processUtilizationSamples).toBeGreaterThan(b.processUtilizationSamples);
+  });
+
   // Every device reading takes 200 ms (the memory call sleeps): a 1 ms window opened while one is in flight can hold
   // none, and must not take the latest reading (from before it opened) as its own.
   const short: Scenario = ({ tm, sleep }) => {

@@ -195,7 +195,7 @@ interface ChurnResult {
   openWindowsAfter: number | null;
   commands: number;
   commandsFailed: number;
-  commandsFailedFirst: unknown[];
+  commandFailures: unknown[];
 }
 
 async function churn(options: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<ChurnResult> {
@@ -250,7 +250,7 @@ describe('worker churn', () => {
     async () => {
       const out = await churn({ spawn: true }, gpuEnv({ TASKMETER_DISABLE_GPU: '1' }));
       expect(out.commands).toBeGreaterThan(0);
-      expect(out.commandsFailed, JSON.stringify(out.commandsFailedFirst)).toBe(0);
+      expect(out.commandsFailed, JSON.stringify(out.commandFailures)).toBe(0);
       expect(out.openWindowsAfter).toBe(0);
     },
     timeoutMs + 5_000,

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ElfFacts, MachOFacts } from '../scripts/audit-binaries.mjs';
 import { auditBinary, compareVersions, readElf } from '../scripts/audit-binaries.mjs';
 import type { BuiltArtifact } from '../scripts/cross-targets.mjs';
-import { buildTarget, GLIBC_FLOOR, NAPI_EXPORTS, TARGETS } from '../scripts/cross-targets.mjs';
+import { buildTargets, GLIBC_FLOOR, NAPI_EXPORTS, TARGETS } from '../scripts/cross-targets.mjs';
 import { lastJson, requireSystemTool, root, run } from './helpers';
 
 const noZig = requireSystemTool('zig');
@@ -19,14 +19,24 @@ const skipReason = noZig ? ` (skipped: ${noZig})` : '';
 const work = mkdtempSync(join(tmpdir(), 'taskmeter-prebuilds-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const built: Record<string, BuiltArtifact[]> = {};
+let built: Record<string, BuiltArtifact[]> = {};
 const linuxTargets = Object.keys(TARGETS).filter((n) => TARGETS[n].platform === 'linux');
 const darwinTargets = Object.keys(TARGETS).filter((n) => TARGETS[n].platform === 'darwin');
+const zigTargets = [...linuxTargets, ...darwinTargets];
+
+// What one link took from Zig's cache (C++ runtime, compiler-rt, C library and startup files, glibc's stubs): the
+// cache entries (<cache>/o/<hash>/<file>) on the linker's command line (ld.lld, or zig's own Mach-O linker), which
+// is the line that writes the artifact.
+function linkedFromZigCache(b: BuiltArtifact): string[] {
+  const line = (b.linkLog ?? '').split('\n').find((l) => l.includes(` -o ${b.file}`)) ?? '';
+  return [...new Set(line.split(/\s+/).filter((w) => /\/o\/[0-9a-f]{32}\//.test(w)))].sort();
+}
 
 describe.skipIf(noZig)(`the prebuilds built by Zig${skipReason}`, () => {
-  // One build of every Zig target for the tests below (a build is minutes on a cold Zig cache, seconds warm).
+  // One build of every Zig target for the tests below, with the flags of the shipped build (so from the same Zig
+  // cache entries: minutes on a cold cache, seconds warm; .ci/run warms it first with `node scripts/zig.mjs warm`).
   beforeAll(async () => {
-    for (const name of [...linuxTargets, ...darwinTargets]) built[name] = await buildTarget(name, join(work, name));
+    built = await buildTargets(zigTargets, (name) => join(work, name), { verboseLink: true });
   }, 1_500_000);
 
   it.each(linuxTargets)(
@@ -80,6 +90,26 @@ describe.skipIf(noZig)(`the prebuilds built by Zig${skipReason}`, () => {
       }
     },
   );
+
+  it("the Zig cache warm-up (`node scripts/zig.mjs warm`, which .ci/run starts first) builds the very runtime libraries each artifact links: a stub of it, linked as the real one is, takes the same entries from Zig's cache", async () => {
+    const stubs = await buildTargets(zigTargets, (name) => join(work, `stub-${name}`), {
+      stub: true,
+      verboseLink: true,
+    });
+    for (const name of zigTargets) {
+      for (const a of TARGETS[name].artifacts) {
+        const real = linkedFromZigCache(built[name].find((b) => b.artifact === a)!);
+        const stub = linkedFromZigCache(stubs[name].find((b) => b.artifact === a)!);
+        // every artifact links compiler-rt from the cache; a C++ one its C++ runtime too
+        expect(
+          real.some((f) => f.endsWith('/libcompiler_rt.a')),
+          `${name} ${a.file}: ${real.join(' ')}`,
+        ).toBe(true);
+        if (a.kind === 'addon') expect(real.some((f) => f.endsWith('/libc++.a'))).toBe(true);
+        expect(stub, `${name} ${a.file}`).toEqual(real);
+      }
+    }
+  }, 600_000);
 
   it('the linux-x64 prebuild loads in this Node, and its static exec helper runs the command and reports its exact peak', async () => {
     const [addon, helper] = ['taskmeter.glibc.node', 'taskmeter.glibc-exec'].map(

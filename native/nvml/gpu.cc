@@ -470,7 +470,7 @@ void Gpus::ReadProcesses(const DeviceStatic& d, DeviceReading* out) {
   pl.reason = kProcOk;
 }
 
-Return Gpus::ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out) {
+Return Gpus::ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out, double now_us, double recent_us) {
   out->clear();
   if (i >= devices_.size()) return kErrorInvalidArgument;
   const Api& api = lib_.api();
@@ -478,19 +478,34 @@ Return Gpus::ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out) {
   if (d.mig) return kErrorNotSupported;
   if (api.device_get_process_utilization == nullptr) return kErrorFunctionNotFound;
   if (util_buf_.size() < 64) util_buf_.resize(64);
-  unsigned count = static_cast<unsigned>(util_buf_.size());
+  auto recent = static_cast<unsigned long long>(std::max(0.0, recent_us));
   // Only samples newer than the newest one already returned: read at any pace, none is counted twice or lost
   // (within what the driver keeps).
-  unsigned long long since = util_last_seen_us_[i];
+  unsigned long long since = UtilSinceUs(util_last_seen_us_[i], now_us, recent_us);
+  unsigned count = static_cast<unsigned>(util_buf_.size());
   Return r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
-  if (r == kErrorInsufficientSize && count > util_buf_.size() && count <= 4096) {
-    util_buf_.resize(count + 16);
+  if (r == kErrorInsufficientSize && count > util_buf_.size()) {
+    // More samples than the buffer holds: grow it (bounded), else ask only for the last period's (older ones are
+    // lost, never the read: an ever-failing read would never move lastSeen on).
+    util_buf_.resize(std::min<size_t>(static_cast<size_t>(count) + 16, kMaxUtilSamples));
+    if (count > util_buf_.size()) since = std::max(since, recent);
     count = static_cast<unsigned>(util_buf_.size());
     r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
+    if (r == kErrorInsufficientSize && since < recent) {
+      since = recent;
+      count = static_cast<unsigned>(util_buf_.size());
+      r = api.device_get_process_utilization(d.handle, util_buf_.data(), &count, since);
+    }
+  }
+  if (r == kErrorInsufficientSize) {
+    // Even the last period's samples do not fit: skip to now, so that the next read asks for fewer.
+    util_last_seen_us_[i] = std::max(util_last_seen_us_[i], static_cast<unsigned long long>(std::max(0.0, now_us)));
+    return r;
   }
   if (r == kErrorNotFound) return kSuccess;  // no process used the GPU since then
   if (r != kSuccess) return r;
   if (count > util_buf_.size()) count = static_cast<unsigned>(util_buf_.size());
+  if (since > util_last_seen_us_[i] || util_last_seen_us_[i] > now_us) util_last_seen_us_[i] = since;
   for (unsigned k = 0; k < count; k++) {
     const auto& s = util_buf_[k];
     if (s.timeStamp > util_last_seen_us_[i]) util_last_seen_us_[i] = s.timeStamp;
@@ -498,6 +513,13 @@ Return Gpus::ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out) {
     out->push_back(ProcessUtil{s.pid, s.smUtil, s.memUtil, s.timeStamp});
   }
   return kSuccess;
+}
+
+unsigned long long UtilSinceUs(unsigned long long last_seen_us, double now_us, double recent_us) {
+  // The wall clock behind the newest sample read: it stepped back, and the driver stamps new samples with it, all
+  // older than last_seen (none would be returned until the clock caught up). Ask from one period ago instead.
+  if (static_cast<double>(last_seen_us) > now_us) return static_cast<unsigned long long>(std::max(0.0, recent_us));
+  return last_seen_us;
 }
 
 double Gpus::ReadEnergyMj(size_t i) {

@@ -100,8 +100,12 @@ class Gpus {
   // its energy counter (mJ since the driver loaded; -1 when absent, failed or a MIG slice);
   double ReadEnergyMj(size_t i);
   // the per-process utilization samples the driver took since the last call's newest one (nvmlReturn_t: 0 with or
-  // without samples; NOT_SUPPORTED on a MIG slice…).
-  Return ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out);
+  // without samples; NOT_SUPPORTED on a MIG slice…). now_us: the wall clock (µs since the epoch, the driver's sample
+  // clock); recent_us: one period ago on it, where a read starts when the driver keeps more samples than
+  // kMaxUtilSamples or the wall clock went back past the newest sample read (UtilSinceUs).
+  Return ReadProcessUtilization(size_t i, std::vector<ProcessUtil>* out, double now_us, double recent_us);
+  // The most per-process utilization samples one read takes (32 bytes each: 512 KiB).
+  static constexpr size_t kMaxUtilSamples = 16384;
   void Shutdown(bool unload) { lib_.Close(unload); }
 
   const std::vector<DeviceStatic>& devices() const { return devices_; }
@@ -141,6 +145,10 @@ class Gpus {
   bool device_order_certain_ = true;
   std::string device_order_note_;
 };
+
+// The lastSeenTimeStamp of the next per-process utilization read: last_seen_us (the newest sample read), or recent_us
+// when the wall clock (now_us) is behind it.
+unsigned long long UtilSinceUs(unsigned long long last_seen_us, double now_us, double recent_us);
 
 // Exposed for tests of the parsing rules.
 bool DriverHasWideV3Entries(const std::string& driver_version);

@@ -257,7 +257,9 @@ bool Library::Resolve(std::string* why) {
 }
 
 bool Library::Open(const Env& env) {
-  if (initialized_) return true;
+  // A library still loaded or initialised (a GPU thread that ended without closing it, a close at exit) is closed
+  // first: this detection loads what env names, from a clean state, never the old library.
+  if (initialized_ || handle_ != nullptr) Close(true);
   reason_.clear();
   reason_code_ = "";
 #ifdef __APPLE__

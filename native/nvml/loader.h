@@ -79,7 +79,7 @@ class Library {
  public:
   // Loads the library and calls nvmlInit, trying each candidate in turn (a library that loads but whose init fails
   // — e.g. a Linux driver package shadowing WSL's — gives way to the next). On failure returns false and sets
-  // reason(). Idempotent while loaded.
+  // reason(). A library still open is closed first (nvmlShutdown, dlclose).
   bool Open(const Env& env);
   // nvmlShutdown; with unload, also dlclose (skipped at process exit, where unloading code gains nothing).
   void Close(bool unload);

@@ -86,9 +86,6 @@ if (!isMainThread) {
     const commands = [];
     const spawnLane = async () => {
       const { spawn } = require('node:child_process');
-      const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
-      const dir = mkdtempSync(join(require('node:os').tmpdir(), 'taskmeter-churn-'));
-      let n = 0;
       const script = 'for i in 1 2 3; do (x=0; while [ $x -lt 300 ]; do x=$((x+1)); done) & done; wait';
       // The commands are not ours to check: under npm run test:tsan they run without the TSan runtime (a shell that
       // forks with it preloaded crashes), while this process and its workers keep it.
@@ -96,18 +93,23 @@ if (!isMainThread) {
       delete env.LD_PRELOAD;
       while (Date.now() < deadline) {
         const r = await tm.measureCommand('/bin/sh', ['-c', script], { stdio: 'ignore', sampleIntervalMs: 2, env });
-        // The tracked shell starts its work once the tracker has read it (a sleep before it assumed a first sample
-        // within the sleep, which a loaded machine under TSan did not give).
-        const go = join(dir, `go-${n++}`);
-        const shell = `while [ ! -e "$0" ]; do sleep 0.01; done; ${script}`;
-        const child = spawn('/bin/sh', ['-c', shell, go], { stdio: 'ignore', env });
+        // The child waits on its stdin until the tracker has seen it (a fixed sleep was too short on a loaded
+        // machine: a tree that ends before the first sample is rightly reported as never seen).
+        const child = spawn('/bin/sh', ['-c', `read x; ${script}`], { stdio: ['pipe', 'ignore', 'ignore'], env });
         const tracker = tm.trackProcess(child.pid, { sampleIntervalMs: 1 });
-        while (tracker.running && tracker.usage.processes < 1) await new Promise((r) => setTimeout(r, 5));
-        writeFileSync(go, '');
+        for (let waited = 0; tracker.usage.processes < 1 && waited < 10_000; waited += 5) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        child.stdin.end('go\n');
         const tracked = await tracker.exited;
-        commands.push({ exitCode: r.exitCode, cpu: r.usage.cpuTimeMs, trackedProcesses: tracked.processes });
+        commands.push({
+          exitCode: r.exitCode,
+          signal: r.signal,
+          cpu: r.usage.cpuTimeMs,
+          trackedProcesses: tracked.processes,
+          trackedReason: tracked.cpuReason,
+        });
       }
-      rmSync(dir, { recursive: true, force: true });
     };
     await Promise.all([...Array.from({ length: o.concurrency }, lane), ...(o.spawn ? [spawnLane()] : [])]);
     const main = mainTrackers.map((t) => t.stop());
@@ -131,7 +133,7 @@ if (!isMainThread) {
         openWindowsAfter: state ? state.openWindows : null,
         commands: commands.length,
         commandsFailed: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).length,
-        commandsFailedFirst: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).slice(0, 3),
+        commandFailures: commands.filter((c) => c.exitCode !== 0 || !(c.trackedProcesses >= 1)).slice(0, 3),
       }),
     );
   })();

@@ -500,7 +500,9 @@ await section('nvmlCosts', q(70, 20), async () => {
     await startBusy(q(60, 8));
     await step('busy', ['costs', 'busy', n]);
     const busy = result.costs;
-    await step('cadence', ['cadence', String(q(2, 0.5))]);
+    // Quick (the fake): 1.5 s a series, ~14 gaps of its 100 ms steps, so that the median holds when a loaded machine
+    // delays a few polls (0.5 s gave 4 gaps: two late polls moved the median to 115 ms).
+    await step('cadence', ['cadence', String(q(2, 1.5))]);
     await step('retention', ['retention']);
     result.costs = { idle, busy };
   } finally {

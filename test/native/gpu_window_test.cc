@@ -2,9 +2,11 @@
 // Prints "ok <name>" per passing check and exits non-zero at the first failure.
 #include "gpu_window.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 using namespace taskmeter;
 
@@ -27,10 +29,10 @@ static nvml::ProcessList List(std::vector<std::pair<uint32_t, unsigned long long
   return pl;
 }
 
-static gpuwin::ScheduleInput H200(double gpus, double budget = 0.009) {
+static gpuwin::ScheduleInput H200(double gpus, double budget = 0.009, double interval_ms = 10) {
   // The H200's median costs per GPU (issue 16): a device reading ~62 µs busy, the energy counter 2.8 ms, per-process
   // utilization 1.8 ms; taskmeter's periods and stretch stages at default settings (10 ms windows).
-  gpuwin::ScheduleInput in = gpuwin::DefaultSchedule(10);
+  gpuwin::ScheduleInput in = gpuwin::DefaultSchedule(interval_ms);
   in.cost_ms[gpuwin::kKindDevice] = 0.062 * gpus;
   in.cost_ms[gpuwin::kKindEnergy] = 2.8 * gpus;
   in.cost_ms[gpuwin::kKindProcessUtil] = 1.8 * gpus;
@@ -43,7 +45,7 @@ static double Share(const gpuwin::ScheduleInput& in, const gpuwin::Schedule& s) 
   return sum;
 }
 
-int main() {
+int main(int argc, char** argv) {
   // Energy model: E grows at the last power between readings, causally.
   {
     gpuwin::EnergyModel m;
@@ -129,16 +131,22 @@ int main() {
   // Per-process utilization: the mean of the driver's samples inside the window, pids summed per timestamp.
   std::vector<nvml::ProcessUtil> samples = {{42, 30, 10, 1000}, {43, 80, 60, 1000}, {9, 99, 99, 1000},
                                             {42, 50, 20, 2000}, {42, 90, 90, 500}};
+  gpuwin::SortProcessUtilization(&samples);
+  std::vector<gpuwin::UtilAt> scratch;
   gpuwin::UtilAcc acc;
-  gpuwin::AddProcessUtilization(samples, {}, 42, 900, 3000, &acc);
+  gpuwin::AddProcessUtilization(samples, {}, 42, 900, 3000, &acc, &scratch);
   CHECK("self's samples inside the window, averaged", acc.n == 2 && near(acc.sm_sum / acc.n, 40) &&
                                                           near(acc.mem_sum / acc.n, 15));
   gpuwin::UtilAcc tree;
-  gpuwin::AddProcessUtilization(samples, {42, 43}, 1, 900, 3000, &tree);
+  gpuwin::AddProcessUtilization(samples, {42, 43}, 1, 900, 3000, &tree, &scratch);
   CHECK("a tree's samples at one time are summed and capped at 100", tree.n == 2 && near(tree.sm_sum, 100 + 50));
   gpuwin::UtilAcc none;
-  gpuwin::AddProcessUtilization(samples, {}, 5, 0, 3000, &none);
+  gpuwin::AddProcessUtilization(samples, {}, 5, 0, 3000, &none, &scratch);
   CHECK("no sample of ours: none counted", none.n == 0);
+  gpuwin::GroupProcessUtilization(samples, {9, 42, 43}, 1, 0, 3000, &scratch);
+  CHECK("grouped in time order, one per timestamp",
+        scratch.size() == 3 && scratch[0].timestamp_us == 500 && scratch[1].timestamp_us == 1000 &&
+            near(scratch[1].sm, 100) && scratch[2].timestamp_us == 2000 && near(scratch[2].sm, 50));
 
   // Accounting.
   CHECK("accounting peak: rose inside the window", gpuwin::AccountingPeak(64, 512) == 512);
@@ -204,6 +212,69 @@ int main() {
     for (double& c : unknown.cost_ms) c = 0;
     auto su = gpuwin::PlanSchedule(unknown);
     CHECK("costs not known yet: the periods wanted", near(su.period_ms[gpuwin::kKindDevice], 10) && su.stretched == 0);
+  }
+  // The energy model integrates at most kMaxGapMs past a reading: whatever the window's interval and the budget, each
+  // GPU is read (device readings carry power, the energy counter anchors E) at least every half of that.
+  {
+    const double cover = gpuwin::EnergyModel::kMaxGapMs / 2;
+    bool all = true;
+    for (double gpus : {1.0, 8.0})
+      for (double interval : {10.0, 1000.0, 2000.0, 5000.0, 60000.0}) {
+        auto s = gpuwin::PlanSchedule(H200(gpus, 0.009, interval));
+        all = all && std::min(s.period_ms[gpuwin::kKindDevice], s.period_ms[gpuwin::kKindEnergy]) <= cover;
+      }
+    CHECK("every interval, 1 or 8 GPUs: a device or energy reading at least every kMaxGapMs / 2", all);
+    auto in8 = H200(8, 0.009, 5000);
+    auto s8 = gpuwin::PlanSchedule(in8);
+    CHECK("8 H200s at 5 s: the cheap device readings carry it, within the budget",
+          s8.period_ms[gpuwin::kKindDevice] <= cover && Share(in8, s8) <= in8.budget * 1.0001);
+    // A GPU whose device round is dear (slow process lists) and whose energy counter is cheap: the counter carries it.
+    auto dear = gpuwin::DefaultSchedule(5000);
+    dear.cost_ms[gpuwin::kKindDevice] = 40;
+    dear.cost_ms[gpuwin::kKindEnergy] = 0.1;
+    dear.cost_ms[gpuwin::kKindProcessUtil] = 1;
+    dear.budget = 0.009;
+    auto sd = gpuwin::PlanSchedule(dear);
+    CHECK("a dear device round: the energy counter at least every kMaxGapMs / 2",
+          sd.period_ms[gpuwin::kKindEnergy] <= cover && sd.period_ms[gpuwin::kKindDevice] > cover);
+    auto none = H200(8, 0.009, 5000);
+    none.cover_ms = 0;  // no GPU with energy (MIG slices only)
+    auto sn = gpuwin::PlanSchedule(none);
+    CHECK("no energy wanted: device readings not held to the energy model's bound",
+          sn.period_ms[gpuwin::kKindDevice] >= 5000);
+  }
+
+  // A coarse thread clock (Windows: 15.625 ms steps): a 60 µs reading measures 0 nearly every time.
+  {
+    gpuwin::CostEstimate quantized;
+    for (int i = 0; i < 40; i++) quantized.Add(i % 25 == 24 ? 15.625 : 0);
+    CHECK("a coarse clock's costs read as 0", quantized.Ms() == 0);
+    CHECK("on a coarse clock the planned cost never falls below the prior",
+          near(gpuwin::PacedCostMs(quantized, 0.06, 15.625), 0.06));
+    gpuwin::CostEstimate fine;
+    for (int i = 0; i < 10; i++) fine.Add(0.03);
+    CHECK("on a fine clock the measured cost, below the prior too", near(gpuwin::PacedCostMs(fine, 0.06, 0), 0.03));
+    CHECK("nothing measured yet: the prior", near(gpuwin::PacedCostMs(gpuwin::CostEstimate(), 0.06, 0), 0.06));
+  }
+
+  // Per-process utilization's lastSeenTimeStamp: the newest sample read, unless the wall clock stepped back past it.
+  CHECK("lastSeen: the newest sample read", nvml::UtilSinceUs(5000000, 6000000.0, 5000000.0) == 5000000);
+  CHECK("lastSeen: the wall clock went back past it: one period ago",
+        nvml::UtilSinceUs(9000000, 6000000.0, 5000000.0) == 5000000);
+
+  // The loader: a library left open (a GPU thread that ended without closing it) never stands in for the one the
+  // next detection is told to load.
+  if (argc > 1) {
+    nvml::Library lib;
+    nvml::Env env;
+    env.library = argv[1];
+    CHECK("the fake NVML opens", lib.Open(env) && lib.initialized());
+    env.library = "/nonexistent/libnvidia-ml.so.1";
+    CHECK("a second open, not closed in between, loads what it is told to",
+          !lib.Open(env) && std::string(lib.reason_code()) == "NVML_LIBRARY_LOAD_FAILED" && !lib.initialized());
+    env.library = argv[1];
+    CHECK("and the first one opens again afterwards", lib.Open(env) && lib.initialized());
+    lib.Close(true);
   }
 
   std::printf("ok %d checks\n", checks);
