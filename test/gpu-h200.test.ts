@@ -365,16 +365,21 @@ describe('exit and worker.terminate() never wait for GPU detection', () => {
 
 // The fixture itself, called directly (python's ctypes, the calling thread's CPU clock): the profile's costs burn CPU
 // and the energy counter and power move in 100 ms steps, as on the H200.
+/** Python lines that load the fake NVML (argv[1]), open GPU 0 as `h`, with `mj` for the energy counter. */
+const openGpu0 = [
+  'import ctypes, json, os, sys, time',
+  'lib = ctypes.CDLL(sys.argv[1])',
+  'assert lib.nvmlInit_v2() == 0',
+  'h = ctypes.c_void_p()',
+  'assert lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) == 0',
+  'mj = ctypes.c_ulonglong()',
+];
+
 describe('the fake NVML models the real driver', () => {
   it("H200 profile: the energy call burns ~3 ms of the caller's CPU (its first ~17–28 ms); the counter steps every 100 ms", async () => {
     const scenario = writeFakeNvmlScenario(work, h200());
     const py = [
-      'import ctypes, json, sys, time',
-      'lib = ctypes.CDLL(sys.argv[1])',
-      'assert lib.nvmlInit_v2() == 0',
-      'h = ctypes.c_void_p()',
-      'assert lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) == 0',
-      'mj = ctypes.c_ulonglong()',
+      ...openGpu0,
       'def energy():',
       '    c0 = time.thread_time()',
       '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
@@ -431,12 +436,7 @@ describe('the fake NVML models the real driver', () => {
   it('a change of power counts from the step after it was written, however long before the next call', async () => {
     const scenario = writeFakeNvmlScenario(work, h200());
     const py = [
-      'import ctypes, json, os, sys, time',
-      'lib = ctypes.CDLL(sys.argv[1])',
-      'assert lib.nvmlInit_v2() == 0',
-      'h = ctypes.c_void_p()',
-      'assert lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) == 0',
-      'mj = ctypes.c_ulonglong()',
+      ...openGpu0,
       'def energy():',
       '    assert lib.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj)) == 0',
       '    return mj.value, time.monotonic()',
