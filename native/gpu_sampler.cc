@@ -255,9 +255,14 @@ GpuSampler::PerGpu GpuSampler::ViewLocked(const Window& w, size_t i) const {
   PerGpu g = i < w.gpu.size() ? w.gpu[i] : PerGpu();
   if (!w.shared || i >= shared_.size() || i >= cache_.size()) return g;
   const Shared& sh = shared_[i];
-  // Per-process utilization: this process's samples taken since the window opened, and the reads since then.
+  // Per-process utilization: this process's samples taken since the window opened, and the reads since then. Both
+  // bounds: a wall clock stepped back leaves marks from before the opening stamped after it (held at the last time),
+  // which only the read number tells apart.
   auto mark = std::upper_bound(sh.putil.begin(), sh.putil.end(), w.open_epoch_us,
                                [](double t, const PutilMark& m) { return t < static_cast<double>(m.timestamp_us); });
+  auto first_read = std::upper_bound(sh.putil.begin(), sh.putil.end(), g.base_putil_reads,
+                                     [](uint64_t r, const PutilMark& m) { return r < m.read; });
+  if (first_read > mark) mark = first_read;
   if (mark != sh.putil.end()) {
     g.putil.sm_sum = sh.putil_sm - mark->sm_before;
     g.putil.mem_sum = sh.putil_mem - mark->mem_before;
@@ -415,7 +420,11 @@ void GpuSampler::TimelineLocked(uint64_t id, double* process_bytes, double* util
 
 void GpuSampler::FillLocked(uint64_t id, double now, double* out, size_t len) {
   auto it = windows_.find(id);
-  static const Window kEmpty{};
+  static const Window kEmpty = [] {
+    Window w;
+    w.shared = false;  // never registered (opened while the GPU was off): nothing, not every shared figure kept
+    return w;
+  }();
   const Window& w = it != windows_.end() ? it->second : kEmpty;
   last_eval_ms_ = std::max(last_eval_ms_, now);
   const gpuwin::Schedule& plan = plan_;
@@ -667,10 +676,10 @@ void GpuSampler::ApplyDeviceLocked(double t_start, double t_end, std::vector<nvm
     w.tl_last = v;
   }
   for (Window* w : basing_) {
+    if (w->shared) w->base_it = bases_.insert(num);  // first: a throw leaves the window unbased, as it was
     w->based = true;
     w->base_num = w->tl_num = num;
     if (!w->shared) continue;
-    w->base_it = bases_.insert(num);
     // An accounting base still unknown on a GPU in accounting mode: the next readings are tried.
     for (size_t i = 0; i < w->gpu.size() && i < info_.devices.size(); i++)
       if (info_.devices[i].accounting == 1 && !w->gpu[i].acct_base_set) ListAdd(acct_pending_, &Window::acct_at, *w);
@@ -716,7 +725,7 @@ void GpuSampler::ApplyProcessUtilLocked(size_t i, int error, std::vector<nvml::P
     for (const auto& u : util_scratch_) {
       unsigned long long ts =
           sh.putil.empty() ? u.timestamp_us : std::max(u.timestamp_us, sh.putil.back().timestamp_us);
-      sh.putil.push_back(PutilMark{ts, sh.putil_sm, sh.putil_mem, sh.putil_n});
+      sh.putil.push_back(PutilMark{ts, sh.putil_sm, sh.putil_mem, sh.putil_n, sh.putil_reads});
       sh.putil_sm += u.sm;
       sh.putil_mem += u.mem;
       sh.putil_n++;

@@ -239,6 +239,7 @@ class GpuSampler {
     double sm_before;  // the totals before this timestamp's samples
     double mem_before;
     uint64_t n_before;
+    uint64_t read;  // the per-process utilization read (its count) that brought these samples
   };
   struct Shared {
     MaxSince memory_used;

@@ -407,13 +407,14 @@ int KillTree(int root, int signo) {
             in_tree.erase(added);
             continue;
           }
+          tree.push_back(pid);  // within the capacity reserved: no allocation
           if (pid == static_cast<uint32_t>(root)) {
             // A zombie takes any signal without effect: the command has ended by itself, its waiter not told yet.
-            // Nothing is ended (nor stopped: only the root was), as once its end is known.
+            // Nothing is ended (nor stopped: only the root was, to no effect), as once its end is known. The read
+            // may allocate (its buffer): the root is listed first, so a throw here still signals and resumes it.
             proc::ProcessInfo info;
             if (proc::ReadProcess(pid, &info) && info.zombie) return -ESRCH;
           }
-          tree.push_back(pid);  // within the capacity reserved: no allocation
         }
         children(pid, &queue);
       }
@@ -502,7 +503,8 @@ SpawnResult SpawnWith(const SpawnOptions& o, SpawnDoneFn done, void* context, bo
     w->command_pid = PlaceholderKey();
     std::lock_guard<std::mutex> lock(CommandsMu());
     MaybeFailRegistryForTest();
-    Commands().emplace(w->command_pid, w);
+    // a placeholder key still in use after 2^30 others (a spawn that long in flight): the next one
+    while (!Commands().emplace(w->command_pid, w).second) w->command_pid = PlaceholderKey();
   } catch (...) {  // std::bad_alloc
     close_all();
     discard();
