@@ -111,7 +111,7 @@ afterAll(() => {
 /**
  * Bare run once; then GNU time and taskmeter alternately, a round = one of each. Max RSS is compared as the medians,
  * CPU as the least of each side's runs (fixed work: the run a busy machine disturbed least); a round more is taken
- * (4 at most) while CPU is outside 7 %.
+ * (4 at most) while CPU is outside the noise (cpuNoise).
  */
 async function conform(name: string, cmd: string[], cwd: string, prepare?: () => void) {
   prepare?.();
@@ -127,10 +127,8 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
       (f === gnuTime ? gnu : tm).push(r);
       prepare?.();
     }
-    if (round >= 1) {
-      const g = Math.min(...gnu.map((r) => r.cpuMs));
-      cpuOk = Math.abs(Math.min(...tm.map((r) => r.cpuMs)) - g) <= 0.07 * g + GNU_TIME_RESOLUTION_MS;
-    }
+    if (round >= 1)
+      cpuOk = Math.abs(Math.min(...tm.map((r) => r.cpuMs)) - Math.min(...gnu.map((r) => r.cpuMs))) <= cpuNoise(gnu);
   }
   for (const r of [...gnu, ...tm]) {
     expect(r.exit, name).toBe(ref.exit);
@@ -147,10 +145,20 @@ async function conform(name: string, cmd: string[], cwd: string, prepare?: () =>
   );
   expect(gCpu, `${name}: the workload is big enough to compare`).toBeGreaterThan(150);
   expect(Math.abs(tRss - gRss), `${name}: max RSS ${tRss} vs GNU time ${gRss}`).toBeLessThanOrEqual(0.03 * gRss);
-  // 7 %, plus GNU time's own resolution: %U and %S are each printed in 10 ms steps, truncated (up to 20 ms low).
-  expect(Math.abs(tCpu - gCpu), `${name}: CPU ${tCpu} ms vs GNU time ${gCpu} ms`).toBeLessThanOrEqual(
-    0.07 * gCpu + GNU_TIME_RESOLUTION_MS,
-  );
+  expect(
+    Math.abs(tCpu - gCpu),
+    `${name}: CPU ${tCpu} ms vs GNU time ${gCpu} ms (GNU time's runs: ${gnu.map((r) => r.cpuMs).join(', ')})`,
+  ).toBeLessThanOrEqual(cpuNoise(gnu));
+}
+
+/**
+ * How far the least CPU of two sets of runs of one job may be apart: 7 %, or GNU time's own spread over its runs
+ * where the machine moved the job's CPU more than that (a multithreaded sort beside another test run: 9 % apart in
+ * one loop run), plus GNU time's resolution: %U and %S are each printed in 10 ms steps, truncated (up to 20 ms low).
+ */
+function cpuNoise(gnu: Run[]): number {
+  const cpu = gnu.map((r) => r.cpuMs);
+  return Math.max(0.07 * Math.min(...cpu), Math.max(...cpu) - Math.min(...cpu)) + GNU_TIME_RESOLUTION_MS;
 }
 
 // Touches 64 MiB (minor faults), sleeps 0.2 s (voluntary switches), writes 50 MiB and fsyncs it (file-system
