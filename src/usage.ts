@@ -80,7 +80,8 @@ export interface Snapshot {
  */
 export type PeakRssSource = 'hwm' | 'sampled' | 'endpoints';
 
-export interface ResourceUsage {
+/** With the rest of GNU time's -v (UsageCounters): each null where it was not measured. */
+export interface ResourceUsage extends UsageCounters {
   wallTimeMs: number;
   cpuUserMs: number;
   cpuSystemMs: number;
@@ -168,15 +169,6 @@ export interface ResourceUsage {
   gpuStaleReason: string | null;
   /** The window's timeline, when asked for (option `timeline`); see renderTimeline(). */
   timeline?: Timeline;
-  // The rest of GNU time's -v (UsageCounters): each null where it was not measured.
-  majorPageFaults: number | null;
-  minorPageFaults: number | null;
-  voluntaryContextSwitches: number | null;
-  involuntaryContextSwitches: number | null;
-  fsInputBlocks: number | null;
-  fsOutputBlocks: number | null;
-  ioReadBytes: number | null;
-  ioWriteBytes: number | null;
 }
 
 /**
