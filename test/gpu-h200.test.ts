@@ -365,6 +365,16 @@ describe('exit and worker.terminate() never wait for GPU detection', () => {
 
 // The fixture itself, called directly (python's ctypes, the calling thread's CPU clock): the profile's costs burn CPU
 // and the energy counter and power move in 100 ms steps, as on the H200.
+/** Runs a Python script against the fake NVML (argv[1]; more arguments after it) and returns its last JSON line. */
+async function runPython(py: string, scenario: string, ...args: string[]): Promise<any> {
+  const r = await run(python3Path(), ['-c', py, fakeNvml('full'), ...args], {
+    env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
+    timeoutMs: 20_000,
+  });
+  expect(r.code, r.stderr).toBe(0);
+  return lastJson(r.stdout);
+}
+
 /** Python lines that load the fake NVML (argv[1]), open GPU 0 as `h`, with `mj` for the energy counter. */
 const openGpu0 = [
   'import ctypes, json, os, sys, time',
@@ -392,12 +402,7 @@ describe('the fake NVML models the real driver', () => {
       'steps = sorted(set(v for _, v in values))',
       'print(json.dumps({"firstMs": first[1], "costsMs": costs, "steps": [b - a for a, b in zip(steps, steps[1:])]}))',
     ].join('\n');
-    const r = await run(python3Path(), ['-c', py, fakeNvml('full')], {
-      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
-      timeoutMs: 20_000,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    const { firstMs, costsMs, steps } = lastJson(r.stdout);
+    const { firstMs, costsMs, steps } = await runPython(py, scenario);
     expect(firstMs).toBeGreaterThanOrEqual(17); // the slow first call after nvmlInit
     const sorted = [...costsMs].sort((x: number, y: number) => x - y);
     expect(sorted[Math.floor(sorted.length / 2)]).toBeGreaterThanOrEqual(2.8); // CPU, not a sleep
@@ -421,12 +426,7 @@ describe('the fake NVML models the real driver', () => {
       '    return (time.thread_time() - c0) * 1000',
       'print(json.dumps({"ms": [cost(0), cost(0), cost(1), cost(1)]}))',
     ].join('\n');
-    const r = await run(python3Path(), ['-c', py, fakeNvml('full')], {
-      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
-      timeoutMs: 20_000,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    const [first0, second0, first1, second1] = lastJson(r.stdout).ms;
+    const [first0, second0, first1, second1] = (await runPython(py, scenario)).ms;
     expect(first0).toBeGreaterThanOrEqual(17);
     expect(first1).toBeGreaterThanOrEqual(17);
     expect(second0).toBeLessThan(first0);
@@ -448,12 +448,7 @@ describe('the fake NVML models the real driver', () => {
       'e1, t1 = energy()',
       'print(json.dumps({"joules": (e1 - e0) / 1000, "before": tw - t0, "after": t1 - tw}))',
     ].join('\n');
-    const r = await run(python3Path(), ['-c', py, fakeNvml('full'), scenario], {
-      env: gpuEnv({ FAKE_NVML_SCENARIO: scenario }),
-      timeoutMs: 20_000,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    const { joules, before, after } = lastJson(r.stdout);
+    const { joules, before, after } = await runPython(py, scenario, scenario);
     // 300 W until the change, 100 W after it (not 100 W for every step since the last call), within a step or two
     const expected = 300 * before + 100 * after;
     expect(Math.abs(joules - expected), JSON.stringify({ joules, expected })).toBeLessThan(60);
