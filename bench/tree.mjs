@@ -38,12 +38,17 @@ export function treeBench() {
       interval: r.effective_sample_interval_ms,
       processes: r.processes,
       // PSS passes (tree.h): the interval between them, or whether one ran at all
-      pss:
+      // (no figure: no pass read the tree near its peak, or none ran; record.tree_peak_pss_reason)
+      pss: [
         r.tree_pss_sample_interval_ms != null
           ? `every ${(r.tree_pss_sample_interval_ms / 1000).toFixed(1)} s`
           : r.tree_peak_pss_bytes != null
             ? 'one pass'
-            : 'none',
+            : null,
+        r.tree_peak_pss_bytes == null ? 'no figure' : null,
+      ]
+        .filter(Boolean)
+        .join(', '),
     };
   };
   const min = (xs, k) => Math.min(...xs.map((x) => x[k]));

@@ -270,6 +270,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
                     InstanceValue("WINDOW_SLOTS", Napi::Number::New(env, kWindowSlots), napi_enumerable),
                     InstanceValue("GPU_WINDOW_SLOTS", Napi::Number::New(env, kGpuWindowSlots), napi_enumerable),
                     InstanceValue("GPU_SNAPSHOT_SLOTS", Napi::Number::New(env, kGpuSnapshotSlots), napi_enumerable),
+                    InstanceValue("PSS_CPU_BUDGET", Napi::Number::New(env, kPssCpuBudget), napi_enumerable),
                     InstanceValue("layouts", Layouts(env), napi_enumerable),
                 });
   }

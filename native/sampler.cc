@@ -462,7 +462,7 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
-  for (int i = kWinTreePssPeakBytes; i <= kWinTreeFsOutBlocks; i++) out[i] = NAN;
+  for (int i = kWinTreePssPeakBytes; i <= kWinTreePssRssBytes; i++) out[i] = NAN;
   if (w.is_tree) {
     const TreeResults& t = w.last_tree;
     out[kWinTreePssPeakBytes] = t.pss_sum_peak_bytes >= 0 ? t.pss_sum_peak_bytes : NAN;
@@ -476,6 +476,7 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
     out[kWinTreeMajorFaults] = t.totals[kTcMajorFaults];
     out[kWinTreeFsInBlocks] = std::floor(t.totals[kTcFsReadBytes] / 512);
     out[kWinTreeFsOutBlocks] = std::floor(t.totals[kTcFsWriteBytes] / 512);
+    out[kWinTreePssRssBytes] = t.pss_rss_sum_bytes >= 0 ? t.pss_rss_sum_bytes : NAN;
   }
   gpu_.FillLocked(id, now, out, len);
 }

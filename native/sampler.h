@@ -122,6 +122,7 @@ void PinThisModule();
   X(WinTreeMajorFaults) \
   X(WinTreeFsInBlocks)  /* read_bytes / 512 (ru_inblock's unit) */ \
   X(WinTreeFsOutBlocks) /* write_bytes / 512 */ \
+  X(WinTreePssRssBytes) /* the largest RSS sum a PSS pass with a figure read (how near the RSS peak they came) */ \
   /* end */
 TASKMETER_ENUM(WindowSlot, TASKMETER_WINDOW_SLOTS, kWindowSlots)
 // Timeline columns: native/timeline.h. GPU window and snapshot slots: native/gpu_sampler.h.

@@ -158,6 +158,7 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   st->pss_rss_at_last = any_rss ? rss_sum : st->pss_rss_at_last;
   if (!any || !complete) return;
   if (pss_sum > st->pss_sum_peak_bytes) st->pss_sum_peak_bytes = pss_sum;
+  if (rollup_rss_sum > st->pss_rss_sum_bytes) st->pss_rss_sum_bytes = rollup_rss_sum;
   // The same walk of the page tables read each process's RSS: an observation of the RSS sum as good as any.
   if (rollup_rss_sum > st->rss_sum_peak_bytes) st->rss_sum_peak_bytes = rollup_rss_sum;
   if (st->pss_passes == 0) st->pss_first_ms = now;

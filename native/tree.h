@@ -27,6 +27,8 @@
 // is waited for, a dearer pass then leaves it in debt), when the tree's RSS has reached a new high 1/8 above the
 // last pass's (so a peak is seen while the budget lasts), and otherwise every kPssMinIntervalMs at most. A tree of
 // one small process is read every second (~0.01 % of a core); 1,000 processes every ~25 s; one of 300 MiB, ~2 s.
+// A tree that grows faster than that pays (1,000 processes forked at once) may be read small only: the largest RSS
+// sum a pass read is kept (pss_rss_sum_bytes), and a figure from passes that read under half the peak is not given.
 //
 // CPU, page faults and I/O (TreeCounter): each process counts its own since tracking began, and the part of its
 // children's counters (cutime, cmin_flt…: children it waited for; for I/O, which the kernel keeps as one count, the
@@ -88,6 +90,9 @@ struct TreeResults {
   uint32_t pss_passes = 0;                     // passes that read a PSS
   bool pss_denied = false;                     // a pass found a live process whose PSS is not ours to read (EACCES)
   double pss_first_ms = -1, pss_last_ms = -1;  // monotonic time of the first and last such pass
+  // The largest RSS sum a pass that gave a PSS figure read at once: how near the tree's RSS peak the passes came. A
+  // pass over a tree that grows faster than the budget pays for may read it small only (-1: no pass).
+  double pss_rss_sum_bytes = -1;
   // CPU of the tree since tracking began (ms, clock-tick resolution); meaningful once processes_seen > 0.
   double cpu_user_ms = 0;
   double cpu_system_ms = 0;

@@ -46,6 +46,8 @@ export interface NativeBinding {
   readonly WINDOW_SLOTS: number;
   readonly GPU_WINDOW_SLOTS: number;
   readonly GPU_SNAPSHOT_SLOTS: number;
+  /** The share of a core a tree's PSS passes may take (native/tree.h). */
+  readonly PSS_CPU_BUDGET: number;
   /** Every shared layout and reason list: { List: { NAME: index } } (native/layout.h). */
   readonly layouts: Record<string, Record<string, number>>;
   /** Fills the process slots and, if `out` is longer, the cached GPU slots (never an NVML call). */
@@ -199,6 +201,7 @@ export const WIN_TREE_MINOR_FAULTS = win('WIN_TREE_MINOR_FAULTS');
 export const WIN_TREE_MAJOR_FAULTS = win('WIN_TREE_MAJOR_FAULTS');
 export const WIN_TREE_FS_IN_BLOCKS = win('WIN_TREE_FS_IN_BLOCKS');
 export const WIN_TREE_FS_OUT_BLOCKS = win('WIN_TREE_FS_OUT_BLOCKS');
+export const WIN_TREE_PSS_RSS_BYTES = win('WIN_TREE_PSS_RSS_BYTES');
 
 // native/spawn.h SpawnSlot
 const sp = layout('SpawnSlot');

@@ -34,6 +34,7 @@ import { boolOption, describe, intOption, intervalOption, optionsObject } from '
 import { buildUsage, COUNTER_KEYS, cpuRate, NO_COUNTERS, ResourceUsage, UsageCounters, WindowStats } from './usage';
 import { shellCommand } from './shell';
 import { ClosedWindow, PROCESS_WINDOW, Window } from './window';
+import { formatBytes } from './timeline';
 import { codedError, rangeError, systemError, typeError } from './errors';
 
 /**
@@ -88,7 +89,8 @@ export interface ProcessUsage
    * tree — a forked pool's copy-on-write pages, shared libraries — counted once in all, divided among them, where
    * the RSS sum counts it once per process. Read in passes over the whole tree, paced by what they cost (the kernel
    * walks every page table: ~16 µs per MiB resident), so it can miss a peak shorter than its interval. null, with
-   * treePeakPssReason, where no pass read one.
+   * treePeakPssReason, where no pass read one, or none read the tree at half its peak RSS sum or more (a tree that
+   * grew faster than the passes are paid for: their figure would describe a smaller tree).
    */
   treePeakPssBytes: number | null;
   /** 'sampled': the largest PSS sum of the passes; null with treePeakPssBytes. */
@@ -113,6 +115,10 @@ export interface ProcessUsage
 
 /** Whether this kernel has /proc/<pid>/smaps_rollup (Linux ≥ 4.14), where the tree's PSS comes from: asked once. */
 let smapsRollup: boolean | undefined;
+// A PSS figure is kept only where a pass read the tree at this share of its RSS peak or more (an RSS sum, as the
+// peak is): native/tree.h runs a pass on each new RSS high 1/8 above the last while the budget lasts.
+const PSS_NEAR_PEAK = 0.5;
+
 function smapsRollupReadable(): boolean {
   smapsRollup ??= existsSync('/proc/self/smaps_rollup');
   return smapsRollup;
@@ -212,7 +218,19 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
       ? `process ${pid} lives but may not be read (EPERM: another user's process, or /proc mounted with hidepid)`
       : `no sample read process ${pid}: it ended before the first one`;
   const rate = cpuTimeMs === null ? { cpuPercent: null, cpuPercentReason: cpuReason } : cpuRate(cpuTimeMs, wallTimeMs);
-  const pssPeak = t ? nn(t.pssPeakBytes) : null;
+  // A figure only from passes that read the tree near its RSS peak: one that grew faster than the passes' budget pays
+  // for (a build forking hundreds of processes) may have been read small only, and its PSS would be a plausible
+  // figure of a tree that was not the one at its peak.
+  const pssRead = t ? nn(t.pssPeakBytes) : null;
+  const pssRss = t ? nn(t.pssRssBytes) : null;
+  const rssPeak = t ? nn(t.rssPeakBytes) : null;
+  const pssFar = pssRead !== null && pssRss !== null && rssPeak !== null && pssRss < PSS_NEAR_PEAK * rssPeak;
+  const pssPeak = pssFar ? null : pssRead;
+  const budget = `${native.PSS_CPU_BUDGET * 100} % of a core`;
+  const pssBudget = `passes are paced by their cost (${budget}; ~16 µs per MiB resident)`;
+  const readAt = pssFar
+    ? `an RSS sum of ${formatBytes(pssRss!)} at most, against a peak of ${formatBytes(rssPeak!)}`
+    : '';
   const pssReason =
     pssPeak !== null
       ? null
@@ -220,11 +238,13 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
         ? 'PSS is read on Linux only'
         : t?.pssDenied || unreadable > 0
           ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
-          : t && t.samples > 0 && t.processes > 0
-            ? smapsRollupReadable()
-              ? 'the tree ended before the first PSS pass'
-              : 'the kernel has no /proc/<pid>/smaps_rollup (Linux < 4.14): PSS is not read'
-            : 'no sample saw the tree';
+          : pssFar
+            ? `no PSS pass read the tree near its peak: the passes read ${readAt}; ${pssBudget}`
+            : t && t.samples > 0 && t.processes > 0
+              ? smapsRollupReadable()
+                ? `no PSS pass read the tree before it ended: ${pssBudget}`
+                : 'the kernel has no /proc/<pid>/smaps_rollup (Linux < 4.14): PSS is not read'
+              : 'no sample saw the tree';
   const rssEnd = t ? nn(t.rssBytes) : null;
   const rssFirst = t ? nn(t.rssFirstBytes) : null;
   // The window's own figures (base) describe this process; only the tree's are kept.

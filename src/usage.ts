@@ -23,6 +23,7 @@ import {
   WIN_TREE_SAMPLES,
   WIN_TREE_FS_IN_BLOCKS,
   WIN_TREE_FS_OUT_BLOCKS,
+  WIN_TREE_PSS_RSS_BYTES,
   WIN_TREE_IO_READ_BYTES,
   WIN_TREE_IO_WRITE_BYTES,
   WIN_TREE_MAJOR_FAULTS,
@@ -426,6 +427,8 @@ export interface TreeStats {
   pssIntervalMs: number;
   /** a live process's PSS was not ours to read (such a pass gives no figure) */
   pssDenied: boolean;
+  /** the largest RSS sum a PSS pass with a figure read at once: how near the tree's RSS peak the passes came */
+  pssRssBytes: number;
   /** processes found alive but unreadable (EPERM, hidepid) */
   unreadable: number;
   /**
@@ -479,6 +482,7 @@ export function windowStats(buf: Float64Array): WindowStats {
       pssSamples: buf[WIN_TREE_PSS_SAMPLES],
       pssIntervalMs: buf[WIN_TREE_PSS_INTERVAL_MS],
       pssDenied: buf[WIN_TREE_PSS_DENIED] === 1,
+      pssRssBytes: buf[WIN_TREE_PSS_RSS_BYTES],
       unreadable: buf[WIN_TREE_UNREADABLE],
       counters: {
         minorPageFaults: buf[WIN_TREE_MINOR_FAULTS],

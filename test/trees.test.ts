@@ -174,6 +174,26 @@ describe.runIf(linux)('workers forked without exec count, and shared pages are c
     expect(u.treePeakPssBytes).toBeGreaterThanOrEqual(500 * MiB);
     expect(u.treePeakPssBytes).toBeLessThan(u.treePeakRssBytes! / 2);
   }, 120_000);
+
+  it('a tree that grows faster than the PSS passes are paid for (1,000 processes forked at once): PSS null with the reason, never the figure of the small tree a pass read', async () => {
+    const r = await tm.measureCommand('sh', ['-c', 'for i in $(seq 1000); do sleep 2 & done; wait'], {
+      stdio: 'ignore',
+    });
+    expect(r.exitCode).toBe(0);
+    const u = r.usage;
+    expect(u.processes).toBeGreaterThanOrEqual(900);
+    // A pass over 1,000 processes costs ~60 ms, which the budget (0.25 % of a core) pays in ~24 s: within the 2 s the
+    // passes can read the tree only while it is a few dozen processes. Before: 20 MiB of PSS for a tree whose RSS sum
+    // peaked at 1.58 GiB (one pass over its first processes), or null "the tree ended before the first PSS pass".
+    expect(u.treePeakPssBytes, `PSS ${u.treePeakPssBytes} for an RSS sum of ${u.treePeakRssBytes}`).toBeNull();
+    expect(u.treePeakPssSource).toBeNull();
+    expect(u.treePeakPssReason).toMatch(
+      /^no PSS pass read the tree (near its peak|before it ended).* paced by their cost/,
+    );
+    const rec = tm.toRecord(u);
+    expect(rec.tree_peak_pss_bytes).toBeNull();
+    expect(rec.tree_peak_pss_reason).toBe(u.treePeakPssReason);
+  }, 120_000);
 });
 
 // A program that runs subprocesses one after the other, holding 300 MiB: each starts as a copy of it (fork) that maps
