@@ -462,6 +462,8 @@ void Sampler::FillStatsLocked(uint64_t id, const Window& w, double* out, size_t 
   }
   out[kWinIntervalMs] = w.interval_ms;
   out[kWinSamplerCpuMs] = std::max(0.0, OwnCpuMsLocked() - w.own_cpu_open_ms);
+  // the tree-only slots from kWinTreePssPeakBytes to the last
+  static_assert(kWinTreePssRssBytes == kWindowSlots - 1, "a slot after kWinTreePssRssBytes: set it to NaN here");
   for (int i = kWinTreePssPeakBytes; i <= kWinTreePssRssBytes; i++) out[i] = NAN;
   if (w.is_tree) {
     const TreeResults& t = w.last_tree;

@@ -226,23 +226,24 @@ function processUsage(pid: number, c: ClosedWindow, exact: SpawnRecord | null): 
   const rssPeak = t ? nn(t.rssPeakBytes) : null;
   const pssFar = pssRead !== null && pssRss !== null && rssPeak !== null && pssRss < PSS_NEAR_PEAK * rssPeak;
   const pssPeak = pssFar ? null : pssRead;
-  const budget = `${native.PSS_CPU_BUDGET * 100} % of a core`;
+  const budget = `${+(native.PSS_CPU_BUDGET * 100).toPrecision(3)} % of a core`;
   const pssBudget = `passes are paced by their cost (${budget}; ~16 µs per MiB resident)`;
   const readAt = pssFar
-    ? `an RSS sum of ${formatBytes(pssRss!)} at most, against a peak of ${formatBytes(rssPeak!)}`
+    ? `an RSS sum of ${formatBytes(pssRss!)} at most, against a sampled RSS-sum peak of ${formatBytes(rssPeak!)}`
     : '';
+  // pssFar first: its passes were complete (a denied one gives no figure), whatever was unreadable at other times
   const pssReason =
     pssPeak !== null
       ? null
-      : process.platform !== 'linux'
-        ? 'PSS is read on Linux only'
-        : t?.pssDenied || unreadable > 0
-          ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
-          : pssFar
-            ? `no PSS pass read the tree near its peak: the passes read ${readAt}; ${pssBudget}`
+      : pssFar
+        ? `no PSS pass read the tree near its peak: the passes read ${readAt}; ${pssBudget}`
+        : process.platform !== 'linux'
+          ? 'PSS is read on Linux only'
+          : t?.pssDenied || unreadable > 0
+            ? "a process of the tree is not ours to read (another user's): its PSS is unknown"
             : t && t.samples > 0 && t.processes > 0
               ? smapsRollupReadable()
-                ? `no PSS pass read the tree before it ended: ${pssBudget}`
+                ? `no PSS pass has read the tree: ${pssBudget}`
                 : 'the kernel has no /proc/<pid>/smaps_rollup (Linux < 4.14): PSS is not read'
               : 'no sample saw the tree';
   const rssEnd = t ? nn(t.rssBytes) : null;
