@@ -56,9 +56,11 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, every
 
 describe.runIf(linux)('trackProcess on real trees', () => {
   it('does not count the CPU a child used before tracking began when its parent reaps it', async () => {
-    // the child burns ≥ 400 ms, then sleeps; tracking starts after the burn; the parent reaps it, then lives on
-    const burn =
-      'const t=Date.now(); const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setTimeout(()=>{},1000)';
+    // the child burns ≥ 400 ms, then sleeps until the tracker has read it (a release file); tracking starts after the
+    // burn; the parent reaps it, then lives on. (A fixed sleep let a slow first sample, under ASan beside a test loop,
+    // fall at the child's exit: 460 ms counted, once.)
+    const release = join(work, `release-${process.pid}-${Date.now()}`);
+    const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${release}")) process.exit(0) }, 20)`;
     const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 0.4`]);
     let kid = 0;
     await until(
@@ -83,6 +85,8 @@ describe.runIf(linux)('trackProcess on real trees', () => {
       100,
     );
     const t = tm.trackProcess(parent.pid!);
+    await until(() => t.usage.samples >= 2, 30_000, 'two samples of the tree');
+    writeFileSync(release, '');
     const u = await t.exited;
     expect(u.processes).toBeGreaterThanOrEqual(2);
     expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
