@@ -333,7 +333,7 @@ describe.skipIf(noGnuTime)(
     it('a shell pipeline', async () => {
       await conform(
         'sh pipeline (seq | awk | sort | md5sum)',
-        ['sh', '-c', "seq 1 400000 | awk '{ s += $1 * $1 % 97; print s % 1000 }' | sort -n | md5sum"],
+        ['sh', '-c', "seq 1 1000000 | awk '{ s += $1 * $1 % 97; print s % 1000 }' | sort -n | md5sum"],
         work,
       );
     }, 300_000);
@@ -345,7 +345,7 @@ describe.skipIf(noGnuTime)(
         '    return sum(i * i % 7 for i in range(n))',
         "if __name__ == '__main__':",
         '    with Pool(2) as p:',
-        '        print(sum(p.map(f, [400000] * 8)))',
+        '        print(sum(p.map(f, [1000000] * 8)))',
       ].join('\n');
       await conform('python3 multiprocessing Pool(2)', [python, '-c', code], work);
     }, 300_000);
