@@ -1,9 +1,11 @@
 #include "tree.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <thread>
 #include <unordered_set>
 #if !defined(_WIN32)
 #include <time.h>
@@ -29,6 +31,13 @@ double ThreadCpuMs() {
 // How far a parent's children counters may fall short of a departed child's total and still be taken to hold it:
 // both are read in clock ticks, and the kernel may round the child's split of user and system time differently.
 constexpr double kAbsorbSlackMs = 20;
+
+// How many times a first sample is taken again when a process reaped a child while the sample read the tree (see
+// SampleTree); the last one stands whatever it found.
+constexpr int kFirstSampleTries = 3;
+
+// HoldFirstTreeReadForTest: ms the next first sample waits after reading its root, before listing its children.
+std::atomic<int> g_hold_first_read_ms{0};
 
 using Track = TreeState::Track;
 using Counters = TreeState::Counters;
@@ -166,9 +175,8 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   st->pss_passes++;
 }
 
-}  // namespace
-
-bool SampleTree(TreeState* st) {
+// One sample of the tree (SampleTree).
+bool SampleOnce(TreeState* st) {
   double cost_start = ThreadCpuMs();
   // Members: the root, its descendants now, and every process seen before that still lives (an orphan that was
   // re-parented elsewhere still belongs to the task that started it). One pass reads each process and lists its
@@ -352,6 +360,10 @@ bool SampleTree(TreeState* st) {
     }
     if (it != st->tracks.end() && !it->second.read_once) it->second.start_ticks = info.start_ticks;
     observe(pid, reader, info, reader->Fresh());
+    if (st->first && pid == st->root) {
+      int hold = g_hold_first_read_ms.exchange(0);
+      if (hold > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hold));
+    }
     if (!st->descendants) continue;
     kids.clear();
     children_ok &= reader->Children(&kids);
@@ -469,6 +481,45 @@ bool SampleTree(TreeState* st) {
   st->cost_ms = st->samples_taken == 0 ? est : std::min(est, 0.7 * st->cost_ms + 0.3 * est);
   st->samples_taken++;
   return root_alive;
+}
+
+// Did a process whose use before tracking is left out wait for a child while the first sample read the tree? Its
+// children's counters (cutime, cmin_flt…) as read again now against its base. A child it reaped after the base was
+// read, whose own read came too late to find it, would be counted whole (its CPU before tracking too) once the
+// parent's counters show it; one read first would be counted as departed, and the sample is as good.
+bool FirstSampleHeld(TreeState* st) {
+  for (auto& kv : st->tracks) {
+    Track& tr = kv.second;
+    if (!tr.baseline || tr.seen_gen != st->gen) continue;
+    proc::ProcessInfo info;
+    if (!tr.reader->Read(false, &info)) continue;  // gone: its own parent's counters tell, if it is followed
+    Counters now;
+    SetCounters(info, &now);
+    for (int k : {kTcUserMs, kTcSystemMs, kTcMinorFaults, kTcMajorFaults})
+      if (!std::isnan(now.reaped[k]) && !std::isnan(tr.base.reaped[k]) && now.reaped[k] > tr.base.reaped[k])
+        return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void HoldFirstTreeReadForTest(int ms) {
+  g_hold_first_read_ms.store(ms);
+}
+
+bool SampleTree(TreeState* st) {
+  if (!(st->first && st->baseline_existing)) return SampleOnce(st);
+  // The first sample sets what each process had used before tracking (its base), its children's counters included.
+  // /proc is read one process at a time: a parent read before it waited for a child that the sample then missed
+  // (already reaped when its parent's children were listed, or before its own read) would add that child's whole
+  // count at the next sample. Such a sample is taken again, from the state before it.
+  for (int attempt = 1;; attempt++) {
+    TreeState before = *st;
+    bool alive = SampleOnce(st);
+    if (attempt == kFirstSampleTries || FirstSampleHeld(st)) return alive;
+    *st = std::move(before);
+  }
 }
 
 }  // namespace taskmeter

@@ -35,6 +35,9 @@
 // whole count) that no departed child of the tree explains. A child that left is taken as waited for (its counts
 // already in its parent's) only when its parent's children's CPU grew by about its total (and its faults and I/O by
 // at least theirs); a child reaped by nobody (SIGCHLD ignored), by init, or under a zombie parent keeps its own.
+// What a process that ran before tracking began had used is its base, read at the first sample; a first sample
+// during which a followed process waited for a child is taken again (three tries at most, tree.cc), since
+// a child reaped between its parent's read and its own would otherwise be counted whole (SampleTree).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -173,6 +176,9 @@ struct TreeState : TreeResults {
 
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
 bool SampleTree(TreeState* st);
+
+// Test hook: the next first sample of a tree waits ms after reading its root, before listing its children.
+void HoldFirstTreeReadForTest(int ms);
 
 // The interval to use after a sample: the requested one, stretched so that sampling costs at most kTreeCpuBudget.
 double EffectiveIntervalMs(const TreeState& st, double requested_ms);

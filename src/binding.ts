@@ -79,7 +79,8 @@ export interface NativeBinding {
    *  round), 'throwBadAlloc' (the next allocation in a window's opening (1) and/or in adding the next RSS reading (2)
    *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail), 'holdNextFork' and
    *  'releaseFork' (POSIX, value 1: the next spawn holds its copy of Node between fork and exec until released
-   *  twice, once before it registers the copy as its own and once before the copy may exec; spawn.h). */
+   *  twice, once before it registers the copy as its own and once before the copy may exec; spawn.h),
+   *  'holdFirstTreeRead' (ms: the next first sample of a tree waits after reading its root; tree.h). */
   testHook(
     name:
       | 'nextWindowId'
@@ -88,7 +89,8 @@ export interface NativeBinding {
       | 'throwBadAlloc'
       | 'failRssReads'
       | 'holdNextFork'
-      | 'releaseFork',
+      | 'releaseFork'
+      | 'holdFirstTreeRead',
     value: number,
   ): void;
   readonly SPAWN_SLOTS: number;

@@ -8,6 +8,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ChildResult, cliPath, MiB, python3Path, recordValidator, root, run, runChild, runCli } from './helpers';
+import { native } from '../dist/binding.js';
 import * as tm from '../dist/index.js';
 import { resolveCommand } from '../dist/process.js';
 
@@ -91,6 +92,46 @@ describe.runIf(linux)('trackProcess on real trees', () => {
     expect(u.processes).toBeGreaterThanOrEqual(2);
     expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
   }, 40_000);
+
+  it('does not count the CPU of a child its parent reaps while the first sample reads the tree', async () => {
+    // The first sample reads the parent (its children's CPU without the child's), then is held 1.5 s before it lists
+    // the parent's children; meanwhile the child, which burned 450 ms before tracking began, exits and is reaped.
+    // Before the fix, the parent's children's CPU then grew by those 450 ms with no departed child of the tree to
+    // explain it, and they were counted.
+    const release = join(work, `release-first-${process.pid}-${Date.now()}`);
+    const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${release}")) process.exit(0) }, 20)`;
+    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 3`]);
+    let kid = 0;
+    await until(
+      () => {
+        kid = childrenOf(parent.pid!)[0] ?? 0;
+        return kid > 0 && cpuTicksMs(kid) >= 400;
+      },
+      30_000,
+      'the burn',
+    );
+    let last = -1;
+    await until(
+      () => {
+        const now = cpuTicksMs(kid);
+        const still = now === last && statFields(kid)[0] === 'S';
+        last = now;
+        return still;
+      },
+      10_000,
+      'the child to sleep',
+      100,
+    );
+    native.testHook('holdFirstTreeRead', 1500);
+    const t = tm.trackProcess(parent.pid!);
+    await sleep(300); // the sampler has read the parent and holds
+    writeFileSync(release, '');
+    await until(() => childrenOf(parent.pid!).length === 0, 5_000, 'the child to be reaped');
+    await until(() => t.usage.samples >= 2, 30_000, 'two samples of the tree');
+    const u = t.stop();
+    expect(childrenOf(parent.pid!)).toEqual([]);
+    expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
+  }, 60_000);
 
   it('never adopts a new process that reuses the root pid after the root ended', async () => {
     let reused = false;
