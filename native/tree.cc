@@ -32,12 +32,17 @@ double ThreadCpuMs() {
 // both are read in clock ticks, and the kernel may round the child's split of user and system time differently.
 constexpr double kAbsorbSlackMs = 20;
 
-// How many times a first sample is taken again when a process reaped a child while the sample read the tree (see
-// SampleTree); the last one stands whatever it found.
-constexpr int kFirstSampleTries = 3;
+// The test hold of a first sample after its root's read (HoldFirstTreeReadForTest): 0 none, 1 armed, 2 holding,
+// 3 released.
+std::atomic<int> g_first_read_hold{0};
 
-// HoldFirstTreeReadForTest: ms the next first sample waits after reading its root, before listing its children.
-std::atomic<int> g_hold_first_read_ms{0};
+void MaybeHoldForTest() {
+  int armed = 1;
+  if (!g_first_read_hold.compare_exchange_strong(armed, 2)) return;
+  for (int i = 0; i < 10000 && g_first_read_hold.load() == 2; i++)  // 10 s at most
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  g_first_read_hold.store(0);
+}
 
 using Track = TreeState::Track;
 using Counters = TreeState::Counters;
@@ -175,8 +180,9 @@ void MaybeSamplePss(TreeState* st, double rss_sum, bool any_rss, double rss_peak
   st->pss_passes++;
 }
 
-// One sample of the tree (SampleTree).
-bool SampleOnce(TreeState* st) {
+}  // namespace
+
+bool SampleTree(TreeState* st) {
   double cost_start = ThreadCpuMs();
   // Members: the root, its descendants now, and every process seen before that still lives (an orphan that was
   // re-parented elsewhere still belongs to the task that started it). One pass reads each process and lists its
@@ -214,6 +220,7 @@ bool SampleOnce(TreeState* st) {
   bool root_alive = false;
   uint32_t live = 0;
   const double rss_peak_before = st->rss_sum_peak_bytes;
+  std::vector<uint32_t> baseline_order;  // the first sample's processes that ran before tracking, parents first
 
   // One process read (info), new or followed: its counters, memory and marks.
   auto observe = [&](uint32_t pid, const std::shared_ptr<proc::ProcessReader>& reader, const proc::ProcessInfo& info,
@@ -234,6 +241,7 @@ bool SampleOnce(TreeState* st) {
       st->processes_seen++;
       if (st->first && st->baseline_existing) {
         tr.baseline = true;
+        baseline_order.push_back(pid);
         SetCounters(info, &tr.base);  // (a NaN base counts as 0: a process born since tracking began)
       }
     }
@@ -360,10 +368,7 @@ bool SampleOnce(TreeState* st) {
     }
     if (it != st->tracks.end() && !it->second.read_once) it->second.start_ticks = info.start_ticks;
     observe(pid, reader, info, reader->Fresh());
-    if (st->first && pid == st->root) {
-      int hold = g_hold_first_read_ms.exchange(0);
-      if (hold > 0) std::this_thread::sleep_for(std::chrono::milliseconds(hold));
-    }
+    if (st->first && pid == st->root) MaybeHoldForTest();
     if (!st->descendants) continue;
     kids.clear();
     children_ok &= reader->Children(&kids);
@@ -389,6 +394,33 @@ bool SampleOnce(TreeState* st) {
     }
   }
   double sample_cost_end = ThreadCpuMs();
+
+  // What each process that ran before tracking had used (its base) is read again, children before their parents:
+  // one pass reads a parent before its children, and a child it reaps meanwhile would be missed (gone before its
+  // own read) while its whole count, CPU before tracking included, shows in its parent's at the next sample. Now a
+  // child gone at this read is in its parent's base (left out of the tree); one that is reaped after it is a
+  // departed child of the tree (Absorb); one born after its parent's children were listed is the task's. Reads
+  // afresh: a process may reap before its schedstat shows it ran (proc.h).
+  for (auto p = baseline_order.rbegin(); p != baseline_order.rend(); ++p) {
+    auto it = st->tracks.find(*p);
+    if (it == st->tracks.end()) continue;
+    Track& tr = it->second;
+    tr.reader->ReadAfreshNext();
+    proc::ProcessInfo info;
+    if (!tr.reader->Read(false, &info)) {
+      if (tr.reader->Gone()) st->tracks.erase(it);  // else (no descriptor left) the first read stands
+      continue;
+    }
+    SetCounters(info, &tr.base);
+    SetCounters(info, &tr.last);
+    double io[4];
+    if (tr.reader->ReadIo(io) == 0) {
+      SetIo(io, &tr.base);
+      SetIo(io, &tr.last);
+    }
+    tr.alive = info.alive;
+    if (info.zombie && tr.dead_gen == 0) tr.dead_gen = gen;
+  }
 
   // Processes that are gone. Each leaves what it added (Contribution); a child whose parent is followed may have been
   // waited for, its time then in the parent's children counters: the parent's growth is matched against it (Absorb),
@@ -483,43 +515,17 @@ bool SampleOnce(TreeState* st) {
   return root_alive;
 }
 
-// Did a process whose use before tracking is left out wait for a child while the first sample read the tree? Its
-// children's counters (cutime, cmin_flt…) as read again now against its base. A child it reaped after the base was
-// read, whose own read came too late to find it, would be counted whole (its CPU before tracking too) once the
-// parent's counters show it; one read first would be counted as departed, and the sample is as good.
-bool FirstSampleHeld(TreeState* st) {
-  for (auto& kv : st->tracks) {
-    Track& tr = kv.second;
-    if (!tr.baseline || tr.seen_gen != st->gen) continue;
-    proc::ProcessInfo info;
-    if (!tr.reader->Read(false, &info)) continue;  // gone: its own parent's counters tell, if it is followed
-    Counters now;
-    SetCounters(info, &now);
-    for (int k : {kTcUserMs, kTcSystemMs, kTcMinorFaults, kTcMajorFaults})
-      if (!std::isnan(now.reaped[k]) && !std::isnan(tr.base.reaped[k]) && now.reaped[k] > tr.base.reaped[k])
-        return false;
+void HoldFirstTreeReadForTest(int what) {
+  if (what == 1) {
+    g_first_read_hold.store(1);
+  } else {
+    int holding = 2;
+    if (!g_first_read_hold.compare_exchange_strong(holding, 3)) g_first_read_hold.store(0);
   }
-  return true;
 }
 
-}  // namespace
-
-void HoldFirstTreeReadForTest(int ms) {
-  g_hold_first_read_ms.store(ms);
-}
-
-bool SampleTree(TreeState* st) {
-  if (!(st->first && st->baseline_existing)) return SampleOnce(st);
-  // The first sample sets what each process had used before tracking (its base), its children's counters included.
-  // /proc is read one process at a time: a parent read before it waited for a child that the sample then missed
-  // (already reaped when its parent's children were listed, or before its own read) would add that child's whole
-  // count at the next sample. Such a sample is taken again, from the state before it.
-  for (int attempt = 1;; attempt++) {
-    TreeState before = *st;
-    bool alive = SampleOnce(st);
-    if (attempt == kFirstSampleTries || FirstSampleHeld(st)) return alive;
-    *st = std::move(before);
-  }
+bool FirstTreeReadHeldForTest() {
+  return g_first_read_hold.load() == 2;
 }
 
 }  // namespace taskmeter

@@ -35,9 +35,9 @@
 // whole count) that no departed child of the tree explains. A child that left is taken as waited for (its counts
 // already in its parent's) only when its parent's children's CPU grew by about its total (and its faults and I/O by
 // at least theirs); a child reaped by nobody (SIGCHLD ignored), by init, or under a zombie parent keeps its own.
-// What a process that ran before tracking began had used is its base, read at the first sample; a first sample
-// during which a followed process waited for a child is taken again (three tries at most, tree.cc), since
-// a child reaped between its parent's read and its own would otherwise be counted whole (SampleTree).
+// What a process that ran before tracking began had used is its base: read again at the end of the first sample,
+// children before their parents, so that a child its parent reaps while the sample reads the tree is never counted
+// whole (its CPU before tracking too). Tracking counts from that second read (a few ms for a small tree).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -177,8 +177,10 @@ struct TreeState : TreeResults {
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
 bool SampleTree(TreeState* st);
 
-// Test hook: the next first sample of a tree waits ms after reading its root, before listing its children.
-void HoldFirstTreeReadForTest(int ms);
+// Test hook: 1 makes the next first sample of a tree hold after reading its root, before listing its children (10 s
+// at most); 0 releases it (or disarms the hook). FirstTreeReadHeldForTest: whether a sample holds now.
+void HoldFirstTreeReadForTest(int what);
+bool FirstTreeReadHeldForTest();
 
 // The interval to use after a sample: the requested one, stretched so that sampling costs at most kTreeCpuBudget.
 double EffectiveIntervalMs(const TreeState& st, double requested_ms);

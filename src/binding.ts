@@ -80,7 +80,8 @@ export interface NativeBinding {
    *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail), 'holdNextFork' and
    *  'releaseFork' (POSIX, value 1: the next spawn holds its copy of Node between fork and exec until released
    *  twice, once before it registers the copy as its own and once before the copy may exec; spawn.h),
-   *  'holdFirstTreeRead' (ms: the next first sample of a tree waits after reading its root; tree.h). */
+   *  'holdFirstTreeRead' (1: the next first sample of a tree holds after reading its root, until 0 releases it;
+   *  tree.h) and 'firstTreeReadHeld' (returns whether a sample holds now). */
   testHook(
     name:
       | 'nextWindowId'
@@ -90,9 +91,10 @@ export interface NativeBinding {
       | 'failRssReads'
       | 'holdNextFork'
       | 'releaseFork'
-      | 'holdFirstTreeRead',
+      | 'holdFirstTreeRead'
+      | 'firstTreeReadHeld',
     value: number,
-  ): void;
+  ): boolean | undefined;
   readonly SPAWN_SLOTS: number;
   readonly TIMELINE_COLUMNS: number;
   /** Makes a window follow a process tree and/or record a timeline. */

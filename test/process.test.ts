@@ -94,13 +94,13 @@ describe.runIf(linux)('trackProcess on real trees', () => {
   }, 40_000);
 
   it('does not count the CPU of a child its parent reaps while the first sample reads the tree', async () => {
-    // The first sample reads the parent (its children's CPU without the child's), then is held 1.5 s before it lists
-    // the parent's children; meanwhile the child, which burned 450 ms before tracking began, exits and is reaped.
-    // Before the fix, the parent's children's CPU then grew by those 450 ms with no departed child of the tree to
-    // explain it, and they were counted.
+    // The first sample reads the parent (its children's CPU without the child's), then holds before it lists the
+    // parent's children; meanwhile the child, which burned 450 ms before tracking began, exits and is reaped. Before
+    // the fix, the parent's children's CPU then grew by those 450 ms with no departed child of the tree to explain
+    // it, and they were counted.
     const release = join(work, `release-first-${process.pid}-${Date.now()}`);
     const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${release}")) process.exit(0) }, 20)`;
-    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 3`]);
+    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; exec sleep 30`]);
     let kid = 0;
     await until(
       () => {
@@ -122,14 +122,19 @@ describe.runIf(linux)('trackProcess on real trees', () => {
       'the child to sleep',
       100,
     );
-    native.testHook('holdFirstTreeRead', 1500);
+    native.testHook('holdFirstTreeRead', 1);
     const t = tm.trackProcess(parent.pid!);
-    await sleep(300); // the sampler has read the parent and holds
-    writeFileSync(release, '');
-    await until(() => childrenOf(parent.pid!).length === 0, 5_000, 'the child to be reaped');
+    try {
+      await until(() => native.testHook('firstTreeReadHeld', 0) === true, 10_000, 'the first sample to hold');
+      writeFileSync(release, '');
+      await until(() => childrenOf(parent.pid!).length === 0, 5_000, 'the child to be reaped'); // zombies are listed
+      expect(native.testHook('firstTreeReadHeld', 0)).toBe(true);
+    } finally {
+      native.testHook('holdFirstTreeRead', 0);
+    }
     await until(() => t.usage.samples >= 2, 30_000, 'two samples of the tree');
     const u = t.stop();
-    expect(childrenOf(parent.pid!)).toEqual([]);
+    expect(statFields(parent.pid!)[0]).toBe('S'); // the parent lives on (its children's CPU read after the reap)
     expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
   }, 60_000);
 

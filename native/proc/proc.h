@@ -135,6 +135,9 @@ class ProcessReader {
   // True when the last successful Read read the process afresh (not the unchanged copy of a process that has not run
   // since): counters that only move while the process runs (I/O) need reading only then.
   bool Fresh() const { return fresh_; }
+  // The next Read reads the process afresh, even if it seems not to have run since the last (its schedstat moves
+  // only at a tick or a switch: a process that has just reaped a child may not show it yet).
+  void ReadAfreshNext();
   // The process's I/O counts, its own and those of the children it waited for (Linux /proc/<pid>/io, kept open):
   // out[0], out[1] = rchar, wchar (bytes passed to read- and write-like calls), out[2], out[3] = read_bytes,
   // write_bytes (bytes fetched from and sent to storage). 0, or an errno: EACCES for another user's process, ENOSYS
@@ -185,6 +188,7 @@ class ProcessReader {
 #ifndef __linux__
 inline ProcessReader::ProcessReader(uint32_t pid) : pid_(pid) {}
 inline ProcessReader::~ProcessReader() {}
+inline void ProcessReader::ReadAfreshNext() {}
 inline bool ProcessReader::Read(bool, ProcessInfo* out) {
   gone_ = true;
   if (!ReadProcess(pid_, out)) return false;

@@ -425,6 +425,10 @@ bool ProcessReader::Read(bool want_hwm, ProcessInfo* out) {
   return true;
 }
 
+void ProcessReader::ReadAfreshNext() {
+  have_last_ = false;
+}
+
 int ProcessReader::ReadIo(double out[4]) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%u/io", pid_);
