@@ -592,7 +592,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
   // next n thread starts fail as they do under a pids limit; "throwInThreads": the RSS (1) and/or GPU (2) thread
   // throws std::bad_alloc at its next round; "throwBadAlloc": the next allocation in a window's opening (1) and/or in
   // adding the next RSS reading (2) throws std::bad_alloc; "failRssReads": the RSS thread's next n readings fail;
-  // "holdFirstTreeRead" (1: hold, 0: release) the next first sample of a tree after it read its root, and
+  // "holdFirstTreeRead" (1, 2: hold the next first sample of a tree at that point, 0: release) and
   // "firstTreeReadHeld" (→ whether one holds): tree.h;
   // "holdNextFork" (1) and "releaseFork" (1): POSIX, see HoldNextForkForTest (spawn.h).
   Napi::Value TestHook(const Napi::CallbackInfo& info) {
@@ -612,7 +612,7 @@ class TaskmeterAddon : public Napi::Addon<TaskmeterAddon> {
       Sampler::Instance().ThrowBadAllocForTest(static_cast<int>(v));
     } else if (name == "failRssReads" && v >= 0 && v <= 1e9) {
       Sampler::Instance().FailRssReadsForTest(static_cast<uint64_t>(v));
-    } else if (name == "holdFirstTreeRead" && (v == 0 || v == 1)) {
+    } else if (name == "holdFirstTreeRead" && (v == 0 || v == 1 || v == 2)) {
       HoldFirstTreeReadForTest(static_cast<int>(v));
     } else if (name == "firstTreeReadHeld") {
       return Napi::Boolean::New(info.Env(), FirstTreeReadHeldForTest());

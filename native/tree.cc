@@ -32,14 +32,17 @@ double ThreadCpuMs() {
 // both are read in clock ticks, and the kernel may round the child's split of user and system time differently.
 constexpr double kAbsorbSlackMs = 20;
 
-// The test hold of a first sample after its root's read (HoldFirstTreeReadForTest): 0 none, 1 armed, 2 holding,
-// 3 released.
+// The most reads of a parent at the end of a first sample while children it reaps leave the tree (SampleTree).
+constexpr int kBaseReadRounds = 4;
+
+// The test hold of a first sample (HoldFirstTreeReadForTest): 0 none, 1 or 2 armed at that point, 3 holding,
+// 4 released.
 std::atomic<int> g_first_read_hold{0};
 
-void MaybeHoldForTest() {
-  int armed = 1;
-  if (!g_first_read_hold.compare_exchange_strong(armed, 2)) return;
-  for (int i = 0; i < 10000 && g_first_read_hold.load() == 2; i++)  // 10 s at most
+void MaybeHoldForTest(int point) {
+  int armed = point;
+  if (!g_first_read_hold.compare_exchange_strong(armed, 3)) return;
+  for (int i = 0; i < 10000 && g_first_read_hold.load() == 3; i++)  // 10 s at most
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   g_first_read_hold.store(0);
 }
@@ -368,7 +371,7 @@ bool SampleTree(TreeState* st) {
     }
     if (it != st->tracks.end() && !it->second.read_once) it->second.start_ticks = info.start_ticks;
     observe(pid, reader, info, reader->Fresh());
-    if (st->first && pid == st->root) MaybeHoldForTest();
+    if (st->first && pid == st->root) MaybeHoldForTest(1);
     if (!st->descendants) continue;
     kids.clear();
     children_ok &= reader->Children(&kids);
@@ -395,20 +398,56 @@ bool SampleTree(TreeState* st) {
   }
   double sample_cost_end = ThreadCpuMs();
 
-  // What each process that ran before tracking had used (its base) is read again, children before their parents:
-  // one pass reads a parent before its children, and a child it reaps meanwhile would be missed (gone before its
-  // own read) while its whole count, CPU before tracking included, shows in its parent's at the next sample. Now a
-  // child gone at this read is in its parent's base (left out of the tree); one that is reaped after it is a
-  // departed child of the tree (Absorb); one born after its parent's children were listed is the task's. Reads
-  // afresh: a process may reap before its schedstat shows it ran (proc.h).
+  // What each process that ran before tracking had used (its base) is read again, children before their parents
+  // (not in the sample's cost: once per tree). One pass reads a parent before its children, and a child it reaps
+  // meanwhile is missed (gone before its own read) while its whole count, CPU before tracking included, shows in its
+  // parent's at the next sample. Now a child gone at its second read is in its parent's base and leaves the tree. One
+  // reaped between its second read and its parent's would be in both (its parent's base, and a departed child the
+  // parent's growth never explains, which would claim the growth of a later one): after a parent's read its children
+  // are looked at, and if one has gone since its own read, it leaves the tree and the parent is read again (its count
+  // then holds the child's). One born after its parent's children were listed is the task's. Reads afresh: a process
+  // may reap before its schedstat shows it ran (proc.h).
+  std::unordered_map<uint32_t, std::vector<uint32_t>> kids_of;
+  for (uint32_t pid : baseline_order) {
+    auto it = st->tracks.find(pid);
+    if (it != st->tracks.end() && it->second.last_ppid != pid) kids_of[it->second.last_ppid].push_back(pid);
+  }
+  auto leave_reaped_kids = [&](uint32_t parent) {
+    auto k = kids_of.find(parent);
+    if (k == kids_of.end()) return false;
+    bool any = false;
+    for (uint32_t kid : k->second) {
+      auto kt = st->tracks.find(kid);
+      if (kt == st->tracks.end()) continue;
+      proc::ProcessInfo ki;
+      if (!kt->second.reader->Read(false, &ki) && kt->second.reader->Gone()) {
+        st->tracks.erase(kt);
+        any = true;
+      }
+    }
+    return any;
+  };
   for (auto p = baseline_order.rbegin(); p != baseline_order.rend(); ++p) {
     auto it = st->tracks.find(*p);
     if (it == st->tracks.end()) continue;
     Track& tr = it->second;
-    tr.reader->ReadAfreshNext();
+    if (*p == st->root) MaybeHoldForTest(2);
     proc::ProcessInfo info;
-    if (!tr.reader->Read(false, &info)) {
-      if (tr.reader->Gone()) st->tracks.erase(it);  // else (no descriptor left) the first read stands
+    bool read = false;
+    for (int round = 1; round <= kBaseReadRounds; round++) {
+      tr.reader->ReadAfreshNext();
+      read = tr.reader->Read(false, &info);
+      if (!read || !leave_reaped_kids(*p)) break;
+      if (round == kBaseReadRounds) {  // the children that left are in this read
+        tr.reader->ReadAfreshNext();
+        read = tr.reader->Read(false, &info);
+      }
+    }
+    if (!read) {
+      if (tr.reader->Gone()) {
+        if (*p == st->root) root_alive = false;
+        st->tracks.erase(it);
+      }  // else (no descriptor left) the first read stands
       continue;
     }
     SetCounters(info, &tr.base);
@@ -419,6 +458,7 @@ bool SampleTree(TreeState* st) {
       SetIo(io, &tr.last);
     }
     tr.alive = info.alive;
+    if (*p == st->root) root_alive = info.alive;
     if (info.zombie && tr.dead_gen == 0) tr.dead_gen = gen;
   }
 
@@ -516,16 +556,16 @@ bool SampleTree(TreeState* st) {
 }
 
 void HoldFirstTreeReadForTest(int what) {
-  if (what == 1) {
-    g_first_read_hold.store(1);
+  if (what == 1 || what == 2) {
+    g_first_read_hold.store(what);
   } else {
-    int holding = 2;
-    if (!g_first_read_hold.compare_exchange_strong(holding, 3)) g_first_read_hold.store(0);
+    int holding = 3;
+    if (!g_first_read_hold.compare_exchange_strong(holding, 4)) g_first_read_hold.store(0);
   }
 }
 
 bool FirstTreeReadHeldForTest() {
-  return g_first_read_hold.load() == 2;
+  return g_first_read_hold.load() == 3;
 }
 
 }  // namespace taskmeter

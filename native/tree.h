@@ -177,8 +177,9 @@ struct TreeState : TreeResults {
 // Takes one sample of the tree (reads /proc; no locks held). Returns false once the root is gone.
 bool SampleTree(TreeState* st);
 
-// Test hook: 1 makes the next first sample of a tree hold after reading its root, before listing its children (10 s
-// at most); 0 releases it (or disarms the hook). FirstTreeReadHeldForTest: whether a sample holds now.
+// Test hook: the next first sample of a tree holds (10 s at most) after reading its root, before listing its
+// children (1), or before reading its root again for the base (2); 0 releases it (or disarms the hook).
+// FirstTreeReadHeldForTest: whether a sample holds now.
 void HoldFirstTreeReadForTest(int what);
 bool FirstTreeReadHeldForTest();
 

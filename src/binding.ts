@@ -80,8 +80,8 @@ export interface NativeBinding {
    *  throws std::bad_alloc), 'failRssReads' (the RSS thread's next n readings fail), 'holdNextFork' and
    *  'releaseFork' (POSIX, value 1: the next spawn holds its copy of Node between fork and exec until released
    *  twice, once before it registers the copy as its own and once before the copy may exec; spawn.h),
-   *  'holdFirstTreeRead' (1: the next first sample of a tree holds after reading its root, until 0 releases it;
-   *  tree.h) and 'firstTreeReadHeld' (returns whether a sample holds now). */
+   *  'holdFirstTreeRead' (the next first sample of a tree holds after reading its root (1) or before reading it
+   *  again (2), until 0 releases it; tree.h) and 'firstTreeReadHeld' (returns whether a sample holds now). */
   testHook(
     name:
       | 'nextWindowId'

@@ -56,13 +56,13 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, every
 }
 
 describe.runIf(linux)('trackProcess on real trees', () => {
-  it('does not count the CPU a child used before tracking began when its parent reaps it', async () => {
-    // the child burns ≥ 400 ms, then sleeps until the tracker has read it (a release file); tracking starts after the
-    // burn; the parent reaps it, then lives on. (A fixed sleep let a slow first sample, under ASan beside a test loop,
-    // fall at the child's exit: 460 ms counted, once.)
-    const release = join(work, `release-${process.pid}-${Date.now()}`);
-    const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${release}")) process.exit(0) }, 20)`;
-    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; sleep 0.4`]);
+  // A parent `sh -c '<child> & wait; <tail>'` whose child has burned ≥ 400 ms of CPU and sleeps until release() (a
+  // file it polls for), so that tracking starts after the burn. Resolves once the child is settled: asleep (a burner
+  // that is merely preempted reads 'R'), and no more CPU over 100 ms.
+  async function parentOfBurnedChild(tail: string) {
+    const file = join(work, `release-${process.pid}-${Date.now()}`);
+    const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${file}")) process.exit(0) }, 20)`;
+    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; ${tail}`]);
     let kid = 0;
     await until(
       () => {
@@ -72,7 +72,6 @@ describe.runIf(linux)('trackProcess on real trees', () => {
       30_000,
       'the burn',
     );
-    // settled: asleep (a burner that is merely preempted reads 'R'), and no more CPU over 100 ms
     let last = -1;
     await until(
       () => {
@@ -85,9 +84,34 @@ describe.runIf(linux)('trackProcess on real trees', () => {
       'the child to sleep',
       100,
     );
-    const t = tm.trackProcess(parent.pid!);
+    return { pid: parent.pid!, kid, kidCpuMs: last, release: () => writeFileSync(file, '') };
+  }
+
+  // Tracks pid with its first sample held at `point` (1: after the root's first read, 2: before the root's second,
+  // tree.h) while during() runs; the sample goes on after.
+  async function trackWithFirstSampleHeld(pid: number, point: 1 | 2, during: () => Promise<void>) {
+    native.testHook('holdFirstTreeRead', point);
+    const t = tm.trackProcess(pid);
+    try {
+      await until(() => native.testHook('firstTreeReadHeld', 0) === true, 10_000, 'the first sample to hold');
+      await during();
+      expect(native.testHook('firstTreeReadHeld', 0), 'still held').toBe(true);
+    } finally {
+      native.testHook('holdFirstTreeRead', 0);
+    }
+    return t;
+  }
+  // (A zombie is still listed among its parent's children.)
+  const reaped = (p: { pid: number; kid: number }) =>
+    until(() => !childrenOf(p.pid).includes(p.kid), 5_000, 'the child to be reaped');
+
+  it('does not count the CPU a child used before tracking began when its parent reaps it', async () => {
+    // The parent reaps the child once the tracker has read it, then lives on. (A fixed sleep let a slow first sample,
+    // under ASan beside a test loop, fall at the child's exit: 460 ms counted, once.)
+    const p = await parentOfBurnedChild('sleep 0.4');
+    const t = tm.trackProcess(p.pid);
     await until(() => t.usage.samples >= 2, 30_000, 'two samples of the tree');
-    writeFileSync(release, '');
+    p.release();
     const u = await t.exited;
     expect(u.processes).toBeGreaterThanOrEqual(2);
     expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
@@ -95,47 +119,51 @@ describe.runIf(linux)('trackProcess on real trees', () => {
 
   it('does not count the CPU of a child its parent reaps while the first sample reads the tree', async () => {
     // The first sample reads the parent (its children's CPU without the child's), then holds before it lists the
-    // parent's children; meanwhile the child, which burned 450 ms before tracking began, exits and is reaped. Before
-    // the fix, the parent's children's CPU then grew by those 450 ms with no departed child of the tree to explain
-    // it, and they were counted.
-    const release = join(work, `release-first-${process.pid}-${Date.now()}`);
-    const burn = `const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<450000){} setInterval(()=>{ if (require("fs").existsSync("${release}")) process.exit(0) }, 20)`;
-    const parent = start('sh', ['-c', `"${process.execPath}" -e '${burn}' & wait; exec sleep 30`]);
-    let kid = 0;
-    await until(
-      () => {
-        kid = childrenOf(parent.pid!)[0] ?? 0;
-        return kid > 0 && cpuTicksMs(kid) >= 400;
-      },
-      30_000,
-      'the burn',
-    );
-    let last = -1;
-    await until(
-      () => {
-        const now = cpuTicksMs(kid);
-        const still = now === last && statFields(kid)[0] === 'S';
-        last = now;
-        return still;
-      },
-      10_000,
-      'the child to sleep',
-      100,
-    );
-    native.testHook('holdFirstTreeRead', 1);
-    const t = tm.trackProcess(parent.pid!);
-    try {
-      await until(() => native.testHook('firstTreeReadHeld', 0) === true, 10_000, 'the first sample to hold');
-      writeFileSync(release, '');
-      await until(() => childrenOf(parent.pid!).length === 0, 5_000, 'the child to be reaped'); // zombies are listed
-      expect(native.testHook('firstTreeReadHeld', 0)).toBe(true);
-    } finally {
-      native.testHook('holdFirstTreeRead', 0);
-    }
+    // parent's children; meanwhile the child exits and is reaped. Before the fix, the parent's children's CPU then
+    // grew by the child's 450 ms with no departed child of the tree to explain it, and they were counted.
+    const p = await parentOfBurnedChild('exec sleep 30');
+    const t = await trackWithFirstSampleHeld(p.pid, 1, async () => {
+      p.release();
+      await reaped(p);
+    });
     await until(() => t.usage.samples >= 2, 30_000, 'two samples of the tree');
     const u = t.stop();
-    expect(statFields(parent.pid!)[0]).toBe('S'); // the parent lives on (its children's CPU read after the reap)
+    expect(statFields(p.pid)[0]).toBe('S'); // the parent lives on (its children's CPU read after the reap)
     expect(u.cpuTimeMs).toBeLessThan(150); // before the fix: ≈ the 450 ms of the burn
+  }, 60_000);
+
+  it('counts a later child once when the first sample read the one before it just before its parent reaped it', async () => {
+    // The first sample has read the child (450 ms before tracking) and holds before it reads the parent again; the
+    // parent reaps the child meanwhile, and runs a second child of ~0.9 s, which is near its end when the sample goes
+    // on. The parent reaps it before it is next read afresh. Before the fix the first child, in its parent's base and
+    // a departed child of the tree both, claimed 450 ms of the second's growth, which was then counted twice.
+    // (more faults and I/O than the first child: a departed child is matched only against growth of every count)
+    const second = `require("fs").readFileSync(process.execPath); Buffer.alloc(96 << 20).fill(1); const c=()=>{const u=process.cpuUsage(); return u.user+u.system}; while(c()<900000){}`;
+    const p = await parentOfBurnedChild(`"${process.execPath}" -e '${second}'; exec sleep 30`);
+    const t = await trackWithFirstSampleHeld(p.pid, 2, async () => {
+      p.release();
+      await reaped(p);
+      await until(
+        () => {
+          const d = childrenOf(p.pid)[0];
+          return d !== undefined && cpuTicksMs(d) >= 870;
+        },
+        30_000,
+        'the second child to near its end',
+      );
+    });
+    await until(() => readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === 'sleep', 30_000, 'the second child');
+    const n = t.usage.samples;
+    await until(() => t.usage.samples >= n + 2, 30_000, 'two samples after it');
+    const u = t.stop();
+    const f = statFields(p.pid);
+    const reapedMs = (Number(f[13]) + Number(f[14])) * 10; // cutime + cstime: both children
+    const secondMs = reapedMs - p.kidCpuMs;
+    expect(secondMs).toBeGreaterThanOrEqual(880);
+    expect(
+      Math.abs(u.cpuTimeMs - secondMs),
+      `${u.cpuTimeMs} ms counted, the second child used ${secondMs}`,
+    ).toBeLessThanOrEqual(60);
   }, 60_000);
 
   it('never adopts a new process that reuses the root pid after the root ended', async () => {
