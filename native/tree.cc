@@ -32,7 +32,8 @@ double ThreadCpuMs() {
 // both are read in clock ticks, and the kernel may round the child's split of user and system time differently.
 constexpr double kAbsorbSlackMs = 20;
 
-// The most reads of a parent at the end of a first sample while children it reaps leave the tree (SampleTree).
+// The most times a parent's children are looked at, at the end of a first sample, for ones it has reaped since their
+// own read (SampleTree).
 constexpr int kBaseReadRounds = 4;
 
 // The test hold of a first sample (HoldFirstTreeReadForTest): 0 none, 1 or 2 armed at that point, 3 holding,
@@ -405,8 +406,9 @@ bool SampleTree(TreeState* st) {
   // reaped between its second read and its parent's would be in both (its parent's base, and a departed child the
   // parent's growth never explains, which would claim the growth of a later one): after a parent's read its children
   // are looked at, and if one has gone since its own read, it leaves the tree and the parent is read again (its count
-  // then holds the child's). One born after its parent's children were listed is the task's. Reads afresh: a process
-  // may reap before its schedstat shows it ran (proc.h).
+  // then holds the child's). One born after its parent's children were listed is the task's, unless it was reaped
+  // before its parent's read (then in its base: lost, a window of a few ms). Reads afresh: a process may reap before
+  // its schedstat shows it ran (proc.h).
   std::unordered_map<uint32_t, std::vector<uint32_t>> kids_of;
   for (uint32_t pid : baseline_order) {
     auto it = st->tracks.find(pid);
@@ -420,7 +422,10 @@ bool SampleTree(TreeState* st) {
       auto kt = st->tracks.find(kid);
       if (kt == st->tracks.end()) continue;
       proc::ProcessInfo ki;
-      if (!kt->second.reader->Read(false, &ki) && kt->second.reader->Gone()) {
+      if (kt->second.reader->Read(false, &ki)) {
+        kt->second.reader->ReadAfreshNext();  // its next read also reads its I/O (tracks hold the second read)
+      } else if (kt->second.reader->Gone()) {
+        if (kid == st->root) root_alive = false;  // (a pid reused within the sample)
         st->tracks.erase(kt);
         any = true;
       }
@@ -434,14 +439,10 @@ bool SampleTree(TreeState* st) {
     if (*p == st->root) MaybeHoldForTest(2);
     proc::ProcessInfo info;
     bool read = false;
-    for (int round = 1; round <= kBaseReadRounds; round++) {
+    for (int round = 0;; round++) {
       tr.reader->ReadAfreshNext();
       read = tr.reader->Read(false, &info);
-      if (!read || !leave_reaped_kids(*p)) break;
-      if (round == kBaseReadRounds) {  // the children that left are in this read
-        tr.reader->ReadAfreshNext();
-        read = tr.reader->Read(false, &info);
-      }
+      if (!read || round == kBaseReadRounds || !leave_reaped_kids(*p)) break;
     }
     if (!read) {
       if (tr.reader->Gone()) {
