@@ -66,12 +66,15 @@ async function bare(cmd: string[], cwd: string): Promise<Pick<Run, 'exit' | 'std
   return { exit, stdoutHash: h.hash, stdoutBytes: h.bytes };
 }
 
+/** The numbers of GNU time's report (`-o file -f ...`): its last line (a killed command's note comes before it). */
+const gnuTimeReport = (file: string): number[] =>
+  readFileSync(file, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+
 async function gnuTime(cmd: string[], cwd: string): Promise<Run> {
   const out = join(work, `out-${seq++}`);
   const rep = join(work, `time-${seq++}`);
   const exit = await runToFile([GNU_TIME, '-o', rep, '-f', '%x %U %S %M', ...cmd], cwd, out);
-  const line = readFileSync(rep, 'utf8').trim().split('\n').pop()!;
-  const [x, u, s, m] = line.split(' ').map(Number);
+  const [x, u, s, m] = gnuTimeReport(rep);
   const h = hashFile(out);
   rmSync(out);
   expect(x).toBe(exit);
@@ -88,7 +91,7 @@ async function taskmeter(cmd: string[], cwd: string): Promise<Run> {
     out,
   );
   const rec = JSON.parse(readFileSync(rep, 'utf8'));
-  const [u, s] = readFileSync(inner, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  const [u, s] = gnuTimeReport(inner);
   const h = hashFile(out);
   rmSync(out);
   expect(rec.max_rss_source).toBe('rusage');
@@ -221,7 +224,7 @@ async function conformCounters(dir: string): Promise<void> {
       join(dir, 'stdout'),
     );
     expect(exit).toBe(0);
-    gnu.push(readFileSync(inner, 'utf8').trim().split('\n').pop()!.split(' ').map(Number));
+    gnu.push(gnuTimeReport(inner));
     const rec = JSON.parse(readFileSync(rep, 'utf8'));
     records.push(rec);
     ours.push(COUNTERS.map((c) => rec[c.field]));
